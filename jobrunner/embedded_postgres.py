@@ -1,0 +1,232 @@
+"""A private PostgreSQL cluster for development (``make run``) and the tests.
+
+It finds server binaries (``PG_BINDIR``; else the ones the ``pgserver`` wheel
+ships, so a machine without PostgreSQL works; else ``pg_config --bindir`` or
+Debian's ``/usr/lib/postgresql/*/bin``), creates a data directory with
+``initdb`` if there is none, and starts and stops the server with ``pg_ctl``.
+
+PostgreSQL refuses to run as root. When we are root (CI, containers) the
+server runs as an unprivileged system user instead (``PG_SYSTEM_USER``,
+default ``postgres`` if it exists, else ``sentiment-pg``, created on first
+use); the data directory is handed to that user. As an ordinary user the
+server simply runs as that user.
+
+Command line: ``python -m jobrunner.embedded_postgres start DATADIR [--port N]``
+prints the connection URL; ``stop DATADIR`` stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SUPERUSER = "postgres"
+
+
+def find_bindir() -> Path:
+    """The directory holding ``initdb``, ``pg_ctl`` and ``postgres``."""
+    candidates: list[Path] = []
+    if os.environ.get("PG_BINDIR"):
+        candidates.append(Path(os.environ["PG_BINDIR"]))
+    # Locate the pgserver wheel without importing it (its import has side effects).
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidates.append(Path(location) / "pginstall" / "bin")
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        if out.returncode == 0:
+            candidates.append(Path(out.stdout.strip()))
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    for candidate in candidates:
+        if (candidate / "pg_ctl").exists() and (candidate / "initdb").exists():
+            return candidate
+    raise RuntimeError(
+        "no PostgreSQL server binaries found: install the 'pgserver' package "
+        "(pip install -e '.[test]' does), or set PG_BINDIR"
+    )
+
+
+def _system_user() -> pwd.struct_passwd | None:
+    """The account the server runs as, or None to run as ourselves."""
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get("PG_SYSTEM_USER", "")
+    candidates = [name] if name else ["postgres", "sentiment-pg"]
+    for candidate in candidates:
+        try:
+            return pwd.getpwnam(candidate)
+        except KeyError:
+            continue
+    created = candidates[-1]
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", created],
+        check=True,
+    )
+    return pwd.getpwnam(created)
+
+
+def _open_path_to(path: Path) -> None:
+    """Let other users traverse the folders above ``path`` (root only).
+
+    The server user must reach the binaries, which may sit in a virtualenv
+    under root's folders; this adds o+x (traverse, not list) where missing.
+    """
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """One cluster: a data directory, a socket directory and a port."""
+
+    datadir: Path
+    port: int = 5432
+    listen_tcp: bool = False
+    fast_unsafe: bool = False  # fsync off etc.: for throwaway test clusters only
+
+    def __post_init__(self) -> None:
+        self.datadir = Path(self.datadir).resolve()
+        self.bindir = find_bindir()
+        self.user = _system_user()
+
+    # -- locations ---------------------------------------------------------
+    @property
+    def socket_dir(self) -> Path:
+        return self.datadir / "socket"
+
+    @property
+    def logfile(self) -> Path:
+        return self.datadir / "server.log"
+
+    def url(self, dbname: str = "postgres") -> str:
+        """A libpq URL for ``dbname`` on this cluster."""
+        if self.listen_tcp:
+            return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql://{SUPERUSER}@/{dbname}?host={self.socket_dir}&port={self.port}"
+
+    # -- processes ---------------------------------------------------------
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        kwargs: dict = {}
+        env = dict(os.environ, LC_ALL="C.UTF-8")
+        if self.user is not None:
+            kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
+            env["HOME"] = str(self.datadir)
+        return subprocess.run(
+            [str(self.bindir / args[0]), *args[1:]],
+            check=check,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=self.datadir,
+            **kwargs,
+        )
+
+    def _chown(self, path: Path) -> None:
+        if self.user is not None:
+            os.chown(path, self.user.pw_uid, self.user.pw_gid)
+
+    def initialized(self) -> bool:
+        return (self.datadir / "pgdata" / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        """Create the cluster if the data directory has none yet."""
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(exist_ok=True)
+        if self.user is not None:
+            _open_path_to(self.bindir)
+            _open_path_to(self.datadir)
+        for path in (self.datadir, self.socket_dir):
+            self._chown(path)
+        if self.initialized():
+            return
+        result = self._run(
+            "initdb",
+            "--pgdata", str(self.datadir / "pgdata"),
+            "--username", SUPERUSER,
+            "--auth", "trust",
+            "--encoding", "UTF8",
+            "--no-instructions",
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
+
+    def running(self) -> bool:
+        return self._run("pg_ctl", "status", "-D", str(self.datadir / "pgdata"), check=False).returncode == 0
+
+    def start(self) -> str:
+        """Initialize if needed, start if not running; return the URL."""
+        self.init()
+        if not self.running():
+            options = [
+                f"-p {self.port}",
+                f"-c unix_socket_directories='{self.socket_dir}'",
+                "-c listen_addresses=" + ("'127.0.0.1'" if self.listen_tcp else "''"),
+                "-c max_connections=200",
+            ]
+            if self.fast_unsafe:
+                options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+            if not self.logfile.exists():
+                self.logfile.touch()
+            self._chown(self.logfile)
+            result = self._run(
+                "pg_ctl", "start", "--wait", "--timeout", "60",
+                "-D", str(self.datadir / "pgdata"),
+                "-l", str(self.logfile),
+                "-o", " ".join(options),
+                check=False,
+            )
+            if result.returncode != 0:
+                log_tail = self.logfile.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"pg_ctl start failed:\n{result.stderr}\n{log_tail}")
+        return self.url()
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server if it runs."""
+        if self.initialized() and self.running():
+            self._run("pg_ctl", "stop", "--wait", "-m", mode, "-D", str(self.datadir / "pgdata"))
+
+    def restart(self, mode: str = "fast") -> None:
+        """Stop and start again with the same options (fault tests use this)."""
+        self.stop(mode)
+        self.start()
+
+    def pg_bin(self, name: str) -> str:
+        """Path of a client program (psql, pg_dump) matching this server."""
+        return str(self.bindir / name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobrunner.embedded_postgres")
+    parser.add_argument("action", choices=["start", "stop", "url"])
+    parser.add_argument("datadir", type=Path)
+    parser.add_argument("--port", type=int, default=5432)
+    parser.add_argument("--tcp", action="store_true", help="also listen on 127.0.0.1")
+    args = parser.parse_args(argv)
+    cluster = EmbeddedPostgres(args.datadir, port=args.port, listen_tcp=args.tcp)
+    if args.action == "start":
+        print(cluster.start())
+    elif args.action == "stop":
+        cluster.stop()
+    else:
+        print(cluster.url())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Sentiment scoring of a sequence of texts into a pandas DataFrame.
+
+The label comes from VADER's compound score with VADER's own thresholds:
+compound >= 0.05 is positive, <= -0.05 negative, anything between neutral.
+``score`` is the confidence we report: ``abs(compound)``, the strength of the
+polarity VADER found, in [0, 1] (neutral rows therefore score below 0.05).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from functools import cache
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+POSITIVE_THRESHOLD = 0.05
+NEGATIVE_THRESHOLD = -0.05
+SCORERS = ("reference",)
+COLUMNS = ["neg", "neu", "pos", "compound", "sentiment", "score"]
+
+
+@cache
+def _reference_polarity() -> Callable[[str], dict[str, float]]:
+    # One analyzer per process: building it parses the lexicon files.
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer().polarity_scores
+
+
+def polarity_function(scorer: str) -> Callable[[str], dict[str, float]]:
+    """The ``polarity_scores`` callable of the named scorer."""
+    if scorer == "reference":
+        return _reference_polarity()
+    raise ValueError(f"unknown scorer {scorer!r}; choose one of {', '.join(SCORERS)}")
+
+
+def label(compound: pd.Series) -> pd.Series:
+    """positive / negative / neutral from compound, with VADER's thresholds."""
+    values = np.where(
+        compound >= POSITIVE_THRESHOLD,
+        "positive",
+        np.where(compound <= NEGATIVE_THRESHOLD, "negative", "neutral"),
+    )
+    return pd.Series(values, index=compound.index, dtype=object)
+
+
+def score_texts(texts: Sequence[str], scorer: str = "reference") -> pd.DataFrame:
+    """Score ``texts``; one row per text, in input order.
+
+    Columns: neg, neu, pos, compound (VADER's numbers), sentiment (label) and
+    score (abs(compound)). Identical texts are scored once.
+    """
+    polarity = polarity_function(scorer)
+    series = pd.Series(list(texts), dtype=object)
+    unique = pd.unique(series)
+    by_text = {text: polarity(text) for text in unique}
+    frame = pd.DataFrame.from_records(
+        [by_text[text] for text in series], columns=["neg", "neu", "pos", "compound"]
+    )
+    frame = frame.astype("float64")
+    frame["sentiment"] = label(frame["compound"])
+    frame["score"] = frame["compound"].abs()
+    return frame[COLUMNS]

@@ -1,0 +1,92 @@
+"""Every setting of the service, read from the environment in this one place.
+
+Each field documents its environment variable; the README's settings table
+lists the same names. Entry points call :func:`Settings.from_env` once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration shared by the web app and the runners."""
+
+    #: DATABASE_URL: libpq URL or conninfo of the PostgreSQL to use.
+    database_url: str = ""
+    #: CHUNK_SIZE: rows per chunk for new batches.
+    chunk_size: int = 100
+    #: LEASE_SECONDS: how long a runner holds a chunk before another may take it over.
+    lease_seconds: float = 60.0
+    #: POLL_SECONDS: idle runners look for work this often even without a NOTIFY.
+    poll_seconds: float = 5.0
+    #: RELEASE_EXPIRED_SECONDS: how often a runner returns expired leases to the queue.
+    release_expired_seconds: float = 5.0
+    #: MAX_UPLOAD_BYTES: largest accepted upload body (413 beyond, detected while streaming).
+    max_upload_bytes: int = 1024**3
+    #: SCORER: "reference" (the vaderSentiment package).
+    scorer: str = "reference"
+    #: RUNNER_NAME: how a runner names itself in chunks.claimed_by (default host:pid).
+    runner_name: str = ""
+    #: DB_POOL_SIZE: connections per web worker process.
+    db_pool_size: int = 4
+    #: MIGRATE_ON_START: apply pending migrations when a web worker or runner starts.
+    migrate_on_start: bool = True
+    #: SECRET_KEY: signs result cursors; when unset, a key kept in the database is used.
+    secret_key: str = ""
+    #: LOG_LEVEL: logging level of the entry points.
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read every setting from the environment, validating as it goes."""
+        return cls(
+            database_url=os.environ.get("DATABASE_URL", ""),
+            chunk_size=_env_int("CHUNK_SIZE", 100),
+            lease_seconds=_env_float("LEASE_SECONDS", 60.0),
+            poll_seconds=_env_float("POLL_SECONDS", 5.0),
+            release_expired_seconds=_env_float("RELEASE_EXPIRED_SECONDS", 5.0),
+            max_upload_bytes=_env_int("MAX_UPLOAD_BYTES", 1024**3),
+            scorer=os.environ.get("SCORER", "reference"),
+            runner_name=os.environ.get("RUNNER_NAME", ""),
+            db_pool_size=_env_int("DB_POOL_SIZE", 4),
+            migrate_on_start=_env_bool("MIGRATE_ON_START", True),
+            secret_key=os.environ.get("SECRET_KEY", ""),
+            log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        )
+

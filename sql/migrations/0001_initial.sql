@@ -1,0 +1,115 @@
+-- 0001: batches, their staged input rows, the chunk queue and the results.
+--
+-- High-volume tables (batch_rows, batch_results) carry no foreign key to
+-- batches: a foreign key fires a trigger per inserted row, which would cost
+-- COPY a large share of its speed. Their rows are only ever written by code
+-- that has just created or locked the batch, and they are removed with it.
+
+CREATE TABLE batches (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    public_id        text NOT NULL UNIQUE CHECK (public_id ~ '^batch-[0-9a-f]{32}$'),
+    status           text NOT NULL DEFAULT 'processing'
+                     CHECK (status IN ('processing', 'completed')),
+    total_count      integer NOT NULL DEFAULT 0 CHECK (total_count >= 0),
+    processed_count  integer NOT NULL DEFAULT 0 CHECK (processed_count >= 0),
+    positive_count   integer NOT NULL DEFAULT 0,
+    negative_count   integer NOT NULL DEFAULT 0,
+    neutral_count    integer NOT NULL DEFAULT 0,
+    chunk_size       integer NOT NULL CHECK (chunk_size > 0),
+    source_filename  text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    started_at       timestamptz,
+    completed_at     timestamptz,
+    CHECK (processed_count <= total_count),
+    CHECK (positive_count + negative_count + neutral_count = processed_count),
+    CHECK ((status = 'completed') = (completed_at IS NOT NULL))
+);
+COMMENT ON TABLE batches IS
+    'One uploaded CSV file: its progress and, once completed, its sentiment summary.';
+COMMENT ON COLUMN batches.id IS 'Internal key used by the other tables.';
+COMMENT ON COLUMN batches.public_id IS
+    'The id clients see (batch-<32 hex digits>, 128 random bits).';
+COMMENT ON COLUMN batches.processed_count IS 'Rows scored so far; equals total_count when completed.';
+COMMENT ON COLUMN batches.chunk_size IS 'Rows per chunk when the batch was uploaded.';
+COMMENT ON COLUMN batches.started_at IS 'When a runner first claimed one of its chunks.';
+
+CREATE INDEX batches_created_at_idx ON batches (created_at DESC, id DESC);
+
+CREATE TABLE batch_rows (
+    batch_id    bigint NOT NULL,
+    row_number  integer NOT NULL CHECK (row_number > 0),
+    client_id   text NOT NULL,
+    text        text NOT NULL,
+    PRIMARY KEY (batch_id, row_number)
+);
+COMMENT ON TABLE batch_rows IS
+    'Staging: uploaded rows waiting to be scored. A row moves to batch_results in the '
+    'transaction that scores it, so this table holds only unscored work.';
+COMMENT ON COLUMN batch_rows.row_number IS 'Position of the row among the data rows of the file, from 1.';
+COMMENT ON COLUMN batch_rows.client_id IS 'The id column of the uploaded file, kept as given.';
+
+CREATE TABLE chunks (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    batch_id          bigint NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+    first_row         integer NOT NULL,
+    last_row          integer NOT NULL,
+    state             text NOT NULL DEFAULT 'ready'
+                      CHECK (state IN ('ready', 'claimed', 'done')),
+    attempts          integer NOT NULL DEFAULT 0,
+    claimed_by        text,
+    claim_token       uuid,
+    claimed_at        timestamptz,
+    lease_expires_at  timestamptz,
+    finished_at       timestamptz,
+    last_error        text,
+    CHECK (first_row BETWEEN 1 AND last_row),
+    CHECK ((state = 'claimed') = (claim_token IS NOT NULL AND lease_expires_at IS NOT NULL))
+);
+COMMENT ON TABLE chunks IS
+    'The work queue: each row is a range of one batch''s rows that a runner scores in one go.';
+COMMENT ON COLUMN chunks.state IS
+    'ready: waiting; claimed: leased to a runner until lease_expires_at; done: results committed.';
+COMMENT ON COLUMN chunks.attempts IS 'How many times the chunk was leased; survives runner crashes.';
+COMMENT ON COLUMN chunks.claimed_by IS 'The runner (host:pid) that holds or last held the lease.';
+COMMENT ON COLUMN chunks.claim_token IS
+    'Random token of the current lease; finishing requires it, so an expired holder cannot finish.';
+COMMENT ON COLUMN chunks.last_error IS 'Why the last attempt failed, when it did.';
+
+-- The claim query reads only this small index: done chunks never enter it.
+CREATE INDEX chunks_ready_idx ON chunks (id) WHERE state = 'ready';
+-- Expired leases are found through this one.
+CREATE INDEX chunks_lease_idx ON chunks (lease_expires_at) WHERE state = 'claimed';
+CREATE INDEX chunks_batch_id_idx ON chunks (batch_id);
+
+CREATE TABLE batch_results (
+    batch_id    bigint NOT NULL,
+    row_number  integer NOT NULL,
+    client_id   text NOT NULL,
+    text        text NOT NULL,
+    sentiment   text NOT NULL CHECK (sentiment IN ('positive', 'negative', 'neutral')),
+    score       double precision NOT NULL CHECK (score BETWEEN 0 AND 1),
+    compound    double precision NOT NULL CHECK (compound BETWEEN -1 AND 1),
+    pos         double precision NOT NULL,
+    neu         double precision NOT NULL,
+    neg         double precision NOT NULL,
+    -- The primary key is also the guarantee that a row is scored exactly once.
+    PRIMARY KEY (batch_id, row_number)
+);
+COMMENT ON TABLE batch_results IS 'One scored row per input row, in file order by row_number.';
+COMMENT ON COLUMN batch_results.score IS
+    'Confidence in [0, 1]: abs(compound), the strength of the polarity VADER found.';
+COMMENT ON COLUMN batch_results.compound IS 'VADER compound score in [-1, 1].';
+COMMENT ON COLUMN batch_results.pos IS 'VADER share of positive sentiment in the text.';
+COMMENT ON COLUMN batch_results.neu IS 'VADER share of neutral sentiment in the text.';
+COMMENT ON COLUMN batch_results.neg IS 'VADER share of negative sentiment in the text.';
+
+CREATE TABLE service_secrets (
+    name        text PRIMARY KEY,
+    value       text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE service_secrets IS
+    'Secrets every web process must share, e.g. the key that signs result cursors '
+    'when SECRET_KEY is not set.';
+INSERT INTO service_secrets (name, value)
+VALUES ('cursor_signing_key', encode(sha256(gen_random_uuid()::text::bytea), 'hex'));

@@ -1,0 +1,28 @@
+-- name: batch_results_move_scored
+-- Move a chunk's rows from staging to results, joined with their scores.
+-- One statement: the rows leave staging exactly when their results appear.
+WITH moved AS (
+    DELETE FROM batch_rows
+    WHERE batch_id = %(batch_id)s
+      AND row_number BETWEEN %(first_row)s AND %(last_row)s
+    RETURNING row_number, client_id, text
+)
+INSERT INTO batch_results
+    (batch_id, row_number, client_id, text, sentiment, score, compound, pos, neu, neg)
+SELECT %(batch_id)s, moved.row_number, moved.client_id, moved.text,
+       s.sentiment, s.score, s.compound, s.pos, s.neu, s.neg
+FROM moved
+JOIN unnest(%(row_numbers)s::integer[], %(sentiments)s::text[],
+            %(scores)s::float8[], %(compounds)s::float8[],
+            %(pos)s::float8[], %(neu)s::float8[], %(neg)s::float8[])
+     AS s (row_number, sentiment, score, compound, pos, neu, neg)
+  USING (row_number);
+
+-- name: batch_results_page
+-- One keyset page of results: an index range on the primary key, whatever the depth.
+SELECT row_number, client_id, text, sentiment, score, compound
+FROM batch_results
+WHERE batch_id = %(batch_id)s
+  AND row_number > %(after_row)s
+ORDER BY row_number
+LIMIT %(limit)s;

@@ -1,0 +1,70 @@
+-- name: chunks_insert_for_batch
+-- Cut a freshly staged batch into chunks of chunk_size rows.
+INSERT INTO chunks (batch_id, first_row, last_row)
+SELECT %(batch_id)s, first_row, least(first_row + %(chunk_size)s - 1, %(total_count)s)
+FROM generate_series(1, %(total_count)s, %(chunk_size)s) AS first_row;
+
+-- name: chunks_claim
+-- Lease the oldest ready chunk to one runner and return the chunk with its rows.
+WITH next_chunk AS (
+    -- SKIP LOCKED: runners racing for the head of the queue each take a
+    -- different chunk instead of queueing on each other's row lock. The
+    -- partial index chunks_ready_idx holds only ready chunks, so this reads
+    -- one index entry however many chunks are done.
+    SELECT id
+    FROM chunks
+    WHERE state = 'ready'
+    ORDER BY id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    -- The lease is committed rather than held by an open transaction, so the
+    -- attempt count survives a crash of this runner, and a runner that dies
+    -- loses its chunk only until lease_expires_at.
+    UPDATE chunks AS c
+    SET state = 'claimed',
+        attempts = c.attempts + 1,
+        claimed_by = %(runner)s,
+        claim_token = gen_random_uuid(),
+        claimed_at = now(),
+        lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+    FROM next_chunk
+    WHERE c.id = next_chunk.id
+    RETURNING c.id, c.batch_id, c.first_row, c.last_row, c.claim_token, c.attempts
+), started AS (
+    -- Stamp the batch's first claim; a no-op (and no row lock) afterwards.
+    UPDATE batches AS b
+    SET started_at = now()
+    FROM leased
+    WHERE b.id = leased.batch_id AND b.started_at IS NULL
+)
+SELECT leased.id AS chunk_id, leased.batch_id, leased.first_row, leased.last_row,
+       leased.claim_token, leased.attempts, r.row_number, r.text
+FROM leased
+JOIN batch_rows AS r
+  ON r.batch_id = leased.batch_id
+ AND r.row_number BETWEEN leased.first_row AND leased.last_row
+ORDER BY r.row_number;
+
+-- name: chunks_finish
+-- Mark a leased chunk done, only if the caller still holds its lease.
+UPDATE chunks
+SET state = 'done',
+    finished_at = now(),
+    claim_token = NULL,
+    lease_expires_at = NULL
+WHERE id = %(chunk_id)s
+  AND state = 'claimed'
+  AND claim_token = %(claim_token)s
+RETURNING id;
+
+-- name: chunks_release_expired
+-- Put chunks whose lease ran out (their runner died or froze) back in the queue.
+UPDATE chunks
+SET state = 'ready',
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    last_error = 'lease expired while held by ' || claimed_by
+WHERE state = 'claimed'
+  AND lease_expires_at < now()
+RETURNING id, batch_id, claimed_by;

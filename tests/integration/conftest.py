@@ -1,0 +1,150 @@
+"""Integration fixtures: a real PostgreSQL started by this test session.
+
+One throwaway cluster per session (embedded_postgres, with fsync off),
+one migrated template database built once (pytest-postgresql's
+DatabaseJanitor), and a fresh database cloned from it for every test.
+Runner processes are real ``python -m jobrunner`` processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from jobrunner.embedded_postgres import SUPERUSER, EmbeddedPostgres
+from jobrunner.migrations import migrate
+from webapp import create_app
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE_DB = "sentiment_template"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[EmbeddedPostgres]:
+    # A short path under /tmp: the socket path must fit in 107 bytes.
+    datadir = Path(tempfile.mkdtemp(prefix="sentiment-pg-"))
+    cluster = EmbeddedPostgres(datadir, port=5432, fast_unsafe=True)
+    cluster.start()
+    yield cluster
+    cluster.stop("immediate")
+    shutil.rmtree(datadir, ignore_errors=True)
+
+
+def _janitor(cluster: EmbeddedPostgres, dbname: str, **kwargs: object) -> DatabaseJanitor:
+    return DatabaseJanitor(
+        user=SUPERUSER, host=str(cluster.socket_dir), port=cluster.port, dbname=dbname, **kwargs
+    )
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_cluster: EmbeddedPostgres) -> Iterator[str]:
+    janitor = _janitor(pg_cluster, TEMPLATE_DB, as_template=True)
+    janitor.init()
+    migrate(pg_cluster.url(TEMPLATE_DB))
+    yield TEMPLATE_DB
+    janitor.drop()
+
+
+@pytest.fixture
+def database_url(pg_cluster: EmbeddedPostgres, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for this test."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    with _janitor(pg_cluster, name, template_dbname=template_db):
+        yield pg_cluster.url(name)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test database, for assertions."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def app(database_url: str):  # type: ignore[no-untyped-def]
+    application = create_app({"database_url": database_url, "migrate_on_start": False})
+    application.testing = True
+    yield application
+    application.extensions["db_pool"].close()
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+class RunnerProcesses:
+    """Starts real runner processes and makes sure none outlives the test."""
+
+    def __init__(self, database_url: str, logdir: Path) -> None:
+        self.database_url = database_url
+        self.logdir = logdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, **env: str) -> subprocess.Popen[bytes]:
+        environment = dict(
+            os.environ,
+            DATABASE_URL=self.database_url,
+            MIGRATE_ON_START="false",
+            LEASE_SECONDS="3",
+            POLL_SECONDS="0.5",
+            RELEASE_EXPIRED_SECONDS="0.5",
+            LOG_LEVEL="INFO",
+            PYTHONPATH=str(REPO),
+        )
+        environment.update(env)
+        log = open(self.logdir / f"runner-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobrunner"], env=environment, cwd=REPO,
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.logdir.glob("runner-*.log")))
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def runners(database_url: str, tmp_path: Path) -> Iterator[RunnerProcesses]:
+    group = RunnerProcesses(database_url, tmp_path)
+    yield group
+    group.stop_all()
+
+
+@pytest.fixture
+def upload(client) -> Callable[..., dict]:  # type: ignore[no-untyped-def]
+    """Upload CSV bytes the way curl -F does; return the JSON answer (asserting 202)."""
+    import io
+
+    def _upload(data: bytes, filename: str = "x.csv") -> dict:
+        response = client.post(
+            "/batch/upload", data={"file": (io.BytesIO(data), filename)},
+            content_type="multipart/form-data",
+        )
+        assert response.status_code == 202, response.get_json()
+        return response.get_json()
+
+    return _upload

@@ -1,0 +1,33 @@
+"""The HTTP face of the batch sentiment service (Flask, served by gunicorn).
+
+``create_app`` builds the app: settings from the environment (or the
+``config`` given, for tests), the database pool, the error handlers and the
+routes. gunicorn serves it as ``webapp:create_app()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from flask import Flask
+
+from jobrunner.settings import Settings
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app; ``config`` overrides settings by field name."""
+    from webapp import api, db, problems
+
+    settings = Settings.from_env()
+    if config:
+        settings = replace(settings, **config)
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set")
+    app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["settings"] = settings
+    problems.init_app(app)
+    db.init_app(app, settings)
+    app.register_blueprint(api.bp)
+    return app

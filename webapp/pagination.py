@@ -1,0 +1,73 @@
+"""Keyset pagination parameters and signed cursors for result pages.
+
+Both forms end as one index range on ``(batch_id, row_number)``:
+``?page=P&per_page=N`` starts after row ``(P - 1) * N`` (row numbers of a
+completed batch are dense, 1..total), and ``?after=<cursor>`` starts after
+the row the cursor names. Cursors are signed (itsdangerous, a Flask
+dependency) and bound to their batch, so an edited or foreign cursor is
+rejected with 400 instead of silently serving some other page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from webapp.problems import Problem
+
+DEFAULT_PER_PAGE = 50
+MAX_PER_PAGE = 1000
+MAX_ROW_NUMBER = 2**31 - 1  # row_number is a PostgreSQL integer
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    after_row: int
+    per_page: int
+    page: int | None  # None in the cursor form
+
+
+def _bad_parameter(detail: str) -> Problem:
+    return Problem(400, "Invalid query parameter", detail, "invalid-parameter")
+
+
+def _positive_int(args: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    raw = args.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit():
+        raise _bad_parameter(f"{name} must be a positive integer, got {raw!r}.")
+    value = int(raw)
+    if not 1 <= value <= maximum:
+        raise _bad_parameter(f"{name} must be between 1 and {maximum}, got {value}.")
+    return value
+
+
+def _serializer(key: str) -> URLSafeSerializer:
+    return URLSafeSerializer(key, salt="results-cursor")
+
+
+def encode_cursor(key: str, public_id: str, last_row: int) -> str:
+    return _serializer(key).dumps([public_id, last_row])
+
+
+def parse_page_request(args: Mapping[str, str], public_id: str, key: str) -> PageRequest:
+    """Validate ``page``/``per_page``/``after``; a bad value is a 400 problem."""
+    per_page = _positive_int(args, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
+    if "after" in args:
+        if "page" in args:
+            raise _bad_parameter("Use either page or after, not both.")
+        try:
+            cursor_batch, last_row = _serializer(key).loads(args["after"])
+        except (BadSignature, ValueError, TypeError) as exc:
+            raise _bad_parameter("The cursor in 'after' is not valid; use next_cursor as given.") from exc
+        if cursor_batch != public_id or not isinstance(last_row, int) or last_row < 0:
+            raise _bad_parameter("The cursor in 'after' belongs to another batch.")
+        return PageRequest(after_row=last_row, per_page=per_page, page=None)
+    page = _positive_int(args, "page", 1, MAX_ROW_NUMBER)
+    after_row = (page - 1) * per_page
+    if after_row > MAX_ROW_NUMBER:
+        raise _bad_parameter(f"page {page} is beyond any possible batch at per_page={per_page}.")
+    return PageRequest(after_row=after_row, per_page=per_page, page=page)
