@@ -1,0 +1,119 @@
+"""The schema: migrations equal schema.sql, the migrator is safe in parallel,
+the claim query uses its partial index, and psql users get comments."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+
+import psycopg
+import pytest
+
+from jobrunner.migrations import load_migrations, migrate
+from jobrunner.queries import all_queries, q, sql_dir
+from tests.integration.conftest import REPO, _janitor
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def empty_db_url(pg_cluster):
+    name = f"empty_{uuid.uuid4().hex[:12]}"
+    with _janitor(pg_cluster, name):
+        yield pg_cluster.url(name)
+
+
+def _dump(cluster, url: str) -> str:
+    out = subprocess.run(
+        [cluster.pg_bin("pg_dump"), "--schema-only", "--no-owner", "--exclude-table=schema_migrations", url],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return "\n".join(line for line in out.splitlines() if not line.startswith("--"))
+
+
+def test_migrations_give_the_same_database_as_schema_sql(pg_cluster, database_url, empty_db_url):
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute((sql_dir() / "schema.sql").read_text())
+    assert _dump(pg_cluster, database_url) == _dump(pg_cluster, empty_db_url)
+
+
+def test_migrator_is_safe_from_several_processes_at_once(empty_db_url):
+    env = dict(os.environ, DATABASE_URL=empty_db_url, PYTHONPATH=str(REPO))
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "jobrunner.migrations"], env=env, cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=60)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
+    assert sum("applied 1 migration" in o for o in outputs) == 1, outputs
+    with psycopg.connect(empty_db_url) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+    assert versions == [m.version for m in load_migrations()]
+    assert migrate(empty_db_url) == []
+
+
+def test_changed_migration_is_refused(empty_db_url):
+    migrate(empty_db_url)
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1")
+    with pytest.raises(Exception, match="changed after it was applied"):
+        migrate(empty_db_url)
+
+
+def test_claim_reads_the_partial_index_of_ready_chunks(db):
+    # Enough done chunks that a scan would be the wrong plan, then fresh statistics.
+    db.execute("INSERT INTO batches (public_id, chunk_size, total_count) VALUES (%s, 100, 2000000)",
+               ("batch-" + "a" * 32,))
+    db.execute(
+        "INSERT INTO chunks (batch_id, first_row, last_row, state) "
+        "SELECT 1, g, g + 99, CASE WHEN g > 1990000 THEN 'ready' ELSE 'done' END "
+        "FROM generate_series(1, 2000000, 100) g"
+    )
+    db.execute("ANALYZE chunks")
+    plan = db.execute(
+        "EXPLAIN (FORMAT JSON) " + q("chunks_claim"), {"runner": "t", "lease_seconds": 1}
+    ).fetchone()[0]
+    nodes = list(_plan_nodes(plan[0]["Plan"]))
+    on_chunks = [n for n in nodes if n.get("Relation Name") == "chunks"]
+    assert any(n.get("Index Name") == "chunks_ready_idx" for n in on_chunks), nodes
+    assert not any(n["Node Type"] == "Seq Scan" for n in on_chunks), nodes
+
+
+def _plan_nodes(node: dict):
+    yield node
+    for child in node.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def test_every_table_has_a_comment(db):
+    missing = db.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v') "
+        "AND obj_description(c.oid, 'pg_class') IS NULL"
+    ).fetchall()
+    assert missing == []
+
+
+def _numbered_placeholders(text: str) -> str:
+    """Rewrite psycopg's %(name)s placeholders as $1, $2, ... for PREPARE."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"%\((\w+)\)s", number, text)
+
+
+def test_every_named_query_is_valid_sql(db):
+    """PREPARE each statement: its syntax, tables and columns are checked (COPY aside)."""
+    for name, query in all_queries().items():
+        if query.text.startswith("COPY"):
+            continue
+        db.execute(f"PREPARE check_{name} AS {_numbered_placeholders(query.text)}")
+        db.execute(f"DEALLOCATE check_{name}")
