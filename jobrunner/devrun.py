@@ -42,8 +42,7 @@ def main() -> int:
     env["MIGRATE_ON_START"] = "false"
     runners = env.get("RUNNERS", "2")
     log.info("serving on http://127.0.0.1:%s with %s runner(s)", env["PORT"], runners)
-    honcho = [sys.executable, "-m", "honcho", "start", "-f", "Procfile",
-              "-c", f"web=1,runner={runners}"]
+    honcho = [sys.executable, "-m", "honcho", "start", "-f", "Procfile", "-c", f"web=1,runner={runners}"]
     try:
         return subprocess.call(honcho, env=env)
     except KeyboardInterrupt:

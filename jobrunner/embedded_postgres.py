@@ -156,10 +156,14 @@ class EmbeddedPostgres:
             return
         result = self._run(
             "initdb",
-            "--pgdata", str(self.datadir / "pgdata"),
-            "--username", SUPERUSER,
-            "--auth", "trust",
-            "--encoding", "UTF8",
+            "--pgdata",
+            str(self.datadir / "pgdata"),
+            "--username",
+            SUPERUSER,
+            "--auth",
+            "trust",
+            "--encoding",
+            "UTF8",
             "--no-instructions",
             check=False,
         )
@@ -185,10 +189,17 @@ class EmbeddedPostgres:
                 self.logfile.touch()
             self._chown(self.logfile)
             result = self._run(
-                "pg_ctl", "start", "--wait", "--timeout", "60",
-                "-D", str(self.datadir / "pgdata"),
-                "-l", str(self.logfile),
-                "-o", " ".join(options),
+                "pg_ctl",
+                "start",
+                "--wait",
+                "--timeout",
+                "60",
+                "-D",
+                str(self.datadir / "pgdata"),
+                "-l",
+                str(self.logfile),
+                "-o",
+                " ".join(options),
                 check=False,
             )
             if result.returncode != 0:

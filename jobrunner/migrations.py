@@ -80,9 +80,7 @@ def migrate(conninfo: str) -> list[int]:
             conn.execute(_CREATE_LEDGER)
             recorded = {
                 version: checksum
-                for version, checksum in conn.execute(
-                    "SELECT version, checksum FROM schema_migrations"
-                )
+                for version, checksum in conn.execute("SELECT version, checksum FROM schema_migrations")
             }
             for migration in migrations:
                 if migration.version in recorded:
@@ -95,8 +93,7 @@ def migrate(conninfo: str) -> list[int]:
                 with conn.transaction():
                     conn.execute(migration.sql)
                     conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) "
-                        "VALUES (%s, %s, %s)",
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                         (migration.version, migration.name, migration.checksum),
                     )
                 log.info("applied migration %04d_%s", migration.version, migration.name)

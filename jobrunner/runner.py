@@ -102,9 +102,12 @@ def finish_chunk(conn: psycopg.Connection, scored: ScoredChunk) -> bool:
     chunk, scores = scored.chunk, scored.scores
     counts = scores["sentiment"].value_counts()
     with conn.transaction():
-        if conn.execute(
-            q("chunks_finish"), {"chunk_id": chunk.chunk_id, "claim_token": chunk.claim_token}
-        ).fetchone() is None:
+        if (
+            conn.execute(
+                q("chunks_finish"), {"chunk_id": chunk.chunk_id, "claim_token": chunk.claim_token}
+            ).fetchone()
+            is None
+        ):
             return False
         moved = conn.execute(
             q("batch_results_move_scored"),
@@ -123,9 +126,7 @@ def finish_chunk(conn: psycopg.Connection, scored: ScoredChunk) -> bool:
         ).rowcount
         if moved != len(scores):
             # Staging and the chunk disagree: refuse to count a partial chunk.
-            raise RuntimeError(
-                f"chunk {chunk.chunk_id}: moved {moved} rows, expected {len(scores)}"
-            )
+            raise RuntimeError(f"chunk {chunk.chunk_id}: moved {moved} rows, expected {len(scores)}")
         conn.execute(
             q("batches_advance"),
             {
@@ -168,8 +169,11 @@ class Runner:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        log.info("received %s, stopping %s", signal.Signals(signum).name,
-                 "now" if self._idle else "after the chunk in hand")
+        log.info(
+            "received %s, stopping %s",
+            signal.Signals(signum).name,
+            "now" if self._idle else "after the chunk in hand",
+        )
         self.stopping = True
         if self._idle:
             raise _StopWaiting
@@ -177,8 +181,12 @@ class Runner:
     # -- loop ----------------------------------------------------------------
     def run(self) -> int:
         """Work until asked to stop; the process exit code."""
-        log.info("runner %s starting (scorer=%s, lease=%ss)", self.name,
-                 self.settings.scorer, self.settings.lease_seconds)
+        log.info(
+            "runner %s starting (scorer=%s, lease=%ss)",
+            self.name,
+            self.settings.scorer,
+            self.settings.lease_seconds,
+        )
         backoff = 0.5
         while not self.stopping:
             try:
@@ -194,8 +202,11 @@ class Runner:
             except psycopg.OperationalError as exc:
                 if self.stopping and self._in_hand is None:
                     break
-                log.warning("database unavailable (%s); retrying in %.1fs",
-                            str(exc).strip().splitlines()[0] if str(exc).strip() else exc, backoff)
+                log.warning(
+                    "database unavailable (%s); retrying in %.1fs",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                    backoff,
+                )
                 try:
                     self._sleep(backoff)
                 except _StopWaiting:
@@ -229,17 +240,24 @@ class Runner:
             self._in_hand = score_chunk(chunk, self.settings.scorer)
             self._commit(conn, self._in_hand, started)
 
-    def _commit(self, conn: psycopg.Connection, scored: ScoredChunk,
-                started: float | None = None) -> None:
+    def _commit(self, conn: psycopg.Connection, scored: ScoredChunk, started: float | None = None) -> None:
         chunk = scored.chunk
         if finish_chunk(conn, scored):
             self.chunks_done += 1
             if started is not None:
-                log.debug("chunk %s of batch %s: %d rows in %.1f ms", chunk.chunk_id,
-                          chunk.batch_id, len(scored.scores), (time.perf_counter() - started) * 1e3)
+                log.debug(
+                    "chunk %s of batch %s: %d rows in %.1f ms",
+                    chunk.chunk_id,
+                    chunk.batch_id,
+                    len(scored.scores),
+                    (time.perf_counter() - started) * 1e3,
+                )
         else:
-            log.warning("chunk %s of batch %s: lease lost before commit, results dropped",
-                        chunk.chunk_id, chunk.batch_id)
+            log.warning(
+                "chunk %s of batch %s: lease lost before commit, results dropped",
+                chunk.chunk_id,
+                chunk.batch_id,
+            )
         self._in_hand = None
 
     def _wait(self, conn: psycopg.Connection) -> None:

@@ -89,4 +89,3 @@ class Settings:
             secret_key=os.environ.get("SECRET_KEY", ""),
             log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         )
-

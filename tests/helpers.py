@@ -11,11 +11,51 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-_WORDS = (
-    "good great awful terrible fine okay love hate not very extremely product service "
-    "delivery price quality support refund slow fast broken perfect meh the it was is "
-    "and but really kind of sort never nothing nobody happy sad angry :) :( 😀 😡"
-).split()
+_WORDS = [
+    "good",
+    "great",
+    "awful",
+    "terrible",
+    "fine",
+    "okay",
+    "love",
+    "hate",
+    "not",
+    "very",
+    "extremely",
+    "product",
+    "service",
+    "delivery",
+    "price",
+    "quality",
+    "support",
+    "refund",
+    "slow",
+    "fast",
+    "broken",
+    "perfect",
+    "meh",
+    "the",
+    "it",
+    "was",
+    "is",
+    "and",
+    "but",
+    "really",
+    "kind",
+    "of",
+    "sort",
+    "never",
+    "nothing",
+    "nobody",
+    "happy",
+    "sad",
+    "angry",
+    ":)",
+    ":(",
+    "😀",
+    "😡",
+]
 
 
 def sample_texts(count: int, seed: int = 7) -> list[str]:

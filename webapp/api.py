@@ -62,14 +62,14 @@ def upload_batch():  # type: ignore[no-untyped-def]
     elif media_type in CSV_MEDIA_TYPES:
         filename, data = None, pieces
     else:
+        received = media_type or "no Content-Type"
         raise Problem(
-            415, "Unsupported media type",
-            f"Send the CSV as multipart/form-data (field 'file') or as text/csv, not {media_type or 'no Content-Type'}.",
+            415,
+            "Unsupported media type",
+            f"Send the CSV as multipart/form-data (field 'file') or as text/csv, not {received}.",
             "unsupported-media-type",
         )
-    created = ingest_upload(
-        get_pool(), csv_rows(data), chunk_size=settings.chunk_size, filename=filename
-    )
+    created = ingest_upload(get_pool(), csv_rows(data), chunk_size=settings.chunk_size, filename=filename)
     location = url_for("api.get_batch", public_id=created.public_id)
     response = jsonify(
         batch_id=created.public_id,
@@ -112,10 +112,12 @@ def get_results(public_id: str):  # type: ignore[no-untyped-def]
     page = parse_page_request(request.args, public_id, key)
     if batch["status"] != "completed":
         raise Problem(
-            409, "Batch not completed",
+            409,
+            "Batch not completed",
             f"Results are available once the batch is completed; it is {batch['status']} "
             f"({batch['processed_count']} of {batch['total_count']} rows scored).",
-            "batch-not-completed", status_of_batch=batch["status"],
+            "batch-not-completed",
+            status_of_batch=batch["status"],
         )
     with get_pool().connection() as conn:
         rows = conn.execute(
@@ -131,8 +133,14 @@ def get_results(public_id: str):  # type: ignore[no-untyped-def]
         "per_page": page.per_page,
         "total_results": batch["processed_count"],
         "results": [
-            {"row": row_number, "id": client_id, "text": text, "sentiment": sentiment,
-             "score": score, "compound": compound}
+            {
+                "row": row_number,
+                "id": client_id,
+                "text": text,
+                "sentiment": sentiment,
+                "score": score,
+                "compound": compound,
+            }
             for row_number, client_id, text, sentiment, score, compound in rows
         ],
         "next_cursor": next_cursor,

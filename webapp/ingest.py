@@ -44,7 +44,7 @@ def ingest_upload(
         ).fetchone()[0]
         total = 0
         with conn.cursor() as cur, cur.copy(q("batch_rows_copy")) as copy:
-            for total, row in enumerate(rows, start=1):  # noqa: B007 - total is the count
+            for total, row in enumerate(rows, start=1):
                 copy.write_row((batch_id, total, row.client_id, row.text))
         params = {"batch_id": batch_id, "total_count": total, "chunk_size": chunk_size}
         conn.execute(q("chunks_insert_for_batch"), params)

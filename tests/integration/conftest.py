@@ -106,8 +106,11 @@ class RunnerProcesses:
         environment.update(env)
         log = open(self.logdir / f"runner-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jobrunner"], env=environment, cwd=REPO,
-            stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "jobrunner"],
+            env=environment,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.procs.append(proc)
         return proc
@@ -141,7 +144,8 @@ def upload(client) -> Callable[..., dict]:  # type: ignore[no-untyped-def]
 
     def _upload(data: bytes, filename: str = "x.csv") -> dict:
         response = client.post(
-            "/batch/upload", data={"file": (io.BytesIO(data), filename)},
+            "/batch/upload",
+            data={"file": (io.BytesIO(data), filename)},
             content_type="multipart/form-data",
         )
         assert response.status_code == 202, response.get_json()

@@ -31,8 +31,12 @@ def assert_nothing_written(db) -> None:
 
 
 def post_file(client, data: bytes, **kwargs):
-    return client.post("/batch/upload", data={"file": (io.BytesIO(data), "x.csv")},
-                       content_type="multipart/form-data", **kwargs)
+    return client.post(
+        "/batch/upload",
+        data={"file": (io.BytesIO(data), "x.csv")},
+        content_type="multipart/form-data",
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize(
@@ -112,9 +116,18 @@ def test_results_of_unfinished_batch_is_409(client):
 @pytest.mark.parametrize(
     "query",
     [
-        "page=0", "page=-1", "page=abc", "page=1.5", "page=", "per_page=0", "per_page=1001",
-        "per_page=x", "page=99999999999999999999", "page=2147483647&per_page=1000",
-        "after=garbage", "after=abc&page=2",
+        "page=0",
+        "page=-1",
+        "page=abc",
+        "page=1.5",
+        "page=",
+        "per_page=0",
+        "per_page=1001",
+        "per_page=x",
+        "page=99999999999999999999",
+        "page=2147483647&per_page=1000",
+        "after=garbage",
+        "after=abc&page=2",
     ],
 )
 def test_bad_page_parameters_are_400(client, query):

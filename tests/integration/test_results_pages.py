@@ -25,7 +25,8 @@ def full_scan(db, batch_id: str) -> list[tuple]:
     return db.execute(
         "SELECT r.row_number, r.client_id, r.text, r.sentiment, r.score, r.compound "
         "FROM batch_results r JOIN batches b ON b.id = r.batch_id "
-        "WHERE b.public_id = %s ORDER BY r.row_number", (batch_id,),
+        "WHERE b.public_id = %s ORDER BY r.row_number",
+        (batch_id,),
     ).fetchall()
 
 

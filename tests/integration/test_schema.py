@@ -29,7 +29,9 @@ def empty_db_url(pg_cluster):
 def _dump(cluster, url: str) -> str:
     out = subprocess.run(
         [cluster.pg_bin("pg_dump"), "--schema-only", "--no-owner", "--exclude-table=schema_migrations", url],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return "\n".join(line for line in out.splitlines() if not line.startswith("--"))
 
@@ -43,8 +45,13 @@ def test_migrations_give_the_same_database_as_schema_sql(pg_cluster, database_ur
 def test_migrator_is_safe_from_several_processes_at_once(empty_db_url):
     env = dict(os.environ, DATABASE_URL=empty_db_url, PYTHONPATH=str(REPO))
     procs = [
-        subprocess.Popen([sys.executable, "-m", "jobrunner.migrations"], env=env, cwd=REPO,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            [sys.executable, "-m", "jobrunner.migrations"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         for _ in range(4)
     ]
     outputs = [p.communicate(timeout=60)[0].decode() for p in procs]
@@ -66,8 +73,10 @@ def test_changed_migration_is_refused(empty_db_url):
 
 def test_claim_reads_the_partial_index_of_ready_chunks(db):
     # Enough done chunks that a scan would be the wrong plan, then fresh statistics.
-    db.execute("INSERT INTO batches (public_id, chunk_size, total_count) VALUES (%s, 100, 2000000)",
-               ("batch-" + "a" * 32,))
+    db.execute(
+        "INSERT INTO batches (public_id, chunk_size, total_count) VALUES (%s, 100, 2000000)",
+        ("batch-" + "a" * 32,),
+    )
     db.execute(
         "INSERT INTO chunks (batch_id, first_row, last_row, state) "
         "SELECT 1, g, g + 99, CASE WHEN g > 1990000 THEN 'ready' ELSE 'done' END "

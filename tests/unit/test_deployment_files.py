@@ -1,0 +1,61 @@
+"""The Procfile, docker-compose.yml and packaging agree with each other."""
+
+from __future__ import annotations
+
+import configparser
+import shlex
+import tomllib
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def procfile() -> dict[str, str]:
+    entries = {}
+    for line in (REPO / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, command = line.split(":", 1)
+            entries[name.strip()] = command.strip()
+    return entries
+
+
+def test_procfile_runs_web_and_runner():
+    entries = procfile()
+    assert set(entries) == {"web", "runner"}
+    assert "--bind 0.0.0.0:$PORT" in entries["web"]
+    assert "'webapp:create_app()'" in entries["web"]
+    assert entries["runner"] == "python -m jobrunner"
+
+
+def test_compose_commands_match_the_procfile():
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    for name, command in procfile().items():
+        shell, flag, script = services[name]["command"]
+        assert (shell, flag) == ("sh", "-c")
+        # Compose turns $$ into $; the shell then sees the Procfile's command.
+        assert script.replace("$$", "$") == f"exec {command}"
+        assert services[name]["environment"]["DATABASE_URL"].startswith("postgresql://")
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    postgres = services["postgres"]
+    assert int(postgres["image"].split(":")[1]) >= 15
+    assert "healthcheck" in postgres and postgres["volumes"]
+    assert "ports" not in services["runner"]  # so --scale runner=N cannot clash
+
+
+def test_packaging_declares_both_packages_and_pins_vader():
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    packages = [p.strip() for p in config["options"]["packages"].split(",")]
+    assert packages == ["webapp", "jobrunner"]
+    requires = config["options"]["install_requires"]
+    assert "vaderSentiment==3.3.2" in requires
+    for name in ("flask", "gunicorn", "psycopg[binary]", "psycopg-pool", "pandas"):
+        assert name in requires
+    for name in ("pytest", "pytest-postgresql"):
+        assert name in config["options.extras_require"]["test"]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert set(pyproject) == {"build-system"}
+    shlex.split(procfile()["web"])  # well-formed for a shell

@@ -1,0 +1,44 @@
+"""SQL file parsing and the scoring frame, without a database."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from jobrunner.queries import all_queries, parse_queries
+from jobrunner.scoring import label, score_texts
+
+
+def test_every_query_has_a_table_first_name_and_a_purpose():
+    queries = all_queries()
+    assert {"chunks_claim", "chunks_finish", "batch_results_page", "batches_advance"} <= set(queries)
+    for name, query in queries.items():
+        assert query.purpose and not query.text.endswith(";")
+        table = name.rsplit("_", 1)[0]
+        assert any(
+            table.startswith(t)
+            for t in ("batches", "batch_rows", "batch_results", "chunks", "service_secrets")
+        ), name
+
+
+def test_parse_rejects_a_query_without_purpose():
+    with pytest.raises(ValueError, match="purpose"):
+        parse_queries("-- name: x_y\nSELECT 1;\n")
+
+
+def test_labels_use_vader_thresholds():
+    compound = pd.Series([0.05, 0.0499, -0.0499, -0.05, 1.0, -1.0])
+    assert label(compound).tolist() == ["positive", "neutral", "neutral", "negative", "positive", "negative"]
+
+
+def test_score_texts_matches_the_package_in_input_order():
+    texts = ["I love this!", "I hate this.", "A table.", "I love this!", ""]
+    frame = score_texts(texts)
+    analyzer = SentimentIntensityAnalyzer()
+    assert list(frame.columns) == ["neg", "neu", "pos", "compound", "sentiment", "score"]
+    for index, text in enumerate(texts):
+        expected = analyzer.polarity_scores(text)
+        assert frame.loc[index, ["neg", "neu", "pos", "compound"]].to_dict() == expected
+        assert frame.loc[index, "score"] == abs(expected["compound"])
+    assert score_texts([]).empty
