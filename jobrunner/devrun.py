@@ -25,6 +25,8 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     env = dict(os.environ)
     env.setdefault("PORT", "8000")
+    # The Procfile names `gunicorn` and `python`: make them this virtualenv's.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     cluster = None
     if not env.get("DATABASE_URL"):
         port = int(env.get("EMBEDDED_PG_PORT", "54329"))
