@@ -40,7 +40,10 @@ def baseline_copy(url: str, path: Path) -> float:
     with psycopg.connect(url) as conn:
         conn.execute("CREATE TEMP TABLE copy_baseline (id text, text text)")
         started = time.perf_counter()
-        with conn.cursor().copy("COPY copy_baseline FROM STDIN (FORMAT csv, HEADER)") as copy, path.open("rb") as f:
+        with (
+            conn.cursor().copy("COPY copy_baseline FROM STDIN (FORMAT csv, HEADER)") as copy,
+            path.open("rb") as f,
+        ):
             while block := f.read(64 * 1024):
                 copy.write(block)
         conn.commit()
@@ -67,8 +70,9 @@ def upload(base: str, path: Path, pid: int) -> tuple[float, int]:
     sampler.start()
     started = time.perf_counter()
     with path.open("rb") as handle:
-        answer = requests.post(f"{base}/batch/upload", data=handle,
-                               headers={"Content-Type": "text/csv"}, timeout=600)
+        answer = requests.post(
+            f"{base}/batch/upload", data=handle, headers={"Content-Type": "text/csv"}, timeout=600
+        )
     elapsed = time.perf_counter() - started
     done.set()
     sampler.join()
@@ -90,12 +94,29 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     url = cluster.start()
     migrate(url)
     port = 18000 + os.getpid() % 1000
-    env = dict(os.environ, DATABASE_URL=url, WEB_CONCURRENCY="1", PYTHONPATH=str(REPO),
-               MIGRATE_ON_START="false", LOG_LEVEL="WARNING")
+    env = dict(
+        os.environ,
+        DATABASE_URL=url,
+        WEB_CONCURRENCY="1",
+        PYTHONPATH=str(REPO),
+        MIGRATE_ON_START="false",
+        LOG_LEVEL="WARNING",
+    )
     web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "python:webapp.gunicorn_conf",
-         "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null", "webapp:create_app()"],
-        env=env, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:webapp.gunicorn_conf",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--access-logfile",
+            "/dev/null",
+            "webapp:create_app()",
+        ],
+        env=env,
+        cwd=REPO,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -42,7 +42,7 @@ import psycopg
 
 from jobrunner.migrations import migrate
 from jobrunner.queries import q
-from jobrunner.scoring import score_texts
+from jobrunner.scoring import polarity_function, score_texts
 from jobrunner.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,7 @@ class Runner:
     # -- loop ----------------------------------------------------------------
     def run(self) -> int:
         """Work until asked to stop; the process exit code."""
+        polarity_function(self.settings.scorer)  # fail fast on an unknown SCORER
         log.info(
             "runner %s starting (scorer=%s, lease=%ss)",
             self.name,

@@ -59,8 +59,8 @@ class Settings:
     release_expired_seconds: float = 5.0
     #: MAX_UPLOAD_BYTES: largest accepted upload body (413 beyond, detected while streaming).
     max_upload_bytes: int = 1024**3
-    #: SCORER: "reference" (the vaderSentiment package).
-    scorer: str = "reference"
+    #: SCORER: "fast" (our exact reimplementation) or "reference" (the vaderSentiment package).
+    scorer: str = "fast"
     #: RUNNER_NAME: how a runner names itself in chunks.claimed_by (default host:pid).
     runner_name: str = ""
     #: DB_POOL_SIZE: connections per web worker process.
@@ -82,7 +82,7 @@ class Settings:
             poll_seconds=_env_float("POLL_SECONDS", 5.0),
             release_expired_seconds=_env_float("RELEASE_EXPIRED_SECONDS", 5.0),
             max_upload_bytes=_env_int("MAX_UPLOAD_BYTES", 1024**3),
-            scorer=os.environ.get("SCORER", "reference"),
+            scorer=os.environ.get("SCORER", "fast"),
             runner_name=os.environ.get("RUNNER_NAME", ""),
             db_pool_size=_env_int("DB_POOL_SIZE", 4),
             migrate_on_start=_env_bool("MIGRATE_ON_START", True),

@@ -42,3 +42,15 @@ def test_score_texts_matches_the_package_in_input_order():
         assert frame.loc[index, ["neg", "neu", "pos", "compound"]].to_dict() == expected
         assert frame.loc[index, "score"] == abs(expected["compound"])
     assert score_texts([]).empty
+
+
+def test_fast_and_reference_frames_are_equal():
+    from tests.helpers import sample_texts
+
+    texts = sample_texts(2000, seed=9)
+    pd.testing.assert_frame_equal(score_texts(texts, "fast"), score_texts(texts, "reference"))
+
+
+def test_unknown_scorer_is_refused():
+    with pytest.raises(ValueError, match="unknown scorer"):
+        score_texts(["x"], "nope")
