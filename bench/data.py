@@ -68,3 +68,20 @@ def write_csv(path: Path, profile: str, count: int, seed: int = 2026) -> Path:
             writer.writerow([f"r{index}", make(rng)])
     tmp.rename(path)
     return path
+
+
+def tricky_text(rng: random.Random, vocabulary: list[str]) -> str:
+    """Texts that exercise VADER's rules: lexicon words, negations, boosters,
+    'but', caps, punctuation runs, emoticons and emoji, glued punctuation."""
+    tokens = []
+    for _ in range(rng.randint(0, 30)):
+        token = rng.choice(vocabulary)
+        roll = rng.random()
+        if roll < 0.1:
+            token = token.upper()
+        elif roll < 0.15:
+            token += rng.choice(["!", "!!", "?", "??", "...", ",", '"'])
+        elif roll < 0.2:
+            token = rng.choice(['"', "(", "'"]) + token
+        tokens.append(token)
+    return rng.choice([" ", " ", "  ", "\n"]).join(tokens)

@@ -80,14 +80,10 @@ def upload(base: str, path: Path, pid: int) -> tuple[float, int]:
     return elapsed, peak
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--data-dir", type=Path, default=REPO / "var" / "bench")
-    args = parser.parse_args(argv)
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    path = write_csv(args.data_dir / f"review-{args.rows}.csv", "review", args.rows)
+def run(rows: int, repeat: int, data_dir: Path) -> dict[str, float]:
+    """Upload a ``rows``-row review file ``repeat`` times; medians and the peak memory."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = write_csv(data_dir / f"review-{rows}.csv", "review", rows)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-pg-"))
     cluster = EmbeddedPostgres(workdir, port=5432)
@@ -128,31 +124,39 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 time.sleep(0.1)
         pid = worker_pid(web.pid)
         # Warm the worker (pool, imports) with a small upload before the idle reading.
-        small = write_csv(args.data_dir / "review-1000.csv", "review", 1000)
+        small = write_csv(data_dir / "review-1000.csv", "review", 1000)
         upload(base, small, pid)
         idle = rss_kib(pid)
         ours, peaks, copies = [], [], []
-        for _ in range(args.repeat):
+        for _ in range(repeat):
             copies.append(baseline_copy(url, path))
             elapsed, peak = upload(base, path, pid)
             ours.append(elapsed)
             peaks.append(peak)
         result = {
-            "rows": args.rows,
+            "rows": rows,
             "file_mb": path.stat().st_size / 1e6,
-            "copy_rows_per_s": args.rows / statistics.median(copies),
-            "upload_rows_per_s": args.rows / statistics.median(ours),
+            "copy_rows_per_s": rows / statistics.median(copies),
+            "upload_rows_per_s": rows / statistics.median(ours),
             "idle_rss_mb": idle / 1024,
             "peak_rss_growth_mb": (max(peaks) - idle) / 1024,
         }
         result["ratio"] = result["upload_rows_per_s"] / result["copy_rows_per_s"]
-        for key, value in result.items():
-            print(f"{key:>22}: {value:,.2f}")
         return result
     finally:
         web.send_signal(signal.SIGTERM)
         web.wait(timeout=30)
         cluster.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--data-dir", type=Path, default=REPO / "var" / "bench")
+    args = parser.parse_args(argv)
+    for key, value in run(args.rows, args.repeat, args.data_dir).items():
+        print(f"{key:>22}: {value:,.2f}")
 
 
 if __name__ == "__main__":
