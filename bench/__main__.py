@@ -37,12 +37,24 @@ def main(argv: list[str] | None = None) -> int:
 
     print("vader: corpus equality, speed, scaling ...", flush=True)
     v = vader.run(quick=args.quick)
-    rows.append((f"exact VADER: {v['corpus']:,} generated texts", "vaderSentiment 3.3.2, same texts",
-                 f"{v['differences']} differences in (neg, neu, pos, compound)", "0"))
+    rows.append(
+        (
+            f"exact VADER: {v['corpus']:,} generated texts",
+            "vaderSentiment 3.3.2, same texts",
+            f"{v['differences']} differences in (neg, neu, pos, compound)",
+            "0",
+        )
+    )
     for profile, target in (("review", "≥ 2×"), ("short", "≥ 1.5×")):
         s = v["speed"][profile]
-        rows.append((f"VADER speed, {profile} texts", f"package: {s['reference_per_s']:,.0f} texts/s",
-                     f"**{s['ratio']:.2f}×** ({s['fast_per_s']:,.0f} texts/s)", target))
+        rows.append(
+            (
+                f"VADER speed, {profile} texts",
+                f"package: {s['reference_per_s']:,.0f} texts/s",
+                f"**{s['ratio']:.2f}×** ({s['fast_per_s']:,.0f} texts/s)",
+                target,
+            )
+        )
     for kind in ("chars", "emoji"):
         points = [p for p in v["scaling"] if p["kind"] == kind]
         ref = " / ".join(f"{p['reference_s'] * 1e3:.1f}" for p in points)
@@ -50,17 +62,34 @@ def main(argv: list[str] | None = None) -> int:
         lengths = " / ".join(f"{p['length']:,}" for p in points)
         growth_ref = points[-1]["reference_s"] / points[0]["reference_s"]
         growth_fast = points[-1]["fast_s"] / points[0]["fast_s"]
-        rows.append((f"time vs length, {kind} {lengths}", f"package ms: {ref} (×{growth_ref:.0f} for 8× length)",
-                     f"ours ms: {fast} (×{growth_fast:.1f} for 8× length)", "linear (≈ ×8)"))
+        rows.append(
+            (
+                f"time vs length, {kind} {lengths}",
+                f"package ms: {ref} (×{growth_ref:.0f} for 8× length)",
+                f"ours ms: {fast} (×{growth_fast:.1f} for 8× length)",
+                "linear (≈ ×8)",
+            )
+        )
 
     upload_rows = 100_000 if args.quick else 1_000_000
     print(f"upload: {upload_rows:,} review rows ...", flush=True)
     u = upload.run(upload_rows, 3, REPO / "var" / "bench")
-    rows.append((f"upload ingest, {upload_rows:,} review rows ({u['file_mb']:.0f} MB)",
-                 f"psycopg COPY of the same bytes: {u['copy_rows_per_s']:,.0f} rows/s",
-                 f"**{u['ratio']:.2f}×** ({u['upload_rows_per_s']:,.0f} rows/s)", "≥ 0.5×"))
-    rows.append(("web worker memory during that upload", f"idle RSS {u['idle_rss_mb']:.0f} MB",
-                 f"peak **+{u['peak_rss_growth_mb']:.1f} MB**", "≤ +30 MB"))
+    rows.append(
+        (
+            f"upload ingest, {upload_rows:,} review rows ({u['file_mb']:.0f} MB)",
+            f"psycopg COPY of the same bytes: {u['copy_rows_per_s']:,.0f} rows/s",
+            f"**{u['ratio']:.2f}×** ({u['upload_rows_per_s']:,.0f} rows/s)",
+            "≥ 0.5×",
+        )
+    )
+    rows.append(
+        (
+            "web worker memory during that upload",
+            f"idle RSS {u['idle_rss_mb']:.0f} MB",
+            f"peak **+{u['peak_rss_growth_mb']:.1f} MB**",
+            "≤ +30 MB",
+        )
+    )
 
     header = ["figure", "baseline (same run)", "result", "target"]
     lines = [

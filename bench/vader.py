@@ -18,9 +18,14 @@ def corpus(size: int, seed: int = 2026) -> list[str]:
     """size texts: 40% review-like, 40% short, 20% rule-exercising."""
     reference = SentimentIntensityAnalyzer()
     emoji = sorted(reference.emojis)
-    vocabulary = sorted(reference.lexicon)[::7] + sorted(BOOSTER_DICT) + sorted(NEGATE) + [
-        w for phrase in SPECIAL_CASES for w in phrase.split()
-    ] + ["but", "no", "least", "kind", "of", "never", "so", "this", "without", "doubt", ":)", ":("] + emoji[::20]
+    vocabulary = (
+        sorted(reference.lexicon)[::7]
+        + sorted(BOOSTER_DICT)
+        + sorted(NEGATE)
+        + [w for phrase in SPECIAL_CASES for w in phrase.split()]
+        + ["but", "no", "least", "kind", "of", "never", "so", "this", "without", "doubt", ":)", ":("]
+        + emoji[::20]
+    )
     rng = random.Random(seed)
     share = size * 2 // 5
     return (
@@ -52,8 +57,11 @@ def run(quick: bool = False) -> dict:
         items = texts(profile, count, seed=99)
         ref_s = _seconds(reference, items, repeat)
         fast_s = _seconds(fast, items, repeat)
-        speed[profile] = {"reference_per_s": count / ref_s, "fast_per_s": count / fast_s,
-                          "ratio": ref_s / fast_s}
+        speed[profile] = {
+            "reference_per_s": count / ref_s,
+            "fast_per_s": count / fast_s,
+            "ratio": ref_s / fast_s,
+        }
 
     long_text = " ".join(texts("review", 2_000, seed=5))
     emoji = "".join(sorted(FastVader().emoji)[:200])
@@ -64,8 +72,18 @@ def run(quick: bool = False) -> dict:
     ):
         for length in lengths:
             item = [source[:length]]
-            scaling.append({"kind": kind, "length": length,
-                            "reference_s": _seconds(reference, item, repeat),
-                            "fast_s": _seconds(fast, item, repeat)})
-    return {"corpus": size, "differences": len(differences), "examples": differences[:5],
-            "speed": speed, "scaling": scaling}
+            scaling.append(
+                {
+                    "kind": kind,
+                    "length": length,
+                    "reference_s": _seconds(reference, item, repeat),
+                    "fast_s": _seconds(fast, item, repeat),
+                }
+            )
+    return {
+        "corpus": size,
+        "differences": len(differences),
+        "examples": differences[:5],
+        "speed": speed,
+        "scaling": scaling,
+    }

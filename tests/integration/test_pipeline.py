@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import signal
 
+import psycopg
 import pytest
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -180,3 +181,18 @@ def test_chunks_follow_chunk_size(database_url, db):
         app.extensions["db_pool"].close()
     ranges = db.execute("SELECT first_row, last_row FROM chunks ORDER BY first_row").fetchall()
     assert ranges == [(1, 7), (8, 14), (15, 20)]
+
+
+def test_runner_and_web_survive_a_postgresql_restart(client, upload, runners, db, pg_cluster, database_url):
+    created = upload(make_csv(sample_texts(5_000, seed=8)))
+    batch_id = created["batch_id"]
+    runners.start()
+    wait_for(lambda: _status(client, batch_id)["processed_count"] >= 300, timeout=60, interval=0.01)
+    db.close()
+    pg_cluster.restart("fast")
+    status = wait_for(lambda: (s := _status(client, batch_id))["status"] == "completed" and s, timeout=120)
+    assert status["processed_count"] == 5_000
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert _counts(conn, batch_id) == {"staged": 0, "results": 5_000, "distinct": 5_000, "chunks_not_done": 0}
+    assert "database unavailable" in runners.logs()
+    assert runners.procs[0].poll() is None
