@@ -59,6 +59,10 @@ class Settings:
     release_expired_seconds: float = 5.0
     #: MAX_UPLOAD_BYTES: largest accepted upload body (413 beyond, detected while streaming).
     max_upload_bytes: int = 1024**3
+    #: MAX_ROWS: most data rows in one upload (413 beyond, detected while streaming).
+    max_rows: int = 10_000_000
+    #: MAX_TEXT_CHARS: longer texts are set aside as invalid rows (text_too_long).
+    max_text_chars: int = 20_000
     #: SCORER: "fast" (our exact reimplementation) or "reference" (the vaderSentiment package).
     scorer: str = "fast"
     #: RUNNER_NAME: how a runner names itself in chunks.claimed_by (default host:pid).
@@ -82,6 +86,8 @@ class Settings:
             poll_seconds=_env_float("POLL_SECONDS", 5.0),
             release_expired_seconds=_env_float("RELEASE_EXPIRED_SECONDS", 5.0),
             max_upload_bytes=_env_int("MAX_UPLOAD_BYTES", 1024**3),
+            max_rows=_env_int("MAX_ROWS", 10_000_000),
+            max_text_chars=_env_int("MAX_TEXT_CHARS", 20_000),
             scorer=os.environ.get("SCORER", "fast"),
             runner_name=os.environ.get("RUNNER_NAME", ""),
             db_pool_size=_env_int("DB_POOL_SIZE", 4),

@@ -1,4 +1,6 @@
--- 0001: batches, their staged input rows, the chunk queue and the results.
+-- The current schema in one file: what applying every file of migrations/
+-- in order produces (tests/integration/test_schema.py proves it). Read this
+-- to learn the schema; change it only together with a new migration.
 --
 -- High-volume tables (batch_rows, batch_results) carry no foreign key to
 -- batches: a foreign key fires a trigger per inserted row, which would cost
@@ -20,33 +22,48 @@ CREATE TABLE batches (
     created_at       timestamptz NOT NULL DEFAULT now(),
     started_at       timestamptz,
     completed_at     timestamptz,
-    CHECK (processed_count <= total_count),
-    CHECK (positive_count + negative_count + neutral_count = processed_count),
-    CHECK ((status = 'completed') = (completed_at IS NOT NULL))
+    invalid_count    integer NOT NULL DEFAULT 0 CHECK (invalid_count >= 0),
+    CONSTRAINT batches_counts_within_total CHECK (processed_count + invalid_count <= total_count),
+    CONSTRAINT batches_sentiment_counts_add_up
+        CHECK (positive_count + negative_count + neutral_count = processed_count),
+    CONSTRAINT batches_completed_at_iff_completed CHECK ((status = 'completed') = (completed_at IS NOT NULL))
 );
 COMMENT ON TABLE batches IS
     'One uploaded CSV file: its progress and, once completed, its sentiment summary.';
 COMMENT ON COLUMN batches.id IS 'Internal key used by the other tables.';
 COMMENT ON COLUMN batches.public_id IS
     'The id clients see (batch-<32 hex digits>, 128 random bits).';
+COMMENT ON COLUMN batches.total_count IS 'Data rows read from the file, valid or not.';
 COMMENT ON COLUMN batches.processed_count IS 'Rows scored so far; equals total_count when completed.';
+COMMENT ON COLUMN batches.invalid_count IS
+    'Data rows set aside as invalid (see batch_row_errors); never scored.';
 COMMENT ON COLUMN batches.chunk_size IS 'Rows per chunk when the batch was uploaded.';
 COMMENT ON COLUMN batches.started_at IS 'When a runner first claimed one of its chunks.';
 
 CREATE INDEX batches_created_at_idx ON batches (created_at DESC, id DESC);
 
+-- During an upload a set-aside row is staged like the others, in the same
+-- COPY, with row_number = -error_number and its problem; the upload moves it
+-- to batch_row_errors before it commits, so committed staging rows are all
+-- positive. (One COPY stream, constant memory, however many rows are bad.)
 CREATE TABLE batch_rows (
     batch_id    bigint NOT NULL,
-    row_number  integer NOT NULL CHECK (row_number > 0),
+    row_number  integer NOT NULL,
     client_id   text NOT NULL,
     text        text NOT NULL,
-    PRIMARY KEY (batch_id, row_number)
+    line_number integer,
+    problem     text,
+    PRIMARY KEY (batch_id, row_number),
+    CONSTRAINT batch_rows_numbering CHECK (row_number <> 0 AND (row_number > 0) = (problem IS NULL))
 );
 COMMENT ON TABLE batch_rows IS
     'Staging: uploaded rows waiting to be scored. A row moves to batch_results in the '
     'transaction that scores it, so this table holds only unscored work.';
 COMMENT ON COLUMN batch_rows.row_number IS 'Position of the row among the data rows of the file, from 1.';
 COMMENT ON COLUMN batch_rows.client_id IS 'The id column of the uploaded file, kept as given.';
+COMMENT ON COLUMN batch_rows.line_number IS 'Line of the file where the row starts (the header is line 1).';
+COMMENT ON COLUMN batch_rows.problem IS
+    'reason<TAB>detail of a set-aside row while its upload is in progress; NULL otherwise.';
 
 CREATE TABLE chunks (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -62,8 +79,9 @@ CREATE TABLE chunks (
     lease_expires_at  timestamptz,
     finished_at       timestamptz,
     last_error        text,
-    CHECK (first_row BETWEEN 1 AND last_row),
-    CHECK ((state = 'claimed') = (claim_token IS NOT NULL AND lease_expires_at IS NOT NULL))
+    CONSTRAINT chunks_row_range CHECK (first_row BETWEEN 1 AND last_row),
+    CONSTRAINT chunks_lease_iff_claimed
+        CHECK ((state = 'claimed') = (claim_token IS NOT NULL AND lease_expires_at IS NOT NULL))
 );
 COMMENT ON TABLE chunks IS
     'The work queue: each row is a range of one batch''s rows that a runner scores in one go.';
@@ -92,6 +110,7 @@ CREATE TABLE batch_results (
     pos         double precision NOT NULL,
     neu         double precision NOT NULL,
     neg         double precision NOT NULL,
+    line_number integer,
     -- The primary key is also the guarantee that a row is scored exactly once.
     PRIMARY KEY (batch_id, row_number)
 );
@@ -102,6 +121,23 @@ COMMENT ON COLUMN batch_results.compound IS 'VADER compound score in [-1, 1].';
 COMMENT ON COLUMN batch_results.pos IS 'VADER share of positive sentiment in the text.';
 COMMENT ON COLUMN batch_results.neu IS 'VADER share of neutral sentiment in the text.';
 COMMENT ON COLUMN batch_results.neg IS 'VADER share of negative sentiment in the text.';
+COMMENT ON COLUMN batch_results.line_number IS 'Line of the file where the row starts (the header is line 1).';
+
+CREATE TABLE batch_row_errors (
+    batch_id      bigint NOT NULL,
+    error_number  integer NOT NULL CHECK (error_number > 0),
+    line_number   integer NOT NULL,
+    client_id     text,
+    reason        text NOT NULL
+                  CHECK (reason IN ('wrong_field_count', 'empty_text', 'text_too_long', 'nul_character')),
+    detail        text NOT NULL,
+    PRIMARY KEY (batch_id, error_number)
+);
+COMMENT ON TABLE batch_row_errors IS
+    'Rows of an upload that were set aside and not scored, with the line and the reason.';
+COMMENT ON COLUMN batch_row_errors.error_number IS 'Position among the batch''s set-aside rows, from 1.';
+COMMENT ON COLUMN batch_row_errors.reason IS
+    'wrong_field_count, empty_text, text_too_long or nul_character.';
 
 CREATE TABLE service_secrets (
     name        text PRIMARY KEY,

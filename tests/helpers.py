@@ -95,3 +95,14 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def score_everything(conn) -> int:  # type: ignore[no-untyped-def]
+    """Claim and finish every ready chunk in this process, as a runner would; chunks done."""
+    from jobrunner.runner import claim_chunk, finish_chunk, score_chunk
+
+    done = 0
+    while (chunk := claim_chunk(conn, "test-process", 60)) is not None:
+        assert finish_chunk(conn, score_chunk(chunk, "fast"))
+        done += 1
+    return done

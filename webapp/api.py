@@ -1,28 +1,33 @@
-"""The JSON API: upload a CSV, watch a batch, page through its results."""
+"""The JSON API: upload a CSV, watch a batch, page through its results and set-aside rows."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.http import parse_options_header
 
 from jobrunner.queries import q
 from jobrunner.settings import Settings
-from webapp.csv_upload import CSV_MEDIA_TYPES, csv_rows, multipart_file, read_body
+from webapp.csv_upload import UploadOptions, check_encoding, csv_rows
 from webapp.db import get_pool, signing_key
 from webapp.ingest import ingest_upload
-from webapp.pagination import encode_cursor, parse_page_request
+from webapp.pagination import PageRequest, encode_cursor, parse_page_request
 from webapp.problems import Problem
+from webapp.request_body import bad_request, open_multipart, read_body, too_large
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__)
 
+CSV_MEDIA_TYPES = {"text/csv", "application/csv", "text/plain"}
 _PUBLIC_ID_LENGTH = len("batch-") + 32
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
 
 
 def _settings() -> Settings:
@@ -51,47 +56,81 @@ def _load_batch(public_id: str) -> dict[str, Any]:
         return dict(zip([c.name for c in cur.description], row, strict=True))
 
 
+def _flag(value: str | None, name: str) -> bool:
+    if value is None:
+        return False
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise Problem(
+        400, "Invalid query parameter", f"{name} must be true or false, got {value!r}.", "invalid-parameter"
+    )
+
+
+def _upload_options(settings: Settings, fields: Mapping[str, str], part_content_type: str) -> UploadOptions:
+    """Encoding and strictness from the query string, the form, or the Content-Type charset."""
+    charset = parse_options_header(part_content_type)[1].get("charset")
+    encoding = request.args.get("encoding") or fields.get("encoding") or charset or "utf-8"
+    strict = _flag(request.args.get("strict", fields.get("strict")), "strict")
+    return UploadOptions(
+        encoding=check_encoding(encoding),
+        strict=strict,
+        max_rows=settings.max_rows,
+        max_text_chars=settings.max_text_chars,
+    )
+
+
 @bp.post("/batch/upload")
-def upload_batch():  # type: ignore[no-untyped-def]
+def upload_batch() -> Response:
     settings = _settings()
+    if request.content_length is not None and request.content_length > settings.max_upload_bytes:
+        raise too_large(settings.max_upload_bytes)
     content_type = request.headers.get("Content-Type", "")
     media_type = parse_options_header(content_type)[0].lower()
     pieces = read_body(request.stream, settings.max_upload_bytes)
     if media_type == "multipart/form-data":
-        filename, data = multipart_file(pieces, content_type)
+        upload = open_multipart(pieces, content_type)
+        options = _upload_options(settings, upload.fields, upload.headers.get("Content-Type", ""))
+        filename, data = upload.filename, upload.data
     elif media_type in CSV_MEDIA_TYPES:
+        options = _upload_options(settings, {}, content_type)
         filename, data = None, pieces
     else:
         received = media_type or "no Content-Type"
-        raise Problem(
+        raise bad_request(
+            "unsupported-media-type",
+            f"Send the CSV as multipart/form-data (field 'file') or as text/csv, not {received}.",
             415,
             "Unsupported media type",
-            f"Send the CSV as multipart/form-data (field 'file') or as text/csv, not {received}.",
-            "unsupported-media-type",
         )
-    created = ingest_upload(get_pool(), csv_rows(data), chunk_size=settings.chunk_size, filename=filename)
-    location = url_for("api.get_batch", public_id=created.public_id)
+    created = ingest_upload(
+        get_pool(), csv_rows(data, options), chunk_size=settings.chunk_size, filename=filename
+    )
     response = jsonify(
         batch_id=created.public_id,
         status="processing",
         total_count=created.total_count,
         processed_count=0,
+        invalid_count=created.invalid_count,
     )
     response.status_code = 202
-    response.headers["Location"] = location
+    response.headers["Location"] = url_for("api.get_batch", public_id=created.public_id)
     return response
 
 
 @bp.get("/batch/<public_id>")
-def get_batch(public_id: str):  # type: ignore[no-untyped-def]
+def get_batch(public_id: str) -> Response:
     batch = _load_batch(public_id)
-    total, processed = batch["total_count"], batch["processed_count"]
+    total, processed, invalid = batch["total_count"], batch["processed_count"], batch["invalid_count"]
     body: dict[str, Any] = {
         "batch_id": batch["public_id"],
         "status": batch["status"],
         "total_count": total,
         "processed_count": processed,
-        "progress_percent": round(100.0 * processed / total, 1) if total else 100.0,
+        "invalid_count": invalid,
+        # Set-aside rows are done too: the bar reaches 100 when the batch completes.
+        "progress_percent": round(100.0 * (processed + invalid) / total, 1),
         "created_at": _iso(batch["created_at"]),
         "started_at": _iso(batch["started_at"]),
         "completed_at": _iso(batch["completed_at"]),
@@ -105,52 +144,106 @@ def get_batch(public_id: str):  # type: ignore[no-untyped-def]
     return jsonify(body)
 
 
+def _keyset_page(
+    endpoint: str,
+    public_id: str,
+    batch_id: int,
+    page: PageRequest,
+    query: str,
+    key: str,
+    shape: Callable[[tuple], dict[str, Any]],
+    list_name: str,
+    total_name: str,
+    total: int,
+) -> Response:
+    """One page of a keyset-paginated list, with next_cursor and a Link header."""
+    with get_pool().connection() as conn:
+        rows = conn.execute(
+            q(query), {"batch_id": batch_id, "after_row": page.after_row, "limit": page.per_page + 1}
+        ).fetchall()
+    has_more = len(rows) > page.per_page
+    rows = rows[: page.per_page]
+    next_cursor = encode_cursor(key, public_id, rows[-1][0], list_name) if has_more else None
+    response = jsonify(
+        {
+            "batch_id": public_id,
+            "page": page.page,
+            "per_page": page.per_page,
+            total_name: total,
+            list_name: [shape(row) for row in rows],
+            "next_cursor": next_cursor,
+        }
+    )
+    if has_more:
+        if page.page is not None:
+            params = {"page": page.page + 1, "per_page": page.per_page}
+        else:
+            params = {"after": next_cursor, "per_page": page.per_page}
+        next_url = url_for(endpoint, public_id=public_id) + "?" + urlencode(params)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response
+
+
 @bp.get("/batch/<public_id>/results")
-def get_results(public_id: str):  # type: ignore[no-untyped-def]
+def get_results(public_id: str) -> Response:
     batch = _load_batch(public_id)
     key = signing_key(_settings())
-    page = parse_page_request(request.args, public_id, key)
+    page = parse_page_request(request.args, public_id, key, "results")
     if batch["status"] != "completed":
         raise Problem(
             409,
             "Batch not completed",
             f"Results are available once the batch is completed; it is {batch['status']} "
-            f"({batch['processed_count']} of {batch['total_count']} rows scored).",
+            f"({batch['processed_count']} of {batch['total_count'] - batch['invalid_count']} rows scored).",
             "batch-not-completed",
             status_of_batch=batch["status"],
         )
-    with get_pool().connection() as conn:
-        rows = conn.execute(
-            q("batch_results_page"),
-            {"batch_id": batch["id"], "after_row": page.after_row, "limit": page.per_page + 1},
-        ).fetchall()
-    has_more = len(rows) > page.per_page
-    rows = rows[: page.per_page]
-    next_cursor = encode_cursor(key, public_id, rows[-1][0]) if has_more else None
-    body: dict[str, Any] = {
-        "batch_id": public_id,
-        "page": page.page,
-        "per_page": page.per_page,
-        "total_results": batch["processed_count"],
-        "results": [
-            {
-                "row": row_number,
-                "id": client_id,
-                "text": text,
-                "sentiment": sentiment,
-                "score": score,
-                "compound": compound,
-            }
-            for row_number, client_id, text, sentiment, score, compound in rows
-        ],
-        "next_cursor": next_cursor,
-    }
-    response = jsonify(body)
-    if has_more:
-        if page.page is not None:
-            query = {"page": page.page + 1, "per_page": page.per_page}
-        else:
-            query = {"after": next_cursor, "per_page": page.per_page}
-        next_url = url_for("api.get_results", public_id=public_id) + "?" + urlencode(query)
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
-    return response
+
+    def shape(row: tuple) -> dict[str, Any]:
+        row_number, line, client_id, text, sentiment, score, compound = row
+        return {
+            "row": row_number,
+            "line": line,
+            "id": client_id,
+            "text": text,
+            "sentiment": sentiment,
+            "score": score,
+            "compound": compound,
+        }
+
+    return _keyset_page(
+        "api.get_results",
+        public_id,
+        batch["id"],
+        page,
+        "batch_results_page",
+        key,
+        shape,
+        "results",
+        "total_results",
+        batch["processed_count"],
+    )
+
+
+@bp.get("/batch/<public_id>/errors")
+def get_errors(public_id: str) -> Response:
+    batch = _load_batch(public_id)
+    key = signing_key(_settings())
+    page = parse_page_request(request.args, public_id, key, "errors")
+
+    def shape(row: tuple) -> dict[str, Any]:
+        error_number, line, client_id, reason, detail = row
+        return {"error": error_number, "line": line, "id": client_id, "reason": reason, "detail": detail}
+
+    return _keyset_page(
+        "api.get_errors",
+        public_id,
+        batch["id"],
+        page,
+        "batch_row_errors_page",
+        key,
+        shape,
+        "errors",
+        "total_errors",
+        batch["invalid_count"],
+    )

@@ -1,214 +1,272 @@
-"""Read an uploaded CSV as a stream of rows, never holding the whole file.
+"""Parse an uploaded CSV as a stream of rows, never holding the whole file.
 
-The request body arrives in 64 KiB pieces. For ``multipart/form-data`` the
-pieces go through werkzeug's incremental (sans-IO) multipart decoder and only
-the ``file`` part's bytes are passed on; for ``text/csv`` the body is the
-file. The bytes are decoded as UTF-8 (a BOM is dropped) by a TextIOWrapper
-and split into records by the ``csv`` module, which handles RFC 4180 quoting
-(commas, doubled quotes and newlines inside quoted fields) and LF or CRLF.
+Bytes (from :mod:`webapp.request_body`) are sniffed for binary formats,
+decoded incrementally (UTF-8 with or without BOM by default, or the encoding
+the client names), cut into physical lines (CR, LF or CRLF) and parsed by the
+``csv`` module with RFC 4180 quoting. See the README, "What counts as a bad
+file", for every rule; in short:
 
-The first record is the header: it must name a ``text`` column; ``id`` is
-optional (without it a row's id is its line number in the file). Names are
-trimmed and compared case-insensitively; other columns are ignored. Blank
-lines are skipped. Every problem is raised as :class:`~webapp.problems.Problem`
-naming the line, so the upload transaction rolls back and nothing is kept.
+* whole-file problems raise :class:`~webapp.problems.Problem` (400/413) naming
+  the line, and the upload transaction rolls back, leaving nothing;
+* row problems (wrong number of fields, empty text, text too long, a NUL
+  character) yield the row with ``problem`` set, to be set aside and counted,
+  unless the upload is strict, in which case the first one is a 400.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from werkzeug.http import parse_options_header
-from werkzeug.sansio.multipart import Data, Epilogue, File, MultipartDecoder, NeedData
-
 from webapp.problems import Problem
+from webapp.request_body import bad_request
 
-READ_SIZE = 64 * 1024
-# Upper bound for one field; anything longer is not a text we should score.
-MAX_FIELD_CHARS = 1_000_000
-CSV_MEDIA_TYPES = {"text/csv", "application/csv", "text/plain"}
-
+# csv's per-field limit. A field longer than this (a runaway quote, usually)
+# fails the whole file; texts over MAX_TEXT_CHARS but under this are set aside.
+MAX_FIELD_CHARS = 10_000_000
 csv.field_size_limit(MAX_FIELD_CHARS)
+
+# How many problems a 400 for "every row is invalid" lists.
+PROBLEMS_LISTED = 5
+
+_MAGIC = [
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or an .xlsx workbook: export it as CSV)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"BZh", "a bzip2 archive"),
+    (b"\xfd7zXZ\x00", "an xz archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel/Word document (export it as CSV)"),
+]
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+SNIFF_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class UploadOptions:
+    encoding: str = "utf-8"
+    strict: bool = False
+    max_rows: int = 10_000_000
+    max_text_chars: int = 20_000
 
 
 @dataclass(frozen=True)
 class CsvRow:
-    line: int  # line of the file where the record starts, 1 = header
+    line: int  # line where the record starts; the header is line 1
     client_id: str
     text: str
+    problem: str | None = None  # reason a row is set aside
+    detail: str | None = None
 
 
-def bad_upload(detail: str, slug: str = "invalid-csv", status: int = 400) -> Problem:
-    return Problem(status, "Invalid upload", detail, slug)
+def check_encoding(name: str) -> str:
+    """A text encoding Python knows, by its canonical name; 400 otherwise."""
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True):
+        raise bad_request(
+            "unknown-encoding", f"{name!r} is not a text encoding we know (try utf-8 or cp1252)."
+        )
+    return info.name
 
 
-def read_body(stream: io.RawIOBase | io.BufferedIOBase, max_bytes: int) -> Iterator[bytes]:
-    """The request body in pieces, stopping with 413 once it passes ``max_bytes``."""
-    seen = 0
-    while True:
-        piece = stream.read(READ_SIZE)
-        if not piece:
-            return
-        seen += len(piece)
-        if seen > max_bytes:
-            raise Problem(
+def csv_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[CsvRow]:
+    """Every data row of the file, valid or set aside, in file order."""
+    pieces = _sniffed(iter(pieces), options.encoding)
+    records = _records(_lines(_decoded(pieces, options.encoding)))
+    first = next(records, None)
+    if first is None:
+        raise bad_request("empty-file", "The file is empty: expected a header row naming 'id' and 'text'.")
+    id_index, text_index = _header(first[1])
+    width = len(first[1])
+    rows = valid = 0
+    problems: list[str] = []
+    for line, record in records:
+        rows += 1
+        if rows > options.max_rows:
+            raise bad_request(
+                "too-many-rows",
+                f"The file has more than {options.max_rows:,} data rows (MAX_ROWS).",
                 413,
                 "Upload too large",
-                f"The upload is larger than the limit of {max_bytes} bytes.",
-                "upload-too-large",
             )
-        yield piece
+        row = _row(line, record, width, id_index, text_index, options.max_text_chars)
+        if row.problem is None:
+            valid += 1
+        else:
+            if options.strict:
+                raise bad_request("invalid-row", f"Line {line}: {row.detail} (strict mode rejects the file).")
+            if len(problems) < PROBLEMS_LISTED:
+                problems.append(f"line {line}: {row.detail}")
+        yield row
+    if rows == 0:
+        raise bad_request("no-data-rows", "The file has a header but no data rows.")
+    if valid == 0:
+        raise bad_request(
+            "no-valid-rows",
+            f"None of the {rows:,} data rows can be scored; the first problems: " + "; ".join(problems) + ".",
+        )
 
 
-def multipart_file(pieces: Iterable[bytes], content_type: str) -> tuple[str | None, Iterator[bytes]]:
-    """Find the ``file`` part of a multipart body; its filename and its bytes.
-
-    Parts before it (small form fields) are skipped; the body after it is
-    left unread, so only the file is ever streamed.
-    """
-    _, options = parse_options_header(content_type)
-    boundary = options.get("boundary")
-    if not boundary:
-        raise bad_upload("The multipart/form-data body has no boundary.", "invalid-multipart")
-    decoder = MultipartDecoder(boundary.encode("latin-1"), max_form_memory_size=READ_SIZE * 4)
-    source = _steady_pieces(pieces)
-
-    def events() -> Iterator[object]:
-        while True:
-            event = decoder.next_event()
-            if isinstance(event, NeedData):
-                decoder.receive_data(next(source, None))
-                continue
-            yield event
-            if isinstance(event, Epilogue):
-                return
-
-    stream = events()
-    try:
-        for event in stream:
-            if isinstance(event, File) and event.name == "file":
-                return event.filename, _part_data(stream)
-    except ValueError as exc:
-        raise bad_upload(f"The multipart/form-data body is malformed: {exc}", "invalid-multipart") from exc
-    raise bad_upload(
-        "The form has no field named 'file'. Send the CSV as -F 'file=@data.csv'.", "missing-file"
-    )
+def _row(
+    line: int, record: list[str], width: int, id_index: int | None, text_index: int, max_text_chars: int
+) -> CsvRow:
+    """Validate one record: a CsvRow, with ``problem`` set if it must be set aside."""
+    if id_index is None:
+        client_id = str(line)
+    elif id_index < len(record):
+        client_id = record[id_index]
+    else:
+        client_id = ""
+    if len(record) != width:
+        return _set_aside(
+            line,
+            client_id,
+            "wrong_field_count",
+            f"expected {width} fields as in the header, found {len(record)}",
+        )
+    text = record[text_index]
+    if "\x00" in text or "\x00" in client_id:
+        return _set_aside(line, client_id, "nul_character", "the row contains a NUL character")
+    if not text.strip():
+        return _set_aside(line, client_id, "empty_text", "the text is empty")
+    if len(text) > max_text_chars:
+        return _set_aside(
+            line,
+            client_id,
+            "text_too_long",
+            f"the text has {len(text):,} characters; the limit is {max_text_chars:,}",
+        )
+    return CsvRow(line, client_id, text)
 
 
-def _steady_pieces(pieces: Iterable[bytes], minimum: int = 256) -> Iterator[bytes]:
-    """The same bytes, re-cut into pieces of at least ``minimum`` bytes (but
-    the last) that never end with a lone CR.
-
-    werkzeug's decoder can emit a stray CR at the end of a part when the
-    CR LF before the boundary is split across tiny pieces; pieces that are
-    not tiny and hold back a trailing CR avoid it. Request bodies are read
-    in 64 KiB pieces anyway, so this costs nothing in practice.
-    """
-    pending = b""
-    for piece in pieces:
-        pending += piece
-        if len(pending) < minimum:
-            continue
-        cut = len(pending) - 1 if pending.endswith(b"\r") else len(pending)
-        yield pending[:cut]
-        pending = pending[cut:]
-    if pending:
-        yield pending
+def _set_aside(line: int, client_id: str, reason: str, detail: str) -> CsvRow:
+    # PostgreSQL text cannot hold NUL; the id is kept for people, so show it.
+    return CsvRow(line, client_id.replace("\x00", "\N{SYMBOL FOR NULL}"), "", reason, detail)
 
 
-def _part_data(stream: Iterator[object]) -> Iterator[bytes]:
-    try:
-        for event in stream:
-            if isinstance(event, Data):
-                if event.data:
-                    yield event.data
-                if not event.more_data:
-                    return
-    except ValueError as exc:
-        raise bad_upload(f"The multipart/form-data body is malformed: {exc}", "invalid-multipart") from exc
-
-
-class _PiecesReader(io.RawIOBase):
-    """A read-only binary file over an iterator of byte pieces."""
-
-    def __init__(self, pieces: Iterable[bytes]) -> None:
-        self._pieces = iter(pieces)
-        self._rest = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        while not self._rest:
-            piece = next(self._pieces, None)
-            if piece is None:
-                return 0
-            self._rest = piece
-        size = min(len(buffer), len(self._rest))
-        buffer[:size] = self._rest[:size]
-        self._rest = self._rest[size:]
-        return size
-
-
-def _column_index(header: list[str]) -> tuple[int | None, int]:
+def _header(header: list[str]) -> tuple[int | None, int]:
     names = [name.strip().lower() for name in header]
+    for index, name in enumerate(names):
+        if name and name in names[:index]:
+            raise bad_request("duplicate-column", f"Line 1: the column {name!r} appears more than once.")
     if "text" not in names:
-        raise bad_upload(
-            f"Line 1: the header must name a 'text' column; found {', '.join(map(repr, header))}.",
+        found = ", ".join(repr(h) for h in header[:10])
+        raise bad_request(
             "missing-text-column",
+            f"Line 1: the header must name a 'text' column (found {found}). "
+            "If the file has no header row, add one such as 'id,text'.",
         )
     return (names.index("id") if "id" in names else None), names.index("text")
 
 
-def csv_rows(pieces: Iterable[bytes]) -> Iterator[CsvRow]:
-    """Parse the CSV bytes into rows, validating as they stream past."""
-    text_stream = io.TextIOWrapper(
-        io.BufferedReader(_PiecesReader(pieces), READ_SIZE), encoding="utf-8-sig", newline=""
-    )
-    reader = csv.reader(text_stream, strict=True)
-    records = _records(reader)
-    header = next(records, None)
-    if header is None:
-        raise bad_upload("The file is empty: expected a header row naming 'id' and 'text'.", "empty-file")
-    id_index, text_index = _column_index(header[1])
-    width = len(header[1])
-    any_rows = False
-    for line, record in records:
-        if len(record) != width:
-            raise bad_upload(
-                f"Line {line}: expected {width} fields as in the header, found {len(record)}.",
-                "wrong-field-count",
+def _sniffed(pieces: Iterator[bytes], encoding: str) -> Iterator[bytes]:
+    """Refuse binary files by their first 8 KiB; then pass every byte on."""
+    head = b""
+    for piece in pieces:
+        head += piece
+        if len(head) >= SNIFF_BYTES:
+            break
+    sample = head[:SNIFF_BYTES]
+    for magic, kind in _MAGIC:
+        if sample.startswith(magic):
+            raise bad_request("binary-file", f"This is {kind}, not a CSV text file.")
+    if encoding == "utf-8":
+        if sample.startswith(_UTF16_BOMS):
+            raise bad_request(
+                "not-utf8",
+                "The file is UTF-16 (Excel's 'Unicode text'); save it as CSV UTF-8, or upload with "
+                "?encoding=utf-16.",
             )
-        text = record[text_index]
-        if not text.strip():
-            raise bad_upload(f"Line {line}: the text is empty.", "empty-text")
-        client_id = record[id_index] if id_index is not None else str(line)
-        if "\x00" in text or "\x00" in client_id:
-            # PostgreSQL text cannot hold NUL.
-            raise bad_upload(f"Line {line}: the row contains a NUL character.", "nul-character")
-        any_rows = True
-        yield CsvRow(line, client_id, text)
-    if not any_rows:
-        raise bad_upload("The file has a header but no data rows.", "no-data-rows")
+        # A stray NUL in a row is a row problem; many of them mean a binary file.
+        nuls = sample.count(0)
+        if nuls > 64 or nuls * 10 > len(sample):
+            raise bad_request("binary-file", "The file holds many NUL bytes: it is binary, not CSV text.")
+    if head:
+        yield head
+    yield from pieces
 
 
-def _records(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
-    """Non-blank records with the line each starts on, translating parse errors."""
+def _decoded(pieces: Iterable[bytes], encoding: str) -> Iterator[str]:
+    """Decode incrementally; an undecodable byte is a 400 naming its line and offset."""
+    codec = "utf-8-sig" if encoding == "utf-8" else encoding
+    decoder = codecs.getincrementaldecoder(codec)(errors="strict")
+    offset = newlines = 0  # bytes and LFs in the pieces already decoded
+    for piece in pieces:
+        pending = decoder.getstate()[0]
+        try:
+            text = decoder.decode(piece)
+        except UnicodeDecodeError as exc:
+            raise _undecodable(
+                exc, pending + piece, offset - len(pending), newlines - pending.count(b"\n"), encoding
+            ) from exc
+        offset += len(piece)
+        newlines += piece.count(b"\n")
+        if text:
+            yield text
+    pending = decoder.getstate()[0]
+    try:
+        tail = decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise _undecodable(
+            exc, pending, offset - len(pending), newlines - pending.count(b"\n"), encoding
+        ) from exc
+    if tail:
+        yield tail
+
+
+def _undecodable(
+    exc: UnicodeDecodeError, data: bytes, data_offset: int, newlines_before: int, encoding: str
+) -> Problem:
+    line = newlines_before + data[: exc.start].count(b"\n") + 1
+    position = data_offset + exc.start
+    bad = data[exc.start : exc.start + 1].hex()
+    hint = " If it comes from Excel, try ?encoding=cp1252." if encoding == "utf-8" else ""
+    where = f"at byte offset {position} (byte 0x{bad})"
+    return bad_request(
+        "not-utf8" if encoding == "utf-8" else "undecodable",
+        f"Line {line}: the file is not valid {encoding.upper()} {where}.{hint}",
+    )
+
+
+def _lines(texts: Iterable[str]) -> Iterator[str]:
+    """Physical lines with their ends (CR, LF or CRLF), as csv wants them."""
+    rest = ""
+    for text in texts:
+        buffer = rest + text
+        # A CR at the end may be the first half of a CRLF: keep it back.
+        hold = 1 if buffer.endswith("\r") else 0
+        lines = io.StringIO(buffer[: len(buffer) - hold], newline="").readlines()
+        rest = buffer[len(buffer) - hold :]
+        if lines and not lines[-1].endswith(("\n", "\r")):
+            rest = lines.pop() + rest
+        yield from lines
+    if rest:
+        yield rest
+
+
+def _records(lines: Iterator[str]) -> Iterator[tuple[int, list[str]]]:
+    """Non-blank records with the line each starts on; parse errors become 400s."""
+    reader = csv.reader(lines, strict=True)
     line = 1
     try:
         for record in reader:
             start = line
-            line = reader.line_num + 1  # type: ignore[attr-defined]
+            line = reader.line_num + 1
             if record:
                 yield start, record
-    except UnicodeDecodeError as exc:
-        raise bad_upload(
-            f"Line {line}: the file is not valid UTF-8 ({exc.reason} at byte {exc.start} of the "
-            "decoded block).",
-            "not-utf8",
-        ) from exc
     except csv.Error as exc:
-        raise bad_upload(f"Line {line}: {exc}.", "invalid-csv") from exc
+        message = str(exc)
+        if "unexpected end of data" in message:
+            message = "a quoted field starting here is never closed"
+        elif "field larger than field limit" in message:
+            message = f"a field is longer than {MAX_FIELD_CHARS:,} characters (an unclosed quote?)"
+        raise bad_request("invalid-csv", f"Line {line}: {message}.") from exc

@@ -1,9 +1,15 @@
 """Write an upload into PostgreSQL in one transaction.
 
-The batch row, the staged rows (streamed with ``COPY``) and the chunks are
-created together; the NOTIFY that wakes the runners is delivered at commit.
-If the CSV turns out to be bad half-way, the exception aborts the COPY and
-the transaction, so a rejected upload leaves no trace.
+The batch row, the staged rows (streamed with one ``COPY``), the set-aside
+rows and the chunks are created together; the NOTIFY that wakes the runners
+is delivered at commit. If the file turns out to be bad half-way, the
+exception aborts the COPY and the transaction, so a rejected upload leaves
+no trace.
+
+Valid rows are numbered 1, 2, ... (``row_number``, dense, so result pages are
+index ranges); set-aside rows are numbered separately (``error_number``),
+staged as ``row_number = -error_number`` in the same COPY and moved to
+``batch_row_errors`` before commit.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ log = logging.getLogger(__name__)
 class CreatedBatch:
     public_id: str
     total_count: int
+    invalid_count: int
 
 
 def new_public_id() -> str:
@@ -42,13 +49,29 @@ def ingest_upload(
             q("batches_insert"),
             {"public_id": public_id, "chunk_size": chunk_size, "source_filename": filename},
         ).fetchone()[0]
-        total = 0
+        valid = invalid = 0
         with conn.cursor() as cur, cur.copy(q("batch_rows_copy")) as copy:
-            for total, row in enumerate(rows, start=1):
-                copy.write_row((batch_id, total, row.client_id, row.text))
-        params = {"batch_id": batch_id, "total_count": total, "chunk_size": chunk_size}
+            write = copy.write_row
+            for row in rows:
+                if row.problem is None:
+                    valid += 1
+                    write((batch_id, valid, row.line, row.client_id, row.text, None))
+                else:
+                    invalid += 1
+                    problem = f"{row.problem}\t{row.detail}"
+                    write((batch_id, -invalid, row.line, row.client_id, "", problem))
+        if invalid:
+            conn.execute(q("batch_row_errors_move_from_staging"), {"batch_id": batch_id})
+        total = valid + invalid
+        params = {
+            "batch_id": batch_id,
+            "total_count": total,
+            "invalid_count": invalid,
+            "valid_count": valid,
+            "chunk_size": chunk_size,
+        }
         conn.execute(q("chunks_insert_for_batch"), params)
-        conn.execute(q("batches_set_total"), params)
+        conn.execute(q("batches_set_counts"), params)
         conn.execute(q("batches_notify_ready"), {"public_id": public_id})
-    log.info("batch %s: %d rows staged in chunks of %d", public_id, total, chunk_size)
-    return CreatedBatch(public_id, total)
+    log.info("batch %s: %d rows staged (%d set aside) in chunks of %d", public_id, total, invalid, chunk_size)
+    return CreatedBatch(public_id, total, invalid)

@@ -49,22 +49,29 @@ def _serializer(key: str) -> URLSafeSerializer:
     return URLSafeSerializer(key, salt="results-cursor")
 
 
-def encode_cursor(key: str, public_id: str, last_row: int) -> str:
-    return _serializer(key).dumps([public_id, last_row])
+def encode_cursor(key: str, public_id: str, last_row: int, listing: str = "results") -> str:
+    """A cursor naming the last row of a page of ``listing`` (results or errors) of a batch."""
+    return _serializer(key).dumps([public_id, listing, last_row])
 
 
-def parse_page_request(args: Mapping[str, str], public_id: str, key: str) -> PageRequest:
+def parse_page_request(
+    args: Mapping[str, str], public_id: str, key: str, listing: str = "results"
+) -> PageRequest:
     """Validate ``page``/``per_page``/``after``; a bad value is a 400 problem."""
     per_page = _positive_int(args, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
     if "after" in args:
         if "page" in args:
             raise _bad_parameter("Use either page or after, not both.")
         try:
-            cursor_batch, last_row = _serializer(key).loads(args["after"])
+            cursor_batch, cursor_listing, last_row = _serializer(key).loads(args["after"])
         except (BadSignature, ValueError, TypeError) as exc:
             raise _bad_parameter("The cursor in 'after' is not valid; use next_cursor as given.") from exc
-        if cursor_batch != public_id or not isinstance(last_row, int) or last_row < 0:
-            raise _bad_parameter("The cursor in 'after' belongs to another batch.")
+        if cursor_batch != public_id or cursor_listing != listing:
+            raise _bad_parameter(
+                f"The cursor in 'after' belongs to another batch or list, not these {listing}."
+            )
+        if not isinstance(last_row, int) or last_row < 0:
+            raise _bad_parameter("The cursor in 'after' is not valid; use next_cursor as given.")
         return PageRequest(after_row=last_row, per_page=per_page, page=None)
     page = _positive_int(args, "page", 1, MAX_ROW_NUMBER)
     after_row = (page - 1) * per_page

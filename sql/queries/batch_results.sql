@@ -5,11 +5,11 @@ WITH moved AS (
     DELETE FROM batch_rows
     WHERE batch_id = %(batch_id)s
       AND row_number BETWEEN %(first_row)s AND %(last_row)s
-    RETURNING row_number, client_id, text
+    RETURNING row_number, line_number, client_id, text
 )
 INSERT INTO batch_results
-    (batch_id, row_number, client_id, text, sentiment, score, compound, pos, neu, neg)
-SELECT %(batch_id)s, moved.row_number, moved.client_id, moved.text,
+    (batch_id, row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg)
+SELECT %(batch_id)s, moved.row_number, moved.line_number, moved.client_id, moved.text,
        s.sentiment, s.score, s.compound, s.pos, s.neu, s.neg
 FROM moved
 JOIN unnest(%(row_numbers)s::integer[], %(sentiments)s::text[],
@@ -20,7 +20,7 @@ JOIN unnest(%(row_numbers)s::integer[], %(sentiments)s::text[],
 
 -- name: batch_results_page
 -- One keyset page of results: an index range on the primary key, whatever the depth.
-SELECT row_number, client_id, text, sentiment, score, compound
+SELECT row_number, line_number, client_id, text, sentiment, score, compound
 FROM batch_results
 WHERE batch_id = %(batch_id)s
   AND row_number > %(after_row)s

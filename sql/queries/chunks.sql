@@ -1,8 +1,8 @@
 -- name: chunks_insert_for_batch
--- Cut a freshly staged batch into chunks of chunk_size rows.
+-- Cut a freshly staged batch's valid rows into chunks of chunk_size rows.
 INSERT INTO chunks (batch_id, first_row, last_row)
-SELECT %(batch_id)s, first_row, least(first_row + %(chunk_size)s - 1, %(total_count)s)
-FROM generate_series(1, %(total_count)s, %(chunk_size)s) AS first_row;
+SELECT %(batch_id)s, first_row, least(first_row + %(chunk_size)s - 1, %(valid_count)s)
+FROM generate_series(1, %(valid_count)s, %(chunk_size)s) AS first_row;
 
 -- name: chunks_claim
 -- Lease the oldest ready chunk to one runner and return the chunk with its rows.

@@ -45,11 +45,11 @@ def post_file(client, data: bytes, **kwargs):
         (b"", "empty-file", "empty"),
         (b"id,text\n", "no-data-rows", "no data rows"),
         (b"id,body\n1,hello\n", "missing-text-column", "Line 1"),
-        (b"id,text\n1,good\n2,bad,extra\n", "wrong-field-count", "Line 3"),
-        (b"id,text\n1,good\n2,   \n", "empty-text", "Line 3"),
+        (b"id,text\n1,,\n2,bad,extra\n", "no-valid-rows", "line 3"),
+        (b"id,text\n1,   \n", "no-valid-rows", "line 2: the text is empty"),
         (b"id,text\n1,caf\xe9\n", "not-utf8", "UTF-8"),
         (b'id,text\n1,"never closed\n', "invalid-csv", "Line"),
-        (b"id,text\n1,a\x00b\n", "nul-character", "Line 2"),
+        (b"id,text\n1,a\x00b\n", "no-valid-rows", "line 2"),
     ],
 )
 def test_bad_csv_is_rejected_and_leaves_nothing(client, db, body, slug, needle):
@@ -58,10 +58,55 @@ def test_bad_csv_is_rejected_and_leaves_nothing(client, db, body, slug, needle):
     assert_nothing_written(db)
 
 
-def test_bad_row_after_many_good_rows_rolls_back_the_copy(client, db):
-    body = make_csv(sample_texts(5_000)) + b"late,row,with,too,many\n"
-    problem = assert_problem(post_file(client, body), 400, "wrong-field-count")
-    assert "Line" in problem["detail"]
+def test_late_problems_roll_back_the_whole_copy(client, db):
+    good = make_csv(sample_texts(5_000))
+    late_quote = good + b'late,"never closed\n'
+    problem = assert_problem(post_file(client, late_quote), 400, "invalid-csv")
+    assert problem["detail"].startswith("Line ")
+    late_row = good + b"late,row,with,too,many\n"
+    response = client.post(
+        "/batch/upload?strict=true",
+        data={"file": (io.BytesIO(late_row), "x.csv")},
+        content_type="multipart/form-data",
+    )
+    problem = assert_problem(response, 400, "invalid-row")
+    assert "strict" in problem["detail"] and problem["detail"].startswith("Line ")
+    assert_nothing_written(db)
+
+
+@pytest.mark.parametrize(
+    ("body", "slug", "needle"),
+    [
+        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "binary-file", "PNG"),
+        (b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4, "binary-file", "gzip"),
+        (b"PK\x03\x04" + bytes(range(256)) * 4, "binary-file", "ZIP"),
+        (b"id,text\n" + b"\x00" * 500, "binary-file", "NUL"),
+        (b"ID, Text ,TEXT\n1,a,b\n", "duplicate-column", "Line 1"),
+        (b"i love it,5 stars\n", "missing-text-column", "no header row"),
+    ],
+)
+def test_more_whole_file_problems(client, db, body, slug, needle):
+    problem = assert_problem(post_file(client, body), 400, slug)
+    assert needle in problem["detail"]
+    assert_nothing_written(db)
+
+
+def test_two_files_in_one_form(client, db):
+    response = client.post(
+        "/batch/upload",
+        data={"file": [(io.BytesIO(b"id,text\n1,good\n"), "a.csv"), (io.BytesIO(b"id,text\n"), "b.csv")]},
+        content_type="multipart/form-data",
+    )
+    assert_problem(response, 400, "several-files")
+    assert_nothing_written(db)
+
+
+@pytest.mark.parametrize(
+    ("query", "slug"), [("?strict=maybe", "invalid-parameter"), ("?encoding=klingon", "unknown-encoding")]
+)
+def test_bad_upload_parameters(client, db, query, slug):
+    response = client.post(f"/batch/upload{query}", data=b"id,text\n1,a\n", content_type="text/csv")
+    assert_problem(response, 400, slug)
     assert_nothing_written(db)
 
 
@@ -83,18 +128,31 @@ def test_wrong_content_type(client, db):
     assert_nothing_written(db)
 
 
-def test_upload_over_the_limit_is_413(database_url, db):
+def test_limits_are_413(database_url, db):
     from webapp import create_app
 
-    app = create_app({"database_url": database_url, "max_upload_bytes": 10_000})
+    app = create_app({"database_url": database_url, "max_upload_bytes": 10_000, "max_rows": 100})
     try:
-        response = app.test_client().post(
-            "/batch/upload", data=make_csv(sample_texts(2_000)), content_type="text/csv"
+        client = app.test_client()
+        body = make_csv(sample_texts(2_000))
+        # Declared too large: refused before reading.
+        assert_problem(
+            client.post("/batch/upload", data=body, content_type="text/csv"), 413, "upload-too-large"
+        )
+        # Too large only once read (no Content-Length, as with chunked transfer under gunicorn).
+        response = client.post(
+            "/batch/upload",
+            input_stream=io.BytesIO(body),
+            headers={"Content-Type": "text/csv", "Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input_terminated": True},
         )
         assert_problem(response, 413, "upload-too-large")
+        rows = make_csv(["ok"] * 101)
+        assert_problem(post_file(client, rows), 413, "too-many-rows")
+        assert post_file(client, make_csv(["ok"] * 100)).status_code == 202
     finally:
         app.extensions["db_pool"].close()
-    assert_nothing_written(db)
+    assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == 1
 
 
 def test_unknown_batch_route_and_method(client):

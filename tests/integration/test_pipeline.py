@@ -193,6 +193,11 @@ def test_runner_and_web_survive_a_postgresql_restart(client, upload, runners, db
     status = wait_for(lambda: (s := _status(client, batch_id))["status"] == "completed" and s, timeout=120)
     assert status["processed_count"] == 5_000
     with psycopg.connect(database_url, autocommit=True) as conn:
-        assert _counts(conn, batch_id) == {"staged": 0, "results": 5_000, "distinct": 5_000, "chunks_not_done": 0}
+        assert _counts(conn, batch_id) == {
+            "staged": 0,
+            "results": 5_000,
+            "distinct": 5_000,
+            "chunks_not_done": 0,
+        }
     assert "database unavailable" in runners.logs()
     assert runners.procs[0].poll() is None

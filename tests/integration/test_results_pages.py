@@ -6,8 +6,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from jobrunner.runner import claim_chunk, finish_chunk, score_chunk
-from tests.helpers import make_csv, sample_texts
+from tests.helpers import make_csv, sample_texts, score_everything
 
 pytestmark = pytest.mark.integration
 
@@ -16,8 +15,7 @@ pytestmark = pytest.mark.integration
 def completed_batch(upload, db) -> str:
     """A 537-row batch scored in this process (no runner needed)."""
     batch_id = upload(make_csv(sample_texts(537, seed=11)))["batch_id"]
-    while (chunk := claim_chunk(db, "test", 60)) is not None:
-        assert finish_chunk(db, score_chunk(chunk, "reference"))
+    score_everything(db)
     return batch_id
 
 
@@ -87,8 +85,7 @@ def test_tampered_or_foreign_cursor_is_rejected(client, upload, db, completed_ba
     assert response.status_code == 400 and response.mimetype == "application/problem+json"
 
     other = upload(make_csv(["good"]))["batch_id"]
-    while (chunk := claim_chunk(db, "test", 60)) is not None:
-        finish_chunk(db, score_chunk(chunk, "reference"))
+    score_everything(db)
     response = client.get(f"/batch/{other}/results?after={cursor}")
     assert response.status_code == 400
     assert "another batch" in response.get_json()["detail"]

@@ -1,0 +1,150 @@
+"""The upload's bytes, streamed from the request body in 64 KiB pieces.
+
+For ``multipart/form-data`` the pieces go through werkzeug's incremental
+(sans-IO) multipart decoder: small form fields before the file part are
+collected (an HTML form sends its ``strict`` checkbox there), the ``file``
+part's bytes are passed on as they arrive, and whatever follows the file is
+checked once it has been read (a second file is an error). For a raw CSV body
+the pieces are the file. Nothing here holds more than a few pieces.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from werkzeug.datastructures import Headers
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+
+from webapp.problems import Problem
+
+READ_SIZE = 64 * 1024
+MAX_FORM_FIELDS = 20
+MAX_FORM_FIELD_BYTES = 1024
+
+
+def bad_request(slug: str, detail: str, status: int = 400, title: str = "Invalid upload") -> Problem:
+    return Problem(status, title, detail, slug)
+
+
+def too_large(max_bytes: int) -> Problem:
+    return bad_request(
+        "upload-too-large",
+        f"The upload is larger than the limit of {max_bytes:,} bytes (MAX_UPLOAD_BYTES).",
+        413,
+        "Upload too large",
+    )
+
+
+def read_body(stream: io.RawIOBase | io.BufferedIOBase, max_bytes: int) -> Iterator[bytes]:
+    """The request body in pieces, stopping with 413 once it passes ``max_bytes``
+    (the rest is never read)."""
+    seen = 0
+    while True:
+        piece = stream.read(READ_SIZE)
+        if not piece:
+            return
+        seen += len(piece)
+        if seen > max_bytes:
+            raise too_large(max_bytes)
+        yield piece
+
+
+@dataclass
+class MultipartFile:
+    """The ``file`` part of a form: its name, headers, the fields sent before it, its bytes."""
+
+    filename: str | None
+    headers: Headers
+    fields: dict[str, str] = field(default_factory=dict)
+    data: Iterator[bytes] = field(default_factory=lambda: iter(()))
+
+
+def open_multipart(pieces: Iterable[bytes], content_type: str) -> MultipartFile:
+    """Find the ``file`` part of a multipart body and stream its bytes."""
+    _, options = parse_options_header(content_type)
+    boundary = options.get("boundary")
+    if not boundary:
+        raise bad_request("invalid-multipart", "The multipart/form-data body has no boundary parameter.")
+    decoder = MultipartDecoder(boundary.encode("latin-1"), max_form_memory_size=READ_SIZE * 4)
+    events = _events(decoder, _steady_pieces(pieces))
+    fields: dict[str, str] = {}
+    current_field: str | None = None
+    try:
+        for event in events:
+            if isinstance(event, File):
+                if event.name == "file":
+                    return MultipartFile(event.filename, event.headers, fields, _file_data(events))
+                current_field = None
+            elif isinstance(event, Field):
+                if len(fields) >= MAX_FORM_FIELDS:
+                    raise bad_request("invalid-multipart", "The form has too many fields.")
+                current_field = event.name
+                fields[current_field] = ""
+            elif isinstance(event, Data) and current_field is not None:
+                fields[current_field] += event.data.decode("utf-8", "replace")
+                if len(fields[current_field]) > MAX_FORM_FIELD_BYTES:
+                    raise bad_request("invalid-multipart", f"The form field {current_field!r} is too long.")
+    except ValueError as exc:
+        raise _malformed(exc) from exc
+    raise bad_request(
+        "missing-file", "The form has no file field named 'file'. Send the CSV as -F 'file=@data.csv'."
+    )
+
+
+def _malformed(exc: Exception) -> Problem:
+    return bad_request("invalid-multipart", f"The multipart/form-data body is malformed: {exc}.")
+
+
+def _events(decoder: MultipartDecoder, source: Iterator[bytes]) -> Iterator[object]:
+    while True:
+        event = decoder.next_event()
+        if isinstance(event, NeedData):
+            decoder.receive_data(next(source, None))
+            continue
+        yield event
+        if isinstance(event, Epilogue):
+            return
+
+
+def _file_data(events: Iterator[object]) -> Iterator[bytes]:
+    """The file part's bytes; then the rest of the form, which must hold no other file."""
+    try:
+        for event in events:
+            if isinstance(event, Data):
+                if event.data:
+                    yield event.data
+                if not event.more_data:
+                    break
+        for event in events:
+            if isinstance(event, File):
+                raise bad_request(
+                    "several-files",
+                    f"The form holds more than one file (also {event.filename!r} in field "
+                    f"{event.name!r}); send one CSV per upload.",
+                )
+    except ValueError as exc:
+        raise _malformed(exc) from exc
+
+
+def _steady_pieces(pieces: Iterable[bytes], minimum: int = 256) -> Iterator[bytes]:
+    """The same bytes, re-cut into pieces of at least ``minimum`` bytes (but
+    the last) that never end with a lone CR.
+
+    werkzeug's decoder can emit a stray CR at the end of a part when the
+    CR LF before the boundary is split across tiny pieces; pieces that are
+    not tiny and hold back a trailing CR avoid it. Request bodies are read
+    in 64 KiB pieces anyway, so this costs nothing in practice.
+    """
+    pending = b""
+    for piece in pieces:
+        pending += piece
+        if len(pending) < minimum:
+            continue
+        cut = len(pending) - 1 if pending.endswith(b"\r") else len(pending)
+        yield pending[:cut]
+        pending = pending[cut:]
+    if pending:
+        yield pending
