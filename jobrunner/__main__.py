@@ -1,20 +1,35 @@
 """Entry point of a runner process: ``python -m jobrunner``.
 
-Reads the settings from the environment, configures logging and runs the
-loop (which first applies pending migrations unless MIGRATE_ON_START=false)
-until SIGTERM or SIGINT.
+``python -m jobrunner`` reads the settings from the environment, configures
+logging and runs the loop (which first applies pending migrations unless
+MIGRATE_ON_START=false) until SIGTERM or SIGINT.
+
+``python -m jobrunner purge --older-than 7d`` deletes, by hand, the finished
+batches (completed, completed with errors, or cancelled) that finished longer
+ago than that, with all their rows; RESULTS_TTL makes the runners do it.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
-from jobrunner.runner import Runner
-from jobrunner.settings import Settings
+import psycopg
+
+from jobrunner.runner import Runner, purge_finished
+from jobrunner.settings import Settings, parse_duration
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobrunner")
+    commands = parser.add_subparsers(dest="command")
+    purge = commands.add_parser("purge", help="delete finished batches older than an age")
+    purge.add_argument(
+        "--older-than", required=True, type=parse_duration, metavar="AGE", help="e.g. 7d, 12h, 30m or seconds"
+    )
+    args = parser.parse_args(argv)
+
     settings = Settings.from_env()
     logging.basicConfig(
         level=settings.log_level,
@@ -23,6 +38,11 @@ def main() -> int:
     if not settings.database_url:
         logging.getLogger("jobrunner").error("DATABASE_URL is not set")
         return 2
+    if args.command == "purge":
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            purged = purge_finished(conn, args.older_than)
+        print(f"purged {purged} batch(es)")
+        return 0
     runner = Runner(settings)
     runner.install_signal_handlers()
     return runner.run()

@@ -1,72 +1,54 @@
-"""The runner loop: claim a chunk, score it, commit its results, repeat.
+"""The runner process's loop: claim a chunk, score it, commit it, repeat.
 
-Claim design: a committed lease, not an open transaction. Claiming a chunk
-commits ``state='claimed'``, ``attempts + 1``, a random ``claim_token`` and
-``lease_expires_at``. Scoring happens outside any transaction. Finishing is
-one transaction that (1) flips the chunk to done only if it still carries our
-token, (2) moves its rows from staging into results and (3) advances the
-batch. Why a lease:
+The queue's guarantees (leases, guarded finish) live in ``jobrunner.chunks``;
+this module owns the process around them:
 
-* the attempt count is committed at claim time, so it survives a crash (a
-  row lock held by an open transaction would roll it back);
-* no transaction stays open while Python scores, so a frozen or slow runner
-  pins no locks and no snapshot;
-* a runner that dies at any instant either committed all three steps or none:
-  its chunk comes back to the queue when the lease expires (any runner runs
-  ``chunks_release_expired`` every ``RELEASE_EXPIRED_SECONDS``), and a runner
-  whose lease expired and was taken over cannot finish (its token no longer
-  matches), so nothing is lost and nothing is written twice. The primary key
-  of ``batch_results`` backs this up.
-
-Waiting: the runner LISTENs on ``chunks_ready`` (the upload transaction
-NOTIFYs) and polls every ``POLL_SECONDS`` in case a notification was missed.
-SIGTERM or SIGINT while scoring finishes and commits the chunk in hand, then
-exits; while idle it exits at once. A lost database connection is retried
-with backoff, and scores already computed are committed after reconnecting
-if the lease is still ours.
+* waiting: LISTEN on ``chunks_ready`` (the upload transaction NOTIFYs) plus a
+  poll every POLL_SECONDS in case a notification was missed;
+* housekeeping every RELEASE_EXPIRED_SECONDS: requeue chunks whose lease ran
+  out, forget runners whose heartbeat stopped, purge batches past RESULTS_TTL;
+* failures: a chunk whose scoring raises goes back to the queue with an
+  exponential backoff (RETRY_BACKOFF_SECONDS, doubling, at most 60 s); see
+  ``jobrunner.chunk_scoring`` for what happens at MAX_ATTEMPTS;
+* signals: SIGTERM or SIGINT while scoring finishes and commits the chunk in
+  hand, then exits 0; while idle it exits at once;
+* outages: a lost database connection is retried with backoff; scores
+  already computed are committed after reconnecting if the lease is still ours;
+* the ``runners`` table: the runner registers at start, beats its heartbeat
+  with every finished chunk and every HEARTBEAT_SECONDS when idle, and removes
+  its entry when it exits cleanly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import time
-from dataclasses import dataclass
 from types import FrameType
-from uuid import UUID
 
-import pandas as pd
 import psycopg
 
+from jobrunner.chunk_scoring import score_chunk
+from jobrunner.chunks import (
+    NOTIFY_CHANNEL,
+    RunnerIdentity,
+    ScoredChunk,
+    claim_chunk,
+    finish_chunk,
+    release_expired,
+    retry_later,
+)
 from jobrunner.migrations import migrate
 from jobrunner.queries import q
-from jobrunner.scoring import polarity_function, score_texts
+from jobrunner.scoring import polarity_function
 from jobrunner.settings import Settings
 
 log = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "chunks_ready"
-
-
-@dataclass
-class ClaimedChunk:
-    """A leased chunk and its staged rows."""
-
-    chunk_id: int
-    batch_id: int
-    first_row: int
-    last_row: int
-    claim_token: UUID
-    attempts: int
-    rows: pd.DataFrame  # row_number, text
-
-
-@dataclass
-class ScoredChunk:
-    chunk: ClaimedChunk
-    scores: pd.DataFrame  # row_number plus the score_texts columns
+MAX_BACKOFF_SECONDS = 60.0
 
 
 class _StopWaiting(Exception):
@@ -77,77 +59,12 @@ def default_runner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def claim_chunk(conn: psycopg.Connection, runner: str, lease_seconds: float) -> ClaimedChunk | None:
-    """Lease the next ready chunk, or return None when the queue is empty."""
+def purge_finished(conn: psycopg.Connection, older_than_seconds: float) -> int:
+    """Delete finished batches (with all their rows) older than the given age."""
     with conn.transaction():
-        records = conn.execute(
-            q("chunks_claim"), {"runner": runner, "lease_seconds": lease_seconds}
-        ).fetchall()
-    if not records:
-        return None
-    first = records[0]
-    rows = pd.DataFrame([(r[6], r[7]) for r in records], columns=["row_number", "text"])
-    return ClaimedChunk(first[0], first[1], first[2], first[3], first[4], first[5], rows)
-
-
-def score_chunk(chunk: ClaimedChunk, scorer: str) -> ScoredChunk:
-    """Score the chunk's rows with VADER over the pandas frame."""
-    scores = score_texts(chunk.rows["text"].tolist(), scorer=scorer)
-    scores.insert(0, "row_number", chunk.rows["row_number"].to_numpy())
-    return ScoredChunk(chunk, scores)
-
-
-def finish_chunk(conn: psycopg.Connection, scored: ScoredChunk) -> bool:
-    """Commit a scored chunk; False if our lease was lost and nothing was written."""
-    chunk, scores = scored.chunk, scored.scores
-    counts = scores["sentiment"].value_counts()
-    with conn.transaction():
-        if (
-            conn.execute(
-                q("chunks_finish"), {"chunk_id": chunk.chunk_id, "claim_token": chunk.claim_token}
-            ).fetchone()
-            is None
-        ):
-            return False
-        moved = conn.execute(
-            q("batch_results_move_scored"),
-            {
-                "batch_id": chunk.batch_id,
-                "first_row": chunk.first_row,
-                "last_row": chunk.last_row,
-                "row_numbers": scores["row_number"].tolist(),
-                "sentiments": scores["sentiment"].tolist(),
-                "scores": scores["score"].tolist(),
-                "compounds": scores["compound"].tolist(),
-                "pos": scores["pos"].tolist(),
-                "neu": scores["neu"].tolist(),
-                "neg": scores["neg"].tolist(),
-            },
-        ).rowcount
-        if moved != len(scores):
-            # Staging and the chunk disagree: refuse to count a partial chunk.
-            raise RuntimeError(f"chunk {chunk.chunk_id}: moved {moved} rows, expected {len(scores)}")
-        conn.execute(
-            q("batches_advance"),
-            {
-                "batch_id": chunk.batch_id,
-                "scored": len(scores),
-                "positive": int(counts.get("positive", 0)),
-                "negative": int(counts.get("negative", 0)),
-                "neutral": int(counts.get("neutral", 0)),
-            },
-        )
-    return True
-
-
-def release_expired(conn: psycopg.Connection) -> int:
-    """Return chunks with expired leases to the queue; how many were released."""
-    released = conn.execute(q("chunks_release_expired")).fetchall()
-    for chunk_id, batch_id, holder in released:
-        log.warning("chunk %s of batch %s: lease of %s expired, requeued", chunk_id, batch_id, holder)
-    if released:
-        conn.execute("SELECT pg_notify(%s, 'requeued')", (NOTIFY_CHANNEL,))
-    return len(released)
+        return conn.execute(
+            q("batches_purge_finished_before"), {"older_than_seconds": older_than_seconds}
+        ).fetchone()[0]
 
 
 class Runner:
@@ -156,10 +73,12 @@ class Runner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.name = settings.runner_name or default_runner_name()
+        self.identity = RunnerIdentity(self.name, socket.gethostname(), os.getpid(), settings.scorer)
         self.stopping = False
         self._idle = False
         self._in_hand: ScoredChunk | None = None
-        self._next_release = 0.0
+        self._next_housekeeping = 0.0
+        self._next_heartbeat = 0.0
         self._migrated = not settings.migrate_on_start
         self.chunks_done = 0
 
@@ -183,10 +102,11 @@ class Runner:
         """Work until asked to stop; the process exit code."""
         polarity_function(self.settings.scorer)  # fail fast on an unknown SCORER
         log.info(
-            "runner %s starting (scorer=%s, lease=%ss)",
+            "runner %s starting (scorer=%s, lease=%ss, max attempts=%d)",
             self.name,
             self.settings.scorer,
             self.settings.lease_seconds,
+            self.settings.max_attempts,
         )
         backoff = 0.5
         while not self.stopping:
@@ -198,16 +118,14 @@ class Runner:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     backoff = 0.5
                     self._work(conn)
+                    self._leave(conn)
             except _StopWaiting:
                 break
             except psycopg.OperationalError as exc:
                 if self.stopping and self._in_hand is None:
                     break
-                log.warning(
-                    "database unavailable (%s); retrying in %.1fs",
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
-                    backoff,
-                )
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                log.warning("database unavailable (%s); retrying in %.1fs", first_line, backoff)
                 try:
                     self._sleep(backoff)
                 except _StopWaiting:
@@ -223,28 +141,74 @@ class Runner:
         finally:
             self._idle = False
 
+    def _leave(self, conn: psycopg.Connection) -> None:
+        with contextlib.suppress(psycopg.Error):  # else the entry expires by itself
+            conn.execute(q("runners_remove"), {"name": self.name})
+
     def _work(self, conn: psycopg.Connection) -> None:
         while True:
             if self._in_hand is not None:
                 self._commit(conn, self._in_hand)
             if self.stopping:
                 return
-            now = time.monotonic()
-            if now >= self._next_release:
-                release_expired(conn)
-                self._next_release = now + self.settings.release_expired_seconds
+            self._housekeeping(conn)
             chunk = claim_chunk(conn, self.name, self.settings.lease_seconds)
             if chunk is None:
                 self._wait(conn)
                 continue
             started = time.perf_counter()
-            self._in_hand = score_chunk(chunk, self.settings.scorer)
-            self._commit(conn, self._in_hand, started)
+            try:
+                scored = score_chunk(chunk, self.settings)
+            except Exception as exc:
+                backoff = min(
+                    self.settings.retry_backoff_seconds * 2 ** (chunk.attempts - 1), MAX_BACKOFF_SECONDS
+                )
+                log.warning(
+                    "chunk %s of batch %s failed on attempt %d (%s); retrying in %.1fs",
+                    chunk.chunk_id,
+                    chunk.batch_id,
+                    chunk.attempts,
+                    exc,
+                    backoff,
+                )
+                retry_later(conn, chunk, f"attempt {chunk.attempts}: {type(exc).__name__}: {exc}", backoff)
+                continue
+            self._in_hand = scored
+            self._commit(conn, scored, started)
+
+    def _housekeeping(self, conn: psycopg.Connection) -> None:
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            conn.execute(
+                q("runners_heartbeat"),
+                {
+                    "name": self.name,
+                    "host": self.identity.host,
+                    "pid": self.identity.pid,
+                    "scorer": self.identity.scorer,
+                    "chunks": 0,
+                    "rows": 0,
+                },
+            )
+            self._next_heartbeat = now + self.settings.heartbeat_seconds
+        if now < self._next_housekeeping:
+            return
+        self._next_housekeeping = now + self.settings.release_expired_seconds
+        release_expired(conn)
+        for (name,) in conn.execute(
+            q("runners_expire"), {"expiry_seconds": self.settings.runner_expiry_seconds}
+        ):
+            log.info("runner %s stopped beating its heartbeat; removed from runners", name)
+        if self.settings.results_ttl_seconds:
+            purged = purge_finished(conn, self.settings.results_ttl_seconds)
+            if purged:
+                log.info("purged %d batch(es) finished more than RESULTS_TTL ago", purged)
 
     def _commit(self, conn: psycopg.Connection, scored: ScoredChunk, started: float | None = None) -> None:
         chunk = scored.chunk
-        if finish_chunk(conn, scored):
+        if finish_chunk(conn, scored, self.identity):
             self.chunks_done += 1
+            self._next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
             if started is not None:
                 log.debug(
                     "chunk %s of batch %s: %d rows in %.1f ms",
@@ -267,7 +231,11 @@ class Runner:
         try:
             if self.stopping:
                 raise _StopWaiting
-            timeout = min(self.settings.poll_seconds, self.settings.release_expired_seconds)
+            timeout = min(
+                self.settings.poll_seconds,
+                self.settings.release_expired_seconds,
+                self.settings.heartbeat_seconds,
+            )
             for _ in conn.notifies(timeout=timeout, stop_after=1):
                 pass
         finally:

@@ -36,6 +36,28 @@ def _env_float(name: str, default: float) -> float:
     return value
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '90', '45s', '30m', '12h', '7d' or '2w'."""
+    raw = text.strip().lower()
+    try:
+        value = float(raw[:-1]) * _UNITS[raw[-1]] if raw and raw[-1] in _UNITS else float(raw)
+    except ValueError as exc:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90, 45s, 30m, 12h, 7d)") from exc
+    if value < 0:
+        raise ValueError(f"a duration cannot be negative: {text!r}")
+    return value
+
+
+def _env_duration(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() in ("", "off", "0"):
+        return default
+    return parse_duration(raw)
+
+
 def _env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -63,6 +85,20 @@ class Settings:
     max_rows: int = 10_000_000
     #: MAX_TEXT_CHARS: longer texts are set aside as invalid rows (text_too_long).
     max_text_chars: int = 20_000
+    #: MAX_ATTEMPTS: claims of a chunk before its failing rows are isolated and recorded as failed.
+    max_attempts: int = 5
+    #: RETRY_BACKOFF_SECONDS: first retry delay after a scoring failure; doubles per attempt, at most 60 s.
+    retry_backoff_seconds: float = 1.0
+    #: HEARTBEAT_SECONDS: how often an idle runner refreshes its row in the runners table.
+    heartbeat_seconds: float = 5.0
+    #: RUNNER_EXPIRY_SECONDS: runners silent this long are removed from the runners table.
+    runner_expiry_seconds: float = 60.0
+    #: RESULTS_TTL: purge finished batches this long after they finished (e.g. 7d); off by default.
+    results_ttl_seconds: float = 0.0
+    #: FAULT_POISON_TEXT (tests only): scoring raises for any chunk with a text containing this.
+    fault_poison_text: str = ""
+    #: FAULT_SCORE_DELAY_SECONDS (tests only): sleep this long before scoring each chunk.
+    fault_score_delay_seconds: float = 0.0
     #: SCORER: "fast" (our exact reimplementation) or "reference" (the vaderSentiment package).
     scorer: str = "fast"
     #: RUNNER_NAME: how a runner names itself in chunks.claimed_by (default host:pid).
@@ -88,6 +124,13 @@ class Settings:
             max_upload_bytes=_env_int("MAX_UPLOAD_BYTES", 1024**3),
             max_rows=_env_int("MAX_ROWS", 10_000_000),
             max_text_chars=_env_int("MAX_TEXT_CHARS", 20_000),
+            max_attempts=_env_int("MAX_ATTEMPTS", 5),
+            retry_backoff_seconds=_env_float("RETRY_BACKOFF_SECONDS", 1.0),
+            heartbeat_seconds=_env_float("HEARTBEAT_SECONDS", 5.0),
+            runner_expiry_seconds=_env_float("RUNNER_EXPIRY_SECONDS", 60.0),
+            results_ttl_seconds=_env_duration("RESULTS_TTL", 0.0),
+            fault_poison_text=os.environ.get("FAULT_POISON_TEXT", ""),
+            fault_score_delay_seconds=_env_duration("FAULT_SCORE_DELAY_SECONDS", 0.0),
             scorer=os.environ.get("SCORER", "fast"),
             runner_name=os.environ.get("RUNNER_NAME", ""),
             db_pool_size=_env_int("DB_POOL_SIZE", 4),

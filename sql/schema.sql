@@ -10,8 +10,7 @@
 CREATE TABLE batches (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     public_id        text NOT NULL UNIQUE CHECK (public_id ~ '^batch-[0-9a-f]{32}$'),
-    status           text NOT NULL DEFAULT 'processing'
-                     CHECK (status IN ('processing', 'completed')),
+    status           text NOT NULL DEFAULT 'processing',
     total_count      integer NOT NULL DEFAULT 0 CHECK (total_count >= 0),
     processed_count  integer NOT NULL DEFAULT 0 CHECK (processed_count >= 0),
     positive_count   integer NOT NULL DEFAULT 0,
@@ -23,10 +22,15 @@ CREATE TABLE batches (
     started_at       timestamptz,
     completed_at     timestamptz,
     invalid_count    integer NOT NULL DEFAULT 0 CHECK (invalid_count >= 0),
-    CONSTRAINT batches_counts_within_total CHECK (processed_count + invalid_count <= total_count),
+    failed_count     integer NOT NULL DEFAULT 0 CHECK (failed_count >= 0),
+    CONSTRAINT batches_status_check
+        CHECK (status IN ('processing', 'completed', 'completed_with_errors', 'cancelled')),
+    CONSTRAINT batches_counts_within_total
+        CHECK (processed_count + failed_count + invalid_count <= total_count),
     CONSTRAINT batches_sentiment_counts_add_up
         CHECK (positive_count + negative_count + neutral_count = processed_count),
-    CONSTRAINT batches_completed_at_iff_completed CHECK ((status = 'completed') = (completed_at IS NOT NULL))
+    CONSTRAINT batches_completed_at_iff_finished
+        CHECK ((status IN ('completed', 'completed_with_errors', 'cancelled')) = (completed_at IS NOT NULL))
 );
 COMMENT ON TABLE batches IS
     'One uploaded CSV file: its progress and, once completed, its sentiment summary.';
@@ -39,6 +43,9 @@ COMMENT ON COLUMN batches.invalid_count IS
     'Data rows set aside as invalid (see batch_row_errors); never scored.';
 COMMENT ON COLUMN batches.chunk_size IS 'Rows per chunk when the batch was uploaded.';
 COMMENT ON COLUMN batches.started_at IS 'When a runner first claimed one of its chunks.';
+COMMENT ON COLUMN batches.completed_at IS 'When the batch completed or was cancelled.';
+COMMENT ON COLUMN batches.failed_count IS
+    'Rows whose scoring failed MAX_ATTEMPTS times; kept in batch_results with their error.';
 
 CREATE INDEX batches_created_at_idx ON batches (created_at DESC, id DESC);
 
@@ -79,6 +86,8 @@ CREATE TABLE chunks (
     lease_expires_at  timestamptz,
     finished_at       timestamptz,
     last_error        text,
+    fair_key          bigint NOT NULL DEFAULT 0,
+    available_at      timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT chunks_row_range CHECK (first_row BETWEEN 1 AND last_row),
     CONSTRAINT chunks_lease_iff_claimed
         CHECK ((state = 'claimed') = (claim_token IS NOT NULL AND lease_expires_at IS NOT NULL))
@@ -92,9 +101,17 @@ COMMENT ON COLUMN chunks.claimed_by IS 'The runner (host:pid) that holds or last
 COMMENT ON COLUMN chunks.claim_token IS
     'Random token of the current lease; finishing requires it, so an expired holder cannot finish.';
 COMMENT ON COLUMN chunks.last_error IS 'Why the last attempt failed, when it did.';
+COMMENT ON COLUMN chunks.fair_key IS
+    'Round-robin position across batches: runners claim the smallest key first.';
+COMMENT ON COLUMN chunks.available_at IS 'A retried chunk is not claimed before this time (backoff).';
 
--- The claim query reads only this small index: done chunks never enter it.
-CREATE INDEX chunks_ready_idx ON chunks (id) WHERE state = 'ready';
+-- Fair sharing: a chunk's fair_key is its place in a round-robin over the
+-- batches that have work. A new batch's chunks get keys from the smallest key
+-- still waiting, so they interleave one-for-one with the older batches'
+-- remaining chunks instead of queueing behind them (start-time fair queueing).
+-- The claim query reads only this small index, in claim order: done chunks
+-- never enter it.
+CREATE INDEX chunks_ready_idx ON chunks (fair_key, id) WHERE state = 'ready';
 -- Expired leases are found through this one.
 CREATE INDEX chunks_lease_idx ON chunks (lease_expires_at) WHERE state = 'claimed';
 CREATE INDEX chunks_batch_id_idx ON chunks (batch_id);
@@ -104,13 +121,19 @@ CREATE TABLE batch_results (
     row_number  integer NOT NULL,
     client_id   text NOT NULL,
     text        text NOT NULL,
-    sentiment   text NOT NULL CHECK (sentiment IN ('positive', 'negative', 'neutral')),
-    score       double precision NOT NULL CHECK (score BETWEEN 0 AND 1),
-    compound    double precision NOT NULL CHECK (compound BETWEEN -1 AND 1),
-    pos         double precision NOT NULL,
-    neu         double precision NOT NULL,
-    neg         double precision NOT NULL,
+    sentiment   text CHECK (sentiment IN ('positive', 'negative', 'neutral')),
+    score       double precision CHECK (score BETWEEN 0 AND 1),
+    compound    double precision CHECK (compound BETWEEN -1 AND 1),
+    pos         double precision,
+    neu         double precision,
+    neg         double precision,
     line_number integer,
+    error       text,
+    -- A failed row keeps its place in the results (so row numbers stay dense)
+    -- with no sentiment and the error instead.
+    CONSTRAINT batch_results_scored_or_failed
+        CHECK ((error IS NULL) = (sentiment IS NOT NULL AND score IS NOT NULL AND compound IS NOT NULL
+                                  AND pos IS NOT NULL AND neu IS NOT NULL AND neg IS NOT NULL)),
     -- The primary key is also the guarantee that a row is scored exactly once.
     PRIMARY KEY (batch_id, row_number)
 );
@@ -122,6 +145,7 @@ COMMENT ON COLUMN batch_results.pos IS 'VADER share of positive sentiment in the
 COMMENT ON COLUMN batch_results.neu IS 'VADER share of neutral sentiment in the text.';
 COMMENT ON COLUMN batch_results.neg IS 'VADER share of negative sentiment in the text.';
 COMMENT ON COLUMN batch_results.line_number IS 'Line of the file where the row starts (the header is line 1).';
+COMMENT ON COLUMN batch_results.error IS 'Why scoring this row failed; NULL for scored rows.';
 
 CREATE TABLE batch_row_errors (
     batch_id      bigint NOT NULL,
@@ -138,6 +162,21 @@ COMMENT ON TABLE batch_row_errors IS
 COMMENT ON COLUMN batch_row_errors.error_number IS 'Position among the batch''s set-aside rows, from 1.';
 COMMENT ON COLUMN batch_row_errors.reason IS
     'wrong_field_count, empty_text, text_too_long or nul_character.';
+
+CREATE TABLE runners (
+    name            text PRIMARY KEY,
+    host            text NOT NULL,
+    pid             integer NOT NULL,
+    scorer          text NOT NULL,
+    started_at      timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at    timestamptz NOT NULL DEFAULT now(),
+    chunks_done     bigint NOT NULL DEFAULT 0,
+    rows_done       bigint NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE runners IS
+    'Runner processes alive now: each beats its heartbeat while it runs; entries silent '
+    'for RUNNER_EXPIRY_SECONDS are removed by the other runners.';
+COMMENT ON COLUMN runners.name IS 'host:pid, as in chunks.claimed_by.';
 
 CREATE TABLE service_secrets (
     name        text PRIMARY KEY,

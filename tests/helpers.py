@@ -99,10 +99,12 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60.0, interval: float 
 
 def score_everything(conn) -> int:  # type: ignore[no-untyped-def]
     """Claim and finish every ready chunk in this process, as a runner would; chunks done."""
-    from jobrunner.runner import claim_chunk, finish_chunk, score_chunk
+    from jobrunner.chunk_scoring import score_chunk
+    from jobrunner.chunks import claim_chunk, finish_chunk
+    from jobrunner.settings import Settings
 
     done = 0
     while (chunk := claim_chunk(conn, "test-process", 60)) is not None:
-        assert finish_chunk(conn, score_chunk(chunk, "fast"))
+        assert finish_chunk(conn, score_chunk(chunk, Settings()))
         done += 1
     return done

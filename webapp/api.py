@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 
 CSV_MEDIA_TYPES = {"text/csv", "application/csv", "text/plain"}
+FINISHED_WITH_RESULTS = {"completed", "completed_with_errors"}
 _PUBLIC_ID_LENGTH = len("batch-") + 32
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -122,20 +123,22 @@ def upload_batch() -> Response:
 @bp.get("/batch/<public_id>")
 def get_batch(public_id: str) -> Response:
     batch = _load_batch(public_id)
-    total, processed, invalid = batch["total_count"], batch["processed_count"], batch["invalid_count"]
+    total, processed = batch["total_count"], batch["processed_count"]
+    invalid, failed = batch["invalid_count"], batch["failed_count"]
     body: dict[str, Any] = {
         "batch_id": batch["public_id"],
         "status": batch["status"],
         "total_count": total,
         "processed_count": processed,
         "invalid_count": invalid,
-        # Set-aside rows are done too: the bar reaches 100 when the batch completes.
-        "progress_percent": round(100.0 * (processed + invalid) / total, 1),
+        "failed_count": failed,
+        # Set-aside and failed rows are done too: the bar reaches 100 when the batch completes.
+        "progress_percent": round(100.0 * (processed + invalid + failed) / total, 1),
         "created_at": _iso(batch["created_at"]),
         "started_at": _iso(batch["started_at"]),
         "completed_at": _iso(batch["completed_at"]),
     }
-    if batch["status"] == "completed":
+    if batch["status"] != "processing":
         body["summary"] = {
             "positive": batch["positive_count"],
             "negative": batch["negative_count"],
@@ -189,7 +192,7 @@ def get_results(public_id: str) -> Response:
     batch = _load_batch(public_id)
     key = signing_key(_settings())
     page = parse_page_request(request.args, public_id, key, "results")
-    if batch["status"] != "completed":
+    if batch["status"] not in FINISHED_WITH_RESULTS:
         raise Problem(
             409,
             "Batch not completed",
@@ -200,8 +203,8 @@ def get_results(public_id: str) -> Response:
         )
 
     def shape(row: tuple) -> dict[str, Any]:
-        row_number, line, client_id, text, sentiment, score, compound = row
-        return {
+        row_number, line, client_id, text, sentiment, score, compound, error = row
+        item = {
             "row": row_number,
             "line": line,
             "id": client_id,
@@ -210,6 +213,9 @@ def get_results(public_id: str) -> Response:
             "score": score,
             "compound": compound,
         }
+        if error is not None:
+            item["error"] = error
+        return item
 
     return _keyset_page(
         "api.get_results",
@@ -247,3 +253,48 @@ def get_errors(public_id: str) -> Response:
         "total_errors",
         batch["invalid_count"],
     )
+
+
+@bp.post("/batch/<public_id>/cancel")
+def cancel_batch(public_id: str) -> Response:
+    """Stop a processing batch: ready chunks and their staged rows go, chunks in hand finish."""
+    batch = _load_batch(public_id)
+    if batch["status"] not in ("processing", "cancelled"):
+        raise Problem(
+            409,
+            "Batch already finished",
+            f"The batch is {batch['status']}; there is nothing to cancel.",
+            "batch-finished",
+            status_of_batch=batch["status"],
+        )
+    with get_pool().connection() as conn, conn.transaction():
+        # Chunks first, the batch row last: the same lock order as the runners'
+        # claim and finish, so cancel never deadlocks with them.
+        conn.execute(q("chunks_delete_not_claimed"), {"batch_id": batch["id"]})
+        conn.execute(q("batch_rows_delete_unclaimed"), {"batch_id": batch["id"]})
+        conn.execute(q("batches_cancel"), {"batch_id": batch["id"]})
+    log.info("batch %s cancelled", public_id)
+    return get_batch(public_id)
+
+
+@bp.delete("/batch/<public_id>")
+def delete_batch(public_id: str) -> Response:
+    """Remove a finished batch and all its rows; a processing batch must be cancelled first."""
+    batch = _load_batch(public_id)
+    with get_pool().connection() as conn, conn.transaction():
+        status = conn.execute(q("batches_lock"), {"batch_id": batch["id"]}).fetchone()
+        if status is None:
+            raise _not_found(public_id)
+        in_hand = conn.execute(q("chunks_count_claimed"), {"batch_id": batch["id"]}).fetchone()[0]
+        if status[0] == "processing" or in_hand:
+            raise Problem(
+                409,
+                "Batch still processing",
+                f"The batch is {status[0]} with {in_hand} chunk(s) in runners' hands; cancel it first "
+                f"(POST /batch/{public_id}/cancel), then delete it once those finish.",
+                "batch-processing",
+                status_of_batch=status[0],
+            )
+        conn.execute(q("batches_delete_with_rows"), {"batch_id": batch["id"]})
+    log.info("batch %s deleted", public_id)
+    return Response(status=204)

@@ -8,19 +8,19 @@ WITH moved AS (
     RETURNING row_number, line_number, client_id, text
 )
 INSERT INTO batch_results
-    (batch_id, row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg)
+    (batch_id, row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error)
 SELECT %(batch_id)s, moved.row_number, moved.line_number, moved.client_id, moved.text,
-       s.sentiment, s.score, s.compound, s.pos, s.neu, s.neg
+       s.sentiment, s.score, s.compound, s.pos, s.neu, s.neg, s.error
 FROM moved
 JOIN unnest(%(row_numbers)s::integer[], %(sentiments)s::text[],
             %(scores)s::float8[], %(compounds)s::float8[],
-            %(pos)s::float8[], %(neu)s::float8[], %(neg)s::float8[])
-     AS s (row_number, sentiment, score, compound, pos, neu, neg)
+            %(pos)s::float8[], %(neu)s::float8[], %(neg)s::float8[], %(errors)s::text[])
+     AS s (row_number, sentiment, score, compound, pos, neu, neg, error)
   USING (row_number);
 
 -- name: batch_results_page
 -- One keyset page of results: an index range on the primary key, whatever the depth.
-SELECT row_number, line_number, client_id, text, sentiment, score, compound
+SELECT row_number, line_number, client_id, text, sentiment, score, compound, error
 FROM batch_results
 WHERE batch_id = %(batch_id)s
   AND row_number > %(after_row)s

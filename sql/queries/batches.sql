@@ -16,24 +16,72 @@ SELECT pg_notify('chunks_ready', %(public_id)s);
 
 -- name: batches_get
 -- One batch by its public id, as GET /batch/<id> shows it.
-SELECT id, public_id, status, total_count, processed_count, invalid_count,
+SELECT id, public_id, status, total_count, processed_count, invalid_count, failed_count,
        positive_count, negative_count, neutral_count,
        created_at, started_at, completed_at
 FROM batches
 WHERE public_id = %(public_id)s;
 
 -- name: batches_advance
--- Count a finished chunk into its batch, completing the batch with its last chunk.
+-- Count a finished chunk into its batch, finishing the batch with its last chunk.
 -- Runs last in the finishing transaction so the batch row stays locked only
--- for the commit itself.
+-- for the commit itself; the row lock also makes "last chunk" exact.
 UPDATE batches
 SET processed_count = processed_count + %(scored)s,
+    failed_count    = failed_count + %(failed)s,
     positive_count  = positive_count + %(positive)s,
     negative_count  = negative_count + %(negative)s,
     neutral_count   = neutral_count + %(neutral)s,
-    status          = CASE WHEN processed_count + %(scored)s + invalid_count = total_count
-                           THEN 'completed' ELSE status END,
-    completed_at    = CASE WHEN processed_count + %(scored)s + invalid_count = total_count
-                           THEN clock_timestamp() ELSE completed_at END
+    status          = CASE
+        WHEN status <> 'processing' THEN status  -- cancelled: chunks in hand still count
+        WHEN processed_count + %(scored)s + failed_count + %(failed)s + invalid_count < total_count
+            THEN status
+        WHEN failed_count + %(failed)s > 0 THEN 'completed_with_errors'
+        ELSE 'completed' END,
+    completed_at    = CASE
+        WHEN status = 'processing'
+         AND processed_count + %(scored)s + failed_count + %(failed)s + invalid_count = total_count
+            THEN clock_timestamp()
+        ELSE completed_at END
 WHERE id = %(batch_id)s
 RETURNING status;
+
+-- name: batches_cancel
+-- Stop a processing batch: no new chunks are claimed; chunks in hand still finish.
+UPDATE batches
+SET status = 'cancelled', completed_at = clock_timestamp()
+WHERE id = %(batch_id)s AND status = 'processing'
+RETURNING id;
+
+-- name: batches_lock
+-- Lock one batch row for a lifecycle change (cancel, delete) and read its status.
+SELECT status FROM batches WHERE id = %(batch_id)s FOR UPDATE;
+
+-- name: batches_delete_with_rows
+-- Remove one batch and every row it owns in every table (chunks go by cascade).
+WITH gone AS (
+    DELETE FROM batches WHERE id = %(batch_id)s RETURNING id
+), staged AS (
+    DELETE FROM batch_rows WHERE batch_id IN (SELECT id FROM gone)
+), results AS (
+    DELETE FROM batch_results WHERE batch_id IN (SELECT id FROM gone)
+), errors AS (
+    DELETE FROM batch_row_errors WHERE batch_id IN (SELECT id FROM gone)
+)
+SELECT count(*) FROM gone;
+
+-- name: batches_purge_finished_before
+-- Remove finished batches (and all their rows) that finished more than older_than_seconds ago.
+WITH gone AS (
+    DELETE FROM batches
+    WHERE status <> 'processing'
+      AND completed_at < now() - make_interval(secs => %(older_than_seconds)s)
+    RETURNING id
+), staged AS (
+    DELETE FROM batch_rows WHERE batch_id IN (SELECT id FROM gone)
+), results AS (
+    DELETE FROM batch_results WHERE batch_id IN (SELECT id FROM gone)
+), errors AS (
+    DELETE FROM batch_row_errors WHERE batch_id IN (SELECT id FROM gone)
+)
+SELECT count(*) FROM gone;

@@ -1,20 +1,29 @@
 -- name: chunks_insert_for_batch
--- Cut a freshly staged batch's valid rows into chunks of chunk_size rows.
-INSERT INTO chunks (batch_id, first_row, last_row)
-SELECT %(batch_id)s, first_row, least(first_row + %(chunk_size)s - 1, %(valid_count)s)
-FROM generate_series(1, %(valid_count)s, %(chunk_size)s) AS first_row;
+-- Cut a freshly staged batch's valid rows into chunks, placed fairly among the waiting work.
+WITH round AS (
+    -- The smallest waiting fair_key: the new batch's first chunk gets it, its
+    -- k-th chunk that plus k, so it interleaves with the older batches' rest
+    -- one-for-one (a read of one entry of chunks_ready_idx).
+    SELECT coalesce(min(fair_key), 0) AS start FROM chunks WHERE state = 'ready'
+)
+INSERT INTO chunks (batch_id, first_row, last_row, fair_key)
+SELECT %(batch_id)s, first_row, least(first_row + %(chunk_size)s - 1, %(valid_count)s),
+       round.start + (first_row - 1) / %(chunk_size)s
+FROM round, generate_series(1, %(valid_count)s, %(chunk_size)s) AS first_row;
 
 -- name: chunks_claim
--- Lease the oldest ready chunk to one runner and return the chunk with its rows.
+-- Lease the next chunk in fair order to one runner and return the chunk with its rows.
 WITH next_chunk AS (
     -- SKIP LOCKED: runners racing for the head of the queue each take a
     -- different chunk instead of queueing on each other's row lock. The
-    -- partial index chunks_ready_idx holds only ready chunks, so this reads
-    -- one index entry however many chunks are done.
+    -- partial index chunks_ready_idx (fair_key, id) holds only ready chunks,
+    -- in claim order, so this reads one entry however many chunks are done;
+    -- chunks backing off after a failure (available_at in the future) are
+    -- skipped.
     SELECT id
     FROM chunks
-    WHERE state = 'ready'
-    ORDER BY id
+    WHERE state = 'ready' AND available_at <= now()
+    ORDER BY fair_key, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 ), leased AS (
@@ -58,6 +67,19 @@ WHERE id = %(chunk_id)s
   AND claim_token = %(claim_token)s
 RETURNING id;
 
+-- name: chunks_retry_later
+-- Give a chunk whose scoring failed back to the queue after a backoff, if the caller still holds it.
+UPDATE chunks
+SET state = 'ready',
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    last_error = %(error)s,
+    available_at = now() + make_interval(secs => %(backoff_seconds)s)
+WHERE id = %(chunk_id)s
+  AND state = 'claimed'
+  AND claim_token = %(claim_token)s
+RETURNING id;
+
 -- name: chunks_release_expired
 -- Put chunks whose lease ran out (their runner died or froze) back in the queue.
 UPDATE chunks
@@ -68,3 +90,15 @@ SET state = 'ready',
 WHERE state = 'claimed'
   AND lease_expires_at < now()
 RETURNING id, batch_id, claimed_by;
+
+-- name: chunks_delete_done
+-- Drop a finished batch's done chunks (the queue keeps only live work).
+DELETE FROM chunks WHERE batch_id = %(batch_id)s AND state = 'done';
+
+-- name: chunks_delete_not_claimed
+-- Drop a cancelled batch's chunks that no runner holds.
+DELETE FROM chunks WHERE batch_id = %(batch_id)s AND state <> 'claimed';
+
+-- name: chunks_count_claimed
+-- How many chunks of a batch runners hold right now.
+SELECT count(*) FROM chunks WHERE batch_id = %(batch_id)s AND state = 'claimed';

@@ -160,7 +160,7 @@ def test_unknown_batch_route_and_method(client):
     assert_problem(client.get("/batch/nope"), 404, "batch-not-found")
     assert_problem(client.get("/batch/nope/results"), 404, "batch-not-found")
     assert_problem(client.get("/no/such/route"), 404, "not-found")
-    response = client.delete("/batch/upload")
+    response = client.put("/batch/upload")
     assert_problem(response, 405, "method-not-allowed")
     assert "POST" in response.headers["Allow"]
 

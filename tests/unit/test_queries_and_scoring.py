@@ -13,7 +13,15 @@ from jobrunner.scoring import label, score_texts
 def test_every_query_has_a_table_first_name_and_a_purpose():
     queries = all_queries()
     assert {"chunks_claim", "chunks_finish", "batch_results_page", "batches_advance"} <= set(queries)
-    tables = ("batches", "batch_rows", "batch_results", "batch_row_errors", "chunks", "service_secrets")
+    tables = (
+        "batches",
+        "batch_rows",
+        "batch_results",
+        "batch_row_errors",
+        "chunks",
+        "runners",
+        "service_secrets",
+    )
     for name, query in queries.items():
         assert query.purpose and not query.text.endswith(";")
         assert any(name.startswith(table + "_") for table in tables), name

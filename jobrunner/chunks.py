@@ -1,0 +1,177 @@
+"""The chunk queue in PostgreSQL: claim, finish, retry later, release expired leases.
+
+Claim design: a committed lease, not an open transaction. Claiming a chunk
+commits ``state='claimed'``, ``attempts + 1``, a random ``claim_token`` and
+``lease_expires_at``. Scoring happens outside any transaction. Finishing is
+one transaction that (1) flips the chunk to done only if it still carries our
+token, (2) moves its rows from staging into results, (3) beats the runner's
+heartbeat and (4) advances the batch, last, so the batch row is locked only
+for the commit. Why a lease:
+
+* the attempt count is committed at claim time, so it survives a crash (a
+  row lock held by an open transaction would roll it back), which is what
+  lets a chunk that keeps killing runners be given up after MAX_ATTEMPTS;
+* no transaction stays open while Python scores, so a frozen or slow runner
+  pins no locks and no snapshot;
+* a runner that dies at any instant either committed all of the finishing
+  transaction or none of it: its chunk comes back to the queue when the lease
+  expires (any runner runs ``chunks_release_expired`` every
+  RELEASE_EXPIRED_SECONDS), and a runner whose lease expired and was taken
+  over cannot finish (its token no longer matches), so nothing is lost and
+  nothing is written twice. The primary key of ``batch_results`` backs this up.
+
+So a chunk held by a dead or frozen runner is taken over at most
+LEASE_SECONDS + RELEASE_EXPIRED_SECONDS after it was claimed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from uuid import UUID
+
+import pandas as pd
+import psycopg
+
+from jobrunner.queries import q
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "chunks_ready"
+_FLOAT_COLUMNS = ("score", "compound", "pos", "neu", "neg")
+
+
+@dataclass
+class ClaimedChunk:
+    """A leased chunk and its staged rows."""
+
+    chunk_id: int
+    batch_id: int
+    first_row: int
+    last_row: int
+    claim_token: UUID
+    attempts: int
+    rows: pd.DataFrame  # row_number, text
+
+
+@dataclass
+class ScoredChunk:
+    chunk: ClaimedChunk
+    # row_number, the score_texts columns, and error (None for scored rows)
+    scores: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class RunnerIdentity:
+    """What the runners table records about the runner finishing a chunk."""
+
+    name: str
+    host: str
+    pid: int
+    scorer: str
+
+
+def claim_chunk(conn: psycopg.Connection, runner: str, lease_seconds: float) -> ClaimedChunk | None:
+    """Lease the next ready chunk, or return None when the queue is empty."""
+    with conn.transaction():
+        records = conn.execute(
+            q("chunks_claim"), {"runner": runner, "lease_seconds": lease_seconds}
+        ).fetchall()
+    if not records:
+        return None
+    first = records[0]
+    rows = pd.DataFrame([(r[6], r[7]) for r in records], columns=["row_number", "text"])
+    return ClaimedChunk(first[0], first[1], first[2], first[3], first[4], first[5], rows)
+
+
+def _column(scores: pd.DataFrame, name: str, nullable: bool) -> list:
+    if not nullable:
+        return scores[name].tolist()
+    column = scores[name].astype(object)
+    return column.where(column.notna(), None).tolist()
+
+
+def finish_chunk(conn: psycopg.Connection, scored: ScoredChunk, runner: RunnerIdentity | None = None) -> bool:
+    """Commit a scored chunk; False if our lease was lost and nothing was written."""
+    chunk, scores = scored.chunk, scored.scores
+    failed_mask = scores["error"].notna()
+    failed = int(failed_mask.sum())
+    counts = scores.loc[~failed_mask, "sentiment"].value_counts()
+    nullable = failed > 0
+    with conn.transaction():
+        if (
+            conn.execute(
+                q("chunks_finish"), {"chunk_id": chunk.chunk_id, "claim_token": chunk.claim_token}
+            ).fetchone()
+            is None
+        ):
+            return False
+        moved = conn.execute(
+            q("batch_results_move_scored"),
+            {
+                "batch_id": chunk.batch_id,
+                "first_row": chunk.first_row,
+                "last_row": chunk.last_row,
+                "row_numbers": scores["row_number"].tolist(),
+                "sentiments": _column(scores, "sentiment", nullable),
+                "scores": _column(scores, "score", nullable),
+                "compounds": _column(scores, "compound", nullable),
+                "pos": _column(scores, "pos", nullable),
+                "neu": _column(scores, "neu", nullable),
+                "neg": _column(scores, "neg", nullable),
+                "errors": _column(scores, "error", True),
+            },
+        ).rowcount
+        if moved != len(scores):
+            # Staging and the chunk disagree: refuse to count a partial chunk.
+            raise RuntimeError(f"chunk {chunk.chunk_id}: moved {moved} rows, expected {len(scores)}")
+        if runner is not None:
+            conn.execute(
+                q("runners_heartbeat"),
+                {
+                    "name": runner.name,
+                    "host": runner.host,
+                    "pid": runner.pid,
+                    "scorer": runner.scorer,
+                    "chunks": 1,
+                    "rows": len(scores),
+                },
+            )
+        status = conn.execute(
+            q("batches_advance"),
+            {
+                "batch_id": chunk.batch_id,
+                "scored": len(scores) - failed,
+                "failed": failed,
+                "positive": int(counts.get("positive", 0)),
+                "negative": int(counts.get("negative", 0)),
+                "neutral": int(counts.get("neutral", 0)),
+            },
+        ).fetchone()[0]
+        if status != "processing":
+            conn.execute(q("chunks_delete_done"), {"batch_id": chunk.batch_id})
+    return True
+
+
+def retry_later(conn: psycopg.Connection, chunk: ClaimedChunk, error: str, backoff_seconds: float) -> bool:
+    """Return a chunk whose scoring failed to the queue after a backoff."""
+    row = conn.execute(
+        q("chunks_retry_later"),
+        {
+            "chunk_id": chunk.chunk_id,
+            "claim_token": chunk.claim_token,
+            "error": error[:2000],
+            "backoff_seconds": backoff_seconds,
+        },
+    ).fetchone()
+    return row is not None
+
+
+def release_expired(conn: psycopg.Connection) -> int:
+    """Return chunks with expired leases to the queue; how many were released."""
+    released = conn.execute(q("chunks_release_expired")).fetchall()
+    for chunk_id, batch_id, holder in released:
+        log.warning("chunk %s of batch %s: lease of %s expired, requeued", chunk_id, batch_id, holder)
+    if released:
+        conn.execute("SELECT pg_notify(%s, 'requeued')", (NOTIFY_CHANNEL,))
+    return len(released)
