@@ -105,6 +105,8 @@ class Settings:
     runner_name: str = ""
     #: DB_POOL_SIZE: connections per web worker process.
     db_pool_size: int = 4
+    #: DB_POOL_TIMEOUT: seconds a request waits for a database connection before answering 503.
+    db_pool_timeout: float = 5.0
     #: MIGRATE_ON_START: apply pending migrations when a web worker or runner starts.
     migrate_on_start: bool = True
     #: SECRET_KEY: signs result cursors; when unset, a key kept in the database is used.
@@ -134,6 +136,7 @@ class Settings:
             scorer=os.environ.get("SCORER", "fast"),
             runner_name=os.environ.get("RUNNER_NAME", ""),
             db_pool_size=_env_int("DB_POOL_SIZE", 4),
+            db_pool_timeout=_env_float("DB_POOL_TIMEOUT", 5.0),
             migrate_on_start=_env_bool("MIGRATE_ON_START", True),
             secret_key=os.environ.get("SECRET_KEY", ""),
             log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),

@@ -21,9 +21,6 @@ from jobrunner.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# How long a request waits for a pooled connection before answering 503.
-POOL_TIMEOUT_SECONDS = 10.0
-
 
 def init_app(app: Flask, settings: Settings) -> None:
     """Apply migrations if asked, open the pool and attach it to ``app``."""
@@ -37,7 +34,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         min_size=1,
         max_size=settings.db_pool_size,
         open=False,
-        timeout=POOL_TIMEOUT_SECONDS,
+        timeout=settings.db_pool_timeout,
         check=ConnectionPool.check_connection,
         name="webapp",
     )

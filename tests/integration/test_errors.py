@@ -198,8 +198,7 @@ def test_database_down_is_503_with_retry_after(tmp_path):
 
     # A socket directory with no server behind it.
     url = f"postgresql://postgres@/none?host={tmp_path}&port=1&connect_timeout=1"
-    app = create_app({"database_url": url, "migrate_on_start": True})
-    app.extensions["db_pool"].timeout = 1.0
+    app = create_app({"database_url": url, "migrate_on_start": True, "db_pool_timeout": 1.0})
     try:
         response = app.test_client().get("/batch/batch-" + "0" * 32)
         body = assert_problem(response, 503, "database-unavailable")
