@@ -95,22 +95,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"end to end: {e2e_rows:,} review rows, 1/2/4 runners ...", flush=True)
     e = e2e.run(e2e_rows)
     cores, base, pipe = e["cores"], e["baseline"], e["pipeline"]
-    for runners, label, target in ((1, "1 runner", "≥ 0.9×"), (cores, f"{cores} runners (= cores)", "≥ 0.85×")):
+    for runners, label, target in (
+        (1, "1 runner", "≥ 0.9×"),
+        (cores, f"{cores} runners (= cores)", "≥ 0.85×"),
+    ):
         package, fast = base[("package", runners)], base[("fast", runners)]
-        rows.append((
-            f"end to end (upload → completed), {e2e_rows:,} review rows, {label}",
-            f"bare loop of the package's polarity_scores in {runners} process(es): {package:,.0f} rows/s; "
-            f"of ours: {fast:,.0f} rows/s",
-            f"**{pipe[runners] / package:.2f}×** the package loop, {pipe[runners] / fast:.2f}× our loop "
-            f"({pipe[runners]:,.0f} rows/s)",
-            target + " (of the package loop)",
-        ))
-    rows.append((
-        "1, 2, 4 runners on one batch",
-        f"1 runner: {pipe[1]:,.0f} rows/s",
-        f"2: **{pipe[2] / pipe[1]:.2f}×**, 4: **{pipe[4] / pipe[1]:.2f}×** (4 vs 2: {pipe[4] / pipe[2]:.2f}×)",
-        "no collapse: 4 ≥ 2",
-    ))
+        rows.append(
+            (
+                f"end to end (upload → completed), {e2e_rows:,} review rows, {label}",
+                f"bare loop of the package's polarity_scores in {runners} process(es): "
+                f"{package:,.0f} rows/s; of ours: {fast:,.0f} rows/s",
+                f"**{pipe[runners] / package:.2f}×** the package loop, {pipe[runners] / fast:.2f}× our loop "
+                f"({pipe[runners]:,.0f} rows/s)",
+                target + " (of the package loop)",
+            )
+        )
+    rows.append(
+        (
+            "1, 2, 4 runners on one batch",
+            f"1 runner: {pipe[1]:,.0f} rows/s",
+            f"2: **{pipe[2] / pipe[1]:.2f}×**, 4: **{pipe[4] / pipe[1]:.2f}×** "
+            f"(4 vs 2: {pipe[4] / pipe[2]:.2f}×)",
+            "no collapse: 4 ≥ 2",
+        )
+    )
 
     header = ["figure", "baseline (same run)", "result", "target"]
     lines = [

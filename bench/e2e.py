@@ -4,6 +4,7 @@ bare loops of polarity_scores over the same texts measured in the same run."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -62,8 +63,14 @@ def pipeline_rate(url: str, body: bytes, rows: int, runners: int) -> float:
     """Rows/s from the start of the upload to the batch's completion."""
     from webapp import create_app
 
-    env = dict(os.environ, DATABASE_URL=url, MIGRATE_ON_START="false", PYTHONPATH=str(REPO),
-               LOG_LEVEL="WARNING", POLL_SECONDS="0.2")
+    env = dict(
+        os.environ,
+        DATABASE_URL=url,
+        MIGRATE_ON_START="false",
+        PYTHONPATH=str(REPO),
+        LOG_LEVEL="WARNING",
+        POLL_SECONDS="0.2",
+    )
     procs = [subprocess.Popen([sys.executable, "-m", "jobrunner"], env=env, cwd=REPO) for _ in range(runners)]
     app = create_app({"database_url": url, "migrate_on_start": False})
     try:
@@ -114,3 +121,4 @@ def run(rows: int, repeat: int = 3) -> dict:
         return result
     finally:
         cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

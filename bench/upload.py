@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -147,6 +148,7 @@ def run(rows: int, repeat: int, data_dir: Path) -> dict[str, float]:
         web.send_signal(signal.SIGTERM)
         web.wait(timeout=30)
         cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,6 +17,7 @@ import sys
 
 import psycopg
 
+from jobrunner.logs import configure as configure_logging
 from jobrunner.runner import Runner, purge_finished
 from jobrunner.settings import Settings, parse_duration
 
@@ -31,10 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if not settings.database_url:
         logging.getLogger("jobrunner").error("DATABASE_URL is not set")
         return 2

@@ -209,14 +209,21 @@ class Runner:
         if finish_chunk(conn, scored, self.identity):
             self.chunks_done += 1
             self._next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
-            if started is not None:
-                log.debug(
-                    "chunk %s of batch %s: %d rows in %.1f ms",
-                    chunk.chunk_id,
-                    chunk.batch_id,
-                    len(scored.scores),
-                    (time.perf_counter() - started) * 1e3,
-                )
+            duration_ms = (time.perf_counter() - started) * 1e3 if started is not None else None
+            log.info(
+                "chunk %s of batch %s: %d rows in %s ms",
+                chunk.chunk_id,
+                chunk.batch_id,
+                len(scored.scores),
+                f"{duration_ms:.1f}" if duration_ms is not None else "?",
+                extra={
+                    "batch": chunk.batch_id,
+                    "chunk": chunk.chunk_id,
+                    "rows": len(scored.scores),
+                    "duration_ms": duration_ms,
+                    "attempt": chunk.attempts,
+                },
+            )
         else:
             log.warning(
                 "chunk %s of batch %s: lease lost before commit, results dropped",

@@ -111,6 +111,10 @@ class Settings:
     migrate_on_start: bool = True
     #: SECRET_KEY: signs result cursors; when unset, a key kept in the database is used.
     secret_key: str = ""
+    #: API_TOKEN: when set, every endpoint but /healthz and /readyz needs "Authorization: Bearer <token>".
+    api_token: str = ""
+    #: LOG_FORMAT: "text" (default) or "json" (one JSON object per line).
+    log_format: str = "text"
     #: LOG_LEVEL: logging level of the entry points.
     log_level: str = "INFO"
 
@@ -139,5 +143,7 @@ class Settings:
             db_pool_timeout=_env_float("DB_POOL_TIMEOUT", 5.0),
             migrate_on_start=_env_bool("MIGRATE_ON_START", True),
             secret_key=os.environ.get("SECRET_KEY", ""),
+            api_token=os.environ.get("API_TOKEN", ""),
+            log_format=os.environ.get("LOG_FORMAT", "text").lower(),
             log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         )

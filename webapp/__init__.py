@@ -17,7 +17,7 @@ from jobrunner.settings import Settings
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides settings by field name."""
-    from webapp import api, db, problems
+    from webapp import api, auth, db, exports, health, listings, problems, request_log
 
     settings = Settings.from_env()
     if config:
@@ -29,5 +29,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["settings"] = settings
     problems.init_app(app)
     db.init_app(app, settings)
-    app.register_blueprint(api.bp)
+    auth.init_app(app, settings)
+    request_log.init_app(app)
+    for blueprint in (api.bp, listings.bp, exports.bp, health.bp):
+        app.register_blueprint(blueprint)
     return app

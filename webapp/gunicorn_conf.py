@@ -6,15 +6,14 @@ number of worker processes. Logging handlers are configured here, the web
 process's entry point.
 """
 
-import logging
 import os
+
+from jobrunner.logs import configure
 
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "4"))
 # Large uploads take a while to stream; the sync timeout would kill them.
 timeout = int(os.environ.get("WEB_TIMEOUT", "300"))
-accesslog = "-"
-logging.basicConfig(
-    level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-    format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
-)
+# Our request log (webapp.request_log) replaces gunicorn's access log.
+accesslog = None
+configure(os.environ.get("LOG_LEVEL", "INFO").upper(), os.environ.get("LOG_FORMAT", "text").lower())

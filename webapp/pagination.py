@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -29,7 +30,7 @@ class PageRequest:
     page: int | None  # None in the cursor form
 
 
-def _bad_parameter(detail: str) -> Problem:
+def bad_parameter(detail: str) -> Problem:
     return Problem(400, "Invalid query parameter", detail, "invalid-parameter")
 
 
@@ -38,43 +39,49 @@ def _positive_int(args: Mapping[str, str], name: str, default: int, maximum: int
     if raw is None:
         return default
     if not raw.isascii() or not raw.isdigit():
-        raise _bad_parameter(f"{name} must be a positive integer, got {raw!r}.")
+        raise bad_parameter(f"{name} must be a positive integer, got {raw!r}.")
     value = int(raw)
     if not 1 <= value <= maximum:
-        raise _bad_parameter(f"{name} must be between 1 and {maximum}, got {value}.")
+        raise bad_parameter(f"{name} must be between 1 and {maximum}, got {value}.")
     return value
 
 
+def parse_per_page(args: Mapping[str, str]) -> int:
+    return _positive_int(args, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
+
+
 def _serializer(key: str) -> URLSafeSerializer:
-    return URLSafeSerializer(key, salt="results-cursor")
+    return URLSafeSerializer(key, salt="keyset-cursor")
 
 
-def encode_cursor(key: str, public_id: str, last_row: int, listing: str = "results") -> str:
-    """A cursor naming the last row of a page of ``listing`` (results or errors) of a batch."""
-    return _serializer(key).dumps([public_id, listing, last_row])
+def encode_cursor(key: str, owner: str, position: Any, scope: str) -> str:
+    """A signed cursor: the last position of a page of ``scope`` (e.g. results) of ``owner``."""
+    return _serializer(key).dumps([owner, scope, position])
 
 
-def parse_page_request(
-    args: Mapping[str, str], public_id: str, key: str, listing: str = "results"
-) -> PageRequest:
+def decode_cursor(key: str, token: str, owner: str, scope: str) -> Any:
+    """The position a cursor names; 400 if it was edited or belongs to another list."""
+    try:
+        cursor_owner, cursor_scope, position = _serializer(key).loads(token)
+    except (BadSignature, ValueError, TypeError) as exc:
+        raise bad_parameter("The cursor in 'after' is not valid; use next_cursor as given.") from exc
+    if cursor_owner != owner or cursor_scope != scope:
+        raise bad_parameter(f"The cursor in 'after' belongs to another batch or list, not these {scope}.")
+    return position
+
+
+def parse_page_request(args: Mapping[str, str], public_id: str, key: str, scope: str) -> PageRequest:
     """Validate ``page``/``per_page``/``after``; a bad value is a 400 problem."""
-    per_page = _positive_int(args, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
+    per_page = parse_per_page(args)
     if "after" in args:
         if "page" in args:
-            raise _bad_parameter("Use either page or after, not both.")
-        try:
-            cursor_batch, cursor_listing, last_row = _serializer(key).loads(args["after"])
-        except (BadSignature, ValueError, TypeError) as exc:
-            raise _bad_parameter("The cursor in 'after' is not valid; use next_cursor as given.") from exc
-        if cursor_batch != public_id or cursor_listing != listing:
-            raise _bad_parameter(
-                f"The cursor in 'after' belongs to another batch or list, not these {listing}."
-            )
+            raise bad_parameter("Use either page or after, not both.")
+        last_row = decode_cursor(key, args["after"], public_id, scope)
         if not isinstance(last_row, int) or last_row < 0:
-            raise _bad_parameter("The cursor in 'after' is not valid; use next_cursor as given.")
+            raise bad_parameter("The cursor in 'after' is not valid; use next_cursor as given.")
         return PageRequest(after_row=last_row, per_page=per_page, page=None)
     page = _positive_int(args, "page", 1, MAX_ROW_NUMBER)
     after_row = (page - 1) * per_page
     if after_row > MAX_ROW_NUMBER:
-        raise _bad_parameter(f"page {page} is beyond any possible batch at per_page={per_page}.")
+        raise bad_parameter(f"page {page} is beyond any possible batch at per_page={per_page}.")
     return PageRequest(after_row=after_row, per_page=per_page, page=page)

@@ -26,3 +26,32 @@ WHERE batch_id = %(batch_id)s
   AND row_number > %(after_row)s
 ORDER BY row_number
 LIMIT %(limit)s;
+
+-- name: batch_results_page_by_sentiment
+-- One keyset page of the results with one sentiment: a range of batch_results_sentiment_idx.
+SELECT row_number, line_number, client_id, text, sentiment, score, compound, error
+FROM batch_results
+WHERE batch_id = %(batch_id)s
+  AND sentiment = %(sentiment)s
+  AND row_number > %(after_row)s
+ORDER BY row_number
+LIMIT %(limit)s;
+
+-- name: batch_results_export_csv
+-- Every result of a batch as CSV for COPY ... TO STDOUT, cells that a spreadsheet would run as formulas defused.
+COPY (
+    -- OWASP CSV injection: a cell starting with = + - @ TAB or CR gets a leading quote.
+    SELECT CASE WHEN client_id ~ '^[=+@\t\r-]' THEN '''' || client_id ELSE client_id END AS id,
+           CASE WHEN text ~ '^[=+@\t\r-]' THEN '''' || text ELSE text END AS text,
+           sentiment, score, compound, pos, neu, neg, error
+    FROM batch_results
+    WHERE batch_id = {batch_id}
+    ORDER BY row_number
+) TO STDOUT (FORMAT csv, HEADER);
+
+-- name: batch_results_export_rows
+-- Every result of a batch in file order, for streaming exports through a server-side cursor.
+SELECT client_id, text, sentiment, score, compound, pos, neu, neg, error
+FROM batch_results
+WHERE batch_id = %(batch_id)s
+ORDER BY row_number;

@@ -85,3 +85,13 @@ WITH gone AS (
     DELETE FROM batch_row_errors WHERE batch_id IN (SELECT id FROM gone)
 )
 SELECT count(*) FROM gone;
+
+-- name: batches_list
+-- One keyset page of batches, newest first, optionally of one status.
+SELECT id, public_id, status, total_count, processed_count, invalid_count, failed_count,
+       created_at, completed_at
+FROM batches
+WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::bigint)
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
