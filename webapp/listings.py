@@ -105,8 +105,8 @@ def _page(
         }
     )
     if has_more:
-        if page.page is not None:
-            params = {"page": page.page + 1, "per_page": page.per_page, **filters}
+        if page.page is not None and not filters:
+            params = {"page": page.page + 1, "per_page": page.per_page}
         else:
             params = {"after": next_cursor, "per_page": page.per_page, **filters}
         next_url = url_for(listing.endpoint, public_id=public_id) + "?" + urlencode(params)
