@@ -29,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     purge.add_argument(
         "--older-than", required=True, type=parse_duration, metavar="AGE", help="e.g. 7d, 12h, 30m or seconds"
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve this runner's Prometheus metrics on this port (RUNNER_METRICS_PORT)",
+    )
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
@@ -41,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
             purged = purge_finished(conn, args.older_than)
         print(f"purged {purged} batch(es)")
         return 0
+    port = args.metrics_port if args.metrics_port is not None else settings.runner_metrics_port
+    if port:
+        from jobrunner.metrics import serve
+
+        serve(port)
     runner = Runner(settings)
     runner.install_signal_handlers()
     return runner.run()

@@ -31,6 +31,7 @@ from types import FrameType
 
 import psycopg
 
+from jobrunner import metrics
 from jobrunner.chunk_scoring import score_chunk
 from jobrunner.chunks import (
     NOTIFY_CHANNEL,
@@ -172,6 +173,7 @@ class Runner:
                     backoff,
                 )
                 retry_later(conn, chunk, f"attempt {chunk.attempts}: {type(exc).__name__}: {exc}", backoff)
+                metrics.CHUNKS.labels("retried").inc()
                 continue
             self._in_hand = scored
             self._commit(conn, scored, started)
@@ -208,6 +210,12 @@ class Runner:
         chunk = scored.chunk
         if finish_chunk(conn, scored, self.identity):
             self.chunks_done += 1
+            failed = int(scored.scores["error"].notna().sum())
+            metrics.CHUNKS.labels("done").inc()
+            metrics.ROWS.labels("scored").inc(len(scored.scores) - failed)
+            metrics.ROWS.labels("failed").inc(failed)
+            if started is not None:
+                metrics.CHUNK_SECONDS.observe(time.perf_counter() - started)
             self._next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
             duration_ms = (time.perf_counter() - started) * 1e3 if started is not None else None
             log.info(
@@ -225,6 +233,7 @@ class Runner:
                 },
             )
         else:
+            metrics.CHUNKS.labels("lease_lost").inc()
             log.warning(
                 "chunk %s of batch %s: lease lost before commit, results dropped",
                 chunk.chunk_id,

@@ -103,6 +103,8 @@ class Settings:
     scorer: str = "fast"
     #: RUNNER_NAME: how a runner names itself in chunks.claimed_by (default host:pid).
     runner_name: str = ""
+    #: RUNNER_METRICS_PORT: when set, a runner serves its Prometheus metrics on this port.
+    runner_metrics_port: int = 0
     #: DB_POOL_SIZE: connections per web worker process.
     db_pool_size: int = 4
     #: DB_POOL_TIMEOUT: seconds a request waits for a database connection before answering 503.
@@ -139,6 +141,7 @@ class Settings:
             fault_score_delay_seconds=_env_duration("FAULT_SCORE_DELAY_SECONDS", 0.0),
             scorer=os.environ.get("SCORER", "fast"),
             runner_name=os.environ.get("RUNNER_NAME", ""),
+            runner_metrics_port=_env_int("RUNNER_METRICS_PORT", 0, minimum=0),
             db_pool_size=_env_int("DB_POOL_SIZE", 4),
             db_pool_timeout=_env_float("DB_POOL_TIMEOUT", 5.0),
             migrate_on_start=_env_bool("MIGRATE_ON_START", True),

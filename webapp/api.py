@@ -15,6 +15,7 @@ from webapp.csv_upload import UploadOptions, check_encoding, csv_rows
 from webapp.db import get_pool
 from webapp.ingest import ingest_upload
 from webapp.lookup import iso, load_batch, not_found, settings
+from webapp.metrics import ROWS_INGESTED, UPLOADS
 from webapp.problems import Problem
 from webapp.request_body import bad_request, open_multipart, read_body, too_large
 
@@ -54,6 +55,17 @@ def _upload_options(config: Settings, fields: Mapping[str, str], part_content_ty
 
 @bp.post("/batch/upload")
 def upload_batch() -> Response:
+    try:
+        response = _upload()
+    except Problem:
+        UPLOADS.labels("rejected").inc()
+        raise
+    UPLOADS.labels("accepted").inc()
+    ROWS_INGESTED.inc(response.get_json()["total_count"])
+    return response
+
+
+def _upload() -> Response:
     config = settings()
     if request.content_length is not None and request.content_length > config.max_upload_bytes:
         raise too_large(config.max_upload_bytes)

@@ -7,6 +7,8 @@ process's entry point.
 """
 
 import os
+import shutil
+import tempfile
 
 from jobrunner.logs import configure
 
@@ -17,3 +19,18 @@ timeout = int(os.environ.get("WEB_TIMEOUT", "300"))
 # Our request log (webapp.request_log) replaces gunicorn's access log.
 accesslog = None
 configure(os.environ.get("LOG_LEVEL", "INFO").upper(), os.environ.get("LOG_FORMAT", "text").lower())
+
+# prometheus-client multiprocess mode: every worker writes its counters to
+# files here and /metrics sums them. A fresh directory per server start.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sentiment-metrics-")
+
+
+def on_exit(server):
+    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

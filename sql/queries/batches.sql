@@ -95,3 +95,13 @@ WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::bigint)
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
+
+-- name: batches_metrics
+-- Service-wide figures for /metrics: batches by status, rows by outcome, queue and runners.
+SELECT (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*) AS n FROM batches GROUP BY status) s),
+       (SELECT coalesce(sum(processed_count), 0) FROM batches),
+       (SELECT coalesce(sum(failed_count), 0) FROM batches),
+       (SELECT coalesce(sum(invalid_count), 0) FROM batches),
+       (SELECT count(*) FROM chunks WHERE state = 'ready'),
+       (SELECT count(*) FROM chunks WHERE state = 'claimed'),
+       (SELECT count(*) FROM runners);

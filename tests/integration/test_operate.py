@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def scored_batch(upload, db) -> str:
     texts = sample_texts(700, seed=41)
-    texts[3] = "=HYPERLINK(\"http://evil\") I love it"
+    texts[3] = '=HYPERLINK("http://evil") I love it'
     texts[4] = '+1 "great", she said,\nthen left'
     texts[5] = "-bad\ttabs"
     texts[6] = "@mention awful"
@@ -42,17 +42,31 @@ def test_views_answer_in_psql(db, upload, client, pg_cluster, database_url):
     progress = db.execute(
         "SELECT status, processed, total, percent::float8, rows_per_second::float8, "
         "estimated_finish IS NOT NULL "
-        "FROM batch_progress WHERE batch = %s", (batch_id,)
+        "FROM batch_progress WHERE batch = %s",
+        (batch_id,),
     ).fetchone()
     assert progress == ("processing", 100, 500, 20.0, 1.7, True)  # 100 rows in the last minute
-    depth = db.execute("SELECT ready, backing_off, claimed, done FROM queue_depth WHERE batch = %s",
-                       (batch_id,)).fetchone()
+    depth = db.execute(
+        "SELECT ready, backing_off, claimed, done FROM queue_depth WHERE batch = %s", (batch_id,)
+    ).fetchone()
     assert depth == (3, 0, 1, 1)
     activity = db.execute("SELECT runner, working_on, chunk, chunk_rows FROM runner_activity").fetchall()
     assert activity == [("someone:42", batch_id, held.chunk_id, 100)]
     # Every query of sql/inspect.sql runs, as psql would run the file.
-    out = subprocess.run([pg_cluster.pg_bin("psql"), "-X", "-v", "ON_ERROR_STOP=1", "-q", "-f",
-                          str(sql_dir() / "inspect.sql"), database_url], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            pg_cluster.pg_bin("psql"),
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-f",
+            str(sql_dir() / "inspect.sql"),
+            database_url,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     assert batch_id in out.stdout
 
@@ -95,14 +109,18 @@ def test_results_filtered_by_sentiment(client, db, scored_batch):
     assert client.get(f"/batch/{scored_batch}/results?sentiment=angry").status_code == 400
     assert client.get(f"/batch/{scored_batch}/results?sentiment=positive&page=2").status_code == 400
     unfiltered = client.get(f"/batch/{scored_batch}/results?per_page=5").get_json()["next_cursor"]
-    assert client.get(f"/batch/{scored_batch}/results?sentiment=positive&after={unfiltered}").status_code == 400
+    assert (
+        client.get(f"/batch/{scored_batch}/results?sentiment=positive&after={unfiltered}").status_code == 400
+    )
 
 
 def test_filtered_page_reads_the_sentiment_index(db, scored_batch):
     batch = db.execute("SELECT id FROM batches WHERE public_id = %s", (scored_batch,)).fetchone()[0]
     db.execute("SET enable_seqscan = off")  # tiny test tables: judge the plan's shape
-    plan = db.execute("EXPLAIN (FORMAT JSON) " + q("batch_results_page_by_sentiment"),
-                      {"batch_id": batch, "sentiment": "negative", "after_row": 100, "limit": 51}).fetchone()[0]
+    plan = db.execute(
+        "EXPLAIN (FORMAT JSON) " + q("batch_results_page_by_sentiment"),
+        {"batch_id": batch, "sentiment": "negative", "after_row": 100, "limit": 51},
+    ).fetchone()[0]
     text = json.dumps(plan)
     assert "batch_results_sentiment_idx" in text and '"Sort"' not in text
 
@@ -170,7 +188,9 @@ def test_api_token(database_url):
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
         assert client.get("/batches", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert client.get("/batches", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-        assert client.post("/batch/upload", data=b"id,text\n1,a\n", content_type="text/csv").status_code == 401
+        assert (
+            client.post("/batch/upload", data=b"id,text\n1,a\n", content_type="text/csv").status_code == 401
+        )
         assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
     finally:
         app.extensions["db_pool"].close()

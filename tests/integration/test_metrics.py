@@ -1,0 +1,121 @@
+"""/metrics: counters summed over gunicorn workers, service figures from the database,
+and a runner's own metrics on its port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from tests.helpers import make_csv, sample_texts, score_everything, wait_for
+from tests.integration.conftest import REPO
+from tests.integration.test_live_service import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    pattern = re.escape(name + (f"{{{labels}}}" if labels else "")) + r" ([0-9.e+-]+)"
+    match = re.search(r"^" + pattern + r"$", text, re.MULTILINE)
+    assert match, f"{name}{{{labels}}} not in:\n{text}"
+    return float(match.group(1))
+
+
+def test_metrics_in_process(client, upload, db):
+    upload(make_csv(sample_texts(250)))
+    client.post("/batch/upload", data=b"", content_type="text/csv")
+    score_everything(db)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert metric(text, "sentiment_batches", 'status="completed"') == 1
+    assert metric(text, "sentiment_rows", 'outcome="scored"') == 250
+    assert metric(text, "sentiment_queue_chunks", 'state="ready"') == 0
+    assert metric(text, "sentiment_uploads_total", 'outcome="rejected"') >= 1
+
+
+def test_counters_are_summed_over_gunicorn_workers(database_url, tmp_path):
+    port = free_port()
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        WEB_CONCURRENCY="3",
+        WEB_THREADS="1",
+        PYTHONPATH=str(REPO),
+        MIGRATE_ON_START="false",
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    web_log = (tmp_path / "web.log").open("wb")  # noqa: SIM115 - the processes outlive this block
+    runner_log = (tmp_path / "runner.log").open("wb")  # noqa: SIM115
+    web = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:webapp.gunicorn_conf",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "webapp:create_app()",
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=web_log,
+        stderr=subprocess.STDOUT,
+    )
+    runner_port = free_port()
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "jobrunner", "--metrics-port", str(runner_port)],
+        env=env,
+        cwd=REPO,
+        stdout=runner_log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            try:
+                return requests.get(f"{base}/healthz", timeout=1).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_for(up, timeout=60, interval=0.2)
+        body = make_csv(sample_texts(120))
+        for _ in range(9):
+            # A new connection each time, so the uploads spread over the workers.
+            answer = requests.post(
+                f"{base}/batch/upload",
+                data=body,
+                headers={"Content-Type": "text/csv", "Connection": "close"},
+                timeout=30,
+            )
+            assert answer.status_code == 202
+        for _ in range(6):
+            text = requests.get(f"{base}/metrics", headers={"Connection": "close"}, timeout=10).text
+            assert metric(text, "sentiment_uploads_total", 'outcome="accepted"') == 9
+            assert metric(text, "sentiment_rows_ingested_total") == 9 * 120
+        wait_for(
+            lambda: (
+                metric(
+                    requests.get(f"{base}/metrics", timeout=10).text,
+                    "sentiment_batches",
+                    'status="completed"',
+                )
+                == 9
+            ),
+            timeout=60,
+        )
+        own = requests.get(f"http://127.0.0.1:{runner_port}/metrics", timeout=10).text
+        assert metric(own, "sentiment_runner_chunks_total", 'outcome="done"') == 18
+        assert metric(own, "sentiment_runner_chunk_seconds_count") == 18
+        assert metric(own, "sentiment_runner_rows_total", 'outcome="scored"') == 9 * 120
+    finally:
+        for proc in (web, runner):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        web_log.close()
+        runner_log.close()

@@ -1,0 +1,75 @@
+"""``GET /metrics`` in the Prometheus text format.
+
+Counters the web workers keep (uploads by outcome, rows ingested, requests)
+use prometheus-client's multiprocess mode under gunicorn (the gunicorn config
+sets PROMETHEUS_MULTIPROC_DIR), so a scrape sums every worker instead of
+seeing whichever answered. Figures about the whole service come from
+PostgreSQL at scrape time, so they are the same whichever worker answers and
+include the runners' work: rows scored, rows failed, chunks ready and
+claimed, batches by status, runners alive. The runners also serve their own
+process metrics (chunk duration histogram, chunks by outcome) on
+``--metrics-port`` (see jobrunner/metrics.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from flask import Blueprint, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import REGISTRY, Collector
+
+from jobrunner.queries import q
+from webapp.db import get_pool
+
+bp = Blueprint("metrics", __name__)
+
+UPLOADS = Counter("sentiment_uploads_total", "Uploads by outcome.", ["outcome"])
+ROWS_INGESTED = Counter("sentiment_rows_ingested_total", "Data rows read from accepted uploads.")
+
+
+class DatabaseCollector(Collector):
+    """Service-wide figures read from PostgreSQL at scrape time (one query)."""
+
+    def collect(self) -> Iterator[Metric]:
+        with get_pool().connection() as conn:
+            row = conn.execute(q("batches_metrics")).fetchone()
+        by_status, rows_scored, rows_failed, rows_invalid, ready, claimed, runners = row
+        batches = GaugeMetricFamily("sentiment_batches", "Batches by status.", labels=["status"])
+        for status in ("processing", "completed", "completed_with_errors", "cancelled"):
+            batches.add_metric([status], (by_status or {}).get(status, 0))
+        yield batches
+        scored = GaugeMetricFamily(
+            "sentiment_rows", "Rows of the batches kept, by outcome.", labels=["outcome"]
+        )
+        scored.add_metric(["scored"], rows_scored)
+        scored.add_metric(["failed"], rows_failed)
+        scored.add_metric(["invalid"], rows_invalid)
+        yield scored
+        queue = GaugeMetricFamily("sentiment_queue_chunks", "Chunks in the queue by state.", labels=["state"])
+        queue.add_metric(["ready"], ready)
+        queue.add_metric(["claimed"], claimed)
+        yield queue
+        yield GaugeMetricFamily("sentiment_runners", "Runners with a recent heartbeat.", value=runners)
+
+
+def _registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+_DATABASE = DatabaseCollector()
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    registry = CollectorRegistry()
+    registry.register(_DATABASE)
+    body = generate_latest(_registry()) + generate_latest(registry)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
