@@ -48,8 +48,8 @@ def test_counters_are_summed_over_gunicorn_workers(database_url, tmp_path):
         MIGRATE_ON_START="false",
     )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    web_log = (tmp_path / "web.log").open("wb")  # noqa: SIM115 - the processes outlive this block
-    runner_log = (tmp_path / "runner.log").open("wb")  # noqa: SIM115
+    web_log = (tmp_path / "web.log").open("wb")
+    runner_log = (tmp_path / "runner.log").open("wb")
     web = subprocess.Popen(
         [
             sys.executable,
