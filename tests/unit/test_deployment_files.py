@@ -38,11 +38,19 @@ def test_compose_commands_match_the_procfile():
         # Compose turns $$ into $; the shell then sees the Procfile's command.
         assert script.replace("$$", "$") == f"exec {command}"
         assert services[name]["environment"]["DATABASE_URL"].startswith("postgresql://")
-        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        # Migrations run once, in their own service, before web and runners start.
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert services[name]["environment"]["MIGRATE_ON_START"] == "false"
+    migrate = services["migrate"]
+    assert migrate["command"] == ["python", "-m", "jobrunner.migrations"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     postgres = services["postgres"]
     assert int(postgres["image"].split(":")[1]) >= 15
     assert "healthcheck" in postgres and postgres["volumes"]
     assert "ports" not in services["runner"]  # so --scale runner=N cannot clash
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert dockerfile.startswith("# ") and "FROM python:3.11-slim" in dockerfile
+    assert "pip install" in dockerfile and "USER app" in dockerfile  # non-root
 
 
 def test_packaging_declares_both_packages_and_pins_vader():
