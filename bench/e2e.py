@@ -1,14 +1,14 @@
 """End to end: upload -> completed, with 1, 2 and 4 runner processes, against
-bare loops of polarity_scores over the same texts measured in the same run."""
+bare loops of polarity_scores over the same texts measured in the same run;
+and where a runner's time goes (claim, score, commit) on short texts."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
-import shutil
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from multiprocessing import get_context
@@ -17,10 +17,7 @@ from pathlib import Path
 import psycopg
 
 from bench.data import texts as make_texts
-from jobrunner.embedded_postgres import EmbeddedPostgres
-from jobrunner.migrations import migrate
-
-REPO = Path(__file__).resolve().parents[1]
+from bench.service import cluster, runners
 
 
 def _loop(args: tuple[str, list[str]]) -> int:
@@ -49,9 +46,6 @@ def bare_loop_rate(scorer: str, items: list[str], processes: int) -> float:
 
 
 def _csv(items: list[str]) -> bytes:
-    import csv
-    import io
-
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["id", "text"])
@@ -59,66 +53,82 @@ def _csv(items: list[str]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def pipeline_rate(url: str, body: bytes, rows: int, runners: int) -> float:
-    """Rows/s from the start of the upload to the batch's completion."""
+def pipeline_rate(url: str, body: bytes, rows: int, count: int, log: Path | None = None) -> float:
+    """Rows/s from the start of the upload to the batch's completion, with ``count`` runners."""
     from webapp import create_app
 
-    env = dict(
-        os.environ,
-        DATABASE_URL=url,
-        MIGRATE_ON_START="false",
-        PYTHONPATH=str(REPO),
-        LOG_LEVEL="WARNING",
-        POLL_SECONDS="0.2",
-    )
-    procs = [subprocess.Popen([sys.executable, "-m", "jobrunner"], env=env, cwd=REPO) for _ in range(runners)]
     app = create_app({"database_url": url, "migrate_on_start": False})
     try:
-        with psycopg.connect(url, autocommit=True) as conn:
+        with runners(url, count, log, POLL_SECONDS="0.2"), psycopg.connect(url, autocommit=True) as conn:
             deadline = time.monotonic() + 60
-            while conn.execute("SELECT count(*) FROM runners").fetchone()[0] < runners:
+            while conn.execute("SELECT count(*) FROM runners").fetchone()[0] < count:
                 assert time.monotonic() < deadline, "runners did not start"
                 time.sleep(0.05)
             started = time.perf_counter()
             answer = app.test_client().post("/batch/upload", data=body, content_type="text/csv").get_json()
-            while True:
-                status = conn.execute(
+            while (
+                conn.execute(
                     "SELECT status FROM batches WHERE public_id = %s", (answer["batch_id"],)
                 ).fetchone()[0]
-                if status != "processing":
-                    break
+                == "processing"
+            ):
                 time.sleep(0.02)
             elapsed = time.perf_counter() - started
             conn.execute("DELETE FROM batch_results; DELETE FROM batches;")
         return rows / elapsed
     finally:
         app.extensions["db_pool"].close()
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(timeout=30)
+
+
+def time_split(log: Path) -> dict[str, float]:
+    """Share of the runners' chunk time spent claiming, scoring and committing."""
+    totals = {"claim_ms": 0.0, "score_ms": 0.0, "commit_ms": 0.0}
+    for line in log.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        entry = json.loads(line)
+        if "score_ms" in entry:
+            for key in totals:
+                totals[key] += entry[key]
+    whole = sum(totals.values()) or 1.0
+    return {key.removesuffix("_ms"): value / whole for key, value in totals.items()}
 
 
 def run(rows: int, repeat: int = 3) -> dict:
     items = make_texts("review", rows, seed=7)
     body = _csv(items)
     cores = os.cpu_count() or 1
-    workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
-    cluster = EmbeddedPostgres(workdir, port=5432)
-    url = cluster.start()
-    migrate(url)
-    try:
-        result: dict = {"rows": rows, "cores": cores, "baseline": {}, "pipeline": {}}
+    result: dict = {"rows": rows, "cores": cores, "baseline": {}, "pipeline": {}}
+    with cluster() as url:
         for processes in sorted({1, cores}):
             for scorer in ("package", "fast"):
                 result["baseline"][(scorer, processes)] = statistics.median(
                     bare_loop_rate(scorer, items, processes) for _ in range(repeat)
                 )
-        for runners in sorted({1, 2, 4, cores}):
-            result["pipeline"][runners] = statistics.median(
-                pipeline_rate(url, body, rows, runners) for _ in range(repeat)
+        for count in sorted({1, 2, 4, cores}):
+            result["pipeline"][count] = statistics.median(
+                pipeline_rate(url, body, rows, count) for _ in range(repeat)
             )
-        return result
+    return result
+
+
+def run_short(rows: int) -> dict:
+    """Short texts, runners = cores: rate against the bare loops, and the runners' time split."""
+    items = make_texts("short", rows, seed=8)
+    cores = os.cpu_count() or 1
+    log = Path(tempfile.mkstemp(prefix="bench-runners-", suffix=".log")[1])
+    try:
+        with cluster() as url:
+            package = bare_loop_rate("package", items, cores)
+            fast = bare_loop_rate("fast", items, cores)
+            rate = pipeline_rate(url, _csv(items), rows, cores, log)
+        return {
+            "rows": rows,
+            "cores": cores,
+            "package": package,
+            "fast": fast,
+            "pipeline": rate,
+            "split": time_split(log),
+        }
     finally:
-        cluster.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        log.unlink(missing_ok=True)

@@ -8,14 +8,7 @@ and a one-worker gunicorn, uploads the same file R times, and prints medians.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -23,17 +16,7 @@ import psycopg
 import requests
 
 from bench.data import write_csv
-from jobrunner.embedded_postgres import EmbeddedPostgres
-from jobrunner.migrations import migrate
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+from bench.service import REPO, PeakRss, cluster, gunicorn, rss_kib, worker_pids
 
 
 def baseline_copy(url: str, path: Path) -> float:
@@ -51,82 +34,26 @@ def baseline_copy(url: str, path: Path) -> float:
         return time.perf_counter() - started
 
 
-def worker_pid(master: int) -> int:
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return int(children[0])
-
-
 def upload(base: str, path: Path, pid: int) -> tuple[float, int]:
     """Seconds for one upload and the worker's peak RSS (KiB) during it."""
-    peak = rss_kib(pid)
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, rss_kib(pid))
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    started = time.perf_counter()
-    with path.open("rb") as handle:
+    with PeakRss(pid) as memory, path.open("rb") as handle:
+        started = time.perf_counter()
         answer = requests.post(
             f"{base}/batch/upload", data=handle, headers={"Content-Type": "text/csv"}, timeout=600
         )
-    elapsed = time.perf_counter() - started
-    done.set()
-    sampler.join()
+        elapsed = time.perf_counter() - started
     answer.raise_for_status()
-    return elapsed, peak
+    return elapsed, memory.peak
 
 
 def run(rows: int, repeat: int, data_dir: Path) -> dict[str, float]:
     """Upload a ``rows``-row review file ``repeat`` times; medians and the peak memory."""
     data_dir.mkdir(parents=True, exist_ok=True)
     path = write_csv(data_dir / f"review-{rows}.csv", "review", rows)
-
-    workdir = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-    cluster = EmbeddedPostgres(workdir, port=5432)
-    url = cluster.start()
-    migrate(url)
-    port = 18000 + os.getpid() % 1000
-    env = dict(
-        os.environ,
-        DATABASE_URL=url,
-        WEB_CONCURRENCY="1",
-        PYTHONPATH=str(REPO),
-        MIGRATE_ON_START="false",
-        LOG_LEVEL="WARNING",
-    )
-    web = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            "python:webapp.gunicorn_conf",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--access-logfile",
-            "/dev/null",
-            "webapp:create_app()",
-        ],
-        env=env,
-        cwd=REPO,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                requests.get(f"{base}/batch/x", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        pid = worker_pid(web.pid)
+    with cluster() as url, gunicorn(url) as (base, master):
+        pid = worker_pids(master)[0]
         # Warm the worker (pool, imports) with a small upload before the idle reading.
-        small = write_csv(data_dir / "review-1000.csv", "review", 1000)
-        upload(base, small, pid)
+        upload(base, write_csv(data_dir / "review-1000.csv", "review", 1000), pid)
         idle = rss_kib(pid)
         ours, peaks, copies = [], [], []
         for _ in range(repeat):
@@ -134,21 +61,16 @@ def run(rows: int, repeat: int, data_dir: Path) -> dict[str, float]:
             elapsed, peak = upload(base, path, pid)
             ours.append(elapsed)
             peaks.append(peak)
-        result = {
-            "rows": rows,
-            "file_mb": path.stat().st_size / 1e6,
-            "copy_rows_per_s": rows / statistics.median(copies),
-            "upload_rows_per_s": rows / statistics.median(ours),
-            "idle_rss_mb": idle / 1024,
-            "peak_rss_growth_mb": (max(peaks) - idle) / 1024,
-        }
-        result["ratio"] = result["upload_rows_per_s"] / result["copy_rows_per_s"]
-        return result
-    finally:
-        web.send_signal(signal.SIGTERM)
-        web.wait(timeout=30)
-        cluster.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    result = {
+        "rows": rows,
+        "file_mb": path.stat().st_size / 1e6,
+        "copy_rows_per_s": rows / statistics.median(copies),
+        "upload_rows_per_s": rows / statistics.median(ours),
+        "idle_rss_mb": idle / 1024,
+        "peak_rss_growth_mb": (max(peaks) - idle) / 1024,
+    }
+    result["ratio"] = result["upload_rows_per_s"] / result["copy_rows_per_s"]
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:

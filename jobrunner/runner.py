@@ -116,6 +116,13 @@ class Runner:
                     migrate(self.settings.database_url)
                     self._migrated = True
                 with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
+                    # A runner's commits need not wait for the WAL flush: if
+                    # PostgreSQL crashes before it, the whole finishing
+                    # transaction (results, chunk state, progress) is lost
+                    # together, the lease expires and the chunk is scored
+                    # again; nothing outside the database saw it. It saves a
+                    # disk flush per claim and per finish.
+                    conn.execute("SET synchronous_commit = off")
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     backoff = 0.5
                     self._work(conn)
@@ -153,11 +160,12 @@ class Runner:
             if self.stopping:
                 return
             self._housekeeping(conn)
+            started = time.perf_counter()
             chunk = claim_chunk(conn, self.name, self.settings.lease_seconds)
             if chunk is None:
                 self._wait(conn)
                 continue
-            started = time.perf_counter()
+            claimed = time.perf_counter()
             try:
                 scored = score_chunk(chunk, self.settings)
             except Exception as exc:
@@ -176,7 +184,7 @@ class Runner:
                 metrics.CHUNKS.labels("retried").inc()
                 continue
             self._in_hand = scored
-            self._commit(conn, scored, started)
+            self._commit(conn, scored, (started, claimed, time.perf_counter()))
 
     def _housekeeping(self, conn: psycopg.Connection) -> None:
         now = time.monotonic()
@@ -206,7 +214,10 @@ class Runner:
             if purged:
                 log.info("purged %d batch(es) finished more than RESULTS_TTL ago", purged)
 
-    def _commit(self, conn: psycopg.Connection, scored: ScoredChunk, started: float | None = None) -> None:
+    def _commit(
+        self, conn: psycopg.Connection, scored: ScoredChunk, times: tuple[float, float, float] | None = None
+    ) -> None:
+        """Finish the chunk; ``times`` (started, claimed, scored) feed its log line and metrics."""
         chunk = scored.chunk
         if finish_chunk(conn, scored, self.identity):
             self.chunks_done += 1
@@ -214,22 +225,30 @@ class Runner:
             metrics.CHUNKS.labels("done").inc()
             metrics.ROWS.labels("scored").inc(len(scored.scores) - failed)
             metrics.ROWS.labels("failed").inc(failed)
-            if started is not None:
-                metrics.CHUNK_SECONDS.observe(time.perf_counter() - started)
             self._next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
-            duration_ms = (time.perf_counter() - started) * 1e3 if started is not None else None
+            timing = {}
+            if times is not None:
+                started, claimed, scored_at = times
+                done = time.perf_counter()
+                metrics.CHUNK_SECONDS.observe(done - started)
+                timing = {
+                    "duration_ms": round((done - started) * 1e3, 2),
+                    "claim_ms": round((claimed - started) * 1e3, 2),
+                    "score_ms": round((scored_at - claimed) * 1e3, 2),
+                    "commit_ms": round((done - scored_at) * 1e3, 2),
+                }
             log.info(
                 "chunk %s of batch %s: %d rows in %s ms",
                 chunk.chunk_id,
                 chunk.batch_id,
                 len(scored.scores),
-                f"{duration_ms:.1f}" if duration_ms is not None else "?",
+                timing.get("duration_ms", "?"),
                 extra={
                     "batch": chunk.batch_id,
                     "chunk": chunk.chunk_id,
                     "rows": len(scored.scores),
-                    "duration_ms": duration_ms,
                     "attempt": chunk.attempts,
+                    **timing,
                 },
             )
         else:

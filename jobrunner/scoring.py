@@ -70,13 +70,14 @@ def score_texts(texts: Sequence[str], scorer: str = "fast") -> pd.DataFrame:
     ``scorer="fast"`` (default) or ``"reference"``; both give equal numbers.
     """
     polarity = polarity_function(scorer)
-    series = pd.Series(list(texts), dtype=object)
-    unique = pd.unique(series)
-    by_text = {text: polarity(text) for text in unique}
-    frame = pd.DataFrame.from_records(
-        [by_text[text] for text in series], columns=["neg", "neu", "pos", "compound"]
-    )
-    frame = frame.astype("float64")
+    items = list(texts)
+    by_text: dict[str, tuple[float, float, float, float]] = {}
+    for text in items:
+        if text not in by_text:
+            scores = polarity(text)
+            by_text[text] = (scores["neg"], scores["neu"], scores["pos"], scores["compound"])
+    values = np.array([by_text[text] for text in items], dtype="float64").reshape(len(items), 4)
+    frame = pd.DataFrame(values, columns=["neg", "neu", "pos", "compound"])
     frame["sentiment"] = label(frame["compound"])
     frame["score"] = frame["compound"].abs()
-    return frame[COLUMNS]
+    return frame

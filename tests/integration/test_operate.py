@@ -192,6 +192,24 @@ def test_api_token(database_url):
             client.post("/batch/upload", data=b"id,text\n1,a\n", content_type="text/csv").status_code == 401
         )
         assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+        # A browser is sent to /login, gives the token once, then carries it in a cookie.
+        browser = app.test_client()
+        page = browser.get("/batches?status=completed", headers={"Accept": "text/html,*/*;q=0.8"})
+        assert page.status_code == 303
+        assert page.headers["Location"] == "/login?next=%2Fbatches%3Fstatus%3Dcompleted"
+        form = browser.get(page.headers["Location"])
+        assert form.status_code == 200 and b'<label for="token">' in form.data
+        wrong = browser.post("/login", data={"token": "nope", "next": "/batches"})
+        assert wrong.status_code == 401 and b"not right" in wrong.data
+        assert (
+            browser.post("/login", data={"token": "s3cret", "next": "//evil.example"}).headers["Location"]
+            == "/"
+        )
+        signed_in = browser.post("/login", data={"token": "s3cret", "next": "/batches?status=completed"})
+        assert signed_in.status_code == 303 and signed_in.headers["Location"] == "/batches?status=completed"
+        cookie = signed_in.headers["Set-Cookie"]
+        assert "sentiment_token=s3cret" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert browser.get("/batches").status_code == 200
     finally:
         app.extensions["db_pool"].close()
 

@@ -1,0 +1,165 @@
+"""Reading at scale: result pages deep in a 1,000,000-row batch, the full
+export, status polling under load, and a small batch's wait behind a big one.
+
+The 1,000,000 results are written straight into ``batch_results`` with SQL
+(scoring them first would add minutes and measure nothing here); every read
+goes through gunicorn and the real endpoints.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import requests
+from psycopg import sql
+
+from bench.data import texts as make_texts
+from bench.e2e import _csv
+from bench.service import PeakRss, cluster, gunicorn, rss_kib, runners, worker_pids
+
+FABRICATE = """
+WITH b AS (
+    INSERT INTO batches (public_id, status, total_count, processed_count, positive_count,
+                         chunk_size, started_at, completed_at)
+    VALUES (%(public_id)s, 'completed', %(rows)s, %(rows)s, %(rows)s, 100, now(), now())
+    RETURNING id
+)
+INSERT INTO batch_results (batch_id, row_number, line_number, client_id, text, sentiment,
+                           score, compound, pos, neu, neg)
+SELECT b.id, g, g + 1, 'r' || g,
+       md5(g::text) || ', the product arrived on time and I would "buy" it again',
+       'positive', 0.6249, 0.6249, 0.31, 0.69, 0.0
+FROM b, generate_series(1, %(rows)s) AS g
+"""
+
+
+def _median_ms(function: Callable[[], object], repeat: int) -> float:
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        runs.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(runs)
+
+
+def pages_and_export(rows: int, repeat: int = 3) -> dict:
+    public_id = "batch-" + "b" * 32
+    deep_page = rows // 100  # page 10,000 of a 1,000,000-row batch at 50 per page
+    with cluster() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(FABRICATE, {"public_id": public_id, "rows": rows})
+            conn.execute("ANALYZE batch_results")
+            batch_id = conn.execute("SELECT id FROM batches WHERE public_id = %s", (public_id,)).fetchone()[0]
+
+            def offset_query() -> None:
+                conn.execute("SELECT count(*) FROM batch_results WHERE batch_id = %s", (batch_id,)).fetchone()
+                conn.execute(
+                    "SELECT row_number, client_id, text, sentiment, score, compound FROM batch_results "
+                    "WHERE batch_id = %s ORDER BY row_number OFFSET %s LIMIT 50",
+                    (batch_id, (deep_page - 1) * 50),
+                ).fetchall()
+
+            def copy_out() -> None:
+                statement = sql.SQL(
+                    "COPY (SELECT client_id, text, sentiment, score, compound, pos, neu, neg, error "
+                    "FROM batch_results WHERE batch_id = {} ORDER BY row_number) TO STDOUT (FORMAT csv)"
+                ).format(sql.Literal(batch_id))
+                with conn.cursor().copy(statement) as copy:
+                    for _ in copy:
+                        pass
+
+            offset_ms = _median_ms(offset_query, 5)
+            copy_ms = _median_ms(copy_out, repeat)
+
+        with gunicorn(url) as (base, master), requests.Session() as http:
+            first = f"{base}/batch/{public_id}/results?page=1&per_page=50"
+            deep = f"{base}/batch/{public_id}/results?page={deep_page}&per_page=50"
+            assert http.get(deep).json()["results"][0]["row"] == (deep_page - 1) * 50 + 1
+            for _ in range(20):  # warm caches and connections alike
+                http.get(first)
+                http.get(deep)
+            first_ms = _median_ms(lambda: http.get(first).raise_for_status(), 200)
+            deep_ms = _median_ms(lambda: http.get(deep).raise_for_status(), 200)
+            pid = worker_pids(master)[0]
+            idle = rss_kib(pid)
+            exports, peaks = [], []
+            for _ in range(repeat):
+                with PeakRss(pid) as memory:
+                    started = time.perf_counter()
+                    with http.get(f"{base}/batch/{public_id}/results.csv", stream=True) as response:
+                        size = sum(len(block) for block in response.iter_content(1 << 16))
+                    exports.append(time.perf_counter() - started)
+                peaks.append(memory.peak)
+    return {
+        "rows": rows,
+        "deep_page": deep_page,
+        "first_ms": first_ms,
+        "deep_ms": deep_ms,
+        "offset_ms": offset_ms,
+        "export_rows_per_s": rows / statistics.median(exports),
+        "copy_rows_per_s": rows / (copy_ms / 1e3),
+        "export_mb": size / 1e6,
+        "export_rss_growth_mb": (max(peaks) - idle) / 1024,
+    }
+
+
+def _poll(http: requests.Session, url: str, until: float, latencies: list[float], errors: list[int]) -> None:
+    while time.monotonic() < until:
+        started = time.perf_counter()
+        try:
+            response = http.get(url, timeout=30)
+            if response.status_code != 200:
+                errors.append(response.status_code)
+        except requests.RequestException:
+            errors.append(0)
+        latencies.append((time.perf_counter() - started) * 1e3)
+
+
+def pollers(url: str, base: str, public_id: str, clients: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors: list[int] = []
+    until = time.monotonic() + seconds
+    sessions = [requests.Session() for _ in range(clients)]
+    with ThreadPoolExecutor(clients) as pool:
+        for http in sessions:
+            pool.submit(_poll, http, f"{base}/batch/{public_id}", until, latencies, errors)
+    ordered = sorted(latencies)
+    return {
+        "requests": len(ordered),
+        "errors": len(errors),
+        "p50": ordered[len(ordered) // 2],
+        "p99": ordered[int(len(ordered) * 0.99)],
+    }
+
+
+def load_and_fairness(big_rows: int, clients: int = 50, seconds: float = 10.0) -> dict:
+    """Status polling idle and while runners work; then a 100-row batch's wait behind a big one."""
+    big = _csv(make_texts("review", big_rows, seed=9))
+    small = _csv(make_texts("review", 100, seed=10))
+    with cluster() as url, gunicorn(url, workers=2) as (base, _), requests.Session() as http:
+        idle_id = http.post(f"{base}/batch/upload", data=small, headers={"Content-Type": "text/csv"}).json()
+        idle = pollers(url, base, idle_id["batch_id"], clients, seconds)
+        with runners(url, 2):
+            big_id = http.post(f"{base}/batch/upload", data=big, headers={"Content-Type": "text/csv"}).json()
+            busy = pollers(url, base, big_id["batch_id"], clients, seconds)
+            status = http.get(f"{base}/batch/{big_id['batch_id']}").json()
+            assert status["status"] == "processing", "the big batch finished too soon to measure fairness"
+            started = time.perf_counter()
+            small_id = http.post(
+                f"{base}/batch/upload", data=small, headers={"Content-Type": "text/csv"}
+            ).json()
+            while http.get(f"{base}/batch/{small_id['batch_id']}").json()["status"] == "processing":
+                time.sleep(0.05)
+            small_seconds = time.perf_counter() - started
+            big_after = http.get(f"{base}/batch/{big_id['batch_id']}").json()
+    return {
+        "idle": idle,
+        "busy": busy,
+        "small_seconds": small_seconds,
+        "big_done_percent": big_after["progress_percent"],
+        "big_rows": big_rows,
+    }
