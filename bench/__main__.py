@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             "≥ 0.5×, constant memory",
         )
     )
-    big_rows = 50_000 if args.quick else 200_000
+    big_rows = 50_000 if args.quick else 300_000
     print(f"load: 50 pollers idle and busy, fairness behind {big_rows:,} rows ...", flush=True)
     load = reads.load_and_fairness(big_rows, seconds=5 if args.quick else 10)
     idle, busy = load["idle"], load["busy"]

@@ -31,9 +31,10 @@ def _matches(candidate: str, expected: str) -> bool:
 
 
 def wants_html() -> bool:
-    """A browser navigation: it prefers HTML to JSON."""
-    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return best == "text/html" and request.accept_mimetypes["text/html"] > request.accept_mimetypes["*/*"]
+    """A browser navigation: it names text/html and prefers it to JSON (curl's */* does not count)."""
+    accept = request.accept_mimetypes
+    named = any(value == "text/html" for value, _ in accept)
+    return named and accept.best_match(["text/html", "application/json"]) == "text/html"
 
 
 def _safe_next(target: str | None) -> str:
