@@ -3,10 +3,10 @@
 Claim design: a committed lease, not an open transaction. Claiming a chunk
 commits ``state='claimed'``, ``attempts + 1``, a random ``claim_token`` and
 ``lease_expires_at``. Scoring happens outside any transaction. Finishing is
-one transaction that (1) flips the chunk to done only if it still carries our
-token, (2) moves its rows from staging into results, (3) beats the runner's
-heartbeat and (4) advances the batch, last, so the batch row is locked only
-for the commit. Why a lease:
+one statement (so one round trip and one transaction) that flips the chunk to
+done only if it still carries our token and, only then, moves its rows from
+staging into results, advances the batch and beats the runner's heartbeat.
+Why a lease:
 
 * the attempt count is committed at claim time, so it survives a crash (a
   row lock held by an open transaction would roll it back), which is what
@@ -14,7 +14,7 @@ for the commit. Why a lease:
 * no transaction stays open while Python scores, so a frozen or slow runner
   pins no locks and no snapshot;
 * a runner that dies at any instant either committed all of the finishing
-  transaction or none of it: its chunk comes back to the queue when the lease
+  statement or none of it: its chunk comes back to the queue when the lease
   expires (any runner runs ``chunks_release_expired`` every
   RELEASE_EXPIRED_SECONDS), and a runner whose lease expired and was taken
   over cannot finish (its token no longer matches), so nothing is lost and
@@ -73,10 +73,9 @@ class RunnerIdentity:
 
 def claim_chunk(conn: psycopg.Connection, runner: str, lease_seconds: float) -> ClaimedChunk | None:
     """Lease the next ready chunk, or return None when the queue is empty."""
-    with conn.transaction():
-        records = conn.execute(
-            q("chunks_claim"), {"runner": runner, "lease_seconds": lease_seconds}
-        ).fetchall()
+    # One statement, so one round trip: it is its own transaction on the
+    # runner's autocommit connection.
+    records = conn.execute(q("chunks_claim"), {"runner": runner, "lease_seconds": lease_seconds}).fetchall()
     if not records:
         return None
     first = records[0]
@@ -91,24 +90,24 @@ def _column(scores: pd.DataFrame, name: str, nullable: bool) -> list:
     return column.where(column.notna(), None).tolist()
 
 
-def finish_chunk(conn: psycopg.Connection, scored: ScoredChunk, runner: RunnerIdentity | None = None) -> bool:
-    """Commit a scored chunk; False if our lease was lost and nothing was written."""
+def finish_chunk(conn: psycopg.Connection, scored: ScoredChunk, runner: RunnerIdentity) -> bool:
+    """Commit a scored chunk; False if our lease was lost and nothing was written.
+
+    One statement (``chunks_finish``), so one round trip and one transaction on
+    the runner's autocommit connection: every part of it is guarded by the
+    lease check, and a lost lease changes nothing at all.
+    """
     chunk, scores = scored.chunk, scored.scores
     failed_mask = scores["error"].notna()
     failed = int(failed_mask.sum())
     counts = scores.loc[~failed_mask, "sentiment"].value_counts()
     nullable = failed > 0
     with conn.transaction():
-        if (
-            conn.execute(
-                q("chunks_finish"), {"chunk_id": chunk.chunk_id, "claim_token": chunk.claim_token}
-            ).fetchone()
-            is None
-        ):
-            return False
-        moved = conn.execute(
-            q("batch_results_move_scored"),
+        finished, inserted, status = conn.execute(
+            q("chunks_finish"),
             {
+                "chunk_id": chunk.chunk_id,
+                "claim_token": chunk.claim_token,
                 "batch_id": chunk.batch_id,
                 "first_row": chunk.first_row,
                 "last_row": chunk.last_row,
@@ -120,34 +119,23 @@ def finish_chunk(conn: psycopg.Connection, scored: ScoredChunk, runner: RunnerId
                 "neu": _column(scores, "neu", nullable),
                 "neg": _column(scores, "neg", nullable),
                 "errors": _column(scores, "error", True),
-            },
-        ).rowcount
-        if moved != len(scores):
-            # Staging and the chunk disagree: refuse to count a partial chunk.
-            raise RuntimeError(f"chunk {chunk.chunk_id}: moved {moved} rows, expected {len(scores)}")
-        if runner is not None:
-            conn.execute(
-                q("runners_heartbeat"),
-                {
-                    "name": runner.name,
-                    "host": runner.host,
-                    "pid": runner.pid,
-                    "scorer": runner.scorer,
-                    "chunks": 1,
-                    "rows": len(scores),
-                },
-            )
-        status = conn.execute(
-            q("batches_advance"),
-            {
-                "batch_id": chunk.batch_id,
                 "scored": len(scores) - failed,
                 "failed": failed,
                 "positive": int(counts.get("positive", 0)),
                 "negative": int(counts.get("negative", 0)),
                 "neutral": int(counts.get("neutral", 0)),
+                "runner": runner.name,
+                "host": runner.host,
+                "pid": runner.pid,
+                "scorer": runner.scorer,
+                "rows": len(scores),
             },
-        ).fetchone()[0]
+        ).fetchone()
+        if not finished:
+            return False
+        if inserted != len(scores):
+            # Staging and the chunk disagree: refuse to count a partial chunk (rolls back).
+            raise RuntimeError(f"chunk {chunk.chunk_id}: moved {inserted} rows, expected {len(scores)}")
         if status != "processing":
             conn.execute(q("chunks_delete_done"), {"batch_id": chunk.batch_id})
     return True

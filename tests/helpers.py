@@ -97,14 +97,30 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60.0, interval: float 
         time.sleep(interval)
 
 
-def score_everything(conn) -> int:  # type: ignore[no-untyped-def]
-    """Claim and finish every ready chunk in this process, as a runner would; chunks done."""
+def process(conn, chunk, scorer: str = "fast") -> bool:  # type: ignore[no-untyped-def]
+    """Score and finish one claimed chunk in this process, as a runner named 'test:0' would."""
     from jobrunner.chunk_scoring import score_chunk
-    from jobrunner.chunks import claim_chunk, finish_chunk
+    from jobrunner.chunks import RunnerIdentity, finish_chunk
     from jobrunner.settings import Settings
 
+    return finish_chunk(
+        conn, score_chunk(chunk, Settings(scorer=scorer)), RunnerIdentity("test:0", "test", 0, scorer)
+    )
+
+
+def process_next(conn):  # type: ignore[no-untyped-def]
+    """Claim the next chunk and process it; the chunk, or None when the queue is empty."""
+    from jobrunner.chunks import claim_chunk
+
+    chunk = claim_chunk(conn, "test:0", 60)
+    if chunk is not None:
+        assert process(conn, chunk)
+    return chunk
+
+
+def score_everything(conn) -> int:  # type: ignore[no-untyped-def]
+    """Claim and finish every ready chunk in this process, as a runner would; chunks done."""
     done = 0
-    while (chunk := claim_chunk(conn, "test-process", 60)) is not None:
-        assert finish_chunk(conn, score_chunk(chunk, Settings()))
+    while process_next(conn) is not None:
         done += 1
     return done

@@ -22,30 +22,6 @@ SELECT id, public_id, status, total_count, processed_count, invalid_count, faile
 FROM batches
 WHERE public_id = %(public_id)s;
 
--- name: batches_advance
--- Count a finished chunk into its batch, finishing the batch with its last chunk.
--- Runs last in the finishing transaction so the batch row stays locked only
--- for the commit itself; the row lock also makes "last chunk" exact.
-UPDATE batches
-SET processed_count = processed_count + %(scored)s,
-    failed_count    = failed_count + %(failed)s,
-    positive_count  = positive_count + %(positive)s,
-    negative_count  = negative_count + %(negative)s,
-    neutral_count   = neutral_count + %(neutral)s,
-    status          = CASE
-        WHEN status <> 'processing' THEN status  -- cancelled: chunks in hand still count
-        WHEN processed_count + %(scored)s + failed_count + %(failed)s + invalid_count < total_count
-            THEN status
-        WHEN failed_count + %(failed)s > 0 THEN 'completed_with_errors'
-        ELSE 'completed' END,
-    completed_at    = CASE
-        WHEN status = 'processing'
-         AND processed_count + %(scored)s + failed_count + %(failed)s + invalid_count = total_count
-            THEN clock_timestamp()
-        ELSE completed_at END
-WHERE id = %(batch_id)s
-RETURNING status;
-
 -- name: batches_cancel
 -- Stop a processing batch: no new chunks are claimed; chunks in hand still finish.
 UPDATE batches

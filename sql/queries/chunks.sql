@@ -56,16 +56,74 @@ JOIN batch_rows AS r
 ORDER BY r.row_number;
 
 -- name: chunks_finish
--- Mark a leased chunk done, only if the caller still holds its lease.
-UPDATE chunks
-SET state = 'done',
-    finished_at = now(),
-    claim_token = NULL,
-    lease_expires_at = NULL
-WHERE id = %(chunk_id)s
-  AND state = 'claimed'
-  AND claim_token = %(claim_token)s
-RETURNING id;
+-- Commit a scored chunk in one statement: only if the caller still holds its lease, move its rows
+-- from staging to results, count them into the batch (finishing it with its last chunk) and beat
+-- the runner's heartbeat.
+WITH finished AS (
+    -- The lease check: everything below happens only if this matched.
+    UPDATE chunks
+    SET state = 'done',
+        finished_at = now(),
+        claim_token = NULL,
+        lease_expires_at = NULL
+    WHERE id = %(chunk_id)s
+      AND state = 'claimed'
+      AND claim_token = %(claim_token)s
+    RETURNING id
+), moved AS (
+    -- The rows leave staging exactly when their results appear.
+    DELETE FROM batch_rows
+    WHERE batch_id = %(batch_id)s
+      AND row_number BETWEEN %(first_row)s AND %(last_row)s
+      AND EXISTS (SELECT 1 FROM finished)
+    RETURNING row_number, line_number, client_id, text
+), inserted AS (
+    INSERT INTO batch_results
+        (batch_id, row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error)
+    SELECT %(batch_id)s, moved.row_number, moved.line_number, moved.client_id, moved.text,
+           s.sentiment, s.score, s.compound, s.pos, s.neu, s.neg, s.error
+    FROM moved
+    JOIN unnest(%(row_numbers)s::integer[], %(sentiments)s::text[],
+                %(scores)s::float8[], %(compounds)s::float8[],
+                %(pos)s::float8[], %(neu)s::float8[], %(neg)s::float8[], %(errors)s::text[])
+         AS s (row_number, sentiment, score, compound, pos, neu, neg, error)
+      USING (row_number)
+    RETURNING 1
+), advanced AS (
+    -- The batch row is locked only while this one statement runs and commits;
+    -- the lock also makes "last chunk" exact.
+    UPDATE batches
+    SET processed_count = processed_count + %(scored)s,
+        failed_count    = failed_count + %(failed)s,
+        positive_count  = positive_count + %(positive)s,
+        negative_count  = negative_count + %(negative)s,
+        neutral_count   = neutral_count + %(neutral)s,
+        status          = CASE
+            WHEN status <> 'processing' THEN status  -- cancelled: chunks in hand still count
+            WHEN processed_count + %(scored)s + failed_count + %(failed)s + invalid_count < total_count
+                THEN status
+            WHEN failed_count + %(failed)s > 0 THEN 'completed_with_errors'
+            ELSE 'completed' END,
+        completed_at    = CASE
+            WHEN status = 'processing'
+             AND processed_count + %(scored)s + failed_count + %(failed)s + invalid_count = total_count
+                THEN clock_timestamp()
+            ELSE completed_at END
+    WHERE id = %(batch_id)s
+      AND EXISTS (SELECT 1 FROM finished)
+    RETURNING status
+), beat AS (
+    INSERT INTO runners AS r (name, host, pid, scorer, chunks_done, rows_done)
+    SELECT %(runner)s, %(host)s, %(pid)s, %(scorer)s, 1, %(rows)s
+    WHERE EXISTS (SELECT 1 FROM finished)
+    ON CONFLICT (name) DO UPDATE
+    SET heartbeat_at = now(),
+        chunks_done = r.chunks_done + 1,
+        rows_done = r.rows_done + excluded.rows_done
+)
+SELECT (SELECT count(*) FROM finished) AS finished,
+       (SELECT count(*) FROM inserted) AS inserted,
+       (SELECT status FROM advanced) AS status;
 
 -- name: chunks_retry_later
 -- Give a chunk whose scoring failed back to the queue after a backoff, if the caller still holds it.

@@ -13,7 +13,7 @@ import time
 import psycopg
 import pytest
 
-from tests.helpers import make_csv, sample_texts, score_everything, wait_for
+from tests.helpers import make_csv, process_next, sample_texts, score_everything, wait_for
 from tests.integration.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -187,17 +187,10 @@ def test_sigterm_mid_chunk_commits_it_and_exits_zero(client, upload, runners, da
 def test_small_batch_is_not_stuck_behind_a_big_one(client, upload, db):
     """Claim order interleaves batches: a one-chunk batch goes next, not after 200 chunks."""
     big = upload(make_csv(sample_texts(20_000, seed=28)))["batch_id"]
-    from jobrunner.chunk_scoring import score_chunk
-    from jobrunner.chunks import claim_chunk, finish_chunk
-    from jobrunner.settings import Settings
-
     for _ in range(10):
-        finish_chunk(db, score_chunk(claim_chunk(db, "t", 60), Settings()))
+        process_next(db)
     small = upload(make_csv(sample_texts(100, seed=29)))["batch_id"]
-    order = []
-    while (chunk := claim_chunk(db, "t", 60)) is not None and len(order) < 5:
-        order.append(chunk.batch_id)
-        finish_chunk(db, score_chunk(chunk, Settings()))
+    order = [process_next(db).batch_id for _ in range(5)]
     small_id = db.execute("SELECT id FROM batches WHERE public_id = %s", (small,)).fetchone()[0]
     assert small_id in order[:2]
     assert status_of(client, small)["status"] == "completed"
@@ -260,12 +253,8 @@ def test_purge_removes_old_finished_batches(client, upload, db, database_url):
     old = upload(make_csv(["good", "bad"]))["batch_id"]
     recent = upload(make_csv(["fine"]))["batch_id"]
     running = upload(make_csv(["still waiting"]))["batch_id"]
-    from jobrunner.chunk_scoring import score_chunk
-    from jobrunner.chunks import claim_chunk, finish_chunk
-    from jobrunner.settings import Settings
-
     for _ in range(2):
-        finish_chunk(db, score_chunk(claim_chunk(db, "t", 60), Settings()))
+        process_next(db)
     db.execute("UPDATE batches SET completed_at = now() - interval '8 days' WHERE public_id = %s", (old,))
     env = dict(os.environ, DATABASE_URL=database_url, PYTHONPATH=str(REPO))
     out = subprocess.run(

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from jobrunner.queries import q, sql_dir
-from tests.helpers import make_csv, sample_texts, score_everything
+from tests.helpers import make_csv, process_next, sample_texts, score_everything
 from webapp import create_app
 
 pytestmark = pytest.mark.integration
@@ -32,11 +32,9 @@ def scored_batch(upload, db) -> str:
 
 def test_views_answer_in_psql(db, upload, client, pg_cluster, database_url):
     batch_id = upload(make_csv(sample_texts(500, seed=42)))["batch_id"]
-    from jobrunner.chunk_scoring import score_chunk
-    from jobrunner.chunks import claim_chunk, finish_chunk
-    from jobrunner.settings import Settings
+    from jobrunner.chunks import claim_chunk
 
-    finish_chunk(db, score_chunk(claim_chunk(db, "t", 60), Settings()))
+    process_next(db)
     held = claim_chunk(db, "someone:42", 60)
     db.execute("INSERT INTO runners (name, host, pid, scorer) VALUES ('someone:42', 'someone', 42, 'fast')")
     progress = db.execute(
@@ -50,8 +48,10 @@ def test_views_answer_in_psql(db, upload, client, pg_cluster, database_url):
         "SELECT ready, backing_off, claimed, done FROM queue_depth WHERE batch = %s", (batch_id,)
     ).fetchone()
     assert depth == (3, 0, 1, 1)
-    activity = db.execute("SELECT runner, working_on, chunk, chunk_rows FROM runner_activity").fetchall()
-    assert activity == [("someone:42", batch_id, held.chunk_id, 100)]
+    activity = db.execute(
+        "SELECT runner, working_on, chunk, chunk_rows, chunks_done FROM runner_activity ORDER BY runner"
+    ).fetchall()
+    assert activity == [("someone:42", batch_id, held.chunk_id, 100, 0), ("test:0", None, None, None, 1)]
     # Every query of sql/inspect.sql runs, as psql would run the file.
     out = subprocess.run(
         [

@@ -9,10 +9,8 @@ import psycopg
 import pytest
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from jobrunner.chunk_scoring import score_chunk
-from jobrunner.chunks import claim_chunk, finish_chunk
-from jobrunner.settings import Settings
-from tests.helpers import make_csv, sample_texts, wait_for
+from jobrunner.chunks import claim_chunk
+from tests.helpers import make_csv, process, sample_texts, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +67,7 @@ def test_upload_progress_complete_and_pages(client, upload, runners, db, databas
     for _ in range(3):
         chunk = claim_chunk(db, "test-runner", 60)
         assert chunk is not None and len(chunk.rows) == 100
-        assert finish_chunk(db, score_chunk(chunk, Settings(scorer="reference")))
+        assert process(db, chunk, "reference")
     status = _status(client, batch_id)
     assert status["status"] == "processing"
     assert (status["processed_count"], status["progress_percent"]) == (300, 30.0)

@@ -12,7 +12,7 @@ from jobrunner.scoring import label, score_texts
 
 def test_every_query_has_a_table_first_name_and_a_purpose():
     queries = all_queries()
-    assert {"chunks_claim", "chunks_finish", "batch_results_page", "batches_advance"} <= set(queries)
+    assert {"chunks_claim", "chunks_finish", "batch_results_page", "batches_get"} <= set(queries)
     tables = (
         "batches",
         "batch_rows",
