@@ -10,6 +10,7 @@ import json
 import os
 import statistics
 import tempfile
+import threading
 import time
 from multiprocessing import get_context
 from pathlib import Path
@@ -59,8 +60,49 @@ def _csv(items: list[str]) -> bytes:
     return buffer.getvalue().encode()
 
 
+class LockWatch:
+    """Samples pg_stat_activity every 5 ms: how often a runner's statement waits on a lock."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.samples = self.waiting = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._done.is_set():
+                waiting = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND (query LIKE 'WITH finished AS%%' OR query LIKE 'WITH next_chunk AS%%')"
+                ).fetchone()[0]
+                self.samples += 1
+                self.waiting += waiting > 0
+                time.sleep(0.005)
+
+    def __enter__(self) -> LockWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    @property
+    def share(self) -> float:
+        return self.waiting / max(self.samples, 1)
+
+
+LOCK_WAITS: dict[int, list[float]] = {}
+
+
 def pipeline_rate(url: str, body: bytes, rows: int, count: int, log: Path | None = None) -> float:
-    """Rows/s from the start of the upload to the batch's completion, with ``count`` runners."""
+    """Rows/s from the start of the upload to the batch's completion, with ``count`` runners.
+
+    Also records in LOCK_WAITS[count] the share of samples in which some
+    runner's claim or finish waited on a row lock (the batch's progress row
+    would show up here if it serialized the runners).
+    """
     from webapp import create_app
 
     app = create_app({"database_url": url, "migrate_on_start": False})
@@ -72,14 +114,12 @@ def pipeline_rate(url: str, body: bytes, rows: int, count: int, log: Path | None
                 time.sleep(0.05)
             started = time.perf_counter()
             answer = app.test_client().post("/batch/upload", data=body, content_type="text/csv").get_json()
-            while (
-                conn.execute(
-                    "SELECT status FROM batches WHERE public_id = %s", (answer["batch_id"],)
-                ).fetchone()[0]
-                == "processing"
-            ):
-                time.sleep(0.02)
+            status = "SELECT status FROM batches WHERE public_id = %s"
+            with LockWatch(url) as locks:
+                while conn.execute(status, (answer["batch_id"],)).fetchone()[0] == "processing":
+                    time.sleep(0.02)
             elapsed = time.perf_counter() - started
+            LOCK_WAITS.setdefault(count, []).append(locks.share)
             conn.execute("DELETE FROM batch_results; DELETE FROM batches;")
         return rows / elapsed
     finally:
@@ -115,6 +155,7 @@ def run(rows: int, repeat: int = 3) -> dict:
             result["pipeline"][count] = statistics.median(
                 pipeline_rate(url, body, rows, count) for _ in range(repeat)
             )
+    result["lock_waits"] = {count: statistics.median(shares) for count, shares in LOCK_WAITS.items()}
     return result
 
 

@@ -63,9 +63,11 @@ def default_runner_name() -> str:
 def purge_finished(conn: psycopg.Connection, older_than_seconds: float) -> int:
     """Delete finished batches (with all their rows) older than the given age."""
     with conn.transaction():
-        return conn.execute(
-            q("batches_purge_finished_before"), {"older_than_seconds": older_than_seconds}
-        ).fetchone()[0]
+        ids = [
+            row[0]
+            for row in conn.execute(q("batches_finished_before"), {"older_than_seconds": older_than_seconds})
+        ]
+        return conn.execute(q("batches_delete_with_rows"), {"batch_ids": ids}).fetchone()[0]
 
 
 class Runner:

@@ -303,16 +303,17 @@ def _score(sentiments: list[float], text: str) -> dict[str, float]:
         elif compound > 1.0:
             compound = 1.0
 
+        # The package's _sift_sentiment_scores, in the same order, over the
+        # non-zero values only (zeros add nothing but a neutral count).
+        nonzero = [value for value in sentiments if value != 0]
         pos_sum = 0.0
         neg_sum = 0.0
-        neu_count = 0
-        for sentiment in sentiments:
+        neu_count = len(sentiments) - len(nonzero)
+        for sentiment in nonzero:
             if sentiment > 0:
                 pos_sum += float(sentiment) + 1
-            if sentiment < 0:
+            else:
                 neg_sum += float(sentiment) - 1
-            if sentiment == 0:
-                neu_count += 1
 
         if pos_sum > math.fabs(neg_sum):
             pos_sum += punct_emph_amplifier

@@ -169,6 +169,6 @@ def delete_batch(public_id: str) -> Response:
                 "batch-processing",
                 status_of_batch=status[0],
             )
-        conn.execute(q("batches_delete_with_rows"), {"batch_id": batch["id"]})
+        conn.execute(q("batches_delete_with_rows"), {"batch_ids": [batch["id"]]})
     log.info("batch %s deleted", public_id)
     return Response(status=204)

@@ -62,6 +62,25 @@ PAGE_PARAMETERS = [
         "description": "A `next_cursor` from the previous page (not with `page`).",
     },
 ]
+
+
+def _page_schema(list_name: str, total_name: str, item: str, **extra: dict[str, Any]) -> dict[str, Any]:
+    """A keyset page of a batch's ``list_name``."""
+    return {
+        "type": "object",
+        "required": ["batch_id", "page", "per_page", total_name, list_name, "next_cursor"],
+        "properties": {
+            "batch_id": {"type": "string"},
+            "page": {"type": ["integer", "null"]},
+            "per_page": {"type": "integer"},
+            total_name: {"type": "integer", "minimum": 0},
+            list_name: {"type": "array", "items": _ref(item)},
+            "next_cursor": {"type": ["string", "null"]},
+            **extra,
+        },
+    }
+
+
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 COUNT = {"type": "integer", "minimum": 0}
 NEXT_LINK = {"Link": {"description": 'The next page: <url>; rel="next"', "schema": {"type": "string"}}}
@@ -147,31 +166,8 @@ SCHEMAS: dict[str, Any] = {
             "detail": {"type": "string"},
         },
     },
-    "ResultsPage": {
-        "type": "object",
-        "required": ["batch_id", "page", "per_page", "total_results", "results", "next_cursor"],
-        "properties": {
-            "batch_id": {"type": "string"},
-            "page": {"type": ["integer", "null"]},
-            "per_page": {"type": "integer"},
-            "total_results": COUNT,
-            "sentiment": {"enum": list(SENTIMENTS)},
-            "results": {"type": "array", "items": _ref("Result")},
-            "next_cursor": {"type": ["string", "null"]},
-        },
-    },
-    "ErrorsPage": {
-        "type": "object",
-        "required": ["batch_id", "page", "per_page", "total_errors", "errors", "next_cursor"],
-        "properties": {
-            "batch_id": {"type": "string"},
-            "page": {"type": ["integer", "null"]},
-            "per_page": {"type": "integer"},
-            "total_errors": COUNT,
-            "errors": {"type": "array", "items": _ref("RowError")},
-            "next_cursor": {"type": ["string", "null"]},
-        },
-    },
+    "ResultsPage": _page_schema("results", "total_results", "Result", sentiment={"enum": list(SENTIMENTS)}),
+    "ErrorsPage": _page_schema("errors", "total_errors", "RowError"),
     "BatchList": {
         "type": "object",
         "required": ["per_page", "status", "batches", "next_cursor"],

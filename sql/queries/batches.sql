@@ -34,9 +34,9 @@ RETURNING id;
 SELECT status FROM batches WHERE id = %(batch_id)s FOR UPDATE;
 
 -- name: batches_delete_with_rows
--- Remove one batch and every row it owns in every table (chunks go by cascade).
+-- Remove batches and every row they own in every table (chunks go by cascade); how many went.
 WITH gone AS (
-    DELETE FROM batches WHERE id = %(batch_id)s RETURNING id
+    DELETE FROM batches WHERE id = ANY(%(batch_ids)s::bigint[]) RETURNING id
 ), staged AS (
     DELETE FROM batch_rows WHERE batch_id IN (SELECT id FROM gone)
 ), results AS (
@@ -46,21 +46,11 @@ WITH gone AS (
 )
 SELECT count(*) FROM gone;
 
--- name: batches_purge_finished_before
--- Remove finished batches (and all their rows) that finished more than older_than_seconds ago.
-WITH gone AS (
-    DELETE FROM batches
-    WHERE status <> 'processing'
-      AND completed_at < now() - make_interval(secs => %(older_than_seconds)s)
-    RETURNING id
-), staged AS (
-    DELETE FROM batch_rows WHERE batch_id IN (SELECT id FROM gone)
-), results AS (
-    DELETE FROM batch_results WHERE batch_id IN (SELECT id FROM gone)
-), errors AS (
-    DELETE FROM batch_row_errors WHERE batch_id IN (SELECT id FROM gone)
-)
-SELECT count(*) FROM gone;
+-- name: batches_finished_before
+-- Finished batches (completed, with errors, or cancelled) that finished more than older_than_seconds ago.
+SELECT id FROM batches
+WHERE status <> 'processing'
+  AND completed_at < now() - make_interval(secs => %(older_than_seconds)s);
 
 -- name: batches_list
 -- One keyset page of batches, newest first, optionally of one status.
