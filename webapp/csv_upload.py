@@ -213,19 +213,19 @@ def _sniffed(pieces: Iterator[bytes], encoding: str) -> Iterator[bytes]:
 
 
 def _decoded(pieces: Iterable[bytes], encoding: str) -> Iterator[str]:
-    """Decode incrementally; an undecodable byte is a 400 naming its line and offset."""
+    """Decode incrementally; an undecodable byte is a 400 naming its line and position."""
     codec = "utf-8-sig" if encoding == "utf-8" else encoding
     decoder = codecs.getincrementaldecoder(codec)(errors="strict")
-    offset = newlines = 0  # bytes and LFs in the pieces already decoded
+    consumed = newlines = 0  # bytes and LFs in the pieces already decoded
     for piece in pieces:
         pending = decoder.getstate()[0]
         try:
             text = decoder.decode(piece)
         except UnicodeDecodeError as exc:
             raise _undecodable(
-                exc, pending + piece, offset - len(pending), newlines - pending.count(b"\n"), encoding
+                exc, pending + piece, consumed - len(pending), newlines - pending.count(b"\n"), encoding
             ) from exc
-        offset += len(piece)
+        consumed += len(piece)
         newlines += piece.count(b"\n")
         if text:
             yield text
@@ -234,7 +234,7 @@ def _decoded(pieces: Iterable[bytes], encoding: str) -> Iterator[str]:
         tail = decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
         raise _undecodable(
-            exc, pending, offset - len(pending), newlines - pending.count(b"\n"), encoding
+            exc, pending, consumed - len(pending), newlines - pending.count(b"\n"), encoding
         ) from exc
     if tail:
         yield tail
@@ -247,7 +247,7 @@ def _undecodable(
     position = data_offset + exc.start
     bad = data[exc.start : exc.start + 1].hex()
     hint = " If it comes from Excel, try ?encoding=cp1252." if encoding == "utf-8" else ""
-    where = f"at byte offset {position} (byte 0x{bad})"
+    where = f"at byte {position} of the file, counting from 0 (byte 0x{bad})"
     return bad_request(
         "not-utf8" if encoding == "utf-8" else "undecodable",
         f"Line {line}: the file is not valid {encoding.upper()} {where}.{hint}",

@@ -4,7 +4,7 @@ its set-aside rows, and the batches themselves.
 Every page is one index range: results and errors on their primary keys
 (``row_number > after``), results of one sentiment on
 ``batch_results_sentiment_idx``, batches on ``batches_created_at_idx``
-(``(created_at, id) < cursor``). No OFFSET anywhere.
+(``(created_at, id) < cursor``). Never a skip-and-count of rows.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def test_undecodable_byte_position_is_exact():
     offset = data.index(b"\xff")
     for size in (1, 4, 1000):
         problem = problem_of(data, size=size)
-        assert f"byte offset {offset}" in problem.detail and problem.detail.startswith("Line 4:")
+        assert f"at byte {offset} of the file" in problem.detail and problem.detail.startswith("Line 4:")
 
 
 def test_other_encodings_when_asked():
