@@ -10,7 +10,8 @@ Why a lease:
 
 * the attempt count is committed at claim time, so it survives a crash (a
   row lock held by an open transaction would roll it back), which is what
-  lets a chunk that keeps killing runners be given up after MAX_ATTEMPTS;
+  lets a chunk that keeps failing, or keeps killing its runners, be isolated
+  at MAX_ATTEMPTS and given up past it (see ``jobrunner.chunk_scoring``);
 * no transaction stays open while Python scores, so a frozen or slow runner
   pins no locks and no snapshot;
 * a runner that dies at any instant either committed all of the finishing
