@@ -61,7 +61,6 @@ def upload_batch() -> Response:
         UPLOADS.labels("rejected").inc()
         raise
     UPLOADS.labels("accepted").inc()
-    ROWS_INGESTED.inc(response.get_json()["total_count"])
     return response
 
 
@@ -90,6 +89,7 @@ def _upload() -> Response:
     created = ingest_upload(
         get_pool(), csv_rows(data, options), chunk_size=config.chunk_size, filename=filename
     )
+    ROWS_INGESTED.inc(created.total_count)
     response = jsonify(
         batch_id=created.public_id,
         status="processing",
