@@ -17,7 +17,19 @@ from jobrunner.settings import Settings
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides settings by field name."""
-    from webapp import api, auth, db, exports, health, listings, metrics, openapi, problems, request_log
+    from webapp import (
+        api,
+        auth,
+        db,
+        exports,
+        health,
+        listings,
+        metrics,
+        openapi,
+        pages,
+        problems,
+        request_log,
+    )
 
     settings = Settings.from_env()
     if config:
@@ -31,6 +43,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app, settings)
     auth.init_app(app, settings)
     request_log.init_app(app)
+    pages.init_app(app)
     for blueprint in (api.bp, listings.bp, exports.bp, health.bp, metrics.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app

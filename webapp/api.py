@@ -6,18 +6,21 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, g, jsonify, redirect, request, url_for
 from werkzeug.http import parse_options_header
 
 from jobrunner.queries import q
 from jobrunner.settings import Settings
+from webapp import pages
 from webapp.csv_upload import UploadOptions, check_encoding, csv_rows
 from webapp.db import get_pool
 from webapp.ingest import ingest_upload
 from webapp.lookup import iso, load_batch, not_found, settings
 from webapp.metrics import ROWS_INGESTED, UPLOADS
+from webapp.negotiation import negotiated, wants_html
 from webapp.problems import Problem
-from webapp.request_body import bad_request, open_multipart, read_body, too_large
+from webapp.progress import Progress
+from webapp.request_body import bad_request, drain, open_multipart, read_body, too_large
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +48,35 @@ def _upload_options(config: Settings, fields: Mapping[str, str], part_content_ty
     charset = parse_options_header(part_content_type)[1].get("charset")
     encoding = request.args.get("encoding") or fields.get("encoding") or charset or "utf-8"
     strict = _flag(request.args.get("strict", fields.get("strict")), "strict")
-    return UploadOptions(
+    # Kept on g so that a refused browser upload shows the form with the same choices.
+    g.upload_options = UploadOptions(
         encoding=check_encoding(encoding),
         strict=strict,
         max_rows=config.max_rows,
         max_text_chars=config.max_text_chars,
     )
+    return g.upload_options
 
 
 @bp.post("/batch/upload")
 def upload_batch() -> Response:
+    """202 with the new batch as JSON; a browser's form gets 303 to the batch's page instead,
+    or the form again with the problem (same status code) when the file is refused."""
+    browser = wants_html()
     try:
         response = _upload()
-    except Problem:
+    except Problem as problem:
         UPLOADS.labels("rejected").inc()
+        if browser:
+            limit = settings().max_upload_bytes
+            if (request.content_length or 0) <= limit:  # an oversized body is not worth reading
+                drain(request.stream, limit)
+            return pages.upload_form(problem)
         raise
     UPLOADS.labels("accepted").inc()
-    return response
+    if browser:
+        return negotiated(redirect(response.headers["Location"], 303))
+    return negotiated(response)
 
 
 def _upload() -> Response:
@@ -104,18 +119,18 @@ def _upload() -> Response:
 
 @bp.get("/batch/<public_id>")
 def get_batch(public_id: str) -> Response:
+    """The batch as JSON; for a browser, the batch's page (progress, chart, results)."""
     batch = load_batch(public_id)
-    total, processed = batch["total_count"], batch["processed_count"]
-    invalid, failed = batch["invalid_count"], batch["failed_count"]
+    if wants_html():
+        return pages.batch_page(batch)
     body: dict[str, Any] = {
         "batch_id": batch["public_id"],
         "status": batch["status"],
-        "total_count": total,
-        "processed_count": processed,
-        "invalid_count": invalid,
-        "failed_count": failed,
-        # Set-aside and failed rows are done too: the bar reaches 100 when the batch completes.
-        "progress_percent": round(100.0 * (processed + invalid + failed) / total, 1),
+        "total_count": batch["total_count"],
+        "processed_count": batch["processed_count"],
+        "invalid_count": batch["invalid_count"],
+        "failed_count": batch["failed_count"],
+        "progress_percent": Progress.of(batch).percent,
         "created_at": iso(batch["created_at"]),
         "started_at": iso(batch["started_at"]),
         "completed_at": iso(batch["completed_at"]),
@@ -126,7 +141,7 @@ def get_batch(public_id: str) -> Response:
             "negative": batch["negative_count"],
             "neutral": batch["neutral_count"],
         }
-    return jsonify(body)
+    return negotiated(jsonify(body))
 
 
 @bp.post("/batch/<public_id>/cancel")
@@ -148,6 +163,8 @@ def cancel_batch(public_id: str) -> Response:
         conn.execute(q("batch_rows_delete_unclaimed"), {"batch_id": batch["id"]})
         conn.execute(q("batches_cancel"), {"batch_id": batch["id"]})
     log.info("batch %s cancelled", public_id)
+    if wants_html():
+        return redirect(url_for("api.get_batch", public_id=public_id), 303)
     return get_batch(public_id)
 
 

@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, redirect, render_template, request
 from jobrunner.settings import Settings
 from webapp.health import PUBLIC_ENDPOINTS
 from webapp.lookup import settings
+from webapp.negotiation import wants_html
 from webapp.problems import Problem
 
 bp = Blueprint("auth", __name__)
@@ -28,13 +29,6 @@ OPEN_ENDPOINTS = PUBLIC_ENDPOINTS | {"auth.login", "static"}
 
 def _matches(candidate: str, expected: str) -> bool:
     return hmac.compare_digest(candidate.encode(), expected.encode())
-
-
-def wants_html() -> bool:
-    """A browser navigation: it names text/html and prefers it to JSON (curl's */* does not count)."""
-    accept = request.accept_mimetypes
-    named = any(value == "text/html" for value, _ in accept)
-    return named and accept.best_match(["text/html", "application/json"]) == "text/html"
 
 
 def _safe_next(target: str | None) -> str:

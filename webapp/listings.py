@@ -9,7 +9,7 @@ Every page is one index range: results and errors on their primary keys
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -143,6 +143,41 @@ def get_results(public_id: str) -> Response:
     )
 
 
+@dataclass(frozen=True)
+class ResultsWindow:
+    """A page of results read forwards or backwards, with where the pages beside it start."""
+
+    results: list[dict[str, Any]]
+    first_row: int | None  # the Previous link reads before this row; None on the first page
+    last_row: int | None  # the Next link reads after this row; None on the last page
+
+
+def results_window(
+    batch_id: int, per_page: int, sentiment: str | None, after_row: int = 0, before_row: int | None = None
+) -> ResultsWindow:
+    """Results after ``after_row``, or (with ``before_row``) the page that ends just before it.
+
+    Either way one index range (the primary key, or batch_results_sentiment_idx
+    with ``sentiment``), so a page deep in a big batch costs what the first does.
+    """
+    name = "batch_results_page_by_sentiment" if sentiment else "batch_results_page"
+    params: dict[str, Any] = {"batch_id": batch_id, "limit": per_page + 1, "sentiment": sentiment}
+    with get_pool().connection() as conn:
+        if before_row is None:
+            rows = conn.execute(q(name), {**params, "after_row": after_row}).fetchall()
+            more_after, more_before = len(rows) > per_page, after_row > 0
+            rows = rows[:per_page]
+        else:
+            rows = conn.execute(q(f"{name}_before"), {**params, "before_row": before_row}).fetchall()
+            more_after, more_before = True, len(rows) > per_page
+            rows = rows[:per_page][::-1]
+    return ResultsWindow(
+        [_result(row) for row in rows],
+        rows[0][0] if rows and more_before else None,
+        rows[-1][0] if rows and more_after else None,
+    )
+
+
 @bp.get("/batch/<public_id>/errors")
 def get_errors(public_id: str) -> Response:
     batch = load_batch(public_id)
@@ -151,18 +186,27 @@ def get_errors(public_id: str) -> Response:
     return _page(ERRORS, public_id, batch["id"], page, key, batch["invalid_count"], "errors")
 
 
-@bp.get("/batches")
-def list_batches() -> Response:
-    """Batches, newest first, ``?status=`` to filter, ``?after=<cursor>`` for the next page."""
+@dataclass(frozen=True)
+class BatchesPage:
+    """One keyset page of batches, newest first, as both the JSON list and the home page show it."""
+
+    per_page: int
+    status: str | None
+    batches: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def batches_page(args: Mapping[str, str]) -> BatchesPage:
+    """Read ``per_page``, ``status`` and ``after`` (400 if bad) and fetch that page of batches."""
     key = signing_key(settings())
-    per_page = parse_per_page(request.args)
-    status = request.args.get("status")
+    per_page = parse_per_page(args)
+    status = args.get("status")
     if status is not None and status not in BATCH_STATUSES:
         raise bad_parameter(f"status must be one of {', '.join(BATCH_STATUSES)}, got {status!r}.")
     scope = f"batches:{status or ''}"
     before_created, before_id = "infinity", 2**63 - 1
-    if "after" in request.args:
-        position = decode_cursor(key, request.args["after"], "batches", scope)
+    if "after" in args:
+        position = decode_cursor(key, args["after"], "batches", scope)
         if not (isinstance(position, list) and len(position) == 2 and isinstance(position[1], int)):
             raise bad_parameter("The cursor in 'after' is not valid; use next_cursor as given.")
         before_created, before_id = position
@@ -182,27 +226,38 @@ def list_batches() -> Response:
     if has_more:
         last_created: datetime = rows[-1][7]
         next_cursor = encode_cursor(key, "batches", [last_created.isoformat(), rows[-1][0]], scope)
+    batches = [
+        {
+            "batch_id": public_id,
+            "status": state,
+            "total_count": total,
+            "processed_count": processed,
+            "invalid_count": invalid,
+            "failed_count": failed,
+            "created_at": iso(created),
+            "completed_at": iso(completed),
+            "filename": filename,
+        }
+        for _, public_id, state, total, processed, invalid, failed, created, completed, filename in rows
+    ]
+    return BatchesPage(per_page, status, batches, next_cursor)
+
+
+@bp.get("/batches")
+def list_batches() -> Response:
+    """Batches, newest first, ``?status=`` to filter, ``?after=<cursor>`` for the next page."""
+    page = batches_page(request.args)
     response = jsonify(
         {
-            "per_page": per_page,
-            "status": status,
-            "batches": [
-                {
-                    "batch_id": public_id,
-                    "status": state,
-                    "total_count": total,
-                    "processed_count": processed,
-                    "invalid_count": invalid,
-                    "failed_count": failed,
-                    "created_at": iso(created),
-                    "completed_at": iso(completed),
-                }
-                for _, public_id, state, total, processed, invalid, failed, created, completed in rows
-            ],
-            "next_cursor": next_cursor,
+            "per_page": page.per_page,
+            "status": page.status,
+            "batches": page.batches,
+            "next_cursor": page.next_cursor,
         }
     )
-    if has_more:
-        params = {"after": next_cursor, "per_page": per_page, **({"status": status} if status else {})}
+    if page.next_cursor:
+        params = {"after": page.next_cursor, "per_page": page.per_page}
+        if page.status:
+            params["status"] = page.status
         response.headers["Link"] = f'<{url_for("listings.list_batches")}?{urlencode(params)}>; rel="next"'
     return response

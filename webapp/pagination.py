@@ -59,14 +59,16 @@ def encode_cursor(key: str, owner: str, position: Any, scope: str) -> str:
     return _serializer(key).dumps([owner, scope, position])
 
 
-def decode_cursor(key: str, token: str, owner: str, scope: str) -> Any:
+def decode_cursor(key: str, token: str, owner: str, scope: str, parameter: str = "after") -> Any:
     """The position a cursor names; 400 if it was edited or belongs to another list."""
     try:
         cursor_owner, cursor_scope, position = _serializer(key).loads(token)
     except (BadSignature, ValueError, TypeError) as exc:
-        raise bad_parameter("The cursor in 'after' is not valid; use next_cursor as given.") from exc
+        raise bad_parameter(f"The cursor in {parameter!r} is not valid; use the links as given.") from exc
     if cursor_owner != owner or cursor_scope != scope:
-        raise bad_parameter(f"The cursor in 'after' belongs to another batch or list, not these {scope}.")
+        raise bad_parameter(
+            f"The cursor in {parameter!r} belongs to another batch or list, not these {scope}."
+        )
     return position
 
 

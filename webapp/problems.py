@@ -4,6 +4,8 @@ This is the one place that turns exceptions into HTTP answers: our own
 :class:`Problem`, werkzeug's HTTP errors (404, 405, 413, ...), and database
 outages (503 with ``Retry-After``). Anything else is a bug: it is logged with
 its traceback and answered with a generic 500 problem, never a stack trace.
+A browser (see :mod:`webapp.negotiation`) gets the same problem as an HTML
+page with the same status code: a 404 page for an unknown batch, say.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import logging
 from typing import Any
 
 import psycopg
-from flask import Flask, Response, json
+from flask import Flask, Response, json, render_template
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
+
+from webapp.negotiation import negotiated, wants_html
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +61,32 @@ def problem_response(problem: Problem) -> Response:
     return response
 
 
+def answer(problem: Problem) -> Response:
+    """The problem as a page for a browser, as problem+json for everyone else."""
+    if wants_html():
+        try:
+            page = render_template("error.html", problem=problem)
+        except Exception:  # a broken page must not hide the error itself
+            log.exception("could not render the error page")
+        else:
+            response = Response(page, status=problem.status, mimetype="text/html")
+            response.headers.extend(problem.headers)
+            return negotiated(response)
+    return negotiated(problem_response(problem))
+
+
 def _from_http_exception(exc: HTTPException) -> Response:
     code = exc.code or 500
     slug = (exc.name or "error").lower().replace(" ", "-")
     headers = {}
     if code == 405 and getattr(exc, "valid_methods", None):
         headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
-    return problem_response(Problem(code, exc.name or "Error", exc.description or "", slug, headers))
+    return answer(Problem(code, exc.name or "Error", exc.description or "", slug, headers))
 
 
 def _database_unavailable(exc: Exception) -> Response:
     log.warning("database unavailable: %s", exc)
-    return problem_response(
+    return answer(
         Problem(
             503,
             "Service Unavailable",
@@ -81,14 +99,12 @@ def _database_unavailable(exc: Exception) -> Response:
 
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error")
-    return problem_response(
-        Problem(500, "Internal Server Error", "An unexpected error occurred.", "internal-error")
-    )
+    return answer(Problem(500, "Internal Server Error", "An unexpected error occurred.", "internal-error"))
 
 
 def init_app(app: Flask) -> None:
     """Register the error handlers on the app."""
-    app.register_error_handler(Problem, problem_response)
+    app.register_error_handler(Problem, answer)
     app.register_error_handler(HTTPException, _from_http_exception)
     app.register_error_handler(psycopg.OperationalError, _database_unavailable)
     app.register_error_handler(PoolTimeout, _database_unavailable)

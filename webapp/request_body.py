@@ -109,8 +109,13 @@ def _events(decoder: MultipartDecoder, source: Iterator[bytes]) -> Iterator[obje
             return
 
 
+#: Form fields that change how the file is read, so they must arrive before it.
+OPTION_FIELDS = ("strict", "encoding")
+
+
 def _file_data(events: Iterator[object]) -> Iterator[bytes]:
-    """The file part's bytes; then the rest of the form, which must hold no other file."""
+    """The file part's bytes; then the rest of the form, which must hold no other file
+    and no option that came too late to apply."""
     try:
         for event in events:
             if isinstance(event, Data):
@@ -125,8 +130,26 @@ def _file_data(events: Iterator[object]) -> Iterator[bytes]:
                     f"The form holds more than one file (also {event.filename!r} in field "
                     f"{event.name!r}); send one CSV per upload.",
                 )
+            if isinstance(event, Field) and event.name in OPTION_FIELDS:
+                raise bad_request(
+                    "option-after-file",
+                    f"The form field {event.name!r} comes after the file, too late to apply; send it "
+                    f"before the file (curl -F '{event.name}=...' -F 'file=@data.csv') or in the query "
+                    f"string (?{event.name}=...).",
+                )
     except ValueError as exc:
         raise _malformed(exc) from exc
+
+
+def drain(stream: io.RawIOBase | io.BufferedIOBase, max_bytes: int) -> None:
+    """Read and drop what is left of a refused request body, up to ``max_bytes``.
+
+    A browser that is still sending when the answer comes may show a reset
+    connection instead of the answer; reading the rest first avoids that.
+    """
+    seen = 0
+    while seen <= max_bytes and (piece := stream.read(READ_SIZE)):
+        seen += len(piece)
 
 
 def _steady_pieces(pieces: Iterable[bytes], minimum: int = 256) -> Iterator[bytes]:

@@ -17,6 +17,25 @@ WHERE batch_id = %(batch_id)s
 ORDER BY row_number
 LIMIT %(limit)s;
 
+-- name: batch_results_page_before
+-- One keyset page backwards (the batch page's Previous link): the same index range, read in reverse.
+SELECT row_number, line_number, client_id, text, sentiment, score, compound, error
+FROM batch_results
+WHERE batch_id = %(batch_id)s
+  AND row_number < %(before_row)s
+ORDER BY row_number DESC
+LIMIT %(limit)s;
+
+-- name: batch_results_page_by_sentiment_before
+-- One keyset page backwards of the results with one sentiment: batch_results_sentiment_idx in reverse.
+SELECT row_number, line_number, client_id, text, sentiment, score, compound, error
+FROM batch_results
+WHERE batch_id = %(batch_id)s
+  AND sentiment = %(sentiment)s
+  AND row_number < %(before_row)s
+ORDER BY row_number DESC
+LIMIT %(limit)s;
+
 -- name: batch_results_export_csv
 -- Every result of a batch as CSV for COPY ... TO STDOUT, cells that a spreadsheet would run as formulas defused.
 COPY (

@@ -18,7 +18,7 @@ SELECT pg_notify('chunks_ready', %(public_id)s);
 -- One batch by its public id, as GET /batch/<id> shows it.
 SELECT id, public_id, status, total_count, processed_count, invalid_count, failed_count,
        positive_count, negative_count, neutral_count,
-       created_at, started_at, completed_at
+       created_at, started_at, completed_at, source_filename
 FROM batches
 WHERE public_id = %(public_id)s;
 
@@ -55,7 +55,7 @@ WHERE status <> 'processing'
 -- name: batches_list
 -- One keyset page of batches, newest first, optionally of one status.
 SELECT id, public_id, status, total_count, processed_count, invalid_count, failed_count,
-       created_at, completed_at
+       created_at, completed_at, source_filename
 FROM batches
 WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::bigint)

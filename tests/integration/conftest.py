@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from jobrunner.embedded_postgres import SUPERUSER, EmbeddedPostgres
 from jobrunner.migrations import migrate
+from tests.helpers import wait_for
 from webapp import create_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,6 +138,67 @@ def runners(database_url: str, tmp_path: Path) -> Iterator[RunnerProcesses]:
     group = RunnerProcesses(database_url, tmp_path)
     yield group
     group.stop_all()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WebServer:
+    """The app served by a real gunicorn on a free localhost port, stopped after the test."""
+
+    def __init__(self, database_url: str, logdir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.logfile = logdir / "web.log"
+        environment = dict(
+            os.environ, DATABASE_URL=database_url, MIGRATE_ON_START="false", PYTHONPATH=str(REPO)
+        )
+        environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        environment.update(env)
+        with self.logfile.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "--config",
+                    "python:webapp.gunicorn_conf",
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "webapp:create_app()",
+                ],
+                env=environment,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(self._up, timeout=60, interval=0.2)
+
+    def _up(self) -> bool:
+        assert self.proc.poll() is None, self.logfile.read_text(errors="replace")
+        try:
+            with urllib.request.urlopen(f"{self.base}/healthz", timeout=1) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def web_server(database_url: str, tmp_path: Path) -> Iterator[WebServer]:
+    server = WebServer(database_url, tmp_path)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -12,15 +11,9 @@ import pytest
 import requests
 
 from tests.helpers import make_csv, sample_texts, wait_for
-from tests.integration.conftest import REPO
+from tests.integration.conftest import REPO, free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_devrun_serves_the_readme_flow_and_stops_on_ctrl_c(database_url, tmp_path):

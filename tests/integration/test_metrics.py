@@ -13,8 +13,7 @@ import pytest
 import requests
 
 from tests.helpers import make_csv, sample_texts, score_everything, wait_for
-from tests.integration.conftest import REPO
-from tests.integration.test_live_service import free_port
+from tests.integration.conftest import REPO, WebServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -38,34 +37,9 @@ def test_metrics_in_process(client, upload, db):
 
 
 def test_counters_are_summed_over_gunicorn_workers(database_url, tmp_path):
-    port = free_port()
-    env = dict(
-        os.environ,
-        DATABASE_URL=database_url,
-        WEB_CONCURRENCY="3",
-        WEB_THREADS="1",
-        PYTHONPATH=str(REPO),
-        MIGRATE_ON_START="false",
-    )
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    web_log = (tmp_path / "web.log").open("wb")
+    web = WebServer(database_url, tmp_path, WEB_CONCURRENCY="3", WEB_THREADS="1")
+    env = dict(os.environ, DATABASE_URL=database_url, PYTHONPATH=str(REPO), MIGRATE_ON_START="false")
     runner_log = (tmp_path / "runner.log").open("wb")
-    web = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            "python:webapp.gunicorn_conf",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "webapp:create_app()",
-        ],
-        env=env,
-        cwd=REPO,
-        stdout=web_log,
-        stderr=subprocess.STDOUT,
-    )
     runner_port = free_port()
     runner = subprocess.Popen(
         [sys.executable, "-m", "jobrunner", "--metrics-port", str(runner_port)],
@@ -74,16 +48,8 @@ def test_counters_are_summed_over_gunicorn_workers(database_url, tmp_path):
         stdout=runner_log,
         stderr=subprocess.STDOUT,
     )
-    base = f"http://127.0.0.1:{port}"
+    base = web.base
     try:
-
-        def up() -> bool:
-            try:
-                return requests.get(f"{base}/healthz", timeout=1).ok
-            except requests.ConnectionError:
-                return False
-
-        wait_for(up, timeout=60, interval=0.2)
         body = make_csv(sample_texts(120))
         for _ in range(9):
             # A new connection each time, so the uploads spread over the workers.
@@ -114,8 +80,7 @@ def test_counters_are_summed_over_gunicorn_workers(database_url, tmp_path):
         assert metric(own, "sentiment_runner_chunk_seconds_count") == 18
         assert metric(own, "sentiment_runner_rows_total", 'outcome="scored"') == 9 * 120
     finally:
-        for proc in (web, runner):
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-        web_log.close()
+        web.stop()
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout=30)
         runner_log.close()
