@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit lint bench bench-quick clean
+.PHONY: run test test-unit lint bench bench-quick screenshots clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,9 +27,15 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
 
+# Refresh the README's three screenshots from a browser test run.
+screenshots: $(STAMP)
+	$(BIN)/python -m pytest tests/integration/test_browser.py -k upload_watch_read_and_download
+	cp test-artifacts/screenshots/upload-page.png test-artifacts/screenshots/batch-in-progress.png \
+	   test-artifacts/screenshots/batch-completed.png docs/
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) var build *.egg-info test-artifacts

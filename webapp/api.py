@@ -134,6 +134,7 @@ def get_batch(public_id: str) -> Response:
         "created_at": iso(batch["created_at"]),
         "started_at": iso(batch["started_at"]),
         "completed_at": iso(batch["completed_at"]),
+        "filename": batch["source_filename"],
     }
     if batch["status"] != "processing":
         body["summary"] = {

@@ -82,6 +82,7 @@ def _page_schema(list_name: str, total_name: str, item: str, **extra: dict[str, 
 
 
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+FILENAME = {"type": ["string", "null"], "description": "The uploaded file's name, if it had one."}
 COUNT = {"type": "integer", "minimum": 0}
 NEXT_LINK = {"Link": {"description": 'The next page: <url>; rel="next"', "schema": {"type": "string"}}}
 
@@ -134,6 +135,7 @@ SCHEMAS: dict[str, Any] = {
             "created_at": {"type": "string", "format": "date-time"},
             "started_at": NULLABLE_TIME,
             "completed_at": NULLABLE_TIME,
+            "filename": FILENAME,
             "summary": {
                 "type": "object",
                 "required": list(SENTIMENTS),
@@ -198,6 +200,7 @@ SCHEMAS: dict[str, Any] = {
                         "failed_count": COUNT,
                         "created_at": {"type": "string", "format": "date-time"},
                         "completed_at": NULLABLE_TIME,
+                        "filename": FILENAME,
                     },
                 },
             },
@@ -241,6 +244,8 @@ def document() -> dict[str, Any]:
             "/batch/upload": {
                 "post": {
                     "summary": "Upload a CSV (id,text) and start a batch",
+                    "description": "A browser's form submission (Accept: text/html) is answered with "
+                    "303 See Other to the batch's page instead, or with the form again when refused.",
                     "parameters": [
                         {
                             "name": "strict",
@@ -286,6 +291,8 @@ def document() -> dict[str, Any]:
                 "parameters": [BATCH_ID],
                 "get": {
                     "summary": "A batch's progress and, once finished, its summary",
+                    "description": "A browser (Accept: text/html) gets the batch's page instead: "
+                    "live progress, and once finished the chart, the results and the downloads.",
                     "responses": {
                         "200": _json(_ref("Batch"), "The batch."),
                         **_problems("401", "404", "503"),

@@ -95,7 +95,9 @@ def table_column(page: Page, css: str) -> list[str]:
     return [cell.text_content() or "" for cell in page.locator(f"table.results td.{css}").all()]
 
 
-def test_upload_watch_read_and_download(page: Page, web_server: WebServer, runners: RunnerProcesses, tmp_path):
+def test_upload_watch_read_and_download(
+    page: Page, web_server: WebServer, runners: RunnerProcesses, tmp_path: Path
+):
     base = web_server.base
     texts = sample_texts(2_000, seed=11)
     source = write_csv(tmp_path, texts)
@@ -105,7 +107,12 @@ def test_upload_watch_read_and_download(page: Page, web_server: WebServer, runne
     runners.start(FAULT_SCORE_DELAY_SECONDS="0.2")
 
     page.goto(f"{base}/")
-    wait_for(lambda: page.reload() and "completed" in page.locator("table.batches").inner_text().lower(), 30, 0.5)
+
+    def earlier_done() -> bool:
+        page.reload()
+        return "completed" in page.locator("table.batches").inner_text().lower()
+
+    wait_for(earlier_done, timeout=30, interval=0.5)
     screenshot(page, "upload-page.png")
     page.get_by_label("CSV file").set_input_files(str(source))
     assert "reviews.csv" in page.locator("#file-chosen").inner_text()
@@ -181,7 +188,8 @@ def test_a_dropped_file_is_uploaded(page: Page, web_server: WebServer):
     dropped = page.evaluate_handle(
         """() => {
             const transfer = new DataTransfer();
-            transfer.items.add(new File(["id,text\\n1,what a lovely day\\n"], "dropped.csv", {type: "text/csv"}));
+            const body = "id,text\\n1,what a lovely day\\n";
+            transfer.items.add(new File([body], "dropped.csv", {type: "text/csv"}));
             return transfer;
         }"""
     )
@@ -231,7 +239,8 @@ def test_pages_fit_narrow_and_wide_screens(browser: Browser, web_server: WebServ
             assert overflow <= 0, f"{url} scrolls sideways by {overflow}px at {width}px"
             # Nothing hides in a sideways-scrolling box either: every cell is on screen.
             right = page.evaluate(
-                "Math.max(0, ...[...document.querySelectorAll('td')].map(c => c.getBoundingClientRect().right))"
+                "Math.max(0, ...Array.from(document.querySelectorAll('td'),"
+                " cell => cell.getBoundingClientRect().right))"
             )
             assert right <= width, f"a table cell of {url} ends at {right}px, past {width}px"
             screenshot(page, f"{width}px-{'home' if url.endswith('/') else 'batch'}.png", full_page=True)
