@@ -19,6 +19,7 @@ import requests
 
 from jobrunner.embedded_postgres import EmbeddedPostgres
 from jobrunner.migrations import migrate
+from webapp import gunicorn_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,16 +54,7 @@ def gunicorn(url: str, workers: int = 1) -> Iterator[tuple[str, int]]:
     """The web app under gunicorn on a free local port: (base URL, master pid)."""
     port = 18000 + os.getpid() % 1000
     web = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            "python:webapp.gunicorn_conf",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "webapp:create_app()",
-        ],
+        gunicorn_command(f"127.0.0.1:{port}"),
         env=service_env(url, WEB_CONCURRENCY=str(workers)),
         cwd=REPO,
     )

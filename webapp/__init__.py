@@ -7,6 +7,7 @@ routes. gunicorn serves it as ``webapp:create_app()``.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from typing import Any
 
@@ -47,3 +48,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     for blueprint in (api.bp, listings.bp, exports.bp, health.bp, metrics.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app
+
+
+def gunicorn_command(bind: str) -> list[str]:
+    """The command line that serves the app with our gunicorn settings, as the Procfile's web does."""
+    config = ["--config", "python:webapp.gunicorn_conf", "--bind", bind]
+    return [sys.executable, "-m", "gunicorn", *config, "webapp:create_app()"]

@@ -27,7 +27,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from jobrunner.embedded_postgres import SUPERUSER, EmbeddedPostgres
 from jobrunner.migrations import migrate
 from tests.helpers import wait_for
-from webapp import create_app
+from webapp import create_app, gunicorn_command
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE_DB = "sentiment_template"
@@ -160,16 +160,7 @@ class WebServer:
         environment.update(env)
         with self.logfile.open("wb") as log:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "--config",
-                    "python:webapp.gunicorn_conf",
-                    "--bind",
-                    f"127.0.0.1:{self.port}",
-                    "webapp:create_app()",
-                ],
+                gunicorn_command(f"127.0.0.1:{self.port}"),
                 env=environment,
                 cwd=REPO,
                 stdout=log,
