@@ -77,8 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(
         (
             f"upload ingest, {upload_rows:,} review rows ({u['file_mb']:.0f} MB)",
-            f"psycopg COPY of the same bytes: {u['copy_rows_per_s']:,.0f} rows/s",
+            f"psycopg COPY of the same bytes into a TEMP table (no WAL): {u['copy_rows_per_s']:,.0f} rows/s",
             f"**{u['ratio']:.2f}×** ({u['upload_rows_per_s']:,.0f} rows/s)",
+            "≥ 0.5×",
+        )
+    )
+    rows.append(
+        (
+            "same upload",
+            "the same COPY into a regular (WAL-logged, crash-safe) table, as our staging is: "
+            f"{u['logged_copy_rows_per_s']:,.0f} rows/s",
+            f"**{u['logged_ratio']:.2f}×**",
             "≥ 0.5×",
         )
     )

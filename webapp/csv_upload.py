@@ -83,47 +83,56 @@ def check_encoding(name: str) -> str:
 def csv_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[CsvRow]:
     """Every data row of the file, valid or set aside, in file order."""
     pieces = _sniffed(iter(pieces), options.encoding)
-    records = _records(_lines(_decoded(pieces, options.encoding)))
-    first = next(records, None)
+    reader = csv.reader(_lines(_decoded(pieces, options.encoding)), strict=True)
+    try:
+        first = next((record for record in reader if record), None)
+    except csv.Error as exc:
+        raise _invalid_csv(exc, 1) from exc
     if first is None:
         raise bad_request("empty-file", "The file is empty: expected a header row naming 'id' and 'text'.")
-    id_index, text_index = _header(first[1])
-    width = len(first[1])
+    id_index, text_index = _header(first)
+    width = len(first)
     rows = valid = 0
-    max_text_chars = options.max_text_chars
+    max_rows, max_text_chars = options.max_rows, options.max_text_chars
     problems: list[str] = []
-    for line, record in records:
-        rows += 1
-        if rows > options.max_rows:
-            raise bad_request(
-                "too-many-rows",
-                f"The file has more than {options.max_rows:,} data rows (MAX_ROWS).",
-                413,
-                "Upload too large",
-            )
-        # The common case inline (it runs once per row); anything odd goes to _row.
-        if len(record) == width:
-            text = record[text_index]
-            client_id = record[id_index] if id_index is not None else str(line)
-            if (
-                text
-                and len(text) <= max_text_chars
-                and not text.isspace()
-                and "\x00" not in text
-                and "\x00" not in client_id
-            ):
-                valid += 1
-                yield CsvRow(line, client_id, text)
+    line = reader.line_num + 1  # where the next record starts
+    # This loop runs once per row of files with millions of them, so the common
+    # case is written out inline: no helper calls, rows built as bare tuples.
+    try:
+        for record in reader:
+            start, line = line, reader.line_num + 1
+            if not record:  # a blank line
                 continue
-        row = _row(line, record, width, id_index, text_index, max_text_chars)
-        if row.problem is None:
-            valid += 1
-        else:
-            if options.strict:
-                raise bad_request("invalid-row", f"Line {line}: {row.detail} (strict mode rejects the file).")
-            if len(problems) < PROBLEMS_LISTED:
-                problems.append(f"line {line}: {row.detail}")
-        yield row
+            rows += 1
+            if len(record) == width:
+                text = record[text_index]
+                client_id = record[id_index] if id_index is not None else str(start)
+                if (
+                    text
+                    and len(text) <= max_text_chars
+                    and not text.isspace()
+                    and "\x00" not in text
+                    and "\x00" not in client_id
+                ):
+                    valid += 1
+                    if rows > max_rows:
+                        raise _too_many_rows(max_rows)
+                    yield _new_row(CsvRow, (start, client_id, text, None, None))
+                    continue
+            if rows > max_rows:
+                raise _too_many_rows(max_rows)
+            row = _row(start, record, width, id_index, text_index, max_text_chars)
+            if row.problem is None:
+                valid += 1
+            else:
+                if options.strict:
+                    detail = f"Line {start}: {row.detail} (strict mode rejects the file)."
+                    raise bad_request("invalid-row", detail)
+                if len(problems) < PROBLEMS_LISTED:
+                    problems.append(f"line {start}: {row.detail}")
+            yield row
+    except csv.Error as exc:
+        raise _invalid_csv(exc, line) from exc
     if rows == 0:
         raise bad_request("no-data-rows", "The file has a header but no data rows.")
     if valid == 0:
@@ -131,6 +140,16 @@ def csv_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[CsvRow
             "no-valid-rows",
             f"None of the {rows:,} data rows can be scored; the first problems: " + "; ".join(problems) + ".",
         )
+
+
+# CsvRow(...) goes through a Python-level __new__; this is the same tuple, built in C.
+_new_row = tuple.__new__
+
+
+def _too_many_rows(max_rows: int) -> Problem:
+    return bad_request(
+        "too-many-rows", f"The file has more than {max_rows:,} data rows (MAX_ROWS).", 413, "Upload too large"
+    )
 
 
 def _row(
@@ -266,7 +285,13 @@ def _line_lists(texts: Iterable[str]) -> Iterator[list[str]]:
         buffer = rest + text
         # A CR at the end may be the first half of a CRLF: keep it back.
         hold = 1 if buffer.endswith("\r") else 0
-        lines = io.StringIO(buffer[: len(buffer) - hold], newline="").readlines()
+        body = buffer[: len(buffer) - hold]
+        lines = body.splitlines(keepends=True)
+        # splitlines also cuts at a few other characters (form feed, U+2028, ...),
+        # which in a CSV file are text, not line ends: then cut the slow way.
+        # (The last line is usually the unfinished start of the next piece's.)
+        if any(line[-1] not in "\r\n" for line in lines[:-1]):
+            lines = io.StringIO(body, newline="").readlines()
         rest = buffer[len(buffer) - hold :]
         if lines and not lines[-1].endswith(("\n", "\r")):
             rest = lines.pop() + rest
@@ -275,20 +300,11 @@ def _line_lists(texts: Iterable[str]) -> Iterator[list[str]]:
         yield [rest]
 
 
-def _records(lines: Iterator[str]) -> Iterator[tuple[int, list[str]]]:
-    """Non-blank records with the line each starts on; parse errors become 400s."""
-    reader = csv.reader(lines, strict=True)
-    line = 1
-    try:
-        for record in reader:
-            start = line
-            line = reader.line_num + 1
-            if record:
-                yield start, record
-    except csv.Error as exc:
-        message = str(exc)
-        if "unexpected end of data" in message:
-            message = "a quoted field starting here is never closed"
-        elif "field larger than field limit" in message:
-            message = f"a field is longer than {MAX_FIELD_CHARS:,} characters (an unclosed quote?)"
-        raise bad_request("invalid-csv", f"Line {line}: {message}.") from exc
+def _invalid_csv(exc: csv.Error, line: int) -> Problem:
+    """A parse error as a 400 naming the line where the broken record starts."""
+    message = str(exc)
+    if "unexpected end of data" in message:
+        message = "a quoted field starting here is never closed"
+    elif "field larger than field limit" in message:
+        message = f"a field is longer than {MAX_FIELD_CHARS:,} characters (an unclosed quote?)"
+    return bad_request("invalid-csv", f"Line {line}: {message}.")

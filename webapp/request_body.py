@@ -1,4 +1,4 @@
-"""The upload's bytes, streamed from the request body in 64 KiB pieces.
+"""The upload's bytes, streamed from the request body in 64 KiB pieces (read 1 MiB at a time).
 
 For ``multipart/form-data`` the pieces go through werkzeug's incremental
 (sans-IO) multipart decoder: small form fields before the file part are
@@ -20,9 +20,15 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 
 from webapp.problems import Problem
 
-READ_SIZE = 64 * 1024
+# The body is read 1 MiB at a time: gunicorn reads ahead up to 1 MiB and copies
+# what it has not handed out yet again on every read, so smaller reads cost
+# many copies. It is handed on in 64 KiB pieces, which stay in the CPU's cache
+# through decoding and parsing.
+READ_SIZE = 1024 * 1024
+PIECE_SIZE = 64 * 1024
 MAX_FORM_FIELDS = 20
 MAX_FORM_FIELD_BYTES = 1024
+MAX_FORM_MEMORY = 256 * 1024
 
 
 def bad_request(slug: str, detail: str, status: int = 400, title: str = "Invalid upload") -> Problem:
@@ -43,13 +49,14 @@ def read_body(stream: io.RawIOBase | io.BufferedIOBase, max_bytes: int) -> Itera
     (the rest is never read)."""
     seen = 0
     while True:
-        piece = stream.read(READ_SIZE)
-        if not piece:
+        block = stream.read(READ_SIZE)
+        if not block:
             return
-        seen += len(piece)
+        seen += len(block)
         if seen > max_bytes:
             raise too_large(max_bytes)
-        yield piece
+        for start in range(0, len(block), PIECE_SIZE):
+            yield block[start : start + PIECE_SIZE]
 
 
 @dataclass
@@ -68,7 +75,7 @@ def open_multipart(pieces: Iterable[bytes], content_type: str) -> MultipartFile:
     boundary = options.get("boundary")
     if not boundary:
         raise bad_request("invalid-multipart", "The multipart/form-data body has no boundary parameter.")
-    decoder = MultipartDecoder(boundary.encode("latin-1"), max_form_memory_size=READ_SIZE * 4)
+    decoder = MultipartDecoder(boundary.encode("latin-1"), max_form_memory_size=MAX_FORM_MEMORY)
     events = _events(decoder, _steady_pieces(pieces))
     fields: dict[str, str] = {}
     current_field: str | None = None

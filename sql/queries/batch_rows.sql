@@ -1,6 +1,6 @@
 -- name: batch_rows_copy
--- Stream the uploaded rows into staging (used with cursor.copy).
-COPY batch_rows (batch_id, row_number, line_number, client_id, text, problem) FROM STDIN;
+-- Stream the uploaded rows into staging (cursor.copy; binary: less to format here and to parse there).
+COPY batch_rows (batch_id, row_number, line_number, client_id, text, problem) FROM STDIN (FORMAT BINARY);
 
 -- name: batch_rows_delete_unclaimed
 -- Drop a cancelled batch's staged rows, except those of chunks runners hold right now.

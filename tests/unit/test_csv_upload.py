@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+from itertools import pairwise
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from webapp.csv_upload import CsvRow, UploadOptions, check_encoding, csv_rows
+from webapp.csv_upload import CsvRow, UploadOptions, _lines, check_encoding, csv_rows
 from webapp.problems import Problem
-from webapp.request_body import open_multipart, read_body
+from webapp.request_body import READ_SIZE, open_multipart, read_body
 
 OPTIONS = UploadOptions()
 
@@ -36,6 +39,17 @@ def test_rows_survive_any_split_of_the_bytes(size):
 def test_line_numbers_count_physical_lines():
     rows = parse(b'id,text\n1,"x\ny\nz"\n\n2,w\n')
     assert [(r.line, r.client_id) for r in rows] == [(2, "1"), (6, "2")]
+
+
+@given(
+    text=st.text(alphabet=st.sampled_from('ab,"\r\n\x0b\x0c\x1c\x85\u2028\u2029 '), max_size=300),
+    cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=6),
+)
+def test_lines_are_cut_only_at_cr_and_lf_however_the_text_arrives(text, cuts):
+    # The fast path (str.splitlines) must cut exactly where a newline='' reader does.
+    bounds = sorted({0, len(text), *(c for c in cuts if c < len(text))})
+    arrived = [text[a:b] for a, b in pairwise(bounds)]
+    assert list(_lines(arrived)) == io.StringIO(text, newline="").readlines()
 
 
 def test_row_problems_are_set_aside_with_their_line():
@@ -109,12 +123,12 @@ def test_too_many_rows_is_413():
 
 
 def test_read_body_stops_past_the_limit():
-    stream = io.BytesIO(b"x" * 200_000)
+    stream = io.BytesIO(b"x" * (3 * READ_SIZE))
     with pytest.raises(Problem) as info:
-        for _ in read_body(stream, max_bytes=100_000):
+        for _ in read_body(stream, max_bytes=READ_SIZE + 1):
             pass
     assert info.value.status == 413
-    assert stream.tell() < 200_000  # the rest was never read
+    assert stream.tell() < 3 * READ_SIZE  # the rest was never read
 
 
 def _multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "XyZ") -> bytes:
