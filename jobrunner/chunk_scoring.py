@@ -57,14 +57,11 @@ def score_chunk(chunk: ClaimedChunk, settings: Settings) -> ScoredChunk:
     if chunk.attempts > settings.max_attempts + CRASH_LOOP_MARGIN:
         error = f"given up after {chunk.attempts - 1} attempts that ended without a result"
         log.error("chunk %s: %s", chunk.chunk_id, error)
-        scores = _failed_rows(len(texts), error)
-    elif chunk.attempts >= settings.max_attempts:
+        return ScoredChunk(chunk, _failed_rows(len(texts), error), failed=len(texts))
+    if chunk.attempts >= settings.max_attempts:
         scores = pd.concat([_score_alone(chunk, text, settings) for text in texts], ignore_index=True)
-    else:
-        scores = _score(texts, settings)
-        scores["error"] = None
-    scores.insert(0, "row_number", chunk.rows["row_number"].to_numpy())
-    return ScoredChunk(chunk, scores)
+        return ScoredChunk(chunk, scores, failed=int(scores["error"].notna().sum()))
+    return ScoredChunk(chunk, _score(texts, settings))
 
 
 def _score_alone(chunk: ClaimedChunk, text: str, settings: Settings) -> pd.DataFrame:

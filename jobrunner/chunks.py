@@ -58,8 +58,10 @@ class ClaimedChunk:
 @dataclass
 class ScoredChunk:
     chunk: ClaimedChunk
-    # row_number, the score_texts columns, and error (None for scored rows)
+    # The score_texts columns, row for row with chunk.rows; when some rows
+    # failed, also error (None for the scored rows).
     scores: pd.DataFrame
+    failed: int = 0  # rows whose scoring failed (sentiment None, error set)
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def claim_chunk(conn: psycopg.Connection, runner: str, lease_seconds: float) -> 
     if not records:
         return None
     first = records[0]
-    rows = pd.DataFrame([(r[6], r[7]) for r in records], columns=["row_number", "text"])
+    rows = pd.DataFrame({"row_number": [r[6] for r in records], "text": [r[7] for r in records]})
     return ClaimedChunk(first[0], first[1], first[2], first[3], first[4], first[5], rows)
 
 
@@ -91,6 +93,30 @@ def _column(scores: pd.DataFrame, name: str, nullable: bool) -> list:
     return column.where(column.notna(), None).tolist()
 
 
+def _array_text(values: list) -> str:
+    """A PostgreSQL array literal of numbers or plain words: ``{1,2.5,positive}``.
+
+    psycopg adapts a list element by element in Python; this is one join.
+    A float's str is its shortest round-trip form, which PostgreSQL reads
+    back as the same double.
+    """
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _score_arrays(scores: pd.DataFrame, failed: int) -> dict[str, object]:
+    """The chunk_finish arrays. Without failed rows (the usual case) as array
+    literals; with them as lists, so psycopg writes the NULLs and quotes the errors."""
+    names = {"sentiments": "sentiment", "scores": "score", "compounds": "compound"}
+    names.update(pos="pos", neu="neu", neg="neg")
+    if failed:
+        arrays: dict[str, object] = {key: _column(scores, name, True) for key, name in names.items()}
+        arrays["errors"] = _column(scores, "error", True)
+    else:
+        arrays = {key: _array_text(scores[name].tolist()) for key, name in names.items()}
+        arrays["errors"] = "{" + ",".join(["NULL"] * len(scores)) + "}"
+    return arrays
+
+
 def finish_chunk(conn: psycopg.Connection, scored: ScoredChunk, runner: RunnerIdentity) -> bool:
     """Commit a scored chunk; False if our lease was lost and nothing was written.
 
@@ -98,11 +124,11 @@ def finish_chunk(conn: psycopg.Connection, scored: ScoredChunk, runner: RunnerId
     the runner's autocommit connection: every part of it is guarded by the
     lease check, and a lost lease changes nothing at all.
     """
-    chunk, scores = scored.chunk, scored.scores
-    failed_mask = scores["error"].notna()
-    failed = int(failed_mask.sum())
-    counts = scores.loc[~failed_mask, "sentiment"].value_counts()
-    nullable = failed > 0
+    chunk, scores, failed = scored.chunk, scored.scores, scored.failed
+    sentiments = scores["sentiment"].to_numpy()
+    positive = int((sentiments == "positive").sum())
+    negative = int((sentiments == "negative").sum())
+    neutral = len(scores) - failed - positive - negative
     with conn.transaction():
         finished, inserted, status = conn.execute(
             q("chunks_finish"),
@@ -112,19 +138,13 @@ def finish_chunk(conn: psycopg.Connection, scored: ScoredChunk, runner: RunnerId
                 "batch_id": chunk.batch_id,
                 "first_row": chunk.first_row,
                 "last_row": chunk.last_row,
-                "row_numbers": scores["row_number"].tolist(),
-                "sentiments": _column(scores, "sentiment", nullable),
-                "scores": _column(scores, "score", nullable),
-                "compounds": _column(scores, "compound", nullable),
-                "pos": _column(scores, "pos", nullable),
-                "neu": _column(scores, "neu", nullable),
-                "neg": _column(scores, "neg", nullable),
-                "errors": _column(scores, "error", True),
+                "row_numbers": _array_text(chunk.rows["row_number"].tolist()),
+                **_score_arrays(scores, failed),
                 "scored": len(scores) - failed,
                 "failed": failed,
-                "positive": int(counts.get("positive", 0)),
-                "negative": int(counts.get("negative", 0)),
-                "neutral": int(counts.get("neutral", 0)),
+                "positive": positive,
+                "negative": negative,
+                "neutral": neutral,
                 "runner": runner.name,
                 "host": runner.host,
                 "pid": runner.pid,

@@ -223,7 +223,7 @@ class Runner:
         chunk = scored.chunk
         if finish_chunk(conn, scored, self.identity):
             self.chunks_done += 1
-            failed = int(scored.scores["error"].notna().sum())
+            failed = scored.failed
             metrics.CHUNKS.labels("done").inc()
             metrics.ROWS.labels("scored").inc(len(scored.scores) - failed)
             metrics.ROWS.labels("failed").inc(failed)

@@ -32,6 +32,14 @@ log = logging.getLogger(__name__)
 STAGING_TYPES = ("int8", "int4", "int4", "text", "text", "text")
 
 
+# A batch this many chunks long or longer refreshes the queue's statistics
+# before it commits. Until autovacuum gets round to it (up to a minute later),
+# the planner would think the queue nearly empty and claim by sorting every
+# ready chunk (a bitmap scan) instead of reading the first one off
+# chunks_ready_idx: a cost that grows with the batch, paid on every claim.
+ANALYZE_AFTER_CHUNKS = 500
+
+
 @dataclass(frozen=True)
 class CreatedBatch:
     public_id: str
@@ -77,6 +85,8 @@ def ingest_upload(
             "chunk_size": chunk_size,
         }
         conn.execute(q("chunks_insert_for_batch"), params)
+        if valid >= ANALYZE_AFTER_CHUNKS * chunk_size:
+            conn.execute(q("chunks_analyze"))
         conn.execute(q("batches_set_counts"), params)
         conn.execute(q("batches_notify_ready"), {"public_id": public_id})
     log.info("batch %s: %d rows staged (%d set aside) in chunks of %d", public_id, total, invalid, chunk_size)

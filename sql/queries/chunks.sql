@@ -11,6 +11,10 @@ SELECT %(batch_id)s, first_row, least(first_row + %(chunk_size)s - 1, %(valid_co
        round.start + (first_row - 1) / %(chunk_size)s
 FROM round, generate_series(1, %(valid_count)s, %(chunk_size)s) AS first_row;
 
+-- name: chunks_analyze
+-- Refresh the planner's statistics of the queue after a big batch arrives (see webapp/ingest.py).
+ANALYZE chunks;
+
 -- name: chunks_claim
 -- Lease the next chunk in fair order to one runner and return the chunk with its rows.
 WITH next_chunk AS (
