@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from uuid import UUID
 
 import pandas as pd
@@ -74,16 +76,28 @@ class RunnerIdentity:
     scorer: str
 
 
-def claim_chunk(conn: psycopg.Connection, runner: str, lease_seconds: float) -> ClaimedChunk | None:
-    """Lease the next ready chunk, or return None when the queue is empty."""
+def claim_chunks(
+    conn: psycopg.Connection, runner: str, lease_seconds: float, limit: int = 1
+) -> list[ClaimedChunk]:
+    """Lease the next ready chunk and up to ``limit - 1`` more of its batch; [] when the queue is empty."""
     # One statement, so one round trip: it is its own transaction on the
     # runner's autocommit connection.
-    records = conn.execute(q("chunks_claim"), {"runner": runner, "lease_seconds": lease_seconds}).fetchall()
-    if not records:
-        return None
-    first = records[0]
-    rows = pd.DataFrame({"row_number": [r[6] for r in records], "text": [r[7] for r in records]})
-    return ClaimedChunk(first[0], first[1], first[2], first[3], first[4], first[5], rows)
+    records = conn.execute(
+        q("chunks_claim"), {"runner": runner, "lease_seconds": lease_seconds, "limit": limit}
+    ).fetchall()
+    chunks = []
+    for chunk_id, group in groupby(records, key=itemgetter(0)):
+        rows = list(group)
+        _, batch_id, first_row, last_row, token, attempts = rows[0][:6]
+        frame = pd.DataFrame({"row_number": [r[6] for r in rows], "text": [r[7] for r in rows]})
+        chunks.append(ClaimedChunk(chunk_id, batch_id, first_row, last_row, token, attempts, frame))
+    return chunks
+
+
+def claim_chunk(conn: psycopg.Connection, runner: str, lease_seconds: float) -> ClaimedChunk | None:
+    """Lease the next ready chunk, or return None when the queue is empty."""
+    chunks = claim_chunks(conn, runner, lease_seconds)
+    return chunks[0] if chunks else None
 
 
 def _column(scores: pd.DataFrame, name: str, nullable: bool) -> list:
@@ -117,49 +131,49 @@ def _score_arrays(scores: pd.DataFrame, failed: int) -> dict[str, object]:
     return arrays
 
 
-def finish_chunk(conn: psycopg.Connection, scored: ScoredChunk, runner: RunnerIdentity) -> bool:
-    """Commit a scored chunk; False if our lease was lost and nothing was written.
+def finish_chunks(conn: psycopg.Connection, scored: list[ScoredChunk], runner: RunnerIdentity) -> set[int]:
+    """Commit scored chunks of one batch; the ids of those committed (a chunk whose
+    lease was lost is left out, and nothing of it is written).
 
-    One statement (``chunks_finish``), so one round trip and one transaction on
-    the runner's autocommit connection: every part of it is guarded by the
-    lease check, and a lost lease changes nothing at all.
+    One statement (``chunks_finish``), so one round trip and one transaction:
+    every part of it is guarded by the lease check, chunk by chunk.
     """
-    chunk, scores, failed = scored.chunk, scored.scores, scored.failed
-    sentiments = scores["sentiment"].to_numpy()
-    positive = int((sentiments == "positive").sum())
-    negative = int((sentiments == "negative").sum())
-    neutral = len(scores) - failed - positive - negative
+    if not scored:
+        return set()
+    batch_id = scored[0].chunk.batch_id
+    if any(s.chunk.batch_id != batch_id for s in scored):
+        raise ValueError("finish_chunks takes chunks of one batch (as chunks_claim hands them out)")
+    scores = scored[0].scores if len(scored) == 1 else pd.concat([s.scores for s in scored])
+    failed = sum(s.failed for s in scored)
+    row_numbers = [n for s in scored for n in s.chunk.rows["row_number"].tolist()]
     with conn.transaction():
         finished, inserted, status = conn.execute(
             q("chunks_finish"),
             {
-                "chunk_id": chunk.chunk_id,
-                "claim_token": chunk.claim_token,
-                "batch_id": chunk.batch_id,
-                "first_row": chunk.first_row,
-                "last_row": chunk.last_row,
-                "row_numbers": _array_text(chunk.rows["row_number"].tolist()),
+                "chunk_ids": [s.chunk.chunk_id for s in scored],
+                "claim_tokens": [s.chunk.claim_token for s in scored],
+                "batch_id": batch_id,
+                "row_numbers": _array_text(row_numbers),
                 **_score_arrays(scores, failed),
-                "scored": len(scores) - failed,
-                "failed": failed,
-                "positive": positive,
-                "negative": negative,
-                "neutral": neutral,
                 "runner": runner.name,
                 "host": runner.host,
                 "pid": runner.pid,
                 "scorer": runner.scorer,
-                "rows": len(scores),
             },
         ).fetchone()
-        if not finished:
-            return False
-        if inserted != len(scores):
-            # Staging and the chunk disagree: refuse to count a partial chunk (rolls back).
-            raise RuntimeError(f"chunk {chunk.chunk_id}: moved {inserted} rows, expected {len(scores)}")
-        if status != "processing":
-            conn.execute(q("chunks_delete_done"), {"batch_id": chunk.batch_id})
-    return True
+        done = set(finished)
+        expected = sum(len(s.scores) for s in scored if s.chunk.chunk_id in done)
+        if (inserted or 0) != expected:
+            # Staging and the chunks disagree: refuse to count a partial chunk (rolls back).
+            raise RuntimeError(f"chunks {sorted(done)}: moved {inserted} rows, expected {expected}")
+        if status not in (None, "processing"):
+            conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
+    return done
+
+
+def finish_chunk(conn: psycopg.Connection, scored: ScoredChunk, runner: RunnerIdentity) -> bool:
+    """Commit one scored chunk; False if its lease was lost and nothing was written."""
+    return scored.chunk.chunk_id in finish_chunks(conn, [scored], runner)
 
 
 def retry_later(conn: psycopg.Connection, chunk: ClaimedChunk, error: str, backoff_seconds: float) -> bool:
@@ -174,6 +188,19 @@ def retry_later(conn: psycopg.Connection, chunk: ClaimedChunk, error: str, backo
         },
     ).fetchone()
     return row is not None
+
+
+def give_back(conn: psycopg.Connection, chunks: list[ClaimedChunk]) -> int:
+    """Return chunks claimed but not yet scored to the queue, their attempt uncounted; how many."""
+    if not chunks:
+        return 0
+    returned = conn.execute(
+        q("chunks_give_back"),
+        {"chunk_ids": [c.chunk_id for c in chunks], "claim_tokens": [c.claim_token for c in chunks]},
+    ).fetchall()
+    if returned:
+        conn.execute("SELECT pg_notify(%s, 'returned')", (NOTIFY_CHANNEL,))
+    return len(returned)
 
 
 def release_expired(conn: psycopg.Connection) -> int:

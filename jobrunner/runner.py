@@ -35,10 +35,12 @@ from jobrunner import metrics
 from jobrunner.chunk_scoring import score_chunk
 from jobrunner.chunks import (
     NOTIFY_CHANNEL,
+    ClaimedChunk,
     RunnerIdentity,
     ScoredChunk,
-    claim_chunk,
-    finish_chunk,
+    claim_chunks,
+    finish_chunks,
+    give_back,
     release_expired,
     retry_later,
 )
@@ -79,7 +81,7 @@ class Runner:
         self.identity = RunnerIdentity(self.name, socket.gethostname(), os.getpid(), settings.scorer)
         self.stopping = False
         self._idle = False
-        self._in_hand: ScoredChunk | None = None
+        self._in_hand: list[ScoredChunk] = []  # scored, not yet committed
         self._next_housekeeping = 0.0
         self._next_heartbeat = 0.0
         self._migrated = not settings.migrate_on_start
@@ -132,7 +134,7 @@ class Runner:
             except _StopWaiting:
                 break
             except psycopg.OperationalError as exc:
-                if self.stopping and self._in_hand is None:
+                if self.stopping and not self._in_hand:
                     break
                 first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 log.warning("database unavailable (%s); retrying in %.1fs", first_line, backoff)
@@ -157,36 +159,48 @@ class Runner:
 
     def _work(self, conn: psycopg.Connection) -> None:
         while True:
-            if self._in_hand is not None:
+            if self._in_hand:
                 self._commit(conn, self._in_hand)
             if self.stopping:
                 return
             self._housekeeping(conn)
             started = time.perf_counter()
-            chunk = claim_chunk(conn, self.name, self.settings.lease_seconds)
-            if chunk is None:
+            chunks = claim_chunks(conn, self.name, self.settings.lease_seconds, self.settings.claim_chunks)
+            if not chunks:
                 self._wait(conn)
                 continue
             claimed = time.perf_counter()
-            try:
-                scored = score_chunk(chunk, self.settings)
-            except Exception as exc:
-                backoff = min(
-                    self.settings.retry_backoff_seconds * 2 ** (chunk.attempts - 1), MAX_BACKOFF_SECONDS
-                )
-                log.warning(
-                    "chunk %s of batch %s failed on attempt %d (%s); retrying in %.1fs",
-                    chunk.chunk_id,
-                    chunk.batch_id,
-                    chunk.attempts,
-                    exc,
-                    backoff,
-                )
-                retry_later(conn, chunk, f"attempt {chunk.attempts}: {type(exc).__name__}: {exc}", backoff)
-                metrics.CHUNKS.labels("retried").inc()
-                continue
+            scored = []
+            for index, chunk in enumerate(chunks):
+                if self.stopping:
+                    # Asked to stop: commit what is scored, hand the rest straight back.
+                    returned = give_back(conn, chunks[index:])
+                    log.info("stopping: %d claimed chunk(s) given back unscored", returned)
+                    break
+                if (item := self._score(conn, chunk)) is not None:
+                    scored.append(item)
             self._in_hand = scored
             self._commit(conn, scored, (started, claimed, time.perf_counter()))
+
+    def _score(self, conn: psycopg.Connection, chunk: ClaimedChunk) -> ScoredChunk | None:
+        """Score one claimed chunk; if that fails, give it back to the queue with a backoff."""
+        try:
+            return score_chunk(chunk, self.settings)
+        except Exception as exc:
+            backoff = min(
+                self.settings.retry_backoff_seconds * 2 ** (chunk.attempts - 1), MAX_BACKOFF_SECONDS
+            )
+            log.warning(
+                "chunk %s of batch %s failed on attempt %d (%s); retrying in %.1fs",
+                chunk.chunk_id,
+                chunk.batch_id,
+                chunk.attempts,
+                exc,
+                backoff,
+            )
+            retry_later(conn, chunk, f"attempt {chunk.attempts}: {type(exc).__name__}: {exc}", backoff)
+            metrics.CHUNKS.labels("retried").inc()
+            return None
 
     def _housekeeping(self, conn: psycopg.Connection) -> None:
         now = time.monotonic()
@@ -217,50 +231,58 @@ class Runner:
                 log.info("purged %d batch(es) finished more than RESULTS_TTL ago", purged)
 
     def _commit(
-        self, conn: psycopg.Connection, scored: ScoredChunk, times: tuple[float, float, float] | None = None
+        self,
+        conn: psycopg.Connection,
+        scored: list[ScoredChunk],
+        times: tuple[float, float, float] | None = None,
     ) -> None:
-        """Finish the chunk; ``times`` (started, claimed, scored) feed its log line and metrics."""
-        chunk = scored.chunk
-        if finish_chunk(conn, scored, self.identity):
+        """Finish the chunks; ``times`` (started, claimed, scored) of their round feed the log and metrics."""
+        done = finish_chunks(conn, scored, self.identity)
+        timing = {}
+        if times is not None:
+            started, claimed, scored_at = times
+            finished_at = time.perf_counter()
+            timing = {
+                "duration_ms": round((finished_at - started) * 1e3, 2),
+                "claim_ms": round((claimed - started) * 1e3, 2),
+                "score_ms": round((scored_at - claimed) * 1e3, 2),
+                "commit_ms": round((finished_at - scored_at) * 1e3, 2),
+            }
+        for item in scored:
+            chunk = item.chunk
+            if chunk.chunk_id not in done:
+                metrics.CHUNKS.labels("lease_lost").inc()
+                log.warning(
+                    "chunk %s of batch %s: lease lost before commit, results dropped",
+                    chunk.chunk_id,
+                    chunk.batch_id,
+                )
+                continue
             self.chunks_done += 1
-            failed = scored.failed
             metrics.CHUNKS.labels("done").inc()
-            metrics.ROWS.labels("scored").inc(len(scored.scores) - failed)
-            metrics.ROWS.labels("failed").inc(failed)
+            metrics.ROWS.labels("scored").inc(len(item.scores) - item.failed)
+            metrics.ROWS.labels("failed").inc(item.failed)
+            if timing:
+                metrics.CHUNK_SECONDS.observe(timing["duration_ms"] / 1e3)
+        if done:
             self._next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
-            timing = {}
-            if times is not None:
-                started, claimed, scored_at = times
-                done = time.perf_counter()
-                metrics.CHUNK_SECONDS.observe(done - started)
-                timing = {
-                    "duration_ms": round((done - started) * 1e3, 2),
-                    "claim_ms": round((claimed - started) * 1e3, 2),
-                    "score_ms": round((scored_at - claimed) * 1e3, 2),
-                    "commit_ms": round((done - scored_at) * 1e3, 2),
-                }
+            rows = sum(len(item.scores) for item in scored if item.chunk.chunk_id in done)
+            # One line per round: its chunks were claimed, scored and committed together.
             log.info(
-                "chunk %s of batch %s: %d rows in %s ms",
-                chunk.chunk_id,
-                chunk.batch_id,
-                len(scored.scores),
+                "chunks %s of batch %s: %d rows in %s ms",
+                ",".join(str(chunk_id) for chunk_id in sorted(done)),
+                scored[0].chunk.batch_id,
+                rows,
                 timing.get("duration_ms", "?"),
                 extra={
-                    "batch": chunk.batch_id,
-                    "chunk": chunk.chunk_id,
-                    "rows": len(scored.scores),
-                    "attempt": chunk.attempts,
+                    "batch": scored[0].chunk.batch_id,
+                    "chunks": sorted(done),
+                    "rows": rows,
+                    "attempt": max(item.chunk.attempts for item in scored),
                     **timing,
                 },
             )
-        else:
-            metrics.CHUNKS.labels("lease_lost").inc()
-            log.warning(
-                "chunk %s of batch %s: lease lost before commit, results dropped",
-                chunk.chunk_id,
-                chunk.batch_id,
-            )
-        self._in_hand = None
+        self._in_hand = []
 
     def _wait(self, conn: psycopg.Connection) -> None:
         """Block until a NOTIFY arrives or the poll interval passes."""

@@ -75,6 +75,9 @@ class Settings:
     chunk_size: int = 100
     #: LEASE_SECONDS: how long a runner holds a chunk before another may take it over.
     lease_seconds: float = 60.0
+    #: CLAIM_CHUNKS: chunks of one batch a runner leases, scores and commits together (each still
+    #: its own 100-row chunk with its own lease); fewer claims and commits per row.
+    claim_chunks: int = 4
     #: POLL_SECONDS: idle runners look for work this often even without a NOTIFY.
     poll_seconds: float = 5.0
     #: RELEASE_EXPIRED_SECONDS: how often a runner returns expired leases to the queue.
@@ -127,6 +130,7 @@ class Settings:
             database_url=os.environ.get("DATABASE_URL", ""),
             chunk_size=_env_int("CHUNK_SIZE", 100),
             lease_seconds=_env_float("LEASE_SECONDS", 60.0),
+            claim_chunks=_env_int("CLAIM_CHUNKS", 4),
             poll_seconds=_env_float("POLL_SECONDS", 5.0),
             release_expired_seconds=_env_float("RELEASE_EXPIRED_SECONDS", 5.0),
             max_upload_bytes=_env_int("MAX_UPLOAD_BYTES", 1024**3),

@@ -257,5 +257,6 @@ FROM runners AS r
 LEFT JOIN chunks AS c ON c.claimed_by = r.name AND c.state = 'claimed'
 LEFT JOIN batches AS b ON b.id = c.batch_id;
 COMMENT ON VIEW runner_activity IS
-    'Who works on what, since when: every live runner with the chunk it holds, if any.';
+    'Who works on what, since when: every live runner with each chunk it holds (one row per chunk; '
+    'a runner claims CLAIM_CHUNKS at a time), or one row without a chunk when it holds none.';
 COMMENT ON COLUMN runner_activity.silent_for IS 'Time since the runner''s last heartbeat.';

@@ -16,24 +16,38 @@ FROM round, generate_series(1, %(valid_count)s, %(chunk_size)s) AS first_row;
 ANALYZE chunks;
 
 -- name: chunks_claim
--- Lease the next chunk in fair order to one runner and return the chunk with its rows.
-WITH next_chunk AS (
+-- Lease the next chunk in fair order, and up to limit - 1 more ready chunks of its batch, to one runner.
+WITH head AS (
     -- SKIP LOCKED: runners racing for the head of the queue each take a
     -- different chunk instead of queueing on each other's row lock. The
     -- partial index chunks_ready_idx (fair_key, id) holds only ready chunks,
     -- in claim order, so this reads one entry however many chunks are done;
     -- chunks backing off after a failure (available_at in the future) are
     -- skipped.
-    SELECT id
+    SELECT id, batch_id, fair_key
     FROM chunks
     WHERE state = 'ready' AND available_at <= now()
     ORDER BY fair_key, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
+), more AS (
+    -- A few more of the same batch, next in fair order: one claim and one
+    -- commit then serve several chunks, which matters when scoring a chunk
+    -- takes less time than claiming and committing it (short texts). Each is
+    -- still its own chunk, with its own lease token and attempt count. One
+    -- batch only, so finishing them locks one batch row, as a single chunk does.
+    SELECT c.id
+    FROM chunks AS c, head
+    WHERE c.state = 'ready' AND c.available_at <= now()
+      AND c.batch_id = head.batch_id
+      AND (c.fair_key, c.id) > (head.fair_key, head.id)
+    ORDER BY c.fair_key, c.id
+    LIMIT greatest(%(limit)s::integer - 1, 0)
+    FOR UPDATE OF c SKIP LOCKED
 ), leased AS (
     -- The lease is committed rather than held by an open transaction, so the
     -- attempt count survives a crash of this runner, and a runner that dies
-    -- loses its chunk only until lease_expires_at.
+    -- loses its chunks only until lease_expires_at.
     UPDATE chunks AS c
     SET state = 'claimed',
         attempts = c.attempts + 1,
@@ -41,15 +55,14 @@ WITH next_chunk AS (
         claim_token = gen_random_uuid(),
         claimed_at = now(),
         lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
-    FROM next_chunk
-    WHERE c.id = next_chunk.id
+    WHERE c.id IN (SELECT id FROM head UNION ALL SELECT id FROM more)
     RETURNING c.id, c.batch_id, c.first_row, c.last_row, c.claim_token, c.attempts
 ), started AS (
     -- Stamp the batch's first claim; a no-op (and no row lock) afterwards.
     UPDATE batches AS b
     SET started_at = now()
-    FROM leased
-    WHERE b.id = leased.batch_id AND b.started_at IS NULL
+    FROM head
+    WHERE b.id = head.batch_id AND b.started_at IS NULL
 )
 SELECT leased.id AS chunk_id, leased.batch_id, leased.first_row, leased.last_row,
        leased.claim_token, leased.attempts, r.row_number, r.text
@@ -60,27 +73,28 @@ JOIN batch_rows AS r
 ORDER BY r.row_number;
 
 -- name: chunks_finish
--- Commit a scored chunk in one statement: only if the caller still holds its lease, move its rows
--- from staging to results, count them into the batch (finishing it with its last chunk) and beat
--- the runner's heartbeat.
+-- Commit scored chunks of one batch in one statement: those whose lease the caller still holds have
+-- their rows moved from staging to results and counted into the batch (finishing it with its last
+-- chunk), and the runner's heartbeat beats.
 WITH finished AS (
-    -- The lease check: everything below happens only if this matched.
-    UPDATE chunks
+    -- The lease check, chunk by chunk: everything below covers only the chunks that matched.
+    UPDATE chunks AS c
     SET state = 'done',
         finished_at = now(),
         claim_token = NULL,
         lease_expires_at = NULL
-    WHERE id = %(chunk_id)s
-      AND state = 'claimed'
-      AND claim_token = %(claim_token)s
-    RETURNING id
+    FROM unnest(%(chunk_ids)s::bigint[], %(claim_tokens)s::uuid[]) AS held (id, token)
+    WHERE c.id = held.id
+      AND c.state = 'claimed'
+      AND c.claim_token = held.token
+    RETURNING c.id, c.first_row, c.last_row
 ), moved AS (
     -- The rows leave staging exactly when their results appear.
-    DELETE FROM batch_rows
-    WHERE batch_id = %(batch_id)s
-      AND row_number BETWEEN %(first_row)s AND %(last_row)s
-      AND EXISTS (SELECT 1 FROM finished)
-    RETURNING row_number, line_number, client_id, text
+    DELETE FROM batch_rows AS r
+    USING finished AS f
+    WHERE r.batch_id = %(batch_id)s
+      AND r.row_number BETWEEN f.first_row AND f.last_row
+    RETURNING r.row_number, r.line_number, r.client_id, r.text
 ), inserted AS (
     INSERT INTO batch_results
         (batch_id, row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error)
@@ -92,41 +106,52 @@ WITH finished AS (
                 %(pos)s::float8[], %(neu)s::float8[], %(neg)s::float8[], %(errors)s::text[])
          AS s (row_number, sentiment, score, compound, pos, neu, neg, error)
       USING (row_number)
-    RETURNING 1
+    RETURNING sentiment, error
+), tally AS (
+    -- What was actually written, so a chunk whose lease was lost counts nothing.
+    SELECT count(*) FILTER (WHERE error IS NULL) AS scored,
+           count(*) FILTER (WHERE error IS NOT NULL) AS failed,
+           count(*) FILTER (WHERE sentiment = 'positive') AS positive,
+           count(*) FILTER (WHERE sentiment = 'negative') AS negative,
+           count(*) FILTER (WHERE sentiment = 'neutral') AS neutral,
+           count(*) AS rows
+    FROM inserted
 ), advanced AS (
     -- The batch row is locked only while this one statement runs and commits;
     -- the lock also makes "last chunk" exact.
-    UPDATE batches
-    SET processed_count = processed_count + %(scored)s,
-        failed_count    = failed_count + %(failed)s,
-        positive_count  = positive_count + %(positive)s,
-        negative_count  = negative_count + %(negative)s,
-        neutral_count   = neutral_count + %(neutral)s,
+    UPDATE batches AS b
+    SET processed_count = b.processed_count + t.scored,
+        failed_count    = b.failed_count + t.failed,
+        positive_count  = b.positive_count + t.positive,
+        negative_count  = b.negative_count + t.negative,
+        neutral_count   = b.neutral_count + t.neutral,
         status          = CASE
-            WHEN status <> 'processing' THEN status  -- cancelled: chunks in hand still count
-            WHEN processed_count + %(scored)s + failed_count + %(failed)s + invalid_count < total_count
-                THEN status
-            WHEN failed_count + %(failed)s > 0 THEN 'completed_with_errors'
+            WHEN b.status <> 'processing' THEN b.status  -- cancelled: chunks in hand still count
+            WHEN b.processed_count + t.scored + b.failed_count + t.failed + b.invalid_count < b.total_count
+                THEN b.status
+            WHEN b.failed_count + t.failed > 0 THEN 'completed_with_errors'
             ELSE 'completed' END,
         completed_at    = CASE
-            WHEN status = 'processing'
-             AND processed_count + %(scored)s + failed_count + %(failed)s + invalid_count = total_count
+            WHEN b.status = 'processing'
+             AND b.processed_count + t.scored + b.failed_count + t.failed + b.invalid_count = b.total_count
                 THEN clock_timestamp()
-            ELSE completed_at END
-    WHERE id = %(batch_id)s
+            ELSE b.completed_at END
+    FROM tally AS t
+    WHERE b.id = %(batch_id)s
       AND EXISTS (SELECT 1 FROM finished)
-    RETURNING status
+    RETURNING b.status
 ), beat AS (
     INSERT INTO runners AS r (name, host, pid, scorer, chunks_done, rows_done)
-    SELECT %(runner)s, %(host)s, %(pid)s, %(scorer)s, 1, %(rows)s
+    SELECT %(runner)s, %(host)s, %(pid)s, %(scorer)s, (SELECT count(*) FROM finished), t.rows
+    FROM tally AS t
     WHERE EXISTS (SELECT 1 FROM finished)
     ON CONFLICT (name) DO UPDATE
     SET heartbeat_at = now(),
-        chunks_done = r.chunks_done + 1,
+        chunks_done = r.chunks_done + excluded.chunks_done,
         rows_done = r.rows_done + excluded.rows_done
 )
-SELECT (SELECT count(*) FROM finished) AS finished,
-       (SELECT count(*) FROM inserted) AS inserted,
+SELECT (SELECT coalesce(array_agg(id), '{}') FROM finished) AS finished,
+       (SELECT rows FROM tally) AS inserted,
        (SELECT status FROM advanced) AS status;
 
 -- name: chunks_retry_later
@@ -141,6 +166,19 @@ WHERE id = %(chunk_id)s
   AND state = 'claimed'
   AND claim_token = %(claim_token)s
 RETURNING id;
+
+-- name: chunks_give_back
+-- Return claimed chunks a stopping runner never started scoring, as if it had not claimed them.
+UPDATE chunks AS c
+SET state = 'ready',
+    attempts = c.attempts - 1,
+    claim_token = NULL,
+    lease_expires_at = NULL
+FROM unnest(%(chunk_ids)s::bigint[], %(claim_tokens)s::uuid[]) AS held (id, token)
+WHERE c.id = held.id
+  AND c.state = 'claimed'
+  AND c.claim_token = held.token
+RETURNING c.id;
 
 -- name: chunks_release_expired
 -- Put chunks whose lease ran out (their runner died or froze) back in the queue.

@@ -182,6 +182,35 @@ def test_sigterm_mid_chunk_commits_it_and_exits_zero(client, upload, runners, da
         assert state == "done"
         assert conn.execute("SELECT count(*) FROM chunks WHERE state = 'claimed'").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM runners").fetchone()[0] == 0  # it left cleanly
+        # It had claimed CLAIM_CHUNKS chunks at once: those not yet scored went back uncounted.
+        given_back = "SELECT count(*) FROM chunks WHERE state = 'ready' AND attempts > 0"
+        assert conn.execute(given_back).fetchone()[0] == 0
+
+
+def test_several_chunks_per_claim_and_a_lost_lease_among_them(client, upload, db):
+    from jobrunner.chunk_scoring import score_chunk
+    from jobrunner.chunks import RunnerIdentity, claim_chunks, finish_chunks
+    from jobrunner.settings import Settings
+
+    first = upload(make_csv(sample_texts(500, seed=31)))["batch_id"]
+    upload(make_csv(sample_texts(500, seed=32)))
+    chunks = claim_chunks(db, "test:0", 60, limit=3)
+    # The head of the queue and the next two of the same batch, each its own lease.
+    assert [c.first_row for c in chunks] == [1, 101, 201]
+    assert len({c.batch_id for c in chunks}) == 1 and len({c.claim_token for c in chunks}) == 3
+    # The middle one's lease runs out and another runner takes it over.
+    db.execute("UPDATE chunks SET claim_token = gen_random_uuid() WHERE id = %s", (chunks[1].chunk_id,))
+    scored = [score_chunk(c, Settings()) for c in chunks]
+    done = finish_chunks(db, scored, RunnerIdentity("test:0", "test", 0, "fast"))
+    assert done == {chunks[0].chunk_id, chunks[2].chunk_id}
+    status = status_of(client, first)
+    assert status["processed_count"] == 200 and sum(status.get("summary", {}).values()) in (0, 200)
+    rows = db.execute("SELECT row_number FROM batch_results ORDER BY 1").fetchall()  # first batch only
+    assert [r[0] for r in rows] == [*range(1, 101), *range(201, 301)]
+    staged = "SELECT min(row_number), max(row_number) FROM batch_rows WHERE batch_id = %s"
+    assert db.execute(staged, (chunks[1].batch_id,)).fetchone() == (101, 500)  # the lost one stays
+    runner = db.execute("SELECT chunks_done, rows_done FROM runners WHERE name = 'test:0'").fetchone()
+    assert runner == (2, 200)
 
 
 def test_small_batch_is_not_stuck_behind_a_big_one(client, upload, db):

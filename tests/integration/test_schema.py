@@ -87,7 +87,7 @@ def test_claim_reads_the_partial_index_of_ready_chunks(db):
     )
     db.execute("ANALYZE chunks")
     plan = db.execute(
-        "EXPLAIN (FORMAT JSON) " + q("chunks_claim"), {"runner": "t", "lease_seconds": 1}
+        "EXPLAIN (FORMAT JSON) " + q("chunks_claim"), {"runner": "t", "lease_seconds": 1, "limit": 4}
     ).fetchone()[0]
     nodes = list(_plan_nodes(plan[0]["Plan"]))
     on_chunks = [n for n in nodes if n.get("Relation Name") == "chunks"]
@@ -100,12 +100,13 @@ def test_a_big_upload_leaves_the_claim_reading_the_index_in_order(client, upload
 
     upload(make_csv(["fine"] * (ANALYZE_AFTER_CHUNKS * 100)))
     plan = db.execute(
-        "EXPLAIN (FORMAT JSON) " + q("chunks_claim"), {"runner": "t", "lease_seconds": 1}
+        "EXPLAIN (FORMAT JSON) " + q("chunks_claim"), {"runner": "t", "lease_seconds": 1, "limit": 4}
     ).fetchone()[0]
     nodes = list(_plan_nodes(plan[0]["Plan"]))
     # Read in (fair_key, id) order and stop at the first unlocked one; not all fetched and sorted.
     ready = [n for n in nodes if n.get("Index Name") == "chunks_ready_idx"]
-    assert [n["Node Type"] for n in ready] == ["Index Scan"], nodes
+    # (Both the head of the queue and the more of its batch are read that way.)
+    assert ready and {n["Node Type"] for n in ready} == {"Index Scan"}, nodes
 
 
 def _plan_nodes(node: dict):
