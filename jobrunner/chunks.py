@@ -1,4 +1,4 @@
-"""The chunk queue in PostgreSQL: claim, finish, retry later, release expired leases.
+"""The chunk queue in PostgreSQL: claim, finish, retry later, give back, release expired leases.
 
 Claim design: a committed lease, not an open transaction. Claiming a chunk
 commits ``state='claimed'``, ``attempts + 1``, a random ``claim_token`` and
@@ -23,6 +23,13 @@ Why a lease:
 
 So a chunk held by a dead or frozen runner is taken over at most
 LEASE_SECONDS + RELEASE_EXPIRED_SECONDS after it was claimed.
+
+Rounds: a claim leases the head of the queue and up to CLAIM_CHUNKS - 1 more
+chunks of the same batch, and one finishing statement commits them all. Each
+chunk keeps its own token and attempt count, so everything above holds chunk
+by chunk (a lost lease drops only that chunk). One batch per round keeps the
+finish to one batch row lock, as for a single chunk, so runners cannot
+deadlock on two batches' rows.
 """
 
 from __future__ import annotations
