@@ -39,6 +39,7 @@ from jobrunner.chunks import (
     RunnerIdentity,
     ScoredChunk,
     claim_chunks,
+    configure_session,
     finish_chunks,
     give_back,
     release_expired,
@@ -120,13 +121,7 @@ class Runner:
                     migrate(self.settings.database_url)
                     self._migrated = True
                 with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
-                    # A runner's commits need not wait for the WAL flush: if
-                    # PostgreSQL crashes before it, the whole finishing
-                    # transaction (results, chunk state, progress) is lost
-                    # together, the lease expires and the chunk is scored
-                    # again; nothing outside the database saw it. It saves a
-                    # disk flush per claim and per finish.
-                    conn.execute("SET synchronous_commit = off")
+                    configure_session(conn)
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     backoff = 0.5
                     self._work(conn)

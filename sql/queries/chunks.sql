@@ -64,6 +64,9 @@ WITH head AS (
     FROM head
     WHERE b.id = head.batch_id AND b.started_at IS NULL
 )
+-- Each chunk's rows are one range of staging's primary key (runners run with
+-- enable_seqscan off, so stale statistics cannot turn this into a scan of all
+-- staging; see jobrunner.chunks.configure_session).
 SELECT leased.id AS chunk_id, leased.batch_id, leased.first_row, leased.last_row,
        leased.claim_token, leased.attempts, r.row_number, r.text
 FROM leased
@@ -89,11 +92,13 @@ WITH finished AS (
       AND c.claim_token = held.token
     RETURNING c.id, c.first_row, c.last_row
 ), moved AS (
-    -- The rows leave staging exactly when their results appear.
+    -- The rows leave staging exactly when their results appear. The round's
+    -- span, given as parameters, keeps this one range of the primary key
+    -- whatever the statistics say; EXISTS keeps it to the chunks still ours.
     DELETE FROM batch_rows AS r
-    USING finished AS f
     WHERE r.batch_id = %(batch_id)s
-      AND r.row_number BETWEEN f.first_row AND f.last_row
+      AND r.row_number BETWEEN %(first_row)s AND %(last_row)s
+      AND EXISTS (SELECT 1 FROM finished AS f WHERE r.row_number BETWEEN f.first_row AND f.last_row)
     RETURNING r.row_number, r.line_number, r.client_id, r.text
 ), inserted AS (
     INSERT INTO batch_results

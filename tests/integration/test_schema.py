@@ -12,6 +12,7 @@ import uuid
 import psycopg
 import pytest
 
+from jobrunner.chunks import configure_session
 from jobrunner.migrations import load_migrations, migrate
 from jobrunner.queries import all_queries, q, sql_dir
 from tests.helpers import make_csv
@@ -107,6 +108,36 @@ def test_a_big_upload_leaves_the_claim_reading_the_index_in_order(client, upload
     ready = [n for n in nodes if n.get("Index Name") == "chunks_ready_idx"]
     # (Both the head of the queue and the more of its batch are read that way.)
     assert ready and {n["Node Type"] for n in ready} == {"Index Scan"}, nodes
+
+
+def test_claim_and_finish_read_staging_by_key_ranges_whatever_the_statistics(client, upload, db):
+    upload(make_csv(["fine"] * 20_000))
+    # Statistics that make staging look tiny: a hash join or a scan would look cheap.
+    db.execute("DELETE FROM batch_rows WHERE row_number > 400")
+    db.execute("ANALYZE batch_rows")
+    upload(make_csv(["fine"] * 20_000))
+    configure_session(db)  # as a runner's connection is
+    params = {"runner": "t", "lease_seconds": 1, "limit": 4}
+    claim = db.execute("EXPLAIN (FORMAT JSON) " + q("chunks_claim"), params).fetchone()[0]
+    finish_params = {
+        "chunk_ids": [1, 2],
+        "claim_tokens": [None, None],
+        "batch_id": 1,
+        "first_row": 1,
+        "last_row": 200,
+        "row_numbers": [1],
+        **{key: ["positive"] for key in ("sentiments", "errors")},
+        **{key: [0.5] for key in ("scores", "compounds", "pos", "neu", "neg")},
+        **{"runner": "t", "host": "h", "pid": 1, "scorer": "fast"},
+    }
+    finish = db.execute("EXPLAIN (FORMAT JSON) " + q("chunks_finish"), finish_params).fetchone()[0]
+    for plan in (claim, finish):
+        nodes = list(_plan_nodes(plan[0]["Plan"]))
+        on_staging = [n for n in nodes if n.get("Relation Name") == "batch_rows"]
+        assert on_staging, nodes
+        for node in on_staging:
+            assert node["Node Type"] in ("Index Scan", "Bitmap Heap Scan", "ModifyTable"), node
+        assert not any(n["Node Type"] == "Seq Scan" for n in nodes), nodes  # nor of the queue
 
 
 def _plan_nodes(node: dict):
