@@ -178,7 +178,7 @@ class Runner:
             self._commit(conn, scored, (started, claimed, time.perf_counter()))
 
     def _score(self, conn: psycopg.Connection, chunk: ClaimedChunk) -> ScoredChunk | None:
-        """Score one claimed chunk; if that fails, give it back to the queue with a backoff."""
+        """Score one claimed chunk; if scoring raises, requeue it after a backoff (the attempt counts)."""
         try:
             return score_chunk(chunk, self.settings)
         except Exception as exc:

@@ -24,10 +24,16 @@ from flask import Blueprint, Flask, Response, g, make_response, render_template,
 
 from jobrunner.queries import q
 from webapp.db import get_pool, signing_key
-from webapp.listings import SENTIMENTS, batches_page, results_window
+from webapp.listings import SENTIMENTS, ResultsWindow, batches_page, results_window
 from webapp.lookup import FINISHED_WITH_RESULTS, settings
 from webapp.negotiation import negotiated
-from webapp.pagination import bad_parameter, decode_cursor, encode_cursor, parse_per_page
+from webapp.pagination import (
+    DEFAULT_PER_PAGE,
+    bad_parameter,
+    decode_cursor,
+    encode_cursor,
+    parse_per_page,
+)
 from webapp.problems import Problem
 from webapp.progress import Progress, describe_duration
 
@@ -79,10 +85,12 @@ def _results_scope(sentiment: str | None) -> str:
     return f"page-results:{sentiment or ''}"
 
 
-def _window_links(public_id: str, window: Any, sentiment: str | None, per_page: int) -> dict[str, str]:
+def _window_links(
+    public_id: str, window: ResultsWindow, sentiment: str | None, per_page: int
+) -> dict[str, str]:
     """The Previous/Next links of a results window: signed cursors, like the API's."""
     key = signing_key(settings())
-    base = {"per_page": per_page} if per_page != parse_per_page({}) else {}
+    base: dict[str, Any] = {"per_page": per_page} if per_page != DEFAULT_PER_PAGE else {}
     if sentiment:
         base["sentiment"] = sentiment
     links = {}
@@ -99,7 +107,7 @@ def batch_url(public_id: str, **params: Any) -> str:
     return f"{url}?{urlencode(params)}" if params else url
 
 
-def _read_window(batch: dict[str, Any]) -> tuple[Any, dict[str, str], str | None]:
+def _read_window(batch: dict[str, Any]) -> tuple[ResultsWindow, dict[str, str], str | None]:
     """The results to show for ``?sentiment=&after=|before=&per_page=``, and their links."""
     args = request.args
     per_page = parse_per_page(args)
