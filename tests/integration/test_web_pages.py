@@ -193,7 +193,7 @@ def test_refused_browser_upload_shows_the_form_with_the_problem(client, db):
     assert answer.status_code == 400 and answer.mimetype == "text/html"
     html = answer.get_data(as_text=True)
     problem = html[html.index('id="upload-problem"') :]
-    assert "Invalid upload" in problem or "Row problem" in problem
+    assert "<h2>Invalid upload</h2>" in problem
     assert "line 3" in problem.lower()
     assert "{" not in problem.split("</div>")[0]  # words, not a JSON dump
     page = Page(html)
