@@ -17,8 +17,8 @@ from pathlib import Path
 
 import requests
 
-from jobrunner.embedded_postgres import EmbeddedPostgres
-from jobrunner.migrations import migrate
+from core.embedded_postgres import EmbeddedPostgres
+from core.migrations import migrate
 from webapp import gunicorn_command
 
 REPO = Path(__file__).resolve().parents[1]

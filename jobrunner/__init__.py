@@ -1,7 +1,7 @@
-"""The database side of the batch sentiment service.
+"""The runner processes: claim chunks of 100 rows, score them with VADER, commit the results.
 
-``jobrunner`` owns everything that talks to PostgreSQL besides HTTP: the
-settings, the SQL (loaded from ``sql/``), the migrator, the runner processes
-that score chunks, and an embedded PostgreSQL for development and tests. The
-``webapp`` package is the HTTP face and imports from here.
+``python -m jobrunner`` runs one runner; the queue's statements live in
+:mod:`jobrunner.chunks`, the loop around them in :mod:`jobrunner.runner`,
+the scoring in :mod:`jobrunner.scoring` and :mod:`jobrunner.vader_fast`.
+What runners share with the web app is in :mod:`core`.
 """

@@ -17,9 +17,9 @@ import sys
 
 import psycopg
 
-from jobrunner.logs import configure as configure_logging
+from core.logs import configure as configure_logging
+from core.settings import Settings, parse_duration
 from jobrunner.runner import Runner, purge_finished
-from jobrunner.settings import Settings, parse_duration
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,9 +17,9 @@ import time
 import numpy as np
 import pandas as pd
 
+from core.settings import Settings
 from jobrunner.chunks import ClaimedChunk, ScoredChunk
 from jobrunner.scoring import COLUMNS, score_texts
-from jobrunner.settings import Settings
 
 log = logging.getLogger(__name__)
 

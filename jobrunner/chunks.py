@@ -43,7 +43,7 @@ from uuid import UUID
 import pandas as pd
 import psycopg
 
-from jobrunner.queries import q
+from core.queries import q
 
 log = logging.getLogger(__name__)
 

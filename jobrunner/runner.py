@@ -31,6 +31,9 @@ from types import FrameType
 
 import psycopg
 
+from core.migrations import migrate
+from core.queries import q
+from core.settings import Settings
 from jobrunner import metrics
 from jobrunner.chunk_scoring import score_chunk
 from jobrunner.chunks import (
@@ -45,10 +48,7 @@ from jobrunner.chunks import (
     release_expired,
     retry_later,
 )
-from jobrunner.migrations import migrate
-from jobrunner.queries import q
 from jobrunner.scoring import polarity_function
-from jobrunner.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -99,9 +99,9 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60.0, interval: float 
 
 def process(conn, chunk, scorer: str = "fast") -> bool:  # type: ignore[no-untyped-def]
     """Score and finish one claimed chunk in this process, as a runner named 'test:0' would."""
+    from core.settings import Settings
     from jobrunner.chunk_scoring import score_chunk
     from jobrunner.chunks import RunnerIdentity, finish_chunk
-    from jobrunner.settings import Settings
 
     return finish_chunk(
         conn, score_chunk(chunk, Settings(scorer=scorer)), RunnerIdentity("test:0", "test", 0, scorer)

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask
 
-from jobrunner.settings import Settings
+from core.settings import Settings
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:

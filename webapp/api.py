@@ -9,8 +9,8 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, redirect, request, url_for
 from werkzeug.http import parse_options_header
 
-from jobrunner.queries import q
-from jobrunner.settings import Settings
+from core.queries import q
+from core.settings import Settings
 from webapp import pages
 from webapp.csv_upload import UploadOptions, check_encoding, csv_rows
 from webapp.db import get_pool

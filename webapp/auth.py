@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, redirect, render_template, request, url_for
 
-from jobrunner.settings import Settings
+from core.settings import Settings
 from webapp.health import PUBLIC_ENDPOINTS
 from webapp.lookup import settings
 from webapp.negotiation import wants_html

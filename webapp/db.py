@@ -15,9 +15,9 @@ import psycopg
 from flask import Flask, current_app
 from psycopg_pool import ConnectionPool
 
-from jobrunner.migrations import migrate
-from jobrunner.queries import q
-from jobrunner.settings import Settings
+from core.migrations import migrate
+from core.queries import q
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

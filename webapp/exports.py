@@ -19,7 +19,7 @@ from flask import Blueprint, Response
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from jobrunner.queries import q
+from core.queries import q
 from webapp.db import get_pool
 from webapp.lookup import load_batch, require_results
 

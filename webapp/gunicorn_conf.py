@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 
-from jobrunner.logs import configure
+from core.logs import configure
 
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "4"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from jobrunner.migrations import pending
+from core.migrations import pending
 from webapp.db import get_pool
 from webapp.problems import RETRY_AFTER_SECONDS, Problem
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from psycopg_pool import ConnectionPool
 
-from jobrunner.queries import q
+from core.queries import q
 from webapp.csv_upload import CsvRow
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from jobrunner.queries import q
+from core.queries import q
 from webapp.db import get_pool, signing_key
 from webapp.lookup import iso, load_batch, require_results, settings
 from webapp.pagination import (

@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import current_app
 
-from jobrunner.queries import q
-from jobrunner.settings import Settings
+from core.queries import q
+from core.settings import Settings
 from webapp.db import get_pool
 from webapp.problems import Problem
 

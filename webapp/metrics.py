@@ -22,7 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 
-from jobrunner.queries import q
+from core.queries import q
 from webapp.db import get_pool
 
 bp = Blueprint("metrics", __name__)

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, g, make_response, render_template, request, url_for
 
-from jobrunner.queries import q
+from core.queries import q
 from webapp.db import get_pool, signing_key
 from webapp.listings import SENTIMENTS, ResultsWindow, batches_page, results_window
 from webapp.lookup import FINISHED_WITH_RESULTS, settings

@@ -24,8 +24,8 @@ import psycopg
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from jobrunner.embedded_postgres import SUPERUSER, EmbeddedPostgres
-from jobrunner.migrations import migrate
+from core.embedded_postgres import SUPERUSER, EmbeddedPostgres
+from core.migrations import migrate
 from tests.helpers import wait_for
 from webapp import create_app, gunicorn_command
 

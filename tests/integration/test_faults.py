@@ -188,9 +188,9 @@ def test_sigterm_mid_chunk_commits_it_and_exits_zero(client, upload, runners, da
 
 
 def test_several_chunks_per_claim_and_a_lost_lease_among_them(client, upload, db):
+    from core.settings import Settings
     from jobrunner.chunk_scoring import score_chunk
     from jobrunner.chunks import RunnerIdentity, claim_chunks, finish_chunks
-    from jobrunner.settings import Settings
 
     first = upload(make_csv(sample_texts(500, seed=31)))["batch_id"]
     upload(make_csv(sample_texts(500, seed=32)))

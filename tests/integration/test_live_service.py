@@ -28,7 +28,7 @@ def test_devrun_serves_the_readme_flow_and_stops_on_ctrl_c(database_url, tmp_pat
     )
     log = open(tmp_path / "devrun.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobrunner.devrun"],
+        [sys.executable, "-m", "core.devrun"],
         env=env,
         cwd=REPO,
         stdout=log,

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from jobrunner.queries import q, sql_dir
+from core.queries import q, sql_dir
 from tests.helpers import make_csv, process_next, sample_texts, score_everything
 from webapp import create_app
 
@@ -215,7 +215,7 @@ def test_api_token(database_url):
 
 
 def test_json_request_log_line(client, caplog):
-    from jobrunner.logs import JsonFormatter
+    from core.logs import JsonFormatter
 
     with caplog.at_level(logging.INFO, logger="webapp.request_log"):
         client.get("/batch/batch-" + "0" * 32)

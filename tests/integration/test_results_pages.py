@@ -93,7 +93,7 @@ def test_tampered_or_foreign_cursor_is_rejected(client, upload, db, completed_ba
 
 def test_cursor_page_is_one_index_range(db, completed_batch):
     """The page query is an index scan on the primary key, never a scan of the batch."""
-    from jobrunner.queries import q
+    from core.queries import q
 
     batch = db.execute("SELECT id FROM batches WHERE public_id = %s", (completed_batch,)).fetchone()[0]
     db.execute("SET enable_seqscan = off")  # tiny test tables: judge the plan's shape

@@ -12,9 +12,9 @@ import uuid
 import psycopg
 import pytest
 
+from core.migrations import load_migrations, migrate
+from core.queries import all_queries, q, sql_dir
 from jobrunner.chunks import configure_session
-from jobrunner.migrations import load_migrations, migrate
-from jobrunner.queries import all_queries, q, sql_dir
 from tests.helpers import make_csv
 from tests.integration.conftest import REPO, _janitor
 
@@ -48,7 +48,7 @@ def test_migrator_is_safe_from_several_processes_at_once(empty_db_url):
     env = dict(os.environ, DATABASE_URL=empty_db_url, PYTHONPATH=str(REPO))
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "jobrunner.migrations"],
+            [sys.executable, "-m", "core.migrations"],
             env=env,
             cwd=REPO,
             stdout=subprocess.PIPE,

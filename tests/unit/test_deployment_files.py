@@ -42,7 +42,7 @@ def test_compose_commands_match_the_procfile():
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert services[name]["environment"]["MIGRATE_ON_START"] == "false"
     migrate = services["migrate"]
-    assert migrate["command"] == ["python", "-m", "jobrunner.migrations"]
+    assert migrate["command"] == ["python", "-m", "core.migrations"]
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     postgres = services["postgres"]
     assert int(postgres["image"].split(":")[1]) >= 15
@@ -53,11 +53,11 @@ def test_compose_commands_match_the_procfile():
     assert "pip install" in dockerfile and "USER app" in dockerfile  # non-root
 
 
-def test_packaging_declares_both_packages_and_pins_vader():
+def test_packaging_declares_the_packages_and_pins_vader():
     config = configparser.ConfigParser()
     config.read(REPO / "setup.cfg")
     packages = [p.strip() for p in config["options"]["packages"].split(",")]
-    assert packages == ["webapp", "jobrunner"]
+    assert packages == ["core", "webapp", "jobrunner"]
     requires = config["options"]["install_requires"]
     assert "vaderSentiment==3.3.2" in requires
     for name in ("flask", "gunicorn", "psycopg[binary]", "psycopg-pool", "pandas"):

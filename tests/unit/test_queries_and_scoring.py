@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from jobrunner.queries import all_queries, parse_queries
+from core.queries import all_queries, parse_queries
 from jobrunner.scoring import label, score_texts
 
 

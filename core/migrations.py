@@ -7,7 +7,7 @@ the others wait and then find nothing to do. Each file runs in its own
 transaction and is recorded in ``schema_migrations`` with a checksum; a file
 that changed after it was applied is an error, not a silent divergence.
 
-Run by hand with ``python -m jobrunner.migrations`` (uses ``DATABASE_URL``).
+Run by hand with ``python -m core.migrations`` (uses ``DATABASE_URL``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 
-from jobrunner.queries import sql_dir
+from core.queries import sql_dir
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ default ``postgres`` if it exists, else ``sentiment-pg``, created on first
 use); the data directory is handed to that user. As an ordinary user the
 server simply runs as that user.
 
-Command line: ``python -m jobrunner.embedded_postgres start DATADIR [--port N]``
+Command line: ``python -m core.embedded_postgres start DATADIR [--port N]``
 prints the connection URL; ``stop DATADIR`` stops it.
 """
 
@@ -223,7 +223,7 @@ class EmbeddedPostgres:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobrunner.embedded_postgres")
+    parser = argparse.ArgumentParser(prog="python -m core.embedded_postgres")
     parser.add_argument("action", choices=["start", "stop", "url"])
     parser.add_argument("datadir", type=Path)
     parser.add_argument("--port", type=int, default=5432)

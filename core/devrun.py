@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jobrunner.embedded_postgres import EmbeddedPostgres
-from jobrunner.migrations import migrate
+from core.embedded_postgres import EmbeddedPostgres
+from core.migrations import migrate
 
 log = logging.getLogger(__name__)
 
