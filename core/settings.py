@@ -1,42 +1,36 @@
-"""Every setting of the service, read from the environment in this one place.
+"""Every setting of the service, declared once: environment name, type, default, one line of doc.
 
-Each field documents its environment variable; the README's settings table
-lists the same names. Entry points call :func:`Settings.from_env` once.
+Each field of :class:`Settings` is declared with :func:`setting`; :meth:`Settings.from_env`
+reads and validates them all from the environment, and :func:`markdown_table` renders the
+same declarations as the README's settings table (a test checks that the README holds exactly
+that table; ``python -m core.settings`` prints it). Entry points call ``Settings.from_env()``
+once; library code receives the object.
+
+A few settings are read by other programs (gunicorn reads WEB_CONCURRENCY, honcho's shell
+expands PORT and HOST in the Procfile): they are declared here all the same, so the README
+lists every knob in one table.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any
 
-
-def _env_int(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
-
-
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_bool(text: str) -> bool:
+    """true/false, yes/no, on/off, 1/0 (any case); anything else is a ValueError."""
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
 
 
 def parse_duration(text: str) -> float:
@@ -51,106 +45,224 @@ def parse_duration(text: str) -> float:
     return value
 
 
-def _env_duration(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() in ("", "off", "0"):
-        return default
-    return parse_duration(raw)
+def _parse(kind: str, raw: str, minimum: float | None) -> Any:
+    if kind == "str":
+        return raw
+    if kind == "bool":
+        return parse_bool(raw)
+    if kind == "duration":
+        return 0.0 if raw.strip().lower() == "off" else parse_duration(raw)
+    value: float = int(raw) if kind == "int" else float(raw)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"must be at least {minimum:g}, got {value:g}")
+    return value
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+def setting(
+    env: str,
+    default: Any,
+    doc: str,
+    *,
+    kind: str | None = None,
+    minimum: float | None = None,
+    shown: str | None = None,
+) -> Any:
+    """Declare one setting: its variable, default and doc.
+
+    ``kind`` is taken from the default's type unless given (``duration`` takes '7d', '12h',
+    or 'off'); ``minimum`` bounds numbers (ints default to at least 1, floats to above 0);
+    ``shown`` is how the README shows a default that the value alone does not explain.
+    """
+    kind = kind or type(default).__name__
+    if minimum is None and kind == "int":
+        minimum = 1
+    metadata = {"env": env, "doc": doc, "kind": kind, "minimum": minimum, "shown": shown}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Configuration shared by the web app and the runners."""
+    """Configuration of the web app, the runners and ``make run``."""
 
-    #: DATABASE_URL: libpq URL or conninfo of the PostgreSQL to use.
-    database_url: str = ""
-    #: CHUNK_SIZE: rows per chunk for new batches.
-    chunk_size: int = 100
-    #: LEASE_SECONDS: how long a runner holds a chunk before another may take it over.
-    lease_seconds: float = 60.0
-    #: CLAIM_CHUNKS: chunks of one batch a runner leases, scores and commits together (each still
-    #: its own 100-row chunk with its own lease); fewer claims and commits per row.
-    claim_chunks: int = 4
-    #: POLL_SECONDS: idle runners look for work this often even without a NOTIFY.
-    poll_seconds: float = 5.0
-    #: RELEASE_EXPIRED_SECONDS: how often a runner returns expired leases to the queue.
-    release_expired_seconds: float = 5.0
-    #: MAX_UPLOAD_BYTES: largest accepted upload body (413 beyond, detected while streaming).
-    max_upload_bytes: int = 1024**3
-    #: MAX_ROWS: most data rows in one upload (413 beyond, detected while streaming).
-    max_rows: int = 10_000_000
-    #: MAX_TEXT_CHARS: longer texts are set aside as invalid rows (text_too_long).
-    max_text_chars: int = 20_000
-    #: MAX_ATTEMPTS: claims of a chunk before its failing rows are isolated and recorded as failed.
-    max_attempts: int = 5
-    #: RETRY_BACKOFF_SECONDS: first retry delay after a scoring failure; doubles per attempt, at most 60 s.
-    retry_backoff_seconds: float = 1.0
-    #: HEARTBEAT_SECONDS: how often an idle runner refreshes its row in the runners table.
-    heartbeat_seconds: float = 5.0
-    #: RUNNER_EXPIRY_SECONDS: runners silent this long are removed from the runners table.
-    runner_expiry_seconds: float = 60.0
-    #: RESULTS_TTL: purge finished batches this long after they finished (e.g. 7d); off by default.
-    results_ttl_seconds: float = 0.0
-    #: FAULT_POISON_TEXT (tests only): scoring raises for any chunk with a text containing this.
-    fault_poison_text: str = ""
-    #: FAULT_SCORE_DELAY_SECONDS (tests only): sleep this long before scoring each chunk.
-    fault_score_delay_seconds: float = 0.0
-    #: SCORER: "fast" (our exact reimplementation) or "reference" (the vaderSentiment package).
-    scorer: str = "fast"
-    #: RUNNER_NAME: how a runner names itself in chunks.claimed_by (default host:pid).
-    runner_name: str = ""
-    #: RUNNER_METRICS_PORT: when set, a runner serves its Prometheus metrics on this port.
-    runner_metrics_port: int = 0
-    #: DB_POOL_SIZE: connections per web worker process.
-    db_pool_size: int = 4
-    #: DB_POOL_TIMEOUT: seconds a request waits for a database connection before answering 503.
-    db_pool_timeout: float = 5.0
-    #: MIGRATE_ON_START: apply pending migrations when a web worker or runner starts.
-    migrate_on_start: bool = True
-    #: SECRET_KEY: signs result cursors; when unset, a key kept in the database is used.
-    secret_key: str = ""
-    #: API_TOKEN: when set, every endpoint but /healthz and /readyz needs "Authorization: Bearer <token>".
-    api_token: str = ""
-    #: LOG_FORMAT: "text" (default) or "json" (one JSON object per line).
-    log_format: str = "text"
-    #: LOG_LEVEL: logging level of the entry points.
-    log_level: str = "INFO"
+    # -- database ------------------------------------------------------------
+    database_url: str = setting(
+        "DATABASE_URL",
+        "",
+        "libpq URL of the database, for the web app and the runners",
+        shown="(embedded PostgreSQL under `make run`)",
+    )
+    migrate_on_start: bool = setting(
+        "MIGRATE_ON_START", True, "apply pending migrations when a web worker or runner starts"
+    )
+    # -- web -----------------------------------------------------------------
+    host: str = setting(
+        "HOST",
+        "127.0.0.1",
+        "where gunicorn listens (Procfile, `make run`); `0.0.0.0` to listen beyond this machine "
+        "(docker compose sets it)",
+    )
+    port: int = setting("PORT", 8000, "gunicorn's port (expanded by the Procfile's shell)")
+    web_concurrency: int = setting(
+        "WEB_CONCURRENCY", 1, "gunicorn worker processes (read by gunicorn itself)"
+    )
+    web_threads: int = setting("WEB_THREADS", 4, "threads per gunicorn worker")
+    web_timeout: int = setting("WEB_TIMEOUT", 300, "gunicorn worker timeout, seconds (long uploads)")
+    db_pool_size: int = setting("DB_POOL_SIZE", 4, "database connections per web worker")
+    db_pool_timeout: float = setting(
+        "DB_POOL_TIMEOUT", 5.0, "seconds a request waits for a database connection before answering 503"
+    )
+    max_upload_bytes: int = setting(
+        "MAX_UPLOAD_BYTES", 1024**3, "largest upload body (413 beyond, detected while streaming)"
+    )
+    max_rows: int = setting("MAX_ROWS", 10_000_000, "most data rows in one upload (413 beyond)")
+    max_text_chars: int = setting(
+        "MAX_TEXT_CHARS", 20_000, "longer texts are set aside as invalid rows (`text_too_long`)"
+    )
+    chunk_size: int = setting("CHUNK_SIZE", 100, "rows per chunk for new batches")
+    secret_key: str = setting(
+        "SECRET_KEY",
+        "",
+        "signs cursors; when unset every web process uses the random key the first migration "
+        "stored in `service_secrets`",
+        shown="(a key stored in the database)",
+    )
+    api_token: str = setting(
+        "API_TOKEN",
+        "",
+        "when set, every endpoint but `/healthz` and `/readyz` needs `Authorization: Bearer <token>` "
+        "(401 problem+json otherwise; constant-time comparison)",
+        shown="(unset: open)",
+    )
+    prometheus_multiproc_dir: str = setting(
+        "PROMETHEUS_MULTIPROC_DIR",
+        "",
+        "where gunicorn workers share their metric counters",
+        shown="(a fresh temp dir per gunicorn start)",
+    )
+    # -- runners -------------------------------------------------------------
+    scorer: str = setting(
+        "SCORER",
+        "fast",
+        "the scorer: `fast` (ours, exactly VADER's numbers in linear time), `reference` (the "
+        "vaderSentiment package), or `module:callable` for one of your own (see How it works)",
+    )
+    lease_seconds: float = setting(
+        "LEASE_SECONDS", 60.0, "how long a runner holds a chunk before another may take it over"
+    )
+    claim_chunks: int = setting(
+        "CLAIM_CHUNKS",
+        4,
+        "chunks of one batch a runner leases, scores and commits in one round (each keeps its own "
+        "lease and attempts); more means fewer claims and commits per row",
+    )
+    poll_seconds: float = setting(
+        "POLL_SECONDS", 5.0, "idle runners look for work this often even without a NOTIFY"
+    )
+    release_expired_seconds: float = setting(
+        "RELEASE_EXPIRED_SECONDS", 5.0, "how often a runner puts chunks with expired leases back in the queue"
+    )
+    max_attempts: int = setting(
+        "MAX_ATTEMPTS",
+        5,
+        "claims of a chunk before the rows that make scoring fail are isolated and recorded as failed",
+    )
+    retry_backoff_seconds: float = setting(
+        "RETRY_BACKOFF_SECONDS",
+        1.0,
+        "first retry delay after a scoring failure; doubles per attempt, at most 60 s",
+    )
+    heartbeat_seconds: float = setting(
+        "HEARTBEAT_SECONDS",
+        5.0,
+        "how often an idle runner refreshes its `runners` row (a busy one does with every round)",
+    )
+    runner_expiry_seconds: float = setting(
+        "RUNNER_EXPIRY_SECONDS", 60.0, "`runners` rows silent this long are removed"
+    )
+    results_ttl_seconds: float = setting(
+        "RESULTS_TTL",
+        0.0,
+        "finished batches older than this (`7d`, `12h`, `30m`, seconds) are purged by the runners",
+        kind="duration",
+        shown="off",
+    )
+    runner_name: str = setting(
+        "RUNNER_NAME", "", "how a runner names itself in `chunks.claimed_by`", shown="`host:pid`"
+    )
+    runner_metrics_port: int = setting(
+        "RUNNER_METRICS_PORT",
+        0,
+        "a runner serves its Prometheus metrics on this port (`--metrics-port`)",
+        minimum=0,
+        shown="(off)",
+    )
+    # -- logging -------------------------------------------------------------
+    log_level: str = setting("LOG_LEVEL", "INFO", "logging level of the entry points")
+    log_format: str = setting(
+        "LOG_FORMAT",
+        "text",
+        "`json` writes one JSON object per line: every request and every runner round with its batch, "
+        "duration and rows, and for rounds the claim/score/commit split",
+    )
+    # -- make run ------------------------------------------------------------
+    runners: int = setting("RUNNERS", 2, "runner processes started by `make run`")
+    embedded_pg_port: int = setting(
+        "EMBEDDED_PG_PORT", 54329, "port of `make run`'s embedded PostgreSQL (127.0.0.1)"
+    )
+    pg_bindir: str = setting(
+        "PG_BINDIR",
+        "",
+        "PostgreSQL server binaries for the embedded cluster; else those of the `pgserver` wheel, "
+        "`pg_config --bindir`, `/usr/lib/postgresql/*/bin`",
+        shown="(found)",
+    )
+    pg_system_user: str = setting(
+        "PG_SYSTEM_USER",
+        "",
+        "when run as root, the unprivileged account the embedded server runs as (created if missing)",
+        shown="`postgres` or `sentiment-pg`",
+    )
+
+    def __post_init__(self) -> None:
+        # Normalised once here, so no reader has to remember the case.
+        object.__setattr__(self, "log_level", self.log_level.upper())
+        object.__setattr__(self, "log_format", self.log_format.lower())
 
     @classmethod
-    def from_env(cls) -> Settings:
-        """Read every setting from the environment, validating as it goes."""
-        return cls(
-            database_url=os.environ.get("DATABASE_URL", ""),
-            chunk_size=_env_int("CHUNK_SIZE", 100),
-            lease_seconds=_env_float("LEASE_SECONDS", 60.0),
-            claim_chunks=_env_int("CLAIM_CHUNKS", 4),
-            poll_seconds=_env_float("POLL_SECONDS", 5.0),
-            release_expired_seconds=_env_float("RELEASE_EXPIRED_SECONDS", 5.0),
-            max_upload_bytes=_env_int("MAX_UPLOAD_BYTES", 1024**3),
-            max_rows=_env_int("MAX_ROWS", 10_000_000),
-            max_text_chars=_env_int("MAX_TEXT_CHARS", 20_000),
-            max_attempts=_env_int("MAX_ATTEMPTS", 5),
-            retry_backoff_seconds=_env_float("RETRY_BACKOFF_SECONDS", 1.0),
-            heartbeat_seconds=_env_float("HEARTBEAT_SECONDS", 5.0),
-            runner_expiry_seconds=_env_float("RUNNER_EXPIRY_SECONDS", 60.0),
-            results_ttl_seconds=_env_duration("RESULTS_TTL", 0.0),
-            fault_poison_text=os.environ.get("FAULT_POISON_TEXT", ""),
-            fault_score_delay_seconds=_env_duration("FAULT_SCORE_DELAY_SECONDS", 0.0),
-            scorer=os.environ.get("SCORER", "fast"),
-            runner_name=os.environ.get("RUNNER_NAME", ""),
-            runner_metrics_port=_env_int("RUNNER_METRICS_PORT", 0, minimum=0),
-            db_pool_size=_env_int("DB_POOL_SIZE", 4),
-            db_pool_timeout=_env_float("DB_POOL_TIMEOUT", 5.0),
-            migrate_on_start=_env_bool("MIGRATE_ON_START", True),
-            secret_key=os.environ.get("SECRET_KEY", ""),
-            api_token=os.environ.get("API_TOKEN", ""),
-            log_format=os.environ.get("LOG_FORMAT", "text").lower(),
-            log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        )
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Read every declared setting from the environment; a bad value is a ValueError naming it."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for declared in fields(cls):
+            raw = environ.get(declared.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            try:
+                values[declared.name] = _parse(declared.metadata["kind"], raw, declared.metadata["minimum"])
+            except ValueError as exc:
+                raise ValueError(f"{declared.metadata['env']}: {exc}") from exc
+        return cls(**values)
+
+
+def _shown_default(declared: Field[Any]) -> str:
+    if declared.metadata["shown"]:
+        return declared.metadata["shown"]
+    default = declared.default if declared.default is not MISSING else ""
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if isinstance(default, float) and default.is_integer():
+        default = int(default)
+    return f"{default}" if default != "" else "(unset)"
+
+
+def markdown_table() -> str:
+    """The README's settings table, from the declarations."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for declared in fields(Settings):
+        meta = declared.metadata
+        lines.append(f"| `{meta['env']}` | {_shown_default(declared)} | {meta['doc']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table())

@@ -17,9 +17,10 @@ import sys
 
 import psycopg
 
+from core import batches
 from core.logs import configure as configure_logging
 from core.settings import Settings, parse_duration
-from jobrunner.runner import Runner, purge_finished
+from jobrunner.runner import Runner
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "purge":
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            purged = purge_finished(conn, args.older_than)
+            purged = batches.purge(conn, args.older_than)
         print(f"purged {purged} batch(es)")
         return 0
     port = args.metrics_port if args.metrics_port is not None else settings.runner_metrics_port

@@ -12,7 +12,6 @@ failed without scoring, so one bad chunk cannot stall its batch forever.
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 import pandas as pd
@@ -26,21 +25,7 @@ log = logging.getLogger(__name__)
 CRASH_LOOP_MARGIN = 3
 
 
-class InjectedFault(RuntimeError):
-    """Raised by the test-only fault hooks (FAULT_* settings)."""
-
-
-def _before_scoring(texts: list[str], settings: Settings) -> None:
-    """Test-only fault hooks; both are off unless their settings are set."""
-    if settings.fault_score_delay_seconds:
-        time.sleep(settings.fault_score_delay_seconds)
-    marker = settings.fault_poison_text
-    if marker and any(marker in text for text in texts):
-        raise InjectedFault(f"injected fault: a text contains {marker!r}")
-
-
 def _score(texts: list[str], settings: Settings) -> pd.DataFrame:
-    _before_scoring(texts, settings)
     return score_texts(texts, scorer=settings.scorer)
 
 

@@ -43,6 +43,8 @@ from uuid import UUID
 import pandas as pd
 import psycopg
 
+from core import batches
+from core.batches import FINAL_STATUSES
 from core.queries import q
 
 log = logging.getLogger(__name__)
@@ -194,8 +196,8 @@ def finish_chunks(conn: psycopg.Connection, scored: list[ScoredChunk], runner: R
         if (inserted or 0) != expected:
             # Staging and the chunks disagree: refuse to count a partial chunk (rolls back).
             raise RuntimeError(f"chunks {sorted(done)}: moved {inserted} rows, expected {expected}")
-        if status not in (None, "processing"):
-            conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
+        if status in FINAL_STATUSES:
+            batches.finished(conn, batch_id)
     return done
 
 

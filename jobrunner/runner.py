@@ -31,6 +31,7 @@ from types import FrameType
 
 import psycopg
 
+from core import batches
 from core.migrations import migrate
 from core.queries import q
 from core.settings import Settings
@@ -48,7 +49,7 @@ from jobrunner.chunks import (
     release_expired,
     retry_later,
 )
-from jobrunner.scoring import polarity_function
+from jobrunner.scoring import scorer_function
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +62,6 @@ class _StopWaiting(Exception):
 
 def default_runner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def purge_finished(conn: psycopg.Connection, older_than_seconds: float) -> int:
-    """Delete finished batches (with all their rows) older than the given age."""
-    with conn.transaction():
-        ids = [
-            row[0]
-            for row in conn.execute(q("batches_finished_before"), {"older_than_seconds": older_than_seconds})
-        ]
-        return conn.execute(q("batches_delete_with_rows"), {"batch_ids": ids}).fetchone()[0]
 
 
 class Runner:
@@ -106,7 +97,7 @@ class Runner:
     # -- loop ----------------------------------------------------------------
     def run(self) -> int:
         """Work until asked to stop; the process exit code."""
-        polarity_function(self.settings.scorer)  # fail fast on an unknown SCORER
+        scorer_function(self.settings.scorer)  # fail fast on an unknown SCORER
         log.info(
             "runner %s starting (scorer=%s, lease=%ss, max attempts=%d)",
             self.name,
@@ -221,7 +212,7 @@ class Runner:
         ):
             log.info("runner %s stopped beating its heartbeat; removed from runners", name)
         if self.settings.results_ttl_seconds:
-            purged = purge_finished(conn, self.settings.results_ttl_seconds)
+            purged = batches.purge(conn, self.settings.results_ttl_seconds)
             if purged:
                 log.info("purged %d batch(es) finished more than RESULTS_TTL ago", purged)
 

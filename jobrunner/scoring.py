@@ -8,8 +8,9 @@ polarity VADER found, in [0, 1] (neutral rows therefore score below 0.05).
 
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 
 import numpy as np
@@ -19,8 +20,13 @@ log = logging.getLogger(__name__)
 
 POSITIVE_THRESHOLD = 0.05
 NEGATIVE_THRESHOLD = -0.05
-SCORERS = ("fast", "reference")
 COLUMNS = ["neg", "neu", "pos", "compound", "sentiment", "score"]
+
+
+#: What a scorer is: texts in, VADER's four numbers (neg, neu, pos, compound) out, one mapping per
+#: text in order. SCORER=module:callable plugs in any such function (tests plug in slow and failing
+#: ones this way; the pipeline-ceiling benchmark a constant one).
+Scorer = Callable[[Sequence[str]], Sequence[Mapping[str, float]]]
 
 
 @cache
@@ -38,18 +44,36 @@ def _fast_polarity() -> Callable[[str], dict[str, float]]:
     return FastVader().polarity_scores
 
 
-def polarity_function(scorer: str) -> Callable[[str], dict[str, float]]:
-    """The ``polarity_scores`` callable of the named scorer.
+def fast(texts: Sequence[str]) -> list[dict[str, float]]:
+    """Our exact reimplementation (jobrunner/vader_fast.py: the package's numbers in linear time)."""
+    polarity = _fast_polarity()
+    return [polarity(text) for text in texts]
 
-    ``fast`` is our exact reimplementation (jobrunner/vader_fast.py: the same
-    four numbers as the package, in linear time); ``reference`` is the
-    vaderSentiment package itself.
-    """
-    if scorer == "fast":
-        return _fast_polarity()
-    if scorer == "reference":
-        return _reference_polarity()
-    raise ValueError(f"unknown scorer {scorer!r}; choose one of {', '.join(SCORERS)}")
+
+def reference(texts: Sequence[str]) -> list[dict[str, float]]:
+    """The vaderSentiment package itself."""
+    polarity = _reference_polarity()
+    return [polarity(text) for text in texts]
+
+
+BUILT_IN: dict[str, Scorer] = {"fast": fast, "reference": reference}
+
+
+@cache
+def scorer_function(name: str) -> Scorer:
+    """The scorer SCORER names: ``fast``, ``reference`` or ``package.module:callable``."""
+    if name in BUILT_IN:
+        return BUILT_IN[name]
+    module_name, _, attribute = name.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"unknown scorer {name!r}; choose {', '.join(BUILT_IN)} or module:callable")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"scorer {name!r} cannot be loaded: {exc}") from exc
+    if not callable(found):
+        raise ValueError(f"scorer {name!r} is not callable")
+    return found
 
 
 def label(compound: pd.Series) -> pd.Series:
@@ -69,15 +93,18 @@ def score_texts(texts: Sequence[str], scorer: str = "fast") -> pd.DataFrame:
 
     Columns: neg, neu, pos, compound (VADER's numbers), sentiment (label) and
     score (abs(compound)). Identical texts are scored once.
-    ``scorer="fast"`` (default) or ``"reference"``; both give equal numbers.
+    ``scorer`` as SCORER names it (see :func:`scorer_function`); ``fast`` and
+    ``reference`` give equal numbers.
     """
-    polarity = polarity_function(scorer)
     items = list(texts)
-    by_text: dict[str, tuple[float, float, float, float]] = {}
-    for text in items:
-        if text not in by_text:
-            scores = polarity(text)
-            by_text[text] = (scores["neg"], scores["neu"], scores["pos"], scores["compound"])
+    unique = list(dict.fromkeys(items))
+    numbers = scorer_function(scorer)(unique)
+    if len(numbers) != len(unique):
+        raise ValueError(f"scorer {scorer!r} returned {len(numbers)} results for {len(unique)} texts")
+    by_text = {
+        text: (scores["neg"], scores["neu"], scores["pos"], scores["compound"])
+        for text, scores in zip(unique, numbers, strict=True)
+    }
     values = np.array([by_text[text] for text in items], dtype="float64").reshape(len(items), 4)
     compound = values[:, 3]
     # Built in one go from whole columns: pandas costs per operation, and a

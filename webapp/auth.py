@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, Flask, Response, redirect, render_template, request, url_for
 
 from core.settings import Settings
+from webapp.db import settings
 from webapp.health import PUBLIC_ENDPOINTS
-from webapp.lookup import settings
 from webapp.negotiation import wants_html
 from webapp.problems import Problem
 

@@ -21,8 +21,8 @@ import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
-from typing import NamedTuple
 
+from core.batches.ingest import StagedRow
 from webapp.problems import Problem
 from webapp.request_body import bad_request
 
@@ -58,13 +58,8 @@ class UploadOptions:
     max_text_chars: int = 20_000
 
 
-class CsvRow(NamedTuple):
-    # A NamedTuple, not a dataclass: one is built per row, and this is the hot path.
-    line: int  # line where the record starts; the header is line 1
-    client_id: str
-    text: str
-    problem: str | None = None  # reason a row is set aside
-    detail: str | None = None
+#: One data row of the file, valid or set aside: exactly what a batch stages.
+CsvRow = StagedRow
 
 
 def check_encoding(name: str) -> str:

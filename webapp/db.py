@@ -1,4 +1,4 @@
-"""Database wiring of the web app: one connection pool per worker process.
+"""The web app's wiring: its settings and one connection pool per worker process.
 
 The pool is created closed and opened once the app is built (so forking
 servers open it in each worker, after the fork); it does not wait for the
@@ -43,15 +43,20 @@ def init_app(app: Flask, settings: Settings) -> None:
     atexit.register(pool.close)
 
 
+def settings() -> Settings:
+    """The current app's settings."""
+    return current_app.extensions["settings"]
+
+
 def get_pool() -> ConnectionPool:
     """The current app's pool."""
     return current_app.extensions["db_pool"]
 
 
-def signing_key(settings: Settings) -> str:
+def signing_key() -> str:
     """SECRET_KEY, or the key every web process shares through the database."""
-    if settings.secret_key:
-        return settings.secret_key
+    if settings().secret_key:
+        return settings().secret_key
     cached = current_app.extensions.get("cursor_signing_key")
     if cached is None:
         with get_pool().connection() as conn:

@@ -16,18 +16,16 @@ import json
 from collections.abc import Iterator
 
 from flask import Blueprint, Response
-from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from core.queries import q
+from core import batches
+from core.batches import Batch
 from webapp.db import get_pool
-from webapp.lookup import load_batch, require_results
 
 bp = Blueprint("exports", __name__)
 
 FETCH_ROWS = 2_000
 SEND_BYTES = 64 * 1024
-COLUMNS = ("id", "text", "sentiment", "score", "compound", "pos", "neu", "neg", "error")
 
 
 def _attachment(public_id: str, extension: str, mimetype: str, body: Iterator[bytes]) -> Response:
@@ -36,44 +34,49 @@ def _attachment(public_id: str, extension: str, mimetype: str, body: Iterator[by
     return response
 
 
-def _csv_blocks(pool: ConnectionPool, batch_id: int) -> Iterator[bytes]:
-    # COPY hands over one row per message; gather them into ~64 KiB writes,
-    # or the server spends its time on tiny sends instead of on rows.
-    statement = sql.SQL(q("batch_results_export_csv")).format(batch_id=sql.Literal(batch_id))
-    with pool.connection() as conn, conn.cursor() as cur, cur.copy(statement) as copy:
-        buffer = bytearray()
-        for block in copy:
-            buffer += block
-            if len(buffer) >= SEND_BYTES:
-                yield bytes(buffer)
-                buffer.clear()
-        if buffer:
+def _gathered(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """The same bytes in writes of about SEND_BYTES: COPY hands over one row per message, and
+    the server would otherwise spend its time on tiny sends instead of on rows."""
+    buffer = bytearray()
+    for block in blocks:
+        buffer += block
+        if len(buffer) >= SEND_BYTES:
             yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
 
 
-def _ndjson_lines(pool: ConnectionPool, batch_id: int) -> Iterator[bytes]:
-    with pool.connection() as conn, conn.cursor(name="export_ndjson") as cur:
-        cur.itersize = FETCH_ROWS
-        cur.execute(q("batch_results_export_rows"), {"batch_id": batch_id})
-        buffer: list[str] = []
-        for row in cur:
-            buffer.append(json.dumps(dict(zip(COLUMNS, row, strict=True)), ensure_ascii=False))
-            if len(buffer) >= FETCH_ROWS:
-                yield ("\n".join(buffer) + "\n").encode()
-                buffer.clear()
-        if buffer:
-            yield ("\n".join(buffer) + "\n").encode()
+# The generators run while the response streams, outside the request's app
+# context: they are handed the pool instead of looking it up.
+def _csv_blocks(pool: ConnectionPool, batch: Batch) -> Iterator[bytes]:
+    with pool.connection() as conn:
+        yield from _gathered(batches.export_csv(conn, batch))
+
+
+def _ndjson_lines(pool: ConnectionPool, batch: Batch) -> Iterator[bytes]:
+    with pool.connection() as conn:
+        lines = (
+            json.dumps(r.to_export_json(), ensure_ascii=False).encode() + b"\n"
+            for r in batches.export_results(conn, batch, FETCH_ROWS)
+        )
+        yield from _gathered(lines)
+
+
+def _finished_batch(public_id: str) -> Batch:
+    with get_pool().connection() as conn:
+        batch = batches.get(conn, public_id)
+    batches.require_results(batch)
+    return batch
 
 
 @bp.get("/batch/<public_id>/results.csv")
 def results_csv(public_id: str) -> Response:
-    batch = load_batch(public_id)
-    require_results(batch)
-    return _attachment(public_id, "csv", "text/csv", _csv_blocks(get_pool(), batch["id"]))
+    batch = _finished_batch(public_id)
+    return _attachment(public_id, "csv", "text/csv", _csv_blocks(get_pool(), batch))
 
 
 @bp.get("/batch/<public_id>/results.ndjson")
 def results_ndjson(public_id: str) -> Response:
-    batch = load_batch(public_id)
-    require_results(batch)
-    return _attachment(public_id, "ndjson", "application/x-ndjson", _ndjson_lines(get_pool(), batch["id"]))
+    batch = _finished_batch(public_id)
+    return _attachment(public_id, "ndjson", "application/x-ndjson", _ndjson_lines(get_pool(), batch))

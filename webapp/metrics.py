@@ -22,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 
+from core.batches import STATUSES
 from core.queries import q
 from webapp.db import get_pool
 
@@ -39,7 +40,7 @@ class DatabaseCollector(Collector):
             row = conn.execute(q("batches_metrics")).fetchone()
         by_status, rows_scored, rows_failed, rows_invalid, ready, claimed, runners = row
         batches = GaugeMetricFamily("sentiment_batches", "Batches by status.", labels=["status"])
-        for status in ("processing", "completed", "completed_with_errors", "cancelled"):
+        for status in STATUSES:
             batches.add_metric([status], (by_status or {}).get(status, 0))
         yield batches
         scored = GaugeMetricFamily(

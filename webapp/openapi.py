@@ -1,7 +1,10 @@
 """The OpenAPI 3.1 document of the JSON API, served at ``/openapi.json``.
 
-Built here as data so its enumerations are the code's own (sentiments,
-statuses, page limits). tests/integration/test_openapi.py runs schemathesis
+Built here as data. The objects' schemas are not written here: the batch,
+result and set-aside row come from the members that also build their JSON
+(:data:`core.batches.SCHEMAS`), the pages' from the listings that serve them,
+and the enumerations are the code's own (sentiments, statuses, page limits).
+tests/integration/test_openapi.py runs schemathesis
 against the live app: no 5xx, every response matches this document.
 """
 
@@ -11,8 +14,10 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from webapp.listings import BATCH_STATUSES, SENTIMENTS
-from webapp.pagination import MAX_PER_PAGE
+from core.batches import SCHEMAS as OBJECT_SCHEMAS
+from core.batches import SENTIMENTS, STATUSES
+from webapp.listings import BATCHES, ERRORS, RESULTS
+from webapp.pagination import MAX_PER_PAGE, Listing
 
 bp = Blueprint("openapi", __name__)
 
@@ -61,28 +66,31 @@ PAGE_PARAMETERS = [
         "schema": {"type": "string"},
         "description": "A `next_cursor` from the previous page (not with `page`).",
     },
+    {
+        "name": "before",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "The page before a position: a cursor from a Previous link of the batch page.",
+    },
 ]
 
 
-def _page_schema(list_name: str, total_name: str, item: str, **extra: dict[str, Any]) -> dict[str, Any]:
-    """A keyset page of a batch's ``list_name``."""
+def _page_schema(listing: Listing, item: str, head: dict[str, Any], **filters: Any) -> dict[str, Any]:
+    """A keyset page of ``listing``: ``head`` members, then the page, its items and the next cursor."""
     return {
         "type": "object",
-        "required": ["batch_id", "page", "per_page", total_name, list_name, "next_cursor"],
+        "required": [*head, "page", "per_page", listing.name, "next_cursor"],
         "properties": {
-            "batch_id": {"type": "string"},
+            **head,
             "page": {"type": ["integer", "null"]},
             "per_page": {"type": "integer"},
-            total_name: {"type": "integer", "minimum": 0},
-            list_name: {"type": "array", "items": _ref(item)},
+            listing.name: {"type": "array", "items": _ref(item)},
             "next_cursor": {"type": ["string", "null"]},
-            **extra,
+            **filters,
         },
     }
 
 
-NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
-FILENAME = {"type": ["string", "null"], "description": "The uploaded file's name, if it had one."}
 COUNT = {"type": "integer", "minimum": 0}
 NEXT_LINK = {"Link": {"description": 'The next page: <url>; rel="next"', "schema": {"type": "string"}}}
 
@@ -96,116 +104,18 @@ SCHEMAS: dict[str, Any] = {
             "title": {"type": "string"},
             "status": {"type": "integer"},
             "detail": {"type": "string"},
-            "status_of_batch": {"type": "string", "enum": list(BATCH_STATUSES)},
+            "status_of_batch": {"type": "string", "enum": list(STATUSES)},
         },
     },
-    "BatchCreated": {
-        "type": "object",
-        "required": ["batch_id", "status", "total_count", "processed_count", "invalid_count"],
-        "properties": {
-            "batch_id": {"type": "string"},
-            "status": {"const": "processing"},
-            "total_count": COUNT,
-            "processed_count": COUNT,
-            "invalid_count": COUNT,
-        },
-    },
-    "Batch": {
-        "type": "object",
-        "required": [
-            "batch_id",
-            "status",
-            "total_count",
-            "processed_count",
-            "invalid_count",
-            "failed_count",
-            "progress_percent",
-            "created_at",
-            "started_at",
-            "completed_at",
-        ],
-        "properties": {
-            "batch_id": {"type": "string"},
-            "status": {"type": "string", "enum": list(BATCH_STATUSES)},
-            "total_count": COUNT,
-            "processed_count": COUNT,
-            "invalid_count": COUNT,
-            "failed_count": COUNT,
-            "progress_percent": {"type": "number", "minimum": 0, "maximum": 100},
-            "created_at": {"type": "string", "format": "date-time"},
-            "started_at": NULLABLE_TIME,
-            "completed_at": NULLABLE_TIME,
-            "filename": FILENAME,
-            "summary": {
-                "type": "object",
-                "required": list(SENTIMENTS),
-                "properties": {s: COUNT for s in SENTIMENTS},
-            },
-        },
-    },
-    "Result": {
-        "type": "object",
-        "required": ["row", "line", "id", "text", "sentiment", "score", "compound"],
-        "properties": {
-            "row": {"type": "integer", "minimum": 1},
-            "line": {"type": ["integer", "null"]},
-            "id": {"type": "string"},
-            "text": {"type": "string"},
-            "sentiment": {"enum": [*SENTIMENTS, None]},
-            "score": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
-            "compound": {"type": ["number", "null"], "minimum": -1, "maximum": 1},
-            "error": {"type": "string", "description": "Why scoring this row failed."},
-        },
-    },
-    "RowError": {
-        "type": "object",
-        "required": ["error", "line", "id", "reason", "detail"],
-        "properties": {
-            "error": {"type": "integer", "minimum": 1},
-            "line": {"type": "integer"},
-            "id": {"type": ["string", "null"]},
-            "reason": {"enum": ["wrong_field_count", "empty_text", "text_too_long", "nul_character"]},
-            "detail": {"type": "string"},
-        },
-    },
-    "ResultsPage": _page_schema("results", "total_results", "Result", sentiment={"enum": list(SENTIMENTS)}),
-    "ErrorsPage": _page_schema("errors", "total_errors", "RowError"),
-    "BatchList": {
-        "type": "object",
-        "required": ["per_page", "status", "batches", "next_cursor"],
-        "properties": {
-            "per_page": {"type": "integer"},
-            "status": {"enum": [*BATCH_STATUSES, None]},
-            "next_cursor": {"type": ["string", "null"]},
-            "batches": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": [
-                        "batch_id",
-                        "status",
-                        "total_count",
-                        "processed_count",
-                        "invalid_count",
-                        "failed_count",
-                        "created_at",
-                        "completed_at",
-                    ],
-                    "properties": {
-                        "batch_id": {"type": "string"},
-                        "status": {"enum": list(BATCH_STATUSES)},
-                        "total_count": COUNT,
-                        "processed_count": COUNT,
-                        "invalid_count": COUNT,
-                        "failed_count": COUNT,
-                        "created_at": {"type": "string", "format": "date-time"},
-                        "completed_at": NULLABLE_TIME,
-                        "filename": FILENAME,
-                    },
-                },
-            },
-        },
-    },
+    **OBJECT_SCHEMAS,
+    "ResultsPage": _page_schema(
+        RESULTS,
+        "Result",
+        {"batch_id": {"type": "string"}, "total_results": COUNT},
+        sentiment={"enum": list(SENTIMENTS)},
+    ),
+    "ErrorsPage": _page_schema(ERRORS, "RowError", {"batch_id": {"type": "string"}, "total_errors": COUNT}),
+    "BatchList": _page_schema(BATCHES, "Batch", {"status": {"enum": [*STATUSES, None]}}),
 }
 
 PROBLEM_RESPONSES = {
@@ -279,7 +189,7 @@ def document() -> dict[str, Any]:
                     },
                     "responses": {
                         "202": _json(
-                            _ref("BatchCreated"),
+                            _ref("Batch"),
                             "Accepted: the rows are staged and queued.",
                             {"Location": {"schema": {"type": "string"}, "description": "The batch's URL."}},
                         ),
@@ -329,7 +239,7 @@ def document() -> dict[str, Any]:
             "/batch/{batch_id}/errors": {
                 "get": {
                     "summary": "Keyset pages of the rows set aside at upload",
-                    "parameters": [BATCH_ID, *PAGE_PARAMETERS],
+                    "parameters": [BATCH_ID, *PAGE_PARAMETERS[:3]],
                     "responses": {
                         "200": _json(_ref("ErrorsPage"), "One page.", NEXT_LINK),
                         **_problems("400", "401", "404", "503"),
@@ -363,7 +273,7 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "Batches, newest first",
                     "parameters": [
-                        {"name": "status", "in": "query", "schema": {"enum": list(BATCH_STATUSES)}},
+                        {"name": "status", "in": "query", "schema": {"enum": list(STATUSES)}},
                         PAGE_PARAMETERS[1],
                         PAGE_PARAMETERS[2],
                     ],

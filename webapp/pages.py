@@ -20,22 +20,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import psycopg
 from flask import Blueprint, Flask, Response, g, make_response, render_template, request, url_for
 
-from core.queries import q
-from webapp.db import get_pool, signing_key
-from webapp.listings import SENTIMENTS, ResultsWindow, batches_page, results_window
-from webapp.lookup import FINISHED_WITH_RESULTS, settings
+from core import batches
+from core.batches import SENTIMENTS, Batch
+from webapp.db import settings
+from webapp.listings import batches_page, results_page
 from webapp.negotiation import negotiated
-from webapp.pagination import (
-    DEFAULT_PER_PAGE,
-    bad_parameter,
-    decode_cursor,
-    encode_cursor,
-    parse_per_page,
-)
+from webapp.pagination import DEFAULT_PER_PAGE, Page
 from webapp.problems import Problem
-from webapp.progress import Progress, describe_duration
 
 bp = Blueprint("pages", __name__)
 
@@ -81,87 +75,65 @@ def upload_form(problem: Problem | None = None) -> Response:
     return negotiated(make_response(html, problem.status if problem else 200))
 
 
-def _results_scope(sentiment: str | None) -> str:
-    return f"page-results:{sentiment or ''}"
-
-
-def _window_links(
-    public_id: str, window: ResultsWindow, sentiment: str | None, per_page: int
-) -> dict[str, str]:
-    """The Previous/Next links of a results window: signed cursors, like the API's."""
-    key = signing_key(settings())
-    base: dict[str, Any] = {"per_page": per_page} if per_page != DEFAULT_PER_PAGE else {}
-    if sentiment:
-        base["sentiment"] = sentiment
-    links = {}
-    sides = (("previous", "before", window.first_row), ("next", "after", window.last_row))
-    for name, parameter, row in sides:
-        if row is not None:
-            cursor = encode_cursor(key, public_id, row, _results_scope(sentiment))
-            links[name] = batch_url(public_id, **base, **{parameter: cursor}) + "#results"
-    return links
-
-
 def batch_url(public_id: str, **params: Any) -> str:
     url = url_for("api.get_batch", public_id=public_id)
     return f"{url}?{urlencode(params)}" if params else url
 
 
-def _read_window(batch: dict[str, Any]) -> tuple[ResultsWindow, dict[str, str], str | None]:
-    """The results to show for ``?sentiment=&after=|before=&per_page=``, and their links."""
-    args = request.args
-    per_page = parse_per_page(args)
-    sentiment = args.get("sentiment") or None
-    if sentiment is not None and sentiment not in SENTIMENTS:
-        raise bad_parameter(f"sentiment must be one of {', '.join(SENTIMENTS)}, got {sentiment!r}.")
-    if "after" in args and "before" in args:
-        raise bad_parameter("Use either after or before, not both.")
-    positions = {}
-    key, scope = signing_key(settings()), _results_scope(sentiment)
-    for parameter in ("after", "before"):
-        if parameter in args:
-            row = decode_cursor(key, args[parameter], batch["public_id"], scope, parameter)
-            if not isinstance(row, int) or row < 0:
-                raise bad_parameter(f"The cursor in {parameter!r} is not valid; use the links as given.")
-            positions[parameter] = row
-    window = results_window(
-        batch["id"], per_page, sentiment, positions.get("after", 0), positions.get("before")
-    )
-    return window, _window_links(batch["public_id"], window, sentiment, per_page), sentiment
+def _page_links(batch: Batch, page: Page[Any]) -> dict[str, str]:
+    """The Previous/Next links of a results page: the API's own cursors, on the batch page's URL."""
+    base: dict[str, Any] = dict(page.filters)
+    if page.request.per_page != DEFAULT_PER_PAGE:
+        base["per_page"] = page.request.per_page
+    links = {}
+    for name, parameter, cursor in (
+        ("previous", "before", page.previous_cursor),
+        ("next", "after", page.next_cursor),
+    ):
+        if cursor is not None:
+            links[name] = batch_url(batch.public_id, **base, **{parameter: cursor}) + "#results"
+    return links
 
 
-def _set_aside_rows(batch_id: int) -> list[tuple]:
-    with get_pool().connection() as conn:
-        return conn.execute(
-            q("batch_row_errors_page"), {"batch_id": batch_id, "after_row": 0, "limit": ERRORS_SHOWN}
-        ).fetchall()
+def describe_duration(seconds: float) -> str:
+    """A short human duration: '45 s', '3 min 20 s', '2 h 5 min'."""
+    whole = round(seconds)
+    if whole < 1:
+        return "under a second"
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
-def _summary_bars(batch: dict[str, Any]) -> list[dict[str, Any]]:
+def _summary_bars(batch: Batch) -> list[dict[str, Any]]:
     """The chart's bars: each sentiment's count and its share of the scored rows."""
-    scored = sum(batch[f"{s}_count"] for s in SENTIMENTS)
+    scored = sum(batch.sentiment_count(s) for s in SENTIMENTS)
     return [
         {
             "sentiment": s,
-            "count": batch[f"{s}_count"],
-            "percent": round(100.0 * batch[f"{s}_count"] / scored, 1) if scored else 0.0,
+            "count": batch.sentiment_count(s),
+            "percent": round(100.0 * batch.sentiment_count(s) / scored, 1) if scored else 0.0,
         }
         for s in SENTIMENTS
     ]
 
 
-def _took(batch: dict[str, Any]) -> str | None:
+def _took(batch: Batch) -> str | None:
     """How long runners took, from the first claim to the last chunk."""
-    if batch["started_at"] is None or batch["completed_at"] is None:
+    if batch.started_at is None or batch.completed_at is None:
         return None
-    return describe_duration((batch["completed_at"] - batch["started_at"]).total_seconds())
+    return describe_duration((batch.completed_at - batch.started_at).total_seconds())
 
 
-def batch_page(batch: dict[str, Any]) -> Response:
+def batch_page(conn: psycopg.Connection, batch: Batch) -> Response:
     """A batch as a page: progress while it runs; the chart, results and downloads once done."""
-    has_results = batch["status"] in FINISHED_WITH_RESULTS
-    window, links, sentiment = _read_window(batch) if has_results else (None, {}, None)
-    progress = Progress.of(batch, datetime.now(UTC))
+    page = results_page(conn, batch, request.args) if batch.has_results else None
+    set_aside = batches.row_errors(conn, batch, limit=ERRORS_SHOWN) if batch.invalid_count else []
+    progress = batch.progress(datetime.now(UTC))
     html = render_template(
         "batch.html",
         batch=batch,
@@ -169,13 +141,13 @@ def batch_page(batch: dict[str, Any]) -> Response:
         rate=f"{progress.rows_per_second:,.0f} rows/s" if progress.rows_per_second else "—",
         time_left=describe_duration(progress.seconds_left) if progress.seconds_left is not None else "—",
         took=_took(batch),
-        bars=_summary_bars(batch) if has_results else [],
-        window=window,
-        links=links,
-        sentiment=sentiment,
+        bars=_summary_bars(batch) if page else [],
+        page=page,
+        links=_page_links(batch, page) if page else {},
+        sentiment=page.filters.get("sentiment") if page else None,
         sentiments=SENTIMENTS,
-        set_aside=_set_aside_rows(batch["id"]) if batch["invalid_count"] else [],
-        refresh_seconds=REFRESH_SECONDS if batch["status"] == "processing" else None,
+        set_aside=set_aside,
+        refresh_seconds=REFRESH_SECONDS if batch.status == "processing" else None,
     )
     return negotiated(make_response(html))
 

@@ -1,19 +1,32 @@
-"""Keyset pagination parameters and signed cursors for result pages.
+"""The one paginator: keyset pages of results, set-aside rows and batches, for the API and the pages.
 
-Both forms end as one index range on ``(batch_id, row_number)``:
-``?page=P&per_page=N`` starts after row ``(P - 1) * N`` (row numbers of a
-completed batch are dense, 1..total), and ``?after=<cursor>`` starts after
-the row the cursor names. Cursors are signed (itsdangerous, a Flask
-dependency) and bound to their batch, so an edited or foreign cursor is
-rejected with 400 instead of silently serving some other page.
+A :class:`Listing` says how one list is read (a function of
+:mod:`core.batches` that takes a keyset position) and how a row's position is
+written. Pages are asked for with ``per_page`` and one of:
+
+* ``after=<cursor>``: the page after a position (every ``next_cursor``);
+* ``before=<cursor>``: the page before a position, read backwards (the
+  pages' Previous links);
+* ``page=P``, for lists numbered densely from 1 (results without a filter,
+  set-aside rows): the page after position ``(P - 1) * per_page``.
+
+Every form ends as one index range, never a skip-and-count of rows.
+Cursors are signed (itsdangerous, a Flask dependency) and bound to their
+list: the owner (a batch's id, or ``batches``) and the scope (the list's name
+and its filters). The API and the pages build them the same way, so any
+cursor the service hands out is accepted wherever the same list is served;
+an edited or foreign one is a 400.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlencode
 
+import psycopg
+from flask import Response, jsonify
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from webapp.problems import Problem
@@ -22,19 +35,15 @@ DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 1000
 MAX_ROW_NUMBER = 2**31 - 1  # row_number is a PostgreSQL integer
 
-
-@dataclass(frozen=True)
-class PageRequest:
-    after_row: int
-    per_page: int
-    page: int | None  # None in the cursor form
+Row = TypeVar("Row")
 
 
 def bad_parameter(detail: str) -> Problem:
     return Problem(400, "Invalid query parameter", detail, "invalid-parameter")
 
 
-def _positive_int(args: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+def positive_int(args: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    """A whole number from 1 to ``maximum`` from the query string; 400 otherwise."""
     raw = args.get(name)
     if raw is None:
         return default
@@ -46,44 +55,144 @@ def _positive_int(args: Mapping[str, str], name: str, default: int, maximum: int
     return value
 
 
-def parse_per_page(args: Mapping[str, str]) -> int:
-    return _positive_int(args, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
+def choice(args: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
+    """One of ``allowed`` from the query string, or None when absent (or empty); 400 otherwise."""
+    value = args.get(name) or None
+    if value is not None and value not in allowed:
+        raise bad_parameter(f"{name} must be one of {', '.join(allowed)}, got {value!r}.")
+    return value
+
+
+@dataclass(frozen=True)
+class Listing(Generic[Row]):
+    """One list the service pages through."""
+
+    #: The list's key in a page's JSON, and the first part of its cursors' scope.
+    name: str
+    #: Reads rows: (conn, owner object, position after or None, position before or None, limit, filters).
+    fetch: Callable[..., list[Row]]
+    #: A row's keyset position, as a cursor keeps it (JSON: an int or a list).
+    position: Callable[[Row], Any]
+    #: Checks a position decoded from a cursor (it was signed by us, but by an older release maybe).
+    valid_position: Callable[[Any], bool]
+    #: Rows are numbered densely from 1 and the position is that number, so ``page=P`` works.
+    numbered: bool = False
+    #: ``fetch`` can read backwards from a position, so ``before=`` works.
+    backward: bool = False
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    per_page: int
+    after: Any = None
+    before: Any = None
+    page: int | None = None  # set in the page-number form
+
+
+@dataclass(frozen=True)
+class Page(Generic[Row]):
+    listing: Listing[Row]
+    items: list[Row]
+    request: PageRequest
+    filters: dict[str, str]
+    next_cursor: str | None  # the rows after the last item, if there are any
+    previous_cursor: str | None  # the rows before the first item, if there are any
 
 
 def _serializer(key: str) -> URLSafeSerializer:
     return URLSafeSerializer(key, salt="keyset-cursor")
 
 
-def encode_cursor(key: str, owner: str, position: Any, scope: str) -> str:
-    """A signed cursor: the last position of a page of ``scope`` (e.g. results) of ``owner``."""
+def scope(listing: Listing[Any], filters: Mapping[str, str]) -> str:
+    """What a cursor of this list with these filters is bound to, e.g. ``results:sentiment=positive``."""
+    return listing.name + ":" + "&".join(f"{k}={v}" for k, v in sorted(filters.items()))
+
+
+def encode_cursor(key: str, owner: str, scope: str, position: Any) -> str:
     return _serializer(key).dumps([owner, scope, position])
 
 
-def decode_cursor(key: str, token: str, owner: str, scope: str, parameter: str = "after") -> Any:
-    """The position a cursor names; 400 if it was edited or belongs to another list."""
+def _decode_cursor(key: str, token: str, owner: str, scope: str, parameter: str) -> Any:
     try:
         cursor_owner, cursor_scope, position = _serializer(key).loads(token)
     except (BadSignature, ValueError, TypeError) as exc:
         raise bad_parameter(f"The cursor in {parameter!r} is not valid; use the links as given.") from exc
     if cursor_owner != owner or cursor_scope != scope:
-        raise bad_parameter(
-            f"The cursor in {parameter!r} belongs to another batch or list, not these {scope}."
-        )
+        raise bad_parameter(f"The cursor in {parameter!r} belongs to another batch or list.")
     return position
 
 
-def parse_page_request(args: Mapping[str, str], public_id: str, key: str, scope: str) -> PageRequest:
-    """Validate ``page``/``per_page``/``after``; a bad value is a 400 problem."""
-    per_page = parse_per_page(args)
-    if "after" in args:
-        if "page" in args:
-            raise bad_parameter("Use either page or after, not both.")
-        last_row = decode_cursor(key, args["after"], public_id, scope)
-        if not isinstance(last_row, int) or last_row < 0:
-            raise bad_parameter("The cursor in 'after' is not valid; use next_cursor as given.")
-        return PageRequest(after_row=last_row, per_page=per_page, page=None)
-    page = _positive_int(args, "page", 1, MAX_ROW_NUMBER)
-    after_row = (page - 1) * per_page
-    if after_row > MAX_ROW_NUMBER:
-        raise bad_parameter(f"page {page} is beyond any possible batch at per_page={per_page}.")
-    return PageRequest(after_row=after_row, per_page=per_page, page=page)
+def parse_page_request(
+    args: Mapping[str, str], listing: Listing[Any], owner: str, filters: Mapping[str, str], key: str
+) -> PageRequest:
+    """``per_page`` and at most one of ``after``, ``before``, ``page``; a bad value is a 400."""
+    per_page = positive_int(args, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
+    given = [name for name in ("after", "before", "page") if name in args]
+    if len(given) > 1:
+        raise bad_parameter(f"Use only one of after, before and page (got {', '.join(given)}).")
+    parameter = given[0] if given else "page"
+    if parameter == "before" and not listing.backward:
+        raise bad_parameter("This list is read forwards only: follow next_cursor (after=).")
+    if parameter == "page":
+        page = positive_int(args, "page", 1, MAX_ROW_NUMBER)
+        if not listing.numbered:
+            if page > 1:
+                raise bad_parameter(
+                    "This list has no page numbers with these filters: start at page 1 and follow "
+                    "next_cursor (after=) from there."
+                )
+            return PageRequest(per_page, page=1)
+        if (page - 1) * per_page > MAX_ROW_NUMBER:
+            raise bad_parameter(f"page {page} is beyond any possible batch at per_page={per_page}.")
+        return PageRequest(per_page, after=(page - 1) * per_page, page=page)
+    position = _decode_cursor(key, args[parameter], owner, scope(listing, filters), parameter)
+    if not listing.valid_position(position):
+        raise bad_parameter(f"The cursor in {parameter!r} is not valid; use the links as given.")
+    return PageRequest(per_page, **{parameter: position})
+
+
+def read_page(
+    conn: psycopg.Connection,
+    listing: Listing[Row],
+    subject: Any,
+    owner: str,
+    request: PageRequest,
+    filters: Mapping[str, str],
+    key: str,
+) -> Page[Row]:
+    """The page ``request`` asks for, one row more read to know whether another follows."""
+    limit = request.per_page + 1
+    rows = listing.fetch(conn, subject, request.after, request.before, limit, filters)
+    extra = len(rows) > request.per_page
+    rows = rows[: request.per_page]
+    if request.before is None:
+        more_after, more_before = extra, bool(request.after)
+    else:
+        rows.reverse()  # read backwards from the position, shown forwards
+        more_after, more_before = True, extra
+    bound = scope(listing, filters)
+    next_cursor = previous_cursor = None
+    if rows and more_after:
+        next_cursor = encode_cursor(key, owner, bound, listing.position(rows[-1]))
+    if rows and more_before:
+        previous_cursor = encode_cursor(key, owner, bound, listing.position(rows[0]))
+    return Page(listing, rows, request, dict(filters), next_cursor, previous_cursor)
+
+
+def page_response(page: Page[Any], url: str, **head: Any) -> Response:
+    """A page as the API answers it: ``head`` members, the items, ``next_cursor`` and a Link header.
+
+    The next link keeps the page-number form when the request used it and the list has numbers.
+    """
+    body = {**head, "page": page.request.page, "per_page": page.request.per_page, **page.filters}
+    body[page.listing.name] = [item.to_json() for item in page.items]
+    body["next_cursor"] = page.next_cursor
+    response = jsonify(body)
+    if page.next_cursor:
+        if page.request.page is not None and page.listing.numbered:
+            params: dict[str, Any] = {"page": page.request.page + 1}
+        else:
+            params = {"after": page.next_cursor}
+        params.update(per_page=page.request.per_page, **page.filters)
+        response.headers["Link"] = f'<{url}?{urlencode(params)}>; rel="next"'
+    return response

@@ -1,7 +1,8 @@
 """Errors as RFC 9457 problem details (``application/problem+json``).
 
 This is the one place that turns exceptions into HTTP answers: our own
-:class:`Problem`, werkzeug's HTTP errors (404, 405, 413, ...), and database
+:class:`Problem`, core's :mod:`core.errors` (not found 404, conflict 409,
+invalid input 400), werkzeug's HTTP errors (404, 405, 413, ...), and database
 outages (503 with ``Retry-After``). Anything else is a bug: it is logged with
 its traceback and answered with a generic 500 problem, never a stack trace.
 A browser (see :mod:`webapp.negotiation`) gets the same problem as an HTML
@@ -18,6 +19,7 @@ from flask import Flask, Response, json, render_template
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from core.errors import Conflict, InvalidInput, NotFound, ServiceError
 from webapp.negotiation import negotiated, wants_html
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,15 @@ def _from_http_exception(exc: HTTPException) -> Response:
     return answer(Problem(code, exc.name or "Error", exc.description or "", slug, headers))
 
 
+#: The status code of each kind of core error.
+SERVICE_ERROR_STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 400}
+
+
+def _from_service_error(exc: ServiceError) -> Response:
+    status = next(code for kind, code in SERVICE_ERROR_STATUS.items() if isinstance(exc, kind))
+    return answer(Problem(status, exc.title, exc.detail, exc.slug, **exc.extra))
+
+
 def _database_unavailable(exc: Exception) -> Response:
     log.warning("database unavailable: %s", exc)
     return answer(
@@ -105,6 +116,7 @@ def _unexpected(exc: Exception) -> Response:
 def init_app(app: Flask) -> None:
     """Register the error handlers on the app."""
     app.register_error_handler(Problem, answer)
+    app.register_error_handler(ServiceError, _from_service_error)
     app.register_error_handler(HTTPException, _from_http_exception)
     app.register_error_handler(psycopg.OperationalError, _database_unavailable)
     app.register_error_handler(PoolTimeout, _database_unavailable)

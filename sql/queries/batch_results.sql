@@ -1,6 +1,6 @@
 -- name: batch_results_page
 -- One keyset page of results: an index range on the primary key, whatever the depth.
-SELECT row_number, line_number, client_id, text, sentiment, score, compound, error
+SELECT row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error
 FROM batch_results
 WHERE batch_id = %(batch_id)s
   AND row_number > %(after_row)s
@@ -9,7 +9,7 @@ LIMIT %(limit)s;
 
 -- name: batch_results_page_by_sentiment
 -- One keyset page of the results with one sentiment: a range of batch_results_sentiment_idx.
-SELECT row_number, line_number, client_id, text, sentiment, score, compound, error
+SELECT row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error
 FROM batch_results
 WHERE batch_id = %(batch_id)s
   AND sentiment = %(sentiment)s
@@ -19,7 +19,7 @@ LIMIT %(limit)s;
 
 -- name: batch_results_page_before
 -- One keyset page backwards (the batch page's Previous link): the same index range, read in reverse.
-SELECT row_number, line_number, client_id, text, sentiment, score, compound, error
+SELECT row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error
 FROM batch_results
 WHERE batch_id = %(batch_id)s
   AND row_number < %(before_row)s
@@ -28,7 +28,7 @@ LIMIT %(limit)s;
 
 -- name: batch_results_page_by_sentiment_before
 -- One keyset page backwards of the results with one sentiment: batch_results_sentiment_idx in reverse.
-SELECT row_number, line_number, client_id, text, sentiment, score, compound, error
+SELECT row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error
 FROM batch_results
 WHERE batch_id = %(batch_id)s
   AND sentiment = %(sentiment)s
@@ -50,7 +50,7 @@ COPY (
 
 -- name: batch_results_export_rows
 -- Every result of a batch in file order, for streaming exports through a server-side cursor.
-SELECT client_id, text, sentiment, score, compound, pos, neu, neg, error
+SELECT row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error
 FROM batch_results
 WHERE batch_id = %(batch_id)s
 ORDER BY row_number;

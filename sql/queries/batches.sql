@@ -8,26 +8,23 @@ RETURNING id;
 -- Record how many data rows the upload read and how many it set aside, once the COPY has finished.
 UPDATE batches
 SET total_count = %(total_count)s, invalid_count = %(invalid_count)s
-WHERE id = %(batch_id)s;
+WHERE id = %(batch_id)s
+RETURNING *;
 
 -- name: batches_notify_ready
 -- Wake the listening runners; delivered only when the upload transaction commits.
 SELECT pg_notify('chunks_ready', %(public_id)s);
 
 -- name: batches_get
--- One batch by its public id, as GET /batch/<id> shows it.
-SELECT id, public_id, status, total_count, processed_count, invalid_count, failed_count,
-       positive_count, negative_count, neutral_count,
-       created_at, started_at, completed_at, source_filename
-FROM batches
-WHERE public_id = %(public_id)s;
+-- One batch by its public id (every column: core.batches.Batch mirrors the table).
+SELECT * FROM batches WHERE public_id = %(public_id)s;
 
 -- name: batches_cancel
 -- Stop a processing batch: no new chunks are claimed; chunks in hand still finish.
 UPDATE batches
 SET status = 'cancelled', completed_at = clock_timestamp()
 WHERE id = %(batch_id)s AND status = 'processing'
-RETURNING id;
+RETURNING *;
 
 -- name: batches_lock
 -- Lock one batch row for a lifecycle change (cancel, delete) and read its status.
@@ -54,8 +51,7 @@ WHERE status <> 'processing'
 
 -- name: batches_list
 -- One keyset page of batches, newest first, optionally of one status.
-SELECT id, public_id, status, total_count, processed_count, invalid_count, failed_count,
-       created_at, completed_at, source_filename
+SELECT *
 FROM batches
 WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::bigint)

@@ -104,7 +104,7 @@ def test_upload_watch_read_and_download(
     # A batch already done, so the upload page shows the list as people see it.
     requests.post(f"{base}/batch/upload", files={"file": ("earlier.csv", make_csv(texts[:300]))}, timeout=30)
     # One deliberately slowed runner, so that the batch is seen in progress.
-    runners.start(FAULT_SCORE_DELAY_SECONDS="0.2")
+    runners.start(SCORER="tests.scorers:slow", TEST_SCORE_DELAY_SECONDS="0.2")
 
     page.goto(f"{base}/")
 

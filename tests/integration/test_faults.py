@@ -69,7 +69,7 @@ def held_chunk(url: str, pid: int) -> int | None:
 def test_sigkill_storm_on_a_100k_row_batch(client, upload, runners, database_url):
     """Kill a random one of 3 runners 20 times at random instants, replacing each."""
     batch_id = upload(make_csv(sample_texts(100_000, seed=21)))["batch_id"]
-    env = {"LEASE_SECONDS": "2", "FAULT_SCORE_DELAY_SECONDS": "0.02"}
+    env = {"LEASE_SECONDS": "2", "SCORER": "tests.scorers:slow", "TEST_SCORE_DELAY_SECONDS": "0.02"}
     alive = [runners.start(**env) for _ in range(3)]
     rng = random.Random(4)
     kills = 0
@@ -98,8 +98,8 @@ def test_postgresql_restart_mid_batch(database_url, upload, runners, pg_cluster,
         batch_id = client.post(
             "/batch/upload", data=make_csv(sample_texts(5_000, seed=22)), content_type="text/csv"
         ).get_json()["batch_id"]
-        runners.start(FAULT_SCORE_DELAY_SECONDS="0.02")
-        runners.start(FAULT_SCORE_DELAY_SECONDS="0.02")
+        runners.start(SCORER="tests.scorers:slow", TEST_SCORE_DELAY_SECONDS="0.02")
+        runners.start(SCORER="tests.scorers:slow", TEST_SCORE_DELAY_SECONDS="0.02")
         wait_for(lambda: status_of(client, batch_id)["processed_count"] >= 500, timeout=60)
         pg_cluster.stop(mode)
         try:
@@ -123,7 +123,7 @@ def test_postgresql_restart_mid_batch(database_url, upload, runners, pg_cluster,
 def test_frozen_runner_is_taken_over_and_writes_no_duplicates(client, upload, runners, database_url):
     batch_id = upload(make_csv(sample_texts(2_000, seed=23)))["batch_id"]
     # The victim takes a second per chunk, so SIGSTOP finds it holding one.
-    victim = runners.start(LEASE_SECONDS="2", FAULT_SCORE_DELAY_SECONDS="1")
+    victim = runners.start(LEASE_SECONDS="2", SCORER="tests.scorers:slow", TEST_SCORE_DELAY_SECONDS="1")
     frozen_chunk = wait_for(lambda: held_chunk(database_url, victim.pid), timeout=30)
     victim.send_signal(signal.SIGSTOP)
     try:
@@ -149,7 +149,7 @@ def test_poison_row_is_retried_then_failed_alone(client, upload, runners, databa
     texts[249] = "this row is ☠POISON☠ for the scorer"
     poisoned = upload(make_csv(texts))["batch_id"]
     healthy = upload(make_csv(sample_texts(1_000, seed=26)))["batch_id"]
-    env = {"FAULT_POISON_TEXT": "☠POISON☠", "MAX_ATTEMPTS": "3", "RETRY_BACKOFF_SECONDS": "0.1"}
+    env = {"SCORER": "tests.scorers:poisoned", "MAX_ATTEMPTS": "3", "RETRY_BACKOFF_SECONDS": "0.1"}
     runners.start(**env)
     runners.start(**env)
     status = finished(client, poisoned)
@@ -159,7 +159,7 @@ def test_poison_row_is_retried_then_failed_alone(client, upload, runners, databa
     page = client.get(f"/batch/{poisoned}/results?page=3&per_page=100").get_json()["results"]
     failed = [r for r in page if r["sentiment"] is None]
     assert [r["row"] for r in failed] == [250]
-    assert "InjectedFault" in failed[0]["error"] and failed[0]["score"] is None
+    assert "PoisonedText" in failed[0]["error"] and failed[0]["score"] is None
     assert all(r["sentiment"] for r in page if r["row"] != 250)
     logs = runners.logs()
     assert (
@@ -171,7 +171,7 @@ def test_poison_row_is_retried_then_failed_alone(client, upload, runners, databa
 
 def test_sigterm_mid_chunk_commits_it_and_exits_zero(client, upload, runners, database_url):
     batch_id = upload(make_csv(sample_texts(1_000, seed=27)))["batch_id"]
-    proc = runners.start(FAULT_SCORE_DELAY_SECONDS="1.5")
+    proc = runners.start(SCORER="tests.scorers:slow", TEST_SCORE_DELAY_SECONDS="1.5")
     chunk = wait_for(lambda: held_chunk(database_url, proc.pid), timeout=30)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 0
@@ -228,7 +228,7 @@ def test_small_batch_is_not_stuck_behind_a_big_one(client, upload, db):
 
 def test_fairness_with_a_real_runner(client, upload, runners):
     big = upload(make_csv(sample_texts(30_000, seed=30)))["batch_id"]
-    runners.start(FAULT_SCORE_DELAY_SECONDS="0.02")
+    runners.start(SCORER="tests.scorers:slow", TEST_SCORE_DELAY_SECONDS="0.02")
     wait_for(lambda: status_of(client, big)["processed_count"] >= 1_000, timeout=60)
     small = upload(make_csv(sample_texts(100, seed=31)))["batch_id"]
     done = finished(client, small, timeout=60)
@@ -252,7 +252,7 @@ def test_runners_table_shows_who_works_and_forgets_the_dead(client, upload, runn
 
 def test_cancel_then_delete(client, upload, runners, database_url, db):
     batch_id = upload(make_csv(sample_texts(5_000, seed=33)))["batch_id"]
-    proc = runners.start(FAULT_SCORE_DELAY_SECONDS="0.3")
+    proc = runners.start(SCORER="tests.scorers:slow", TEST_SCORE_DELAY_SECONDS="0.3")
     wait_for(lambda: held_chunk(database_url, proc.pid), timeout=30)
     assert client.delete(f"/batch/{batch_id}").status_code == 409  # still processing
     response = client.post(f"/batch/{batch_id}/cancel")

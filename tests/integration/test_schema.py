@@ -97,7 +97,7 @@ def test_claim_reads_the_partial_index_of_ready_chunks(db):
 
 
 def test_a_big_upload_leaves_the_claim_reading_the_index_in_order(client, upload, db):
-    from webapp.ingest import ANALYZE_AFTER_CHUNKS
+    from core.batches.ingest import ANALYZE_AFTER_CHUNKS
 
     upload(make_csv(["fine"] * (ANALYZE_AFTER_CHUNKS * 100)))
     plan = db.execute(

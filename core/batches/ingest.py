@@ -1,4 +1,4 @@
-"""Write an upload into PostgreSQL in one transaction.
+"""Create a batch: write an upload into PostgreSQL in one transaction.
 
 The batch row, the staged rows (streamed with one ``COPY``), the set-aside
 rows and the chunks are created together; the NOTIFY that wakes the runners
@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from psycopg_pool import ConnectionPool
+import psycopg
+from psycopg.rows import class_row
 
+from core.batches.model import Batch
 from core.queries import q
-from webapp.csv_upload import CsvRow
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,14 @@ STAGING_TYPES = ("int8", "int4", "int4", "text", "text", "text")
 ANALYZE_AFTER_CHUNKS = 500
 
 
-@dataclass(frozen=True)
-class CreatedBatch:
-    public_id: str
-    total_count: int
-    invalid_count: int
+class StagedRow(NamedTuple):
+    """What an upload hands over per data row (webapp.csv_upload.CsvRow is one)."""
+
+    line: int  # line where the record starts; the header is line 1
+    client_id: str
+    text: str
+    problem: str | None = None  # why the row is set aside; None for a row to score
+    detail: str | None = None
 
 
 def new_public_id() -> str:
@@ -52,12 +56,13 @@ def new_public_id() -> str:
     return f"batch-{secrets.token_hex(16)}"
 
 
-def ingest_upload(
-    pool: ConnectionPool, rows: Iterable[CsvRow], *, chunk_size: int, filename: str | None
-) -> CreatedBatch:
-    """Create a batch from ``rows``; every row is staged or none is."""
+def create(
+    conn: psycopg.Connection, rows: Iterable[StagedRow], *, chunk_size: int, filename: str | None
+) -> Batch:
+    """Create a batch from ``rows``; every row is staged or none is (an exception from ``rows``
+    rolls everything back)."""
     public_id = new_public_id()
-    with pool.connection() as conn, conn.transaction():
+    with conn.transaction():
         batch_id = conn.execute(
             q("batches_insert"),
             {"public_id": public_id, "chunk_size": chunk_size, "source_filename": filename},
@@ -87,7 +92,8 @@ def ingest_upload(
         conn.execute(q("chunks_insert_for_batch"), params)
         if valid >= ANALYZE_AFTER_CHUNKS * chunk_size:
             conn.execute(q("chunks_analyze"))
-        conn.execute(q("batches_set_counts"), params)
+        with conn.cursor(row_factory=class_row(Batch)) as cur:
+            batch = cur.execute(q("batches_set_counts"), params).fetchone()
         conn.execute(q("batches_notify_ready"), {"public_id": public_id})
     log.info("batch %s: %d rows staged (%d set aside) in chunks of %d", public_id, total, invalid, chunk_size)
-    return CreatedBatch(public_id, total, invalid)
+    return batch

@@ -1,0 +1,219 @@
+"""What a batch is, as code: its statuses, the typed ``Batch`` row, its progress and its JSON.
+
+``Batch`` mirrors the ``batches`` table column for column (queries select
+``b.*`` and read it with psycopg's ``class_row``), so a new column needs a
+field here and, to be shown, a :class:`~core.jsonshape.Member` in
+:data:`BATCH_MEMBERS`; the API, the pages, ``/batches`` and the OpenAPI
+document all take it from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from core.jsonshape import COUNT, NULLABLE_TIME, TIME, Member, dump, iso, object_schema
+
+#: Every status a batch can have; the schema's CHECK constraint lists the same (a test compares them).
+STATUSES = ("processing", "completed", "completed_with_errors", "cancelled")
+#: Statuses a batch never leaves.
+FINAL_STATUSES = ("completed", "completed_with_errors", "cancelled")
+#: Statuses whose batch has results to read and download.
+WITH_RESULTS = ("completed", "completed_with_errors")
+#: The labels a scored row can carry, in the order summaries show them.
+SENTIMENTS = ("positive", "negative", "neutral")
+
+# Below this much elapsed time a rate is noise, not information.
+_MIN_ELAPSED_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A batch's progress as people read it: rows done, percent, rows per second, time left.
+
+    Rows set aside at upload and rows whose scoring failed count as done, so
+    the bar reaches 100 % exactly when the batch completes. The rate is the
+    batch's average since a runner first claimed one of its chunks.
+    """
+
+    total: int
+    done: int
+    scored: int  # by runners: processed plus failed
+    percent: float
+    rows_per_second: float | None
+    seconds_left: float | None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One row of ``batches``."""
+
+    id: int
+    public_id: str
+    status: str
+    total_count: int
+    processed_count: int
+    positive_count: int
+    negative_count: int
+    neutral_count: int
+    chunk_size: int
+    source_filename: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    invalid_count: int
+    failed_count: int
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def has_results(self) -> bool:
+        return self.status in WITH_RESULTS
+
+    def sentiment_count(self, sentiment: str) -> int:
+        return {"positive": self.positive_count, "negative": self.negative_count}.get(
+            sentiment, self.neutral_count
+        )
+
+    def summary(self) -> dict[str, int] | None:
+        """Rows per sentiment, once the batch has stopped processing."""
+        if self.status == "processing":
+            return None
+        return {s: self.sentiment_count(s) for s in SENTIMENTS}
+
+    def progress(self, now: datetime | None = None) -> Progress:
+        scored = self.processed_count + self.failed_count
+        done = scored + self.invalid_count
+        percent = round(100.0 * done / self.total_count, 1) if self.total_count else 100.0
+        rate = None
+        if self.started_at is not None:
+            until = self.completed_at or now or datetime.now(UTC)
+            elapsed = (until - self.started_at).total_seconds()
+            if elapsed >= _MIN_ELAPSED_SECONDS and scored:
+                rate = scored / elapsed
+        seconds_left = (self.total_count - done) / rate if self.status == "processing" and rate else None
+        return Progress(self.total_count, done, scored, percent, rate, seconds_left)
+
+    def to_json(self) -> dict[str, Any]:
+        """The batch as every JSON answer shows it."""
+        return dump(self, BATCH_MEMBERS)
+
+
+BATCH_MEMBERS = (
+    Member("batch_id", lambda b: b.public_id, {"type": "string", "pattern": "^batch-[0-9a-f]{32}$"}),
+    Member("status", lambda b: b.status, {"enum": list(STATUSES)}),
+    Member("total_count", lambda b: b.total_count, COUNT),
+    Member("processed_count", lambda b: b.processed_count, COUNT),
+    Member("invalid_count", lambda b: b.invalid_count, COUNT),
+    Member("failed_count", lambda b: b.failed_count, COUNT),
+    Member(
+        "progress_percent", lambda b: b.progress().percent, {"type": "number", "minimum": 0, "maximum": 100}
+    ),
+    Member("created_at", lambda b: iso(b.created_at), TIME),
+    Member("started_at", lambda b: iso(b.started_at), NULLABLE_TIME),
+    Member("completed_at", lambda b: iso(b.completed_at), NULLABLE_TIME),
+    Member(
+        "filename",
+        lambda b: b.source_filename,
+        {"type": ["string", "null"], "description": "The uploaded file's name, if it had one."},
+    ),
+    Member(
+        "summary",
+        Batch.summary,
+        {
+            "type": "object",
+            "description": "Rows per sentiment; present once the batch is no longer processing.",
+            "required": list(SENTIMENTS),
+            "properties": {s: COUNT for s in SENTIMENTS},
+        },
+        optional=True,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row of ``batch_results`` as pages and exports read it."""
+
+    row_number: int
+    line_number: int | None
+    client_id: str
+    text: str
+    sentiment: str | None
+    score: float | None
+    compound: float | None
+    pos: float | None
+    neu: float | None
+    neg: float | None
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """A results page's item."""
+        return dump(self, RESULT_MEMBERS)
+
+    def to_export_json(self) -> dict[str, Any]:
+        """A ``results.ndjson`` line: the file's columns (see :data:`EXPORT_COLUMNS`)."""
+        return {column: getattr(self, field) for column, field in EXPORT_COLUMNS.items()}
+
+
+RESULT_MEMBERS = (
+    Member("row", lambda r: r.row_number, {"type": "integer", "minimum": 1}),
+    Member("line", lambda r: r.line_number, {"type": ["integer", "null"]}),
+    Member("id", lambda r: r.client_id, {"type": "string"}),
+    Member("text", lambda r: r.text, {"type": "string"}),
+    Member("sentiment", lambda r: r.sentiment, {"enum": [*SENTIMENTS, None]}),
+    Member("score", lambda r: r.score, {"type": ["number", "null"], "minimum": 0, "maximum": 1}),
+    Member("compound", lambda r: r.compound, {"type": ["number", "null"], "minimum": -1, "maximum": 1}),
+    Member(
+        "error", lambda r: r.error, {"type": "string", "description": "Why scoring this row failed."}, True
+    ),
+)
+
+#: The columns of both downloads, in order, and the Result field each comes from.
+EXPORT_COLUMNS = {
+    "id": "client_id",
+    "text": "text",
+    "sentiment": "sentiment",
+    "score": "score",
+    "compound": "compound",
+    "pos": "pos",
+    "neu": "neu",
+    "neg": "neg",
+    "error": "error",
+}
+
+#: Why an upload sets a row aside; the schema's CHECK constraint lists the same.
+ROW_PROBLEMS = ("wrong_field_count", "empty_text", "text_too_long", "nul_character")
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One row of ``batch_row_errors``: a row the upload set aside."""
+
+    error_number: int
+    line_number: int
+    client_id: str | None
+    reason: str
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dump(self, ROW_ERROR_MEMBERS)
+
+
+ROW_ERROR_MEMBERS = (
+    Member("error", lambda e: e.error_number, {"type": "integer", "minimum": 1}),
+    Member("line", lambda e: e.line_number, {"type": "integer"}),
+    Member("id", lambda e: e.client_id, {"type": ["string", "null"]}),
+    Member("reason", lambda e: e.reason, {"enum": list(ROW_PROBLEMS)}),
+    Member("detail", lambda e: e.detail, {"type": "string"}),
+)
+
+#: The JSON Schemas of the objects above, for the OpenAPI document.
+SCHEMAS = {
+    "Batch": object_schema(BATCH_MEMBERS, "A batch: its progress and, once finished, its summary."),
+    "Result": object_schema(RESULT_MEMBERS, "One scored row, in file order."),
+    "RowError": object_schema(ROW_ERROR_MEMBERS, "One row the upload set aside, and why."),
+}

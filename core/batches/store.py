@@ -1,0 +1,171 @@
+"""Reading a batch and changing its life: get, list, results, cancel, delete, finished, purge.
+
+Every function takes a psycopg connection (the caller's unit of work: a
+pooled connection in the web app, the runner's own in a runner) and reads
+rows typed with ``class_row``. Errors a client can cause are raised as
+:mod:`core.errors` exceptions; the web app turns them into problem+json.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from core.batches.model import Batch, Result, RowError
+from core.errors import Conflict, NotFound
+from core.queries import q
+
+log = logging.getLogger(__name__)
+
+_PUBLIC_ID_LENGTH = len("batch-") + 32
+#: Where a list of batches starts: before every (created_at, id).
+NEWEST = ("infinity", 2**63 - 1)
+
+
+def not_found(public_id: str) -> NotFound:
+    return NotFound("Batch not found", f"There is no batch {public_id!r}.", "batch-not-found")
+
+
+def get(conn: psycopg.Connection, public_id: str) -> Batch:
+    """The batch with this public id; NotFound if there is none."""
+    # Ids have a fixed shape: anything else cannot exist, so skip the query.
+    if len(public_id) != _PUBLIC_ID_LENGTH or not public_id.startswith("batch-"):
+        raise not_found(public_id)
+    with conn.cursor(row_factory=class_row(Batch)) as cur:
+        batch = cur.execute(q("batches_get"), {"public_id": public_id}).fetchone()
+    if batch is None:
+        raise not_found(public_id)
+    return batch
+
+
+def list_batches(
+    conn: psycopg.Connection, *, status: str | None, before: tuple[str, int] = NEWEST, limit: int
+) -> list[Batch]:
+    """Batches newest first, optionally of one status, starting after the (created_at, id) ``before``."""
+    with conn.cursor(row_factory=class_row(Batch)) as cur:
+        params = {"status": status, "before_created": before[0], "before_id": before[1], "limit": limit}
+        return cur.execute(q("batches_list"), params).fetchall()
+
+
+def require_results(batch: Batch) -> None:
+    """Conflict unless the batch finished with results to read."""
+    if not batch.has_results:
+        scorable = batch.total_count - batch.invalid_count
+        raise Conflict(
+            "Batch not completed",
+            f"Results are available once the batch is completed; it is {batch.status} "
+            f"({batch.processed_count} of {scorable} rows scored).",
+            "batch-not-completed",
+            status_of_batch=batch.status,
+        )
+
+
+def results(
+    conn: psycopg.Connection,
+    batch: Batch,
+    *,
+    sentiment: str | None,
+    after: int = 0,
+    before: int | None = None,
+    limit: int,
+) -> list[Result]:
+    """Results in file order after row ``after``, or (with ``before``) the ``limit`` rows just before it,
+    read backwards. Either way one index range (the primary key, or batch_results_sentiment_idx)."""
+    name = "batch_results_page_by_sentiment" if sentiment else "batch_results_page"
+    params = {"batch_id": batch.id, "limit": limit, "sentiment": sentiment}
+    if before is None:
+        params["after_row"] = after
+    else:
+        name, params["before_row"] = f"{name}_before", before
+    with conn.cursor(row_factory=class_row(Result)) as cur:
+        return cur.execute(q(name), params).fetchall()
+
+
+def row_errors(conn: psycopg.Connection, batch: Batch, *, after: int = 0, limit: int) -> list[RowError]:
+    """The rows the upload set aside, after error number ``after``."""
+    with conn.cursor(row_factory=class_row(RowError)) as cur:
+        params = {"batch_id": batch.id, "after_row": after, "limit": limit}
+        return cur.execute(q("batch_row_errors_page"), params).fetchall()
+
+
+def export_csv(conn: psycopg.Connection, batch: Batch) -> Iterator[bytes]:
+    """Every result as CSV (with a header), straight from PostgreSQL's COPY, one block per row."""
+    statement = sql.SQL(q("batch_results_export_csv")).format(batch_id=sql.Literal(batch.id))
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        yield from copy
+
+
+def export_results(conn: psycopg.Connection, batch: Batch, fetch_rows: int) -> Iterator[Result]:
+    """Every result in file order, through a server-side cursor ``fetch_rows`` at a time."""
+    with conn.cursor(name="export_results", row_factory=class_row(Result)) as cur:
+        cur.itersize = fetch_rows
+        cur.execute(q("batch_results_export_rows"), {"batch_id": batch.id})
+        yield from cur
+
+
+def cancel(conn: psycopg.Connection, public_id: str) -> Batch:
+    """Stop a processing batch: ready chunks and their staged rows go, chunks in hand still finish.
+
+    Cancelling a cancelled batch is a no-op; a finished one is a Conflict.
+    """
+    batch = get(conn, public_id)
+    if batch.status == "cancelled":
+        return batch
+    if batch.status != "processing":
+        raise Conflict(
+            "Batch already finished",
+            f"The batch is {batch.status}; there is nothing to cancel.",
+            "batch-finished",
+            status_of_batch=batch.status,
+        )
+    with conn.transaction():
+        # Chunks first, the batch row last: the same lock order as the runners'
+        # claim and finish, so cancel never deadlocks with them.
+        conn.execute(q("chunks_delete_not_claimed"), {"batch_id": batch.id})
+        conn.execute(q("batch_rows_delete_unclaimed"), {"batch_id": batch.id})
+        with conn.cursor(row_factory=class_row(Batch)) as cur:
+            cancelled = cur.execute(q("batches_cancel"), {"batch_id": batch.id}).fetchone()
+        if cancelled is not None:
+            finished(conn, cancelled)
+    log.info("batch %s cancelled", public_id)
+    return get(conn, public_id)
+
+
+def delete(conn: psycopg.Connection, public_id: str) -> None:
+    """Remove a finished batch and all its rows; a processing one (or one with chunks still in
+    runners' hands) is a Conflict: cancel it first."""
+    batch = get(conn, public_id)
+    with conn.transaction():
+        status = conn.execute(q("batches_lock"), {"batch_id": batch.id}).fetchone()
+        if status is None:
+            raise not_found(public_id)
+        in_hand = conn.execute(q("chunks_count_claimed"), {"batch_id": batch.id}).fetchone()[0]
+        if status[0] == "processing" or in_hand:
+            raise Conflict(
+                "Batch still processing",
+                f"The batch is {status[0]} with {in_hand} chunk(s) in runners' hands; cancel it first "
+                f"(POST /batch/{public_id}/cancel), then delete it once those finish.",
+                "batch-processing",
+                status_of_batch=status[0],
+            )
+        conn.execute(q("batches_delete_with_rows"), {"batch_ids": [batch.id]})
+    log.info("batch %s deleted", public_id)
+
+
+def finished(conn: psycopg.Connection, batch: Batch | int) -> None:
+    """What happens once when a batch reaches a final state, inside the transaction that put it there
+    (the runners' last finish, or a cancel): its done chunks leave the queue."""
+    batch_id = batch if isinstance(batch, int) else batch.id
+    conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
+
+
+def purge(conn: psycopg.Connection, older_than_seconds: float) -> int:
+    """Delete finished batches (with all their rows) that finished longer ago than that; how many."""
+    with conn.transaction():
+        params = {"older_than_seconds": older_than_seconds}
+        ids = [row[0] for row in conn.execute(q("batches_finished_before"), params)]
+        return conn.execute(q("batches_delete_with_rows"), {"batch_ids": ids}).fetchone()[0]

@@ -1,0 +1,33 @@
+"""The errors a client's request can cause in core, before anyone knows it came over HTTP.
+
+Core raises these; :mod:`webapp.problems` is the one place that turns them into
+problem+json answers (NotFound 404, Conflict 409, InvalidInput 400). ``slug``
+names the problem type (``/problems/<slug>``) and ``extra`` adds members to the body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """Something the client can act on."""
+
+    def __init__(self, title: str, detail: str, slug: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.title = title
+        self.detail = detail
+        self.slug = slug
+        self.extra = extra
+
+
+class NotFound(ServiceError):
+    """No such thing, or not one the caller may see (the two are never told apart)."""
+
+
+class Conflict(ServiceError):
+    """The thing exists, but its state does not allow this now."""
+
+
+class InvalidInput(ServiceError):
+    """A value the client sent is not acceptable; the detail says which and why."""

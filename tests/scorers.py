@@ -1,0 +1,39 @@
+"""Scorers that tests plug into runner processes the way a user plugs in their own:
+``SCORER=tests.scorers:slow`` (see jobrunner.scoring.scorer_function).
+
+Their knobs are the tests' own environment variables, never the service's settings.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+from jobrunner.scoring import fast
+
+#: Texts containing this make ``poisoned`` raise (TEST_POISON_TEXT overrides it).
+POISON = "☠POISON☠"
+
+
+class PoisonedText(RuntimeError):
+    """What ``poisoned`` raises for a text carrying the marker."""
+
+
+def slow(texts: Sequence[str]) -> list[dict[str, float]]:
+    """The real scores, after sleeping TEST_SCORE_DELAY_SECONDS (default 0.2) per call: per chunk."""
+    time.sleep(float(os.environ.get("TEST_SCORE_DELAY_SECONDS", "0.2")))
+    return fast(texts)
+
+
+def poisoned(texts: Sequence[str]) -> list[dict[str, float]]:
+    """The real scores, but any call holding a text with the marker raises."""
+    marker = os.environ.get("TEST_POISON_TEXT", POISON)
+    if any(marker in text for text in texts):
+        raise PoisonedText(f"a text contains {marker!r}")
+    return fast(texts)
+
+
+def constant(texts: Sequence[str]) -> list[dict[str, float]]:
+    """A scorer that costs nothing: every text neutral. For measuring the queue alone."""
+    return [{"neg": 0.0, "neu": 1.0, "pos": 0.0, "compound": 0.0}] * len(texts)
