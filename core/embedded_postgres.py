@@ -29,6 +29,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.settings import Settings
+
 log = logging.getLogger(__name__)
 
 SUPERUSER = "postgres"
@@ -37,8 +39,8 @@ SUPERUSER = "postgres"
 def find_bindir() -> Path:
     """The directory holding ``initdb``, ``pg_ctl`` and ``postgres``."""
     candidates: list[Path] = []
-    if os.environ.get("PG_BINDIR"):
-        candidates.append(Path(os.environ["PG_BINDIR"]))
+    if Settings.from_env().pg_bindir:
+        candidates.append(Path(Settings.from_env().pg_bindir))
     # Locate the pgserver wheel without importing it (its import has side effects).
     spec = importlib.util.find_spec("pgserver")
     if spec is not None and spec.submodule_search_locations:
@@ -63,7 +65,7 @@ def _system_user() -> pwd.struct_passwd | None:
     """The account the server runs as, or None to run as ourselves."""
     if os.geteuid() != 0:
         return None
-    name = os.environ.get("PG_SYSTEM_USER", "")
+    name = Settings.from_env().pg_system_user
     candidates = [name] if name else ["postgres", "sentiment-pg"]
     for candidate in candidates:
         try:

@@ -37,11 +37,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from itertools import groupby
-from operator import itemgetter
+from operator import attrgetter
 from uuid import UUID
 
 import pandas as pd
 import psycopg
+from psycopg.rows import namedtuple_row
 
 from core import batches
 from core.batches import FINAL_STATUSES
@@ -110,15 +111,25 @@ def claim_chunks(
     """Lease the next ready chunk and up to ``limit - 1`` more of its batch; [] when the queue is empty."""
     # One statement, so one round trip: it is its own transaction on the
     # runner's autocommit connection.
-    records = conn.execute(
-        q("chunks_claim"), {"runner": runner, "lease_seconds": lease_seconds, "limit": limit}
-    ).fetchall()
+    with conn.cursor(row_factory=namedtuple_row) as cur:
+        params = {"runner": runner, "lease_seconds": lease_seconds, "limit": limit}
+        records = cur.execute(q("chunks_claim"), params).fetchall()
     chunks = []
-    for chunk_id, group in groupby(records, key=itemgetter(0)):
+    for _, group in groupby(records, key=attrgetter("chunk_id")):
         rows = list(group)
-        _, batch_id, first_row, last_row, token, attempts = rows[0][:6]
-        frame = pd.DataFrame({"row_number": [r[6] for r in rows], "text": [r[7] for r in rows]})
-        chunks.append(ClaimedChunk(chunk_id, batch_id, first_row, last_row, token, attempts, frame))
+        lease = rows[0]
+        frame = pd.DataFrame({"row_number": [r.row_number for r in rows], "text": [r.text for r in rows]})
+        chunks.append(
+            ClaimedChunk(
+                lease.chunk_id,
+                lease.batch_id,
+                lease.first_row,
+                lease.last_row,
+                lease.claim_token,
+                lease.attempts,
+                frame,
+            )
+        )
     return chunks
 
 
@@ -174,8 +185,8 @@ def finish_chunks(conn: psycopg.Connection, scored: list[ScoredChunk], runner: R
     scores = scored[0].scores if len(scored) == 1 else pd.concat([s.scores for s in scored])
     failed = sum(s.failed for s in scored)
     row_numbers = [n for s in scored for n in s.chunk.rows["row_number"].tolist()]
-    with conn.transaction():
-        finished, inserted, status = conn.execute(
+    with conn.transaction(), conn.cursor(row_factory=namedtuple_row) as cur:
+        outcome = cur.execute(
             q("chunks_finish"),
             {
                 "chunk_ids": [s.chunk.chunk_id for s in scored],
@@ -191,12 +202,12 @@ def finish_chunks(conn: psycopg.Connection, scored: list[ScoredChunk], runner: R
                 "scorer": runner.scorer,
             },
         ).fetchone()
-        done = set(finished)
+        done = set(outcome.finished)
         expected = sum(len(s.scores) for s in scored if s.chunk.chunk_id in done)
-        if (inserted or 0) != expected:
+        if (outcome.inserted or 0) != expected:
             # Staging and the chunks disagree: refuse to count a partial chunk (rolls back).
-            raise RuntimeError(f"chunks {sorted(done)}: moved {inserted} rows, expected {expected}")
-        if status in FINAL_STATUSES:
+            raise RuntimeError(f"chunks {sorted(done)}: moved {outcome.inserted} rows, expected {expected}")
+        if outcome.status in FINAL_STATUSES:
             batches.finished(conn, batch_id)
     return done
 
@@ -235,9 +246,12 @@ def give_back(conn: psycopg.Connection, chunks: list[ClaimedChunk]) -> int:
 
 def release_expired(conn: psycopg.Connection) -> int:
     """Return chunks with expired leases to the queue; how many were released."""
-    released = conn.execute(q("chunks_release_expired")).fetchall()
-    for chunk_id, batch_id, holder in released:
-        log.warning("chunk %s of batch %s: lease of %s expired, requeued", chunk_id, batch_id, holder)
+    with conn.cursor(row_factory=namedtuple_row) as cur:
+        released = cur.execute(q("chunks_release_expired")).fetchall()
+    for chunk in released:
+        log.warning(
+            "chunk %s of batch %s: lease of %s expired, requeued", chunk.id, chunk.batch_id, chunk.claimed_by
+        )
     if released:
         conn.execute("SELECT pg_notify(%s, 'requeued')", (NOTIFY_CHANNEL,))
     return len(released)

@@ -11,14 +11,16 @@ import shutil
 import tempfile
 
 from core.logs import configure
+from core.settings import Settings
 
+_settings = Settings.from_env()
 worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "4"))
+threads = _settings.web_threads
 # Large uploads take a while to stream; the sync timeout would kill them.
-timeout = int(os.environ.get("WEB_TIMEOUT", "300"))
+timeout = _settings.web_timeout
 # Our request log (webapp.request_log) replaces gunicorn's access log.
 accesslog = None
-configure(os.environ.get("LOG_LEVEL", "INFO").upper(), os.environ.get("LOG_FORMAT", "text").lower())
+configure(_settings.log_level, _settings.log_format)
 
 # prometheus-client multiprocess mode: every worker writes its counters to
 # files here and /metrics sums them. A fresh directory per server start.

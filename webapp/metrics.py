@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
+from psycopg.rows import dict_row
 
 from core.batches import STATUSES
 from core.queries import q
@@ -36,25 +37,26 @@ class DatabaseCollector(Collector):
     """Service-wide figures read from PostgreSQL at scrape time (one query)."""
 
     def collect(self) -> Iterator[Metric]:
-        with get_pool().connection() as conn:
-            row = conn.execute(q("batches_metrics")).fetchone()
-        by_status, rows_scored, rows_failed, rows_invalid, ready, claimed, runners = row
+        with get_pool().connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            figures = cur.execute(q("batches_metrics")).fetchone()
         batches = GaugeMetricFamily("sentiment_batches", "Batches by status.", labels=["status"])
         for status in STATUSES:
-            batches.add_metric([status], (by_status or {}).get(status, 0))
+            batches.add_metric([status], (figures["by_status"] or {}).get(status, 0))
         yield batches
         scored = GaugeMetricFamily(
             "sentiment_rows", "Rows of the batches kept, by outcome.", labels=["outcome"]
         )
-        scored.add_metric(["scored"], rows_scored)
-        scored.add_metric(["failed"], rows_failed)
-        scored.add_metric(["invalid"], rows_invalid)
+        scored.add_metric(["scored"], figures["scored"])
+        scored.add_metric(["failed"], figures["failed"])
+        scored.add_metric(["invalid"], figures["invalid"])
         yield scored
         queue = GaugeMetricFamily("sentiment_queue_chunks", "Chunks in the queue by state.", labels=["state"])
-        queue.add_metric(["ready"], ready)
-        queue.add_metric(["claimed"], claimed)
+        queue.add_metric(["ready"], figures["ready"])
+        queue.add_metric(["claimed"], figures["claimed"])
         yield queue
-        yield GaugeMetricFamily("sentiment_runners", "Runners with a recent heartbeat.", value=runners)
+        yield GaugeMetricFamily(
+            "sentiment_runners", "Runners with a recent heartbeat.", value=figures["runners"]
+        )
 
 
 def _registry() -> CollectorRegistry:

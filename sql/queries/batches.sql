@@ -60,10 +60,11 @@ LIMIT %(limit)s;
 
 -- name: batches_metrics
 -- Service-wide figures for /metrics: batches by status, rows by outcome, queue and runners.
-SELECT (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*) AS n FROM batches GROUP BY status) s),
-       (SELECT coalesce(sum(processed_count), 0) FROM batches),
-       (SELECT coalesce(sum(failed_count), 0) FROM batches),
-       (SELECT coalesce(sum(invalid_count), 0) FROM batches),
-       (SELECT count(*) FROM chunks WHERE state = 'ready'),
-       (SELECT count(*) FROM chunks WHERE state = 'claimed'),
-       (SELECT count(*) FROM runners);
+SELECT (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*) AS n FROM batches GROUP BY status) s)
+           AS by_status,
+       (SELECT coalesce(sum(processed_count), 0) FROM batches) AS scored,
+       (SELECT coalesce(sum(failed_count), 0) FROM batches) AS failed,
+       (SELECT coalesce(sum(invalid_count), 0) FROM batches) AS invalid,
+       (SELECT count(*) FROM chunks WHERE state = 'ready') AS ready,
+       (SELECT count(*) FROM chunks WHERE state = 'claimed') AS claimed,
+       (SELECT count(*) FROM runners) AS runners;
