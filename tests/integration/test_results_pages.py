@@ -104,3 +104,34 @@ def test_cursor_page_is_one_index_range(db, completed_batch):
     text = str(plan)
     assert "batch_results_pkey" in text
     assert "Sort" not in text and "Offset" not in text
+
+
+def test_a_cursor_from_a_page_link_works_in_the_api_and_back(client, completed_batch):
+    """The batch page and the API page the same list with the same cursors."""
+    html = client.get(
+        f"/batch/{completed_batch}?sentiment=negative&per_page=5", headers={"Accept": "text/html"}
+    )
+    assert html.status_code == 200
+    page_cursor = parse_qs(urlparse(_link(html.get_data(as_text=True), "next")).query)["after"][0]
+    api = client.get(f"/batch/{completed_batch}/results?sentiment=negative&per_page=5&after={page_cursor}")
+    assert api.status_code == 200, api.get_json()
+    first_api_page = client.get(f"/batch/{completed_batch}/results?sentiment=negative&per_page=5").get_json()
+    second = api.get_json()["results"]
+    assert second and second[0]["row"] > first_api_page["results"][-1]["row"]
+    assert {r["sentiment"] for r in second} == {"negative"}
+    # ... and the API's next_cursor opens the same page on the batch page.
+    again = client.get(
+        f"/batch/{completed_batch}?sentiment=negative&per_page=5&after={first_api_page['next_cursor']}",
+        headers={"Accept": "text/html"},
+    )
+    assert again.status_code == 200
+    assert f">{second[0]['row']}</td>" in again.get_data(as_text=True)
+
+
+def _link(html: str, rel: str) -> str:
+    import html as html_module
+    import re
+
+    match = re.search(rf'<a rel="{rel}" href="([^"]+)"', html)
+    assert match, f"no {rel} link"
+    return html_module.unescape(match.group(1))

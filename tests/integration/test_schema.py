@@ -178,3 +178,34 @@ def test_every_named_query_is_valid_sql(db):
             continue
         db.execute(f"PREPARE check_{name} AS {_numbered_placeholders(query.text)}")
         db.execute(f"DEALLOCATE check_{name}")
+
+
+def _check_values(db, constraint: str) -> set[str]:
+    """The words a CHECK constraint names (its IN (...) list)."""
+    definition = db.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = %s", (constraint,)
+    ).fetchone()[0]
+    return set(re.findall(r"'([a-z_]+)'::text", definition))
+
+
+def test_the_code_and_the_schema_name_the_same_statuses_and_row_problems(db):
+    from core.batches import FINAL_STATUSES, ROW_PROBLEMS, SENTIMENTS, STATUSES
+
+    assert _check_values(db, "batches_status_check") == set(STATUSES)
+    assert _check_values(db, "batches_completed_at_iff_finished") == set(FINAL_STATUSES)
+    assert _check_values(db, "batch_row_errors_reason_check") == set(ROW_PROBLEMS)
+    assert _check_values(db, "batch_results_sentiment_check") == set(SENTIMENTS)
+
+
+def test_batch_mirrors_the_batches_table_column_for_column(db):
+    from dataclasses import fields
+
+    from core.batches import Batch
+
+    columns = {
+        name
+        for (name,) in db.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'batches'"
+        )
+    }
+    assert {f.name for f in fields(Batch)} == columns

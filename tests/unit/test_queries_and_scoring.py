@@ -59,3 +59,24 @@ def test_fast_and_reference_frames_are_equal():
 def test_unknown_scorer_is_refused():
     with pytest.raises(ValueError, match="unknown scorer"):
         score_texts(["x"], "nope")
+
+
+def test_a_scorer_is_plugged_in_by_module_and_name():
+    frame = score_texts(["good", "bad", "good"], "tests.scorers:constant")
+    assert frame["compound"].tolist() == [0.0, 0.0, 0.0]
+    assert frame["sentiment"].tolist() == ["neutral"] * 3
+
+
+@pytest.mark.parametrize("name", ["tests.scorers:missing", "no.such.module:f", "tests.scorers:POISON"])
+def test_a_scorer_that_cannot_be_loaded_is_refused_by_name(name):
+    with pytest.raises(ValueError, match="scorer"):
+        score_texts(["x"], name)
+
+
+def test_a_scorer_must_answer_once_per_text():
+    with pytest.raises(ValueError, match="returned 1 results for 2 texts"):
+        score_texts(["a", "b"], "tests.unit.test_queries_and_scoring:_one_answer")
+
+
+def _one_answer(texts):
+    return [{"neg": 0.0, "neu": 1.0, "pos": 0.0, "compound": 0.0}]

@@ -1,0 +1,70 @@
+"""Settings are declared once: parsing from the environment, and the README's table."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from core.settings import Settings, markdown_table, parse_bool, parse_duration
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_settings_table_is_the_declaration():
+    """Regenerate with `python -m core.settings` when a setting changes."""
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"<!-- settings:begin -->\n(.*?)<!-- settings:end -->", text, re.S)
+    assert match, "README.md has no settings table between the settings markers"
+    assert match.group(1) == markdown_table()
+
+
+def test_every_setting_has_a_variable_and_a_doc_and_names_are_unique():
+    envs = [f.metadata["env"] for f in fields(Settings)]
+    assert len(envs) == len(set(envs))
+    assert all(re.fullmatch(r"[A-Z][A-Z0-9_]+", env) for env in envs)
+    assert all(f.metadata["doc"] for f in fields(Settings))
+
+
+def test_defaults_and_values_from_the_environment():
+    assert Settings.from_env({}) == Settings()
+    read = Settings.from_env(
+        {"CHUNK_SIZE": "250", "LEASE_SECONDS": "2.5", "MIGRATE_ON_START": "off", "RESULTS_TTL": "7d"}
+    )
+    assert (read.chunk_size, read.lease_seconds, read.migrate_on_start) == (250, 2.5, False)
+    assert read.results_ttl_seconds == 7 * 86400
+    assert Settings.from_env({"RESULTS_TTL": "off"}).results_ttl_seconds == 0
+    assert Settings.from_env({"LOG_LEVEL": "debug", "LOG_FORMAT": "JSON"}).log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [("CHUNK_SIZE", "0"), ("CHUNK_SIZE", "ten"), ("MIGRATE_ON_START", "maybe"), ("RESULTS_TTL", "soon")],
+)
+def test_a_bad_value_names_its_variable(env, value):
+    with pytest.raises(ValueError, match=env):
+        Settings.from_env({env: value})
+
+
+def test_one_reading_of_true_and_false_for_settings_and_parameters():
+    assert [parse_bool(w) for w in ("1", "TRUE", "yes", "On")] == [True] * 4
+    assert [parse_bool(w) for w in ("0", "false", "No", "off", "")] == [False] * 5
+    with pytest.raises(ValueError):
+        parse_bool("maybe")
+    assert parse_duration("90") == 90 and parse_duration("30m") == 1800
+
+
+def test_the_readme_layout_lists_every_module():
+    text = README.read_text(encoding="utf-8")
+    layout = text[text.index("## Layout") : text.index("## Inspect with psql")]
+    root = README.parent
+    modules = [
+        path.relative_to(root).as_posix()
+        for package in ("core", "webapp", "jobrunner")
+        for path in sorted((root / package).rglob("*.py"))
+        if path.name != "__init__.py" or path.parent.name == "webapp"
+    ]
+    missing = [module for module in modules if f"`{module}`" not in layout]
+    assert missing == []
