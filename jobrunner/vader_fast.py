@@ -21,9 +21,10 @@ import heapq
 import math
 import string
 from functools import lru_cache
-from pathlib import Path
 
 import vaderSentiment.vaderSentiment as reference
+
+from jobrunner.vader_lexicon import load_emoji, load_lexicon
 
 B_INCR = reference.B_INCR
 C_INCR = reference.C_INCR
@@ -33,31 +34,6 @@ SPECIAL_CASES: dict[str, float] = reference.SPECIAL_CASES
 NEGATE = frozenset(reference.NEGATE)
 _SO_THIS = ("so", "this")
 _PUNCTUATION = string.punctuation
-
-
-def _read_package_file(name: str) -> str:
-    # As the package reads it: decoded, without newline translation.
-    path = Path(reference.__file__).with_name(name)
-    with path.open(encoding="utf-8", newline="") as handle:
-        return handle.read()
-
-
-def load_lexicon() -> dict[str, float]:
-    lexicon: dict[str, float] = {}
-    for line in _read_package_file("vader_lexicon.txt").rstrip("\n").split("\n"):
-        if not line:
-            continue
-        word, measure = line.strip().split("\t")[0:2]
-        lexicon[word] = float(measure)
-    return lexicon
-
-
-def load_emoji() -> dict[str, str]:
-    emoji: dict[str, str] = {}
-    for line in _read_package_file("emoji_utf8_lexicon.txt").rstrip("\n").split("\n"):
-        key, description = line.strip().split("\t")[0:2]
-        emoji[key] = description
-    return emoji
 
 
 @lru_cache(maxsize=200_000)

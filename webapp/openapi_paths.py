@@ -1,0 +1,247 @@
+"""The paths of the OpenAPI document: every operation, its parameters and its answers.
+
+The objects' schemas are referenced by name; :mod:`webapp.openapi` defines them
+(from core's members) and assembles the document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.batches import SENTIMENTS, STATUSES
+from webapp.pagination import MAX_PER_PAGE
+
+NEXT_LINK = {"Link": {"description": 'The next page: <url>; rel="next"', "schema": {"type": "string"}}}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str, headers: dict | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _problems(*codes: str) -> dict[str, Any]:
+    return {code: {"$ref": f"#/components/responses/Problem{code}"} for code in codes}
+
+
+BATCH_ID = {
+    "name": "batch_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The id the upload answered with (batch-<32 hex digits>).",
+}
+PAGE_PARAMETERS = [
+    {
+        "name": "page",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1},
+        "description": "Page number, from 1 (not with `after`).",
+    },
+    {
+        "name": "per_page",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE},
+        "description": f"Rows per page, 1 to {MAX_PER_PAGE}; 50 by default.",
+    },
+    {
+        "name": "after",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "A `next_cursor` from the previous page (not with `page`).",
+    },
+    {
+        "name": "before",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "The page before a position: a cursor from a Previous link of the batch page.",
+    },
+]
+
+
+def paths() -> dict[str, Any]:
+    """Every path of the API."""
+    results_params = [
+        BATCH_ID,
+        *PAGE_PARAMETERS,
+        {
+            "name": "sentiment",
+            "in": "query",
+            "schema": {"enum": list(SENTIMENTS)},
+            "description": "Only rows with this sentiment (start at page 1, then follow next_cursor).",
+        },
+    ]
+    download = {"description": "The whole batch, streamed as an attachment."}
+    return {
+        "/batch/upload": {
+            "post": {
+                "summary": "Upload a CSV (id,text) and start a batch",
+                "description": "A browser's form submission (Accept: text/html) is answered with "
+                "303 See Other to the batch's page instead, or with the form again when refused.",
+                "parameters": [
+                    {
+                        "name": "strict",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "true: reject the file at its first row problem.",
+                    },
+                    {
+                        "name": "encoding",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "The file's text encoding (default UTF-8), e.g. cp1252.",
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {
+                                    "file": {"type": "string", "contentMediaType": "text/csv"},
+                                    "strict": {"type": "string"},
+                                    "encoding": {"type": "string"},
+                                },
+                            }
+                        },
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                },
+                "responses": {
+                    "202": _json(
+                        ref("Batch"),
+                        "Accepted: the rows are staged and queued.",
+                        {"Location": {"schema": {"type": "string"}, "description": "The batch's URL."}},
+                    ),
+                    **_problems("400", "401", "413", "415", "503"),
+                },
+            }
+        },
+        "/batch/{batch_id}": {
+            "parameters": [BATCH_ID],
+            "get": {
+                "summary": "A batch's progress and, once finished, its summary",
+                "description": "A browser (Accept: text/html) gets the batch's page instead: "
+                "live progress, and once finished the chart, the results and the downloads.",
+                "responses": {
+                    "200": _json(ref("Batch"), "The batch."),
+                    **_problems("401", "404", "503"),
+                },
+            },
+            "delete": {
+                "summary": "Remove a finished batch and all its rows",
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    **_problems("401", "404", "409", "503"),
+                },
+            },
+        },
+        "/batch/{batch_id}/cancel": {
+            "post": {
+                "summary": "Stop a processing batch",
+                "parameters": [BATCH_ID],
+                "responses": {
+                    "200": _json(ref("Batch"), "The batch, now cancelled."),
+                    **_problems("401", "404", "409", "503"),
+                },
+            }
+        },
+        "/batch/{batch_id}/results": {
+            "get": {
+                "summary": "Keyset pages of a finished batch's results, in file order",
+                "parameters": results_params,
+                "responses": {
+                    "200": _json(ref("ResultsPage"), "One page.", NEXT_LINK),
+                    **_problems("400", "401", "404", "409", "503"),
+                },
+            }
+        },
+        "/batch/{batch_id}/errors": {
+            "get": {
+                "summary": "Keyset pages of the rows set aside at upload",
+                "parameters": [BATCH_ID, *PAGE_PARAMETERS[:3]],
+                "responses": {
+                    "200": _json(ref("ErrorsPage"), "One page.", NEXT_LINK),
+                    **_problems("400", "401", "404", "503"),
+                },
+            }
+        },
+        "/batch/{batch_id}/results.csv": {
+            "get": {
+                "summary": "Download every result as CSV",
+                "parameters": [BATCH_ID],
+                "responses": {
+                    "200": {**download, "content": {"text/csv": {"schema": {"type": "string"}}}},
+                    **_problems("401", "404", "409", "503"),
+                },
+            }
+        },
+        "/batch/{batch_id}/results.ndjson": {
+            "get": {
+                "summary": "Download every result as NDJSON",
+                "parameters": [BATCH_ID],
+                "responses": {
+                    "200": {
+                        **download,
+                        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                    },
+                    **_problems("401", "404", "409", "503"),
+                },
+            }
+        },
+        "/batches": {
+            "get": {
+                "summary": "Batches, newest first",
+                "parameters": [
+                    {"name": "status", "in": "query", "schema": {"enum": list(STATUSES)}},
+                    PAGE_PARAMETERS[1],
+                    PAGE_PARAMETERS[2],
+                ],
+                "responses": {
+                    "200": _json(ref("BatchList"), "One page.", NEXT_LINK),
+                    **_problems("400", "401", "503"),
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "security": [{}],
+                "responses": {
+                    "200": _json({"type": "object", "properties": {"status": {"const": "ok"}}}, "Alive.")
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: database reachable, migrations applied",
+                "security": [{}],
+                "responses": {
+                    "200": _json({"type": "object", "properties": {"status": {"const": "ready"}}}, "Ready."),
+                    **_problems("503"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_problems("401", "503"),
+                },
+            }
+        },
+    }
