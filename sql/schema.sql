@@ -23,6 +23,7 @@ CREATE TABLE batches (
     completed_at     timestamptz,
     invalid_count    integer NOT NULL DEFAULT 0 CHECK (invalid_count >= 0),
     failed_count     integer NOT NULL DEFAULT 0 CHECK (failed_count >= 0),
+    deleted_at       timestamptz,
     CONSTRAINT batches_status_check
         CHECK (status IN ('processing', 'completed', 'completed_with_errors', 'cancelled')),
     CONSTRAINT batches_counts_within_total
@@ -47,7 +48,13 @@ COMMENT ON COLUMN batches.completed_at IS 'When the batch completed or was cance
 COMMENT ON COLUMN batches.failed_count IS
     'Rows whose scoring failed MAX_ATTEMPTS times; kept in batch_results with their error.';
 
+COMMENT ON COLUMN batches.deleted_at IS
+    'When DELETE (or RESULTS_TTL) removed the batch: clients no longer see it, and runners are '
+    'removing its rows in bounded steps; the row itself goes last.';
+
 CREATE INDEX batches_created_at_idx ON batches (created_at DESC, id DESC);
+-- Runners find the batches whose rows are still being removed through this one.
+CREATE INDEX batches_deleted_idx ON batches (deleted_at) WHERE deleted_at IS NOT NULL;
 
 -- During an upload a set-aside row is staged like the others, in the same
 -- COPY, with row_number = -error_number and its problem; the upload moves it

@@ -64,6 +64,7 @@ class Batch:
     completed_at: datetime | None
     invalid_count: int
     failed_count: int
+    deleted_at: datetime | None  # set: being removed in the background, invisible to clients
 
     @property
     def finished(self) -> bool:
