@@ -6,7 +6,8 @@ MIGRATE_ON_START=false) until SIGTERM or SIGINT.
 
 ``python -m jobrunner purge --older-than 7d`` deletes, by hand, the finished
 batches (completed, completed with errors, or cancelled) that finished longer
-ago than that, with all their rows; RESULTS_TTL makes the runners do it.
+ago than that, with all their rows (and the rows of batches deleted earlier),
+in bounded steps; RESULTS_TTL makes the runners do it a little at a time.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "purge":
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             purged = batches.purge(conn, args.older_than)
-        print(f"purged {purged} batch(es)")
+            # By hand, all of it now, still in bounded steps (runners would do it a little at a time).
+            removed = batches.reap(conn, budget_seconds=float("inf"))
+        print(f"purged {purged} batch(es), {removed} row(s)")
         return 0
     port = args.metrics_port if args.metrics_port is not None else settings.runner_metrics_port
     if port:

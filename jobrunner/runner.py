@@ -5,11 +5,16 @@ this module owns the process around them:
 
 * waiting: LISTEN on ``chunks_ready`` (the upload transaction NOTIFYs) plus a
   poll every POLL_SECONDS in case a notification was missed;
-* housekeeping every RELEASE_EXPIRED_SECONDS: requeue chunks whose lease ran
-  out, forget runners whose heartbeat stopped, purge batches past RESULTS_TTL;
+* housekeeping every RELEASE_EXPIRED_SECONDS (``jobrunner.housekeeping``):
+  requeue chunks whose lease ran out, forget runners whose heartbeat stopped,
+  purge and reap deleted batches;
+* leases: renewed while a round is scored (``jobrunner.lease_keeper``);
 * failures: a chunk whose scoring raises goes back to the queue with an
   exponential backoff (RETRY_BACKOFF_SECONDS, doubling, at most 60 s); see
-  ``jobrunner.chunk_scoring`` for what happens at MAX_ATTEMPTS;
+  ``jobrunner.chunk_scoring`` for what happens at MAX_ATTEMPTS. Any other
+  exception in a round is logged, the round's chunks go back to the queue
+  (the attempt counted) and the runner backs off and goes on: only signals
+  (and nothing else) stop it;
 * signals: SIGTERM or SIGINT while scoring finishes and commits the chunk in
   hand, then exits 0; while idle it exits at once;
 * outages: a lost database connection is retried with backoff; scores
@@ -31,7 +36,6 @@ from types import FrameType
 
 import psycopg
 
-from core import batches
 from core.migrations import migrate
 from core.queries import q
 from core.settings import Settings
@@ -46,9 +50,10 @@ from jobrunner.chunks import (
     configure_session,
     finish_chunks,
     give_back,
-    release_expired,
     retry_later,
 )
+from jobrunner.housekeeping import housekeep
+from jobrunner.lease_keeper import LeaseKeeper
 from jobrunner.scoring import scorer_function
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,8 @@ class Runner:
         self.stopping = False
         self._idle = False
         self._in_hand: list[ScoredChunk] = []  # scored, not yet committed
+        self._claimed: list[ClaimedChunk] = []  # the round being scored
+        self.lease_keeper = LeaseKeeper(settings.database_url, settings.lease_seconds)
         self._next_housekeeping = 0.0
         self._next_heartbeat = 0.0
         self._migrated = not settings.migrate_on_start
@@ -105,6 +112,7 @@ class Runner:
             self.settings.lease_seconds,
             self.settings.max_attempts,
         )
+        self.lease_keeper.start()
         backoff = 0.5
         while not self.stopping:
             try:
@@ -129,6 +137,7 @@ class Runner:
                 except _StopWaiting:
                     break
                 backoff = min(backoff * 2, 5.0)
+        self.lease_keeper.stop()
         log.info("runner %s stopped after %d chunk(s)", self.name, self.chunks_done)
         return 0
 
@@ -144,29 +153,58 @@ class Runner:
             conn.execute(q("runners_remove"), {"name": self.name})
 
     def _work(self, conn: psycopg.Connection) -> None:
-        while True:
-            if self._in_hand:
-                self._commit(conn, self._in_hand)
+        """Rounds until asked to stop. A round that raises anything but a lost connection is logged,
+        its chunks go back to the queue (the attempt counted), and the runner backs off and goes on:
+        only signals stop it."""
+        failures = 0
+        while not self.stopping or self._in_hand:
+            try:
+                self._round(conn)
+                failures = 0
+            except (psycopg.OperationalError, _StopWaiting):
+                raise
+            except Exception:
+                failures += 1
+                backoff = min(self.settings.retry_backoff_seconds * 2 ** (failures - 1), MAX_BACKOFF_SECONDS)
+                log.exception("a round failed; its chunks go back to the queue; next round in %.1fs", backoff)
+                self._hand_back(conn)
+                self._sleep(backoff)
+
+    def _round(self, conn: psycopg.Connection) -> None:
+        """Commit what is in hand, then claim, score and commit one round (or wait for work)."""
+        if self._in_hand:
+            self._commit(conn, self._in_hand)
+        if self.stopping:
+            return
+        self._housekeeping(conn)
+        started = time.perf_counter()
+        chunks = claim_chunks(conn, self.name, self.settings.lease_seconds, self.settings.claim_chunks)
+        if not chunks:
+            self._wait(conn)
+            return
+        self._claimed = chunks
+        self.lease_keeper.hold(chunks)
+        claimed = time.perf_counter()
+        scored = []
+        for index, chunk in enumerate(chunks):
             if self.stopping:
-                return
-            self._housekeeping(conn)
-            started = time.perf_counter()
-            chunks = claim_chunks(conn, self.name, self.settings.lease_seconds, self.settings.claim_chunks)
-            if not chunks:
-                self._wait(conn)
-                continue
-            claimed = time.perf_counter()
-            scored = []
-            for index, chunk in enumerate(chunks):
-                if self.stopping:
-                    # Asked to stop: commit what is scored, hand the rest straight back.
-                    returned = give_back(conn, chunks[index:])
-                    log.info("stopping: %d claimed chunk(s) given back unscored", returned)
-                    break
-                if (item := self._score(conn, chunk)) is not None:
-                    scored.append(item)
-            self._in_hand = scored
-            self._commit(conn, scored, (started, claimed, time.perf_counter()))
+                # Asked to stop: commit what is scored, hand the rest straight back.
+                returned = give_back(conn, chunks[index:])
+                log.info("stopping: %d claimed chunk(s) given back unscored", returned)
+                break
+            if (item := self._score(conn, chunk)) is not None:
+                scored.append(item)
+        self._in_hand = scored
+        self._commit(conn, scored, (started, claimed, time.perf_counter()))
+
+    def _hand_back(self, conn: psycopg.Connection) -> None:
+        """After a failed round: its chunks back to the queue with a backoff, or let their leases expire."""
+        chunks, self._claimed, self._in_hand = self._claimed, [], []
+        self.lease_keeper.release()
+        backoff = self.settings.retry_backoff_seconds
+        for chunk in chunks:
+            with contextlib.suppress(psycopg.Error):
+                retry_later(conn, chunk, "the round failed in the runner (see its log)", backoff)
 
     def _score(self, conn: psycopg.Connection, chunk: ClaimedChunk) -> ScoredChunk | None:
         """Score one claimed chunk; if scoring raises, requeue it after a backoff (the attempt counts)."""
@@ -206,15 +244,7 @@ class Runner:
         if now < self._next_housekeeping:
             return
         self._next_housekeeping = now + self.settings.release_expired_seconds
-        release_expired(conn)
-        for (name,) in conn.execute(
-            q("runners_expire"), {"expiry_seconds": self.settings.runner_expiry_seconds}
-        ):
-            log.info("runner %s stopped beating its heartbeat; removed from runners", name)
-        if self.settings.results_ttl_seconds:
-            purged = batches.purge(conn, self.settings.results_ttl_seconds)
-            if purged:
-                log.info("purged %d batch(es) finished more than RESULTS_TTL ago", purged)
+        housekeep(conn, self.settings)
 
     def _commit(
         self,
@@ -223,6 +253,7 @@ class Runner:
         times: tuple[float, float, float] | None = None,
     ) -> None:
         """Finish the chunks; ``times`` (started, claimed, scored) of their round feed the log and metrics."""
+        self.lease_keeper.release()
         done = finish_chunks(conn, scored, self.identity)
         timing = {}
         if times is not None:
@@ -269,6 +300,7 @@ class Runner:
                 },
             )
         self._in_hand = []
+        self._claimed = []
 
     def _wait(self, conn: psycopg.Connection) -> None:
         """Block until a NOTIFY arrives or the poll interval passes."""

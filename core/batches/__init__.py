@@ -3,11 +3,12 @@
 The web app's views and the runners call these functions; nothing else
 writes a batch. What a batch is (statuses, the typed row, its JSON) is in
 :mod:`core.batches.model`; creating one from an upload in
-:mod:`core.batches.ingest`; reading and its life after that in
-:mod:`core.batches.store`.
+:mod:`core.batches.ingest`; reading in :mod:`core.batches.store`; its life
+after that (cancel, delete, finished, purge) in :mod:`core.batches.lifecycle`.
 """
 
 from core.batches.ingest import StagedRow, create
+from core.batches.lifecycle import cancel, delete, finished, purge, reap
 from core.batches.model import (
     FINAL_STATUSES,
     ROW_PROBLEMS,
@@ -22,14 +23,10 @@ from core.batches.model import (
 )
 from core.batches.store import (
     NEWEST,
-    cancel,
-    delete,
     export_csv,
     export_results,
-    finished,
     get,
     list_batches,
-    purge,
     require_results,
     results,
     row_errors,
@@ -57,6 +54,7 @@ __all__ = [
     "get",
     "list_batches",
     "purge",
+    "reap",
     "require_results",
     "results",
     "row_errors",

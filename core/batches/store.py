@@ -1,4 +1,4 @@
-"""Reading a batch and changing its life: get, list, results, cancel, delete, finished, purge.
+"""Reading batches: get one, list them, page through a batch's results and set-aside rows, export.
 
 Every function takes a psycopg connection (the caller's unit of work: a
 pooled connection in the web app, the runner's own in a runner) and reads
@@ -105,67 +105,3 @@ def export_results(conn: psycopg.Connection, batch: Batch, fetch_rows: int) -> I
         cur.itersize = fetch_rows
         cur.execute(q("batch_results_export_rows"), {"batch_id": batch.id})
         yield from cur
-
-
-def cancel(conn: psycopg.Connection, public_id: str) -> Batch:
-    """Stop a processing batch: ready chunks and their staged rows go, chunks in hand still finish.
-
-    Cancelling a cancelled batch is a no-op; a finished one is a Conflict.
-    """
-    batch = get(conn, public_id)
-    if batch.status == "cancelled":
-        return batch
-    if batch.status != "processing":
-        raise Conflict(
-            "Batch already finished",
-            f"The batch is {batch.status}; there is nothing to cancel.",
-            "batch-finished",
-            status_of_batch=batch.status,
-        )
-    with conn.transaction():
-        # Chunks first, the batch row last: the same lock order as the runners'
-        # claim and finish, so cancel never deadlocks with them.
-        conn.execute(q("chunks_delete_not_claimed"), {"batch_id": batch.id})
-        conn.execute(q("batch_rows_delete_unclaimed"), {"batch_id": batch.id})
-        with conn.cursor(row_factory=class_row(Batch)) as cur:
-            cancelled = cur.execute(q("batches_cancel"), {"batch_id": batch.id}).fetchone()
-        if cancelled is not None:
-            finished(conn, cancelled)
-    log.info("batch %s cancelled", public_id)
-    return get(conn, public_id)
-
-
-def delete(conn: psycopg.Connection, public_id: str) -> None:
-    """Remove a finished batch and all its rows; a processing one (or one with chunks still in
-    runners' hands) is a Conflict: cancel it first."""
-    batch = get(conn, public_id)
-    with conn.transaction():
-        status = conn.execute(q("batches_lock"), {"batch_id": batch.id}).fetchone()
-        if status is None:
-            raise not_found(public_id)
-        in_hand = conn.execute(q("chunks_count_claimed"), {"batch_id": batch.id}).fetchone()[0]
-        if status[0] == "processing" or in_hand:
-            raise Conflict(
-                "Batch still processing",
-                f"The batch is {status[0]} with {in_hand} chunk(s) in runners' hands; cancel it first "
-                f"(POST /batch/{public_id}/cancel), then delete it once those finish.",
-                "batch-processing",
-                status_of_batch=status[0],
-            )
-        conn.execute(q("batches_delete_with_rows"), {"batch_ids": [batch.id]})
-    log.info("batch %s deleted", public_id)
-
-
-def finished(conn: psycopg.Connection, batch: Batch | int) -> None:
-    """What happens once when a batch reaches a final state, inside the transaction that put it there
-    (the runners' last finish, or a cancel): its done chunks leave the queue."""
-    batch_id = batch if isinstance(batch, int) else batch.id
-    conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
-
-
-def purge(conn: psycopg.Connection, older_than_seconds: float) -> int:
-    """Delete finished batches (with all their rows) that finished longer ago than that; how many."""
-    with conn.transaction():
-        params = {"older_than_seconds": older_than_seconds}
-        ids = [row[0] for row in conn.execute(q("batches_finished_before"), params)]
-        return conn.execute(q("batches_delete_with_rows"), {"batch_ids": ids}).fetchone()[0]

@@ -17,43 +17,92 @@ SELECT pg_notify('chunks_ready', %(public_id)s);
 
 -- name: batches_get
 -- One batch by its public id (every column: core.batches.Batch mirrors the table).
-SELECT * FROM batches WHERE public_id = %(public_id)s;
+SELECT * FROM batches WHERE public_id = %(public_id)s AND deleted_at IS NULL;
 
 -- name: batches_cancel
--- Stop a processing batch: no new chunks are claimed; chunks in hand still finish.
-UPDATE batches
-SET status = 'cancelled', completed_at = clock_timestamp()
-WHERE id = %(batch_id)s AND status = 'processing'
-RETURNING *;
-
--- name: batches_lock
--- Lock one batch row for a lifecycle change (cancel, delete) and read its status.
-SELECT status FROM batches WHERE id = %(batch_id)s FOR UPDATE;
-
--- name: batches_delete_with_rows
--- Remove batches and every row they own in every table (chunks go by cascade); how many went.
-WITH gone AS (
-    DELETE FROM batches WHERE id = ANY(%(batch_ids)s::bigint[]) RETURNING id
-), staged AS (
-    DELETE FROM batch_rows WHERE batch_id IN (SELECT id FROM gone)
-), results AS (
-    DELETE FROM batch_results WHERE batch_id IN (SELECT id FROM gone)
-), errors AS (
-    DELETE FROM batch_row_errors WHERE batch_id IN (SELECT id FROM gone)
+-- Stop a processing batch in one statement: chunks no runner holds go with their staged rows, chunks in hand still finish.
+WITH locked AS (
+    -- Lock order (jobrunner/chunks.py): every chunk of the batch, in id order,
+    -- before the batch row, as the finish and the requeues take them. With
+    -- them all locked no chunk can change state under the cancel, so a chunk
+    -- and its staged rows are dropped together or kept together.
+    SELECT id, state FROM chunks WHERE batch_id = %(batch_id)s ORDER BY id FOR UPDATE
+), cancelled AS (
+    UPDATE batches
+    SET status = 'cancelled', completed_at = clock_timestamp()
+    WHERE id = %(batch_id)s AND status = 'processing' AND deleted_at IS NULL
+      -- Evaluated before this row is locked, so the chunks are locked first.
+      AND (SELECT count(*) FROM locked) >= 0
+    RETURNING *
+), dropped AS (
+    DELETE FROM chunks AS c USING locked, cancelled
+    WHERE c.id = locked.id AND locked.state <> 'claimed'
+    RETURNING c.first_row, c.last_row
+), unstaged AS (
+    DELETE FROM batch_rows AS r USING dropped
+    WHERE r.batch_id = %(batch_id)s AND r.row_number BETWEEN dropped.first_row AND dropped.last_row
 )
-SELECT count(*) FROM gone;
+SELECT * FROM cancelled;
 
--- name: batches_finished_before
--- Finished batches (completed, with errors, or cancelled) that finished more than older_than_seconds ago.
+-- name: batches_mark_deleted
+-- Hide a finished batch whose chunks no runner holds and leave its rows to the runners' reaper; whether it was marked, and how many chunks runners hold.
+WITH locked AS (
+    -- Lock order: the batch's chunks before its row. A held chunk keeps the
+    -- batch: its finish still has rows to write.
+    SELECT id, state FROM chunks WHERE batch_id = %(batch_id)s ORDER BY id FOR UPDATE
+), marked AS (
+    UPDATE batches
+    SET deleted_at = clock_timestamp()
+    WHERE id = %(batch_id)s AND deleted_at IS NULL AND status <> 'processing'
+      AND NOT EXISTS (SELECT 1 FROM locked WHERE state = 'claimed')
+    RETURNING id
+)
+SELECT EXISTS (SELECT 1 FROM marked) AS marked,
+       (SELECT count(*) FROM locked WHERE state = 'claimed') AS in_hand;
+
+-- name: batches_expired
+-- Finished batches (completed, with errors, or cancelled) that finished more than older_than_seconds ago, oldest first.
 SELECT id FROM batches
-WHERE status <> 'processing'
-  AND completed_at < now() - make_interval(secs => %(older_than_seconds)s);
+WHERE status <> 'processing' AND deleted_at IS NULL
+  AND completed_at < now() - make_interval(secs => %(older_than_seconds)s)
+ORDER BY completed_at
+LIMIT %(limit)s;
+
+-- name: batches_deleted
+-- Batches marked deleted whose rows the reaper still has to remove, oldest first.
+SELECT id FROM batches WHERE deleted_at IS NOT NULL ORDER BY deleted_at, id LIMIT %(limit)s;
+
+-- name: batches_reap_results
+-- Remove up to step results of a deleted batch (one range of the primary key); how many went.
+DELETE FROM batch_results
+WHERE batch_id = %(batch_id)s
+  AND row_number IN (SELECT row_number FROM batch_results WHERE batch_id = %(batch_id)s
+                     ORDER BY row_number LIMIT %(step)s);
+
+-- name: batches_reap_row_errors
+-- Remove up to step set-aside rows of a deleted batch; how many went.
+DELETE FROM batch_row_errors
+WHERE batch_id = %(batch_id)s
+  AND error_number IN (SELECT error_number FROM batch_row_errors WHERE batch_id = %(batch_id)s
+                       ORDER BY error_number LIMIT %(step)s);
+
+-- name: batches_reap_staged
+-- Remove up to step staged rows of a deleted batch (a cancelled batch's); how many went.
+DELETE FROM batch_rows
+WHERE batch_id = %(batch_id)s
+  AND row_number IN (SELECT row_number FROM batch_rows WHERE batch_id = %(batch_id)s
+                     ORDER BY row_number LIMIT %(step)s);
+
+-- name: batches_reap_row
+-- Remove a deleted batch's own row once its rows are gone (its chunks go by cascade).
+DELETE FROM batches WHERE id = %(batch_id)s AND deleted_at IS NOT NULL;
 
 -- name: batches_list
 -- One keyset page of batches, newest first, optionally of one status.
 SELECT *
 FROM batches
 WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND deleted_at IS NULL
   AND (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::bigint)
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;

@@ -24,9 +24,12 @@ WITH head AS (
     -- in claim order, so this reads one entry however many chunks are done;
     -- chunks backing off after a failure (available_at in the future) are
     -- skipped.
+    -- Only chunks of processing batches: a cancelled batch's chunk that came
+    -- back to the queue is closed out by whoever returned it, never scored.
     SELECT id, batch_id, fair_key
     FROM chunks
     WHERE state = 'ready' AND available_at <= now()
+      AND EXISTS (SELECT 1 FROM batches AS b WHERE b.id = chunks.batch_id AND b.status = 'processing')
     ORDER BY fair_key, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -79,17 +82,25 @@ ORDER BY r.row_number;
 -- Commit scored chunks of one batch in one statement: those whose lease the caller still holds have
 -- their rows moved from staging to results and counted into the batch (finishing it with its last
 -- chunk), and the runner's heartbeat beats.
-WITH finished AS (
-    -- The lease check, chunk by chunk: everything below covers only the chunks that matched.
+WITH held AS (
+    -- Lock order (see jobrunner/chunks.py): a batch's chunks in id order, then
+    -- its staged rows, then its batch row. The lease check, chunk by chunk:
+    -- everything below covers only the chunks that matched.
+    SELECT c.id
+    FROM chunks AS c
+    JOIN unnest(%(chunk_ids)s::bigint[], %(claim_tokens)s::uuid[]) AS mine (id, token)
+      ON c.id = mine.id AND c.claim_token = mine.token
+    WHERE c.state = 'claimed'
+    ORDER BY c.id
+    FOR UPDATE OF c
+), finished AS (
     UPDATE chunks AS c
     SET state = 'done',
         finished_at = now(),
         claim_token = NULL,
         lease_expires_at = NULL
-    FROM unnest(%(chunk_ids)s::bigint[], %(claim_tokens)s::uuid[]) AS held (id, token)
+    FROM held
     WHERE c.id = held.id
-      AND c.state = 'claimed'
-      AND c.claim_token = held.token
     RETURNING c.id, c.first_row, c.last_row
 ), moved AS (
     -- The rows leave staging exactly when their results appear. The round's
@@ -119,26 +130,32 @@ WITH finished AS (
            count(*) FILTER (WHERE sentiment = 'positive') AS positive,
            count(*) FILTER (WHERE sentiment = 'negative') AS negative,
            count(*) FILTER (WHERE sentiment = 'neutral') AS neutral,
-           count(*) AS rows
+           count(*) AS rows,
+           -- Rows of finished chunks that were no longer in staging (only a hand
+           -- edit can do that: cancel and delete never take a held chunk's rows).
+           -- They count as failed, so the batch still reaches a final state.
+           (SELECT coalesce(sum(last_row - first_row + 1), 0) FROM finished) - count(*) AS vanished
     FROM inserted
 ), advanced AS (
     -- The batch row is locked only while this one statement runs and commits;
     -- the lock also makes "last chunk" exact.
     UPDATE batches AS b
     SET processed_count = b.processed_count + t.scored,
-        failed_count    = b.failed_count + t.failed,
+        failed_count    = b.failed_count + t.failed + t.vanished,
         positive_count  = b.positive_count + t.positive,
         negative_count  = b.negative_count + t.negative,
         neutral_count   = b.neutral_count + t.neutral,
         status          = CASE
             WHEN b.status <> 'processing' THEN b.status  -- cancelled: chunks in hand still count
-            WHEN b.processed_count + t.scored + b.failed_count + t.failed + b.invalid_count < b.total_count
+            WHEN b.processed_count + t.scored + b.failed_count + t.failed + t.vanished + b.invalid_count
+                 < b.total_count
                 THEN b.status
-            WHEN b.failed_count + t.failed > 0 THEN 'completed_with_errors'
+            WHEN b.failed_count + t.failed + t.vanished > 0 THEN 'completed_with_errors'
             ELSE 'completed' END,
         completed_at    = CASE
             WHEN b.status = 'processing'
-             AND b.processed_count + t.scored + b.failed_count + t.failed + b.invalid_count = b.total_count
+             AND b.processed_count + t.scored + b.failed_count + t.failed + t.vanished + b.invalid_count
+                 = b.total_count
                 THEN clock_timestamp()
             ELSE b.completed_at END
     FROM tally AS t
@@ -157,53 +174,92 @@ WITH finished AS (
 )
 SELECT (SELECT coalesce(array_agg(id), '{}') FROM finished) AS finished,
        (SELECT rows FROM tally) AS inserted,
+       (SELECT vanished FROM tally) AS vanished,
        (SELECT status FROM advanced) AS status;
 
--- name: chunks_retry_later
--- Give a chunk whose scoring failed back to the queue after a backoff, if the caller still holds it.
-UPDATE chunks
-SET state = 'ready',
-    claim_token = NULL,
-    lease_expires_at = NULL,
-    last_error = %(error)s,
-    available_at = now() + make_interval(secs => %(backoff_seconds)s)
-WHERE id = %(chunk_id)s
-  AND state = 'claimed'
-  AND claim_token = %(claim_token)s
-RETURNING id;
-
--- name: chunks_give_back
--- Return claimed chunks a stopping runner never started scoring, as if it had not claimed them.
-UPDATE chunks AS c
-SET state = 'ready',
-    attempts = c.attempts - 1,
-    claim_token = NULL,
-    lease_expires_at = NULL
-FROM unnest(%(chunk_ids)s::bigint[], %(claim_tokens)s::uuid[]) AS held (id, token)
-WHERE c.id = held.id
-  AND c.state = 'claimed'
-  AND c.claim_token = held.token
-RETURNING c.id;
+-- name: chunks_return
+-- Put chunks the caller holds back in the queue (after a backoff, with the attempt counted or not), or close them out with their staged rows if their batch stopped processing.
+WITH held AS (
+    -- Lock order: the chunks in id order, then (shared) their batch, so a
+    -- cancel, which locks every chunk of its batch first, either runs wholly
+    -- before this (and this sees the batch stopped) or wholly after (and sees
+    -- the chunk ready, and drops it with its rows).
+    SELECT c.id, c.batch_id, c.first_row, c.last_row, b.status = 'processing' AS live
+    FROM chunks AS c
+    JOIN unnest(%(chunk_ids)s::bigint[], %(claim_tokens)s::uuid[]) AS mine (id, token)
+      ON c.id = mine.id AND c.claim_token = mine.token
+    JOIN batches AS b ON b.id = c.batch_id
+    WHERE c.state = 'claimed'
+    ORDER BY c.id
+    FOR UPDATE OF c FOR SHARE OF b
+), requeued AS (
+    UPDATE chunks AS c
+    SET state = 'ready',
+        attempts = c.attempts - CASE WHEN %(count_attempt)s THEN 0 ELSE 1 END,
+        claim_token = NULL,
+        lease_expires_at = NULL,
+        last_error = coalesce(%(error)s, c.last_error),
+        available_at = now() + make_interval(secs => %(backoff_seconds)s)
+    FROM held
+    WHERE c.id = held.id AND held.live
+    RETURNING c.id
+), closed AS (
+    DELETE FROM chunks AS c USING held
+    WHERE c.id = held.id AND NOT held.live
+    RETURNING c.id, c.batch_id, c.first_row, c.last_row
+), unstaged AS (
+    DELETE FROM batch_rows AS r USING closed
+    WHERE r.batch_id = closed.batch_id AND r.row_number BETWEEN closed.first_row AND closed.last_row
+)
+SELECT id, true AS requeued FROM requeued
+UNION ALL
+SELECT id, false FROM closed;
 
 -- name: chunks_release_expired
--- Put chunks whose lease ran out (their runner died or froze) back in the queue.
-UPDATE chunks
-SET state = 'ready',
-    claim_token = NULL,
-    lease_expires_at = NULL,
-    last_error = 'lease expired while held by ' || claimed_by
-WHERE state = 'claimed'
-  AND lease_expires_at < now()
-RETURNING id, batch_id, claimed_by;
+-- Put chunks whose lease ran out (their runner died or froze) back in the queue, or close them out if their batch stopped processing.
+WITH expired AS (
+    -- SKIP LOCKED: a chunk someone else is working on right now (its holder
+    -- finishing late, a cancel) is left for the next round of housekeeping.
+    SELECT c.id, c.batch_id, c.first_row, c.last_row, c.claimed_by, b.status = 'processing' AS live
+    FROM chunks AS c
+    JOIN batches AS b ON b.id = c.batch_id
+    WHERE c.state = 'claimed' AND c.lease_expires_at < now()
+    ORDER BY c.id
+    FOR UPDATE OF c SKIP LOCKED
+    FOR SHARE OF b SKIP LOCKED
+), requeued AS (
+    UPDATE chunks AS c
+    SET state = 'ready',
+        claim_token = NULL,
+        lease_expires_at = NULL,
+        last_error = 'lease expired while held by ' || expired.claimed_by
+    FROM expired
+    WHERE c.id = expired.id AND expired.live
+    RETURNING c.id
+), closed AS (
+    DELETE FROM chunks AS c USING expired
+    WHERE c.id = expired.id AND NOT expired.live
+    RETURNING c.id, c.batch_id, c.first_row, c.last_row
+), unstaged AS (
+    DELETE FROM batch_rows AS r USING closed
+    WHERE r.batch_id = closed.batch_id AND r.row_number BETWEEN closed.first_row AND closed.last_row
+)
+SELECT expired.id, expired.batch_id, expired.claimed_by, expired.live AS requeued FROM expired;
 
--- name: chunks_delete_done
--- Drop a finished batch's done chunks (the queue keeps only live work).
-DELETE FROM chunks WHERE batch_id = %(batch_id)s AND state = 'done';
-
--- name: chunks_delete_not_claimed
--- Drop a cancelled batch's chunks that no runner holds.
-DELETE FROM chunks WHERE batch_id = %(batch_id)s AND state <> 'claimed';
-
--- name: chunks_count_claimed
--- How many chunks of a batch runners hold right now.
-SELECT count(*) FROM chunks WHERE batch_id = %(batch_id)s AND state = 'claimed';
+-- name: chunks_renew_leases
+-- Extend the leases the caller still holds (by token) while it scores a long round.
+WITH held AS (
+    -- Lock order: chunks in id order, as every queue statement takes them.
+    SELECT c.id
+    FROM chunks AS c
+    JOIN unnest(%(chunk_ids)s::bigint[], %(claim_tokens)s::uuid[]) AS mine (id, token)
+      ON c.id = mine.id AND c.claim_token = mine.token
+    WHERE c.state = 'claimed'
+    ORDER BY c.id
+    FOR UPDATE OF c
+)
+UPDATE chunks AS c
+SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+FROM held
+WHERE c.id = held.id
+RETURNING c.id;

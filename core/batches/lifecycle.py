@@ -1,0 +1,126 @@
+"""A batch's life after its upload: cancel, delete, finished, and the background purge and reaper.
+
+Lock order, for every statement that changes a batch's queue state (cancel,
+delete, the runners' claim, finish and requeues): the batch's chunks first,
+in id order, then its staged rows, then its batch row. Cancel and delete lock
+every chunk of their batch before they look at anything else, so no chunk
+changes state under them: a chunk and its staged rows are dropped together or
+kept together, and a chunk a runner holds keeps its batch (and rows) until
+the runner's finish or the lease's expiry, which then close it out.
+
+Deleting is marking: ``deleted_at`` hides the batch from clients at once,
+and runners remove its rows in bounded steps (:func:`reap`), one runner at a
+time, so a DELETE of a million-row batch answers in milliseconds and no
+transaction ever deletes a million rows. RESULTS_TTL marks expired batches
+the same way (:func:`purge`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import psycopg
+from psycopg.rows import class_row, namedtuple_row
+
+from core.batches.model import Batch
+from core.batches.store import get
+from core.errors import Conflict
+from core.queries import q
+
+log = logging.getLogger(__name__)
+
+#: Rows one reaper step removes from one table, in its own short transaction.
+REAP_STEP_ROWS = 5_000
+#: Batches purge marks in one go.
+PURGE_BATCHES = 100
+
+
+def _finished_already(batch: Batch) -> Conflict:
+    return Conflict(
+        "Batch already finished",
+        f"The batch is {batch.status}; there is nothing to cancel.",
+        "batch-finished",
+        status_of_batch=batch.status,
+    )
+
+
+def cancel(conn: psycopg.Connection, public_id: str) -> Batch:
+    """Stop a processing batch (one statement): ready chunks and their staged rows go, chunks in
+    runners' hands still finish. Cancelling a cancelled batch is a no-op; a finished one a Conflict."""
+    batch = get(conn, public_id)
+    if batch.status == "cancelled":
+        return batch
+    if batch.status != "processing":
+        raise _finished_already(batch)
+    with conn.transaction(), conn.cursor(row_factory=class_row(Batch)) as cur:
+        cancelled = cur.execute(q("batches_cancel"), {"batch_id": batch.id}).fetchone()
+        if cancelled is not None:
+            finished(conn, cancelled)
+    if cancelled is None:  # it finished (or was cancelled) meanwhile
+        batch = get(conn, public_id)
+        if batch.status != "cancelled":
+            raise _finished_already(batch)
+        return batch
+    log.info("batch %s cancelled", public_id)
+    return cancelled
+
+
+def delete(conn: psycopg.Connection, public_id: str) -> None:
+    """Remove a finished batch: at once for clients, its rows in the background. A processing one,
+    or one with chunks still in runners' hands, is a Conflict: cancel it first."""
+    batch = get(conn, public_id)
+    with conn.transaction(), conn.cursor(row_factory=namedtuple_row) as cur:
+        outcome = cur.execute(q("batches_mark_deleted"), {"batch_id": batch.id}).fetchone()
+    if outcome.marked:
+        log.info("batch %s deleted; its rows are removed in the background", public_id)
+        return
+    batch = get(conn, public_id)  # NotFound if it was deleted meanwhile
+    raise Conflict(
+        "Batch still processing",
+        f"The batch is {batch.status} with {outcome.in_hand} chunk(s) in runners' hands; cancel it first "
+        f"(POST /batch/{public_id}/cancel), then delete it once those finish.",
+        "batch-processing",
+        status_of_batch=batch.status,
+    )
+
+
+def finished(conn: psycopg.Connection, batch: Batch | int) -> None:
+    """What happens once when a batch reaches a final state, inside the transaction that put it there
+    (the runners' last finish, or a cancel): its done chunks leave the queue."""
+    batch_id = batch if isinstance(batch, int) else batch.id
+    conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
+
+
+def purge(conn: psycopg.Connection, older_than_seconds: float) -> int:
+    """Mark deleted the finished batches that finished longer ago than that (up to PURGE_BATCHES
+    at a time; a batch with a chunk still in a runner's hands waits); how many. :func:`reap`
+    removes their rows."""
+    params = {"older_than_seconds": older_than_seconds, "limit": PURGE_BATCHES}
+    marked = 0
+    for (batch_id,) in conn.execute(q("batches_expired"), params).fetchall():
+        with conn.transaction():
+            marked += conn.execute(q("batches_mark_deleted"), {"batch_id": batch_id}).fetchone()[0]
+    return marked
+
+
+def reap(conn: psycopg.Connection, budget_seconds: float, step: int = REAP_STEP_ROWS) -> int:
+    """Remove deleted batches' rows in steps of ``step`` rows, each its own short transaction, for
+    about ``budget_seconds`` at most; the batch row goes last. The number of rows removed.
+
+    ``conn`` must be in autocommit mode, so each step commits on its own.
+    """
+    deadline = time.monotonic() + budget_seconds
+    removed = 0
+    for (batch_id,) in conn.execute(q("batches_deleted"), {"limit": 10}).fetchall():
+        for statement in ("batches_reap_results", "batches_reap_row_errors", "batches_reap_staged"):
+            while True:
+                if time.monotonic() > deadline:
+                    return removed
+                gone = conn.execute(q(statement), {"batch_id": batch_id, "step": step}).rowcount
+                removed += gone
+                if gone < step:
+                    break
+        conn.execute(q("batches_reap_row"), {"batch_id": batch_id})
+        log.info("batch %s: every row removed", batch_id)
+    return removed

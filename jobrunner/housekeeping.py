@@ -1,0 +1,49 @@
+"""What runners do for the queue between rounds, every RELEASE_EXPIRED_SECONDS.
+
+* put back chunks whose lease expired (any runner; the statement skips what
+  another runner has locked, so several runners never wait on each other);
+* forget runners whose heartbeat stopped;
+* purge and reap: mark batches past RESULTS_TTL deleted, and remove the rows
+  of deleted batches in bounded steps. Only one runner does this at a time
+  (a session advisory lock taken with ``pg_try_advisory_lock``: the others
+  skip it instead of waiting), and for at most REAP_BUDGET_SECONDS per turn,
+  each step its own short transaction on rows no runner reads, so scoring
+  never waits on it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+
+from core import batches
+from core.queries import q
+from core.settings import Settings
+from jobrunner.chunks import release_expired
+
+log = logging.getLogger(__name__)
+
+#: An arbitrary constant shared by every runner: whoever holds it purges and reaps.
+REAPER_LOCK_KEY = 7_240_113_902
+#: Time one runner spends removing deleted batches' rows per housekeeping turn.
+REAP_BUDGET_SECONDS = 0.5
+
+
+def housekeep(conn: psycopg.Connection, settings: Settings) -> None:
+    """One turn of housekeeping on the runner's autocommit connection."""
+    release_expired(conn)
+    for (name,) in conn.execute(q("runners_expire"), {"expiry_seconds": settings.runner_expiry_seconds}):
+        log.info("runner %s stopped beating its heartbeat; removed from runners", name)
+    if not conn.execute("SELECT pg_try_advisory_lock(%s)", (REAPER_LOCK_KEY,)).fetchone()[0]:
+        return
+    try:
+        if settings.results_ttl_seconds:
+            purged = batches.purge(conn, settings.results_ttl_seconds)
+            if purged:
+                log.info("purged %d batch(es) finished more than RESULTS_TTL ago", purged)
+        removed = batches.reap(conn, REAP_BUDGET_SECONDS)
+        if removed:
+            log.info("removed %d row(s) of deleted batches", removed)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (REAPER_LOCK_KEY,))

@@ -1,0 +1,93 @@
+"""Keep a runner's leases alive while it scores: a timer on its own connection.
+
+A round (CLAIM_CHUNKS chunks of up to MAX_TEXT_CHARS texts) can take longer
+to score than LEASE_SECONDS, with a slow scorer or long texts. While the
+runner holds a round, this thread renews its leases (``chunks_renew_leases``,
+by claim token) every LEASE_SECONDS / 3, so the round still commits once and
+no other runner takes it over. It runs on its own connection, so a renewal
+never waits behind the runner's own statements, and it wakes while Python
+scores because the interpreter switches threads every few milliseconds.
+
+What it does not change: a runner that dies, freezes (SIGSTOP) or is cut off
+from PostgreSQL stops renewing with it, and its chunks are taken over as
+before. A round held for more than MAX_RENEWALS renewals (a scorer stuck in
+a loop) is no longer renewed, so a stuck runner loses its chunks like a dead one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg
+
+from jobrunner.chunks import ClaimedChunk, renew_leases
+
+log = logging.getLogger(__name__)
+
+#: Renewals of one round before the keeper gives up on it (30 renewals: ten leases' worth).
+MAX_RENEWALS = 30
+
+
+class LeaseKeeper:
+    """Renews the leases of the round the runner holds, from a daemon thread."""
+
+    def __init__(self, conninfo: str, lease_seconds: float) -> None:
+        self.conninfo = conninfo
+        self.lease_seconds = lease_seconds
+        self.interval = lease_seconds / 3
+        self._held: list[ClaimedChunk] = []
+        self._renewals = 0
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._conn: psycopg.Connection | None = None
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+        self.renewed = 0  # leases renewed, for the logs and the tests
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def hold(self, chunks: list[ClaimedChunk]) -> None:
+        """Renew these chunks' leases from now on, until :meth:`release`."""
+        with self._lock:
+            self._held = list(chunks)
+            self._renewals = 0
+
+    def release(self) -> None:
+        with self._lock:
+            self._held = []
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=self.interval + 5)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            # Renewing under the lock: release() waits for a renewal in flight, so a
+            # round is never renewed after its commit (which would log a false loss).
+            with self._lock:
+                if not self._held:
+                    continue
+                self._renewals += 1
+                if self._renewals <= MAX_RENEWALS:
+                    self._renew(self._held)
+                elif self._renewals == MAX_RENEWALS + 1:
+                    log.error("a round held for %d lease renewals: no longer renewed", MAX_RENEWALS)
+        if self._conn is not None:
+            self._conn.close()
+
+    def _renew(self, held: list[ClaimedChunk]) -> None:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)
+            renewed = renew_leases(self._conn, held, self.lease_seconds)
+        except psycopg.Error as exc:
+            log.warning("could not renew leases (%s); they expire unless the next try works", exc)
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            return
+        self.renewed += len(renewed)
+        lost = [c.chunk_id for c in held if c.chunk_id not in renewed]
+        if lost:
+            log.warning("chunks %s: lease no longer ours, not renewed", lost)
