@@ -263,3 +263,7 @@ SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
 FROM held
 WHERE c.id = held.id
 RETURNING c.id;
+
+-- name: chunks_delete_done
+-- Drop a finished batch's done chunks (the queue keeps only live work).
+DELETE FROM chunks WHERE batch_id = %(batch_id)s AND state = 'done';
