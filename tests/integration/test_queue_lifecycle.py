@@ -1,0 +1,116 @@
+"""Long rounds, rounds that raise, and a storm of cancels and deletes while runners are killed:
+real runner processes, real signals. Nothing is stuck afterwards and every batch is final."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+
+import pytest
+
+from tests.helpers import make_csv, sample_texts, wait_for
+from tests.integration.test_faults import assert_exactly_once, finished, status_of
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_round_three_leases_long_commits_once(client, upload, runners, database_url, db):
+    """Each round takes three times LEASE_SECONDS to score: the leases are renewed, nothing is taken over."""
+    batch_id = upload(make_csv(sample_texts(400, seed=41)))["batch_id"]
+    env = {
+        "LEASE_SECONDS": "1",
+        "RELEASE_EXPIRED_SECONDS": "0.2",
+        "CLAIM_CHUNKS": "2",
+        "SCORER": "tests.scorers:slow",
+        "TEST_SCORE_DELAY_SECONDS": "1.5",  # per chunk: 3 s per round of 2 chunks
+    }
+    runners.start(**env)
+    runners.start(**env)  # a second runner that would take over any expired lease
+    status = finished(client, batch_id, timeout=120)
+    assert status["status"] == "completed"
+    assert_exactly_once(database_url, batch_id, 400, status["summary"])
+    logs = runners.logs()
+    assert "lease lost" not in logs and "expired" not in logs, logs
+    # Every chunk was claimed once: no attempt beyond the first was ever logged.
+    assert '"attempt": 2' not in logs and "attempt 2" not in logs
+
+
+def test_a_runner_survives_a_round_whose_commit_raises(client, upload, runners, db):
+    """PostgreSQL refuses the finishing statement of rounds holding a marked text (a trigger the
+    test adds raises; not a connection error): the runner logs it, hands the round back, and goes
+    on; once the chunk is given up its rows are recorded as failed, and the other batch completes."""
+    db.execute(
+        """
+        CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.text LIKE '%REFUSED%' AND NEW.sentiment IS NOT NULL THEN
+                RAISE EXCEPTION 'refused by the test';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_marked BEFORE INSERT ON batch_results
+        FOR EACH ROW EXECUTE FUNCTION refuse_marked();
+        """
+    )
+    texts = sample_texts(200, seed=42)
+    texts[150] = "this text is REFUSED by the database"
+    marked = upload(make_csv(texts))["batch_id"]
+    healthy = upload(make_csv(sample_texts(300, seed=43)))["batch_id"]
+    env = {"MAX_ATTEMPTS": "2", "RETRY_BACKOFF_SECONDS": "0.05", "CLAIM_CHUNKS": "1"}
+    proc = runners.start(**env)
+    assert finished(client, healthy, timeout=120)["status"] == "completed"
+    status = finished(client, marked, timeout=120)
+    # The marked chunk's 100 rows could never be committed scored: given up, they count as failed.
+    assert (status["status"], status["processed_count"], status["failed_count"]) == (
+        "completed_with_errors",
+        100,
+        100,
+    )
+    assert proc.poll() is None, "the runner exited"
+    assert "a round failed" in runners.logs() and "refused by the test" in runners.logs()
+
+
+def test_cancel_and_delete_storm_while_runners_are_killed(client, upload, runners, db):
+    """A stream of uploads; random cancels and deletes; a runner killed now and then. Afterwards no
+    chunk is stuck, every batch is final, and DELETE succeeds on every one of them."""
+    rng = random.Random(44)
+    env = {"LEASE_SECONDS": "1", "RELEASE_EXPIRED_SECONDS": "0.2", "CLAIM_CHUNKS": "2"}
+    env.update(SCORER="tests.scorers:slow", TEST_SCORE_DELAY_SECONDS="0.02")
+    alive = [runners.start(**env) for _ in range(3)]
+    uploaded: list[str] = []
+    deleted: set[str] = set()
+    deadline = time.monotonic() + 25
+    step = 0
+    while time.monotonic() < deadline:
+        step += 1
+        uploaded.append(upload(make_csv(sample_texts(rng.randint(100, 3_000), seed=step)))["batch_id"])
+        for batch_id in rng.sample(uploaded, k=min(2, len(uploaded))):
+            if batch_id in deleted:
+                continue
+            if rng.random() < 0.6:
+                assert client.post(f"/batch/{batch_id}/cancel").status_code in (200, 409)
+            else:
+                answer = client.delete(f"/batch/{batch_id}").status_code
+                assert answer in (204, 409)
+                if answer == 204:
+                    deleted.add(batch_id)
+        if step % 4 == 0:
+            victim = alive.pop(rng.randrange(len(alive)))
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            alive.append(runners.start(**env))
+        time.sleep(rng.uniform(0.05, 0.3))
+    for batch_id in uploaded:
+        if batch_id not in deleted:
+            assert finished(client, batch_id, timeout=120)["status"] != "processing"
+    wait_for(lambda: db.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0, timeout=60)
+    assert db.execute("SELECT count(*) FROM batch_rows").fetchone()[0] == 0
+    for batch_id in uploaded:
+        if batch_id not in deleted:
+            answer = client.delete(f"/batch/{batch_id}")
+            assert answer.status_code == 204, (batch_id, status_of(client, batch_id), answer.get_json())
+        assert client.get(f"/batch/{batch_id}").status_code == 404
+    tables = ("batches", "batch_rows", "chunks", "batch_results", "batch_row_errors")
+    wait_for(lambda: all(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] == 0 for t in tables), 120)
+    assert all(proc.poll() is None for proc in alive)
