@@ -15,7 +15,6 @@ file", for every rule; in short:
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 from collections.abc import Iterable, Iterator
@@ -23,11 +22,14 @@ from dataclasses import dataclass
 from itertools import chain
 
 from core.batches.ingest import StagedRow
+from webapp.decoding import check_encoding, decoded  # noqa: F401 (check_encoding: part of this API)
 from webapp.problems import Problem
 from webapp.request_body import bad_request
 
-# csv's per-field limit. A field longer than this (a runaway quote, usually)
-# fails the whole file; texts over MAX_TEXT_CHARS but under this are set aside.
+# csv's per-field limit, and ours per physical line. A field or line longer
+# than this (a runaway quote, usually, or a body without newlines) fails the
+# whole file as soon as it passes the limit; texts over MAX_TEXT_CHARS but
+# under this are set aside.
 MAX_FIELD_CHARS = 10_000_000
 csv.field_size_limit(MAX_FIELD_CHARS)
 
@@ -56,29 +58,19 @@ class UploadOptions:
     strict: bool = False
     max_rows: int = 10_000_000
     max_text_chars: int = 20_000
+    #: Longest physical line; csv's own field limit is process-wide (MAX_FIELD_CHARS).
+    max_line_chars: int = MAX_FIELD_CHARS
 
 
 #: One data row of the file, valid or set aside: exactly what a batch stages.
 CsvRow = StagedRow
 
 
-def check_encoding(name: str) -> str:
-    """A text encoding Python knows, by its canonical name; 400 otherwise."""
-    try:
-        info = codecs.lookup(name)
-    except LookupError:
-        info = None
-    if info is None or not getattr(info, "_is_text_encoding", True):
-        raise bad_request(
-            "unknown-encoding", f"{name!r} is not a text encoding we know (try utf-8 or cp1252)."
-        )
-    return info.name
-
-
 def csv_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[CsvRow]:
     """Every data row of the file, valid or set aside, in file order."""
     pieces = _sniffed(iter(pieces), options.encoding)
-    reader = csv.reader(_lines(_decoded(pieces, options.encoding)), strict=True)
+    lines = _lines(decoded(pieces, options.encoding), options.max_line_chars)
+    reader = csv.reader(lines, strict=True)
     try:
         first = next((record for record in reader if record), None)
     except csv.Error as exc:
@@ -226,73 +218,52 @@ def _sniffed(pieces: Iterator[bytes], encoding: str) -> Iterator[bytes]:
     yield from pieces
 
 
-def _decoded(pieces: Iterable[bytes], encoding: str) -> Iterator[str]:
-    """Decode incrementally; an undecodable byte is a 400 naming its line and position."""
-    codec = "utf-8-sig" if encoding == "utf-8" else encoding
-    decoder = codecs.getincrementaldecoder(codec)(errors="strict")
-    consumed = newlines = 0  # bytes and LFs in the pieces already decoded
-    for piece in pieces:
-        pending = decoder.getstate()[0]
-        try:
-            text = decoder.decode(piece)
-        except UnicodeDecodeError as exc:
-            raise _undecodable(
-                exc, pending + piece, consumed - len(pending), newlines - pending.count(b"\n"), encoding
-            ) from exc
-        consumed += len(piece)
-        newlines += piece.count(b"\n")
-        if text:
-            yield text
-    pending = decoder.getstate()[0]
-    try:
-        tail = decoder.decode(b"", final=True)
-    except UnicodeDecodeError as exc:
-        raise _undecodable(
-            exc, pending, consumed - len(pending), newlines - pending.count(b"\n"), encoding
-        ) from exc
-    if tail:
-        yield tail
-
-
-def _undecodable(
-    exc: UnicodeDecodeError, data: bytes, data_offset: int, newlines_before: int, encoding: str
-) -> Problem:
-    line = newlines_before + data[: exc.start].count(b"\n") + 1
-    position = data_offset + exc.start
-    bad = data[exc.start : exc.start + 1].hex()
-    hint = " If it comes from Excel, try ?encoding=cp1252." if encoding == "utf-8" else ""
-    where = f"at byte {position} of the file, counting from 0 (byte 0x{bad})"
-    return bad_request(
-        "not-utf8" if encoding == "utf-8" else "undecodable",
-        f"Line {line}: the file is not valid {encoding.upper()} {where}.{hint}",
-    )
-
-
-def _lines(texts: Iterable[str]) -> Iterator[str]:
+def _lines(texts: Iterable[str], max_line_chars: int = MAX_FIELD_CHARS) -> Iterator[str]:
     """Physical lines with their ends (CR, LF or CRLF), as csv wants them."""
-    return chain.from_iterable(_line_lists(texts))
+    return chain.from_iterable(_line_lists(texts, max_line_chars))
 
 
-def _line_lists(texts: Iterable[str]) -> Iterator[list[str]]:
-    """The lines of each decoded piece, as a list (csv reads them from a C-level chain)."""
-    rest = ""
+def _line_lists(texts: Iterable[str], max_line_chars: int) -> Iterator[list[str]]:
+    """The lines of each decoded piece, as a list (csv reads them from a C-level chain).
+
+    Linear in the input whatever its shape: the unfinished line at the end of a
+    piece is kept as a list of its parts, joined once when its end arrives, so a
+    body without a newline is not copied again for every piece. A line longer
+    than ``max_line_chars`` is refused as soon as it gets there (a csv.Error,
+    reported with the line where its record starts); nothing after it is read.
+    """
+    parts: list[str] = []  # the unfinished line, in pieces
+    pending = 0  # its length
+    carry = ""  # a CR at the end of a piece: maybe the first half of a CRLF
     for text in texts:
-        buffer = rest + text
-        # A CR at the end may be the first half of a CRLF: keep it back.
-        hold = 1 if buffer.endswith("\r") else 0
-        body = buffer[: len(buffer) - hold]
-        lines = body.splitlines(keepends=True)
+        if carry:
+            text, carry = carry + text, ""
+        if text.endswith("\r"):
+            text, carry = text[:-1], "\r"
+        if not text:
+            continue
+        lines = text.splitlines(keepends=True)
         # splitlines also cuts at a few other characters (form feed, U+2028, ...),
         # which in a CSV file are text, not line ends: then cut the slow way.
-        # (The last line is usually the unfinished start of the next piece's.)
         if any(line[-1] not in "\r\n" for line in lines[:-1]):
-            lines = io.StringIO(body, newline="").readlines()
-        rest = buffer[len(buffer) - hold :]
-        if lines and not lines[-1].endswith(("\n", "\r")):
-            rest = lines.pop() + rest
-        yield lines
-    if rest:
-        yield [rest]
+            lines = io.StringIO(text, newline="").readlines()
+        last = lines[-1]
+        unfinished = last[-1] not in "\r\n"
+        if unfinished:
+            lines.pop()
+        if parts and lines:
+            parts.append(lines[0])
+            lines[0] = "".join(parts)
+            parts, pending = [], 0
+        if unfinished:
+            parts.append(last)
+            pending += len(last)
+            if pending > max_line_chars:
+                raise csv.Error(f"a line is longer than {max_line_chars:,} characters (no line ends?)")
+        if lines:
+            yield lines
+    if parts or carry:
+        yield ["".join(parts) + carry]
 
 
 def _invalid_csv(exc: csv.Error, line: int) -> Problem:
