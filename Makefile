@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit lint bench bench-quick screenshots clean
+.PHONY: run test test-unit chromium lint bench bench-quick screenshots clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m core.devrun
 
-test: $(STAMP)
+test: chromium $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
@@ -27,8 +27,13 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
 
+# The browser tests drive the system's Chromium (CHROMIUM=path, else the one on
+# the PATH): as root, install Debian's when none is there; else say how, and stop.
+chromium:
+	@.ci/ensure-chromium
+
 # Refresh the README's three screenshots from a browser test run.
-screenshots: $(STAMP)
+screenshots: chromium $(STAMP)
 	$(BIN)/python -m pytest tests/integration/test_browser.py -k upload_watch_read_and_download
 	cp test-artifacts/screenshots/upload-page.png test-artifacts/screenshots/batch-in-progress.png \
 	   test-artifacts/screenshots/batch-completed.png docs/
