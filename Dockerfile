@@ -4,6 +4,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml setup.cfg README.md ./
+COPY core ./core
 COPY webapp ./webapp
 COPY jobrunner ./jobrunner
 COPY sql ./sql

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import configparser
 import shlex
+import subprocess
 import tomllib
 from pathlib import Path
 
 import yaml
+
+from core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,12 +24,33 @@ def procfile() -> dict[str, str]:
     return entries
 
 
+def shell_argv(command: str, **env: str) -> list[str]:
+    """The arguments a POSIX shell (as honcho's and compose's) makes of ``command``."""
+    script = f"set -- {command}; printf '%s\\n' \"$@\""
+    out = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()
+
+
+def bind_address(command: str, **env: str) -> str:
+    argv = shell_argv(command, **env)
+    return argv[argv.index("--bind") + 1]
+
+
 def test_procfile_runs_web_and_runner():
     entries = procfile()
     assert set(entries) == {"web", "runner"}
-    assert "--bind 0.0.0.0:$PORT" in entries["web"]
+    # The same default as the settings' declaration (which `make run` passes on).
+    assert f"--bind ${{HOST:-{Settings().host}}}:$PORT" in entries["web"]
     assert "'webapp:create_app()'" in entries["web"]
     assert entries["runner"] == "python -m jobrunner"
+
+
+def test_web_listens_on_loopback_unless_host_says_otherwise():
+    web = procfile()["web"]
+    assert bind_address(web, PORT="8000") == "127.0.0.1:8000"
+    assert bind_address(web, PORT="8000", HOST="") == "127.0.0.1:8000"
+    assert bind_address(web, PORT="8000", HOST="0.0.0.0") == "0.0.0.0:8000"
+    assert shell_argv(web, PORT="8000")[-1] == "webapp:create_app()"
 
 
 def test_compose_commands_match_the_procfile():
@@ -41,6 +65,11 @@ def test_compose_commands_match_the_procfile():
         # Migrations run once, in their own service, before web and runners start.
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert services[name]["environment"]["MIGRATE_ON_START"] == "false"
+    # Inside a container loopback is unreachable from the published port: compose says HOST.
+    web = services["web"]
+    script = web["command"][2].replace("$$", "$").removeprefix("exec ")
+    assert bind_address(script, **web["environment"]) == f"0.0.0.0:{web['environment']['PORT']}"
+    assert web["ports"] == [f"{web['environment']['PORT']}:{web['environment']['PORT']}"]
     migrate = services["migrate"]
     assert migrate["command"] == ["python", "-m", "core.migrations"]
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
@@ -50,6 +79,10 @@ def test_compose_commands_match_the_procfile():
     assert "ports" not in services["runner"]  # so --scale runner=N cannot clash
     dockerfile = (REPO / "Dockerfile").read_text()
     assert dockerfile.startswith("# ") and "FROM python:3.11-slim" in dockerfile
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    for package in {p.strip().split(".")[0] for p in config["options"]["packages"].split(",")}:
+        assert f"COPY {package} ./{package}\n" in dockerfile  # every package the install names
     assert "pip install" in dockerfile and "USER app" in dockerfile  # non-root
 
 
@@ -57,7 +90,7 @@ def test_packaging_declares_the_packages_and_pins_vader():
     config = configparser.ConfigParser()
     config.read(REPO / "setup.cfg")
     packages = [p.strip() for p in config["options"]["packages"].split(",")]
-    assert packages == ["core", "webapp", "jobrunner"]
+    assert packages == ["core", "core.batches", "webapp", "jobrunner"]
     requires = config["options"]["install_requires"]
     assert "vaderSentiment==3.3.2" in requires
     for name in ("flask", "gunicorn", "psycopg[binary]", "psycopg-pool", "pandas"):
