@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -28,7 +29,14 @@ def _row_position(value: Any) -> bool:
 
 
 def _batch_position(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and type(value[1]) is int
+    """[created_at as ISO 8601, id]: a time PostgreSQL reads and a bigint."""
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
+        return False
+    try:
+        datetime.fromisoformat(value[0])
+    except ValueError:
+        return False
+    return type(value[1]) is int and -(2**63) <= value[1] < 2**63
 
 
 def _fetch_results(
@@ -52,9 +60,16 @@ RESULTS: Listing[Result] = Listing(
 )
 # Rows of one sentiment are not numbered densely, so page P is not an index range: cursors only.
 RESULTS_OF_ONE_SENTIMENT = replace(RESULTS, numbered=False)
-ERRORS: Listing[RowError] = Listing("errors", _fetch_errors, lambda e: e.error_number, _row_position, True)
+ERRORS: Listing[RowError] = Listing(
+    "errors", _fetch_errors, lambda e: e.error_number, _row_position, numbered=True, ignores=("before",)
+)
 BATCHES: Listing[Batch] = Listing(
-    "batches", _fetch_batches, lambda b: [b.created_at.isoformat(), b.id], _batch_position
+    "batches",
+    _fetch_batches,
+    lambda b: [b.created_at.isoformat(), b.id],
+    _batch_position,
+    ignores=("page", "before"),
+    scope_of=lambda filters: f"batches:{filters.get('status', '')}",
 )
 
 
@@ -63,7 +78,7 @@ def results_page(conn: psycopg.Connection, batch: Batch, args: Mapping[str, str]
     sentiment = choice(args, "sentiment", SENTIMENTS)
     filters = {"sentiment": sentiment} if sentiment else {}
     listing = RESULTS_OF_ONE_SENTIMENT if sentiment else RESULTS
-    key = signing_key()
+    key = signing_key(conn)
     page_request = parse_page_request(args, listing, batch.public_id, filters, key)
     batches.require_results(batch)
     return read_page(conn, listing, batch, batch.public_id, page_request, filters, key)
@@ -73,9 +88,9 @@ def batches_page(args: Mapping[str, str]) -> Page[Batch]:
     """The page of batches ``args`` ask for: newest first, ``status`` to filter."""
     status = choice(args, "status", STATUSES)
     filters = {"status": status} if status else {}
-    key = signing_key()
-    page_request = parse_page_request(args, BATCHES, "batches", filters, key)
     with get_pool().connection() as conn:
+        key = signing_key(conn)
+        page_request = parse_page_request(args, BATCHES, "batches", filters, key)
         return read_page(conn, BATCHES, None, "batches", page_request, filters, key)
 
 
@@ -94,8 +109,9 @@ def get_results(public_id: str) -> Response:
 def get_errors(public_id: str) -> Response:
     with get_pool().connection() as conn:
         batch = batches.get(conn, public_id)
-        page_request = parse_page_request(request.args, ERRORS, public_id, {}, signing_key())
-        page = read_page(conn, ERRORS, batch, public_id, page_request, {}, signing_key())
+        key = signing_key(conn)
+        page_request = parse_page_request(request.args, ERRORS, public_id, {}, key)
+        page = read_page(conn, ERRORS, batch, public_id, page_request, {}, key)
     url = url_for("listings.get_errors", public_id=public_id)
     return page_response(page, url, batch_id=public_id, total_errors=batch.invalid_count)
 

@@ -56,8 +56,8 @@ def positive_int(args: Mapping[str, str], name: str, default: int, maximum: int)
 
 
 def choice(args: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
-    """One of ``allowed`` from the query string, or None when absent (or empty); 400 otherwise."""
-    value = args.get(name) or None
+    """One of ``allowed`` from the query string, or None when absent; 400 otherwise (empty too)."""
+    value = args.get(name)
     if value is not None and value not in allowed:
         raise bad_parameter(f"{name} must be one of {', '.join(allowed)}, got {value!r}.")
     return value
@@ -79,6 +79,10 @@ class Listing(Generic[Row]):
     numbered: bool = False
     #: ``fetch`` can read backwards from a position, so ``before=`` works.
     backward: bool = False
+    #: Query parameters this list has always ignored (kept so, for clients that send them).
+    ignores: tuple[str, ...] = ()
+    #: The scope of its cursors for some filters; by default the name, then ``:value`` per filter.
+    scope_of: Callable[[Mapping[str, str]], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,10 @@ def _serializer(key: str) -> URLSafeSerializer:
 
 
 def scope(listing: Listing[Any], filters: Mapping[str, str]) -> str:
-    """What a cursor of this list with these filters is bound to, e.g. ``results:sentiment=positive``."""
-    return listing.name + ":" + "&".join(f"{k}={v}" for k, v in sorted(filters.items()))
+    """What a cursor of this list with these filters is bound to, e.g. ``results:positive``."""
+    if listing.scope_of is not None:
+        return listing.scope_of(filters)
+    return listing.name + "".join(f":{value}" for _, value in sorted(filters.items()))
 
 
 def encode_cursor(key: str, owner: str, scope: str, position: Any) -> str:
@@ -127,14 +133,14 @@ def parse_page_request(
 ) -> PageRequest:
     """``per_page`` and at most one of ``after``, ``before``, ``page``; a bad value is a 400."""
     per_page = positive_int(args, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
-    given = [name for name in ("after", "before", "page") if name in args]
+    given = [name for name in ("after", "before", "page") if name in args and name not in listing.ignores]
     if len(given) > 1:
         raise bad_parameter(f"Use only one of after, before and page (got {', '.join(given)}).")
     parameter = given[0] if given else "page"
     if parameter == "before" and not listing.backward:
         raise bad_parameter("This list is read forwards only: follow next_cursor (after=).")
     if parameter == "page":
-        page = positive_int(args, "page", 1, MAX_ROW_NUMBER)
+        page = positive_int(args, "page", 1, MAX_ROW_NUMBER) if given else 1
         if not listing.numbered:
             if page > 1:
                 raise bad_parameter(

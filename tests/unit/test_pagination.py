@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from webapp.listings import BATCHES, ERRORS, RESULTS, RESULTS_OF_ONE_SENTIMENT
@@ -37,7 +39,7 @@ def test_cursor_round_trip_and_binding_to_key_owner_list_and_filters():
 
 def test_a_filtered_cursor_is_the_same_whoever_made_it():
     # The pages and the API both bind a cursor to the list's name and its filters, nothing else.
-    cursor = encode_cursor("k", BATCH, "results:sentiment=positive", 7)
+    cursor = encode_cursor("k", BATCH, "results:positive", 7)
     request = parse_page_request({"after": cursor}, RESULTS_OF_ONE_SENTIMENT, BATCH, POSITIVE, "k")
     assert request.after == 7
 
@@ -47,7 +49,7 @@ def test_page_numbers_only_where_rows_are_numbered_densely():
     with pytest.raises(Problem, match="no page numbers"):
         parse_page_request({"page": "2"}, RESULTS_OF_ONE_SENTIMENT, BATCH, POSITIVE, "k")
     with pytest.raises(Problem, match="no page numbers"):
-        parse_page_request({"page": "2"}, BATCHES, "batches", {}, "k")
+        parse_page_request({"page": "2"}, replace(BATCHES, ignores=()), "batches", {}, "k")
 
 
 def test_one_form_at_a_time_and_before_only_where_lists_read_backwards():
@@ -55,7 +57,7 @@ def test_one_form_at_a_time_and_before_only_where_lists_read_backwards():
     with pytest.raises(Problem, match="only one of"):
         parse_page_request({"after": cursor, "page": "2"}, ERRORS, BATCH, {}, "k")
     with pytest.raises(Problem, match="forwards only"):
-        parse_page_request({"before": cursor}, ERRORS, BATCH, {}, "k")
+        parse_page_request({"before": cursor}, replace(ERRORS, ignores=()), BATCH, {}, "k")
 
 
 @pytest.mark.parametrize("position", [-1, "7", 1.5, True, [1, 2], None])
@@ -70,3 +72,24 @@ def test_bad_per_page(value):
     with pytest.raises(Problem) as info:
         parse_page_request({"per_page": value}, RESULTS, BATCH, {}, "k")
     assert info.value.status == 400
+
+
+def test_cursor_scopes_are_those_the_api_always_signed():
+    """Cursors handed out before the paginators were one still work."""
+    assert scope(RESULTS, {}) == "results"
+    assert scope(RESULTS_OF_ONE_SENTIMENT, POSITIVE) == "results:positive"
+    assert scope(ERRORS, {}) == "errors"
+    assert scope(BATCHES, {}) == "batches:"
+    assert scope(BATCHES, {"status": "completed"}) == "batches:completed"
+
+
+@pytest.mark.parametrize("position", [["not a time", 5], ["2026-01-01T00:00:00+00:00", 2**70], [1, 2], "x"])
+def test_a_signed_batches_cursor_postgresql_could_not_read_is_refused(position):
+    cursor = encode_cursor("k", "batches", scope(BATCHES, {}), position)
+    with pytest.raises(Problem):
+        parse_page_request({"after": cursor}, BATCHES, "batches", {}, "k")
+
+
+def test_parameters_a_list_always_ignored_are_still_ignored():
+    assert parse_page_request({"page": "7", "before": "x"}, BATCHES, "batches", {}, "k").after is None
+    assert parse_page_request({"before": "x"}, ERRORS, BATCH, {}, "k").page == 1
