@@ -1,4 +1,4 @@
-"""The runner processes: claim chunks of 100 rows, score them with VADER, commit the results.
+"""The runner processes: claim chunks (CHUNK_SIZE rows each), score them with VADER, commit the results.
 
 ``python -m jobrunner`` runs one runner; the queue's statements live in
 :mod:`jobrunner.chunks`, the loop around them in :mod:`jobrunner.runner`,

@@ -220,8 +220,12 @@ def finish_chunks(conn: psycopg.Connection, scored: list[ScoredChunk], runner: R
         if outcome.vanished:
             # Only a hand edit of staging gets here; the statement counted them as failed.
             log.error("chunks %s: %d row(s) were missing from staging", sorted(done), outcome.vanished)
-        if outcome.status in FINAL_STATUSES:
-            batches.finished(conn, batch_id)
+    # After the commit, in transactions of their own: they lock chunks, which the finish's lock
+    # order puts before the batch row it has just locked.
+    if outcome.completed_now:
+        batches.finished(conn, batch_id)
+    elif outcome.status in FINAL_STATUSES:  # a cancelled batch's chunk that was in hand
+        conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
     return done
 
 

@@ -24,7 +24,7 @@ COLUMNS = ["neg", "neu", "pos", "compound", "sentiment", "score"]
 
 
 #: What a scorer is: texts in, VADER's four numbers (neg, neu, pos, compound) out, one mapping per
-#: text in order. SCORER=module:callable plugs in any such function (tests plug in slow and failing
+#: text in order; neg, neu and pos in [0, 1], compound in [-1, 1]. SCORER=module:callable plugs in any such function (tests plug in slow and failing
 #: ones this way; the pipeline-ceiling benchmark a constant one).
 Scorer = Callable[[Sequence[str]], Sequence[Mapping[str, float]]]
 
@@ -107,6 +107,11 @@ def score_texts(texts: Sequence[str], scorer: str = "fast") -> pd.DataFrame:
     }
     values = np.array([by_text[text] for text in items], dtype="float64").reshape(len(items), 4)
     compound = values[:, 3]
+    # A plugged-in scorer's numbers are checked here, where a bad one is a scoring failure (retried,
+    # then isolated row by row), not at the commit, where the database's CHECKs would refuse it.
+    shares_ok = (values[:, :3] >= 0) & (values[:, :3] <= 1)
+    if not (shares_ok.all() and ((compound >= -1) & (compound <= 1)).all()):  # NaN fails both
+        raise ValueError(f"scorer {scorer!r} returned numbers outside VADER's ranges (or not numbers)")
     # Built in one go from whole columns: pandas costs per operation, and a
     # runner does this for every 100-row chunk.
     return pd.DataFrame(

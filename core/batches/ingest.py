@@ -23,6 +23,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from core.batches.model import Batch
+from core.batches.store import batch_statement
 from core.queries import q
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def create(
         if valid >= ANALYZE_AFTER_CHUNKS * chunk_size:
             conn.execute(q("chunks_analyze"))
         with conn.cursor(row_factory=class_row(Batch)) as cur:
-            batch = cur.execute(q("batches_set_counts"), params).fetchone()
+            batch = cur.execute(batch_statement("batches_set_counts"), params).fetchone()
         conn.execute(q("batches_notify_ready"), {"public_id": public_id})
     log.info("batch %s: %d rows staged (%d set aside) in chunks of %d", public_id, total, invalid, chunk_size)
     return batch

@@ -24,7 +24,7 @@ import psycopg
 from psycopg.rows import class_row, namedtuple_row
 
 from core.batches.model import Batch
-from core.batches.store import get
+from core.batches.store import batch_statement, get
 from core.errors import Conflict
 from core.queries import q
 
@@ -54,9 +54,9 @@ def cancel(conn: psycopg.Connection, public_id: str) -> Batch:
     if batch.status != "processing":
         raise _finished_already(batch)
     with conn.transaction(), conn.cursor(row_factory=class_row(Batch)) as cur:
-        cancelled = cur.execute(q("batches_cancel"), {"batch_id": batch.id}).fetchone()
+        cancelled = cur.execute(batch_statement("batches_cancel"), {"batch_id": batch.id}).fetchone()
         if cancelled is not None:
-            finished(conn, cancelled)
+            finished(conn, cancelled.id)
     if cancelled is None:  # it finished (or was cancelled) meanwhile
         batch = get(conn, public_id)
         if batch.status != "cancelled":
@@ -85,10 +85,10 @@ def delete(conn: psycopg.Connection, public_id: str) -> None:
     )
 
 
-def finished(conn: psycopg.Connection, batch: Batch | int) -> None:
-    """What happens once when a batch reaches a final state, inside the transaction that put it there
-    (the runners' last finish, or a cancel): its done chunks leave the queue."""
-    batch_id = batch if isinstance(batch, int) else batch.id
+def finished(conn: psycopg.Connection, batch_id: int) -> None:
+    """What happens once when a batch reaches a final state: called by the runner whose finish
+    completed it, right after that commit, or by cancel, inside its statement's transaction (which
+    already holds every chunk of the batch). Its done chunks leave the queue."""
     conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
 
 

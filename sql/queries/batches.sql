@@ -9,15 +9,15 @@ RETURNING id;
 UPDATE batches
 SET total_count = %(total_count)s, invalid_count = %(invalid_count)s
 WHERE id = %(batch_id)s
-RETURNING *;
+RETURNING {columns};
 
 -- name: batches_notify_ready
 -- Wake the listening runners; delivered only when the upload transaction commits.
 SELECT pg_notify('chunks_ready', %(public_id)s);
 
 -- name: batches_get
--- One batch by its public id (every column: core.batches.Batch mirrors the table).
-SELECT * FROM batches WHERE public_id = %(public_id)s AND deleted_at IS NULL;
+-- One batch by its public id; {columns} are the fields of core.batches.Batch.
+SELECT {columns} FROM batches WHERE public_id = %(public_id)s AND deleted_at IS NULL;
 
 -- name: batches_cancel
 -- Stop a processing batch in one statement: chunks no runner holds go with their staged rows, chunks in hand still finish.
@@ -42,7 +42,7 @@ WITH locked AS (
     DELETE FROM batch_rows AS r USING dropped
     WHERE r.batch_id = %(batch_id)s AND r.row_number BETWEEN dropped.first_row AND dropped.last_row
 )
-SELECT * FROM cancelled;
+SELECT {columns} FROM cancelled;
 
 -- name: batches_mark_deleted
 -- Hide a finished batch whose chunks no runner holds and leave its rows to the runners' reaper; whether it was marked, and how many chunks runners hold.
@@ -99,7 +99,7 @@ DELETE FROM batches WHERE id = %(batch_id)s AND deleted_at IS NOT NULL;
 
 -- name: batches_list
 -- One keyset page of batches, newest first, optionally of one status.
-SELECT *
+SELECT {columns}
 FROM batches
 WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
   AND deleted_at IS NULL

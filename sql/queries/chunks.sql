@@ -12,7 +12,7 @@ SELECT %(batch_id)s, first_row, least(first_row + %(chunk_size)s - 1, %(valid_co
 FROM round, generate_series(1, %(valid_count)s, %(chunk_size)s) AS first_row;
 
 -- name: chunks_analyze
--- Refresh the planner's statistics of the queue after a big batch arrives (see webapp/ingest.py).
+-- Refresh the planner's statistics of the queue after a big batch arrives (see core/batches/ingest.py).
 ANALYZE chunks;
 
 -- name: chunks_claim
@@ -161,7 +161,11 @@ WITH held AS (
     FROM tally AS t
     WHERE b.id = %(batch_id)s
       AND EXISTS (SELECT 1 FROM finished)
-    RETURNING b.status
+    -- completed_now: this statement is the one that completed the batch (its rows were the last).
+    RETURNING b.status,
+              b.status IN ('completed', 'completed_with_errors')
+              AND b.processed_count + b.failed_count + b.invalid_count - (t.scored + t.failed + t.vanished)
+                  < b.total_count AS completed_now
 ), beat AS (
     INSERT INTO runners AS r (name, host, pid, scorer, chunks_done, rows_done)
     SELECT %(runner)s, %(host)s, %(pid)s, %(scorer)s, (SELECT count(*) FROM finished), t.rows
@@ -175,7 +179,8 @@ WITH held AS (
 SELECT (SELECT coalesce(array_agg(id), '{}') FROM finished) AS finished,
        (SELECT rows FROM tally) AS inserted,
        (SELECT vanished FROM tally) AS vanished,
-       (SELECT status FROM advanced) AS status;
+       (SELECT status FROM advanced) AS status,
+       coalesce((SELECT completed_now FROM advanced), false) AS completed_now;
 
 -- name: chunks_return
 -- Put chunks the caller holds back in the queue (after a backoff, with the attempt counted or not), or close them out with their staged rows if their batch stopped processing.

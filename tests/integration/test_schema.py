@@ -176,7 +176,8 @@ def test_every_named_query_is_valid_sql(db):
         if query.text.startswith("ANALYZE"):
             db.execute(query.text)
             continue
-        db.execute(f"PREPARE check_{name} AS {_numbered_placeholders(query.text)}")
+        text = query.text.replace("{columns}", "*")  # core.batches.store.batch_statement fills it in
+        db.execute(f"PREPARE check_{name} AS {_numbered_placeholders(text)}")
         db.execute(f"DEALLOCATE check_{name}")
 
 

@@ -21,6 +21,8 @@ def test_every_query_has_a_table_first_name_and_a_purpose():
         "chunks",
         "runners",
         "service_secrets",
+        "web_sessions",
+        "login_failures",
     )
     for name, query in queries.items():
         assert query.purpose and not query.text.endswith(";")
@@ -80,3 +82,19 @@ def test_a_scorer_must_answer_once_per_text():
 
 def _one_answer(texts):
     return [{"neg": 0.0, "neu": 1.0, "pos": 0.0, "compound": 0.0}]
+
+
+@pytest.mark.parametrize("compound", [float("nan"), 1.5, float("inf")])
+def test_numbers_outside_vaders_ranges_are_a_scoring_failure(compound):
+    import tests.unit.test_queries_and_scoring as me
+
+    me._compound = compound
+    with pytest.raises(ValueError, match="outside VADER's ranges"):
+        score_texts(["a"], "tests.unit.test_queries_and_scoring:_wild")
+
+
+_compound = 0.0
+
+
+def _wild(texts):
+    return [{"neg": 0.0, "neu": 1.0, "pos": 0.0, "compound": _compound} for _ in texts]
