@@ -7,7 +7,6 @@ EXPLAINed in psql as it is. Names start with the table they mainly touch.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -17,10 +16,7 @@ _NAME_RE = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
 
 def sql_dir() -> Path:
-    """The ``sql/`` folder: ``SQL_DIR`` if set, else the one beside the packages."""
-    override = os.environ.get("SQL_DIR")
-    if override:
-        return Path(override)
+    """The ``sql/`` folder beside the packages."""
     return Path(__file__).resolve().parent.parent / "sql"
 
 
