@@ -7,6 +7,16 @@ the others wait and then find nothing to do. Each file runs in its own
 transaction and is recorded in ``schema_migrations`` with a checksum; a file
 that changed after it was applied is an error, not a silent divergence.
 
+Every lock the migrator waits for, its advisory lock as much as the tables a
+migration alters, is waited for at most ``LOCK_TIMEOUT_SECONDS`` (PostgreSQL's
+``lock_timeout``). That matters for DDL: an ``ALTER TABLE`` waiting behind a
+long export would make every later query on that table queue behind *it*,
+and the service would stall for as long as the export runs. Instead the
+attempt fails, its transaction rolls back (the queue behind it drains), and
+the migrator tries again after a pause, ``LOCK_ATTEMPTS`` times in all; then
+it gives up with psycopg's ``LockNotAvailable`` (an ``OperationalError``, so a
+web worker starts and answers 503 on ``/readyz``, a runner retries later).
+
 Run by hand with ``python -m core.migrations`` (uses ``DATABASE_URL``).
 """
 
@@ -15,17 +25,31 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
+from psycopg.errors import LockNotAvailable
+from psycopg.rows import dict_row
 
+from core.connections import milliseconds
 from core.queries import sql_dir
 
 log = logging.getLogger(__name__)
 
 # An arbitrary constant shared by every process of this service.
 MIGRATION_LOCK_KEY = 7_240_113_901
+#: The longest one attempt waits for any lock (lock_timeout), and how many attempts are made.
+LOCK_TIMEOUT_SECONDS = 5.0
+LOCK_ATTEMPTS = 12
+#: Pause after the first failed attempt; it doubles, up to the most.
+RETRY_PAUSE_SECONDS = 0.5
+RETRY_PAUSE_MOST_SECONDS = 5.0
+
+T = TypeVar("T")
 
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -70,18 +94,63 @@ def load_migrations(folder: Path | None = None) -> list[Migration]:
     return found
 
 
-def migrate(conninfo: str) -> list[int]:
-    """Apply the pending migrations to the database; return the versions applied."""
-    migrations = load_migrations()
+def _retrying(action: Callable[[], T], what: str, attempts: int) -> T:
+    """``action()``, tried again after a pause while it fails to take a lock in time."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except LockNotAvailable:
+            if attempt >= attempts:
+                log.error(
+                    "%s: no lock after %d attempts; giving up (something holds it: a long query?)",
+                    what,
+                    attempt,
+                )
+                raise
+            pause = min(RETRY_PAUSE_MOST_SECONDS, RETRY_PAUSE_SECONDS * 2 ** (attempt - 1))
+            log.warning(
+                "%s waits for a lock another session holds; attempt %d of %d in %.1f s",
+                what,
+                attempt + 1,
+                attempts,
+                pause,
+            )
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+def _apply(conn: psycopg.Connection, migration: Migration) -> None:
+    with conn.transaction():
+        conn.execute(migration.sql)
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+            (migration.version, migration.name, migration.checksum),
+        )
+
+
+def migrate(
+    conninfo: str,
+    *,
+    folder: Path | None = None,
+    lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+    attempts: int = LOCK_ATTEMPTS,
+) -> list[int]:
+    """Apply the pending migrations to the database; return the versions applied.
+
+    Each wait for a lock lasts at most ``lock_timeout`` seconds, and is tried ``attempts`` times.
+    """
+    migrations = load_migrations(folder)
     applied_now: list[int] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (str(milliseconds(lock_timeout)),))
+        _retrying(
+            lambda: conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,)), "migrator", attempts
+        )
         try:
-            conn.execute(_CREATE_LEDGER)
-            recorded = {
-                version: checksum
-                for version, checksum in conn.execute("SELECT version, checksum FROM schema_migrations")
-            }
+            _retrying(lambda: conn.execute(_CREATE_LEDGER), "schema_migrations", attempts)
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute("SELECT version, checksum FROM schema_migrations")
+                recorded = {row["version"]: row["checksum"] for row in cur}
             for migration in migrations:
                 if migration.version in recorded:
                     if recorded[migration.version] != migration.checksum:
@@ -90,13 +159,9 @@ def migrate(conninfo: str) -> list[int]:
                             "after it was applied; add a new migration instead"
                         )
                     continue
-                with conn.transaction():
-                    conn.execute(migration.sql)
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                        (migration.version, migration.name, migration.checksum),
-                    )
-                log.info("applied migration %04d_%s", migration.version, migration.name)
+                label = f"migration {migration.version:04d}_{migration.name}"
+                _retrying(lambda m=migration: _apply(conn, m), label, attempts)
+                log.info("applied %s", label)
                 applied_now.append(migration.version)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
@@ -105,18 +170,22 @@ def migrate(conninfo: str) -> list[int]:
 
 def pending(conn: psycopg.Connection) -> list[int]:
     """Versions on disk not yet recorded in the database (for readiness checks)."""
-    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
     done: set[int] = set()
-    if exists and exists[0]:
-        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    with conn.cursor(row_factory=dict_row) as cur:
+        ledger = cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL AS present").fetchone()
+        if ledger and ledger["present"]:
+            done = {row["version"] for row in cur.execute("SELECT version FROM schema_migrations")}
     return [m.version for m in load_migrations() if m.version not in done]
 
 
 def main() -> None:
-    import os
+    from core.settings import Settings
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    applied = migrate(os.environ["DATABASE_URL"])
+    try:
+        applied = migrate(Settings.from_env().database_url)
+    except LockNotAvailable as exc:
+        raise SystemExit(f"migrations not applied: {exc}".strip()) from None
     print(f"applied {len(applied)} migration(s): {applied}" if applied else "schema is up to date")
 
 

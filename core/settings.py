@@ -94,6 +94,35 @@ class Settings:
     migrate_on_start: bool = setting(
         "MIGRATE_ON_START", True, "apply pending migrations when a web worker or runner starts"
     )
+    statement_timeout: float = setting(
+        "STATEMENT_TIMEOUT",
+        30.0,
+        "a web request's SQL statement that runs longer is cancelled (503 problem+json `query-timeout`); "
+        "`off` for no bound",
+        kind="duration",
+        shown="30s",
+    )
+    bulk_statement_timeout: float = setting(
+        "BULK_STATEMENT_TIMEOUT",
+        1800.0,
+        "the bound instead for uploads and exports, whose one COPY lasts as long as the transfer",
+        kind="duration",
+        shown="30m",
+    )
+    idle_in_transaction_timeout: float = setting(
+        "IDLE_IN_TRANSACTION_TIMEOUT",
+        60.0,
+        "PostgreSQL ends a web or runner session left idle inside a transaction this long, "
+        "releasing its locks",
+        kind="duration",
+        shown="60s",
+    )
+    db_keepalive_seconds: int = setting(
+        "DB_KEEPALIVE_SECONDS",
+        30,
+        "TCP keepalives on web and runner connections, at both ends: a silent connection is probed "
+        "after this many seconds, then every 10 s, and dropped after 3 unanswered probes",
+    )
     # -- web -----------------------------------------------------------------
     host: str = setting(
         "HOST",
@@ -129,9 +158,29 @@ class Settings:
     api_token: str = setting(
         "API_TOKEN",
         "",
-        "when set, every endpoint but `/healthz` and `/readyz` needs `Authorization: Bearer <token>` "
-        "(401 problem+json otherwise; constant-time comparison)",
+        "when set, every endpoint but `/healthz`, `/readyz` and `/login` needs `Authorization: Bearer "
+        "<token>` or a browser signed in at `/login` (401 problem+json otherwise; constant-time comparison)",
         shown="(unset: open)",
+    )
+    session_lifetime: float = setting(
+        "SESSION_LIFETIME",
+        7 * 86400.0,
+        "how long a browser stays signed in after `/login` (`7d`, `12h`, seconds)",
+        kind="duration",
+        shown="7d",
+    )
+    login_max_failures: int = setting(
+        "LOGIN_MAX_FAILURES",
+        5,
+        "wrong tokens (login form or `Authorization`) one address may send per `LOGIN_FAILURE_WINDOW`; "
+        "then every sign-in from it is a 429 with `Retry-After` until the window ends",
+    )
+    login_failure_window: float = setting(
+        "LOGIN_FAILURE_WINDOW",
+        300.0,
+        "the window of `LOGIN_MAX_FAILURES`, counted from an address's first failure",
+        kind="duration",
+        shown="5m",
     )
     prometheus_multiproc_dir: str = setting(
         "PROMETHEUS_MULTIPROC_DIR",
@@ -195,6 +244,12 @@ class Settings:
         "a runner serves its Prometheus metrics on this port (`--metrics-port`)",
         minimum=0,
         shown="(off)",
+    )
+    runner_metrics_host: str = setting(
+        "RUNNER_METRICS_HOST",
+        "127.0.0.1",
+        "the address a runner's metrics port binds (`--metrics-host`); `0.0.0.0` to serve beyond this "
+        "machine",
     )
     # -- logging -------------------------------------------------------------
     log_level: str = setting("LOG_LEVEL", "INFO", "logging level of the entry points")

@@ -98,7 +98,7 @@ def _upload() -> Response:
             415,
             "Unsupported media type",
         )
-    with get_pool().connection() as conn:
+    with get_pool().bulk_connection() as conn:
         batch = batches.create(conn, csv_rows(data, options), chunk_size=config.chunk_size, filename=filename)
     ROWS_INGESTED.inc(batch.total_count)
     response = jsonify(batch.to_json())

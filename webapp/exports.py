@@ -6,8 +6,10 @@ commas and newlines round-trip); cells a spreadsheet would run as a formula
 (starting with ``=``, ``+``, ``-``, ``@``, TAB or CR) get a leading ``'``, as
 OWASP advises. NDJSON reads the rows through a server-side cursor, 2,000 at a
 time. Either way the response starts at once and memory stays flat,
-whatever the batch's size. Columns: id, text, sentiment, score, compound,
-pos, neu, neg, error (empty unless the row's scoring failed).
+whatever the batch's size. Both run under BULK_STATEMENT_TIMEOUT, not the
+requests' shorter STATEMENT_TIMEOUT: the COPY lasts as long as the client
+takes to read it. Columns: id, text, sentiment, score, compound, pos, neu,
+neg, error (empty unless the row's scoring failed).
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ import json
 from collections.abc import Iterator
 
 from flask import Blueprint, Response
-from psycopg_pool import ConnectionPool
 
 from core import batches
 from core.batches import Batch
-from webapp.db import get_pool
+from webapp.db import WebPool, get_pool
 
 bp = Blueprint("exports", __name__)
 
@@ -49,13 +50,13 @@ def _gathered(blocks: Iterator[bytes]) -> Iterator[bytes]:
 
 # The generators run while the response streams, outside the request's app
 # context: they are handed the pool instead of looking it up.
-def _csv_blocks(pool: ConnectionPool, batch: Batch) -> Iterator[bytes]:
-    with pool.connection() as conn:
+def _csv_blocks(pool: WebPool, batch: Batch) -> Iterator[bytes]:
+    with pool.bulk_connection() as conn:
         yield from _gathered(batches.export_csv(conn, batch))
 
 
-def _ndjson_lines(pool: ConnectionPool, batch: Batch) -> Iterator[bytes]:
-    with pool.connection() as conn:
+def _ndjson_lines(pool: WebPool, batch: Batch) -> Iterator[bytes]:
+    with pool.bulk_connection() as conn:
         lines = (
             json.dumps(r.to_export_json(), ensure_ascii=False).encode() + b"\n"
             for r in batches.export_results(conn, batch, FETCH_ROWS)

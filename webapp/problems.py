@@ -2,9 +2,10 @@
 
 This is the one place that turns exceptions into HTTP answers: our own
 :class:`Problem`, core's :mod:`core.errors` (not found 404, conflict 409,
-invalid input 400), werkzeug's HTTP errors (404, 405, 413, ...), and database
-outages (503 with ``Retry-After``). Anything else is a bug: it is logged with
-its traceback and answered with a generic 500 problem, never a stack trace.
+invalid input 400), werkzeug's HTTP errors (404, 405, 413, ...), database
+outages and statements cancelled by ``statement_timeout`` (503 with
+``Retry-After``). Anything else is a bug: it is logged with its traceback
+and answered with a generic 500 problem, never a stack trace.
 A browser (see :mod:`webapp.negotiation`) gets the same problem as an HTML
 page with the same status code: a 404 page for an unknown batch, say.
 """
@@ -108,6 +109,20 @@ def _database_unavailable(exc: Exception) -> Response:
     )
 
 
+def _query_timeout(exc: Exception) -> Response:
+    # statement_timeout (STATEMENT_TIMEOUT, or BULK_STATEMENT_TIMEOUT for uploads and exports).
+    log.warning("statement cancelled: %s", exc)
+    return answer(
+        Problem(
+            503,
+            "Query took too long",
+            "The database did not answer this request in time, so it was cancelled; retry shortly.",
+            "query-timeout",
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    )
+
+
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error")
     return answer(Problem(500, "Internal Server Error", "An unexpected error occurred.", "internal-error"))
@@ -118,6 +133,10 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(Problem, answer)
     app.register_error_handler(ServiceError, _from_service_error)
     app.register_error_handler(HTTPException, _from_http_exception)
+    app.register_error_handler(psycopg.errors.QueryCanceled, _query_timeout)
     app.register_error_handler(psycopg.OperationalError, _database_unavailable)
+    # An InternalError, not an OperationalError: PostgreSQL ended a session left idle in a
+    # transaction for IDLE_IN_TRANSACTION_TIMEOUT; the pool replaces the connection.
+    app.register_error_handler(psycopg.errors.IdleInTransactionSessionTimeout, _database_unavailable)
     app.register_error_handler(PoolTimeout, _database_unavailable)
     app.register_error_handler(Exception, _unexpected)

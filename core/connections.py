@@ -1,0 +1,74 @@
+"""How the web app and the runners connect to PostgreSQL: the bounds every session carries.
+
+:func:`conninfo` turns ``DATABASE_URL`` and the settings into the libpq connection
+string of one role, so the bounds are set at connection start (no extra round trip)
+and survive ``RESET``:
+
+* every role: ``idle_in_transaction_session_timeout`` (IDLE_IN_TRANSACTION_TIMEOUT),
+  so a session forgotten inside a transaction cannot hold its locks and its snapshot
+  for ever; TCP keepalives at both ends (libpq's ``keepalives_*`` for our socket,
+  the server's ``tcp_keepalives_*`` for its own), so a peer that vanished without a
+  word (a killed VM, a dropped NAT entry) is noticed within about
+  DB_KEEPALIVE_SECONDS + 30 s instead of hours, and its transaction rolled back.
+* ``web``: ``statement_timeout`` (STATEMENT_TIMEOUT) as the session's default;
+  uploads and exports raise it for their own transaction (``webapp.db``).
+* ``runner``: no statement bound (a claim or a finish is short by design, purges
+  work in bounded steps).
+* every role is named in ``application_name`` (``sentiment-web``,
+  ``sentiment-runner``), so ``pg_stat_activity`` tells them apart.
+
+Keepalives apply to TCP connections only; over a Unix socket the server reads them
+as 0. An ``options`` already in ``DATABASE_URL`` comes after ours, so an operator's
+own ``-c`` wins; an ``application_name`` there is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Role = Literal["web", "runner"]
+
+#: Seconds between keepalive probes once the first went unanswered, and how many may go unanswered.
+KEEPALIVE_INTERVAL = 10
+KEEPALIVE_COUNT = 3
+
+
+def milliseconds(seconds: float) -> int:
+    """PostgreSQL's unit for timeouts; 0 stays 0 (no bound), anything else at least 1 ms."""
+    return 0 if seconds <= 0 else max(1, round(seconds * 1000))
+
+
+def session_parameters(settings: Settings, role: Role) -> dict[str, int]:
+    """The server settings a session of ``role`` starts with (sent as ``-c name=value``)."""
+    parameters = {
+        "idle_in_transaction_session_timeout": milliseconds(settings.idle_in_transaction_timeout),
+        "tcp_keepalives_idle": settings.db_keepalive_seconds,
+        "tcp_keepalives_interval": KEEPALIVE_INTERVAL,
+        "tcp_keepalives_count": KEEPALIVE_COUNT,
+    }
+    if role == "web":
+        parameters["statement_timeout"] = milliseconds(settings.statement_timeout)
+    return parameters
+
+
+def conninfo(settings: Settings, role: Role) -> str:
+    """The libpq connection string for a ``role`` session: DATABASE_URL plus the bounds above."""
+    given = conninfo_to_dict(settings.database_url)
+    ours = " ".join(f"-c {name}={value}" for name, value in session_parameters(settings, role).items())
+    options = f"{ours} {given['options']}" if given.get("options") else ours
+    return make_conninfo(
+        settings.database_url,
+        options=options,
+        keepalives=1,
+        keepalives_idle=settings.db_keepalive_seconds,
+        keepalives_interval=KEEPALIVE_INTERVAL,
+        keepalives_count=KEEPALIVE_COUNT,
+        application_name=given.get("application_name") or f"sentiment-{role}",
+    )
