@@ -1,84 +1,189 @@
-"""Optional access control: with API_TOKEN set, every endpoint but the health
-checks (and the OpenAPI document) needs the token.
+"""Sign-in: the optional API token, the login page, browser sessions and logout.
 
-API clients send ``Authorization: Bearer <token>``; without it they get a 401
-problem+json with ``WWW-Authenticate``. Browsers (``Accept: text/html``) are
-sent to ``/login``, which asks for the token once and keeps it in a cookie
-marked HttpOnly and SameSite=Strict (and Secure over HTTPS). Comparisons are
-constant-time (``hmac.compare_digest``). Without API_TOKEN the API is open.
+With API_TOKEN set, every endpoint but the health checks, the OpenAPI document,
+static files and the login page needs the token. API clients send
+``Authorization: Bearer <token>``; without it they get a 401 problem+json with
+``WWW-Authenticate``. Browsers (``Accept: text/html``) are sent to ``/login``,
+which asks for the token once and starts a server-side session
+(:mod:`webapp.sessions`): the cookie holds a random id, never the token.
+``POST /logout`` ends the session in the database. Wrong tokens, in the form
+or in the header, are rate-limited per address (:mod:`webapp.login_limit`);
+comparisons are constant-time. Without API_TOKEN the API is open and
+``/login`` sends the browser straight on.
+
+Every state-changing request, signed in or not, first passes the cross-site
+check (:mod:`webapp.cross_site`). After sign-in the browser goes back to the
+``next`` page only if that is a path on this site (:func:`safe_next`).
 """
 
 from __future__ import annotations
 
 import hmac
-from urllib.parse import urlencode
+import logging
+import unicodedata
+from urllib.parse import unquote, urlencode, urlsplit
 
-from flask import Blueprint, Flask, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, g, redirect, render_template, request, url_for
 
 from core.settings import Settings
-from webapp.db import settings
+from webapp import cross_site, login_limit, sessions
+from webapp.db import get_pool, settings
 from webapp.health import PUBLIC_ENDPOINTS
 from webapp.negotiation import wants_html
 from webapp.problems import Problem
 
+log = logging.getLogger(__name__)
+
 bp = Blueprint("auth", __name__)
 
-COOKIE = "sentiment_token"
-OPEN_ENDPOINTS = PUBLIC_ENDPOINTS | {"auth.login", "static"}
+OPEN_ENDPOINTS = PUBLIC_ENDPOINTS | {"auth.login", "auth.logout", "static"}
 
 
 def _matches(candidate: str, expected: str) -> bool:
     return hmac.compare_digest(candidate.encode(), expected.encode())
 
 
-def _safe_next(target: str | None) -> str:
-    # Only local paths: never redirect a signed-in browser to another site.
-    if not target or not target.startswith("/") or target.startswith("//"):
+def _unsafe_character(char: str) -> bool:
+    # Control and format characters (browsers drop tabs and newlines from URLs, turning
+    # "/\t/evil.example" into "//evil.example"), line separators, and backslashes (which
+    # browsers read as "/", so "/\evil.example" is "//evil.example").
+    return char == "\\" or unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"}
+
+
+def safe_next(target: str | None) -> str:
+    """``target`` if it is a path on this site, else ``/``.
+
+    The target is parsed, not prefix-checked: it must have no scheme and no host, start
+    with a single ``/``, and hold no backslash or control character, whether written
+    out or percent-encoded.
+    """
+    if not target:
+        return "/"
+    for form in (target, unquote(target)):
+        if any(_unsafe_character(char) for char in form) or form.startswith("//"):
+            return "/"
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return "/"
+    if parts.scheme or parts.netloc or not target.startswith("/"):
         return "/"
     return target
 
 
+def _bearer_token() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def _unauthorized() -> Problem:
+    return Problem(
+        401,
+        "Unauthorized",
+        "Send the API token as 'Authorization: Bearer <token>'.",
+        "unauthorized",
+        {"WWW-Authenticate": 'Bearer realm="batch-sentiment"'},
+    )
+
+
+def _check_bearer(token: str, config: Settings) -> None:
+    """Accept the right token unless its address is past the failure limit; count a wrong one."""
+    address = login_limit.client_address()
+    with get_pool().connection() as conn:
+        wait = login_limit.wait_seconds(conn, config, address)
+        if wait is not None:
+            raise login_limit.too_many(wait)
+        if _matches(token, config.api_token):
+            return
+        login_limit.record_failure(conn, config, address)
+    raise _unauthorized()
+
+
+def _signed_in_browser(config: Settings) -> sessions.WebSession | None:
+    session_id = sessions.cookie_id(request)
+    if session_id is None:
+        return None
+    with get_pool().connection() as conn:
+        session = sessions.find(conn, session_id)
+    if session is None or not sessions.still_valid(session, config.api_token):
+        return None
+    return session
+
+
 def init_app(app: Flask, config: Settings) -> None:
+    """The cross-site check for everyone; with API_TOKEN, the sign-in check on every request."""
     app.register_blueprint(bp)
+    cross_site.init_app(app)
     if not config.api_token:
         return
-    expected = config.api_token
 
     @app.before_request
-    def require_token() -> Response | None:
+    def require_sign_in() -> Response | None:
         if request.endpoint in OPEN_ENDPOINTS:
             return None
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and _matches(token.strip(), expected):
+        current = settings()
+        token = _bearer_token()
+        if token is not None:
+            _check_bearer(token, current)
             return None
-        if _matches(request.cookies.get(COOKIE, ""), expected):
+        g.web_session = _signed_in_browser(current)
+        if g.web_session is not None:
             return None
         if wants_html() and request.method == "GET":
             return redirect(
                 url_for("auth.login") + "?" + urlencode({"next": request.full_path.rstrip("?")}), 303
             )
-        raise Problem(
-            401,
-            "Unauthorized",
-            "Send the API token as 'Authorization: Bearer <token>'.",
-            "unauthorized",
-            {"WWW-Authenticate": 'Bearer realm="batch-sentiment"'},
-        )
+        raise _unauthorized()
+
+
+def _login_form(next_url: str, error: str | None, status: int = 200) -> tuple[str, int]:
+    return render_template("login.html", next_url=next_url, error=error), status
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | str:
-    """Ask a browser for the API token once; keep it in an HttpOnly cookie."""
-    expected = settings().api_token
-    next_url = _safe_next(request.values.get("next"))
-    if not expected:
+def login() -> Response | tuple[str, int]:
+    """Ask a browser for the API token once; start a server-side session for it."""
+    config = settings()
+    next_url = safe_next(request.values.get("next"))
+    if not config.api_token:
         return redirect(next_url, 303)
     if request.method == "GET":
-        return render_template("login.html", next_url=next_url, error=None)
-    if not _matches(request.form.get("token", ""), expected):
-        return render_template("login.html", next_url=next_url, error="That token is not right."), 401
+        return _login_form(next_url, None)
+    address = login_limit.client_address()
+    session_id = None
+    with get_pool().connection() as conn:
+        wait = login_limit.wait_seconds(conn, config, address)
+        if wait is None:
+            if _matches(request.form.get("token", ""), config.api_token):
+                login_limit.clear(conn, address)
+                session_id = sessions.start(
+                    conn,
+                    signed_in_as=sessions.API_TOKEN_HOLDER,
+                    credential=config.api_token,
+                    lifetime_seconds=config.session_lifetime,
+                )
+            else:
+                login_limit.record_failure(conn, config, address)
+    if wait is not None:
+        detail = login_limit.too_many(wait).detail
+        page, status = _login_form(next_url, detail, 429)
+        return Response(page, status, {"Retry-After": str(wait)}, mimetype="text/html")
+    if session_id is None:
+        return _login_form(next_url, "That token is not right.", 401)
     response = redirect(next_url, 303)
-    response.set_cookie(
-        COOKIE, expected, httponly=True, samesite="Strict", secure=request.is_secure, max_age=30 * 24 * 3600
+    sessions.set_cookie(
+        response, session_id, lifetime_seconds=config.session_lifetime, secure=request.is_secure
     )
+    return response
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    """End this browser's session in the database and drop its cookie."""
+    session_id = sessions.cookie_id(request)
+    if session_id is not None:
+        with get_pool().connection() as conn:
+            sessions.end(conn, session_id)
+    response = redirect(url_for("auth.login") if settings().api_token else "/", 303)
+    sessions.clear_cookies(response)
     return response

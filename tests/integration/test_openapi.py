@@ -78,5 +78,6 @@ def test_document_names_every_route(app):
         for rule in app.url_map.iter_rules()
         if rule.endpoint != "static"
     }
-    pages = {"/openapi.json", "/login", "/"}  # the document itself, and the pages only browsers use
+    # The document itself, and the pages only browsers use.
+    pages = {"/openapi.json", "/login", "/logout", "/"}
     assert routes - pages == documented

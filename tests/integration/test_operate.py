@@ -208,7 +208,8 @@ def test_api_token(database_url):
         signed_in = browser.post("/login", data={"token": "s3cret", "next": "/batches?status=completed"})
         assert signed_in.status_code == 303 and signed_in.headers["Location"] == "/batches?status=completed"
         cookie = signed_in.headers["Set-Cookie"]
-        assert "sentiment_token=s3cret" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert cookie.startswith("sentiment_session=") and "s3cret" not in cookie  # an id, not the token
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
         assert browser.get("/batches").status_code == 200
     finally:
         app.extensions["db_pool"].close()

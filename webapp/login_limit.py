@@ -1,0 +1,75 @@
+"""The sign-in rate limit: wrong tokens are counted per client address.
+
+Every wrong token, whether typed into ``/login`` or sent as ``Authorization:
+Bearer``, counts against the address it came from, in ``login_failures``
+(shared by every worker and every web host). After LOGIN_MAX_FAILURES of them
+within LOGIN_FAILURE_WINDOW (counted from the first), every sign-in from that
+address, right or wrong, is refused with 429 and ``Retry-After`` until the
+window ends: refusing the right token too is what keeps a guesser from
+learning that a guess was right. A right token at ``/login`` clears the count.
+
+The address is the TCP peer gunicorn saw. Behind a reverse proxy every client
+shares the proxy's address, so the limit then applies to all of them together
+(forwarded headers are not trusted: any client could forge them).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from flask import request
+from psycopg.rows import dict_row
+
+from core.queries import q
+from core.settings import Settings
+from webapp.problems import Problem
+
+log = logging.getLogger(__name__)
+
+
+def client_address() -> str:
+    """Where the current request came from (the TCP peer)."""
+    return request.remote_addr or "unknown"
+
+
+def wait_seconds(conn: psycopg.Connection, config: Settings, address: str) -> int | None:
+    """Seconds until ``address`` may try to sign in again, or None if it may now."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(q("login_failures_get"), {"client_address": address}).fetchone()
+    if row is None or row["failures"] < config.login_max_failures:
+        return None
+    return row["retry_after_seconds"]
+
+
+def record_failure(conn: psycopg.Connection, config: Settings, address: str) -> None:
+    """Count one wrong token from ``address``."""
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(q("login_failures_delete_expired"))
+        row = cur.execute(
+            q("login_failures_record"),
+            {"client_address": address, "window_seconds": config.login_failure_window},
+        ).fetchone()
+    if row and row["failures"] == config.login_max_failures:
+        log.warning(
+            "%d wrong tokens from %s: its sign-ins are refused for %d s",
+            row["failures"],
+            address,
+            row["retry_after_seconds"],
+        )
+
+
+def clear(conn: psycopg.Connection, address: str) -> None:
+    """Forget ``address``'s failures (it just gave the right token)."""
+    conn.execute(q("login_failures_clear"), {"client_address": address})
+
+
+def too_many(wait: int) -> Problem:
+    """The 429 for an address past the limit."""
+    return Problem(
+        429,
+        "Too many failed sign-ins",
+        f"Too many wrong tokens came from your address; try again in {wait} s.",
+        "too-many-failed-logins",
+        {"Retry-After": str(wait)},
+    )

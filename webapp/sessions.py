@@ -1,0 +1,117 @@
+"""Server-side browser sessions: the sign-in cookie holds a random id, never a token.
+
+``/login`` checks the token once and calls :func:`start`: a fresh 256-bit id
+goes to the browser in an HttpOnly, SameSite=Strict cookie (Secure over
+HTTPS), and only the id's SHA-256 is stored, in ``web_sessions``, with who is
+signed in (``signed_in_as``), the SHA-256 of the credential used, and an
+expiry (SESSION_LIFETIME). A request's cookie is looked up with :func:`find`;
+``/logout`` ends the row with :func:`end`, so a copied cookie stops working
+too. Reading the table signs no one in: it holds hashes only.
+
+A session points at who is signed in, not at the token: today that is the
+holder of API_TOKEN (``signed_in_as = 'API_TOKEN'``); with API keys it can be
+a key's name, and the session holds only while the credential behind
+``credential_hash`` is still accepted (see :func:`still_valid`), so changing
+API_TOKEN, or revoking a key, ends the sessions made with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from flask import Request, Response
+from psycopg.rows import class_row
+
+from core.queries import q
+
+log = logging.getLogger(__name__)
+
+COOKIE = "sentiment_session"
+#: Earlier versions kept the API token itself in this cookie: it is ignored, and removed on sign-in and out.
+LEGACY_TOKEN_COOKIE = "sentiment_token"
+#: Who signs in with API_TOKEN.
+API_TOKEN_HOLDER = "API_TOKEN"
+#: Longest cookie value looked up (ours are 43 characters); longer ones are not ours.
+_MAX_ID_CHARS = 128
+
+
+@dataclass(frozen=True)
+class WebSession:
+    """One signed-in browser, as ``web_sessions`` holds it."""
+
+    signed_in_as: str
+    credential_hash: bytes
+    created_at: datetime
+    expires_at: datetime
+
+
+def digest(secret: str) -> bytes:
+    """SHA-256 of a cookie id or a credential: what the database holds instead of either."""
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def start(conn: psycopg.Connection, *, signed_in_as: str, credential: str, lifetime_seconds: float) -> str:
+    """Create a session for a credential just checked; return the id for the browser's cookie."""
+    session_id = secrets.token_urlsafe(32)
+    with conn.transaction():
+        conn.execute(q("web_sessions_delete_expired"))
+        conn.execute(
+            q("web_sessions_insert"),
+            {
+                "id_hash": digest(session_id),
+                "signed_in_as": signed_in_as,
+                "credential_hash": digest(credential),
+                "lifetime_seconds": lifetime_seconds,
+            },
+        )
+    log.info("signed in as %s", signed_in_as)
+    return session_id
+
+
+def find(conn: psycopg.Connection, session_id: str | None) -> WebSession | None:
+    """The live session a cookie's id names, or None (unknown, expired, ended)."""
+    if not session_id or len(session_id) > _MAX_ID_CHARS:
+        return None
+    with conn.cursor(row_factory=class_row(WebSession)) as cur:
+        return cur.execute(q("web_sessions_get"), {"id_hash": digest(session_id)}).fetchone()
+
+
+def still_valid(session: WebSession, credential: str) -> bool:
+    """Whether the session was made with ``credential``, which is still the accepted one."""
+    return hmac.compare_digest(session.credential_hash, digest(credential))
+
+
+def end(conn: psycopg.Connection, session_id: str) -> None:
+    """Sign the browser out: its row goes, so the id signs no one in any more."""
+    if len(session_id) <= _MAX_ID_CHARS:
+        conn.execute(q("web_sessions_delete"), {"id_hash": digest(session_id)})
+
+
+def cookie_id(request: Request) -> str | None:
+    """The session id the request's cookie carries, if any."""
+    return request.cookies.get(COOKIE) or None
+
+
+def set_cookie(response: Response, session_id: str, *, lifetime_seconds: float, secure: bool) -> None:
+    """Hand the browser its session id: HttpOnly, SameSite=Strict, Secure over HTTPS."""
+    response.set_cookie(
+        COOKIE,
+        session_id,
+        max_age=int(lifetime_seconds),
+        httponly=True,
+        samesite="Strict",
+        secure=secure,
+    )
+    response.delete_cookie(LEGACY_TOKEN_COOKIE)
+
+
+def clear_cookies(response: Response) -> None:
+    """Tell the browser to forget its session id (and any token cookie of earlier versions)."""
+    response.delete_cookie(COOKIE, httponly=True, samesite="Strict")
+    response.delete_cookie(LEGACY_TOKEN_COOKIE)
