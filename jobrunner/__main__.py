@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="serve this runner's Prometheus metrics on this port (RUNNER_METRICS_PORT)",
     )
+    parser.add_argument(
+        "--metrics-host",
+        default=None,
+        help="the address the metrics port binds (RUNNER_METRICS_HOST, default 127.0.0.1)",
+    )
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if port:
         from jobrunner.metrics import serve
 
-        serve(port)
+        serve(port, args.metrics_host or settings.runner_metrics_host)
     runner = Runner(settings)
     runner.install_signal_handlers()
     return runner.run()

@@ -1,4 +1,8 @@
-"""One log line per request: method, path, status, duration and the batch it concerns."""
+"""One log line per request: method, path, status, duration and the batch it concerns.
+
+The path is the decoded one, so it may hold anything a client percent-encoded,
+newlines included; the log formatters (core.logs) keep it on one line.
+"""
 
 from __future__ import annotations
 
