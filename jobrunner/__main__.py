@@ -19,6 +19,7 @@ import sys
 import psycopg
 
 from core import batches
+from core.connections import conninfo
 from core.logs import configure as configure_logging
 from core.settings import Settings, parse_duration
 from jobrunner.runner import Runner
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("jobrunner").error("DATABASE_URL is not set")
         return 2
     if args.command == "purge":
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with psycopg.connect(conninfo(settings, "runner"), autocommit=True) as conn:
             purged = batches.purge(conn, args.older_than)
             # By hand, all of it now, still in bounded steps (runners would do it a little at a time).
             removed = batches.reap(conn, budget_seconds=float("inf"))
