@@ -21,6 +21,7 @@ import logging
 import time
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row, namedtuple_row
 
 from core.batches.model import Batch
@@ -104,23 +105,37 @@ def purge(conn: psycopg.Connection, older_than_seconds: float) -> int:
     return marked
 
 
+#: The tables that hold a batch's rows, with their keys, in the order the reaper empties them.
+_ROW_TABLES = (
+    ("batch_results", "row_number"),
+    ("batch_row_errors", "error_number"),
+    ("batch_rows", "row_number"),
+)
+
+
+def _reap_statement(name: str, table: str, key: str) -> sql.Composed:
+    return sql.SQL(q(name)).format(table=sql.Identifier(table), key=sql.Identifier(key))
+
+
 def reap(conn: psycopg.Connection, budget_seconds: float, step: int = REAP_STEP_ROWS) -> int:
-    """Remove deleted batches' rows in steps of ``step`` rows, each its own short transaction, for
-    about ``budget_seconds`` at most; the batch row goes last. The number of rows removed.
+    """Remove deleted batches' rows in ranges of ``step`` keys, each its own short transaction and one
+    range of a primary key, for about ``budget_seconds`` at most; the batch row goes last. The
+    number of rows removed.
 
     ``conn`` must be in autocommit mode, so each step commits on its own.
     """
     deadline = time.monotonic() + budget_seconds
     removed = 0
     for (batch_id,) in conn.execute(q("batches_deleted"), {"limit": 10}).fetchall():
-        for statement in ("batches_reap_results", "batches_reap_row_errors", "batches_reap_staged"):
-            while True:
+        for table, key in _ROW_TABLES:
+            low, high = conn.execute(
+                _reap_statement("batches_reap_span", table, key), {"batch_id": batch_id}
+            ).fetchone()
+            for start in range(low or 0, (high or -1) + 1, step):
                 if time.monotonic() > deadline:
                     return removed
-                gone = conn.execute(q(statement), {"batch_id": batch_id, "step": step}).rowcount
-                removed += gone
-                if gone < step:
-                    break
+                params = {"batch_id": batch_id, "low": start, "high": start + step - 1}
+                removed += conn.execute(_reap_statement("batches_reap_range", table, key), params).rowcount
         conn.execute(q("batches_reap_row"), {"batch_id": batch_id})
         log.info("batch %s: every row removed", batch_id)
     return removed

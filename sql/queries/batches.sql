@@ -72,12 +72,13 @@ LIMIT %(limit)s;
 -- Batches marked deleted whose rows the reaper still has to remove, oldest first.
 SELECT id FROM batches WHERE deleted_at IS NOT NULL ORDER BY deleted_at, id LIMIT %(limit)s;
 
--- name: batches_reap_results
--- Remove up to step results of a deleted batch (one range of the primary key); how many went.
-DELETE FROM batch_results
-WHERE batch_id = %(batch_id)s
-  AND row_number IN (SELECT row_number FROM batch_results WHERE batch_id = %(batch_id)s
-                     ORDER BY row_number LIMIT %(step)s);
+-- name: batches_reap_span
+-- The first and last key of a deleted batch's rows in one of its tables ({table}, keyed by {key}: results, set-aside or staged rows).
+SELECT min({key}) AS low, max({key}) AS high FROM {table} WHERE batch_id = %(batch_id)s;
+
+-- name: batches_reap_range
+-- Remove one range of a deleted batch's rows from one of its tables: one range of the primary key, however big the batch.
+DELETE FROM {table} WHERE batch_id = %(batch_id)s AND {key} BETWEEN %(low)s AND %(high)s;
 
 -- name: batches_reap_row_errors
 -- Remove up to step set-aside rows of a deleted batch; how many went.

@@ -176,7 +176,9 @@ def test_every_named_query_is_valid_sql(db):
         if query.text.startswith("ANALYZE"):
             db.execute(query.text)
             continue
-        text = query.text.replace("{columns}", "*")  # core.batches.store.batch_statement fills it in
+        # Placeholders core.batches fills in with psycopg.sql: the columns of a Batch, a table and its key.
+        text = query.text.replace("{columns}", "*").replace("{table}", "batch_results")
+        text = text.replace("{key}", "row_number")
         db.execute(f"PREPARE check_{name} AS {_numbered_placeholders(text)}")
         db.execute(f"DEALLOCATE check_{name}")
 
