@@ -134,9 +134,37 @@ class Settings:
     web_concurrency: int = setting(
         "WEB_CONCURRENCY", 1, "gunicorn worker processes (read by gunicorn itself)"
     )
-    web_threads: int = setting("WEB_THREADS", 4, "threads per gunicorn worker")
+    web_threads: int = setting(
+        "WEB_THREADS",
+        8,
+        "threads per gunicorn worker; a request takes one only once its head and the start of its body "
+        "have arrived",
+    )
     web_timeout: int = setting("WEB_TIMEOUT", 300, "gunicorn worker timeout, seconds (long uploads)")
-    db_pool_size: int = setting("DB_POOL_SIZE", 4, "database connections per web worker")
+    client_timeout: float = setting(
+        "CLIENT_TIMEOUT",
+        30.0,
+        "seconds a client may stay silent while it sends a request, and that one write of an answer to it "
+        "may take; past it, 408 problem+json or a closed connection, and an upload rolls back",
+    )
+    min_upload_rate: int = setting(
+        "MIN_UPLOAD_RATE",
+        1024,
+        "bytes per second a request must average over the time the server waits for it, once "
+        "`CLIENT_TIMEOUT` seconds have passed (408 below it)",
+    )
+    max_uploads: int = setting(
+        "MAX_UPLOADS",
+        2,
+        "uploads one web worker reads at once; another gets 503 problem+json with `Retry-After`",
+    )
+    max_exports: int = setting(
+        "MAX_EXPORTS",
+        2,
+        "`results.csv`/`results.ndjson` downloads one web worker streams at once; another gets 503 "
+        "problem+json with `Retry-After`",
+    )
+    db_pool_size: int = setting("DB_POOL_SIZE", 6, "database connections per web worker")
     db_pool_timeout: float = setting(
         "DB_POOL_TIMEOUT", 5.0, "seconds a request waits for a database connection before answering 503"
     )

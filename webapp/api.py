@@ -14,7 +14,7 @@ from werkzeug.http import parse_options_header
 
 from core import batches
 from core.settings import Settings, parse_bool
-from webapp import pages
+from webapp import admission, pages
 from webapp.csv_upload import UploadOptions, check_encoding, csv_rows
 from webapp.db import get_pool, settings
 from webapp.metrics import ROWS_INGESTED, UPLOADS
@@ -61,13 +61,17 @@ def upload_batch() -> Response:
     or the form again with the problem (same status code) when the file is refused."""
     browser = wants_html()
     try:
-        response = _upload()
+        release = admission.take("uploads")  # 503 at once past MAX_UPLOADS
+        try:
+            response = _upload()
+        finally:
+            release()
     except Problem as problem:
         UPLOADS.labels("rejected").inc()
         if browser:
             limit = settings().max_upload_bytes
             if (request.content_length or 0) <= limit:  # an oversized body is not worth reading
-                drain(request.stream, limit)
+                drain(request.stream, limit)  # a few MiB and seconds at most
             return pages.upload_form(problem)
         raise
     UPLOADS.labels("accepted").inc()
@@ -82,7 +86,7 @@ def _upload() -> Response:
         raise too_large(config.max_upload_bytes)
     content_type = request.headers.get("Content-Type", "")
     media_type = parse_options_header(content_type)[0].lower()
-    pieces = read_body(request.stream, config.max_upload_bytes)
+    pieces = read_body(request.stream, config.max_upload_bytes, request.content_length)
     if media_type == "multipart/form-data":
         upload = open_multipart(pieces, content_type)
         options = _upload_options(config, upload.fields, upload.headers.get("Content-Type", ""))

@@ -2,10 +2,13 @@
 
 Threads per worker let one worker stream a large upload while it still
 answers status polls; WEB_CONCURRENCY (read by gunicorn itself) sets the
-number of worker processes. Logging handlers are configured here, the web
-process's entry point.
+number of worker processes. The worker class is gthread's, receiving each
+request in its event loop before a thread takes it (webapp.worker), so slow
+or stalled clients cannot hold the threads. Logging handlers are configured
+here, the web process's entry point.
 """
 
+import logging
 import os
 import shutil
 import tempfile
@@ -14,13 +17,26 @@ from core.logs import configure
 from core.settings import Settings
 
 _settings = Settings.from_env()
-worker_class = "gthread"
+worker_class = "webapp.worker.ReceivingThreadWorker"
 threads = _settings.web_threads
 # Large uploads take a while to stream; the sync timeout would kill them.
 timeout = _settings.web_timeout
 # Our request log (webapp.request_log) replaces gunicorn's access log.
 accesslog = None
 configure(_settings.log_level, _settings.log_format)
+
+# Uploads and exports hold a thread and a pool connection for as long as they
+# last: when their caps could take them all, nothing would be left for status
+# polls and pages.
+_heavy = _settings.max_uploads + _settings.max_exports
+if _heavy >= min(_settings.web_threads, _settings.db_pool_size):
+    logging.getLogger(__name__).warning(
+        "MAX_UPLOADS + MAX_EXPORTS (%d) leave no thread or pool connection for other requests "
+        "(WEB_THREADS %d, DB_POOL_SIZE %d)",
+        _heavy,
+        _settings.web_threads,
+        _settings.db_pool_size,
+    )
 
 # prometheus-client multiprocess mode: every worker writes its counters to
 # files here and /metrics sums them. A fresh directory per server start.

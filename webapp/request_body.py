@@ -6,11 +6,18 @@ collected (an HTML form sends its ``strict`` checkbox there), the ``file``
 part's bytes are passed on as they arrive, and whatever follows the file is
 checked once it has been read (a second file is an error). For a raw CSV body
 the pieces are the file. Nothing here holds more than a few pieces.
+
+A body that ends before its Content-Length, or that the server cannot read to
+its end (a chunked body cut short or malformed, a reset connection), is a 400
+``truncated-body``; a client too slow or silent for the worker's limits
+(:mod:`webapp.worker`) is a 408 ``client-timeout``. Either way the exception
+aborts the upload's transaction, so nothing is stored.
 """
 
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -29,6 +36,10 @@ PIECE_SIZE = 64 * 1024
 MAX_FORM_FIELDS = 20
 MAX_FORM_FIELD_BYTES = 1024
 MAX_FORM_MEMORY = 256 * 1024
+# A refused browser upload is read on a little before the answer (see drain).
+DRAIN_BYTES = 8 * 1024 * 1024
+DRAIN_SECONDS = 5.0
+DRAIN_READ = 8 * 1024
 
 
 def bad_request(slug: str, detail: str, status: int = 400, title: str = "Invalid upload") -> Problem:
@@ -44,13 +55,36 @@ def too_large(max_bytes: int) -> Problem:
     )
 
 
-def read_body(stream: io.RawIOBase | io.BufferedIOBase, max_bytes: int) -> Iterator[bytes]:
+def client_timeout(detail: str) -> Problem:
+    return Problem(408, "Request Timeout", detail, "client-timeout")
+
+
+def read_body(
+    stream: io.RawIOBase | io.BufferedIOBase, max_bytes: int, expected: int | None = None
+) -> Iterator[bytes]:
     """The request body in pieces, stopping with 413 once it passes ``max_bytes``
-    (the rest is never read)."""
+    (the rest is never read); 400 if it ends before the ``expected`` Content-Length,
+    or cannot be read to its end; 408 if the client is too slow."""
     seen = 0
     while True:
-        block = stream.read(READ_SIZE)
+        try:
+            block = stream.read(READ_SIZE)
+        except TimeoutError as exc:
+            detail = str(exc) if len(str(exc)) > 20 else "The client was too slow sending the body."
+            raise client_timeout(detail) from exc
+        except Exception as exc:  # the server's reader: a chunk cut short or malformed, a reset
+            raise bad_request(
+                "truncated-body",
+                f"The request body could not be read to its end after {seen:,} bytes "
+                f"({type(exc).__name__}: {str(exc)[:200]}); nothing was stored.",
+            ) from exc
         if not block:
+            if expected is not None and seen < expected:
+                raise bad_request(
+                    "truncated-body",
+                    f"The body ended after {seen:,} of the {expected:,} bytes its Content-Length "
+                    "announced; nothing was stored.",
+                )
             return
         seen += len(block)
         if seen > max_bytes:
@@ -149,14 +183,23 @@ def _file_data(events: Iterator[object]) -> Iterator[bytes]:
 
 
 def drain(stream: io.RawIOBase | io.BufferedIOBase, max_bytes: int) -> None:
-    """Read and drop what is left of a refused request body, up to ``max_bytes``.
+    """Read and drop what is left of a refused request body: at most DRAIN_BYTES (or
+    ``max_bytes`` if smaller), for at most about DRAIN_SECONDS.
 
     A browser that is still sending when the answer comes may show a reset
-    connection instead of the answer; reading the rest first avoids that.
+    connection instead of the answer; reading the rest first avoids that for
+    bodies of a few MiB. A larger one is left unread: the server closes the
+    connection after the answer (and lingers a moment to read what is in
+    flight), rather than receive up to MAX_UPLOAD_BYTES of a file it refused.
     """
+    deadline = time.monotonic() + DRAIN_SECONDS
+    limit = min(max_bytes, DRAIN_BYTES)
     seen = 0
-    while seen <= max_bytes and (piece := stream.read(READ_SIZE)):
-        seen += len(piece)
+    try:
+        while seen <= limit and time.monotonic() < deadline and (piece := stream.read(DRAIN_READ)):
+            seen += len(piece)
+    except Exception:  # the client hung up or timed out: nothing left to drain
+        return
 
 
 def _steady_pieces(pieces: Iterable[bytes], minimum: int = 256) -> Iterator[bytes]:

@@ -1,0 +1,141 @@
+"""What the worker's event loop decides before a thread takes a request, without sockets:
+when a request has arrived enough, when a client is late, and how a refused body is drained."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from webapp.reception import HEAD_LIMIT, PREFETCH_BYTES, Reception
+from webapp.request_body import DRAIN_BYTES, drain, read_body
+from webapp.worker import ClientLimits
+
+POST = b"POST /batch/upload HTTP/1.1\r\nHost: x\r\n"
+
+
+def fed(data: bytes, size: int) -> list[str]:
+    """The states a reception goes through as ``data`` arrives ``size`` bytes at a time."""
+    reception = Reception(0.0)
+    states = []
+    for start in range(0, len(data), size):
+        reception.add(data[start : start + size], 1.0)
+        states.append(reception.state())
+        if states[-1] != "wait":
+            break
+    return states
+
+
+@pytest.mark.parametrize("size", [1, 3, 17, 4096])
+@pytest.mark.parametrize(
+    ("request_bytes", "final"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "ready"),
+        (POST + b"Content-Length: 5\r\n\r\nhello", "ready"),
+        (POST + b"content-length:5\r\n\r\nhell", "wait"),
+        (POST + b"Content-Length: 1000000\r\n\r\n" + b"x" * (PREFETCH_BYTES - 1), "wait"),
+        (POST + b"Content-Length: 1000000\r\n\r\n" + b"x" * PREFETCH_BYTES, "ready"),
+        (POST + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "ready"),
+        (POST + b"Transfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n", "ready"),
+        (POST + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", "wait"),
+        (POST + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n", "wait"),
+        # Malformed or ambiguous framing goes to gunicorn at once, which refuses it.
+        (POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", "ready"),
+        (POST + b"Content-Length: -1\r\n\r\n", "ready"),
+        (POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", "ready"),
+        (POST + b"Transfer-Encoding: gzip\r\n\r\n", "ready"),
+        (POST + b"X-Half: a head that never ends\r\n", "wait"),
+        (POST + b"X-Long: " + b"z" * HEAD_LIMIT, "head-too-large"),
+    ],
+)
+def test_when_a_request_has_arrived_enough_for_a_thread(request_bytes, final, size):
+    assert fed(request_bytes, size)[-1] == final
+
+
+@given(
+    chunks=st.lists(st.binary(min_size=1, max_size=40), max_size=6),
+    trailers=st.lists(st.sampled_from([b"X-A: 1", b"X-Checksum: abc"]), max_size=2),
+    size=st.integers(min_value=1, max_value=50),
+)
+def test_a_chunked_body_is_whole_exactly_when_its_trailers_end(chunks, trailers, size):
+    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n"
+    body += b"".join(t + b"\r\n" for t in trailers) + b"\r\n"
+    request = POST + b"Transfer-Encoding: chunked\r\n\r\n" + body
+    states = fed(request, size)
+    assert states[-1] == "ready"
+    # Ready only once the last byte was there.
+    assert len(states) == -(-len(request) // size)
+
+
+def test_100_continue_is_wanted_once_and_only_before_the_body():
+    reception = Reception(0.0, POST + b"Expect: 100-continue\r\nContent-Length: 10\r\n\r\n")
+    assert reception.state() == "wait"
+    assert reception.wants_continue() and not reception.wants_continue()
+    http10 = Reception(
+        0.0, POST.replace(b"1.1", b"1.0") + b"Expect: 100-continue\r\nContent-Length: 9\r\n\r\n"
+    )
+    assert http10.state() == "wait" and not http10.wants_continue()
+
+
+def test_a_client_is_late_after_the_timeout_or_below_the_rate():
+    reception = Reception(100.0)
+    assert reception.deadline(timeout=30, min_rate=1024) == 130.0
+    reception.add(b"x" * 10, 110.0)  # 10 bytes in 10 s: the rate, not the silence, is due first
+    assert reception.deadline(30, 1024) == pytest.approx(130.0 + 10 / 1024)
+    reception.add(b"x" * 1024 * 100, 111.0)  # 100 KiB: silence is due first
+    assert reception.deadline(30, 1024) == 141.0
+
+
+def test_the_wait_allowed_and_why_a_client_is_cut_off():
+    limits = ClientLimits(timeout=30, min_rate=1000)
+    assert limits.allowed_wait(waited=0, received=0) == 30
+    assert limits.allowed_wait(waited=29, received=0) == 1
+    assert limits.allowed_wait(waited=60, received=100_000) == 30  # 100 s of credit
+    assert limits.allowed_wait(waited=130, received=100_000) == 0
+    assert "CLIENT_TIMEOUT" in limits.why(30, 0, silent=True)
+    assert "MIN_UPLOAD_RATE" in limits.why(40, 50, silent=False) and "1 bytes/s" in limits.why(40, 50, False)
+
+
+class Endless(io.RawIOBase):
+    """A body that never ends, counting what is read of it."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+    def read(self, size: int = -1) -> bytes:
+        self.taken += size
+        return b"\x00" * size
+
+
+def test_a_refused_body_is_drained_only_a_little():
+    body = Endless()
+    drain(body, max_bytes=1024**3)
+    assert DRAIN_BYTES <= body.taken <= DRAIN_BYTES + 64 * 1024
+
+
+class Failing(io.RawIOBase):
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def read(self, size: int = -1) -> bytes:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("stream", "status", "slug"),
+    [
+        (io.BytesIO(b"id,text\n1,a\n"), 400, "truncated-body"),  # 12 of the 100 bytes announced
+        (Failing(TimeoutError("Nothing arrived for 30 s (CLIENT_TIMEOUT); cut off.")), 408, "client-timeout"),
+        (Failing(ConnectionResetError(104, "Connection reset by peer")), 400, "truncated-body"),
+        (Failing(ValueError("Invalid chunk size")), 400, "truncated-body"),
+    ],
+)
+def test_a_body_that_cannot_be_read_to_its_end_is_refused(stream, status, slug):
+    from webapp.problems import Problem
+
+    with pytest.raises(Problem) as info:
+        list(read_body(stream, max_bytes=10_000, expected=100))
+    assert (info.value.status, info.value.slug) == (status, slug)
+    drain(stream, 10_000)  # and draining it does not raise

@@ -1,0 +1,130 @@
+"""One request as the worker's event loop receives it, before a thread may take it.
+
+:class:`Reception` collects the bytes of a request's head and the start of its
+body, and says when enough has arrived for a thread to take over
+(:mod:`webapp.worker`): the whole head, and the whole body or its first
+``PREFETCH_BYTES``, whichever is smaller. A chunked body counts as whole once
+its last chunk and trailers have arrived. It reads only the few header fields
+that decide this (``Content-Length``, ``Transfer-Encoding``, ``Expect``);
+gunicorn's parser reads the request properly afterwards and refuses what is
+malformed, so a head this module cannot make sense of is handed over at once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+#: Body bytes received in the loop before a thread takes the request.
+PREFETCH_BYTES = 64 * 1024
+#: A head longer than this is refused in the loop (431).
+HEAD_LIMIT = 64 * 1024
+
+State = Literal["wait", "ready", "head-too-large"]
+
+
+class Reception:
+    """The bytes of one request so far, and when they came."""
+
+    head_limit = HEAD_LIMIT
+
+    def __init__(self, started: float, buffered: bytes = b"") -> None:
+        self.started = self.last = started
+        self.buffer = bytearray(buffered)
+        self.received = len(buffered)
+        self.head_end = -1  # offset of the body in the buffer, once the head is complete
+        self.body_length: int | None = None  # Content-Length, when given
+        self.chunks: _ChunkScanner | None = None  # for a chunked body
+        self.expects_continue = False
+        self._scanned = 0  # where the search for the head's end resumes
+
+    @property
+    def head_complete(self) -> bool:
+        return self.head_end >= 0
+
+    def add(self, data: bytes, now: float) -> None:
+        self.buffer += data
+        self.received += len(data)
+        self.last = now
+
+    def deadline(self, timeout: float, min_rate: float) -> float:
+        """When the client is cut off unless more arrives: ``timeout`` s of silence, or an average
+        below ``min_rate`` bytes/s once ``timeout`` s have passed."""
+        return min(self.last + timeout, self.started + timeout + self.received / min_rate)
+
+    def state(self) -> State:
+        if self.head_end < 0:
+            end = self.buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+            if end < 0:
+                self._scanned = len(self.buffer)
+                return "head-too-large" if len(self.buffer) > HEAD_LIMIT else "wait"
+            if end > HEAD_LIMIT:
+                return "head-too-large"
+            self.head_end = end + 4
+            self._read_head(bytes(self.buffer[:end]))
+        body = len(self.buffer) - self.head_end
+        if body >= PREFETCH_BYTES:
+            return "ready"
+        if self.chunks is not None:
+            return "ready" if self.chunks.complete(self.buffer, self.head_end) else "wait"
+        if self.body_length is not None:
+            return "ready" if body >= self.body_length else "wait"
+        return "ready"
+
+    def wants_continue(self) -> bool:
+        """True once, when the client waits for ``100 Continue`` before it sends the body."""
+        if self.expects_continue and self.head_complete and len(self.buffer) == self.head_end:
+            self.expects_continue = False
+            return True
+        return False
+
+    def _read_head(self, head: bytes) -> None:
+        lines = head.split(b"\r\n")
+        http11 = lines[0].rstrip().endswith(b"HTTP/1.1")
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == b"content-length":
+                self.body_length = int(value) if value.isdigit() and len(value) < 19 else 0
+            elif name == b"transfer-encoding":
+                self.chunks = _ChunkScanner() if value.endswith(b"chunked") else None
+                if self.chunks is None:
+                    self.body_length = 0  # gunicorn refuses other codings: hand over at once
+            elif name == b"expect":
+                self.expects_continue = http11 and value == b"100-continue"
+        if self.chunks is not None and self.body_length is not None:
+            self.chunks, self.body_length = None, 0  # ambiguous framing: gunicorn refuses it
+
+
+class _ChunkScanner:
+    """Finds the end of a chunked body as its bytes arrive (resuming where it stopped)."""
+
+    def __init__(self) -> None:
+        self.position: int | None = None  # start of the next chunk-size (or trailer) line
+        self.trailers = False
+
+    def complete(self, buffer: bytearray, start: int) -> bool:
+        position = start if self.position is None else self.position
+        while True:
+            end = buffer.find(b"\r\n", position)
+            if end < 0:
+                break
+            if self.trailers:
+                if end == position:
+                    return True  # the empty line after the trailers
+                position = end + 2
+                continue
+            size_field = bytes(buffer[position:end]).split(b";", 1)[0].strip()
+            try:
+                size = int(size_field, 16)
+            except ValueError:
+                return True  # malformed: gunicorn answers it
+            if size == 0:
+                self.trailers = True
+                position = end + 2
+                continue
+            following = end + 2 + size + 2
+            if following > len(buffer):
+                break
+            position = following
+        self.position = position
+        return False
