@@ -4,29 +4,41 @@ CSV is PostgreSQL's own ``COPY (SELECT ...) TO STDOUT (FORMAT csv, HEADER)``
 passed through block by block (RFC 4180 quoting, so texts with quotes,
 commas and newlines round-trip); cells a spreadsheet would run as a formula
 (starting with ``=``, ``+``, ``-``, ``@``, TAB or CR) get a leading ``'``, as
-OWASP advises. NDJSON reads the rows through a server-side cursor, 2,000 at a
-time. Either way the response starts at once and memory stays flat,
-whatever the batch's size. Both run under BULK_STATEMENT_TIMEOUT, not the
-requests' shorter STATEMENT_TIMEOUT: the COPY lasts as long as the client
-takes to read it. Columns: id, text, sentiment, score, compound, pos, neu,
-neg, error (empty unless the row's scoring failed).
+OWASP advises. NDJSON reads the rows through a server-side cursor, at most
+2,000 at a time and fewer when texts may be long (FETCH_CHARS: 400 rows at
+MAX_TEXT_CHARS 20,000). Either way the response starts at once, is sent in
+writes of at most SEND_BYTES however long a row, and memory stays flat,
+whatever the batch's size. At most MAX_EXPORTS downloads stream at once per
+web worker (webapp.admission); another is a 503 with Retry-After.
+Both run under BULK_STATEMENT_TIMEOUT, not the requests' shorter
+STATEMENT_TIMEOUT: the COPY lasts as long as the client takes to read it.
+Columns: id, text, sentiment, score, compound, pos, neu, neg, error (empty
+unless the row's scoring failed).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from flask import Blueprint, Response
 
 from core import batches
 from core.batches import Batch
-from webapp.db import WebPool, get_pool
+from webapp import admission
+from webapp.db import WebPool, get_pool, settings
 
 bp = Blueprint("exports", __name__)
 
 FETCH_ROWS = 2_000
+#: Characters of text one NDJSON fetch may hold, counting every row at MAX_TEXT_CHARS.
+FETCH_CHARS = 8_000_000
 SEND_BYTES = 64 * 1024
+
+
+def _fetch_rows(max_text_chars: int) -> int:
+    """Rows per NDJSON fetch: FETCH_ROWS, or fewer if that many rows could pass FETCH_CHARS."""
+    return max(1, min(FETCH_ROWS, FETCH_CHARS // max_text_chars))
 
 
 def _attachment(public_id: str, extension: str, mimetype: str, body: Iterator[bytes]) -> Response:
@@ -36,14 +48,15 @@ def _attachment(public_id: str, extension: str, mimetype: str, body: Iterator[by
 
 
 def _gathered(blocks: Iterator[bytes]) -> Iterator[bytes]:
-    """The same bytes in writes of about SEND_BYTES: COPY hands over one row per message, and
-    the server would otherwise spend its time on tiny sends instead of on rows."""
+    """The same bytes in writes of SEND_BYTES (the last one shorter): COPY hands over one row
+    per message, and the server would otherwise spend its time on tiny sends instead of on
+    rows; and however long one row is, no write is longer."""
     buffer = bytearray()
     for block in blocks:
         buffer += block
-        if len(buffer) >= SEND_BYTES:
-            yield bytes(buffer)
-            buffer.clear()
+        while len(buffer) >= SEND_BYTES:
+            yield bytes(buffer[:SEND_BYTES])
+            del buffer[:SEND_BYTES]
     if buffer:
         yield bytes(buffer)
 
@@ -55,11 +68,11 @@ def _csv_blocks(pool: WebPool, batch: Batch) -> Iterator[bytes]:
         yield from _gathered(batches.export_csv(conn, batch))
 
 
-def _ndjson_lines(pool: WebPool, batch: Batch) -> Iterator[bytes]:
+def _ndjson_lines(pool: WebPool, batch: Batch, fetch_rows: int) -> Iterator[bytes]:
     with pool.bulk_connection() as conn:
         lines = (
             json.dumps(r.to_export_json(), ensure_ascii=False).encode() + b"\n"
-            for r in batches.export_results(conn, batch, FETCH_ROWS)
+            for r in batches.export_results(conn, batch, fetch_rows)
         )
         yield from _gathered(lines)
 
@@ -71,13 +84,27 @@ def _finished_batch(public_id: str) -> Batch:
     return batch
 
 
+def _capped(make: Callable[[], Response]) -> Response:
+    """The response ``make`` builds, holding one of MAX_EXPORTS slots until it has been sent
+    (503 with Retry-After at once when none is free)."""
+    release = admission.take("exports")
+    try:
+        response = make()
+    except BaseException:
+        release()
+        raise
+    response.call_on_close(release)
+    return response
+
+
 @bp.get("/batch/<public_id>/results.csv")
 def results_csv(public_id: str) -> Response:
     batch = _finished_batch(public_id)
-    return _attachment(public_id, "csv", "text/csv", _csv_blocks(get_pool(), batch))
+    return _capped(lambda: _attachment(public_id, "csv", "text/csv", _csv_blocks(get_pool(), batch)))
 
 
 @bp.get("/batch/<public_id>/results.ndjson")
 def results_ndjson(public_id: str) -> Response:
     batch = _finished_batch(public_id)
-    return _attachment(public_id, "ndjson", "application/x-ndjson", _ndjson_lines(get_pool(), batch))
+    lines = _ndjson_lines(get_pool(), batch, _fetch_rows(settings().max_text_chars))
+    return _capped(lambda: _attachment(public_id, "ndjson", "application/x-ndjson", lines))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 import psycopg
@@ -18,7 +19,7 @@ from flask import Blueprint, Response, request, url_for
 
 from core import batches
 from core.batches import SENTIMENTS, STATUSES, Batch, Result, RowError
-from webapp.db import get_pool, signing_key
+from webapp.db import get_pool, settings, signing_key
 from webapp.pagination import Listing, Page, choice, page_response, parse_page_request, read_page
 
 bp = Blueprint("listings", __name__)
@@ -55,13 +56,39 @@ def _fetch_batches(conn: psycopg.Connection, _: None, after: Any, before: Any, l
     return batches.list_batches(conn, status=filters.get("status"), before=start, limit=limit)
 
 
+def _json_length(text: str | None) -> int:
+    """Bytes of ``text`` as a JSON string (the pages' JSON escapes every non-ASCII character)."""
+    return len(encode_basestring_ascii(text)) if text else 0
+
+
+def _result_weight(result: Result) -> int:
+    return _json_length(result.text) + _json_length(result.client_id) + _json_length(result.error)
+
+
+def _error_weight(error: RowError) -> int:
+    return _json_length(error.client_id) + _json_length(error.detail)
+
+
 RESULTS: Listing[Result] = Listing(
-    "results", _fetch_results, lambda r: r.row_number, _row_position, numbered=True, backward=True
+    "results",
+    _fetch_results,
+    lambda r: r.row_number,
+    _row_position,
+    numbered=True,
+    backward=True,
+    weight=_result_weight,
+    largest_row=20_000,  # MAX_TEXT_CHARS; results_page uses the setting
 )
 # Rows of one sentiment are not numbered densely, so page P is not an index range: cursors only.
 RESULTS_OF_ONE_SENTIMENT = replace(RESULTS, numbered=False)
 ERRORS: Listing[RowError] = Listing(
-    "errors", _fetch_errors, lambda e: e.error_number, _row_position, numbered=True, ignores=("before",)
+    "errors",
+    _fetch_errors,
+    lambda e: e.error_number,
+    _row_position,
+    numbered=True,
+    ignores=("before",),
+    weight=_error_weight,
 )
 BATCHES: Listing[Batch] = Listing(
     "batches",
@@ -70,6 +97,7 @@ BATCHES: Listing[Batch] = Listing(
     _batch_position,
     ignores=("page", "before"),
     scope_of=lambda filters: f"batches:{filters.get('status', '')}",
+    weight=lambda b: _json_length(b.source_filename),
 )
 
 
@@ -78,6 +106,7 @@ def results_page(conn: psycopg.Connection, batch: Batch, args: Mapping[str, str]
     sentiment = choice(args, "sentiment", SENTIMENTS)
     filters = {"sentiment": sentiment} if sentiment else {}
     listing = RESULTS_OF_ONE_SENTIMENT if sentiment else RESULTS
+    listing = replace(listing, largest_row=settings().max_text_chars + 1_000)
     key = signing_key(conn)
     page_request = parse_page_request(args, listing, batch.public_id, filters, key)
     batches.require_results(batch)

@@ -16,6 +16,14 @@ list: the owner (a batch's id, or ``batches``) and the scope (the list's name
 and its filters). The API and the pages build them the same way, so any
 cursor the service hands out is accepted wherever the same list is served;
 an edited or foreign one is a 400.
+
+Pages are bounded in memory as well as in rows: a page stops early, before
+``per_page``, once the texts of its rows (their ``weight``: text, id and error
+as JSON strings) would pass PAGE_BYTES, with ``next_cursor`` at the first row
+left out; it always holds at least one row. Rows are read in rounds of at most
+ROUND_CHARS characters' worth (counting each row at the listing's largest row),
+each round one index range, so neither the rows read nor the document built
+grow with ``per_page`` times the text limit.
 """
 
 from __future__ import annotations
@@ -33,6 +41,10 @@ from webapp.problems import Problem
 
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 1000
+#: A page stops before its rows' texts, ids and errors, as JSON strings, pass this many bytes.
+PAGE_BYTES = 1_000_000
+#: Rows read per round while a page is built, counted at the listing's largest row.
+ROUND_CHARS = 4_000_000
 MAX_ROW_NUMBER = 2**31 - 1  # row_number is a PostgreSQL integer
 
 Row = TypeVar("Row")
@@ -79,6 +91,10 @@ class Listing(Generic[Row]):
     numbered: bool = False
     #: ``fetch`` can read backwards from a position, so ``before=`` works.
     backward: bool = False
+    #: The bytes a row puts on a page (its texts as JSON strings), counted against PAGE_BYTES.
+    weight: Callable[[Row], int] = lambda _row: 0
+    #: The most characters a row can hold, which sizes the rounds of reading.
+    largest_row: int = 1_000
     #: Query parameters this list has always ignored (kept so, for clients that send them).
     ignores: tuple[str, ...] = ()
     #: The scope of its cursors for some filters; by default the name, then ``:value`` per filter.
@@ -101,6 +117,7 @@ class Page(Generic[Row]):
     filters: dict[str, str]
     next_cursor: str | None  # the rows after the last item, if there are any
     previous_cursor: str | None  # the rows before the first item, if there are any
+    cut: bool = False  # stopped before per_page at PAGE_BYTES
 
 
 def _serializer(key: str) -> URLSafeSerializer:
@@ -166,11 +183,32 @@ def read_page(
     filters: Mapping[str, str],
     key: str,
 ) -> Page[Row]:
-    """The page ``request`` asks for, one row more read to know whether another follows."""
-    limit = request.per_page + 1
-    rows = listing.fetch(conn, subject, request.after, request.before, limit, filters)
-    extra = len(rows) > request.per_page
-    rows = rows[: request.per_page]
+    """The page ``request`` asks for: ``per_page`` rows, or fewer once they pass PAGE_BYTES.
+
+    Read in rounds (see the module's docstring), each with one row more than it
+    needs, to know whether another follows.
+    """
+    after, before = request.after, request.before
+    round_rows = max(1, ROUND_CHARS // max(1, listing.largest_row))
+    rows: list[Row] = []
+    weight = 0
+    extra = cut = False
+    while len(rows) < request.per_page:
+        limit = min(request.per_page - len(rows), round_rows) + 1
+        fetched = listing.fetch(conn, subject, after, before, limit, filters)
+        extra = len(fetched) == limit
+        for row in fetched[: limit - 1]:
+            weight += listing.weight(row)
+            if rows and weight > PAGE_BYTES:
+                extra = cut = True
+                break
+            rows.append(row)
+        if cut or not extra:
+            break
+        if before is None:
+            after = listing.position(rows[-1])
+        else:
+            before = listing.position(rows[-1])
     if request.before is None:
         more_after, more_before = extra, bool(request.after)
     else:
@@ -182,20 +220,21 @@ def read_page(
         next_cursor = encode_cursor(key, owner, bound, listing.position(rows[-1]))
     if rows and more_before:
         previous_cursor = encode_cursor(key, owner, bound, listing.position(rows[0]))
-    return Page(listing, rows, request, dict(filters), next_cursor, previous_cursor)
+    return Page(listing, rows, request, dict(filters), next_cursor, previous_cursor, cut)
 
 
 def page_response(page: Page[Any], url: str, **head: Any) -> Response:
     """A page as the API answers it: ``head`` members, the items, ``next_cursor`` and a Link header.
 
-    The next link keeps the page-number form when the request used it and the list has numbers.
+    The next link keeps the page-number form when the request used it and the list has numbers,
+    unless the page was cut short at PAGE_BYTES: page P + 1 would then skip rows.
     """
     body = {**head, "page": page.request.page, "per_page": page.request.per_page, **page.filters}
     body[page.listing.name] = [item.to_json() for item in page.items]
     body["next_cursor"] = page.next_cursor
     response = jsonify(body)
     if page.next_cursor:
-        if page.request.page is not None and page.listing.numbered:
+        if page.request.page is not None and page.listing.numbered and not page.cut:
             params: dict[str, Any] = {"page": page.request.page + 1}
         else:
             params = {"after": page.next_cursor}
