@@ -1,0 +1,138 @@
+"""Purging finished batches while runners score: how long it takes, and how long runners stall.
+
+Ten finished batches of ``rows`` results each are purged two ways in the same run, on the same
+cluster, while two runners score a live batch:
+
+* **the old way** (the baseline): one transaction deletes them with all their rows, as every
+  runner's housekeeping used to (``DELETE ... WHERE batch_id = ANY(...)``);
+* **ours**: RESULTS_TTL marks them deleted and one runner at a time removes their rows in steps of
+  REAP_STEP_ROWS, each its own transaction, at most REAP_BUDGET_SECONDS per housekeeping turn.
+
+"Stall" is the longest time the live batch's processed count did not move, sampled every 20 ms,
+against the longest such gap while nothing is purged. Run alone: ``python -m bench.purge``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+
+import psycopg
+
+from bench.service import cluster, runners
+from core.batches.ingest import new_public_id
+
+BATCHES = 10
+
+_FILL = """
+WITH b AS (
+    INSERT INTO batches (public_id, chunk_size, status, total_count, processed_count, neutral_count,
+                         completed_at)
+    VALUES (%(public_id)s, 100, 'completed', %(rows)s, %(rows)s, %(rows)s, now())
+    RETURNING id
+)
+INSERT INTO batch_results (batch_id, row_number, client_id, text, sentiment, score, compound, pos, neu, neg)
+SELECT b.id, n, 'r' || n, repeat('a fine review of a product ', 4), 'neutral', 0, 0, 0, 1, 0
+FROM b, generate_series(1, %(rows)s) AS n
+"""
+
+_LIVE = """
+WITH b AS (
+    INSERT INTO batches (public_id, chunk_size, total_count) VALUES (%(public_id)s, 100, %(rows)s)
+    RETURNING id
+), staged AS (
+    INSERT INTO batch_rows (batch_id, row_number, client_id, text)
+    SELECT b.id, n, 'r' || n, 'this was good, really good ' || n FROM b, generate_series(1, %(rows)s) AS n
+)
+INSERT INTO chunks (batch_id, first_row, last_row, fair_key)
+SELECT b.id, f, least(f + 99, %(rows)s), (f - 1) / 100 FROM b, generate_series(1, %(rows)s, 100) AS f
+RETURNING batch_id
+"""
+
+
+def _fill(url: str, rows: int) -> list[int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(BATCHES):
+            conn.execute(_FILL, {"public_id": new_public_id(), "rows": rows})
+        conn.execute("ANALYZE")
+        return [r[0] for r in conn.execute("SELECT id FROM batches WHERE status = 'completed' ORDER BY id")]
+
+
+class StallWatch:
+    """Samples the live batch's processed_count every 20 ms; the longest time it stood still."""
+
+    def __init__(self, url: str, batch_id: int) -> None:
+        self.url, self.batch_id = url, batch_id
+        self.longest = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch)
+
+    def _watch(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            last, since = None, time.perf_counter()
+            while not self._stop.is_set():
+                done = conn.execute("SELECT processed_count FROM batches WHERE id = %s", (self.batch_id,))
+                value = done.fetchone()[0]
+                now = time.perf_counter()
+                if value != last:
+                    last, since = value, now
+                else:
+                    self.longest = max(self.longest, now - since)
+                time.sleep(0.02)
+
+    def __enter__(self) -> StallWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _gone(conn: psycopg.Connection, ids: list[int]) -> bool:
+    left = conn.execute("SELECT count(*) FROM batch_results WHERE batch_id = ANY(%s)", (ids,)).fetchone()[0]
+    return left == 0 and not conn.execute("SELECT 1 FROM batches WHERE id = ANY(%s)", (ids,)).fetchone()
+
+
+def run(rows: int = 100_000) -> dict[str, float]:
+    """Both ways, on one cluster, with two runners scoring throughout."""
+    figures: dict[str, float] = {}
+    with cluster() as url, psycopg.connect(url, autocommit=True) as conn:
+        live = conn.execute(_LIVE, {"public_id": new_public_id(), "rows": 2_000_000}).fetchone()[0]
+        env = {"RESULTS_TTL": "7d", "RELEASE_EXPIRED_SECONDS": "1", "SCORER": "fast"}
+        with runners(url, 2, **env):
+            time.sleep(3)  # runners warm up
+            with StallWatch(url, live) as quiet:
+                time.sleep(5)
+            figures["quiet_stall_s"] = quiet.longest
+
+            ids = _fill(url, rows)
+            with StallWatch(url, live) as old:
+                started = time.perf_counter()
+                with conn.transaction():
+                    conn.execute("DELETE FROM batches WHERE id = ANY(%s)", (ids,))
+                    conn.execute("DELETE FROM batch_results WHERE batch_id = ANY(%s)", (ids,))
+                figures["old_seconds"] = time.perf_counter() - started
+            figures["old_stall_s"] = old.longest
+
+            ids = _fill(url, rows)
+            with StallWatch(url, live) as ours:
+                started = time.perf_counter()
+                # Past RESULTS_TTL (7d) from now on: the runners purge them by themselves.
+                conn.execute(
+                    "UPDATE batches SET completed_at = now() - interval '30 days' WHERE id = ANY(%s)", (ids,)
+                )
+                while not _gone(conn, ids):
+                    time.sleep(0.1)
+                figures["ours_seconds"] = time.perf_counter() - started
+            figures["ours_stall_s"] = ours.longest
+    figures["rows"] = rows
+    return figures
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.purge")
+    parser.add_argument("--rows", type=int, default=100_000, help="results per purged batch")
+    print(json.dumps(run(parser.parse_args().rows), indent=2))
