@@ -114,3 +114,25 @@ def test_cancel_and_delete_storm_while_runners_are_killed(client, upload, runner
     tables = ("batches", "batch_rows", "chunks", "batch_results", "batch_row_errors")
     wait_for(lambda: all(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] == 0 for t in tables), 120)
     assert all(proc.poll() is None for proc in alive)
+
+
+def test_a_chunk_whose_staged_rows_vanished_is_closed_out_and_counted(client, upload, db):
+    """Only a hand edit can remove a held chunk's staged rows; its finish still closes the chunk out,
+    counts the missing rows as failed and lets the batch reach a final state, never retried forever."""
+    from core.settings import Settings
+    from jobrunner.chunk_scoring import score_chunk
+    from jobrunner.chunks import RunnerIdentity, claim_chunks, finish_chunks
+
+    batch_id = upload(make_csv(sample_texts(150, seed=45)))["batch_id"]
+    chunks = claim_chunks(db, "test:0", 60, limit=2)
+    scored = [score_chunk(chunk, Settings()) for chunk in chunks]
+    db.execute("DELETE FROM batch_rows WHERE row_number BETWEEN 101 AND 120")
+    done = finish_chunks(db, scored, RunnerIdentity("test:0", "test", 0, "fast"))
+    assert done == {c.chunk_id for c in chunks}
+    status = status_of(client, batch_id)
+    assert (status["status"], status["processed_count"], status["failed_count"]) == (
+        "completed_with_errors",
+        130,
+        20,
+    )
+    assert db.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
