@@ -69,10 +69,12 @@ PROBLEM_RESPONSES = {
     "400": "A bad request: a malformed file or parameter (the detail says which, and where).",
     "401": "API_TOKEN is set and the request has no valid bearer token.",
     "404": "No such batch.",
+    "408": "The client went silent for CLIENT_TIMEOUT seconds, or sent slower than MIN_UPLOAD_RATE.",
     "409": "The batch is not in a state that allows this.",
     "413": "The upload is over MAX_UPLOAD_BYTES or MAX_ROWS.",
     "415": "The upload is neither multipart/form-data nor CSV.",
-    "503": "PostgreSQL is unreachable; retry after Retry-After seconds.",
+    "503": "PostgreSQL is unreachable, or this worker already serves MAX_UPLOADS uploads or MAX_EXPORTS "
+    "downloads; retry after Retry-After seconds.",
 }
 
 

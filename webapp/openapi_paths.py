@@ -123,7 +123,7 @@ def paths() -> dict[str, Any]:
                         "Accepted: the rows are staged and queued.",
                         {"Location": {"schema": {"type": "string"}, "description": "The batch's URL."}},
                     ),
-                    **_problems("400", "401", "413", "415", "503"),
+                    **_problems("400", "401", "408", "413", "415", "503"),
                 },
             }
         },
