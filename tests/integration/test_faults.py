@@ -61,7 +61,9 @@ def assert_exactly_once(url: str, batch_id: str, expected_rows: int, summary: di
 def held_chunk(url: str, pid: int) -> int | None:
     with psycopg.connect(url) as conn:
         row = conn.execute(
-            "SELECT id FROM chunks WHERE state = 'claimed' AND claimed_by LIKE %s", (f"%:{pid}",)
+            # The first chunk of its round: the one it scores first.
+            "SELECT id FROM chunks WHERE state = 'claimed' AND claimed_by LIKE %s ORDER BY id LIMIT 1",
+            (f"%:{pid}",),
         ).fetchone()
     return row[0] if row else None
 
