@@ -29,53 +29,6 @@ def machine() -> str:
     return f"{cores} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
 
 
-def hostile_rows(linear: dict, slow: dict) -> list[tuple[str, str, str, str]]:
-    """The rows of issue 13: linear time on bodies whose record never ends; service under slow clients."""
-    rows = []
-    sizes = linear["sizes"]
-    labels = " / ".join(f"{size}" for size in sizes)
-    for shape, what in (
-        ("no newline", "no newline after the header"),
-        ("quoted field", "one quoted field that never closes (a newline every 100 bytes)"),
-    ):
-        for way, how, note in (
-            ("http", "over HTTP", "refused once a line or field passes 10 M characters; 8 MB is under it"),
-            ("parser", "through the parser alone", "limits lifted, read to the end"),
-        ):
-            seconds = linear[shape][way]
-            per_mb = " / ".join(f"{s / size * 1e3:.1f}" for s, size in zip(seconds, sizes, strict=True))
-            rows.append(
-                (
-                    f"upload with {what}, {labels} MB, {how} ({note})",
-                    f"{sizes[0]} MB: {seconds[0]:.2f} s",
-                    f"ms per MB: {per_mb}; {sizes[-1]} MB takes **{seconds[-1] / seconds[0]:.1f}×** "
-                    f"the time of {sizes[0]} MB",
-                    "≤ 10×",
-                )
-            )
-    quiet, loud = slow["quiet"], slow["loud"]
-    rows.append(
-        (
-            f"`GET /batch/<id>` from {slow['clients']} pollers while {slow['count']} clients stall or "
-            "dribble a byte a second (1 worker)",
-            f"the same without them: p50 {quiet['p50']:.1f} ms, p99 {quiet['p99']:.1f} ms "
-            f"({quiet['requests']:,} requests, {quiet['errors']} errors)",
-            f"p50 **{loud['p50']:.1f} ms**, p99 **{loud['p99']:.1f} ms** ({loud['requests']:,} requests, "
-            f"**{loud['errors']} errors**)",
-            "p99 < 1 s; 0 errors",
-        )
-    )
-    rows.append(
-        (
-            f"a 10,000-row upload while those {slow['count']} hold their connections",
-            f"the same upload without them: {slow['quiet_upload_s']:.2f} s",
-            f"**{slow['loud_upload_s']:.2f} s** (202)",
-            "accepted, in seconds",
-        )
-    )
-    return rows
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="smaller inputs (~2 minutes)")
@@ -262,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print("hostile: bodies whose record never ends, 50 slow clients ...", flush=True)
-    rows.extend(hostile_rows(hostile.linear(), hostile.slow_clients(seconds=5 if args.quick else 10)))
+    rows.extend(hostile.rows(hostile.linear(), hostile.slow_clients(seconds=5 if args.quick else 10)))
 
     header = ["figure", "baseline (same run)", "result", "target"]
     lines = [

@@ -2,7 +2,7 @@
 50 slow clients hold connections.
 
 ``python -m bench.hostile [--quick]`` starts its own PostgreSQL and a one-worker gunicorn (the
-Procfile's web process) and prints what ``make bench`` puts in its table:
+Procfile's web process) and prints the rows ``make bench`` puts in its table:
 
 * ``linear``: bodies of 8, 16, 32 and 64 MB with no newline after the header, and with one
   quoted field that never closes (a newline every 100 bytes inside it). Over HTTP they are
@@ -164,13 +164,60 @@ def slow_clients(count: int = 50, clients: int = 10, seconds: float = 10.0) -> d
     }
 
 
+def rows(linear: dict, slow: dict) -> list[tuple[str, str, str, str]]:
+    """The rows of issue 13: linear time on bodies whose record never ends; service under slow clients."""
+    table = []
+    sizes = linear["sizes"]
+    labels = " / ".join(f"{size}" for size in sizes)
+    for shape, what in (
+        ("no newline", "no newline after the header"),
+        ("quoted field", "one quoted field that never closes (a newline every 100 bytes)"),
+    ):
+        for way, how, note in (
+            ("http", "over HTTP", "refused once a line or field passes 10 M characters; 8 MB is under it"),
+            ("parser", "through the parser alone", "limits lifted, read to the end"),
+        ):
+            seconds = linear[shape][way]
+            per_mb = " / ".join(f"{s / size * 1e3:.1f}" for s, size in zip(seconds, sizes, strict=True))
+            table.append(
+                (
+                    f"upload with {what}, {labels} MB, {how} ({note})",
+                    f"{sizes[0]} MB: {seconds[0]:.2f} s",
+                    f"ms per MB: {per_mb}; {sizes[-1]} MB takes **{seconds[-1] / seconds[0]:.1f}×** "
+                    f"the time of {sizes[0]} MB",
+                    "≤ 10×",
+                )
+            )
+    quiet, loud = slow["quiet"], slow["loud"]
+    table.append(
+        (
+            f"`GET /batch/<id>` from {slow['clients']} pollers while {slow['count']} clients stall or "
+            "dribble a byte a second (1 worker)",
+            f"the same without them: p50 {quiet['p50']:.1f} ms, p99 {quiet['p99']:.1f} ms "
+            f"({quiet['requests']:,} requests, {quiet['errors']} errors)",
+            f"p50 **{loud['p50']:.1f} ms**, p99 **{loud['p99']:.1f} ms** ({loud['requests']:,} requests, "
+            f"**{loud['errors']} errors**)",
+            "p99 < 1 s; 0 errors",
+        )
+    )
+    table.append(
+        (
+            f"a 10,000-row upload while those {slow['count']} hold their connections",
+            f"the same upload without them: {slow['quiet_upload_s']:.2f} s",
+            f"**{slow['loud_upload_s']:.2f} s** (202)",
+            "accepted, in seconds",
+        )
+    )
+    return table
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="8 and 16 MB only, 5 s of polling")
     args = parser.parse_args(argv)
     sizes = (8, 16) if args.quick else (8, 16, 32, 64)
-    print(linear(sizes))
-    print(slow_clients(seconds=5 if args.quick else 10))
+    for row in rows(linear(sizes), slow_clients(seconds=5 if args.quick else 10)):
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":
