@@ -13,6 +13,7 @@ lists every knob in one table.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import MISSING, Field, dataclass, field, fields
@@ -53,8 +54,12 @@ def _parse(kind: str, raw: str, minimum: float | None) -> Any:
     if kind == "duration":
         return 0.0 if raw.strip().lower() == "off" else parse_duration(raw)
     value: float = int(raw) if kind == "int" else float(raw)
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {raw!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"must be at least {minimum:g}, got {value:g}")
+    if minimum is None and value <= 0:  # a float with no minimum: a positive time or size
+        raise ValueError(f"must be above 0, got {value:g}")
     return value
 
 

@@ -36,6 +36,7 @@ from types import FrameType
 
 import psycopg
 
+from core.connections import conninfo
 from core.migrations import migrate
 from core.queries import q
 from core.settings import Settings
@@ -54,6 +55,7 @@ from jobrunner.chunks import (
 )
 from jobrunner.housekeeping import housekeep
 from jobrunner.lease_keeper import LeaseKeeper
+from jobrunner.round_report import report_round
 from jobrunner.scoring import scorer_function
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,7 @@ class Runner:
         self._idle = False
         self._in_hand: list[ScoredChunk] = []  # scored, not yet committed
         self._claimed: list[ClaimedChunk] = []  # the round being scored
-        self.lease_keeper = LeaseKeeper(settings.database_url, settings.lease_seconds)
+        self.lease_keeper = LeaseKeeper(conninfo(settings, "runner"), settings.lease_seconds)
         self._next_housekeeping = 0.0
         self._next_heartbeat = 0.0
         self._migrated = not settings.migrate_on_start
@@ -119,7 +121,7 @@ class Runner:
                 if not self._migrated:
                     migrate(self.settings.database_url)
                     self._migrated = True
-                with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
+                with psycopg.connect(conninfo(self.settings, "runner"), autocommit=True) as conn:
                     configure_session(conn)
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     backoff = 0.5
@@ -127,7 +129,7 @@ class Runner:
                     self._leave(conn)
             except _StopWaiting:
                 break
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout) as exc:
                 if self.stopping and not self._in_hand:
                     break
                 first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -161,7 +163,7 @@ class Runner:
             try:
                 self._round(conn)
                 failures = 0
-            except (psycopg.OperationalError, _StopWaiting):
+            except (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout, _StopWaiting):
                 raise
             except Exception:
                 failures += 1
@@ -255,50 +257,9 @@ class Runner:
         """Finish the chunks; ``times`` (started, claimed, scored) of their round feed the log and metrics."""
         self.lease_keeper.release()
         done = finish_chunks(conn, scored, self.identity)
-        timing = {}
-        if times is not None:
-            started, claimed, scored_at = times
-            finished_at = time.perf_counter()
-            timing = {
-                "duration_ms": round((finished_at - started) * 1e3, 2),
-                "claim_ms": round((claimed - started) * 1e3, 2),
-                "score_ms": round((scored_at - claimed) * 1e3, 2),
-                "commit_ms": round((finished_at - scored_at) * 1e3, 2),
-            }
-        for item in scored:
-            chunk = item.chunk
-            if chunk.chunk_id not in done:
-                metrics.CHUNKS.labels("lease_lost").inc()
-                log.warning(
-                    "chunk %s of batch %s: lease lost before commit, results dropped",
-                    chunk.chunk_id,
-                    chunk.batch_id,
-                )
-                continue
-            self.chunks_done += 1
-            metrics.CHUNKS.labels("done").inc()
-            metrics.ROWS.labels("scored").inc(len(item.scores) - item.failed)
-            metrics.ROWS.labels("failed").inc(item.failed)
-            if timing:
-                metrics.CHUNK_SECONDS.observe(timing["duration_ms"] / 1e3)
+        self.chunks_done += report_round(scored, done, times)
         if done:
             self._next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
-            rows = sum(len(item.scores) for item in scored if item.chunk.chunk_id in done)
-            # One line per round: its chunks were claimed, scored and committed together.
-            log.info(
-                "chunks %s of batch %s: %d rows in %s ms",
-                ",".join(str(chunk_id) for chunk_id in sorted(done)),
-                scored[0].chunk.batch_id,
-                rows,
-                timing.get("duration_ms", "?"),
-                extra={
-                    "batch": scored[0].chunk.batch_id,
-                    "chunks": sorted(done),
-                    "rows": rows,
-                    "attempt": max(item.chunk.attempts for item in scored),
-                    **timing,
-                },
-            )
         self._in_hand = []
         self._claimed = []
 

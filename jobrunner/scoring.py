@@ -24,8 +24,8 @@ COLUMNS = ["neg", "neu", "pos", "compound", "sentiment", "score"]
 
 
 #: What a scorer is: texts in, VADER's four numbers (neg, neu, pos, compound) out, one mapping per
-#: text in order; neg, neu and pos in [0, 1], compound in [-1, 1]. SCORER=module:callable plugs in any such function (tests plug in slow and failing
-#: ones this way; the pipeline-ceiling benchmark a constant one).
+#: text in order; neg, neu and pos in [0, 1], compound in [-1, 1]. SCORER=module:callable plugs in
+#: any such function (tests plug in slow and failing ones this way).
 Scorer = Callable[[Sequence[str]], Sequence[Mapping[str, float]]]
 
 

@@ -41,7 +41,16 @@ def test_defaults_and_values_from_the_environment():
 
 @pytest.mark.parametrize(
     ("env", "value"),
-    [("CHUNK_SIZE", "0"), ("CHUNK_SIZE", "ten"), ("MIGRATE_ON_START", "maybe"), ("RESULTS_TTL", "soon")],
+    [
+        ("CHUNK_SIZE", "0"),
+        ("CHUNK_SIZE", "ten"),
+        ("MIGRATE_ON_START", "maybe"),
+        ("RESULTS_TTL", "soon"),
+        ("LEASE_SECONDS", "0"),
+        ("POLL_SECONDS", "-1"),
+        ("DB_POOL_TIMEOUT", "nan"),
+        ("LEASE_SECONDS", "inf"),
+    ],
 )
 def test_a_bad_value_names_its_variable(env, value):
     with pytest.raises(ValueError, match=env):
