@@ -123,6 +123,12 @@ def _query_timeout(exc: Exception) -> Response:
     )
 
 
+def _client_timeout(exc: TimeoutError) -> Response:
+    # The web worker (webapp.worker) cut off a client too slow sending a body a view was reading.
+    detail = str(exc) if len(str(exc)) > 20 else "The client was too slow sending the request."
+    return answer(Problem(408, "Request Timeout", detail, "client-timeout"))
+
+
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error")
     return answer(Problem(500, "Internal Server Error", "An unexpected error occurred.", "internal-error"))
@@ -139,4 +145,5 @@ def init_app(app: Flask) -> None:
     # transaction for IDLE_IN_TRANSACTION_TIMEOUT; the pool replaces the connection.
     app.register_error_handler(psycopg.errors.IdleInTransactionSessionTimeout, _database_unavailable)
     app.register_error_handler(PoolTimeout, _database_unavailable)
+    app.register_error_handler(TimeoutError, _client_timeout)
     app.register_error_handler(Exception, _unexpected)

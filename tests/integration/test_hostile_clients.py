@@ -281,3 +281,15 @@ def test_a_refused_browser_upload_is_answered_without_draining_the_whole_body(se
     # At most DRAIN_BYTES (8 MiB) were drained, not up to MAX_UPLOAD_BYTES (1 GiB).
     assert sent_when_answered < 128 * MIB
     assert_nothing_written(db)
+
+
+def test_a_slow_form_body_read_by_another_view_is_a_408_too(serve):
+    web = serve(API_TOKEN="a-token-for-this-test", CLIENT_TIMEOUT="2")
+    form = head("POST", "/login", Content_Type="application/x-www-form-urlencoded", Content_Length="400000")
+    with connect(web.port) as sock:
+        sock.sendall(form + b"token=" + b"x" * 100_000)  # past what the loop receives, then silence
+        answer = read_answer(sock)
+    assert answer is not None and answer.status == 408
+    assert answer.problem()["type"] == "/problems/client-timeout"
+    # Answered by the application (it logs every request it answers), not by the worker's loop.
+    assert "POST /login 408" in web.logfile.read_text()
