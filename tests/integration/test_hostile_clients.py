@@ -293,3 +293,30 @@ def test_a_slow_form_body_read_by_another_view_is_a_408_too(serve):
     assert answer.problem()["type"] == "/problems/client-timeout"
     # Answered by the application (it logs every request it answers), not by the worker's loop.
     assert "POST /login 408" in web.logfile.read_text()
+
+
+def test_a_client_that_stops_reading_a_download_is_dropped_and_frees_its_slot(serve, db):
+    web = serve(CLIENT_TIMEOUT="2", MAX_EXPORTS="1")
+    body = make_csv([f"good {index}" for index in range(500)])
+    public_id = requests.post(
+        f"{web.base}/batch/upload", data=body, headers={"Content-Type": "text/csv"}, timeout=60
+    ).json()["batch_id"]
+    score_everything(db)
+    db.execute("UPDATE batch_results SET text = repeat('slow reader ', 1600)")  # ~10 MB of CSV
+    url = f"/batch/{public_id}/results.csv"
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.connect(("127.0.0.1", web.port))
+    reader.sendall(head("GET", url))
+    assert reader.recv(12) == b"HTTP/1.1 200"  # ... and then it reads no more
+    try:
+        # Its write times out, the connection is dropped and the one export slot is free again.
+        answer = wait_for(
+            lambda: (a := requests.get(f"{web.base}{url}", timeout=60)).status_code == 200 and a, timeout=60
+        )
+        assert len(answer.content) > 9_000_000
+        log = web.logfile.read_text()
+        assert "results.csv 503" in log  # refused at once while the stalled download held the slot
+        assert "too slow" in log
+    finally:
+        reader.close()
