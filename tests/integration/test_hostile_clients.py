@@ -296,7 +296,7 @@ def test_a_slow_form_body_read_by_another_view_is_a_408_too(serve):
 
 
 def test_a_client_that_stops_reading_a_download_is_dropped_and_frees_its_slot(serve, db):
-    web = serve(CLIENT_TIMEOUT="2", MAX_EXPORTS="1")
+    web = serve(CLIENT_TIMEOUT="5", MAX_EXPORTS="1")
     body = make_csv([f"good {index}" for index in range(500)])
     public_id = requests.post(
         f"{web.base}/batch/upload", data=body, headers={"Content-Type": "text/csv"}, timeout=60
