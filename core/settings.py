@@ -145,7 +145,11 @@ class Settings:
         "threads per gunicorn worker; a request takes one only once its head and the start of its body "
         "have arrived",
     )
-    web_timeout: int = setting("WEB_TIMEOUT", 300, "gunicorn worker timeout, seconds (long uploads)")
+    web_timeout: int = setting(
+        "WEB_TIMEOUT",
+        300,
+        "seconds a gunicorn worker process may go without a heartbeat before it is restarted",
+    )
     client_timeout: float = setting(
         "CLIENT_TIMEOUT",
         30.0,
