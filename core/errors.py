@@ -13,11 +13,14 @@ from typing import Any
 class ServiceError(Exception):
     """Something the client can act on."""
 
-    def __init__(self, title: str, detail: str, slug: str, **extra: Any) -> None:
+    def __init__(
+        self, title: str, detail: str, slug: str, *, retry_after: int | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.title = title
         self.detail = detail
         self.slug = slug
+        self.retry_after = retry_after  # seconds worth waiting before trying again, when known
         self.extra = extra
 
 

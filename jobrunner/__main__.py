@@ -22,6 +22,7 @@ from core import batches
 from core.connections import conninfo
 from core.logs import configure as configure_logging
 from core.settings import Settings, parse_duration
+from jobrunner.housekeeping import REAPER_LOCK_KEY
 from jobrunner.runner import Runner
 
 
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "purge":
         with psycopg.connect(conninfo(settings, "runner"), autocommit=True) as conn:
+            # The runners' reaper lock: one purger at a time, a runner's or this one.
+            conn.execute("SELECT pg_advisory_lock(%s)", (REAPER_LOCK_KEY,))
             purged = batches.purge(conn, args.older_than)
             # By hand, all of it now, still in bounded steps (runners would do it a little at a time).
             removed = batches.reap(conn, budget_seconds=float("inf"))

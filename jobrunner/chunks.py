@@ -132,6 +132,7 @@ def claim_chunks(
     for _, group in groupby(records, key=attrgetter("chunk_id")):
         rows = list(group)
         lease = rows[0]
+        rows = [r for r in rows if r.row_number is not None]  # none when its rows went missing
         frame = pd.DataFrame({"row_number": [r.row_number for r in rows], "text": [r.text for r in rows]})
         chunks.append(
             ClaimedChunk(
@@ -261,7 +262,8 @@ def _return(
 
 
 def retry_later(conn: psycopg.Connection, chunk: ClaimedChunk, error: str, backoff_seconds: float) -> bool:
-    """Return a chunk whose scoring failed to the queue after a backoff (the attempt counts)."""
+    """Return a chunk whose scoring failed to the queue after a backoff (the attempt counts), or close
+    it out if its batch stopped processing; False if it was no longer ours."""
     return _return(conn, [chunk], count_attempt=True, error=error, backoff_seconds=backoff_seconds) == 1
 
 
@@ -279,7 +281,8 @@ def renew_leases(conn: psycopg.Connection, chunks: list[ClaimedChunk], lease_sec
         "claim_tokens": [c.claim_token for c in chunks],
         "lease_seconds": lease_seconds,
     }
-    return {row[0] for row in conn.execute(q("chunks_renew_leases"), params)}
+    with conn.cursor(row_factory=namedtuple_row) as cur:
+        return {row.id for row in cur.execute(q("chunks_renew_leases"), params)}
 
 
 def release_expired(conn: psycopg.Connection) -> int:

@@ -6,9 +6,10 @@
 * purge and reap: mark batches past RESULTS_TTL deleted, and remove the rows
   of deleted batches in bounded steps. Only one runner does this at a time
   (a session advisory lock taken with ``pg_try_advisory_lock``: the others
-  skip it instead of waiting), and for at most REAP_BUDGET_SECONDS per turn,
-  each step its own short transaction on rows no runner reads, so scoring
-  never waits on it.
+  skip it instead of waiting; ``python -m jobrunner purge`` takes the same
+  lock), each step its own short transaction on rows no runner reads, so no
+  other runner waits on it; the runner doing it pauses its own scoring for
+  at most REAP_BUDGET_SECONDS per turn (plus marking up to 100 batches).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def housekeep(conn: psycopg.Connection, settings: Settings) -> None:
     release_expired(conn)
     for (name,) in conn.execute(q("runners_expire"), {"expiry_seconds": settings.runner_expiry_seconds}):
         log.info("runner %s stopped beating its heartbeat; removed from runners", name)
-    if not conn.execute("SELECT pg_try_advisory_lock(%s)", (REAPER_LOCK_KEY,)).fetchone()[0]:
-        return
+    if not conn.execute("SELECT pg_try_advisory_lock(%s) AS mine", (REAPER_LOCK_KEY,)).fetchone()[0]:
+        return  # another runner is purging
     try:
         if settings.results_ttl_seconds:
             purged = batches.purge(conn, settings.results_ttl_seconds)

@@ -130,6 +130,10 @@ class Runner:
             except _StopWaiting:
                 break
             except (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout) as exc:
+                # The round being scored is abandoned (what is scored and in hand is committed after
+                # reconnecting): its leases must expire, not be renewed for a round nobody works on.
+                self.lease_keeper.hold(self._in_hand_chunks())
+                self._claimed = []
                 if self.stopping and not self._in_hand:
                     break
                 first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -198,6 +202,9 @@ class Runner:
                 scored.append(item)
         self._in_hand = scored
         self._commit(conn, scored, (started, claimed, time.perf_counter()))
+
+    def _in_hand_chunks(self) -> list[ClaimedChunk]:
+        return [item.chunk for item in self._in_hand]
 
     def _hand_back(self, conn: psycopg.Connection) -> None:
         """After a failed round: its chunks back to the queue with a backoff, or let their leases expire."""

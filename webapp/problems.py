@@ -93,7 +93,8 @@ SERVICE_ERROR_STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 400}
 
 def _from_service_error(exc: ServiceError) -> Response:
     status = next(code for kind, code in SERVICE_ERROR_STATUS.items() if isinstance(exc, kind))
-    return answer(Problem(status, exc.title, exc.detail, exc.slug, **exc.extra))
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return answer(Problem(status, exc.title, exc.detail, exc.slug, headers, **exc.extra))
 
 
 def _database_unavailable(exc: Exception) -> Response:

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 REAP_STEP_ROWS = 5_000
 #: Batches purge marks in one go.
 PURGE_BATCHES = 100
+#: What a 409 for chunks still in runners' hands suggests as a wait before retrying.
+RETRY_AFTER_SECONDS = 5
 
 
 def _finished_already(batch: Batch) -> Conflict:
@@ -77,11 +79,19 @@ def delete(conn: psycopg.Connection, public_id: str) -> None:
         log.info("batch %s deleted; its rows are removed in the background", public_id)
         return
     batch = get(conn, public_id)  # NotFound if it was deleted meanwhile
+    if batch.status == "processing":
+        raise Conflict(
+            "Batch still processing",
+            f"The batch is processing; cancel it first (POST /batch/{public_id}/cancel), then delete it.",
+            "batch-processing",
+            status_of_batch=batch.status,
+        )
     raise Conflict(
-        "Batch still processing",
-        f"The batch is {batch.status} with {outcome.in_hand} chunk(s) in runners' hands; cancel it first "
-        f"(POST /batch/{public_id}/cancel), then delete it once those finish.",
-        "batch-processing",
+        "Chunks still in runners' hands",
+        f"The batch is {batch.status}, but runners still hold {outcome.in_hand} of its chunk(s), which "
+        "finish within a round's time; retry the delete shortly.",
+        "chunks-in-hand",
+        retry_after=RETRY_AFTER_SECONDS,
         status_of_batch=batch.status,
     )
 
@@ -99,9 +109,10 @@ def purge(conn: psycopg.Connection, older_than_seconds: float) -> int:
     removes their rows."""
     params = {"older_than_seconds": older_than_seconds, "limit": PURGE_BATCHES}
     marked = 0
-    for (batch_id,) in conn.execute(q("batches_expired"), params).fetchall():
-        with conn.transaction():
-            marked += conn.execute(q("batches_mark_deleted"), {"batch_id": batch_id}).fetchone()[0]
+    with conn.cursor(row_factory=namedtuple_row) as cur:
+        for expired in cur.execute(q("batches_expired"), params).fetchall():
+            with conn.transaction():
+                marked += cur.execute(q("batches_mark_deleted"), {"batch_id": expired.id}).fetchone().marked
     return marked
 
 
@@ -126,16 +137,20 @@ def reap(conn: psycopg.Connection, budget_seconds: float, step: int = REAP_STEP_
     """
     deadline = time.monotonic() + budget_seconds
     removed = 0
-    for (batch_id,) in conn.execute(q("batches_deleted"), {"limit": 10}).fetchall():
-        for table, key in _ROW_TABLES:
-            low, high = conn.execute(
-                _reap_statement("batches_reap_span", table, key), {"batch_id": batch_id}
-            ).fetchone()
-            for start in range(low or 0, (high or -1) + 1, step):
-                if time.monotonic() > deadline:
-                    return removed
-                params = {"batch_id": batch_id, "low": start, "high": start + step - 1}
-                removed += conn.execute(_reap_statement("batches_reap_range", table, key), params).rowcount
-        conn.execute(q("batches_reap_row"), {"batch_id": batch_id})
-        log.info("batch %s: every row removed", batch_id)
+    with conn.cursor(row_factory=namedtuple_row) as cur:
+        doomed = [row.id for row in cur.execute(q("batches_deleted"), {"limit": 10}).fetchall()]
+        for batch_id in doomed:
+            for table, key in _ROW_TABLES:
+                span = cur.execute(_reap_statement("batches_reap_span", table, key), {"batch_id": batch_id})
+                low, high = span.fetchone()
+                for start in range(low or 0, (high or -1) + 1, step):
+                    if time.monotonic() > deadline:
+                        return removed
+                    params = {"batch_id": batch_id, "low": start, "high": start + step - 1}
+                    removed += cur.execute(_reap_statement("batches_reap_range", table, key), params).rowcount
+            # Its chunks (done ones, if any) by themselves first, then the row: chunks before the
+            # batch row, as every statement locks them.
+            cur.execute(q("chunks_delete_done"), {"batch_id": batch_id})
+            cur.execute(q("batches_reap_row"), {"batch_id": batch_id})
+            log.info("batch %s: every row removed", batch_id)
     return removed

@@ -80,20 +80,6 @@ SELECT min({key}) AS low, max({key}) AS high FROM {table} WHERE batch_id = %(bat
 -- Remove one range of a deleted batch's rows from one of its tables: one range of the primary key, however big the batch.
 DELETE FROM {table} WHERE batch_id = %(batch_id)s AND {key} BETWEEN %(low)s AND %(high)s;
 
--- name: batches_reap_row_errors
--- Remove up to step set-aside rows of a deleted batch; how many went.
-DELETE FROM batch_row_errors
-WHERE batch_id = %(batch_id)s
-  AND error_number IN (SELECT error_number FROM batch_row_errors WHERE batch_id = %(batch_id)s
-                       ORDER BY error_number LIMIT %(step)s);
-
--- name: batches_reap_staged
--- Remove up to step staged rows of a deleted batch (a cancelled batch's); how many went.
-DELETE FROM batch_rows
-WHERE batch_id = %(batch_id)s
-  AND row_number IN (SELECT row_number FROM batch_rows WHERE batch_id = %(batch_id)s
-                     ORDER BY row_number LIMIT %(step)s);
-
 -- name: batches_reap_row
 -- Remove a deleted batch's own row once its rows are gone (its chunks go by cascade).
 DELETE FROM batches WHERE id = %(batch_id)s AND deleted_at IS NOT NULL;
@@ -110,11 +96,13 @@ LIMIT %(limit)s;
 
 -- name: batches_metrics
 -- Service-wide figures for /metrics: batches by status, rows by outcome, queue and runners.
-SELECT (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*) AS n FROM batches GROUP BY status) s)
+-- Deleted batches (still being reaped) no longer count.
+SELECT (SELECT jsonb_object_agg(status, n)
+        FROM (SELECT status, count(*) AS n FROM batches WHERE deleted_at IS NULL GROUP BY status) s)
            AS by_status,
-       (SELECT coalesce(sum(processed_count), 0) FROM batches) AS scored,
-       (SELECT coalesce(sum(failed_count), 0) FROM batches) AS failed,
-       (SELECT coalesce(sum(invalid_count), 0) FROM batches) AS invalid,
+       (SELECT coalesce(sum(processed_count), 0) FROM batches WHERE deleted_at IS NULL) AS scored,
+       (SELECT coalesce(sum(failed_count), 0) FROM batches WHERE deleted_at IS NULL) AS failed,
+       (SELECT coalesce(sum(invalid_count), 0) FROM batches WHERE deleted_at IS NULL) AS invalid,
        (SELECT count(*) FROM chunks WHERE state = 'ready') AS ready,
        (SELECT count(*) FROM chunks WHERE state = 'claimed') AS claimed,
        (SELECT count(*) FROM runners) AS runners;

@@ -72,11 +72,13 @@ WITH head AS (
 -- staging; see jobrunner.chunks.configure_session).
 SELECT leased.id AS chunk_id, leased.batch_id, leased.first_row, leased.last_row,
        leased.claim_token, leased.attempts, r.row_number, r.text
+-- LEFT JOIN: a chunk whose rows are missing (only a hand edit does that) still
+-- comes back, with no rows, so its finish closes it out and counts them.
 FROM leased
-JOIN batch_rows AS r
+LEFT JOIN batch_rows AS r
   ON r.batch_id = leased.batch_id
  AND r.row_number BETWEEN leased.first_row AND leased.last_row
-ORDER BY r.row_number;
+ORDER BY leased.id, r.row_number;
 
 -- name: chunks_finish
 -- Commit scored chunks of one batch in one statement: those whose lease the caller still holds have
@@ -185,18 +187,24 @@ SELECT (SELECT coalesce(array_agg(id), '{}') FROM finished) AS finished,
 -- name: chunks_return
 -- Put chunks the caller holds back in the queue (after a backoff, with the attempt counted or not), or close them out with their staged rows if their batch stopped processing.
 WITH held AS (
-    -- Lock order: the chunks in id order, then (shared) their batch, so a
-    -- cancel, which locks every chunk of its batch first, either runs wholly
-    -- before this (and this sees the batch stopped) or wholly after (and sees
-    -- the chunk ready, and drops it with its rows).
-    SELECT c.id, c.batch_id, c.first_row, c.last_row, b.status = 'processing' AS live
+    -- Lock order: every chunk first, in id order ...
+    SELECT c.id, c.batch_id, c.first_row, c.last_row
     FROM chunks AS c
     JOIN unnest(%(chunk_ids)s::bigint[], %(claim_tokens)s::uuid[]) AS mine (id, token)
       ON c.id = mine.id AND c.claim_token = mine.token
-    JOIN batches AS b ON b.id = c.batch_id
     WHERE c.state = 'claimed'
     ORDER BY c.id
-    FOR UPDATE OF c FOR SHARE OF b
+    FOR UPDATE OF c
+), batch AS (
+    -- ... then their batch, shared (the InitPlan on held runs before this row is
+    -- locked), to see whether it still processes. A cancel, which locks every
+    -- chunk of its batch first, either ran wholly before this (this sees the
+    -- batch stopped) or runs wholly after (it sees the chunks ready and drops
+    -- them with their rows).
+    SELECT b.id, b.status = 'processing' AS live
+    FROM batches AS b
+    WHERE b.id IN (SELECT batch_id FROM held) AND (SELECT count(*) FROM held) >= 0
+    FOR SHARE OF b
 ), requeued AS (
     UPDATE chunks AS c
     SET state = 'ready',
@@ -205,12 +213,12 @@ WITH held AS (
         lease_expires_at = NULL,
         last_error = coalesce(%(error)s, c.last_error),
         available_at = now() + make_interval(secs => %(backoff_seconds)s)
-    FROM held
-    WHERE c.id = held.id AND held.live
+    FROM held JOIN batch ON batch.id = held.batch_id
+    WHERE c.id = held.id AND batch.live
     RETURNING c.id
 ), closed AS (
-    DELETE FROM chunks AS c USING held
-    WHERE c.id = held.id AND NOT held.live
+    DELETE FROM chunks AS c USING held JOIN batch ON batch.id = held.batch_id
+    WHERE c.id = held.id AND NOT batch.live
     RETURNING c.id, c.batch_id, c.first_row, c.last_row
 ), unstaged AS (
     DELETE FROM batch_rows AS r USING closed
@@ -223,14 +231,18 @@ SELECT id, false FROM closed;
 -- name: chunks_release_expired
 -- Put chunks whose lease ran out (their runner died or froze) back in the queue, or close them out if their batch stopped processing.
 WITH expired AS (
-    -- SKIP LOCKED: a chunk someone else is working on right now (its holder
-    -- finishing late, a cancel) is left for the next round of housekeeping.
-    SELECT c.id, c.batch_id, c.first_row, c.last_row, c.claimed_by, b.status = 'processing' AS live
+    -- Lock order as in chunks_return: the chunks in id order, then their
+    -- batches shared. SKIP LOCKED: what someone else is working on right now
+    -- (its holder finishing late, a cancel) is left for the next turn.
+    SELECT c.id, c.batch_id, c.first_row, c.last_row, c.claimed_by
     FROM chunks AS c
-    JOIN batches AS b ON b.id = c.batch_id
     WHERE c.state = 'claimed' AND c.lease_expires_at < now()
     ORDER BY c.id
     FOR UPDATE OF c SKIP LOCKED
+), batch AS (
+    SELECT b.id, b.status = 'processing' AS live
+    FROM batches AS b
+    WHERE b.id IN (SELECT batch_id FROM expired) AND (SELECT count(*) FROM expired) >= 0
     FOR SHARE OF b SKIP LOCKED
 ), requeued AS (
     UPDATE chunks AS c
@@ -238,18 +250,20 @@ WITH expired AS (
         claim_token = NULL,
         lease_expires_at = NULL,
         last_error = 'lease expired while held by ' || expired.claimed_by
-    FROM expired
-    WHERE c.id = expired.id AND expired.live
+    FROM expired JOIN batch ON batch.id = expired.batch_id
+    WHERE c.id = expired.id AND batch.live
     RETURNING c.id
 ), closed AS (
-    DELETE FROM chunks AS c USING expired
-    WHERE c.id = expired.id AND NOT expired.live
+    DELETE FROM chunks AS c USING expired JOIN batch ON batch.id = expired.batch_id
+    WHERE c.id = expired.id AND NOT batch.live
     RETURNING c.id, c.batch_id, c.first_row, c.last_row
 ), unstaged AS (
     DELETE FROM batch_rows AS r USING closed
     WHERE r.batch_id = closed.batch_id AND r.row_number BETWEEN closed.first_row AND closed.last_row
 )
-SELECT expired.id, expired.batch_id, expired.claimed_by, expired.live AS requeued FROM expired;
+-- A chunk whose batch row was locked (skipped) is neither: it waits for the next turn.
+SELECT expired.id, expired.batch_id, expired.claimed_by, batch.live AS requeued
+FROM expired JOIN batch ON batch.id = expired.batch_id;
 
 -- name: chunks_renew_leases
 -- Extend the leases the caller still holds (by token) while it scores a long round.
@@ -270,5 +284,7 @@ WHERE c.id = held.id
 RETURNING c.id;
 
 -- name: chunks_delete_done
--- Drop a finished batch's done chunks (the queue keeps only live work).
-DELETE FROM chunks WHERE batch_id = %(batch_id)s AND state = 'done';
+-- Drop a finished batch's done chunks (the queue keeps only live work), in id order; those someone else holds (a cancel or a delete, which drop them anyway) are skipped.
+DELETE FROM chunks
+WHERE id IN (SELECT id FROM chunks WHERE batch_id = %(batch_id)s AND state = 'done'
+             ORDER BY id FOR UPDATE SKIP LOCKED);

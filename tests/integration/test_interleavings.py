@@ -98,6 +98,12 @@ OPERATIONS: dict[str, Callable[[psycopg.Connection, Scene], Operation]] = {
         lambda conn: batches.purge(conn, 86400),
     )[1],
     "claim": lambda db, scene: lambda conn: claim_chunks(conn, "test:2", 60, limit=2),
+    # The done-chunk sweep a runner runs after the commit that finished a batch: the round is
+    # finished first, so there are done chunks to sweep.
+    "sweep": lambda db, scene: (
+        _finish(scene)(db),
+        lambda conn: batches.finished(conn, scene.batch_id),
+    )[1],
 }
 
 PAIRS = [
@@ -108,14 +114,21 @@ PAIRS = [
     ("claim", "cancel", False),
     ("delete", "finish", True),
     ("purge", "finish", True),
+    ("cancel", "sweep", False),
+    ("delete", "sweep", True),
 ]
 SCHEDULES = ["a_then_b", "b_then_a", "a_holds_b_waits", "b_holds_a_waits"]
-# Where the waiting session skips the locked chunks (SKIP LOCKED) instead of waiting.
+# Where the second session does not wait: it skips the locked chunks (SKIP LOCKED) instead.
 # In every other holding schedule the second session must really wait, or the
 # schedule would not be the interleaving it claims to be.
 SKIPS_INSTEAD_OF_WAITING = {
     ("cancel", "release_expired", "a_holds_b_waits"),
     ("claim", "cancel", "b_holds_a_waits"),
+    ("cancel", "sweep", "a_holds_b_waits"),
+    ("delete", "sweep", "a_holds_b_waits"),
+    # Not a skip: the finish that put the cancelled batch's last chunks in "done" swept them right
+    # away, so the sweep under test locks nothing for the delete to wait on.
+    ("delete", "sweep", "b_holds_a_waits"),
 }
 
 
@@ -221,6 +234,49 @@ def test_interleaving(a, b, cancelled, schedule, upload, db, database_url):
     hold = schedule.endswith("waits")
     waited = _run(database_url, db, first, second, hold)
     assert waited == (hold and (a, b, schedule) not in SKIPS_INSTEAD_OF_WAITING)
+    check_invariants(db, scene.batch_id)
+    drain(db, scene.batch_id)
+    check_invariants(db, scene.batch_id)
+
+
+@pytest.mark.parametrize(("other", "cancelled"), [("cancel", False), ("delete", True)])
+def test_a_finish_stopped_half_way_never_deadlocks_with_cancel_or_delete(
+    other, cancelled, upload, db, database_url
+):
+    """Lock order inside statements: a finish that has locked its chunks and waits on a staged row
+    (a third session holds it) while a cancel or a delete arrives. Both must wait their turn; a
+    statement taking the batch row before the chunks would deadlock here."""
+    scene = _scene(db, upload, cancelled=cancelled)
+    finish = _finish(scene)
+    with (
+        psycopg.connect(database_url) as blocker,
+        psycopg.connect(database_url, autocommit=True) as one,
+        psycopg.connect(database_url, autocommit=True) as two,
+    ):
+        blocker.execute(
+            "SELECT 1 FROM batch_rows WHERE batch_id = %s AND row_number = %s FOR UPDATE",
+            (scene.batch_id, scene.round[-1].first_row),
+        )
+        outcomes: dict[str, object] = {}
+
+        def run(name: str, conn: psycopg.Connection, operation: Operation) -> None:
+            try:
+                outcomes[name] = operation(conn)
+            except BaseException as exc:  # checked below
+                outcomes[name] = exc
+
+        first = threading.Thread(target=run, args=("finish", one, finish))
+        first.start()
+        wait_for(lambda: _blocked(db, one.info.backend_pid), timeout=20, interval=0.01)
+        second = threading.Thread(target=run, args=(other, two, OPERATIONS[other](db, scene)))
+        second.start()
+        wait_for(lambda: _blocked(db, two.info.backend_pid), timeout=20, interval=0.01)
+        blocker.commit()
+        for thread in (first, second):
+            thread.join(timeout=30)
+            assert not thread.is_alive()
+    assert not any(isinstance(value, BaseException) for value in outcomes.values()), outcomes
+    assert outcomes["finish"] == {c.chunk_id for c in scene.round}
     check_invariants(db, scene.batch_id)
     drain(db, scene.batch_id)
     check_invariants(db, scene.batch_id)

@@ -156,3 +156,33 @@ def test_runner_sessions_carry_the_service_bounds(upload, runners, db):
     with psycopg.connect(conninfo(Settings(database_url=db.info.dsn), "runner")) as probe:
         shown = probe.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0]
     assert shown == "1min"
+
+
+def test_deleting_a_cancelled_batch_with_chunks_in_hand_says_to_retry(client, upload, db):
+    from jobrunner.chunks import claim_chunks
+
+    batch_id = upload(make_csv(sample_texts(300, seed=47)))["batch_id"]
+    processing = client.delete(f"/batch/{batch_id}")
+    assert processing.status_code == 409 and processing.get_json()["type"] == "/problems/batch-processing"
+    claim_chunks(db, "test:0", 60, limit=1)
+    assert client.post(f"/batch/{batch_id}/cancel").get_json()["status"] == "cancelled"
+    in_hand = client.delete(f"/batch/{batch_id}")
+    assert in_hand.status_code == 409 and in_hand.headers["Retry-After"] == "5"
+    body = in_hand.get_json()
+    assert body["type"] == "/problems/chunks-in-hand" and "cancel it first" not in body["detail"]
+
+
+def test_a_waiting_chunk_whose_staged_rows_vanished_is_claimed_and_closed_out(client, upload, db):
+    """Its claim hands it out with no rows (not an invisible lease retried forever); its finish
+    counts the rows as failed and the batch reaches a final state."""
+    from tests.helpers import score_everything
+
+    batch_id = upload(make_csv(sample_texts(250, seed=48)))["batch_id"]
+    db.execute("DELETE FROM batch_rows WHERE row_number BETWEEN 101 AND 200")
+    assert score_everything(db) == 3
+    status = status_of(client, batch_id)
+    assert (status["status"], status["processed_count"], status["failed_count"]) == (
+        "completed_with_errors",
+        150,
+        100,
+    )
