@@ -21,7 +21,8 @@ import psycopg
 from core import batches
 from core.connections import conninfo
 from core.logs import configure as configure_logging
-from core.settings import Settings, parse_duration
+from core.setting_values import parse_duration
+from core.settings import Settings
 from jobrunner.housekeeping import REAPER_LOCK_KEY
 from jobrunner.runner import Runner
 

@@ -13,7 +13,8 @@ from flask import Blueprint, Response, g, jsonify, redirect, request, url_for
 from werkzeug.http import parse_options_header
 
 from core import batches
-from core.settings import Settings, parse_bool
+from core.setting_values import parse_bool
+from core.settings import Settings
 from webapp import admission, pages
 from webapp.csv_upload import UploadOptions, check_encoding, csv_rows
 from webapp.db import get_pool, settings

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import Settings, markdown_table, parse_bool, parse_duration
+from core.setting_values import parse_bool, parse_duration
+from core.settings import Settings, markdown_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
