@@ -62,19 +62,24 @@ def upload_batch() -> Response:
     or the form again with the problem (same status code) when the file is refused."""
     browser = wants_html()
     try:
-        release = admission.take("uploads")  # 503 at once past MAX_UPLOADS
-        try:
-            response = _upload()
-        finally:
-            release()
+        release = admission.take("uploads")  # 503 at once past MAX_UPLOADS; nothing is read
+    except Problem as problem:
+        UPLOADS.labels("rejected").inc()
+        if browser:
+            return pages.upload_form(problem)
+        raise
+    try:
+        response = _upload()
     except Problem as problem:
         UPLOADS.labels("rejected").inc()
         if browser:
             limit = settings().max_upload_bytes
             if (request.content_length or 0) <= limit:  # an oversized body is not worth reading
-                drain(request.stream, limit)  # a few MiB and seconds at most
+                drain(request.stream, limit)  # a few MiB and seconds at most, inside the upload slot
             return pages.upload_form(problem)
         raise
+    finally:
+        release()
     UPLOADS.labels("accepted").inc()
     if browser:
         return negotiated(redirect(response.headers["Location"], 303))

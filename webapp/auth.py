@@ -95,7 +95,9 @@ def _check_bearer(token: str, config: Settings) -> None:
             raise login_limit.too_many(wait)
         if _matches(token, config.api_token):
             return
-        login_limit.record_failure(conn, config, address)
+        wait = login_limit.record_failure(conn, config, address)
+    if wait is not None:
+        raise login_limit.too_many(wait)
     raise _unauthorized()
 
 
@@ -110,9 +112,22 @@ def _signed_in_browser(config: Settings) -> sessions.WebSession | None:
     return session
 
 
+#: The most of a request body any view but the upload reads (the sign-in form is a few hundred
+#: bytes); past it, 413 before anything is parsed, and no multipart part is spooled to disk.
+SMALL_BODY_BYTES = 16 * 1024
+
+
+def _small_bodies() -> None:
+    if request.endpoint != "api.upload_batch":
+        request.max_content_length = SMALL_BODY_BYTES
+        request.max_form_memory_size = SMALL_BODY_BYTES
+
+
 def init_app(app: Flask, config: Settings) -> None:
-    """The cross-site check for everyone; with API_TOKEN, the sign-in check on every request."""
+    """Small bodies everywhere but the upload; the cross-site check for everyone; with API_TOKEN,
+    the sign-in check on every request."""
     app.register_blueprint(bp)
+    app.before_request(_small_bodies)
     cross_site.init_app(app)
     if not config.api_token:
         return
@@ -163,7 +178,7 @@ def login() -> Response | tuple[str, int]:
                     lifetime_seconds=config.session_lifetime,
                 )
             else:
-                login_limit.record_failure(conn, config, address)
+                wait = login_limit.record_failure(conn, config, address)
     if wait is not None:
         detail = login_limit.too_many(wait).detail
         page, status = _login_form(next_url, detail, 429)

@@ -80,7 +80,7 @@ def check_encoding(name: str) -> str:
     """An accepted encoding, by its canonical name; 400 otherwise."""
     try:
         info = codecs.lookup(name)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
         info = None
     if info is None or not getattr(info, "_is_text_encoding", True):
         raise bad_request(

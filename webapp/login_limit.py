@@ -42,21 +42,25 @@ def wait_seconds(conn: psycopg.Connection, config: Settings, address: str) -> in
     return row["retry_after_seconds"]
 
 
-def record_failure(conn: psycopg.Connection, config: Settings, address: str) -> None:
-    """Count one wrong token from ``address``."""
+def record_failure(conn: psycopg.Connection, config: Settings, address: str) -> int | None:
+    """Count one wrong token from ``address``; the seconds it must now wait if this one passed the
+    limit. Counted atomically before the answer is chosen, so concurrent guesses cannot get more
+    than LOGIN_MAX_FAILURES "wrong" answers between them: past the limit, a wrong token is a 429
+    like every other sign-in from that address."""
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         cur.execute(q("login_failures_delete_expired"))
         row = cur.execute(
             q("login_failures_record"),
             {"client_address": address, "window_seconds": config.login_failure_window},
         ).fetchone()
-    if row and row["failures"] == config.login_max_failures:
+    if row["failures"] == config.login_max_failures:
         log.warning(
             "%d wrong tokens from %s: its sign-ins are refused for %d s",
             row["failures"],
             address,
             row["retry_after_seconds"],
         )
+    return row["retry_after_seconds"] if row["failures"] > config.login_max_failures else None
 
 
 def clear(conn: psycopg.Connection, address: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 from flask import Flask, Response, json, render_template
+from gunicorn.http.errors import NoMoreData, ParseException
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -124,6 +125,12 @@ def _query_timeout(exc: Exception) -> Response:
     )
 
 
+def _broken_body(exc: Exception) -> Response:
+    log.info("request body broken or cut short: %s", exc)
+    detail = "The request body is malformed or ended before it was complete."
+    return answer(Problem(400, "Invalid request body", detail, "truncated-body"))
+
+
 def _client_timeout(exc: TimeoutError) -> Response:
     # The web worker (webapp.worker) cut off a client too slow sending a body a view was reading.
     detail = str(exc) if len(str(exc)) > 20 else "The client was too slow sending the request."
@@ -147,4 +154,8 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(psycopg.errors.IdleInTransactionSessionTimeout, _database_unavailable)
     app.register_error_handler(PoolTimeout, _database_unavailable)
     app.register_error_handler(TimeoutError, _client_timeout)
+    # A body broken or cut short while a view other than the upload reads it (a form at /login):
+    # gunicorn's parser raises these from inside the read.
+    app.register_error_handler(ParseException, _broken_body)
+    app.register_error_handler(NoMoreData, _broken_body)
     app.register_error_handler(Exception, _unexpected)

@@ -206,3 +206,13 @@ def test_database_down_is_503_with_retry_after(tmp_path):
         assert "database" in body["detail"]
     finally:
         app.extensions["db_pool"].close(timeout=1)
+
+
+def test_an_encoding_name_with_a_nul_is_a_400(client, db):
+    response = client.post(
+        "/batch/upload?encoding=%00",
+        data=b"id,text\n1,good\n",
+        content_type="text/csv",
+    )
+    assert response.status_code == 400 and response.content_type == "application/problem+json"
+    assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == 0

@@ -250,3 +250,63 @@ def test_wrong_tokens_are_rate_limited(signed_web, db):
         assert wrong.status_code == 401
     api = requests.get(f"{base}/batches", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     assert api.status_code == 429
+
+
+def test_concurrent_wrong_tokens_get_no_more_answers_than_the_limit(signed_web):
+    """Failures are counted before the answer is chosen: 12 guesses at once get at most
+    LOGIN_MAX_FAILURES (3) "wrong" answers between them, the rest 429."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def guess(_: int) -> int:
+        headers = {"Authorization": "Bearer guess"}
+        return requests.get(f"{signed_web.base}/batches", headers=headers, timeout=20).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(guess, range(12)))
+    assert answers.count(401) <= 3 and answers.count(429) >= 9 and set(answers) <= {401, 429}
+
+
+def test_a_sign_in_body_is_small_whatever_its_form(signed_web):
+    """/login stays open to anyone: it reads 16 KiB of body at most, however it is sent."""
+    import io
+
+    base = signed_web.base
+    big_form = requests.post(f"{base}/login", data={"token": "x" * 200_000, "next": "/"}, timeout=20)
+    assert big_form.status_code == 413
+    assert big_form.headers["Content-Type"] == "application/problem+json"
+    upload_shaped = requests.post(
+        f"{base}/login", files={"token": ("t.bin", io.BytesIO(b"x" * 150_000))}, timeout=20
+    )
+    assert upload_shaped.status_code == 413
+
+    def chunked():
+        yield b"token=" + b"x" * 8_000
+        for _ in range(5):
+            yield b"x" * 8_000
+
+    streamed = requests.post(
+        f"{base}/login",
+        data=chunked(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=20,
+    )
+    # A chunked body has no length to refuse up front: werkzeug reads it only up to the limit and
+    # parses what it read (here a cut token: 401), never the whole.
+    assert streamed.status_code in (401, 413)
+    assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
+
+
+def test_a_broken_chunked_sign_in_is_a_400_not_a_500(signed_web):
+    from tests.rawhttp import connect, head, read_answer
+
+    with connect(signed_web.port) as sock:
+        request = head(
+            "POST",
+            "/login",
+            Content_Type="application/x-www-form-urlencoded",
+            Transfer_Encoding="chunked",
+        )
+        sock.sendall(request + b"zz\r\ntoken=x\r\n0\r\n\r\n")
+        answer = read_answer(sock)
+    assert answer is not None and answer.status == 400, answer
+    assert answer.problem()["type"] == "/problems/truncated-body"
