@@ -22,6 +22,7 @@ from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from core.errors import Conflict, InvalidInput, NotFound, ServiceError
+from webapp.client_limits import ClientTimeout
 from webapp.negotiation import negotiated, wants_html
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def _broken_body(exc: Exception) -> Response:
 
 def _client_timeout(exc: TimeoutError) -> Response:
     # The web worker (webapp.worker) cut off a client too slow sending a body a view was reading.
-    detail = str(exc) if len(str(exc)) > 20 else "The client was too slow sending the request."
+    detail = str(exc) if isinstance(exc, ClientTimeout) else "The client was too slow sending the request."
     return answer(Problem(408, "Request Timeout", detail, "client-timeout"))
 
 

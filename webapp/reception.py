@@ -7,7 +7,12 @@ body, and says when enough has arrived for a thread to take over
 its last chunk and trailers have arrived. It reads only the few header fields
 that decide this (``Content-Length``, ``Transfer-Encoding``, ``Expect``);
 gunicorn's parser reads the request properly afterwards and refuses what is
-malformed, so a head this module cannot make sense of is handed over at once.
+malformed. A Content-Length is read exactly as gunicorn reads it (any number
+of ASCII digits, leading zeros and all); one it would not take, or two of them,
+make the request ``"malformed"``: the loop answers 400 itself, so nothing that
+gunicorn might still wait on is handed over before its body is in. A
+``Transfer-Encoding`` gunicorn refuses is handed over at once (it refuses it
+before reading any body).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ PREFETCH_BYTES = 64 * 1024
 #: A head longer than this is refused in the loop (431).
 HEAD_LIMIT = 64 * 1024
 
-State = Literal["wait", "ready", "head-too-large"]
+State = Literal["wait", "ready", "head-too-large", "malformed"]
 
 
 class Reception:
@@ -35,6 +40,7 @@ class Reception:
         self.body_length: int | None = None  # Content-Length, when given
         self.chunks: _ChunkScanner | None = None  # for a chunked body
         self.expects_continue = False
+        self.malformed = False  # a Content-Length gunicorn would refuse, or two
         self._scanned = 0  # where the search for the head's end resumes
 
     @property
@@ -61,6 +67,8 @@ class Reception:
                 return "head-too-large"
             self.head_end = end + 4
             self._read_head(bytes(self.buffer[:end]))
+        if self.malformed:
+            return "malformed"
         body = len(self.buffer) - self.head_end
         if body >= PREFETCH_BYTES:
             return "ready"
@@ -84,15 +92,31 @@ class Reception:
             name, _, value = line.partition(b":")
             name, value = name.strip().lower(), value.strip().lower()
             if name == b"content-length":
-                self.body_length = int(value) if value.isdigit() and len(value) < 19 else 0
+                length = content_length(value)
+                if length is None or self.body_length is not None:
+                    self.malformed = True
+                self.body_length = length
             elif name == b"transfer-encoding":
                 self.chunks = _ChunkScanner() if value.endswith(b"chunked") else None
                 if self.chunks is None:
                     self.body_length = 0  # gunicorn refuses other codings: hand over at once
             elif name == b"expect":
                 self.expects_continue = http11 and value == b"100-continue"
-        if self.chunks is not None and self.body_length is not None:
+        if self.malformed:
+            self.chunks = None
+        elif self.chunks is not None and self.body_length is not None:
             self.chunks, self.body_length = None, 0  # ambiguous framing: gunicorn refuses it
+
+
+def content_length(value: bytes) -> int | None:
+    """A Content-Length value as gunicorn reads it (``isnumeric()``, then ``int()``): any number
+    of ASCII digits, leading zeros allowed; None for anything else (gunicorn refuses it)."""
+    if value and value.isdigit():  # bytes.isdigit() is ASCII digits only
+        try:
+            return int(value)
+        except ValueError:  # past Python's limit on digits (4300): gunicorn refuses it too
+            return None
+    return None
 
 
 class _ChunkScanner:

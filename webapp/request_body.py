@@ -25,6 +25,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
+from webapp.client_limits import ClientTimeout
 from webapp.problems import Problem
 
 # The body is read 1 MiB at a time: gunicorn reads ahead up to 1 MiB and copies
@@ -70,13 +71,15 @@ def read_body(
         try:
             block = stream.read(READ_SIZE)
         except TimeoutError as exc:
-            detail = str(exc) if len(str(exc)) > 20 else "The client was too slow sending the body."
+            detail = (
+                str(exc) if isinstance(exc, ClientTimeout) else "The client was too slow sending the body."
+            )
             raise client_timeout(detail) from exc
         except Exception as exc:  # the server's reader: a chunk cut short or malformed, a reset
             raise bad_request(
                 "truncated-body",
-                f"The request body could not be read to its end after {seen:,} bytes "
-                f"({type(exc).__name__}: {str(exc)[:200]}); nothing was stored.",
+                f"The request body could not be read to its end: it broke after byte {seen:,} and by "
+                f"byte {seen + READ_SIZE:,} ({type(exc).__name__}: {str(exc)[:200]}); nothing was stored.",
             ) from exc
         if not block:
             if expected is not None and seen < expected:

@@ -21,7 +21,12 @@ server spends parsing and writing does not count against the client). A
 client past either limit gets a 408 problem+json: from the loop, or from the
 application, which sees a :class:`ClientTimeout` when it reads (the upload then
 rolls back). Writes to a client are bounded too: each must complete within
-``CLIENT_TIMEOUT`` seconds, or the connection is dropped.
+``CLIENT_TIMEOUT`` seconds, or the connection is dropped; and a kept-alive
+connection's next request stays in the loop until what was written to it
+before has gone out, so a client that never reads its answers holds no thread
+(the loop closes it after ``CLIENT_TIMEOUT`` without progress). A stopping
+worker still receives for ``STOP_GRACE_SECONDS``: requests complete by then
+are answered (``Connection: close``), the rest get 503.
 
 Connections closed after an answer linger in the loop (half-closed, unread
 bytes drained) instead of in gunicorn's blocking two-second close. Plain
@@ -33,19 +38,21 @@ to load on one without them.
 from __future__ import annotations
 
 import contextlib
-import json
+import fcntl
 import logging
-import select
 import selectors
 import socket
+import struct
+import termios
 import time
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from gunicorn.workers import gthread
 
 from core.settings import Settings
+from webapp.client_limits import ClientLimits, ClientSocket, ClientTimeout
+from webapp.problems import Problem, problem_response
 from webapp.reception import PREFETCH_BYTES, Reception
 
 log = logging.getLogger(__name__)
@@ -60,90 +67,30 @@ if not all(
 LINGER_SECONDS = 2.0
 #: One non-blocking read in the loop.
 READ_BYTES = 64 * 1024
+#: How long a stopping worker still receives requests (as gthread keeps its kept-alive connections).
+STOP_GRACE_SECONDS = gthread.STOP_KEEPALIVE_LINGER
+#: How often the loop looks again at connections whose earlier answers have not gone out yet.
+DRAIN_POLL_SECONDS = 0.05
+#: Linux's SIOCOUTQNSD: bytes written to a socket and not sent yet (the client's window is shut).
+SIOCOUTQNSD = 0x894B
 
 __all__ = ["PREFETCH_BYTES", "ClientLimits", "ClientSocket", "ClientTimeout", "ReceivingThreadWorker"]
 
 
-class ClientTimeout(TimeoutError):
-    """The client was silent too long, or too slow on average; the message says which."""
+def _problem_bytes(problem: Problem) -> bytes:
+    """A whole HTTP answer (closing the connection) with the app's own problem+json."""
+    response = problem_response(problem)
+    fields = "".join(f"{name}: {value}\r\n" for name, value in response.headers.items())
+    head = f"HTTP/1.1 {problem.status} {problem.title}\r\n{fields}Connection: close\r\n\r\n"
+    return head.encode("latin-1") + response.get_data()
 
 
-@dataclass(frozen=True)
-class ClientLimits:
-    timeout: float  # CLIENT_TIMEOUT: longest wait for a client's next byte
-    min_rate: float  # MIN_UPLOAD_RATE: bytes per second of waiting, after the first `timeout` seconds
-
-    def allowed_wait(self, waited: float, received: int) -> float:
-        """How much longer the server may wait for a request that has made it wait ``waited``
-        seconds so far for ``received`` bytes."""
-        return min(self.timeout, self.timeout + received / self.min_rate - waited)
-
-    def why(self, waited: float, received: int, silent: bool) -> str:
-        """Why a client is cut off: ``silent`` for the whole CLIENT_TIMEOUT, or too slow on average."""
-        if not silent:
-            rate = received / waited if waited else 0.0
-            return (
-                f"The request arrived at {rate:,.0f} bytes/s, below the minimum of {self.min_rate:,.0f} "
-                "bytes/s (MIN_UPLOAD_RATE); it was cut off and nothing was stored."
-            )
-        return (
-            f"Nothing arrived for {self.timeout:g} s (CLIENT_TIMEOUT); the request was cut off and "
-            "nothing was stored."
-        )
-
-
-class ClientSocket:
-    """What gunicorn's parser reads a request from: the client's socket, within :class:`ClientLimits`.
-
-    Data already waiting is always read, however late: only a wait for the client is bounded.
-    """
-
-    def __init__(self, sock: socket.socket, limits: ClientLimits) -> None:
-        self.sock = sock
-        self.limits = limits
-        self.timeout: float | None = None  # set by gunicorn while it drains a body
-        self.waited = 0.0
-        self.received = 0
-        self._poll = select.poll()
-        self._poll.register(sock.fileno(), select.POLLIN)
-
-    def begin(self, waited: float, received: int) -> None:
-        """A new request, which has already made the server wait ``waited`` s for ``received`` bytes."""
-        self.waited, self.received = waited, received
-
-    def recv(self, size: int) -> bytes:
-        allowed = self.limits.allowed_wait(self.waited, self.received)
-        wait = allowed if self.timeout is None else min(allowed, self.timeout)
-        started = time.monotonic()
-        ready = self._poll.poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0)
-        self.waited += time.monotonic() - started
-        if not ready:
-            if self.timeout is not None and self.timeout < allowed:
-                raise TimeoutError("timed out")  # gunicorn's own bound on a drain
-            raise ClientTimeout(self.limits.why(self.waited, self.received, allowed >= self.limits.timeout))
-        data = self.sock.recv(size)
-        self.received += len(data)
-        return data
-
-    def gettimeout(self) -> float | None:
-        return self.timeout
-
-    def settimeout(self, timeout: float | None) -> None:
-        self.timeout = timeout
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-
-def _problem_bytes(status: int, reason: str, slug: str, detail: str, extra: str = "") -> bytes:
-    body = json.dumps(
-        {"type": f"/problems/{slug}", "title": reason, "status": status, "detail": detail}
-    ).encode()
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/problem+json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n{extra}\r\n"
-    )
-    return head.encode() + body
+def _unsent(sock: socket.socket) -> int:
+    """Bytes written to ``sock`` that the kernel has not sent yet (0 if it cannot tell)."""
+    for request in (SIOCOUTQNSD, termios.TIOCOUTQ):
+        with contextlib.suppress(OSError):
+            return struct.unpack("i", fcntl.ioctl(sock.fileno(), request, b"\0" * 4))[0]
+    return 0
 
 
 class ReceivingThreadWorker(gthread.ThreadWorker):
@@ -152,10 +99,15 @@ class ReceivingThreadWorker(gthread.ThreadWorker):
     def init_process(self) -> None:
         if self.cfg.is_ssl:
             raise RuntimeError("webapp.worker serves plain HTTP: terminate TLS in front of it")
+        if getattr(self.cfg, "http2_cleartext", "off") != "off":
+            raise RuntimeError("webapp.worker serves HTTP/1.1 only: unset http2_cleartext")
         settings = Settings.from_env()
         self.limits = ClientLimits(settings.client_timeout, settings.min_upload_rate)
         self.receptions: dict[Any, Reception] = {}
         self.lingering: dict[socket.socket, float] = {}
+        # Complete requests held back until earlier answers have gone out: (deadline, unsent).
+        self.held: dict[Any, tuple[Reception, float, int]] = {}
+        self.stopping_since: float | None = None
         super().init_process()
 
     # -- the loop: receive, then hand over ---------------------------------------------
@@ -195,31 +147,65 @@ class ReceivingThreadWorker(gthread.ThreadWorker):
             self._dispatch(conn)
         elif state == "head-too-large":
             detail = f"The request's head is longer than {reception.head_limit:,} bytes."
-            answer = _problem_bytes(431, "Request Header Fields Too Large", "head-too-large", detail)
-            self._refuse(conn, answer)
+            self._refuse(conn, Problem(431, "Request Header Fields Too Large", detail, "head-too-large"))
+        elif state == "malformed":
+            detail = "The request's Content-Length is not a number of digits, or is given twice."
+            self._refuse(conn, Problem(400, "Bad Request", detail, "invalid-content-length"))
         elif reception.wants_continue():
             self._send_quietly(conn.sock, b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _dispatch(self, conn: Any) -> None:
         reception = self._forget(conn)
+        unsent = _unsent(conn.sock)
+        if unsent:  # the client does not read its answers: a thread would block writing the next
+            self.held[conn] = (reception, time.monotonic() + self.limits.timeout, unsent)
+            return
+        self._hand_over(conn, reception)
+
+    def _hand_over(self, conn: Any, reception: Reception) -> None:
         conn._reception = reception
         conn.data_ready = True
         super().enqueue_req(conn)
+
+    def _check_held(self, now: float) -> None:
+        """Hand over held requests whose earlier answers went out; drop clients that read nothing
+        for CLIENT_TIMEOUT (or any still held when a stopping worker's grace is over)."""
+        for conn, (reception, deadline, before) in list(self.held.items()):
+            unsent = _unsent(conn.sock)
+            if not unsent:
+                del self.held[conn]
+                self._hand_over(conn, reception)
+            elif unsent < before:  # it reads, however slowly
+                self.held[conn] = (reception, now + self.limits.timeout, unsent)
+            elif now >= deadline or self._stop_grace_over(now):
+                del self.held[conn]
+                log.info(
+                    "client %s read none of its answers for %g s, dropped", conn.client, self.limits.timeout
+                )
+                self.nr_conns -= 1
+                gthread.TConn.close(conn)
+
+    def _stop_grace_over(self, now: float) -> bool:
+        return self.stopping_since is not None and now >= self.stopping_since + STOP_GRACE_SECONDS
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        super().wait_for_and_dispatch_events(min(timeout, DRAIN_POLL_SECONDS) if self.held else timeout)
 
     def _forget(self, conn: Any) -> Reception:
         self.poller.unregister(conn.sock)
         return self.receptions.pop(conn)
 
-    def _refuse(self, conn: Any, answer: bytes) -> None:
+    def _refuse(self, conn: Any, problem: Problem) -> None:
         reception = self._forget(conn)
         log.info(
-            "client %s cut off after %d bytes in %.1f s: %s",
+            "client %s cut off after %d bytes in %.1f s: %d %s",
             conn.client,
             reception.received,
             time.monotonic() - reception.started,
-            answer.split(b"\r\n", 1)[0].decode(),
+            problem.status,
+            problem.slug,
         )
-        self._send_quietly(conn.sock, answer)
+        self._send_quietly(conn.sock, _problem_bytes(problem))
         self.nr_conns -= 1
         conn.close(graceful=True)
 
@@ -229,18 +215,24 @@ class ReceivingThreadWorker(gthread.ThreadWorker):
             sock.send(data)
 
     def murder_pending(self) -> None:
-        """Every turn of the loop: cut off late clients, end lingering closes."""
+        """Every turn of the loop: cut off late clients, hand over or drop held requests, end
+        lingering closes. A stopping worker still receives for STOP_GRACE_SECONDS (requests
+        complete by then are answered, with ``Connection: close``); it refuses the rest with 503."""
         super().murder_pending()
         now = time.monotonic()
+        if not self.alive and self.stopping_since is None:
+            self.stopping_since = now
+        self._check_held(now)
         for conn, reception in list(self.receptions.items()):
-            if not self.alive:
+            if self._stop_grace_over(now):
                 detail = "The server is restarting; send the request again."
-                answer = _problem_bytes(503, "Service Unavailable", "stopping", detail, "Retry-After: 1\r\n")
-                self._refuse(conn, answer)
+                self._refuse(
+                    conn, Problem(503, "Service Unavailable", detail, "stopping", {"Retry-After": "1"})
+                )
             elif now >= reception.deadline(self.limits.timeout, self.limits.min_rate):
                 silent = now - reception.last >= self.limits.timeout
                 detail = self.limits.why(now - reception.started, reception.received, silent)
-                self._refuse(conn, _problem_bytes(408, "Request Timeout", "client-timeout", detail))
+                self._refuse(conn, Problem(408, "Request Timeout", detail, "client-timeout"))
         for sock, deadline in list(self.lingering.items()):
             if now >= deadline:
                 self._end_linger(sock)

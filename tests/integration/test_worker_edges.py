@@ -1,0 +1,145 @@
+"""The receiving worker's edges, against a real gunicorn over real sockets: lengths gunicorn reads
+differently from a naive parser, clients that never read their answers, and a graceful reload.
+
+Nothing here measures time: the tests wait for conditions (with generous bounds) and check what
+was answered.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.conftest import WebServer
+from tests.rawhttp import connect, exchange, head, read_answer, still_open
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def serve(database_url, tmp_path) -> Iterator:
+    servers: list[WebServer] = []
+
+    def start(**env: str) -> WebServer:
+        servers.append(WebServer(database_url, tmp_path, **env))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def healthz_answers(port: int, times: int = 3) -> None:
+    """/healthz answers, each time within 10 s."""
+    for _ in range(times):
+        with connect(port, timeout=10) as sock:
+            sock.sendall(head("GET", "/healthz", Connection="close"))
+            answer = read_answer(sock)
+        assert answer is not None and answer.status == 200
+
+
+def test_long_or_zero_padded_content_lengths_wait_for_their_body_in_the_loop(serve):
+    web = serve(CLIENT_TIMEOUT="300", WEB_THREADS="8")
+    lengths = ["00000000000000000001000", "1" + "0" * 20, "0" * 30 + "5"]
+    clients = []
+    for index in range(12):  # more than the threads
+        sock = connect(web.port)
+        sock.sendall(head("POST", "/login", Content_Type="text/plain", Content_Length=lengths[index % 3]))
+        clients.append(sock)
+    try:
+        healthz_answers(web.port)
+        assert all(still_open(sock) for sock in clients)  # still being received, not refused
+        # The body, once in, is read with the length gunicorn reads: the five bytes of 000…05.
+        clients[2].sendall(b"hello")
+        answer = read_answer(clients[2])
+        assert answer is not None and answer.status != 408
+    finally:
+        for sock in clients:
+            sock.close()
+
+
+@pytest.mark.parametrize("length", ["1_000", "+5", "5 5", "\xb2", "5, 5"])
+def test_a_content_length_gunicorn_would_refuse_is_a_400_from_the_loop(serve, length):
+    web = serve()
+    request = head("POST", "/login", Content_Type="text/plain", Content_Length=length)
+    answer = exchange(web.port, request.decode().encode("latin-1"), half_close=False)
+    assert answer is not None and answer.status == 400
+
+
+def test_two_content_lengths_are_a_400(serve):
+    web = serve()
+    request = head("POST", "/login", Content_Length="5")[:-2] + b"Content-Length: 5\r\n\r\nhello"
+    answer = exchange(web.port, request, half_close=False)
+    assert answer is not None and answer.status == 400
+
+
+def _slow_reader(port: int, requests: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(head("GET", "/openapi.json") * requests)
+    return sock
+
+
+def test_clients_that_never_read_their_answers_do_not_hold_the_threads(serve):
+    web = serve(CLIENT_TIMEOUT="300", WEB_THREADS="8")
+    readers = [_slow_reader(web.port, 300) for _ in range(10)]
+    try:
+        time.sleep(1)  # let the first answers fill their windows
+        healthz_answers(web.port, times=5)
+        # A slow reader that starts reading gets its answers, in order.
+        sock = readers[0]
+        for _ in range(3):
+            answer = read_answer_exactly(sock)
+            assert answer == 200
+    finally:
+        for sock in readers:
+            sock.close()
+    healthz_answers(web.port)
+
+
+def read_answer_exactly(sock: socket.socket) -> int:
+    """The status of the next answer, reading exactly its bytes (more are pipelined behind it)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(1)
+        assert piece, "closed"
+        data += piece
+    lines = data.decode("latin-1").split("\r\n")
+    length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+    while length:
+        piece = sock.recv(min(length, 65536))
+        assert piece, "closed"
+        length -= len(piece)
+    return int(lines[0].split()[1])
+
+
+def test_kept_alive_requests_during_a_reload_are_answered_not_refused(serve):
+    web = serve(WEB_THREADS="8")
+    clients = []
+    for _ in range(6):
+        sock = connect(web.port)
+        sock.sendall(head("GET", "/healthz"))
+        answer = read_answer_exactly(sock)
+        assert answer == 200
+        clients.append(sock)
+    try:
+        request = head("GET", "/healthz")
+        for sock in clients[::2]:
+            sock.sendall(request[:10])  # still arriving when the worker stops
+        web.proc.send_signal(signal.SIGHUP)  # the master replaces its worker, which stops gracefully
+        time.sleep(0.5)
+        for index, sock in enumerate(clients):
+            sock.sendall(request[10:] if index % 2 == 0 else request)
+        for sock in clients:
+            answer = read_answer(sock)
+            assert answer is not None and answer.status == 200, answer
+    finally:
+        for sock in clients:
+            sock.close()
+    healthz_answers(web.port)
