@@ -120,6 +120,9 @@ class Settings:
     max_text_chars: int = setting(
         "MAX_TEXT_CHARS", 20_000, "longer texts are set aside as invalid rows (`text_too_long`)"
     )
+    max_id_chars: int = setting(
+        "MAX_ID_CHARS", 1_000, "longer ids are set aside as invalid rows (`id_too_long`): pages stay small"
+    )
     chunk_size: int = setting("CHUNK_SIZE", 100, "rows per chunk for new batches")
     secret_key: str = setting(
         "SECRET_KEY",

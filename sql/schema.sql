@@ -162,7 +162,8 @@ CREATE TABLE batch_row_errors (
     line_number   integer NOT NULL,
     client_id     text,
     reason        text NOT NULL
-                  CHECK (reason IN ('wrong_field_count', 'empty_text', 'text_too_long', 'nul_character')),
+                  CHECK (reason IN ('wrong_field_count', 'empty_text', 'text_too_long', 'nul_character',
+                                    'id_too_long')),
     detail        text NOT NULL,
     PRIMARY KEY (batch_id, error_number)
 );
@@ -170,7 +171,9 @@ COMMENT ON TABLE batch_row_errors IS
     'Rows of an upload that were set aside and not scored, with the line and the reason.';
 COMMENT ON COLUMN batch_row_errors.error_number IS 'Position among the batch''s set-aside rows, from 1.';
 COMMENT ON COLUMN batch_row_errors.reason IS
-    'wrong_field_count, empty_text, text_too_long or nul_character.';
+    'wrong_field_count, empty_text, text_too_long, nul_character or id_too_long.';
+COMMENT ON COLUMN batch_row_errors.client_id IS
+    'The id column of the row as given, its first 1,000 characters at most.';
 
 CREATE TABLE runners (
     name            text PRIMARY KEY,

@@ -52,6 +52,7 @@ def _upload_options(config: Settings, fields: Mapping[str, str], part_content_ty
         strict=strict,
         max_rows=config.max_rows,
         max_text_chars=config.max_text_chars,
+        max_id_chars=config.max_id_chars,
     )
     return g.upload_options
 

@@ -58,6 +58,7 @@ class UploadOptions:
     strict: bool = False
     max_rows: int = 10_000_000
     max_text_chars: int = 20_000
+    max_id_chars: int = 1_000
     #: Longest physical line; csv's own field limit is process-wide (MAX_FIELD_CHARS).
     max_line_chars: int = MAX_FIELD_CHARS
 
@@ -80,7 +81,7 @@ def csv_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[CsvRow
     id_index, text_index = _header(first)
     width = len(first)
     rows = valid = 0
-    max_rows, max_text_chars = options.max_rows, options.max_text_chars
+    max_rows, max_text_chars, max_id_chars = options.max_rows, options.max_text_chars, options.max_id_chars
     problems: list[str] = []
     line = reader.line_num + 1  # where the next record starts
     # This loop runs once per row of files with millions of them, so the common
@@ -100,6 +101,7 @@ def csv_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[CsvRow
                     and not text.isspace()
                     and "\x00" not in text
                     and "\x00" not in client_id
+                    and len(client_id) <= max_id_chars
                 ):
                     valid += 1
                     if rows > max_rows:
@@ -108,7 +110,7 @@ def csv_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[CsvRow
                     continue
             if rows > max_rows:
                 raise _too_many_rows(max_rows)
-            row = _row(start, record, width, id_index, text_index, max_text_chars)
+            row = _row(start, record, width, id_index, text_index, max_text_chars, max_id_chars)
             if row.problem is None:
                 valid += 1
             else:
@@ -140,7 +142,13 @@ def _too_many_rows(max_rows: int) -> Problem:
 
 
 def _row(
-    line: int, record: list[str], width: int, id_index: int | None, text_index: int, max_text_chars: int
+    line: int,
+    record: list[str],
+    width: int,
+    id_index: int | None,
+    text_index: int,
+    max_text_chars: int,
+    max_id_chars: int,
 ) -> CsvRow:
     """Validate one record: a CsvRow, with ``problem`` set if it must be set aside."""
     if id_index is None:
@@ -159,6 +167,9 @@ def _row(
     text = record[text_index]
     if "\x00" in text or "\x00" in client_id:
         return _set_aside(line, client_id, "nul_character", "the row contains a NUL character")
+    if len(client_id) > max_id_chars:
+        detail = f"the id has {len(client_id):,} characters; the limit is {max_id_chars:,}"
+        return _set_aside(line, client_id, "id_too_long", detail)
     if not text.strip():
         return _set_aside(line, client_id, "empty_text", "the text is empty")
     if len(text) > max_text_chars:
@@ -171,9 +182,15 @@ def _row(
     return CsvRow(line, client_id, text)
 
 
+#: A set-aside row keeps this much of its id, for people to find the row (an id past
+#: MAX_ID_CHARS is itself a reason to set a row aside).
+KEPT_ID_CHARS = 1_000
+
+
 def _set_aside(line: int, client_id: str, reason: str, detail: str) -> CsvRow:
     # PostgreSQL text cannot hold NUL; the id is kept for people, so show it.
-    return CsvRow(line, client_id.replace("\x00", "\N{SYMBOL FOR NULL}"), "", reason, detail)
+    kept = client_id[:KEPT_ID_CHARS].replace("\x00", "\N{SYMBOL FOR NULL}")
+    return CsvRow(line, kept, "", reason, detail)
 
 
 def _header(header: list[str]) -> tuple[int | None, int]:

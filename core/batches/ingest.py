@@ -57,6 +57,16 @@ def new_public_id() -> str:
     return f"batch-{secrets.token_hex(16)}"
 
 
+#: A file name is kept to this many characters (it is shown on every list of batches).
+FILENAME_CHARS = 255
+
+
+def _shortened(filename: str | None) -> str | None:
+    if filename is None or len(filename) <= FILENAME_CHARS:
+        return filename
+    return filename[: FILENAME_CHARS - 1] + "…"
+
+
 def create(
     conn: psycopg.Connection, rows: Iterable[StagedRow], *, chunk_size: int, filename: str | None
 ) -> Batch:
@@ -66,7 +76,7 @@ def create(
     with conn.transaction():
         batch_id = conn.execute(
             q("batches_insert"),
-            {"public_id": public_id, "chunk_size": chunk_size, "source_filename": filename},
+            {"public_id": public_id, "chunk_size": chunk_size, "source_filename": _shortened(filename)},
         ).fetchone()[0]
         valid = invalid = 0
         with conn.cursor() as cur, cur.copy(q("batch_rows_copy")) as copy:

@@ -187,7 +187,7 @@ EXPORT_COLUMNS = {
 }
 
 #: Why an upload sets a row aside; the schema's CHECK constraint lists the same.
-ROW_PROBLEMS = ("wrong_field_count", "empty_text", "text_too_long", "nul_character")
+ROW_PROBLEMS = ("wrong_field_count", "empty_text", "text_too_long", "nul_character", "id_too_long")
 
 
 @dataclass(frozen=True)

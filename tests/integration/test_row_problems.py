@@ -129,3 +129,19 @@ def test_texts_round_trip_byte_for_byte(client, db):
     results = client.get(f"/batch/{response.get_json()['batch_id']}/results").get_json()["results"]
     assert [r["text"] for r in results] == texts
     assert [r["id"] for r in results] == [f"id-{i}" for i in range(len(texts))]
+
+
+def test_a_huge_id_is_set_aside_and_a_long_file_name_is_shortened(client, db):
+    import io
+
+    body = b"id,text\n" + b"x" * 2_000_000 + b",a fine text\nok,another fine text\n"
+    name = "n" * 1_000 + ".csv"
+    response = client.post(
+        "/batch/upload", data={"file": (io.BytesIO(body), name)}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 202
+    created = response.get_json()
+    assert created["invalid_count"] == 1 and len(created["filename"]) == 255
+    errors = client.get(f"/batch/{created['batch_id']}/errors").get_json()["errors"]
+    assert errors[0]["reason"] == "id_too_long" and len(errors[0]["id"]) == 1_000
+    assert "2,000,000 characters" in errors[0]["detail"]

@@ -66,6 +66,16 @@ def test_row_problems_are_set_aside_with_their_line():
     assert rows[1].detail == "expected 2 fields as in the header, found 3"
 
 
+def test_an_id_past_the_limit_is_set_aside_and_only_its_start_is_kept():
+    long_id = "i" * 5_000
+    data = f"id,text\n{long_id},fine\nshort,fine\n{'j' * 50},also fine\n".encode()
+    rows = parse(data, options=UploadOptions(max_id_chars=50))
+    assert [(r.line, r.problem) for r in rows] == [(2, "id_too_long"), (3, None), (4, None)]
+    assert (
+        rows[0].client_id == "i" * 1_000 and rows[0].detail == "the id has 5,000 characters; the limit is 50"
+    )
+
+
 def test_strict_mode_rejects_at_the_first_row_problem():
     problem = problem_of(b"id,text\n1,good\n2,a,b\n", UploadOptions(strict=True))
     assert problem.status == 400 and problem.detail.startswith("Line 3:")
