@@ -73,12 +73,13 @@ WITH head AS (
 SELECT leased.id AS chunk_id, leased.batch_id, leased.first_row, leased.last_row,
        leased.claim_token, leased.attempts, r.row_number, r.text
 -- LEFT JOIN: a chunk whose rows are missing (only a hand edit does that) still
--- comes back, with no rows, so its finish closes it out and counts them.
+-- comes back, with no rows, so its finish closes it out and counts them; such
+-- a chunk's one row (row_number NULL) sorts last.
 FROM leased
 LEFT JOIN batch_rows AS r
   ON r.batch_id = leased.batch_id
  AND r.row_number BETWEEN leased.first_row AND leased.last_row
-ORDER BY leased.id, r.row_number;
+ORDER BY r.row_number;
 
 -- name: chunks_finish
 -- Commit scored chunks of one batch in one statement: those whose lease the caller still holds have
