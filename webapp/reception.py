@@ -36,7 +36,7 @@ class Reception:
         self.started = self.last = started
         self.buffer = bytearray(buffered)
         self.received = len(buffered)
-        self.head_end = -1  # offset of the body in the buffer, once the head is complete
+        self.head_end = -1  # where the body starts in the buffer, once the head is complete
         self.body_length: int | None = None  # Content-Length, when given
         self.chunks: _ChunkScanner | None = None  # for a chunked body
         self.expects_continue = False

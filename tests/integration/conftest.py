@@ -186,6 +186,20 @@ class WebServer:
 
 
 @pytest.fixture
+def serve(database_url: str, tmp_path: Path) -> Iterator:
+    """Start real gunicorns with the given settings (``serve(CLIENT_TIMEOUT="2")``); all stopped after."""
+    servers: list[WebServer] = []
+
+    def start(**env: str) -> WebServer:
+        servers.append(WebServer(database_url, tmp_path, **env))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
 def web_server(database_url: str, tmp_path: Path) -> Iterator[WebServer]:
     server = WebServer(database_url, tmp_path)
     yield server

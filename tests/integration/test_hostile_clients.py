@@ -22,19 +22,6 @@ pytestmark = pytest.mark.integration
 MIB = 1024 * 1024
 
 
-@pytest.fixture
-def serve(database_url, tmp_path) -> Iterator:
-    servers: list[WebServer] = []
-
-    def start(**env: str) -> WebServer:
-        servers.append(WebServer(database_url, tmp_path, **env))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 def assert_nothing_written(db) -> None:
     for table in ("batches", "batch_rows", "batch_row_errors", "chunks"):
         assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table

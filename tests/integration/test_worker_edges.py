@@ -10,27 +10,12 @@ from __future__ import annotations
 import signal
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import WebServer
 from tests.rawhttp import connect, exchange, head, read_answer, still_open
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def serve(database_url, tmp_path) -> Iterator:
-    servers: list[WebServer] = []
-
-    def start(**env: str) -> WebServer:
-        servers.append(WebServer(database_url, tmp_path, **env))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def healthz_answers(port: int, times: int = 3) -> None:
