@@ -20,13 +20,22 @@ from flask import Blueprint, Response, request, url_for
 from core import batches
 from core.batches import SENTIMENTS, STATUSES, Batch, Result, RowError
 from webapp.db import get_pool, settings, signing_key
-from webapp.pagination import Listing, Page, choice, page_response, parse_page_request, read_page
+from webapp.pagination import (
+    MAX_ROW_NUMBER,
+    Listing,
+    Page,
+    choice,
+    page_response,
+    parse_page_request,
+    read_page,
+)
 
 bp = Blueprint("listings", __name__)
 
 
 def _row_position(value: Any) -> bool:
-    return type(value) is int and value >= 0
+    """A row or error number: a PostgreSQL integer, 0 before the first row."""
+    return type(value) is int and 0 <= value <= MAX_ROW_NUMBER
 
 
 def _batch_position(value: Any) -> bool:

@@ -93,3 +93,9 @@ def test_a_signed_batches_cursor_postgresql_could_not_read_is_refused(position):
 def test_parameters_a_list_always_ignored_are_still_ignored():
     assert parse_page_request({"page": "7", "before": "x"}, BATCHES, "batches", {}, "k").after is None
     assert parse_page_request({"before": "x"}, ERRORS, BATCH, {}, "k").page == 1
+
+
+def test_a_signed_row_cursor_past_a_postgresql_integer_is_refused():
+    cursor = encode_cursor("k", BATCH, scope(RESULTS, {}), 2**31)
+    with pytest.raises(Problem):
+        parse_page_request({"after": cursor}, RESULTS, BATCH, {}, "k")
