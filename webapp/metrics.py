@@ -57,6 +57,14 @@ class DatabaseCollector(Collector):
         yield GaugeMetricFamily(
             "sentiment_runners", "Runners with a recent heartbeat.", value=figures["runners"]
         )
+        dead = GaugeMetricFamily(
+            "sentiment_dead_tuples",
+            "Dead row versions per table, waiting for vacuum (PostgreSQL's statistics).",
+            labels=["table"],
+        )
+        for table, count in sorted((figures["dead_tuples"] or {}).items()):
+            dead.add_metric([table], count)
+        yield dead
 
 
 def _registry() -> CollectorRegistry:

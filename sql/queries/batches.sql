@@ -105,4 +105,8 @@ SELECT (SELECT jsonb_object_agg(status, n)
        (SELECT coalesce(sum(invalid_count), 0) FROM batches WHERE deleted_at IS NULL) AS invalid,
        (SELECT count(*) FROM chunks WHERE state = 'ready') AS ready,
        (SELECT count(*) FROM chunks WHERE state = 'claimed') AS claimed,
-       (SELECT count(*) FROM runners) AS runners;
+       (SELECT count(*) FROM runners) AS runners,
+       -- Dead row versions per table, so bloat is visible before it costs (vacuum's backlog).
+       (SELECT jsonb_object_agg(relname, n_dead_tup) FROM pg_stat_user_tables
+        WHERE relname IN ('batches', 'batch_rows', 'chunks', 'batch_results', 'batch_row_errors'))
+           AS dead_tuples;

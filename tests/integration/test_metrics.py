@@ -36,6 +36,22 @@ def test_metrics_in_process(client, upload, db):
     assert metric(text, "sentiment_uploads_total", 'outcome="rejected"') >= 1
 
 
+def test_dead_tuples_per_table(client, upload, db):
+    """Scoring moves rows out of staging: the deleted versions show as dead tuples of batch_rows
+    until vacuum (PostgreSQL's statistics arrive within a second or so)."""
+    upload(make_csv(sample_texts(300)))
+    score_everything(db)
+
+    def dead_in_staging() -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        return metric(text, "sentiment_dead_tuples", 'table="batch_rows"')
+
+    assert wait_for(lambda: dead_in_staging() >= 300, timeout=30)
+    text = client.get("/metrics").get_data(as_text=True)
+    for table in ("batches", "chunks", "batch_results", "batch_row_errors"):
+        assert metric(text, "sentiment_dead_tuples", f'table="{table}"') >= 0
+
+
 def test_counters_are_summed_over_gunicorn_workers(database_url, tmp_path):
     web = WebServer(database_url, tmp_path, WEB_CONCURRENCY="3", WEB_THREADS="1")
     env = dict(os.environ, DATABASE_URL=database_url, PYTHONPATH=str(REPO), MIGRATE_ON_START="false")
