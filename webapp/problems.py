@@ -99,31 +99,22 @@ def _from_service_error(exc: ServiceError) -> Response:
     return answer(Problem(status, exc.title, exc.detail, exc.slug, headers, **exc.extra))
 
 
+def _retry_shortly(title: str, detail: str, slug: str) -> Response:
+    """A 503 whose cause passes by itself: retry after RETRY_AFTER_SECONDS."""
+    return answer(Problem(503, title, detail, slug, {"Retry-After": str(RETRY_AFTER_SECONDS)}))
+
+
 def _database_unavailable(exc: Exception) -> Response:
     log.warning("database unavailable: %s", exc)
-    return answer(
-        Problem(
-            503,
-            "Service Unavailable",
-            "The database is not reachable right now; retry shortly.",
-            "database-unavailable",
-            {"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-    )
+    detail = "The database is not reachable right now; retry shortly."
+    return _retry_shortly("Service Unavailable", detail, "database-unavailable")
 
 
 def _query_timeout(exc: Exception) -> Response:
     # statement_timeout (STATEMENT_TIMEOUT, or BULK_STATEMENT_TIMEOUT for uploads and exports).
     log.warning("statement cancelled: %s", exc)
-    return answer(
-        Problem(
-            503,
-            "Query took too long",
-            "The database did not answer this request in time, so it was cancelled; retry shortly.",
-            "query-timeout",
-            {"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-    )
+    detail = "The database did not answer this request in time, so it was cancelled; retry shortly."
+    return _retry_shortly("Query took too long", detail, "query-timeout")
 
 
 def _broken_body(exc: Exception) -> Response:
