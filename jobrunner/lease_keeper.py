@@ -1,4 +1,8 @@
-"""Keep a runner's leases alive while it scores: a timer on its own connection.
+"""Keep a runner's leases alive while it holds them: a timer on its own connection.
+
+A runner holds up to three rounds at once (one committing, one being scored,
+one claimed ahead; see ``jobrunner.round_pipe``); this keeper renews every
+chunk it holds until the chunk is committed or handed back.
 
 A round (CLAIM_CHUNKS chunks of up to MAX_TEXT_CHARS texts) can take longer
 to score than LEASE_SECONDS, with a slow scorer or long texts. While the
@@ -10,7 +14,7 @@ scores because the interpreter switches threads every few milliseconds.
 
 What it does not change: a runner that dies, freezes (SIGSTOP) or is cut off
 from PostgreSQL stops renewing with it, and its chunks are taken over as
-before. A round held for more than MAX_RENEWALS renewals (a scorer stuck in
+before. A chunk held for more than MAX_RENEWALS renewals (a scorer stuck in
 a loop) is no longer renewed, so a stuck runner loses its chunks like a dead one.
 """
 
@@ -25,19 +29,18 @@ from jobrunner.chunks import ClaimedChunk, renew_leases
 
 log = logging.getLogger(__name__)
 
-#: Renewals of one round before the keeper gives up on it (30 renewals: ten leases' worth).
+#: Renewals of one chunk before the keeper gives up on it (30 renewals: ten leases' worth).
 MAX_RENEWALS = 30
 
 
 class LeaseKeeper:
-    """Renews the leases of the round the runner holds, from a daemon thread."""
+    """Renews the leases of the chunks the runner holds, from a daemon thread."""
 
     def __init__(self, conninfo: str, lease_seconds: float) -> None:
         self.conninfo = conninfo
         self.lease_seconds = lease_seconds
         self.interval = lease_seconds / 3
-        self._held: list[ClaimedChunk] = []
-        self._renewals = 0
+        self._held: dict[int, tuple[ClaimedChunk, int]] = {}  # chunk id: (chunk, renewals so far)
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._conn: psycopg.Connection | None = None
@@ -48,14 +51,22 @@ class LeaseKeeper:
         self._thread.start()
 
     def hold(self, chunks: list[ClaimedChunk]) -> None:
-        """Renew these chunks' leases from now on, until :meth:`release`."""
+        """Renew these chunks' leases from now on (with those already held), until :meth:`release`."""
         with self._lock:
-            self._held = list(chunks)
-            self._renewals = 0
+            for chunk in chunks:
+                self._held[chunk.chunk_id] = (chunk, 0)
 
-    def release(self) -> None:
+    def release(self, chunks: list[ClaimedChunk] | None = None) -> None:
+        """Stop renewing these chunks (all, without an argument); waits for a renewal in flight."""
         with self._lock:
-            self._held = []
+            if chunks is None:
+                self._held.clear()
+            for chunk in chunks or ():
+                self._held.pop(chunk.chunk_id, None)
+
+    def held(self) -> list[ClaimedChunk]:
+        with self._lock:
+            return [chunk for chunk, _ in self._held.values()]
 
     def stop(self) -> None:
         self._stopped.set()
@@ -66,13 +77,15 @@ class LeaseKeeper:
             # Renewing under the lock: release() waits for a renewal in flight, so a
             # round is never renewed after its commit (which would log a false loss).
             with self._lock:
-                if not self._held:
-                    continue
-                self._renewals += 1
-                if self._renewals <= MAX_RENEWALS:
-                    self._renew(self._held)
-                elif self._renewals == MAX_RENEWALS + 1:
-                    log.error("a round held for %d lease renewals: no longer renewed", MAX_RENEWALS)
+                due = []
+                for chunk_id, (chunk, renewals) in list(self._held.items()):
+                    self._held[chunk_id] = (chunk, renewals + 1)
+                    if renewals < MAX_RENEWALS:
+                        due.append(chunk)
+                    elif renewals == MAX_RENEWALS:
+                        log.error("chunk %s held for %d renewals: no longer renewed", chunk_id, MAX_RENEWALS)
+                if due:
+                    self._renew(due)
         if self._conn is not None:
             self._conn.close()
 

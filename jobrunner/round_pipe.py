@@ -1,0 +1,255 @@
+"""The runner's side of the database, on a thread of its own, so the loop keeps scoring while it waits.
+
+This module owns the runner's main connection (the lease keeper has the
+other) and everything done on it: claims, finishes, hand-backs, heartbeats,
+housekeeping and the LISTEN the idle loop waits on. The loop
+(``jobrunner.runner``) hands it one :class:`Job` per round and scores while
+the job runs: the commit of the round scored last and the claim of the
+round after the one being scored go out together, so with fast rounds a
+runner never waits for a round trip (a runner a few milliseconds away from
+PostgreSQL scores as fast as one next to it). Only one job is in flight at
+a time, and a job's steps run in one order: housekeeping, scoring failures
+handed back, unscored chunks given back, the commit, the claim.
+
+What the queue guarantees is unchanged, because every step is the same
+guarded statement as before (``jobrunner.chunks``): a finish commits only
+the chunks whose lease is still ours, a give-back returns only chunks we
+hold. What overlapping adds is a runner holding up to three rounds at once
+(one committing, one scoring, one claimed ahead); the lease keeper renews
+all of them, and on SIGTERM the loop gives back the rounds it has not
+started (see ``jobrunner.runner``).
+
+A lost connection inside a job is retried here, with backoff, step by step,
+until it works or the loop abandons the job (a stopping runner during an
+outage): scores already computed are committed after reconnecting if their
+lease is still ours. Any other exception from the commit or the claim is
+logged and the round's chunks go back to the queue (the attempt counted);
+the job's outcome carries the error so the loop backs off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import psycopg
+
+from core.connections import conninfo
+from core.migrations import migrate
+from core.queries import q
+from core.settings import Settings
+from jobrunner.chunks import (
+    NOTIFY_CHANNEL,
+    ClaimedChunk,
+    RunnerIdentity,
+    ScoredChunk,
+    claim_chunks,
+    configure_session,
+    finish_chunks,
+    give_back,
+    retry_later,
+)
+from jobrunner.housekeeping import housekeep
+from jobrunner.lease_keeper import LeaseKeeper
+from jobrunner.round_report import report_round
+
+log = logging.getLogger("jobrunner.runner")
+
+T = TypeVar("T")
+LOST = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+
+
+class Abandoned(Exception):
+    """The loop gave up on the job in flight (it stops while the database is unreachable)."""
+
+
+@dataclass
+class Job:
+    """What one round asks of the database, in the order it is done."""
+
+    commit: list[ScoredChunk] = field(default_factory=list)  # scored chunks of one batch
+    times: tuple[float, float, float] | None = None  # the committed round's (waited, in hand, scored)
+    retry: list[tuple[ClaimedChunk, str, float]] = field(default_factory=list)  # (chunk, error, backoff)
+    give_back: list[ClaimedChunk] = field(default_factory=list)  # claimed, never scored
+    claim: bool = False
+
+
+@dataclass
+class Outcome:
+    claimed: list[ClaimedChunk] = field(default_factory=list)
+    done: set[int] = field(default_factory=set)
+    error: Exception | None = None  # the commit or the claim raised (not a lost connection)
+
+
+class RoundPipe:
+    """Runs jobs one at a time on the runner's connection, from a daemon thread."""
+
+    def __init__(self, settings: Settings, identity: RunnerIdentity, keeper: LeaseKeeper) -> None:
+        self.settings = settings
+        self.identity = identity
+        self.keeper = keeper
+        self.chunks_done = 0
+        self._conninfo = conninfo(settings, "runner")
+        self._migrated = not settings.migrate_on_start
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.Lock()  # the connection: the thread's job, or the loop's idle wait
+        self._jobs: queue.SimpleQueue[tuple[Job, Future[Outcome]] | None] = queue.SimpleQueue()
+        self._abandon = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="round-pipe", daemon=True)
+        self._next_housekeeping = 0.0
+        self._next_heartbeat = 0.0
+        self.troubled = False  # retrying after a lost connection right now
+
+    # -- the loop's side ---------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job: Job) -> Future[Outcome]:
+        future: Future[Outcome] = Future()
+        self._jobs.put((job, future))
+        return future
+
+    def abandon(self) -> None:
+        """Stop retrying the job in flight (its leases expire; nothing is lost)."""
+        self._abandon.set()
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Block until a NOTIFY arrives or ``timeout`` passes; only while no job is in flight."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                for _ in conn.notifies(timeout=timeout, stop_after=1):
+                    pass
+            except LOST:
+                self._drop_connection()
+                raise
+
+    def stop(self, leave: bool = True) -> None:
+        """Finish the job in flight, then end the thread; ``leave`` removes the runners entry."""
+        self._jobs.put(None)
+        self._thread.join(timeout=30)
+        with self._lock:
+            if leave and self._conn is not None and not self._conn.closed:
+                with contextlib.suppress(psycopg.Error):  # else the entry expires by itself
+                    self._conn.execute(q("runners_remove"), {"name": self.identity.name})
+            self._drop_connection()
+
+    # -- the thread's side -------------------------------------------------------
+    def _serve(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            job, future = item
+            try:
+                with self._lock:
+                    future.set_result(self._run(job))
+            except BaseException as exc:  # handed to the loop, which decides
+                future.set_exception(exc)
+
+    def _run(self, job: Job) -> Outcome:
+        outcome = Outcome()
+        self._housekeeping()
+        for chunk, error, backoff in job.retry:
+            self.keeper.release([chunk])
+            self._quietly(lambda conn, c=chunk, e=error, b=backoff: retry_later(conn, c, e, b))
+        if job.give_back:
+            self.keeper.release(job.give_back)
+            returned = self._quietly(lambda conn: give_back(conn, job.give_back)) or 0
+            log.info("%d claimed chunk(s) given back unscored", returned)
+        if job.commit:
+            try:
+                outcome.done = self._commit(job.commit, job.times)
+            except Abandoned:
+                raise
+            except Exception as exc:  # the round goes back to the queue
+                self._failed_round(job.commit, exc)
+                outcome.error = exc
+                return outcome
+        if job.claim:
+            lease, limit = self.settings.lease_seconds, self.settings.claim_chunks
+            try:
+                outcome.claimed = self._retrying(
+                    lambda conn: claim_chunks(conn, self.identity.name, lease, limit)
+                )
+            except Abandoned:
+                raise
+            except Exception as exc:  # nothing claimed; the loop backs off
+                log.exception("claiming failed")
+                outcome.error = exc
+            self.keeper.hold(outcome.claimed)
+        return outcome
+
+    def _commit(self, scored: list[ScoredChunk], times: tuple[float, float, float] | None) -> set[int]:
+        self.keeper.release([item.chunk for item in scored])
+        done = self._retrying(lambda conn: finish_chunks(conn, scored, self.identity))
+        self.chunks_done += report_round(scored, done, times)
+        if done:
+            self._next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
+        return done
+
+    def _failed_round(self, scored: list[ScoredChunk], exc: Exception) -> None:
+        log.exception("a round failed; its chunks go back to the queue", exc_info=exc)
+        backoff = self.settings.retry_backoff_seconds
+        reason = "the round failed in the runner (see its log)"
+        for item in scored:
+            self._quietly(lambda conn, c=item.chunk: retry_later(conn, c, reason, backoff))
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            params = {"name": self.identity.name, "host": self.identity.host, "pid": self.identity.pid}
+            params.update(scorer=self.identity.scorer, chunks=0, rows=0)
+            self._quietly(lambda conn: conn.execute(q("runners_heartbeat"), params))
+            self._next_heartbeat = now + self.settings.heartbeat_seconds
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + self.settings.release_expired_seconds
+            self._quietly(lambda conn: housekeep(conn, self.settings))
+
+    def _quietly(self, step: Callable[[psycopg.Connection], T]) -> T | None:
+        """A step whose failure (other than a lost connection) is logged and skipped."""
+        try:
+            return self._retrying(step)
+        except Abandoned:
+            raise
+        except Exception:
+            log.exception("a queue statement failed; going on")
+            return None
+
+    def _retrying(self, step: Callable[[psycopg.Connection], T]) -> T:
+        """Run ``step`` on the connection; reconnect and run it again after a lost connection."""
+        backoff = 0.5
+        while True:
+            try:
+                result = step(self._connection())
+                self.troubled = False
+                return result
+            except LOST as exc:
+                self._drop_connection()
+                self.troubled = True
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                log.warning("database unavailable (%s); retrying in %.1fs", first_line, backoff)
+                if self._abandon.wait(backoff):
+                    raise Abandoned from exc
+                backoff = min(backoff * 2, 5.0)
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            if not self._migrated:
+                migrate(self.settings.database_url)
+                self._migrated = True
+            conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
+            configure_session(conn)
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self._conn = conn
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        self._conn = None
