@@ -49,6 +49,7 @@ requeued, so no chunk of a stopped batch waits in the queue forever.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import groupby
 from operator import attrgetter
@@ -200,7 +201,8 @@ def finish_chunks(conn: psycopg.Connection, scored: list[ScoredChunk], runner: R
     scores = scored[0].scores if len(scored) == 1 else pd.concat([s.scores for s in scored])
     failed = sum(s.failed for s in scored)
     row_numbers = [n for s in scored for n in s.chunk.rows["row_number"].tolist()]
-    with conn.transaction(), conn.cursor(row_factory=namedtuple_row) as cur:
+    scope = nullcontext() if conn.autocommit else conn.transaction()  # autocommit: no BEGIN/COMMIT trips
+    with scope, conn.cursor(row_factory=namedtuple_row) as cur:
         outcome = cur.execute(
             q("chunks_finish"),
             {
