@@ -38,6 +38,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 60.0
 #: Rounds that score faster than this are overlapped with the next claim (see the docstring).
 PREFETCH_BELOW_SECONDS = 1.0
+#: How long the scoring thread may keep the GIL from the pipe's thread (Python's default is 5 ms).
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 class _StopWaiting(Exception):
@@ -112,6 +115,9 @@ class Runner:
             self.settings.lease_seconds,
             self.settings.max_attempts,
         )
+        # The pipe's thread needs the GIL for moments at a time between round trips; at the default
+        # 5 ms switch interval it would wait that long behind the scoring thread each time.
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         self.lease_keeper.start()
         self.pipe.start()
         failures = 0
