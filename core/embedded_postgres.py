@@ -100,6 +100,9 @@ class EmbeddedPostgres:
     port: int = 5432
     listen_tcp: bool = False
     fast_unsafe: bool = False  # fsync off etc.: for throwaway test clusters only
+    # More addresses to listen on, besides 127.0.0.1 with listen_tcp (the partition tests
+    # listen on the host ends of their veth pairs); pg_hba.conf must let their peers in.
+    extra_listen_addresses: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.datadir = Path(self.datadir).resolve()
@@ -179,10 +182,11 @@ class EmbeddedPostgres:
         """Initialize if needed, start if not running; return the URL."""
         self.init()
         if not self.running():
+            addresses = (["127.0.0.1"] if self.listen_tcp else []) + list(self.extra_listen_addresses)
             options = [
                 f"-p {self.port}",
                 f"-c unix_socket_directories='{self.socket_dir}'",
-                "-c listen_addresses=" + ("'127.0.0.1'" if self.listen_tcp else "''"),
+                f"-c listen_addresses='{','.join(addresses)}'",
                 "-c max_connections=200",
             ]
             if self.fast_unsafe:
