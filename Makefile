@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit chromium lint bench bench-quick screenshots clean
+.PHONY: run test test-unit chromium lint bench bench-quick soak screenshots clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
+
+# Not part of test or bench: 50 batches x 100,000 rows back to back (15-25 minutes);
+# SOAK_ARGS="--batches 6 --rows 20000" for a quick look. Table in bench-results/soak.md.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 # The browser tests drive the system's Chromium (CHROMIUM=path, else the one on
 # the PATH): as root, install Debian's when none is there; else say how, and stop.
