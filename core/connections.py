@@ -11,7 +11,10 @@ and survive ``RESET``:
   word (a killed VM, a dropped NAT entry) is noticed within about
   DB_KEEPALIVE_SECONDS + 30 s instead of hours, and its transaction rolled back.
 * ``web``: ``statement_timeout`` (STATEMENT_TIMEOUT) as the session's default;
-  uploads and exports raise it for their own transaction (``webapp.db``).
+  uploads and exports raise it for their own transaction (``webapp.db``). The
+  session works as the database role ``sentiment_web`` (``-c role=``), which
+  row-level security applies to even when DATABASE_URL names a superuser or the
+  tables' owner; each transaction then picks its caller's role (webapp/db.py).
 * ``runner``: no statement bound (a claim or a finish is short by design, purges
   work in bounded steps).
 * every role is named in ``application_name`` (``sentiment-web``,
@@ -45,7 +48,7 @@ def milliseconds(seconds: float) -> int:
     return 0 if seconds <= 0 else max(1, round(seconds * 1000))
 
 
-def session_parameters(settings: Settings, role: Role) -> dict[str, int]:
+def session_parameters(settings: Settings, role: Role) -> dict[str, int | str]:
     """The server settings a session of ``role`` starts with (sent as ``-c name=value``)."""
     parameters = {
         "idle_in_transaction_session_timeout": milliseconds(settings.idle_in_transaction_timeout),
@@ -54,6 +57,7 @@ def session_parameters(settings: Settings, role: Role) -> dict[str, int]:
         "tcp_keepalives_count": KEEPALIVE_COUNT,
     }
     if role == "web":
+        parameters = {"role": "sentiment_web", **parameters}
         parameters["statement_timeout"] = milliseconds(settings.statement_timeout)
     return parameters
 

@@ -34,3 +34,11 @@ class Conflict(ServiceError):
 
 class InvalidInput(ServiceError):
     """A value the client sent is not acceptable; the detail says which and why."""
+
+
+class Forbidden(ServiceError):
+    """The caller is known, but this needs an admin key."""
+
+
+class OverQuota(ServiceError):
+    """The caller's share is used up for now; retry after ``retry_after`` seconds."""

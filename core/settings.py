@@ -134,9 +134,18 @@ class Settings:
     api_token: str = setting(
         "API_TOKEN",
         "",
-        "when set, every endpoint but `/healthz`, `/readyz` and `/login` needs `Authorization: Bearer "
-        "<token>` or a browser signed in at `/login` (401 problem+json otherwise; constant-time comparison)",
-        shown="(unset: open)",
+        "an admin credential for deployments that predate API keys: when set, every endpoint but "
+        "`/healthz`, `/readyz` and `/login` needs a key (`Authorization: Bearer`) or a browser signed in "
+        "at `/login`, and this token is accepted as an admin key (see Clients and keys)",
+        shown="(unset)",
+    )
+    quota_queued_rows: int | None = setting(
+        "QUOTA_QUEUED_ROWS",
+        None,
+        "rows one API key may have waiting or being scored at once; an upload that would pass it is a "
+        "429 with `Retry-After` and nothing is stored",
+        kind="int",
+        shown="(unset: no limit)",
     )
     session_lifetime: float = setting(
         "SESSION_LIFETIME",

@@ -8,6 +8,9 @@ MIGRATE_ON_START=false) until SIGTERM or SIGINT.
 batches (completed, completed with errors, or cancelled) that finished longer
 ago than that, with all their rows (and the rows of batches deleted earlier),
 in bounded steps; RESULTS_TTL makes the runners do it a little at a time.
+
+``python -m jobrunner keys create|list|revoke`` manages API keys
+(jobrunner/keys.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from core.connections import conninfo
 from core.logs import configure as configure_logging
 from core.setting_values import parse_duration
 from core.settings import Settings
+from jobrunner import keys
 from jobrunner.housekeeping import REAPER_LOCK_KEY
 from jobrunner.runner import Runner
 
@@ -34,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     purge.add_argument(
         "--older-than", required=True, type=parse_duration, metavar="AGE", help="e.g. 7d, 12h, 30m or seconds"
     )
+    keys.add_commands(commands)
     parser.add_argument(
         "--metrics-port",
         type=int,
@@ -52,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.database_url:
         logging.getLogger("jobrunner").error("DATABASE_URL is not set")
         return 2
+    if args.command == "keys":
+        return keys.run(args, settings)
     if args.command == "purge":
         with psycopg.connect(conninfo(settings, "runner"), autocommit=True) as conn:
             # The runners' reaper lock: one purger at a time, a runner's or this one.

@@ -17,7 +17,7 @@ from core.setting_values import parse_bool
 from core.settings import Settings
 from webapp import admission, pages
 from webapp.csv_upload import UploadOptions, check_encoding, csv_rows
-from webapp.db import get_pool, settings
+from webapp.db import bulk_connection, caller, connection, settings
 from webapp.metrics import ROWS_INGESTED, UPLOADS
 from webapp.negotiation import negotiated, wants_html
 from webapp.pagination import bad_parameter
@@ -109,8 +109,15 @@ def _upload() -> Response:
             415,
             "Unsupported media type",
         )
-    with get_pool().bulk_connection() as conn:
-        batch = batches.create(conn, csv_rows(data, options), chunk_size=config.chunk_size, filename=filename)
+    with bulk_connection() as conn:
+        batch = batches.create(
+            conn,
+            csv_rows(data, options),
+            chunk_size=config.chunk_size,
+            filename=filename,
+            client=caller().client,
+            quota_rows=config.quota_queued_rows,
+        )
     ROWS_INGESTED.inc(batch.total_count)
     response = jsonify(batch.to_json())
     response.status_code = 202
@@ -121,7 +128,7 @@ def _upload() -> Response:
 @bp.get("/batch/<public_id>")
 def get_batch(public_id: str) -> Response:
     """The batch as JSON; for a browser, the batch's page (progress, chart, results)."""
-    with get_pool().connection() as conn:
+    with connection() as conn:
         batch = batches.get(conn, public_id)
         if wants_html():
             return pages.batch_page(conn, batch)
@@ -131,7 +138,7 @@ def get_batch(public_id: str) -> Response:
 @bp.post("/batch/<public_id>/cancel")
 def cancel_batch(public_id: str) -> Response:
     """Stop a processing batch: ready chunks and their staged rows go, chunks in hand finish."""
-    with get_pool().connection() as conn:
+    with connection() as conn:
         batch = batches.cancel(conn, public_id)
     if wants_html():
         return redirect(url_for("api.get_batch", public_id=public_id), 303)
@@ -141,6 +148,6 @@ def cancel_batch(public_id: str) -> Response:
 @bp.delete("/batch/<public_id>")
 def delete_batch(public_id: str) -> Response:
     """Remove a finished batch and all its rows; a processing batch must be cancelled first."""
-    with get_pool().connection() as conn:
+    with connection() as conn:
         batches.delete(conn, public_id)
     return Response(status=204)

@@ -1,14 +1,15 @@
-"""Sign-in: the optional API token, the login page, browser sessions and logout.
+"""Sign-in: the check every request passes, the login page, browser sessions and logout.
 
-With API_TOKEN set, every endpoint but the health checks, the OpenAPI document,
-static files and the login page needs the token. API clients send
-``Authorization: Bearer <token>``; without it they get a 401 problem+json with
-``WWW-Authenticate``. Browsers (``Accept: text/html``) are sent to ``/login``,
-which asks for the token once and starts a server-side session
-(:mod:`webapp.sessions`): the cookie holds a random id, never the token.
-``POST /logout`` ends the session in the database. Wrong tokens, in the form
-or in the header, are rate-limited per address (:mod:`webapp.login_limit`);
-comparisons are constant-time. Without API_TOKEN the API is open and
+Once an API key exists (or API_TOKEN is set), every endpoint but the health
+checks, static files and the login page needs a key. Who the caller is comes
+from :mod:`webapp.callers`; API clients send ``Authorization: Bearer <key>``
+and without it get a 401 problem+json with ``WWW-Authenticate``. Browsers
+(``Accept: text/html``) are sent to ``/login``, which asks for the key once
+and starts a server-side session (:mod:`webapp.sessions`): the cookie holds a
+random id, never the key. ``POST /logout`` ends the session in the database.
+Wrong keys, in the form or in the header, are rate-limited per address
+(:mod:`webapp.login_limit`); comparisons are constant-time. With no key and no
+API_TOKEN the service is one user's local tool: everything is open and
 ``/login`` sends the browser straight on.
 
 Every state-changing request, signed in or not, first passes the cross-site
@@ -18,7 +19,6 @@ check (:mod:`webapp.cross_site`). After sign-in the browser goes back to the
 
 from __future__ import annotations
 
-import hmac
 import logging
 import unicodedata
 from urllib.parse import unquote, urlencode, urlsplit
@@ -26,21 +26,16 @@ from urllib.parse import unquote, urlencode, urlsplit
 from flask import Blueprint, Flask, Response, g, redirect, render_template, request, url_for
 
 from core.settings import Settings
-from webapp import cross_site, login_limit, sessions
+from webapp import callers, cross_site, login_limit, sessions
 from webapp.db import get_pool, settings
 from webapp.health import PUBLIC_ENDPOINTS
 from webapp.negotiation import wants_html
-from webapp.problems import Problem
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("auth", __name__)
 
 OPEN_ENDPOINTS = PUBLIC_ENDPOINTS | {"auth.login", "auth.logout", "static"}
-
-
-def _matches(candidate: str, expected: str) -> bool:
-    return hmac.compare_digest(candidate.encode(), expected.encode())
 
 
 def _unsafe_character(char: str) -> bool:
@@ -71,47 +66,6 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def _bearer_token() -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else None
-
-
-def _unauthorized() -> Problem:
-    return Problem(
-        401,
-        "Unauthorized",
-        "Send the API token as 'Authorization: Bearer <token>'.",
-        "unauthorized",
-        {"WWW-Authenticate": 'Bearer realm="batch-sentiment"'},
-    )
-
-
-def _check_bearer(token: str, config: Settings) -> None:
-    """Accept the right token unless its address is past the failure limit; count a wrong one."""
-    address = login_limit.client_address()
-    with get_pool().connection() as conn:
-        wait = login_limit.wait_seconds(conn, config, address)
-        if wait is not None:
-            raise login_limit.too_many(wait)
-        if _matches(token, config.api_token):
-            return
-        wait = login_limit.record_failure(conn, config, address)
-    if wait is not None:
-        raise login_limit.too_many(wait)
-    raise _unauthorized()
-
-
-def _signed_in_browser(config: Settings) -> sessions.WebSession | None:
-    session_id = sessions.cookie_id(request)
-    if session_id is None:
-        return None
-    with get_pool().connection() as conn:
-        session = sessions.find(conn, session_id)
-    if session is None or not sessions.still_valid(session, config.api_token):
-        return None
-    return session
-
-
 #: The most of a request body any view but the upload reads (the sign-in form is a few hundred
 #: bytes); past it, 413 before anything is parsed, and no multipart part is spooled to disk.
 SMALL_BODY_BYTES = 16 * 1024
@@ -124,31 +78,24 @@ def _small_bodies() -> None:
 
 
 def init_app(app: Flask, config: Settings) -> None:
-    """Small bodies everywhere but the upload; the cross-site check for everyone; with API_TOKEN,
-    the sign-in check on every request."""
+    """Small bodies everywhere but the upload; the cross-site check for everyone; the caller of every
+    request found before its view runs."""
     app.register_blueprint(bp)
     app.before_request(_small_bodies)
     cross_site.init_app(app)
-    if not config.api_token:
-        return
 
     @app.before_request
     def require_sign_in() -> Response | None:
         if request.endpoint in OPEN_ENDPOINTS:
             return None
-        current = settings()
-        token = _bearer_token()
-        if token is not None:
-            _check_bearer(token, current)
-            return None
-        g.web_session = _signed_in_browser(current)
-        if g.web_session is not None:
+        g.caller = callers.identify(settings())
+        if g.caller is not None:
             return None
         if wants_html() and request.method == "GET":
             return redirect(
                 url_for("auth.login") + "?" + urlencode({"next": request.full_path.rstrip("?")}), 303
             )
-        raise _unauthorized()
+        raise callers.unauthorized()
 
 
 def _login_form(next_url: str, error: str | None, status: int = 200) -> tuple[str, int]:
@@ -157,25 +104,24 @@ def _login_form(next_url: str, error: str | None, status: int = 200) -> tuple[st
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Response | tuple[str, int]:
-    """Ask a browser for the API token once; start a server-side session for it."""
+    """Ask a browser for an API key (or API_TOKEN) once; start a server-side session for it."""
     config = settings()
     next_url = safe_next(request.values.get("next"))
-    if not config.api_token:
+    if not callers.sign_in_needed(config):
         return redirect(next_url, 303)
     if request.method == "GET":
         return _login_form(next_url, None)
     address = login_limit.client_address()
-    session_id = None
+    session_id, revoked = None, False
+    key = request.form.get("token", "")
     with get_pool().connection() as conn:
         wait = login_limit.wait_seconds(conn, config, address)
         if wait is None:
-            if _matches(request.form.get("token", ""), config.api_token):
+            caller, revoked = callers.key_caller(conn, config, key) if key else (None, False)
+            if caller is not None:
                 login_limit.clear(conn, address)
                 session_id = sessions.start(
-                    conn,
-                    signed_in_as=sessions.API_TOKEN_HOLDER,
-                    credential=config.api_token,
-                    lifetime_seconds=config.session_lifetime,
+                    conn, signed_in_as=caller.name, credential=key, lifetime_seconds=config.session_lifetime
                 )
             else:
                 wait = login_limit.record_failure(conn, config, address)
@@ -184,7 +130,7 @@ def login() -> Response | tuple[str, int]:
         page, status = _login_form(next_url, detail, 429)
         return Response(page, status, {"Retry-After": str(wait)}, mimetype="text/html")
     if session_id is None:
-        return _login_form(next_url, "That token is not right.", 401)
+        return _login_form(next_url, "That key was revoked." if revoked else "That key is not right.", 401)
     response = redirect(next_url, 303)
     sessions.set_cookie(
         response, session_id, lifetime_seconds=config.session_lifetime, secure=request.is_secure
@@ -199,6 +145,6 @@ def logout() -> Response:
     if session_id is not None:
         with get_pool().connection() as conn:
             sessions.end(conn, session_id)
-    response = redirect(url_for("auth.login") if settings().api_token else "/", 303)
+    response = redirect(url_for("auth.login") if callers.sign_in_needed(settings()) else "/", 303)
     sessions.clear_cookies(response)
     return response

@@ -5,12 +5,23 @@ servers open it in each worker, after the fork); it does not wait for the
 database, so a worker starts even while PostgreSQL is down and answers 503
 until it is back. Every unit of work takes ``with get_pool().connection()``.
 
+Every unit of work that touches batches runs as its caller (:mod:`core.clients`):
+``with connection() as conn`` opens the transaction with ``SET LOCAL`` of the
+database role (``sentiment_web`` for a client key, ``sentiment_web_admin`` for
+an admin) and of ``sentiment.client`` (the key's name), in one round trip.
+Row-level security (sql/migrations/0009) then shows that transaction its own
+batches and nothing else, whatever the query's ``WHERE`` says; both settings
+fall back at commit or rollback, so a pooled connection carries nothing to the
+next request. A bare ``get_pool().connection()`` runs as ``sentiment_web`` with
+no client set, so it sees no batch at all: it is for sign-in, sessions and
+health checks.
+
 Its connections start with the web role's bounds (:mod:`core.connections`):
 every statement is cancelled after STATEMENT_TIMEOUT (a 503 ``query-timeout``,
 webapp.problems), a session idle inside a transaction is ended after
 IDLE_IN_TRANSACTION_TIMEOUT, and TCP keepalives run at both ends. Uploads and
 exports, whose one COPY lasts as long as the client takes to send or read,
-use ``get_pool().bulk_connection()`` instead: the same connection, with
+use ``bulk_connection()`` instead: the same connection, with
 BULK_STATEMENT_TIMEOUT for its transaction only (``SET LOCAL``, so the bound
 falls back by itself at commit or rollback).
 """
@@ -21,13 +32,14 @@ import atexit
 import contextlib
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
-from flask import Flask, current_app
+from flask import Flask, current_app, g
 from psycopg_pool import ConnectionPool
 
+from core.clients import Caller
 from core.connections import conninfo, milliseconds
 from core.migrations import migrate
 from core.queries import q
@@ -36,25 +48,58 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 
+#: The database role a caller's transactions run as.
+CLIENT_ROLE = "sentiment_web"
+ADMIN_ROLE = "sentiment_web_admin"
+
+_AS_CALLER = (
+    "SELECT set_config('role', %(role)s, true), set_config('sentiment.client', %(client)s, true),"
+    " set_config('statement_timeout', %(statement_timeout)s, true)"
+)
+
+
 class WebPool(ConnectionPool):
     """The web's pool: connections bounded by STATEMENT_TIMEOUT, or by BULK_STATEMENT_TIMEOUT on demand."""
 
-    def __init__(self, dsn: str, *, bulk_statement_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self, dsn: str, *, statement_timeout: float, bulk_statement_timeout: float, **kwargs: Any
+    ) -> None:
+        self.statement_timeout_ms = milliseconds(statement_timeout)
         self.bulk_statement_timeout_ms = milliseconds(bulk_statement_timeout)
         super().__init__(dsn, **kwargs)
 
     @contextmanager
-    def bulk_connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
-        """A pooled connection whose transaction may run statements for BULK_STATEMENT_TIMEOUT.
+    def caller_connection(self, caller: Caller, *, bulk: bool = False) -> Iterator[psycopg.Connection]:
+        """A pooled connection whose transaction runs as ``caller`` (role and sentiment.client).
 
-        For the one long COPY of an upload or an export. The bound is transaction-local:
-        it opens the transaction, which the pool commits (or rolls back) on leaving.
+        ``bulk``: its statements may run for BULK_STATEMENT_TIMEOUT, for the one long COPY of an
+        upload or an export. Everything is transaction-local: it opens the transaction, which the
+        pool commits (or rolls back) on leaving.
         """
-        with self.connection(timeout) as conn:
-            conn.execute(
-                "SELECT set_config('statement_timeout', %s, true)", (str(self.bulk_statement_timeout_ms),)
-            )
+        timeout = self.bulk_statement_timeout_ms if bulk else self.statement_timeout_ms
+        params = {
+            "role": ADMIN_ROLE if caller.admin else CLIENT_ROLE,
+            "client": caller.client or "",
+            "statement_timeout": str(timeout),
+        }
+        with self.connection() as conn:
+            conn.execute(_AS_CALLER, params)
             yield conn
+
+
+def caller() -> Caller:
+    """Who the current request comes from (set by webapp.auth before any view runs)."""
+    return g.caller
+
+
+def connection() -> AbstractContextManager[psycopg.Connection]:
+    """A pooled connection whose transaction sees what the current request's caller may see."""
+    return get_pool().caller_connection(caller())
+
+
+def bulk_connection() -> AbstractContextManager[psycopg.Connection]:
+    """As :func:`connection`, with BULK_STATEMENT_TIMEOUT: for an upload's or an export's COPY."""
+    return get_pool().caller_connection(caller(), bulk=True)
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -66,6 +111,7 @@ def init_app(app: Flask, settings: Settings) -> None:
             log.warning("could not apply migrations at start-up (%s); will serve 503s", exc)
     pool = WebPool(
         conninfo(settings, "web"),
+        statement_timeout=settings.statement_timeout,
         bulk_statement_timeout=settings.bulk_statement_timeout,
         min_size=1,
         max_size=settings.db_pool_size,

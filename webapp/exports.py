@@ -25,8 +25,9 @@ from flask import Blueprint, Response
 
 from core import batches
 from core.batches import Batch
+from core.clients import Caller
 from webapp import admission
-from webapp.db import WebPool, get_pool, settings
+from webapp.db import WebPool, caller, connection, get_pool, settings
 
 bp = Blueprint("exports", __name__)
 
@@ -62,14 +63,14 @@ def _gathered(blocks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 # The generators run while the response streams, outside the request's app
-# context: they are handed the pool instead of looking it up.
-def _csv_blocks(pool: WebPool, batch: Batch) -> Iterator[bytes]:
-    with pool.bulk_connection() as conn:
+# context: they are handed the pool and the caller instead of looking them up.
+def _csv_blocks(pool: WebPool, caller: Caller, batch: Batch) -> Iterator[bytes]:
+    with pool.caller_connection(caller, bulk=True) as conn:
         yield from _gathered(batches.export_csv(conn, batch))
 
 
-def _ndjson_lines(pool: WebPool, batch: Batch, fetch_rows: int) -> Iterator[bytes]:
-    with pool.bulk_connection() as conn:
+def _ndjson_lines(pool: WebPool, caller: Caller, batch: Batch, fetch_rows: int) -> Iterator[bytes]:
+    with pool.caller_connection(caller, bulk=True) as conn:
         lines = (
             json.dumps(r.to_export_json(), ensure_ascii=False).encode() + b"\n"
             for r in batches.export_results(conn, batch, fetch_rows)
@@ -78,7 +79,7 @@ def _ndjson_lines(pool: WebPool, batch: Batch, fetch_rows: int) -> Iterator[byte
 
 
 def _finished_batch(public_id: str) -> Batch:
-    with get_pool().connection() as conn:
+    with connection() as conn:
         batch = batches.get(conn, public_id)
     batches.require_results(batch)
     return batch
@@ -100,11 +101,12 @@ def _capped(make: Callable[[], Response]) -> Response:
 @bp.get("/batch/<public_id>/results.csv")
 def results_csv(public_id: str) -> Response:
     batch = _finished_batch(public_id)
-    return _capped(lambda: _attachment(public_id, "csv", "text/csv", _csv_blocks(get_pool(), batch)))
+    blocks = _csv_blocks(get_pool(), caller(), batch)
+    return _capped(lambda: _attachment(public_id, "csv", "text/csv", blocks))
 
 
 @bp.get("/batch/<public_id>/results.ndjson")
 def results_ndjson(public_id: str) -> Response:
     batch = _finished_batch(public_id)
-    lines = _ndjson_lines(get_pool(), batch, _fetch_rows(settings().max_text_chars))
+    lines = _ndjson_lines(get_pool(), caller(), batch, _fetch_rows(settings().max_text_chars))
     return _capped(lambda: _attachment(public_id, "ndjson", "application/x-ndjson", lines))

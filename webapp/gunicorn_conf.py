@@ -11,6 +11,7 @@ here, the web process's entry point.
 import logging
 import os
 import shutil
+import socket
 import tempfile
 
 from core.logs import configure
@@ -52,3 +53,14 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def when_ready(server):
+    """Warn, loudly, when the service listens beyond loopback and nobody needs a key to use it."""
+    from core.clients import open_to_the_network_warning
+    from core.connections import conninfo
+
+    listening = [sock.sock.getsockname()[:2] for sock in server.LISTENERS if sock.FAMILY != socket.AF_UNIX]
+    warning = open_to_the_network_warning(conninfo(_settings, "runner"), _settings.api_token, listening)
+    if warning:
+        logging.getLogger(__name__).warning(warning)

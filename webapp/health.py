@@ -15,7 +15,7 @@ from webapp.problems import RETRY_AFTER_SECONDS, Problem
 
 bp = Blueprint("health", __name__)
 
-PUBLIC_ENDPOINTS = {"health.healthz", "health.readyz", "openapi.openapi_json"}
+PUBLIC_ENDPOINTS = {"health.healthz", "health.readyz"}
 
 
 @bp.get("/healthz")

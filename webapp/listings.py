@@ -19,11 +19,13 @@ from flask import Blueprint, Response, request, url_for
 
 from core import batches
 from core.batches import SENTIMENTS, STATUSES, Batch, Result, RowError
-from webapp.db import get_pool, settings, signing_key
+from core.clients import NAME_PATTERN, require_admin
+from webapp.db import caller, connection, settings, signing_key
 from webapp.pagination import (
     MAX_ROW_NUMBER,
     Listing,
     Page,
+    bad_parameter,
     choice,
     page_response,
     parse_page_request,
@@ -62,7 +64,9 @@ def _fetch_errors(conn: psycopg.Connection, batch: Batch, after: Any, before: An
 
 def _fetch_batches(conn: psycopg.Connection, _: None, after: Any, before: Any, limit: int, filters: dict):
     start = tuple(after) if after else batches.NEWEST
-    return batches.list_batches(conn, status=filters.get("status"), before=start, limit=limit)
+    return batches.list_batches(
+        conn, status=filters.get("status"), client=filters.get("client"), before=start, limit=limit
+    )
 
 
 def _json_length(text: str | None) -> int:
@@ -105,7 +109,10 @@ BATCHES: Listing[Batch] = Listing(
     lambda b: [b.created_at.isoformat(), b.id],
     _batch_position,
     ignores=("page", "before"),
-    scope_of=lambda filters: f"batches:{filters.get('status', '')}",
+    scope_of=lambda filters: (
+        f"batches:{filters.get('status', '')}"
+        + (f"|client={filters['client']}" if "client" in filters else "")
+    ),
     weight=lambda b: _json_length(b.source_filename),
 )
 
@@ -122,11 +129,27 @@ def results_page(conn: psycopg.Connection, batch: Batch, args: Mapping[str, str]
     return read_page(conn, listing, batch, batch.public_id, page_request, filters, key)
 
 
+def _client_filter(args: Mapping[str, str]) -> str | None:
+    """``client``: whose batches to list; an admin may name anyone, a client only itself."""
+    name = args.get("client")
+    if name is None:
+        return None
+    if not NAME_PATTERN.fullmatch(name):
+        raise bad_parameter(f"client must be an API key's name, got {name!r}.")
+    if name != caller().client:
+        require_admin(caller(), "Only an admin key can list another client's batches.")
+    return name
+
+
 def batches_page(args: Mapping[str, str]) -> Page[Batch]:
-    """The page of batches ``args`` ask for: newest first, ``status`` to filter."""
+    """The page of batches ``args`` ask for: newest first, ``status`` and ``client`` to filter. Which
+    batches the caller may see at all is row-level security's business (webapp.db)."""
     status = choice(args, "status", STATUSES)
+    client = _client_filter(args)
     filters = {"status": status} if status else {}
-    with get_pool().connection() as conn:
+    if client:
+        filters["client"] = client
+    with connection() as conn:
         key = signing_key(conn)
         page_request = parse_page_request(args, BATCHES, "batches", filters, key)
         return read_page(conn, BATCHES, None, "batches", page_request, filters, key)
@@ -134,7 +157,7 @@ def batches_page(args: Mapping[str, str]) -> Page[Batch]:
 
 @bp.get("/batch/<public_id>/results")
 def get_results(public_id: str) -> Response:
-    with get_pool().connection() as conn:
+    with connection() as conn:
         batch = batches.get(conn, public_id)
         page = results_page(conn, batch, request.args)
     sentiment = page.filters.get("sentiment")
@@ -145,7 +168,7 @@ def get_results(public_id: str) -> Response:
 
 @bp.get("/batch/<public_id>/errors")
 def get_errors(public_id: str) -> Response:
-    with get_pool().connection() as conn:
+    with connection() as conn:
         batch = batches.get(conn, public_id)
         key = signing_key(conn)
         page_request = parse_page_request(request.args, ERRORS, public_id, {}, key)
@@ -158,4 +181,4 @@ def get_errors(public_id: str) -> Response:
 def list_batches() -> Response:
     """Batches, newest first, ``?status=`` to filter, ``?after=<cursor>`` for the next page."""
     page = batches_page(request.args)
-    return page_response(page, url_for("listings.list_batches"), status=None)
+    return page_response(page, url_for("listings.list_batches"), status=None, client=None)

@@ -6,7 +6,9 @@ sets PROMETHEUS_MULTIPROC_DIR), so a scrape sums every worker instead of
 seeing whichever answered. Figures about the whole service come from
 PostgreSQL at scrape time, so they are the same whichever worker answers and
 include the runners' work: rows scored, rows failed, chunks ready and
-claimed, batches by status, runners alive. The runners also serve their own
+claimed, batches by status, runners alive, and per API key the rows
+uploaded, scored and queued (the ``client_usage`` view). With keys, only an
+admin key may read it: the usage names every client. The runners also serve their own
 process metrics (chunk duration histogram, chunks by outcome) on
 ``--metrics-port`` (see jobrunner/metrics.py).
 """
@@ -18,14 +20,15 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 from psycopg.rows import dict_row
 
 from core.batches import STATUSES
+from core.clients import require_admin
 from core.queries import q
-from webapp.db import get_pool
+from webapp.db import caller, connection
 
 bp = Blueprint("metrics", __name__)
 
@@ -37,7 +40,7 @@ class DatabaseCollector(Collector):
     """Service-wide figures read from PostgreSQL at scrape time (one query)."""
 
     def collect(self) -> Iterator[Metric]:
-        with get_pool().connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             figures = cur.execute(q("batches_metrics")).fetchone()
         batches = GaugeMetricFamily("sentiment_batches", "Batches by status.", labels=["status"])
         for status in STATUSES:
@@ -65,6 +68,24 @@ class DatabaseCollector(Collector):
         for table, count in sorted((figures["dead_tuples"] or {}).items()):
             dead.add_metric([table], count)
         yield dead
+        yield from _usage(figures["usage"] or {})
+
+
+def _usage(usage: dict[str, list[int]]) -> Iterator[Metric]:
+    """Per API key (label ``client``; empty for batches uploaded without a key): see client_usage."""
+    families = [
+        CounterMetricFamily("sentiment_client_rows_uploaded", "Rows uploaded, per key.", labels=["client"]),
+        CounterMetricFamily("sentiment_client_rows_scored", "Rows scored, per key.", labels=["client"]),
+        GaugeMetricFamily(
+            "sentiment_client_rows_queued",
+            "Rows waiting or being scored now, per key (what QUOTA_QUEUED_ROWS bounds).",
+            labels=["client"],
+        ),
+    ]
+    for client, figures in sorted(usage.items()):
+        for family, value in zip(families, figures, strict=True):
+            family.add_metric([client], value)
+    yield from families
 
 
 def _registry() -> CollectorRegistry:
@@ -80,6 +101,8 @@ _DATABASE = DatabaseCollector()
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    """Every figure, for an admin key only: the per-key usage names every client."""
+    require_admin(caller(), "/metrics names every client: it needs an admin key.")
     registry = CollectorRegistry()
     registry.register(_DATABASE)
     body = generate_latest(_registry()) + generate_latest(registry)

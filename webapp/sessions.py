@@ -8,11 +8,10 @@ expiry (SESSION_LIFETIME). A request's cookie is looked up with :func:`find`;
 ``/logout`` ends the row with :func:`end`, so a copied cookie stops working
 too. Reading the table signs no one in: it holds hashes only.
 
-A session points at who is signed in, not at the token: today that is the
-holder of API_TOKEN (``signed_in_as = 'API_TOKEN'``); with API keys it can be
-a key's name, and the session holds only while the credential behind
-``credential_hash`` is still accepted (see :func:`still_valid`), so changing
-API_TOKEN, or revoking a key, ends the sessions made with it.
+A session points at who is signed in, not at the key: an API key's name, or
+``API_TOKEN`` for the holder of API_TOKEN; it holds only while the credential
+behind ``credential_hash`` is still accepted (webapp.callers.from_session), so
+changing API_TOKEN, or revoking a key, ends the sessions made with it.
 """
 
 from __future__ import annotations
@@ -35,8 +34,6 @@ log = logging.getLogger(__name__)
 COOKIE = "sentiment_session"
 #: Earlier versions kept the API token itself in this cookie: it is ignored, and removed on sign-in and out.
 LEGACY_TOKEN_COOKIE = "sentiment_token"
-#: Who signs in with API_TOKEN.
-API_TOKEN_HOLDER = "API_TOKEN"
 #: Longest cookie value looked up (ours are 43 characters); longer ones are not ours.
 _MAX_ID_CHARS = 128
 

@@ -10,18 +10,29 @@ Valid rows are numbered 1, 2, ... (``row_number``, dense, so result pages are
 index ranges); set-aside rows are numbered separately (``error_number``),
 staged as ``row_number = -error_number`` in the same COPY and moved to
 ``batch_row_errors`` before commit.
+
+The batch belongs to the uploading client (``client``, an API key's name, or
+None without a key). The staging COPY runs as the connection's own login role
+rather than the caller's: PostgreSQL refuses ``COPY FROM`` into a table under
+row-level security, and the rows it writes all belong to the batch this very
+transaction has just created; so does the ANALYZE of a big batch's chunks,
+which only the owner may run. Every other statement runs as the caller. Then
+the client's waiting chunks are dealt their fair turns (per client first, then
+per batch), and the client's quota is checked (:mod:`core.batches.quota`).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import psycopg
 from psycopg.rows import class_row
 
+from core.batches import quota
 from core.batches.model import Batch
 from core.batches.store import batch_statement
 from core.queries import q
@@ -40,6 +51,15 @@ STAGING_TYPES = ("int8", "int4", "int4", "text", "text", "text")
 # ready chunk (a bitmap scan) instead of reading the first one off
 # chunks_ready_idx: a cost that grows with the batch, paid on every claim.
 ANALYZE_AFTER_CHUNKS = 500
+
+
+@contextmanager
+def _as_login_role(conn: psycopg.Connection) -> Iterator[None]:
+    """Run the block as the connection's login role (SET LOCAL ROLE NONE), then as the caller again."""
+    caller_role = conn.execute("SELECT current_user").fetchone()[0]
+    conn.execute("SELECT set_config('role', 'none', true)")
+    yield
+    conn.execute("SELECT set_config('role', %s, true)", (caller_role,))
 
 
 class StagedRow(NamedTuple):
@@ -68,18 +88,30 @@ def _shortened(filename: str | None) -> str | None:
 
 
 def create(
-    conn: psycopg.Connection, rows: Iterable[StagedRow], *, chunk_size: int, filename: str | None
+    conn: psycopg.Connection,
+    rows: Iterable[StagedRow],
+    *,
+    chunk_size: int,
+    filename: str | None,
+    client: str | None = None,
+    quota_rows: int | None = None,
 ) -> Batch:
-    """Create a batch from ``rows``; every row is staged or none is (an exception from ``rows``
-    rolls everything back)."""
+    """Create a batch of ``client`` from ``rows``; every row is staged or none is (an exception from
+    ``rows``, or a refusal by the quota, rolls everything back)."""
     public_id = new_public_id()
     with conn.transaction():
+        quota.check_room(conn, client, quota_rows)
         batch_id = conn.execute(
             q("batches_insert"),
-            {"public_id": public_id, "chunk_size": chunk_size, "source_filename": _shortened(filename)},
+            {
+                "public_id": public_id,
+                "chunk_size": chunk_size,
+                "source_filename": _shortened(filename),
+                "client": client,
+            },
         ).fetchone()[0]
         valid = invalid = 0
-        with conn.cursor() as cur, cur.copy(q("batch_rows_copy")) as copy:
+        with _as_login_role(conn), conn.cursor() as cur, cur.copy(q("batch_rows_copy")) as copy:
             copy.set_types(STAGING_TYPES)
             write = copy.write_row
             for row in rows:
@@ -90,6 +122,7 @@ def create(
                     invalid += 1
                     problem = f"{row.problem}\t{row.detail}"
                     write((batch_id, -invalid, row.line, row.client_id, "", problem))
+        quota.claim_room(conn, client, quota_rows, valid)
         if invalid:
             conn.execute(q("batch_row_errors_move_from_staging"), {"batch_id": batch_id})
         total = valid + invalid
@@ -101,8 +134,10 @@ def create(
             "chunk_size": chunk_size,
         }
         conn.execute(q("chunks_insert_for_batch"), params)
+        conn.execute(q("chunks_share_client_turns"), {"batch_id": batch_id, "client": client})
         if valid >= ANALYZE_AFTER_CHUNKS * chunk_size:
-            conn.execute(q("chunks_analyze"))
+            with _as_login_role(conn):  # only the table's owner may ANALYZE it
+                conn.execute(q("chunks_analyze"))
         with conn.cursor(row_factory=class_row(Batch)) as cur:
             batch = cur.execute(batch_statement("batches_set_counts"), params).fetchone()
         conn.execute(q("batches_notify_ready"), {"public_id": public_id})

@@ -65,6 +65,7 @@ class Batch:
     invalid_count: int
     failed_count: int
     deleted_at: datetime | None  # set: being removed in the background, invisible to clients
+    client: str | None  # the API key (its name) that uploaded and owns it; None without a key
 
     @property
     def finished(self) -> bool:
@@ -120,6 +121,14 @@ BATCH_MEMBERS = (
         "filename",
         lambda b: b.source_filename,
         {"type": ["string", "null"], "description": "The uploaded file's name, if it had one."},
+    ),
+    Member(
+        "client",
+        lambda b: b.client,
+        {
+            "type": ["string", "null"],
+            "description": "The API key (its name) that uploaded and owns the batch.",
+        },
     ),
     Member(
         "summary",

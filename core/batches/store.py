@@ -54,11 +54,24 @@ def get(conn: psycopg.Connection, public_id: str) -> Batch:
 
 
 def list_batches(
-    conn: psycopg.Connection, *, status: str | None, before: tuple[str, int] = NEWEST, limit: int
+    conn: psycopg.Connection,
+    *,
+    status: str | None,
+    client: str | None = None,
+    before: tuple[str, int] = NEWEST,
+    limit: int,
 ) -> list[Batch]:
-    """Batches newest first, optionally of one status, starting after the (created_at, id) ``before``."""
+    """Batches newest first, optionally of one status and one client, starting after the
+    (created_at, id) ``before``. Which batches the connection may see at all is row-level security's
+    business: a client's transaction sees its own."""
     with conn.cursor(row_factory=class_row(Batch)) as cur:
-        params = {"status": status, "before_created": before[0], "before_id": before[1], "limit": limit}
+        params = {
+            "status": status,
+            "client": client,
+            "before_created": before[0],
+            "before_id": before[1],
+            "limit": limit,
+        }
         return cur.execute(batch_statement("batches_list"), params).fetchall()
 
 

@@ -1,7 +1,7 @@
 -- name: batches_insert
--- Create a batch (inside the upload transaction, so a failed upload leaves nothing).
-INSERT INTO batches (public_id, chunk_size, source_filename)
-VALUES (%(public_id)s, %(chunk_size)s, %(source_filename)s)
+-- Create a batch owned by the uploading client (inside the upload transaction, so a failed upload leaves nothing).
+INSERT INTO batches (public_id, chunk_size, source_filename, client)
+VALUES (%(public_id)s, %(chunk_size)s, %(source_filename)s, %(client)s)
 RETURNING id;
 
 -- name: batches_set_counts
@@ -81,14 +81,23 @@ SELECT min({key}) AS low, max({key}) AS high FROM {table} WHERE batch_id = %(bat
 DELETE FROM {table} WHERE batch_id = %(batch_id)s AND {key} BETWEEN %(low)s AND %(high)s;
 
 -- name: batches_reap_row
--- Remove a deleted batch's own row once its rows are gone (its chunks go by cascade).
-DELETE FROM batches WHERE id = %(batch_id)s AND deleted_at IS NOT NULL;
+-- Remove a deleted batch's own row once its rows are gone (its chunks go by cascade), keeping its rows in its key's usage.
+WITH reaped AS (
+    DELETE FROM batches WHERE id = %(batch_id)s AND deleted_at IS NOT NULL
+    RETURNING client, total_count, processed_count
+)
+UPDATE api_keys AS k
+SET rows_uploaded_before = k.rows_uploaded_before + reaped.total_count,
+    rows_scored_before = k.rows_scored_before + reaped.processed_count
+FROM reaped
+WHERE k.name = reaped.client;
 
 -- name: batches_list
--- One keyset page of batches, newest first, optionally of one status.
+-- One keyset page of the batches the caller may see (row-level security), newest first, optionally of one status and one client.
 SELECT {columns}
 FROM batches
 WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(client)s::text IS NULL OR client = %(client)s::text)
   AND deleted_at IS NULL
   AND (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::bigint)
 ORDER BY created_at DESC, id DESC
@@ -109,4 +118,18 @@ SELECT (SELECT jsonb_object_agg(status, n)
        -- Dead row versions per table, so bloat is visible before it costs (vacuum's backlog).
        (SELECT jsonb_object_agg(relname, n_dead_tup) FROM pg_stat_user_tables
         WHERE relname IN ('batches', 'batch_rows', 'chunks', 'batch_results', 'batch_row_errors'))
-           AS dead_tuples;
+           AS dead_tuples,
+       -- Per API key (client_usage; "" for batches uploaded without a key).
+       (SELECT jsonb_object_agg(coalesce(client, ''),
+                                jsonb_build_array(rows_uploaded, rows_scored, rows_queued))
+        FROM client_usage) AS usage;
+
+-- name: batches_queued_rows
+-- Rows of one client's processing batches not yet scored, failed or set aside: what QUOTA_QUEUED_ROWS bounds (reads batches_client_processing_idx).
+SELECT coalesce(sum(total_count - processed_count - failed_count - invalid_count), 0)::bigint AS queued
+FROM batches
+WHERE client = %(client)s AND status = 'processing';
+
+-- name: batches_lock_client_quota
+-- Serialise the quota checks of one client's uploads until commit, so two uploads racing cannot both fit into the same room.
+SELECT pg_advisory_xact_lock(%(lock_class)s, hashtext(%(client)s));

@@ -11,6 +11,42 @@ SELECT %(batch_id)s, first_row, least(first_row + %(chunk_size)s - 1, %(valid_co
        round.start + (first_row - 1) / %(chunk_size)s
 FROM round, generate_series(1, %(valid_count)s, %(chunk_size)s) AS first_row;
 
+-- name: chunks_share_client_turns
+-- Deal one client's waiting chunks, its new batch's included, one fair turn each: the client gets one turn per round however many batches it has, and its batches take the client's turns round-robin.
+WITH others AS (
+    -- Only when the client has another batch with waiting chunks: alone, the
+    -- new batch's turns from chunks_insert_for_batch are already right, and
+    -- a big batch is not locked chunk by chunk for nothing.
+    SELECT EXISTS (
+        SELECT 1 FROM batches AS b JOIN chunks AS c ON c.batch_id = b.id
+        WHERE b.client IS NOT DISTINCT FROM %(client)s AND b.status = 'processing'
+          AND b.id <> %(batch_id)s AND c.state = 'ready'
+    ) AS waiting
+), mine AS (
+    -- Lock order (jobrunner/chunks.py): chunks in id order. Runners' claims
+    -- skip these rows while they are locked, and never wait on this.
+    SELECT c.id, c.batch_id, c.fair_key
+    FROM batches AS b JOIN chunks AS c ON c.batch_id = b.id, others
+    WHERE others.waiting
+      AND b.client IS NOT DISTINCT FROM %(client)s AND b.status = 'processing' AND c.state = 'ready'
+    ORDER BY c.id
+    FOR UPDATE OF c
+), start AS (
+    -- The client's place in the round-robin: where its older work had got to
+    -- (the new batch's chunks start at the smallest waiting turn of all).
+    SELECT coalesce(min(fair_key) FILTER (WHERE batch_id <> %(batch_id)s), min(fair_key)) AS turn FROM mine
+), dealt AS (
+    -- Lap k holds each batch's k-th waiting chunk, older batches first; laps
+    -- follow each other, one turn per chunk.
+    SELECT id, row_number() OVER (ORDER BY lap, batch_id) - 1 AS turn
+    FROM (SELECT id, batch_id, row_number() OVER (PARTITION BY batch_id ORDER BY fair_key, id) AS lap
+          FROM mine) AS laps
+)
+UPDATE chunks AS c
+SET fair_key = start.turn + dealt.turn
+FROM dealt, start
+WHERE c.id = dealt.id AND c.fair_key <> start.turn + dealt.turn;
+
 -- name: chunks_analyze
 -- Refresh the planner's statistics of the queue after a big batch arrives (see core/batches/ingest.py).
 ANALYZE chunks;

@@ -20,6 +20,7 @@ import pytest
 import requests
 from psycopg.errors import LockNotAvailable
 
+from core.clients import LOCAL_USER
 from core.connections import conninfo
 from core.embedded_postgres import EmbeddedPostgres
 from core.migrations import MIGRATION_LOCK_KEY, load_migrations, migrate
@@ -53,7 +54,7 @@ def test_web_sessions_carry_their_statement_and_idle_bounds(database_url):
             assert _show(conn, "statement_timeout") == "12500ms"
             assert _show(conn, "idle_in_transaction_session_timeout") == "45s"
             assert _show(conn, "application_name") == "sentiment-web"
-        with pool.bulk_connection() as conn:
+        with pool.caller_connection(LOCAL_USER, bulk=True) as conn:
             assert _show(conn, "statement_timeout") == "10min"
         with pool.connection() as conn:  # the bulk bound ended with its transaction
             assert _show(conn, "statement_timeout") == "12500ms"
@@ -90,6 +91,7 @@ def _client_keepalive(conn: psycopg.Connection) -> tuple[int, int, int, int]:
 def test_web_and_runner_connections_use_tcp_keepalives_at_both_ends(tcp_cluster):
     url = tcp_cluster.url("postgres")
     assert "127.0.0.1" in url
+    migrate(url)  # the web's connections work as the role a migration creates
     app = create_app({"database_url": url, "migrate_on_start": False, "db_keepalive_seconds": 17})
     pool = app.extensions["db_pool"]
     try:

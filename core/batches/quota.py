@@ -1,0 +1,64 @@
+"""QUOTA_QUEUED_ROWS: how many rows one API key may have waiting or being scored at once.
+
+An upload is checked twice, inside its own transaction: before its body is
+read (a client already at its quota is refused at once, nothing read), and
+after its rows are staged, when their number is known. The second check holds
+a per-client advisory lock until commit, so two uploads of one client racing
+each other are counted one after the other and cannot both squeeze into the
+same room. A refusal raises :class:`core.errors.OverQuota` (429 with
+Retry-After), which rolls the upload back: nothing of it is stored.
+
+Only API keys have quotas: batches uploaded without a key (no keys yet, or
+API_TOKEN) are not counted against anything.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from core.errors import OverQuota
+from core.queries import q
+
+#: Seconds a client over its quota is told to wait: about what runners take to make room for a
+#: small upload; the client_usage view shows the real backlog.
+RETRY_AFTER_SECONDS = 60
+#: First key of the two-key advisory locks that serialise one client's quota checks.
+QUOTA_LOCK_CLASS = 0x5155
+
+
+def queued_rows(conn: psycopg.Connection, client: str) -> int:
+    """Rows of ``client``'s processing batches still waiting or being scored."""
+    return conn.execute(q("batches_queued_rows"), {"client": client}).fetchone()[0]
+
+
+def _refuse(client: str, queued: int, adding: int, limit: int) -> OverQuota:
+    alone = f" This file alone has {adding} rows: split it." if adding > limit else ""
+    return OverQuota(
+        "Quota exceeded",
+        f"Key {client!r} has {queued} rows waiting or being scored; {adding} more would pass its quota "
+        f"of {limit} (QUOTA_QUEUED_ROWS). Retry once some of them are scored.{alone}",
+        "quota-exceeded",
+        retry_after=RETRY_AFTER_SECONDS,
+        queued_rows=queued,
+        quota=limit,
+    )
+
+
+def check_room(conn: psycopg.Connection, client: str | None, limit: int | None) -> None:
+    """Before reading an upload: refuse at once if the client has no room left at all."""
+    if client is None or limit is None:
+        return
+    queued = queued_rows(conn, client)
+    if queued >= limit:
+        raise _refuse(client, queued, 1, limit)
+
+
+def claim_room(conn: psycopg.Connection, client: str | None, limit: int | None, adding: int) -> None:
+    """Once the rows are staged: refuse unless ``adding`` more fit. Holds the client's quota lock until
+    the transaction ends, so the rows count for the next upload's check as soon as they commit."""
+    if client is None or limit is None:
+        return
+    conn.execute(q("batches_lock_client_quota"), {"lock_class": QUOTA_LOCK_CLASS, "client": client})
+    queued = queued_rows(conn, client)
+    if queued + adding > limit:
+        raise _refuse(client, queued, adding, limit)
