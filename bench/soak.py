@@ -246,6 +246,7 @@ def _run(
             first = None
             for index in range(batches):
                 started, machine, own = time.perf_counter(), busy_ticks(), ours()
+                wal_at = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
                 answer = session.post(
                     f"{base}/batch/upload", data=body, headers={"Content-Type": "text/csv"}, timeout=600
                 )
@@ -263,6 +264,7 @@ def _run(
                 # of ours that ended during the batch, such as an autovacuum worker, counts as other
                 # work: a small overestimate).
                 now = ours()
+                wal = conn.execute("SELECT pg_current_wal_lsn() - %s::pg_lsn", (str(wal_at),)).fetchone()[0]
                 cpu = {group: spent(own[group], now[group]) for group in own}
                 other = max(0.0, (busy_ticks() - machine) / CLOCK_TICKS - sum(cpu.values())) / elapsed
                 assert status == "completed", status
@@ -274,6 +276,7 @@ def _run(
                         "rows_per_s": rows / elapsed,
                         "other_cores": other,
                         "cpu_seconds": cpu,
+                        "wal_bytes": int(wal),
                     }
                 )
                 snap = sampler.take(conn)
@@ -336,6 +339,7 @@ def _run(
             "last_other_cores": statistics.mean(b["other_cores"] for b in tail),
             "quiet_batches": [b["rows_per_s"] for b in done if b["other_cores"] < 0.2],
         },
+        "wal_bytes_per_row": sum(b["wal_bytes"] for b in done) / (rows * len(done)),
         "cpu_ms_per_1000_rows": {
             group: 1e6 * sum(b["cpu_seconds"][group] for b in done) / (rows * len(done))
             for group in ("runners", "postgres", "web")
@@ -379,6 +383,10 @@ def table(result: dict) -> str:
         f"| CPU per 1,000 rows over the whole run: runners / PostgreSQL / web | "
         f"{cpu['runners']:.0f} / {cpu['postgres']:.0f} / {cpu['web']:.0f} ms | | "
         f"runner : PostgreSQL = **{cpu['runners'] / cpu['postgres']:.1f}** |"
+    )
+    lines.append(
+        f"| WAL per row over the whole run (upload, scoring, reaping the deleted batches) "
+        f"| {result['wal_bytes_per_row']:,.0f} bytes | | |"
     )
     for name, key in (("claim", "claim"), ("finish", "finish")):
         first, last = result["latency"][key]["first"], result["latency"][key]["last"]
