@@ -62,17 +62,21 @@ SCHEMAS: dict[str, Any] = {
         sentiment={"enum": list(SENTIMENTS)},
     ),
     "ErrorsPage": _page_schema(ERRORS, "RowError", {"batch_id": {"type": "string"}, "total_errors": COUNT}),
-    "BatchList": _page_schema(BATCHES, "Batch", {"status": {"enum": [*STATUSES, None]}}),
+    "BatchList": _page_schema(
+        BATCHES, "Batch", {"status": {"enum": [*STATUSES, None]}, "client": {"type": ["string", "null"]}}
+    ),
 }
 
 PROBLEM_RESPONSES = {
     "400": "A bad request: a malformed file or parameter (the detail says which, and where).",
-    "401": "API_TOKEN is set and the request has no valid bearer token.",
-    "404": "No such batch.",
+    "401": "An API key exists (or API_TOKEN is set) and the request has no valid, unrevoked key.",
+    "403": "This needs an admin key.",
+    "404": "No such batch, or another client's (the two are answered alike).",
     "408": "The client went silent for CLIENT_TIMEOUT seconds, or sent slower than MIN_UPLOAD_RATE.",
     "409": "The batch is not in a state that allows this.",
     "413": "The upload is over MAX_UPLOAD_BYTES or MAX_ROWS.",
     "415": "The upload is neither multipart/form-data nor CSV.",
+    "429": "The key's QUOTA_QUEUED_ROWS is used up; retry after Retry-After seconds. Nothing was stored.",
     "503": "PostgreSQL is unreachable, or this worker already serves MAX_UPLOADS uploads or MAX_EXPORTS "
     "downloads; retry after Retry-After seconds.",
 }
@@ -102,7 +106,8 @@ def document() -> dict[str, Any]:
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "Only when the server sets API_TOKEN.",
+                    "description": "An API key (python -m jobrunner keys create), or API_TOKEN; needed once "
+                    "any key exists.",
                 }
             },
         },

@@ -123,7 +123,7 @@ def paths() -> dict[str, Any]:
                         "Accepted: the rows are staged and queued.",
                         {"Location": {"schema": {"type": "string"}, "description": "The batch's URL."}},
                     ),
-                    **_problems("400", "401", "408", "413", "415", "503"),
+                    **_problems("400", "401", "408", "413", "415", "429", "503"),
                 },
             }
         },
@@ -204,12 +204,18 @@ def paths() -> dict[str, Any]:
                 "summary": "Batches, newest first",
                 "parameters": [
                     {"name": "status", "in": "query", "schema": {"enum": list(STATUSES)}},
+                    {
+                        "name": "client",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"},
+                        "description": "Only this client's batches (admin key: any; client key: itself).",
+                    },
                     PAGE_PARAMETERS[1],
                     PAGE_PARAMETERS[2],
                 ],
                 "responses": {
-                    "200": _json(ref("BatchList"), "One page.", NEXT_LINK),
-                    **_problems("400", "401", "503"),
+                    "200": _json(ref("BatchList"), "One page of the batches the caller may see.", NEXT_LINK),
+                    **_problems("400", "401", "403", "503"),
                 },
             }
         },
@@ -240,7 +246,7 @@ def paths() -> dict[str, Any]:
                         "description": "Text exposition format.",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
-                    **_problems("401", "503"),
+                    **_problems("401", "403", "503"),
                 },
             }
         },
