@@ -42,3 +42,7 @@ class Forbidden(ServiceError):
 
 class OverQuota(ServiceError):
     """The caller's share is used up for now; retry after ``retry_after`` seconds."""
+
+
+class Unprocessable(ServiceError):
+    """Well-formed, but it contradicts what the service already holds (422)."""

@@ -139,6 +139,13 @@ class Settings:
         "at `/login`, and this token is accepted as an admin key (see Clients and keys)",
         shown="(unset)",
     )
+    idempotency_ttl_seconds: float = setting(
+        "IDEMPOTENCY_TTL",
+        86400.0,
+        "how long an upload's `Idempotency-Key` answers with the batch it made (`24h`, `7d`, seconds)",
+        kind="duration",
+        shown="24h",
+    )
     quota_queued_rows: int | None = setting(
         "QUOTA_QUEUED_ROWS",
         None,
@@ -216,7 +223,8 @@ class Settings:
     results_ttl_seconds: float = setting(
         "RESULTS_TTL",
         0.0,
-        "finished batches older than this (`7d`, `12h`, `30m`, seconds) are purged by the runners",
+        "how long a finished batch is kept when its upload gave no `expires_after` (`7d`, `12h`, `30m`, "
+        "seconds): set on the batch at upload, then purged by the runners",
         kind="duration",
         shown="off",
     )

@@ -39,10 +39,11 @@ def housekeep(conn: psycopg.Connection, settings: Settings) -> None:
     if not conn.execute("SELECT pg_try_advisory_lock(%s) AS mine", (REAPER_LOCK_KEY,)).fetchone()[0]:
         return  # another runner is purging
     try:
-        if settings.results_ttl_seconds:
-            purged = batches.purge(conn, settings.results_ttl_seconds)
-            if purged:
-                log.info("purged %d batch(es) finished more than RESULTS_TTL ago", purged)
+        # Every turn, RESULTS_TTL or not: a batch may carry its own expires_after.
+        purged = batches.purge(conn, settings.results_ttl_seconds)
+        if purged:
+            log.info("purged %d batch(es) past their expiry (expires_after, or RESULTS_TTL)", purged)
+        batches.forget_idempotency_keys(conn, settings.idempotency_ttl_seconds)
         removed = batches.reap(conn, REAP_BUDGET_SECONDS)
         if removed:
             log.info("removed %d row(s) of deleted batches", removed)

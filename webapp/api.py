@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, redirect, request, url_for
 from werkzeug.http import parse_options_header
 
 from core import batches
+from core.batches import idempotency, labels
 from core.setting_values import parse_bool
 from core.settings import Settings
 from webapp import admission, pages
+from webapp.compression import content_decoded, gunzipped
 from webapp.csv_upload import UploadOptions, check_encoding, csv_rows
 from webapp.db import bulk_connection, caller, connection, settings
 from webapp.metrics import ROWS_INGESTED, UPLOADS
@@ -94,6 +98,7 @@ def _upload() -> Response:
     content_type = request.headers.get("Content-Type", "")
     media_type = parse_options_header(content_type)[0].lower()
     pieces = read_body(request.stream, config.max_upload_bytes, request.content_length)
+    pieces = content_decoded(pieces, request.headers.get("Content-Encoding"), config.max_upload_bytes)
     if media_type == "multipart/form-data":
         upload = open_multipart(pieces, content_type)
         options = _upload_options(config, upload.fields, upload.headers.get("Content-Type", ""))
@@ -109,20 +114,58 @@ def _upload() -> Response:
             415,
             "Unsupported media type",
         )
+    fields = upload.fields if media_type == "multipart/form-data" else {}
+    shape = _batch_shape(config, fields)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        key = idempotency.check_key(key)
+    body_hash = idempotency.BodyHash({**shape, "strict": options.strict, "encoding": options.encoding})
+    data = body_hash.through(data)
+    client = caller().client
+    replayed = False
     with bulk_connection() as conn:
-        batch = batches.create(
-            conn,
-            csv_rows(data, options),
-            chunk_size=config.chunk_size,
-            filename=filename,
-            client=caller().client,
-            quota_rows=config.quota_queued_rows,
-        )
-    ROWS_INGESTED.inc(batch.total_count)
+        earlier = None
+        if key is not None:
+            earlier = idempotency.reserve(
+                conn, client, idempotency.check_key(key), config.idempotency_ttl_seconds
+            )
+        if earlier is not None:
+            for _ in data:  # read what was sent, to compare it with what the first upload sent
+                pass
+            idempotency.check_same(earlier, body_hash.digest(), key)
+            batch, replayed = batches.get(conn, earlier.public_id), True
+        else:
+            batch = batches.create(
+                conn,
+                csv_rows(gunzipped(data, config.max_upload_bytes), options),
+                chunk_size=config.chunk_size,
+                filename=filename,
+                client=client,
+                quota_rows=config.quota_queued_rows,
+                **shape,
+            )
+            if key is not None:
+                idempotency.record(conn, client, key, batch.id, body_hash.digest())
+    if not replayed:
+        ROWS_INGESTED.inc(batch.total_count)
     response = jsonify(batch.to_json())
     response.status_code = 202
     response.headers["Location"] = url_for("api.get_batch", public_id=batch.public_id)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def _batch_shape(config: Settings, fields: Mapping[str, str]) -> dict[str, Any]:
+    """What the upload says about the batch (query string or form fields before the file): its labels
+    and its expiry, RESULTS_TTL as it is now when it gives none."""
+    expires_after = labels.parse_expires_after(request.args.get("expires_after", fields.get("expires_after")))
+    if expires_after is None and config.results_ttl_seconds:
+        expires_after = timedelta(seconds=config.results_ttl_seconds)
+    return {
+        "metadata": labels.parse_metadata(request.args.get("metadata", fields.get("metadata"))),
+        "expires_after": expires_after,
+    }
 
 
 @bp.get("/batch/<public_id>")

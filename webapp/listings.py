@@ -18,7 +18,7 @@ import psycopg
 from flask import Blueprint, Response, request, url_for
 
 from core import batches
-from core.batches import SENTIMENTS, STATUSES, Batch, Result, RowError
+from core.batches import SENTIMENTS, STATUSES, Batch, Result, RowError, labels
 from core.clients import NAME_PATTERN, require_admin
 from webapp.db import caller, connection, settings, signing_key
 from webapp.pagination import (
@@ -65,8 +65,22 @@ def _fetch_errors(conn: psycopg.Connection, batch: Batch, after: Any, before: An
 def _fetch_batches(conn: psycopg.Connection, _: None, after: Any, before: Any, limit: int, filters: dict):
     start = tuple(after) if after else batches.NEWEST
     return batches.list_batches(
-        conn, status=filters.get("status"), client=filters.get("client"), before=start, limit=limit
+        conn,
+        status=filters.get("status"),
+        client=filters.get("client"),
+        metadata=_labels_of(filters),
+        before=start,
+        limit=limit,
     )
+
+
+def _is_label_filter(name: str) -> bool:
+    return name.startswith("metadata[") and name.endswith("]")
+
+
+def _labels_of(filters: Mapping[str, str]) -> dict[str, str]:
+    """``{"metadata[k]": v}`` filters (query parameters) as the labels ``{k: v}`` a batch must carry."""
+    return {name[len("metadata[") : -1]: value for name, value in filters.items() if _is_label_filter(name)}
 
 
 def _json_length(text: str | None) -> int:
@@ -109,9 +123,10 @@ BATCHES: Listing[Batch] = Listing(
     lambda b: [b.created_at.isoformat(), b.id],
     _batch_position,
     ignores=("page", "before"),
+    # "batches:<status>" as before keys and labels, then "|name=value" per other filter.
     scope_of=lambda filters: (
         f"batches:{filters.get('status', '')}"
-        + (f"|client={filters['client']}" if "client" in filters else "")
+        + "".join(f"|{name}={value}" for name, value in sorted(filters.items()) if name != "status")
     ),
     weight=lambda b: _json_length(b.source_filename),
 )
@@ -142,13 +157,17 @@ def _client_filter(args: Mapping[str, str]) -> str | None:
 
 
 def batches_page(args: Mapping[str, str]) -> Page[Batch]:
-    """The page of batches ``args`` ask for: newest first, ``status`` and ``client`` to filter. Which
+    """The page of batches ``args`` ask for: newest first, ``status``, ``client`` and ``metadata[key]``
+    (each a label the batch must carry) to filter. Which
     batches the caller may see at all is row-level security's business (webapp.db)."""
     status = choice(args, "status", STATUSES)
     client = _client_filter(args)
     filters = {"status": status} if status else {}
     if client:
         filters["client"] = client
+    wanted = _labels_of(args)
+    labels.check_pairs(wanted, "The metadata[...] filters")
+    filters.update({f"metadata[{name}]": value for name, value in wanted.items()})
     with connection() as conn:
         key = signing_key(conn)
         page_request = parse_page_request(args, BATCHES, "batches", filters, key)

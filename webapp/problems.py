@@ -21,7 +21,7 @@ from gunicorn.http.errors import NoMoreData, ParseException
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from core.errors import Conflict, Forbidden, InvalidInput, NotFound, OverQuota, ServiceError
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound, OverQuota, ServiceError, Unprocessable
 from webapp.client_limits import ClientTimeout
 from webapp.negotiation import negotiated, wants_html
 
@@ -90,7 +90,14 @@ def _from_http_exception(exc: HTTPException) -> Response:
 
 
 #: The status code of each kind of core error.
-SERVICE_ERROR_STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 400, Forbidden: 403, OverQuota: 429}
+SERVICE_ERROR_STATUS = {
+    NotFound: 404,
+    Conflict: 409,
+    InvalidInput: 400,
+    Forbidden: 403,
+    OverQuota: 429,
+    Unprocessable: 422,
+}
 
 
 def _from_service_error(exc: ServiceError) -> Response:

@@ -35,7 +35,8 @@ from webapp.problems import Problem
 READ_SIZE = 1024 * 1024
 PIECE_SIZE = 64 * 1024
 MAX_FORM_FIELDS = 20
-MAX_FORM_FIELD_BYTES = 1024
+# A field holds an option or the metadata (16 pairs of up to 64 + 512 characters, as JSON).
+MAX_FORM_FIELD_BYTES = 64 * 1024
 MAX_FORM_MEMORY = 256 * 1024
 # A refused browser upload is read on a little before the answer (see drain).
 DRAIN_BYTES = 8 * 1024 * 1024
@@ -153,8 +154,8 @@ def _events(decoder: MultipartDecoder, source: Iterator[bytes]) -> Iterator[obje
             return
 
 
-#: Form fields that change how the file is read, so they must arrive before it.
-OPTION_FIELDS = ("strict", "encoding")
+#: Form fields that change how the file is read or what the batch is, so they must arrive before it.
+OPTION_FIELDS = ("strict", "encoding", "metadata", "expires_after", "callback_url")
 
 
 def _file_data(events: Iterator[object]) -> Iterator[bytes]:

@@ -8,7 +8,7 @@ after that (cancel, delete, finished, purge) in :mod:`core.batches.lifecycle`.
 """
 
 from core.batches.ingest import StagedRow, create
-from core.batches.lifecycle import cancel, delete, finished, purge, reap
+from core.batches.lifecycle import cancel, delete, finished, forget_idempotency_keys, purge, reap
 from core.batches.model import (
     FINAL_STATUSES,
     ROW_PROBLEMS,
@@ -51,6 +51,7 @@ __all__ = [
     "export_csv",
     "export_results",
     "finished",
+    "forget_idempotency_keys",
     "get",
     "list_batches",
     "purge",

@@ -27,10 +27,12 @@ import logging
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import NamedTuple
 
 import psycopg
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
 from core.batches import quota
 from core.batches.model import Batch
@@ -95,6 +97,8 @@ def create(
     filename: str | None,
     client: str | None = None,
     quota_rows: int | None = None,
+    metadata: dict[str, str] | None = None,
+    expires_after: timedelta | None = None,
 ) -> Batch:
     """Create a batch of ``client`` from ``rows``; every row is staged or none is (an exception from
     ``rows``, or a refusal by the quota, rolls everything back)."""
@@ -108,6 +112,8 @@ def create(
                 "chunk_size": chunk_size,
                 "source_filename": _shortened(filename),
                 "client": client,
+                "metadata": Jsonb(metadata or {}),
+                "expires_after": expires_after,
             },
         ).fetchone()[0]
         valid = invalid = 0

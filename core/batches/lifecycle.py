@@ -104,9 +104,10 @@ def finished(conn: psycopg.Connection, batch_id: int) -> None:
 
 
 def purge(conn: psycopg.Connection, older_than_seconds: float) -> int:
-    """Mark deleted the finished batches that finished longer ago than that (up to PURGE_BATCHES
-    at a time; a batch with a chunk still in a runner's hands waits); how many. :func:`reap`
-    removes their rows."""
+    """Mark deleted the finished batches past their expiry: their own ``expires_after`` after they
+    finished, or ``older_than_seconds`` for those without one (0: kept). Up to PURGE_BATCHES at a
+    time; a batch with a chunk still in a runner's hands waits. How many; :func:`reap` removes their
+    rows."""
     params = {"older_than_seconds": older_than_seconds, "limit": PURGE_BATCHES}
     marked = 0
     with conn.cursor(row_factory=namedtuple_row) as cur:
@@ -154,3 +155,8 @@ def reap(conn: psycopg.Connection, budget_seconds: float, step: int = REAP_STEP_
             cur.execute(q("batches_reap_row"), {"batch_id": batch_id})
             log.info("batch %s: every row removed", batch_id)
     return removed
+
+
+def forget_idempotency_keys(conn: psycopg.Connection, ttl_seconds: float) -> int:
+    """Drop the Idempotency-Keys older than IDEMPOTENCY_TTL (the upload still checks the age itself)."""
+    return conn.execute(q("idempotency_keys_forget"), {"ttl_seconds": ttl_seconds}).rowcount

@@ -10,7 +10,7 @@ document all take it from there.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.jsonshape import COUNT, NULLABLE_TIME, TIME, Member, dump, iso, object_schema
@@ -66,6 +66,15 @@ class Batch:
     failed_count: int
     deleted_at: datetime | None  # set: being removed in the background, invisible to clients
     client: str | None  # the API key (its name) that uploaded and owns it; None without a key
+    metadata: dict[str, str]  # the client's labels (core.batches.labels)
+    expires_after: timedelta | None  # kept this long once finished; None: until deleted
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When purging removes the batch: expires_after past its finish (None while processing)."""
+        if self.completed_at is None or self.expires_after is None:
+            return None
+        return self.completed_at + self.expires_after
 
     @property
     def finished(self) -> bool:
@@ -128,6 +137,25 @@ BATCH_MEMBERS = (
         {
             "type": ["string", "null"],
             "description": "The API key (its name) that uploaded and owns the batch.",
+        },
+    ),
+    Member(
+        "metadata",
+        lambda b: b.metadata,
+        {
+            "type": "object",
+            "description": "The labels given at upload: up to 16 string pairs.",
+            "additionalProperties": {"type": "string", "maxLength": 512},
+            "maxProperties": 16,
+        },
+    ),
+    Member(
+        "expires_at",
+        lambda b: iso(b.expires_at),
+        {
+            **NULLABLE_TIME,
+            "description": "When the batch and its results are removed: expires_after (or RESULTS_TTL) past "
+            "its finish; null while processing, or when it is kept until deleted.",
         },
     ),
     Member(

@@ -15,6 +15,7 @@ from dataclasses import fields
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
 from core.batches.model import Batch, Result, RowError
 from core.errors import Conflict, NotFound
@@ -58,16 +59,18 @@ def list_batches(
     *,
     status: str | None,
     client: str | None = None,
+    metadata: dict[str, str] | None = None,
     before: tuple[str, int] = NEWEST,
     limit: int,
 ) -> list[Batch]:
-    """Batches newest first, optionally of one status and one client, starting after the
-    (created_at, id) ``before``. Which batches the connection may see at all is row-level security's
-    business: a client's transaction sees its own."""
+    """Batches newest first, optionally of one status, one client and carrying the labels ``metadata``,
+    starting after the (created_at, id) ``before``. Which batches the connection may see at all is
+    row-level security's business: a client's transaction sees its own."""
     with conn.cursor(row_factory=class_row(Batch)) as cur:
         params = {
             "status": status,
             "client": client,
+            "metadata": Jsonb(metadata or {}),
             "before_created": before[0],
             "before_id": before[1],
             "limit": limit,

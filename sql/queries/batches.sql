@@ -1,7 +1,7 @@
 -- name: batches_insert
 -- Create a batch owned by the uploading client (inside the upload transaction, so a failed upload leaves nothing).
-INSERT INTO batches (public_id, chunk_size, source_filename, client)
-VALUES (%(public_id)s, %(chunk_size)s, %(source_filename)s, %(client)s)
+INSERT INTO batches (public_id, chunk_size, source_filename, client, metadata, expires_after)
+VALUES (%(public_id)s, %(chunk_size)s, %(source_filename)s, %(client)s, %(metadata)s, %(expires_after)s)
 RETURNING id;
 
 -- name: batches_set_counts
@@ -61,10 +61,11 @@ SELECT EXISTS (SELECT 1 FROM marked) AS marked,
        (SELECT count(*) FROM locked WHERE state = 'claimed') AS in_hand;
 
 -- name: batches_expired
--- Finished batches (completed, with errors, or cancelled) that finished more than older_than_seconds ago, oldest first.
+-- Finished batches (completed, with errors, or cancelled) past their expiry: their own expires_after after they finished, or older_than_seconds for those without one (0: never), oldest first.
 SELECT id FROM batches
 WHERE status <> 'processing' AND deleted_at IS NULL
-  AND completed_at < now() - make_interval(secs => %(older_than_seconds)s)
+  AND completed_at + coalesce(expires_after, make_interval(secs => nullif(%(older_than_seconds)s::float8, 0)))
+      < now()
 ORDER BY completed_at
 LIMIT %(limit)s;
 
@@ -93,11 +94,12 @@ FROM reaped
 WHERE k.name = reaped.client;
 
 -- name: batches_list
--- One keyset page of the batches the caller may see (row-level security), newest first, optionally of one status and one client.
+-- One keyset page of the batches the caller may see (row-level security), newest first, optionally of one status, one client and with some labels.
 SELECT {columns}
 FROM batches
 WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(client)s::text IS NULL OR client = %(client)s::text)
+  AND metadata @> %(metadata)s::jsonb
   AND deleted_at IS NULL
   AND (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::bigint)
 ORDER BY created_at DESC, id DESC

@@ -1,0 +1,121 @@
+"""``Idempotency-Key``: an upload retried with the same key answers the batch the first one made.
+
+The key is scoped to the client (the API key's name; '' without one) and lives
+IDEMPOTENCY_TTL. Inside the upload's own transaction, :func:`reserve` inserts
+the key before the body is read. A second upload with the same key therefore
+waits at that insert until the first commits (then it replays the first's
+batch) or rolls back (then it goes on as a new upload): two identical requests
+racing each other make one batch. The wait is bounded by
+:data:`WAIT_SECONDS`; past it, a 409 asks the client to retry. Once the rows
+are staged, :func:`record` ties the key to the batch and to the SHA-256 of the
+file and of the options that shape the batch, so the same key with another
+file (or other options) is a 422, not a silent replay. A failed upload rolls
+its key back with everything else. A key whose batch was deleted, or that is
+older than IDEMPOTENCY_TTL, is free again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import psycopg
+
+from core.errors import Conflict, InvalidInput, Unprocessable
+from core.queries import q
+
+#: Longest wait for an upload with the same key to finish, before the 409.
+WAIT_SECONDS = 5
+MAX_KEY_CHARS = 255
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """The upload that made a batch with this key: the batch's id and the hash of what was sent."""
+
+    public_id: str
+    body_sha256: bytes
+
+
+def check_key(key: str) -> str:
+    """The header's value if it can be a key: 1 to 255 characters."""
+    if not 1 <= len(key) <= MAX_KEY_CHARS:
+        raise InvalidInput(
+            "Invalid Idempotency-Key",
+            f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters, got {len(key)}.",
+            "invalid-idempotency-key",
+        )
+    return key
+
+
+class BodyHash:
+    """SHA-256 of the options that shape a batch and of the file's bytes, as they stream past."""
+
+    def __init__(self, options: dict[str, object]) -> None:
+        self._hash = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
+
+    def through(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        for piece in pieces:
+            self._hash.update(piece)
+            yield piece
+
+    def digest(self) -> bytes:
+        return self._hash.digest()
+
+
+def reserve(conn: psycopg.Connection, client: str | None, key: str, ttl_seconds: float) -> Earlier | None:
+    """Take ``key`` for this upload (None), or the earlier upload that made a live batch with it."""
+    params = {"client": client or "", "key": key, "ttl_seconds": ttl_seconds}
+    for _ in range(2):
+        if _insert_waiting_at_most(conn, params):
+            return None
+        row = conn.execute(q("idempotency_keys_get"), params).fetchone()
+        if row is None:  # the other upload rolled back between our insert and this read
+            continue
+        public_id, body_sha256, live = row
+        if live:
+            return Earlier(public_id, bytes(body_sha256))
+        conn.execute(q("idempotency_keys_drop"), params)  # expired, or its batch deleted: free again
+    raise _in_use(key)
+
+
+def record(conn: psycopg.Connection, client: str | None, key: str, batch_id: int, body_sha256: bytes) -> None:
+    """Tie the key to the batch this upload made (commits with it)."""
+    params = {"client": client or "", "key": key, "batch_id": batch_id, "body_sha256": body_sha256}
+    conn.execute(q("idempotency_keys_record"), params)
+
+
+def check_same(earlier: Earlier, body_sha256: bytes, key: str) -> None:
+    """422 unless this request sent what the earlier one with the same key sent."""
+    if earlier.body_sha256 != body_sha256:
+        raise Unprocessable(
+            "Idempotency-Key reused",
+            f"Idempotency-Key {key!r} was used for another upload (batch {earlier.public_id}) with a "
+            "different file or options; use a new key for a new upload.",
+            "idempotency-key-reused",
+            batch_id=earlier.public_id,
+        )
+
+
+def _insert_waiting_at_most(conn: psycopg.Connection, params: dict[str, object]) -> bool:
+    """Insert the key, waiting at most WAIT_SECONDS for an upload that holds it; whether it is ours."""
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{WAIT_SECONDS}s",))
+    try:
+        with conn.transaction():  # a savepoint: a lock timeout must not end the upload's transaction
+            inserted = conn.execute(q("idempotency_keys_reserve"), params).fetchone() is not None
+    except psycopg.errors.LockNotAvailable:
+        raise _in_use(str(params["key"])) from None
+    finally:
+        conn.execute("SELECT set_config('lock_timeout', '0', true)")
+    return inserted
+
+
+def _in_use(key: str) -> Conflict:
+    return Conflict(
+        "Idempotency-Key in use",
+        f"An upload with Idempotency-Key {key!r} is still in progress; retry after it finishes.",
+        "idempotency-key-in-use",
+        retry_after=WAIT_SECONDS,
+    )
