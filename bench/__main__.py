@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import e2e, hostile, purge, reads, upload, vader
+from bench import ceiling, e2e, hostile, latency, purge, reads, upload, vader
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             "the same COPY into a regular (WAL-logged, crash-safe) table, as our staging is: "
             f"{u['logged_copy_rows_per_s']:,.0f} rows/s",
             f"**{u['logged_ratio']:.2f}×**",
-            "≥ 0.5×",
+            "≥ 0.6×",
         )
     )
     rows.append(
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     e = e2e.run(e2e_rows)
     cores, base, pipe = e["cores"], e["baseline"], e["pipeline"]
     for runners, label, target in (
-        (1, "1 runner", "≥ 0.9×"),
-        (cores, f"{cores} runners (= cores)", "≥ 0.85×"),
+        (1, "1 runner", "≥ 0.9× (of the package loop)"),
+        (cores, f"{cores} runners (= cores)", "≥ 0.85× of the package loop; ≥ 0.8× of ours"),
     ):
         package, fast = base[("package", runners)], base[("fast", runners)]
         rows.append(
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{package:,.0f} rows/s; of ours: {fast:,.0f} rows/s",
                 f"**{pipe[runners] / package:.2f}×** the package loop, {pipe[runners] / fast:.2f}× our loop "
                 f"({pipe[runners]:,.0f} rows/s)",
-                target + " (of the package loop)",
+                target,
             )
         )
     rows.append(
@@ -139,10 +139,56 @@ def main(argv: list[str] | None = None) -> int:
             f"end to end, {short_rows:,} short texts, runners = cores",
             f"bare loop of the package in {short['cores']} processes: {short['package']:,.0f} rows/s; "
             f"of ours: {short['fast']:,.0f} rows/s",
-            f"**{short['pipeline'] / short['package']:.2f}×** the package loop "
-            f"({short['pipeline']:,.0f} rows/s); "
-            f"runner time: {split}",
-            "≥ 0.3×",
+            f"**{short['pipeline'] / short['package']:.2f}×** the package loop, "
+            f"{short['pipeline'] / short['fast']:.2f}× our loop ({short['pipeline']:,.0f} rows/s); "
+            f"runners' loop time: {split}",
+            "≥ 0.7× (of the package loop)",
+        )
+    )
+
+    ceiling_rows = 20_000 if args.quick else 200_000
+    print(f"queue ceiling: {ceiling_rows:,} review rows, a scorer that costs nothing ...", flush=True)
+    c = ceiling.ceiling(ceiling_rows)
+    alone, pipe = c["alone"], c["pipeline"]
+    rows.append(
+        (
+            f"queue ceiling: upload → completed, {ceiling_rows:,} review rows, constant scorer "
+            "(`tests.scorers:constant`), 1 / 2 / 4 runners",
+            f"PostgreSQL alone moving the same rows: COPY into staging, one INSERT … SELECT into results, "
+            f"one DELETE: {alone:,.0f} rows/s (without moving the text, results keyed like staging: "
+            f"{c['alone_text_kept']:,.0f} rows/s)",
+            " / ".join(f"**{pipe[n] / alone:.2f}×** ({pipe[n]:,.0f} rows/s)" for n in (1, 2, 4))
+            + "; the upload was "
+            + " / ".join(f"{c['upload_share'][n]:.0%}" for n in (1, 2, 4))
+            + " of the time",
+            "≥ 0.5×",
+        )
+    )
+    cpu_rows = 100_000 if args.quick else 1_000_000
+    print(f"CPU per row: {cpu_rows:,} review rows, real scorer, runners = cores ...", flush=True)
+    k = ceiling.cpu(cpu_rows)
+    rows.append(
+        (
+            f"runner CPU : PostgreSQL CPU, {cpu_rows:,} review rows, {k['cores']} runners, real scorer",
+            f"PostgreSQL's processes (/proc): {k['pg_upload_us']:.1f} µs per row for the upload, "
+            f"{k['pg_scoring_us']:.1f} µs per row for claims, finishes and housekeeping",
+            f"runners {k['runner_us']:.0f} µs per row: **{k['ratio']:.1f} : 1** "
+            f"({k['ratio_scoring']:.1f} : 1 counting the scoring phase alone)",
+            "≥ 8 : 1",
+        )
+    )
+    lat_rows = 50_000 if args.quick else 200_000
+    print(f"latency: 1 runner, {lat_rows:,} short texts, 2 ms added per round trip ...", flush=True)
+    lat = latency.run(lat_rows)
+    rows.append(
+        (
+            f"1 runner, {lat_rows:,} short texts, 2 ms added to every round trip to PostgreSQL "
+            "(a delaying TCP proxy, `bench/delay_proxy.py`)",
+            f"the same runner connected straight to PostgreSQL: {lat['direct']:,.0f} rows/s "
+            f"(through the proxy with no delay: {lat['proxy']:,.0f} rows/s)",
+            f"**{lat['delayed'] / lat['direct']:.2f}×** ({lat['delayed']:,.0f} rows/s; "
+            f"{lat['delayed'] / lat['proxy']:.2f}× the undelayed proxy)",
+            "≥ 0.8×",
         )
     )
 

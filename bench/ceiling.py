@@ -1,0 +1,201 @@
+"""The queue's ceiling and what one PostgreSQL core can feed.
+
+* ``ceiling``: upload → completed with a scorer that costs nothing
+  (``tests.scorers:constant``, plugged in the way tests plug in scorers) and
+  1, 2 and 4 runners, against PostgreSQL alone moving the same rows in the
+  same run: ``COPY`` into a staging table, one ``INSERT … SELECT`` into a
+  results table and one ``DELETE`` (each its own transaction, tables built
+  ``LIKE`` ours, indexes and checks included). The same baseline without
+  moving the text (results keyed like staging, the text left there) says
+  what moving the text costs.
+* ``cpu``: a large batch with the real scorer and runners = cores: the CPU
+  time of PostgreSQL's processes (from ``/proc``: the postmaster's own and
+  its reaped children's, plus every live child's) per row during the upload
+  and during the scoring (claims, finishes, housekeeping, autovacuum), next
+  to the runners' CPU per row. runner CPU : PostgreSQL CPU is how many runner
+  cores one PostgreSQL core can feed.
+
+``python -m bench.ceiling [--rows N]`` runs both alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from bench.data import texts as make_texts
+from bench.e2e import _csv
+from bench.service import cluster, runners
+
+TICK = os.sysconf("SC_CLK_TCK")
+CONSTANT = "tests.scorers:constant"
+
+
+# -- CPU from /proc ------------------------------------------------------------
+def _stat(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()  # fields from the 3rd (state) on
+
+
+def process_cpu(pid: int, reaped: bool = True) -> float:
+    """CPU seconds of a process (user + system), with its reaped children's when ``reaped``."""
+    fields = _stat(pid)
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / TICK
+
+
+def postmaster_pid(url: str) -> int:
+    socket_dir = Path(conninfo_to_dict(url)["host"])
+    return int((socket_dir.parent / "pgdata" / "postmaster.pid").read_text().split()[0])
+
+
+def server_cpu(url: str) -> float:
+    """CPU seconds used so far by the PostgreSQL server: every process, living or gone."""
+    master = postmaster_pid(url)
+    total = process_cpu(master)
+    for child in Path(f"/proc/{master}/task/{master}/children").read_text().split():
+        try:
+            total += process_cpu(int(child))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile: now counted in the postmaster's reaped time
+    return total
+
+
+# -- one batch, timed ----------------------------------------------------------
+def timed_batch(
+    url: str, body: bytes, count: int, runner_url: str | None = None, **env: str
+) -> dict[str, float]:
+    """Upload ``body`` with ``count`` runners waiting (connected to ``runner_url`` if given); seconds and
+    CPU seconds of each phase."""
+    from webapp import create_app
+
+    app = create_app({"database_url": url, "migrate_on_start": False})
+    try:
+        with (
+            runners(runner_url or url, count, POLL_SECONDS="0.2", **env) as procs,
+            psycopg.connect(url, autocommit=True) as conn,
+        ):
+            deadline = time.monotonic() + 60
+            while conn.execute("SELECT count(*) FROM runners").fetchone()[0] < count:
+                assert time.monotonic() < deadline, "runners did not start"
+                time.sleep(0.05)
+            runner_cpu = sum(process_cpu(p.pid, reaped=False) for p in procs)
+            pg0, started = server_cpu(url), time.perf_counter()
+            answer = app.test_client().post("/batch/upload", data=body, content_type="text/csv").get_json()
+            pg1, uploaded = server_cpu(url), time.perf_counter()
+            status = "SELECT status FROM batches WHERE public_id = %s"
+            while conn.execute(status, (answer["batch_id"],)).fetchone()[0] == "processing":
+                time.sleep(0.02)
+            pg2, done = server_cpu(url), time.perf_counter()
+            runner_cpu = sum(process_cpu(p.pid, reaped=False) for p in procs) - runner_cpu
+            conn.execute("DELETE FROM batch_results; DELETE FROM batches;")
+        return {
+            "seconds": done - started,
+            "upload_seconds": uploaded - started,
+            "pg_upload_cpu": pg1 - pg0,
+            "pg_scoring_cpu": pg2 - pg1,
+            "runner_cpu": runner_cpu,
+        }
+    finally:
+        app.extensions["db_pool"].close()
+
+
+# -- PostgreSQL alone ----------------------------------------------------------
+def _staging_csv(items: list[str]) -> bytes:
+    """The rows as staging holds them (batch_id, row_number, client_id, text, line_number), CSV."""
+    import csv
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerows((1, n, f"r{n - 1}", text, n + 1) for n, text in enumerate(items, start=1))
+    return buffer.getvalue().encode()
+
+
+def pg_alone(url: str, data: bytes, *, move_text: bool = True) -> float:
+    """Seconds for PostgreSQL alone: COPY into staging, INSERT … SELECT into results, DELETE."""
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "DROP TABLE IF EXISTS alone_rows, alone_results;"
+            "CREATE TABLE alone_rows (LIKE batch_rows INCLUDING ALL);"
+            "CREATE TABLE alone_results (LIKE batch_results INCLUDING ALL);"
+        )
+        if not move_text:  # results keyed like staging, the text left in staging
+            conn.execute("ALTER TABLE alone_results DROP COLUMN text, DROP COLUMN client_id")
+        conn.commit()
+        started = time.perf_counter()
+        columns = "batch_id, row_number, client_id, text, line_number"
+        with conn.cursor().copy(f"COPY alone_rows ({columns}) FROM STDIN (FORMAT csv)") as copy:
+            for start in range(0, len(data), 64 * 1024):
+                copy.write(data[start : start + 64 * 1024])
+        conn.commit()
+        kept = "batch_id, row_number, client_id, text, line_number" if move_text else "batch_id, row_number"
+        conn.execute(
+            f"INSERT INTO alone_results ({kept}, sentiment, score, compound, pos, neu, neg) "
+            f"SELECT {kept}, 'neutral', 0, 0, 0, 1, 0 FROM alone_rows"
+        )
+        conn.commit()
+        if move_text:
+            conn.execute("DELETE FROM alone_rows")
+            conn.commit()
+        elapsed = time.perf_counter() - started
+        conn.execute("DROP TABLE alone_rows, alone_results")
+        conn.commit()
+        return elapsed
+
+
+def ceiling(rows: int, repeat: int = 3) -> dict:
+    items = make_texts("review", rows, seed=11)
+    body, staged = _csv(items), _staging_csv(items)
+    result: dict = {"rows": rows, "pipeline": {}, "upload_share": {}}
+    with cluster() as url:
+        result["alone"] = rows / statistics.median(pg_alone(url, staged) for _ in range(repeat))
+        keep = [pg_alone(url, staged, move_text=False) for _ in range(repeat)]
+        result["alone_text_kept"] = rows / statistics.median(keep)
+        for count in (1, 2, 4):
+            runs = [timed_batch(url, body, count, SCORER=CONSTANT) for _ in range(repeat)]
+            result["pipeline"][count] = rows / statistics.median(r["seconds"] for r in runs)
+            result["upload_share"][count] = statistics.median(
+                r["upload_seconds"] / r["seconds"] for r in runs
+            )
+    return result
+
+
+def cpu(rows: int) -> dict:
+    """PostgreSQL's and the runners' CPU per row for one ``rows``-row batch, real scorer, runners = cores."""
+    cores = os.cpu_count() or 1
+    body = _csv(make_texts("review", rows, seed=12))
+    with cluster() as url:
+        run = timed_batch(url, body, cores)
+    pg = run["pg_upload_cpu"] + run["pg_scoring_cpu"]
+    return {
+        "rows": rows,
+        "cores": cores,
+        "pg_upload_us": run["pg_upload_cpu"] / rows * 1e6,
+        "pg_scoring_us": run["pg_scoring_cpu"] / rows * 1e6,
+        "runner_us": run["runner_cpu"] / rows * 1e6,
+        "ratio": run["runner_cpu"] / pg,
+        "ratio_scoring": run["runner_cpu"] / run["pg_scoring_cpu"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ceiling")
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--cpu-rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    print(ceiling(args.rows, args.repeat))
+    print(cpu(args.cpu_rows))
+
+
+if __name__ == "__main__":
+    main()
