@@ -1,8 +1,9 @@
 """Parse an uploaded CSV as a stream of rows, never holding the whole file.
 
-Bytes (from :mod:`webapp.request_body`) are sniffed for binary formats,
-decoded incrementally (UTF-8 with or without BOM by default, or the encoding
-the client names), cut into physical lines (CR, LF or CRLF) and parsed by the
+Bytes (from :mod:`webapp.request_body`, inflated first by
+:mod:`webapp.compression` if gzip) are sniffed for binary formats, decoded
+incrementally (UTF-8 with or without BOM by default, or the encoding the
+client names), cut into physical lines (CR, LF or CRLF) and parsed by the
 ``csv`` module with RFC 4180 quoting. See the README, "What counts as a bad
 file", for every rule; in short:
 
@@ -42,7 +43,8 @@ _MAGIC = [
     (b"GIF8", "a GIF image"),
     (b"%PDF", "a PDF document"),
     (b"PK\x03\x04", "a ZIP archive (or an .xlsx workbook: export it as CSV)"),
-    (b"\x1f\x8b", "a gzip archive"),
+    # A gzip file reaches here inflated (webapp.compression); gzip again means compressed twice.
+    (b"\x1f\x8b", "a gzip archive inside a gzip archive (compressed twice)"),
     (b"BZh", "a bzip2 archive"),
     (b"\xfd7zXZ\x00", "an xz archive"),
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),

@@ -8,8 +8,12 @@ OWASP advises. NDJSON reads the rows through a server-side cursor, at most
 2,000 at a time and fewer when texts may be long (FETCH_CHARS: 400 rows at
 MAX_TEXT_CHARS 20,000). Either way the response starts at once, is sent in
 writes of at most SEND_BYTES however long a row, and memory stays flat,
-whatever the batch's size. At most MAX_EXPORTS downloads stream at once per
-web worker (webapp.admission); another is a 503 with Retry-After.
+whatever the batch's size. A client that sends ``Accept-Encoding: gzip``
+gets either download gzip-compressed (``Content-Encoding: gzip``), each write
+compressed and flushed on its own (webapp.compression.deflated), so it
+streams just the same; every answer carries ``Vary: Accept-Encoding``. At
+most MAX_EXPORTS downloads stream at once per web worker (webapp.admission);
+another is a 503 with Retry-After.
 Both run under BULK_STATEMENT_TIMEOUT, not the requests' shorter
 STATEMENT_TIMEOUT: the COPY lasts as long as the client takes to read it.
 Columns: id, text, sentiment, score, compound, pos, neu, neg, error (empty
@@ -21,12 +25,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from core import batches
 from core.batches import Batch
 from core.clients import Caller
 from webapp import admission
+from webapp.compression import deflated
 from webapp.db import WebPool, caller, connection, get_pool, settings
 
 bp = Blueprint("exports", __name__)
@@ -43,8 +48,13 @@ def _fetch_rows(max_text_chars: int) -> int:
 
 
 def _attachment(public_id: str, extension: str, mimetype: str, body: Iterator[bytes]) -> Response:
-    response = Response(body, mimetype=mimetype)
+    """The download, gzip-compressed write by write when the client accepts gzip."""
+    compressed = request.accept_encodings["gzip"] > 0
+    response = Response(deflated(body) if compressed else body, mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="{public_id}-results.{extension}"'
+    if compressed:
+        response.headers["Content-Encoding"] = "gzip"
+    response.vary.add("Accept-Encoding")
     return response
 
 

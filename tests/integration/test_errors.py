@@ -78,7 +78,7 @@ def test_late_problems_roll_back_the_whole_copy(client, db):
     ("body", "slug", "needle"),
     [
         (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "binary-file", "PNG"),
-        (b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4, "binary-file", "gzip"),
+        (b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4, "invalid-gzip", "gzip"),  # inflated, and corrupt
         (b"PK\x03\x04" + bytes(range(256)) * 4, "binary-file", "ZIP"),
         (b"id,text\n" + b"\x00" * 500, "binary-file", "NUL"),
         (b"ID, Text ,TEXT\n1,a,b\n", "duplicate-column", "Line 1"),
