@@ -384,14 +384,45 @@ def table(result: dict) -> str:
         f"{cpu['runners']:.0f} / {cpu['postgres']:.0f} / {cpu['web']:.0f} ms | | "
         f"runner : PostgreSQL = **{cpu['runners'] / cpu['postgres']:.1f}** |"
     )
-    lines.append(
-        f"| WAL per row over the whole run (upload, scoring, reaping the deleted batches) "
-        f"| {result['wal_bytes_per_row']:,.0f} bytes | | |"
-    )
-    for name, key in (("claim", "claim"), ("finish", "finish")):
+    if "wal_bytes_per_row" in result:  # runs before it was measured lack it
+        lines.append(
+            f"| WAL per row over the whole run (upload, scoring, reaping the deleted batches) "
+            f"| {result['wal_bytes_per_row']:,.0f} bytes | | |"
+        )
+    done, keep = result["done"], result["keep"]
+    # Deleting and reaping old batches starts after batch `keep`: the steady state is compared too.
+    steady = done[keep : keep + window] if len(done) >= keep + 2 * window else None
+    if steady:
+        rate = [statistics.mean(b["rows_per_s"] for b in part) for part in (steady, done[-window:])]
+        other = [statistics.mean(b["other_cores"] for b in part) for part in (steady, done[-window:])]
+        lines.append(
+            f"| throughput once old batches are being deleted: batches {keep + 1}-{keep + window} "
+            f"against the last {window} | {rate[0]:,.0f} rows/s ({other[0]:.2f} cores of other work) "
+            f"| {rate[1]:,.0f} rows/s ({other[1]:.2f}) | **{rate[1] / rate[0]:.2f}×** |"
+        )
+    for group in ("runners", "postgres"):
+        parts = [("first", done[:window])] + ([("steady", steady)] if steady else [])
+        per = {
+            name: 1e6 * statistics.mean(b["cpu_seconds"][group] for b in part) / result["rows"]
+            for name, part in [*parts, ("last", done[-window:])]
+        }
+        name = "PostgreSQL" if group == "postgres" else group
+        note = f"**{per['last'] / per['first']:.2f}×**"
+        if steady:
+            span = f"{keep + 1}-{keep + window}"
+            note += f"; {per['last'] / per['steady']:.2f}× of batches {span} ({per['steady']:.0f} ms)"
+        lines.append(
+            f"| CPU per 1,000 rows, {name} (CPU time: less moved by other work than wall time) "
+            f"| {per['first']:.0f} ms | {per['last']:.0f} ms | {note} |"
+        )
+    labels = {
+        "claim": "claim wait (the scorer waiting for its next round; the claim overlaps scoring)",
+        "finish": "finish (scored → committed, on the runner's database thread)",
+    }
+    for key, label in labels.items():
         first, last = result["latency"][key]["first"], result["latency"][key]["last"]
         lines.append(
-            f"| {name} latency p50 / p99 ({first['rounds']} and {last['rounds']} rounds) "
+            f"| {label}, p50 / p99 over {first['rounds']:,} and {last['rounds']:,} rounds "
             f"| {first['p50']:.1f} / {first['p99']:.1f} ms | {last['p50']:.1f} / {last['p99']:.1f} ms "
             f"| p99 {last['p99'] / first['p99']:.2f}× |"
         )
@@ -435,6 +466,11 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def render(path: Path) -> None:
+    """Print the table of a finished run again from its JSON (``--render bench-results/soak.json``)."""
+    print(table(json.loads(path.read_text())))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=50)
@@ -443,7 +479,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=int, default=10, help="results of this many latest batches are kept")
     parser.add_argument("--sample", type=float, default=1.0, help="seconds between size samples")
     parser.add_argument("--tune", action="store_true", help="per-table autovacuum settings of TUNING first")
+    parser.add_argument("--render", type=Path, help="only print the table of an earlier run's JSON")
     args = parser.parse_args(argv)
+    if args.render:
+        render(args.render)
+        return 0
     result = run(args.batches, args.rows, args.runners, args.keep, args.sample, args.tune)
     text = table(result)
     print(text)
