@@ -32,6 +32,31 @@ def _problems(*codes: str) -> dict[str, Any]:
     return {code: {"$ref": f"#/components/responses/Problem{code}"} for code in codes}
 
 
+#: gzip both ways (webapp.compression): an upload's Content-Encoding, a download's Accept-Encoding.
+CONTENT_ENCODING = {
+    "name": "Content-Encoding",
+    "in": "header",
+    "schema": {"enum": ["gzip", "x-gzip", "identity"]},
+    "description": "gzip: the body (a CSV, or the whole form) is gzip-compressed; it is inflated as it "
+    "streams, and MAX_UPLOAD_BYTES and MAX_ROWS count the inflated data. Any other coding is a 415. "
+    "A file that is itself gzip (reviews.csv.gz, by its magic bytes) is inflated too, without it.",
+}
+ACCEPT_ENCODING = {
+    "name": "Accept-Encoding",
+    "in": "header",
+    "schema": {"type": "string", "examples": ["gzip", "identity"]},
+    "description": "With gzip accepted, the download is gzip-compressed (Content-Encoding: gzip), still "
+    "streamed: each write is compressed and flushed on its own.",
+}
+DOWNLOAD_HEADERS = {
+    "Content-Encoding": {
+        "schema": {"const": "gzip"},
+        "description": "Present when Accept-Encoding allowed gzip: the body is gzip-compressed.",
+    },
+    "Vary": {"schema": {"type": "string"}, "description": "Names Accept-Encoding: the body depends on it."},
+}
+
+
 BATCH_ID = {
     "name": "batch_id",
     "in": "path",
@@ -85,8 +110,10 @@ def paths() -> dict[str, Any]:
             "post": {
                 "summary": "Upload a CSV (id,text) and start a batch",
                 "description": "A browser's form submission (Accept: text/html) is answered with "
-                "303 See Other to the batch's page instead, or with the form again when refused.",
+                "303 See Other to the batch's page instead, or with the form again when refused. "
+                "The file may be gzip-compressed (a .csv.gz file part or raw body, or Content-Encoding).",
                 "parameters": [
+                    CONTENT_ENCODING,
                     {
                         "name": "strict",
                         "in": "query",
@@ -179,9 +206,13 @@ def paths() -> dict[str, Any]:
         "/batch/{batch_id}/results.csv": {
             "get": {
                 "summary": "Download every result as CSV",
-                "parameters": [BATCH_ID],
+                "parameters": [BATCH_ID, ACCEPT_ENCODING],
                 "responses": {
-                    "200": {**download, "content": {"text/csv": {"schema": {"type": "string"}}}},
+                    "200": {
+                        **download,
+                        "headers": DOWNLOAD_HEADERS,
+                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                    },
                     **_problems("401", "404", "409", "503"),
                 },
             }
@@ -189,10 +220,11 @@ def paths() -> dict[str, Any]:
         "/batch/{batch_id}/results.ndjson": {
             "get": {
                 "summary": "Download every result as NDJSON",
-                "parameters": [BATCH_ID],
+                "parameters": [BATCH_ID, ACCEPT_ENCODING],
                 "responses": {
                     "200": {
                         **download,
+                        "headers": DOWNLOAD_HEADERS,
                         "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
                     },
                     **_problems("401", "404", "409", "503"),

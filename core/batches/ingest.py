@@ -99,6 +99,7 @@ def create(
     quota_rows: int | None = None,
     metadata: dict[str, str] | None = None,
     expires_after: timedelta | None = None,
+    callback_url: str | None = None,
 ) -> Batch:
     """Create a batch of ``client`` from ``rows``; every row is staged or none is (an exception from
     ``rows``, or a refusal by the quota, rolls everything back)."""
@@ -114,6 +115,7 @@ def create(
                 "client": client,
                 "metadata": Jsonb(metadata or {}),
                 "expires_after": expires_after,
+                "callback_url": callback_url,
             },
         ).fetchone()[0]
         valid = invalid = 0

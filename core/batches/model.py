@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.jsonshape import COUNT, NULLABLE_TIME, TIME, Member, dump, iso, object_schema
+from core.webhook_guard import shown_url
 
 #: Every status a batch can have; the schema's CHECK constraint lists the same (a test compares them).
 STATUSES = ("processing", "completed", "completed_with_errors", "cancelled")
@@ -68,6 +69,7 @@ class Batch:
     client: str | None  # the API key (its name) that uploaded and owns it; None without a key
     metadata: dict[str, str]  # the client's labels (core.batches.labels)
     expires_after: timedelta | None  # kept this long once finished; None: until deleted
+    callback_url: str | None  # called once the batch reaches a final state (core/webhooks.py)
 
     @property
     def expires_at(self) -> datetime | None:
@@ -157,6 +159,17 @@ BATCH_MEMBERS = (
             "description": "When the batch and its results are removed: expires_after (or RESULTS_TTL) past "
             "its finish; null while processing, or when it is kept until deleted.",
         },
+    ),
+    Member(
+        "callback_url",
+        lambda b: shown_url(b.callback_url),
+        {
+            "type": "string",
+            "description": "Called when the batch reaches a final state (GET /batch/{batch_id}/webhooks "
+            "shows how that went); shown without its query string, which may hold a token. Present only "
+            "when given.",
+        },
+        optional=True,
     ),
     Member(
         "summary",

@@ -1,7 +1,8 @@
 -- name: batches_insert
 -- Create a batch owned by the uploading client (inside the upload transaction, so a failed upload leaves nothing).
-INSERT INTO batches (public_id, chunk_size, source_filename, client, metadata, expires_after)
-VALUES (%(public_id)s, %(chunk_size)s, %(source_filename)s, %(client)s, %(metadata)s, %(expires_after)s)
+INSERT INTO batches (public_id, chunk_size, source_filename, client, metadata, expires_after, callback_url)
+VALUES (%(public_id)s, %(chunk_size)s, %(source_filename)s, %(client)s, %(metadata)s, %(expires_after)s,
+        %(callback_url)s)
 RETURNING id;
 
 -- name: batches_set_counts
@@ -41,6 +42,11 @@ WITH locked AS (
 ), unstaged AS (
     DELETE FROM batch_rows AS r USING dropped
     WHERE r.batch_id = %(batch_id)s AND r.row_number BETWEEN dropped.first_row AND dropped.last_row
+), webhook AS (
+    -- The batch.cancelled webhook joins the outbox in this same statement (jobrunner/webhooks.py).
+    INSERT INTO webhook_events (batch_id, type, callback_url)
+    SELECT id, 'batch.cancelled', callback_url FROM cancelled WHERE callback_url IS NOT NULL
+    ON CONFLICT (batch_id) DO NOTHING
 )
 SELECT {columns} FROM cancelled;
 

@@ -205,6 +205,15 @@ WITH held AS (
               b.status IN ('completed', 'completed_with_errors')
               AND b.processed_count + b.failed_count + b.invalid_count - (t.scored + t.failed + t.vanished)
                   < b.total_count AS completed_now
+), webhook AS (
+    -- The completion webhook (issue 16, part 3) joins the outbox in the statement that completes the
+    -- batch, or not at all (jobrunner/webhooks.py delivers it). This reads the batch row as it was
+    -- before this statement: callback_url never changes.
+    INSERT INTO webhook_events (batch_id, type, callback_url)
+    SELECT b.id, 'batch.' || a.status, b.callback_url
+    FROM advanced AS a JOIN batches AS b ON b.id = %(batch_id)s
+    WHERE a.completed_now AND b.callback_url IS NOT NULL
+    ON CONFLICT (batch_id) DO NOTHING
 ), beat AS (
     INSERT INTO runners AS r (name, host, pid, scorer, chunks_done, rows_done)
     SELECT %(runner)s, %(host)s, %(pid)s, %(scorer)s, (SELECT count(*) FROM finished), t.rows

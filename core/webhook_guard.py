@@ -1,0 +1,152 @@
+"""Which callback URLs a webhook may go to: the URL's form, and the SSRF guard on its addresses.
+
+A ``callback_url`` is checked twice. At upload (the web app): its form (http or
+https, a host, no user:password, no fragment, at most 2,048 characters), then
+its name is resolved and every address it resolves to is checked. When a
+runner delivers (``jobrunner/webhooks.py``): the name is resolved again, every
+address checked again, and the runner connects to one of those very addresses,
+never to the name, so a name that resolves elsewhere the second time (DNS
+rebinding) gains nothing.
+
+Refused: loopback, private (RFC 1918, unique local), link-local, shared
+(100.64/10), multicast, reserved and unspecified addresses, the cloud metadata
+addresses, and IPv6 addresses that embed a refused IPv4 one (IPv4-mapped,
+6to4). In short, anything but a global unicast address. ``WEBHOOK_ALLOW_PRIVATE``
+lifts the guard (tests, receivers on an internal network); the URL's form is
+checked all the same.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from core.errors import InvalidInput
+
+MAX_URL_CHARS = 2048
+SCHEMES = {"http": 80, "https": 443}
+#: Cloud metadata services, named for a clearer refusal (each is refused as link-local, private
+#: or shared anyway).
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
+)
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a callback URL points: what to resolve, what to connect to, what to ask for."""
+
+    url: str
+    scheme: str
+    host: str  # the name (or address literal) to resolve, and for TLS the name to check
+    port: int
+    target: str  # the path and query to request
+    host_header: str  # the Host header, as the URL gives it
+
+
+def _bad(detail: str) -> InvalidInput:
+    return InvalidInput("Invalid callback_url", detail, "invalid-callback-url")
+
+
+def parse_callback_url(url: str) -> Target:
+    """The URL's target; InvalidInput (400) for anything but an http(s) URL with a host."""
+    if len(url) > MAX_URL_CHARS:
+        raise _bad(f"callback_url is {len(url):,} characters long; at most {MAX_URL_CHARS:,} are accepted.")
+    if not url.isascii() or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise _bad(
+            "callback_url must be ASCII without spaces or control characters (percent-encode them, "
+            "and write an international host name in its xn-- form)."
+        )
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise _bad(f"callback_url must be an http or https URL, not {parts.scheme or 'a relative one'!r}.")
+    if "@" in parts.netloc:
+        raise _bad("callback_url must not hold a user name or password; put a token in its query instead.")
+    if parts.fragment or url.endswith("#"):
+        raise _bad("callback_url must not have a #fragment (it is never sent).")
+    try:
+        port = parts.port or SCHEMES[scheme]
+    except ValueError:
+        raise _bad("callback_url has an invalid port.") from None
+    host = parts.hostname
+    if not host:
+        raise _bad("callback_url has no host.")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(url, scheme, host, port, target, parts.netloc)
+
+
+def refusal(address: Address) -> str | None:
+    """Why the guard refuses this address, or None for a global unicast address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None and (reason := refusal(embedded)):
+            return f"{reason} (inside {address})"
+    if address in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    for attribute, what in (
+        ("is_loopback", "a loopback address"),
+        ("is_link_local", "a link-local address"),
+        ("is_multicast", "a multicast address"),
+        ("is_unspecified", "an unspecified address"),
+        ("is_private", "a private address"),
+        ("is_reserved", "a reserved address"),
+    ):
+        if getattr(address, attribute):
+            return what
+    if not address.is_global:
+        return "not a public address"
+    return None
+
+
+class Refused(InvalidInput):
+    """The callback's host is, or resolves to, an address the guard refuses (or does not resolve)."""
+
+
+def resolve(target: Target, *, allow_private: bool) -> list[Address]:
+    """Every address the target's host resolves to, each checked; Refused if it does not resolve or
+    any of them is refused (one bad address is enough: which one a connection would use is not ours
+    to pick)."""
+    try:
+        infos = socket.getaddrinfo(
+            target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+    except (OSError, UnicodeError) as exc:
+        raise Refused(
+            "Callback host not found",
+            f"callback_url's host {target.host!r} does not resolve ({exc}).",
+            "callback-url-refused",
+        ) from None
+    addresses: list[Address] = []
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if address not in addresses:
+            addresses.append(address)
+    if not allow_private:
+        for address in addresses:
+            if reason := refusal(address):
+                raise Refused(
+                    "Callback address refused",
+                    f"callback_url's host {target.host!r} resolves to {address}, {reason}: webhooks go to "
+                    "public addresses only (WEBHOOK_ALLOW_PRIVATE=true lifts this).",
+                    "callback-url-refused",
+                )
+    return addresses
+
+
+def check_callback_url(url: str, *, allow_private: bool) -> str:
+    """The URL as stored, once its form and its addresses pass (InvalidInput, a 400, otherwise)."""
+    resolve(parse_callback_url(url), allow_private=allow_private)
+    return url
+
+
+def shown_url(url: str | None) -> str | None:
+    """The URL as the API shows it: without its query, which may hold a token."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return parts._replace(query="", fragment="").geturl()

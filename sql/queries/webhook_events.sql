@@ -1,0 +1,94 @@
+-- name: webhook_events_claim
+-- Lease the next due webhook event to one runner for one attempt (recorded as started), with the secret that signs it.
+WITH due AS (
+    -- SKIP LOCKED: runners racing for the same event each take another (or
+    -- none); the partial index webhook_events_due_idx holds only pending
+    -- events, in due order.
+    SELECT id
+    FROM webhook_events
+    WHERE state = 'pending' AND next_attempt_at <= now()
+    ORDER BY next_attempt_at, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    -- The lease is committed, not held by an open transaction. next_attempt_at
+    -- moves to the lease's end: if this runner dies mid-attempt, the event is
+    -- simply due again then, and the next claim takes it (same webhook_id).
+    UPDATE webhook_events AS e
+    SET attempts = e.attempts + 1,
+        claimed_by = %(runner)s,
+        lease_token = gen_random_uuid(),
+        lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+        next_attempt_at = now() + make_interval(secs => %(lease_seconds)s)
+    FROM due
+    WHERE e.id = due.id
+    RETURNING e.id, e.batch_id, e.webhook_id, e.type, e.callback_url, e.body, e.attempts AS attempt,
+              e.lease_token, e.created_at
+), started AS (
+    INSERT INTO webhook_attempts (event_id, attempt, runner)
+    SELECT id, attempt, %(runner)s FROM leased
+    ON CONFLICT (event_id, attempt) DO NOTHING
+)
+SELECT leased.*, s.secret AS key_secret
+FROM leased
+JOIN batches AS b ON b.id = leased.batch_id
+LEFT JOIN webhook_secrets AS s ON s.client = b.client;
+
+-- name: webhook_events_batch
+-- The batch an event is about, as a Batch ({columns}), to build the event's body from.
+SELECT {columns} FROM batches WHERE id = %(batch_id)s;
+
+-- name: webhook_events_fix_body
+-- Fix the body every attempt of an event sends: the first attempt's, if one already did (only while the caller's lease holds).
+UPDATE webhook_events
+SET body = coalesce(body, %(body)s)
+WHERE id = %(event_id)s AND lease_token = %(lease_token)s AND state = 'pending'
+RETURNING body;
+
+-- name: webhook_events_record
+-- Record an attempt's outcome, and move its event on: delivered (a 2xx, whoever holds the lease), given up, or due again after a backoff (only while the caller's lease holds).
+WITH attempt AS (
+    UPDATE webhook_attempts
+    SET finished_at = now(),
+        duration_ms = %(duration_ms)s,
+        status_code = %(status_code)s,
+        error = %(error)s
+    WHERE event_id = %(event_id)s AND attempt = %(attempt)s AND finished_at IS NULL
+), verdict AS (
+    SELECT e.id,
+           CASE WHEN %(delivered)s THEN 'delivered'
+                WHEN %(gone)s
+                  OR now() + make_interval(secs => %(backoff_seconds)s)
+                     > e.created_at + make_interval(secs => %(retry_for_seconds)s)
+                    THEN 'failed'
+                ELSE 'pending' END AS state
+    FROM webhook_events AS e
+    WHERE e.id = %(event_id)s AND e.state = 'pending'
+      AND (e.lease_token = %(lease_token)s OR %(delivered)s)
+    FOR UPDATE
+)
+UPDATE webhook_events AS e
+SET state = v.state,
+    finished_at = CASE WHEN v.state <> 'pending' THEN now() END,
+    next_attempt_at = now() + make_interval(secs => %(backoff_seconds)s),
+    lease_token = NULL,
+    lease_expires_at = NULL,
+    last_error = CASE WHEN %(delivered)s THEN NULL ELSE %(outcome)s END
+FROM verdict AS v
+WHERE e.id = v.id
+RETURNING e.state;
+
+-- name: webhook_events_next_due
+-- Seconds until the next pending event is due (negative: one is due now; NULL: none pending).
+SELECT extract(epoch FROM min(next_attempt_at) - now())::float8 AS seconds
+FROM webhook_events
+WHERE state = 'pending';
+
+-- name: webhook_events_deliveries
+-- A batch's webhook event and each of its attempts, oldest first (the webhook_deliveries view, under the caller's row-level security).
+SELECT webhook_id, type, state, event_at, next_attempt_at, attempt, started_at, duration_ms,
+       status_code, error, outcome
+FROM webhook_deliveries
+WHERE batch = %(public_id)s
+ORDER BY attempt NULLS FIRST
+LIMIT 1000;
