@@ -244,6 +244,42 @@ class Settings:
         "the address a runner's metrics port binds (`--metrics-host`); `0.0.0.0` to serve beyond this "
         "machine",
     )
+    # -- webhooks (core/webhooks.py, jobrunner/webhooks.py) ---------------------
+    webhook_secret: str = setting(
+        "WEBHOOK_SECRET",
+        "",
+        "signs the completion webhooks of batches whose API key has no secret of its own (`whsec_` and "
+        "base64 of 24 to 64 random bytes); unset, their webhooks cannot be sent (a batch without a key "
+        "may then not ask for one)",
+        shown="(unset)",
+    )
+    webhook_allow_private: bool = setting(
+        "WEBHOOK_ALLOW_PRIVATE",
+        False,
+        "`true` lets `callback_url` reach loopback, private, link-local and other non-public addresses "
+        "(tests, receivers on an internal network); off, they are refused at upload and when sending",
+    )
+    webhook_connect_timeout: float = setting(
+        "WEBHOOK_CONNECT_TIMEOUT", 3.0, "seconds a runner waits to connect to a webhook's receiver"
+    )
+    webhook_read_timeout: float = setting(
+        "WEBHOOK_READ_TIMEOUT",
+        10.0,
+        "seconds a webhook's request and its answer may take, once connected; past it the attempt failed",
+    )
+    webhook_retry_seconds: float = setting(
+        "WEBHOOK_RETRY_SECONDS",
+        5.0,
+        "wait after a webhook's first failed attempt; doubles per attempt (at most an hour, plus up to 20 % "
+        "jitter, or the receiver's `Retry-After`)",
+    )
+    webhook_retry_for: float = setting(
+        "WEBHOOK_RETRY_FOR",
+        86400.0,
+        "webhooks are retried this long after the batch finished, then given up (`failed`)",
+        kind="duration",
+        shown="24h",
+    )
     # -- logging -------------------------------------------------------------
     log_level: str = setting("LOG_LEVEL", "INFO", "logging level of the entry points")
     log_format: str = setting(
@@ -275,6 +311,13 @@ class Settings:
         # Normalised once here, so no reader has to remember the case.
         object.__setattr__(self, "log_level", self.log_level.upper())
         object.__setattr__(self, "log_format", self.log_format.lower())
+        if self.webhook_secret:  # a bad one stops the process at start, not every webhook later
+            from core.webhooks import secret_key
+
+            try:
+                secret_key(self.webhook_secret)
+            except ValueError as exc:
+                raise ValueError(f"WEBHOOK_SECRET: {exc}") from None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

@@ -9,7 +9,8 @@
   skip it instead of waiting; ``python -m jobrunner purge`` takes the same
   lock), each step its own short transaction on rows no runner reads, so no
   other runner waits on it; the runner doing it pauses its own scoring for
-  at most REAP_BUDGET_SECONDS per turn (plus marking up to 100 batches).
+  at most REAP_BUDGET_SECONDS per turn (plus marking up to 100 batches);
+* make sure the runner's webhook deliverer thread runs (``jobrunner.webhooks``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import psycopg
 from core import batches
 from core.queries import q
 from core.settings import Settings
+from jobrunner import webhooks
 from jobrunner.chunks import release_expired
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ REAP_BUDGET_SECONDS = 0.5
 
 def housekeep(conn: psycopg.Connection, settings: Settings) -> None:
     """One turn of housekeeping on the runner's autocommit connection."""
+    webhooks.ensure_running(settings)  # the webhook deliverer thread, started by the first turn
     release_expired(conn)
     for (name,) in conn.execute(q("runners_expire"), {"expiry_seconds": settings.runner_expiry_seconds}):
         log.info("runner %s stopped beating its heartbeat; removed from runners", name)

@@ -5,6 +5,9 @@
 * ``keys list`` shows each key's name, role, when it was made and last used,
   and whether it was revoked; never a key.
 * ``keys revoke NAME`` refuses the key from the next request on.
+* ``keys webhook-secret NAME`` gives the key a new secret for signing its
+  batches' webhooks and prints it alone on the last line, once (``keys
+  create`` prints the key's first one, on the line before the key).
 
 They run against DATABASE_URL as the runners do (applying pending migrations
 first unless MIGRATE_ON_START=false); keys are never made over HTTP.
@@ -18,7 +21,7 @@ from datetime import datetime
 
 import psycopg
 
-from core import clients
+from core import clients, webhooks
 from core.connections import conninfo
 from core.errors import ServiceError
 from core.migrations import migrate
@@ -35,6 +38,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     actions.add_parser("list", help="every key: name, role, created, last used, revoked (never the key)")
     revoke = actions.add_parser("revoke", help="refuse a key from the next request on")
     revoke.add_argument("name")
+    secret = actions.add_parser(
+        "webhook-secret", help="give a key a new webhook signing secret, printed once (the old one stops)"
+    )
+    secret.add_argument("name")
 
 
 def _when(moment: datetime | None) -> str:
@@ -57,10 +64,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with psycopg.connect(conninfo(settings, "runner"), autocommit=True) as conn:
         try:
             if args.action == "create":
-                key = clients.create_key(conn, args.name, admin=args.admin)
+                with conn.transaction():
+                    key = clients.create_key(conn, args.name, admin=args.admin)
+                    secret = webhooks.give_secret(conn, args.name)
                 role = "admin" if args.admin else "client"
+                print(f"Its webhooks are signed with this secret (shown once too): {secret}")
                 print(f"API key {args.name!r} ({role}). It is shown this once; keep it somewhere safe:")
                 print(key)
+            elif args.action == "webhook-secret":
+                secret = webhooks.give_secret(conn, args.name)
+                print(f"The webhooks of {args.name!r} are signed from now on with (shown this once):")
+                print(secret)
             elif args.action == "list":
                 print(_table(clients.list_keys(conn)))
             else:

@@ -1,0 +1,192 @@
+"""Completion webhooks, the parts web and runners share: secrets, signatures, the body, the attempts.
+
+Signed the Standard Webhooks way (https://www.standardwebhooks.com, version
+1.0.0). A secret is ``whsec_`` and the base64 of 32 random bytes; the signed
+content is ``{webhook-id}.{webhook-timestamp}.{body}``; the ``webhook-signature``
+header is ``v1,`` and the base64 of its HMAC-SHA256. ``webhook-id`` is the same
+on every attempt of one event (receivers drop duplicates by it);
+``webhook-timestamp`` is the attempt's own time, in Unix seconds (receivers
+refuse old ones, against replays).
+
+The body is ``{"type": "batch.<final status>", "timestamp": <when the batch
+finished>, "data": <the batch as GET /batch/<id> shows it>}``, minified. The
+first attempt fixes it (``webhook_events.body``), so every attempt sends the
+very same bytes.
+
+Which secret signs: the batch's API key's own (``webhook_secrets``, made by
+``keys create`` and ``keys webhook-secret``), else WEBHOOK_SECRET.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from core.batches.model import Batch
+from core.errors import NotFound
+from core.jsonshape import NULLABLE_TIME, TIME, Member, dump, iso, object_schema
+from core.queries import q
+
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32
+#: Standard Webhooks asks for 24 to 64 bytes of key.
+SECRET_BYTES_RANGE = (24, 64)
+EVENT_TYPES = ("batch.completed", "batch.completed_with_errors", "batch.cancelled")
+STATES = ("pending", "delivered", "failed")
+OUTCOMES = ("delivered", "failed", "in_progress", "interrupted")
+
+
+def new_secret() -> str:
+    """A fresh signing secret: whsec_ and the base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+def give_secret(conn: psycopg.Connection, client: str) -> str:
+    """A new signing secret for an API key's webhooks (replacing its old one), to show once."""
+    secret = new_secret()
+    if conn.execute(q("webhook_secrets_set"), {"client": client, "secret": secret}).fetchone() is None:
+        raise NotFound("No such key", f"There is no API key named {client!r}.", "key-not-found")
+    return secret
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key a whsec_ secret holds; ValueError if it is not one."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"a webhook secret starts with {SECRET_PREFIX} (then base64)")
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"a webhook secret is {SECRET_PREFIX} then base64: {exc}") from None
+    low, high = SECRET_BYTES_RANGE
+    if not low <= len(key) <= high:
+        raise ValueError(f"a webhook secret holds {low} to {high} bytes, this one {len(key)}")
+    return key
+
+
+def signature(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
+    """The webhook-signature header's value: ``v1,`` and base64(HMAC-SHA256(id.timestamp.body))."""
+    content = f"{webhook_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret_key(secret), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def headers(secret: str, webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The request's headers: the three of Standard Webhooks and the body's type."""
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "batch-sentiment-webhooks/1",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature(secret, webhook_id, timestamp, body),
+    }
+
+
+def event_type(status: str) -> str:
+    return f"batch.{status}"
+
+
+def body(batch: Batch) -> str:
+    """The event's body for a batch in a final state (minified JSON)."""
+    event = {"type": event_type(batch.status), "timestamp": iso(batch.completed_at), "data": batch.to_json()}
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One row of the webhook_deliveries view, as GET /batch/<id>/webhooks reads it."""
+
+    webhook_id: str
+    type: str
+    state: str
+    event_at: datetime
+    next_attempt_at: datetime | None
+    attempt: int | None
+    started_at: datetime | None
+    duration_ms: int | None
+    status_code: int | None
+    error: str | None
+    outcome: str | None
+
+
+EVENT_MEMBERS = (
+    Member("webhook_id", lambda d: d.webhook_id, {"type": "string", "description": "The webhook-id header."}),
+    Member("type", lambda d: d.type, {"enum": list(EVENT_TYPES)}),
+    Member(
+        "state",
+        lambda d: d.state,
+        {
+            "enum": list(STATES),
+            "description": "pending: to be tried (again); delivered: a 2xx; failed: given up.",
+        },
+    ),
+    Member("created_at", lambda d: iso(d.event_at), TIME),
+    Member(
+        "next_attempt_at",
+        lambda d: iso(d.next_attempt_at),
+        {**NULLABLE_TIME, "description": "When the next attempt is due, while pending."},
+    ),
+)
+
+ATTEMPT_MEMBERS = (
+    Member("attempt", lambda d: d.attempt, {"type": "integer", "minimum": 1}),
+    Member("started_at", lambda d: iso(d.started_at), TIME),
+    Member("duration_ms", lambda d: d.duration_ms, {"type": ["integer", "null"], "minimum": 0}),
+    Member(
+        "status_code",
+        lambda d: d.status_code,
+        {"type": ["integer", "null"], "description": "The receiver's HTTP status; null without an answer."},
+    ),
+    Member(
+        "error",
+        lambda d: d.error,
+        {
+            "type": ["string", "null"],
+            "description": "Why no answer came: refused address, connection, TLS, timeout.",
+        },
+    ),
+    Member(
+        "outcome",
+        lambda d: d.outcome,
+        {
+            "enum": list(OUTCOMES),
+            "description": "interrupted: the runner making it stopped or died; the event is tried again.",
+        },
+    ),
+)
+
+
+def deliveries_json(public_id: str, callback_url: str | None, rows: list[Delivery]) -> dict[str, Any]:
+    """GET /batch/<id>/webhooks: the batch's event (null until it finishes, or without a callback_url)
+    and every attempt, oldest first."""
+    return {
+        "batch_id": public_id,
+        "callback_url": callback_url,
+        "event": dump(rows[0], EVENT_MEMBERS) if rows else None,
+        "attempts": [dump(row, ATTEMPT_MEMBERS) for row in rows if row.attempt is not None],
+    }
+
+
+SCHEMAS = {
+    "WebhookEvent": object_schema(EVENT_MEMBERS, "A batch's completion webhook."),
+    "WebhookAttempt": object_schema(ATTEMPT_MEMBERS, "One attempt to deliver it."),
+    "WebhookDeliveries": {
+        "type": "object",
+        "description": "A batch's webhook: its event and every attempt, oldest first.",
+        "required": ["batch_id", "callback_url", "event", "attempts"],
+        "properties": {
+            "batch_id": {"type": "string"},
+            "callback_url": {"type": ["string", "null"], "description": "As given, without its query."},
+            "event": {"oneOf": [{"$ref": "#/components/schemas/WebhookEvent"}, {"type": "null"}]},
+            "attempts": {"type": "array", "items": {"$ref": "#/components/schemas/WebhookAttempt"}},
+        },
+    },
+}

@@ -1,0 +1,262 @@
+"""Delivering completion webhooks: each runner's deliverer thread, at least once, with backoff.
+
+The statement that finishes a batch (``chunks_finish``) or cancels it
+(``batches_cancel``) writes the event into the outbox ``webhook_events`` (if
+the batch has a ``callback_url``); a trigger NOTIFYs ``webhook_events``. Every
+runner runs one deliverer thread on a connection of its own (started by its
+first housekeeping turn, :func:`ensure_running`), so a slow receiver never
+holds up scoring. It loops:
+
+* claim the next due event (``webhook_events_claim``: ``FOR UPDATE SKIP LOCKED``
+  feeding an ``UPDATE … RETURNING`` that commits a lease and the attempt's
+  row), so two runners never make the same attempt; the lease is the longest
+  an attempt can take (connect + read timeouts, plus room for DNS), and a
+  claim also moves the event's due time to the lease's end: a runner killed
+  mid-attempt leaves an event that is due again once the lease runs out, and
+  is sent again with the same ``webhook-id``;
+* fix the body on the first attempt, sign it (:mod:`core.webhooks`), resolve
+  the host and check every address (:mod:`core.webhook_guard`), connect to a
+  checked address (never to the name again), TLS with SNI and the name's
+  certificate for https, POST with the URL's Host header, read the status and
+  at most 4 KiB of the answer, follow no redirect;
+* record the outcome: a 2xx ends it (``delivered``), so does ``410 Gone``
+  (``failed``); anything else is tried again after ``WEBHOOK_RETRY_SECONDS``,
+  doubling, at most an hour, plus up to 20 % jitter (longer if the answer's
+  ``Retry-After`` says so), until ``WEBHOOK_RETRY_FOR`` (24 h) after the event;
+  then it is ``failed``;
+* with nothing due, wait for a NOTIFY, the next due time, or POLL_SECONDS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.rows import class_row, namedtuple_row
+
+from core import webhooks
+from core.batches.model import Batch
+from core.batches.store import batch_statement
+from core.connections import conninfo
+from core.errors import InvalidInput
+from core.queries import q
+from core.settings import Settings
+from core.webhook_guard import Address, Target, parse_callback_url, resolve
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "webhook_events"
+#: Most of an answer's body that is read (and then dropped).
+MAX_ANSWER_BYTES = 4096
+#: The longest wait between two attempts, however many failed.
+MAX_BACKOFF_SECONDS = 3600.0
+#: Room in a lease beyond the connect and read timeouts: name resolution, the database.
+LEASE_ROOM_SECONDS = 5.0
+_ERROR_CHARS = 500
+
+_started: threading.Thread | None = None
+_start_lock = threading.Lock()
+
+
+def ensure_running(settings: Settings) -> None:
+    """Start this process's deliverer thread, once (called by every housekeeping turn)."""
+    global _started
+    with _start_lock:
+        if _started is None or not _started.is_alive():
+            from jobrunner.runner import default_runner_name
+
+            name = settings.runner_name or default_runner_name()
+            _started = threading.Thread(target=Deliverer(settings, name).run, name="webhooks", daemon=True)
+            _started.start()
+
+
+@dataclass
+class Answer:
+    status_code: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+def lease_seconds(settings: Settings) -> float:
+    """The longest one attempt can take: connect, then send and read, plus room."""
+    return settings.webhook_connect_timeout + settings.webhook_read_timeout + LEASE_ROOM_SECONDS
+
+
+def backoff_seconds(settings: Settings, attempt: int, retry_after: float | None) -> float:
+    delay = min(settings.webhook_retry_seconds * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+    delay *= 1 + random.random() / 5
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_BACKOFF_SECONDS))
+    return delay
+
+
+class Deliverer:
+    """Claims due events one at a time and delivers them; reconnects after a lost connection."""
+
+    def __init__(self, settings: Settings, runner: str) -> None:
+        self.settings = settings
+        self.runner = runner
+
+    def run(self) -> None:
+        pause = 0.5
+        while True:
+            try:
+                with psycopg.connect(conninfo(self.settings, "runner"), autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    pause = 0.5
+                    while True:
+                        if not self.attempt_one(conn):
+                            self._wait(conn)
+            except psycopg.OperationalError as exc:
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                log.warning("webhooks: database unavailable (%s); retrying in %.1fs", first_line, pause)
+            except Exception:  # a bug: logged; the lease of what was in hand expires, nothing is lost
+                log.exception("webhooks: the deliverer failed; starting over in %.1fs", pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+    def _wait(self, conn: psycopg.Connection) -> None:
+        seconds = conn.execute(q("webhook_events_next_due")).fetchone()[0]
+        timeout = self.settings.poll_seconds if seconds is None else min(seconds, self.settings.poll_seconds)
+        if timeout > 0:
+            for _ in conn.notifies(timeout=timeout, stop_after=1):
+                pass
+
+    def attempt_one(self, conn: psycopg.Connection) -> bool:
+        """Claim the next due event and make one attempt; False if none is due."""
+        params = {"runner": self.runner, "lease_seconds": lease_seconds(self.settings)}
+        with conn.cursor(row_factory=namedtuple_row) as cur:
+            event = cur.execute(q("webhook_events_claim"), params).fetchone()
+        if event is None:
+            return False
+        started = time.monotonic()
+        body = event.body if event.body is not None else self._fix_body(conn, event)
+        if body is None:
+            return (
+                True  # the lease went meanwhile (only a very slow database does that); someone else goes on
+            )
+        answer = self.send(event.callback_url, event.webhook_id, body, event.key_secret)
+        duration_ms = round((time.monotonic() - started) * 1000)
+        delivered = answer.status_code is not None and 200 <= answer.status_code <= 299
+        outcome = answer.error or f"HTTP {answer.status_code}"
+        record = {
+            "event_id": event.id,
+            "attempt": event.attempt,
+            "lease_token": event.lease_token,
+            "duration_ms": duration_ms,
+            "status_code": answer.status_code,
+            "error": answer.error,
+            "outcome": outcome,
+            "delivered": delivered,
+            "gone": answer.status_code == 410,
+            "backoff_seconds": backoff_seconds(self.settings, event.attempt, answer.retry_after),
+            "retry_for_seconds": self.settings.webhook_retry_for,
+        }
+        row = conn.execute(q("webhook_events_record"), record).fetchone()
+        state = row[0] if row else "(lease lost)"
+        level = logging.INFO if delivered else logging.WARNING
+        log.log(
+            level,
+            "webhook %s (%s) attempt %d: %s in %d ms; now %s",
+            event.webhook_id,
+            event.type,
+            event.attempt,
+            outcome,
+            duration_ms,
+            state,
+            extra={"webhook_id": event.webhook_id, "attempt": event.attempt, "duration_ms": duration_ms},
+        )
+        return True
+
+    def _fix_body(self, conn: psycopg.Connection, event) -> str | None:  # type: ignore[no-untyped-def]
+        with conn.cursor(row_factory=class_row(Batch)) as cur:
+            batch = cur.execute(
+                batch_statement("webhook_events_batch"), {"batch_id": event.batch_id}
+            ).fetchone()
+        params = {"event_id": event.id, "lease_token": event.lease_token, "body": webhooks.body(batch)}
+        row = conn.execute(q("webhook_events_fix_body"), params).fetchone()
+        return row[0] if row else None
+
+    def send(self, url: str, webhook_id: str, body: str, key_secret: str | None) -> Answer:
+        """One attempt: sign, check, connect, POST; the answer's status, or why there is none."""
+        secret = key_secret or self.settings.webhook_secret
+        if not secret:
+            return Answer(
+                error="no signing secret: set WEBHOOK_SECRET, or give the key one (keys webhook-secret)"
+            )
+        payload = body.encode()
+        try:
+            headers = webhooks.headers(secret, webhook_id, int(time.time()), payload)
+        except ValueError as exc:
+            return Answer(error=f"the signing secret is unusable: {exc}")
+        try:
+            target = parse_callback_url(url)
+            addresses = resolve(target, allow_private=self.settings.webhook_allow_private)
+        except InvalidInput as exc:
+            return Answer(error=f"refused: {exc.detail}"[:_ERROR_CHARS])
+        try:
+            return self._post(target, addresses, headers, payload)
+        except TimeoutError:
+            return Answer(error="timed out")
+        except ssl.SSLError as exc:
+            return Answer(error=f"TLS: {exc}"[:_ERROR_CHARS])
+        except (OSError, http.client.HTTPException) as exc:
+            return Answer(error=f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS])
+
+    def _post(
+        self, target: Target, addresses: list[Address], headers: dict[str, str], payload: bytes
+    ) -> Answer:
+        connect_timeout = self.settings.webhook_connect_timeout
+        read_timeout = self.settings.webhook_read_timeout
+        sock, failures = None, []
+        for address in addresses:  # every one was checked; the name is not resolved again
+            try:
+                sock = socket.create_connection((str(address), target.port), timeout=connect_timeout)
+                break
+            except OSError as exc:
+                failures.append(f"{address}: {exc}")
+        if sock is None:
+            return Answer(error=("could not connect: " + "; ".join(failures))[:_ERROR_CHARS])
+        held = [sock]
+        # The whole exchange is bounded, not only each read: a receiver dribbling bytes is cut off.
+        watchdog = threading.Timer(read_timeout, _shut, (held,))
+        watchdog.start()
+        try:
+            sock.settimeout(read_timeout)
+            if target.scheme == "https":
+                held[0] = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
+            connection = http.client.HTTPConnection(target.host, target.port, timeout=read_timeout)
+            connection.sock = held[0]  # already connected: http.client must not resolve the name again
+            connection.request(
+                "POST", target.target, body=payload, headers={**headers, "Host": target.host_header}
+            )
+            answer = connection.getresponse()
+            answer.read(MAX_ANSWER_BYTES)
+            return Answer(status_code=answer.status, retry_after=_seconds(answer.getheader("Retry-After")))
+        except (OSError, http.client.HTTPException):
+            if watchdog.finished.is_set():  # not cancelled yet, so it fired: the exchange took too long
+                raise TimeoutError from None
+            raise
+        finally:
+            watchdog.cancel()
+            held[0].close()
+
+
+def _shut(held: list[socket.socket]) -> None:
+    with contextlib.suppress(OSError):
+        held[0].shutdown(socket.SHUT_RDWR)
+
+
+def _seconds(value: str | None) -> float | None:
+    """A Retry-After in seconds (the date form is ignored)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
