@@ -30,6 +30,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         pages,
         problems,
         request_log,
+        webhooks,
     )
 
     settings = Settings.from_env()
@@ -45,7 +46,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     auth.init_app(app, settings)
     request_log.init_app(app)
     pages.init_app(app)
-    for blueprint in (api.bp, listings.bp, exports.bp, health.bp, metrics.bp, openapi.bp):
+    for blueprint in (api.bp, listings.bp, exports.bp, health.bp, metrics.bp, openapi.bp, webhooks.bp):
         app.register_blueprint(blueprint)
     return app
 

@@ -18,7 +18,7 @@ from core import batches
 from core.batches import idempotency, labels
 from core.setting_values import parse_bool
 from core.settings import Settings
-from webapp import admission, pages
+from webapp import admission, pages, webhooks
 from webapp.compression import content_decoded, gunzipped
 from webapp.csv_upload import UploadOptions, check_encoding, csv_rows
 from webapp.db import bulk_connection, caller, connection, settings
@@ -165,6 +165,7 @@ def _batch_shape(config: Settings, fields: Mapping[str, str]) -> dict[str, Any]:
     return {
         "metadata": labels.parse_metadata(request.args.get("metadata", fields.get("metadata"))),
         "expires_after": expires_after,
+        "callback_url": webhooks.callback_url_option(config, fields),  # webapp/webhooks.py (issue 16, part 3)
     }
 
 

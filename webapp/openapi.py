@@ -16,9 +16,11 @@ from flask import Blueprint, Response, jsonify
 
 from core.batches import SCHEMAS as OBJECT_SCHEMAS
 from core.batches import SENTIMENTS, STATUSES
+from core.webhooks import SCHEMAS as WEBHOOK_SCHEMAS
 from webapp.listings import BATCHES, ERRORS, RESULTS
 from webapp.openapi_paths import paths, ref
 from webapp.pagination import Listing
+from webapp.webhooks import openapi_webhooks
 
 bp = Blueprint("openapi", __name__)
 
@@ -55,6 +57,7 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     **OBJECT_SCHEMAS,
+    **WEBHOOK_SCHEMAS,
     "ResultsPage": _page_schema(
         RESULTS,
         "Result",
@@ -93,6 +96,7 @@ def document() -> dict[str, Any]:
         },
         "security": [{}, {"bearer": []}],
         "paths": paths(),
+        "webhooks": openapi_webhooks(),
         "components": {
             "schemas": SCHEMAS,
             "responses": {

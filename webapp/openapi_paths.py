@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.batches import SENTIMENTS, STATUSES
+from webapp import webhooks
 from webapp.pagination import MAX_PER_PAGE
 
 NEXT_LINK = {"Link": {"description": 'The next page: <url>; rel="next"', "schema": {"type": "string"}}}
@@ -126,6 +127,7 @@ def paths() -> dict[str, Any]:
                         "schema": {"type": "string"},
                         "description": "The file's text encoding (default UTF-8), e.g. cp1252.",
                     },
+                    webhooks.CALLBACK_URL_PARAMETER,
                 ],
                 "requestBody": {
                     "required": True,
@@ -138,6 +140,7 @@ def paths() -> dict[str, Any]:
                                     "file": {"type": "string", "contentMediaType": "text/csv"},
                                     "strict": {"type": "string"},
                                     "encoding": {"type": "string"},
+                                    "callback_url": webhooks.CALLBACK_URL_PARAMETER["schema"],
                                 },
                             }
                         },
@@ -282,4 +285,5 @@ def paths() -> dict[str, Any]:
                 },
             }
         },
+        **webhooks.openapi_paths(_problems("401", "404", "503")),
     }
