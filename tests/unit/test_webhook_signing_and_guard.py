@@ -1,0 +1,140 @@
+"""Webhooks without a database: Standard Webhooks signatures, the callback URL's form, the SSRF guard."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+
+import pytest
+
+from core import webhooks
+from core.errors import InvalidInput
+from core.webhook_guard import Target, parse_callback_url, refusal, resolve, shown_url
+
+
+def test_the_signature_is_the_standard_webhooks_test_vector():
+    # The test vector the Standard Webhooks libraries publish.
+    signature = webhooks.signature(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        1614265330,
+        b'{"test": 2432232314}',
+    )
+    assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_new_secrets_are_whsec_and_32_random_bytes_and_sign_what_a_receiver_checks():
+    secret = webhooks.new_secret()
+    assert secret.startswith("whsec_") and secret != webhooks.new_secret()
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    assert len(key) == 32
+    headers = webhooks.headers(secret, "msg_1", 1700000000, b'{"a":1}')
+    expected = base64.b64encode(hmac.new(key, b'msg_1.1700000000.{"a":1}', hashlib.sha256).digest()).decode()
+    assert headers["webhook-signature"] == f"v1,{expected}"
+    assert headers["webhook-id"] == "msg_1" and headers["webhook-timestamp"] == "1700000000"
+
+
+@pytest.mark.parametrize("secret", ["", "secret", "whsec_", "whsec_not base64!", "whsec_c2hvcnQ="])
+def test_unusable_secrets_are_refused(secret):
+    with pytest.raises(ValueError):
+        webhooks.secret_key(secret)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.8.9.10",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "169.254.1.1",
+        "100.64.0.1",
+        "100.100.100.200",
+        "0.0.0.0",
+        "224.0.0.1",
+        "239.255.255.250",
+        "240.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "fd00:ec2::254",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "2002:7f00:1::1",  # 6to4 around 127.0.0.1
+        "2001:db8::1",
+    ],
+)
+def test_the_guard_refuses_every_non_public_address(address):
+    assert refusal(ipaddress.ip_address(address)) is not None
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700:4700::1111"])
+def test_the_guard_lets_public_addresses_through(address):
+    assert refusal(ipaddress.ip_address(address)) is None
+
+
+def test_metadata_addresses_are_named_as_such():
+    assert refusal(ipaddress.ip_address("169.254.169.254")) == "a cloud metadata address"
+    assert refusal(ipaddress.ip_address("fd00:ec2::254")) == "a cloud metadata address"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/x",
+        "file:///etc/passwd",
+        "gopher://example.com/",
+        "/relative/path",
+        "http://",
+        "http://user:pw@example.com/",
+        "http://example.com/#fragment",
+        "http://example.com:99999/",
+        "http://exa mple.com/",
+        "http://example.com/\n",
+        "http://bücher.example/",
+        "http://example.com/" + "a" * 2048,
+    ],
+)
+def test_callback_urls_of_the_wrong_form_are_refused(url):
+    with pytest.raises(InvalidInput) as refused:
+        parse_callback_url(url)
+    assert refused.value.slug == "invalid-callback-url"
+
+
+def test_a_callback_url_gives_what_to_resolve_connect_to_and_ask_for():
+    target = parse_callback_url("HTTPS://Hooks.Example.com:8443/in/hook?token=s3cret")
+    assert target == Target(
+        "HTTPS://Hooks.Example.com:8443/in/hook?token=s3cret",
+        "https",
+        "hooks.example.com",
+        8443,
+        "/in/hook?token=s3cret",
+        "Hooks.Example.com:8443",
+    )
+    assert parse_callback_url("http://[::1]/").host == "::1"
+    assert parse_callback_url("http://example.com").target == "/"
+
+
+def test_resolving_checks_every_address_unless_allowed():
+    with pytest.raises(InvalidInput, match="loopback") as refused:
+        resolve(parse_callback_url("http://localhost:9/"), allow_private=False)
+    assert refused.value.slug == "callback-url-refused"
+    with pytest.raises(InvalidInput, match="metadata"):
+        resolve(parse_callback_url("http://169.254.169.254/latest/meta-data"), allow_private=False)
+    assert ipaddress.ip_address("127.0.0.1") in resolve(
+        parse_callback_url("http://localhost:9/"), allow_private=True
+    )
+    with pytest.raises(InvalidInput, match="does not resolve"):
+        resolve(parse_callback_url("http://no-such-host.invalid/"), allow_private=True)
+
+
+def test_the_api_shows_a_callback_url_without_its_query():
+    assert shown_url("https://h.example/p?token=s3cret") == "https://h.example/p"
+    assert shown_url(None) is None
