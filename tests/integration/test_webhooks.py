@@ -286,11 +286,16 @@ def test_a_keys_own_secret_signs_its_webhooks_and_only_its_owner_sees_them(web, 
     alice_secret = webhooks.give_secret(db, "alice")
     hook = receiver()
     client = web()
-    batch_id = upload(client, hook.url(), Authorization=f"Bearer {alice}").get_json()["batch_id"]
+    as_alice = {"Authorization": f"Bearer {alice}"}
+    batch_id = upload(client, hook.url(), **as_alice).get_json()["batch_id"]
+    # A client's cancel writes the event as the client's role, under row-level security.
+    cancelled = upload(client, hook.url(), **as_alice).get_json()["batch_id"]
+    assert client.post(f"/batch/{cancelled}/cancel", headers=as_alice).status_code == 200
     runners.start(**RUNNER_ENV)
-    wait_for(lambda: event_state(db, batch_id) == "delivered", timeout=120)
-    [request] = hook.received()
-    assert signed_by(alice_secret, request) and not signed_by(SECRET, request)
+    wait_for(lambda: {event_state(db, batch_id), event_state(db, cancelled)} == {"delivered"}, timeout=120)
+    received = hook.received()
+    assert sorted(json.loads(r["body"])["type"] for r in received) == ["batch.cancelled", "batch.completed"]
+    assert all(signed_by(alice_secret, r) and not signed_by(SECRET, r) for r in received)
     path = f"/batch/{batch_id}/webhooks"
     assert client.get(path, headers={"Authorization": f"Bearer {alice}"}).status_code == 200
     assert client.get(path, headers={"Authorization": f"Bearer {bob}"}).status_code == 404
