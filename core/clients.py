@@ -102,8 +102,22 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+KEY_PATTERN = re.compile(re.escape(KEY_PREFIX) + r"[A-Za-z0-9_-]{43}")
+#: Names that mean something else on the pages and in web_sessions.signed_in_as.
+RESERVED_NAMES = ("API_TOKEN", "local")
+
+
+def looks_like_a_key(credential: str) -> bool:
+    """Whether ``credential`` has the shape of our keys: guessing one of 256 bits is hopeless, so a
+    wrong one is not counted against its address (a revoked key in a retry loop behind a shared
+    proxy would otherwise lock every other client out)."""
+    return KEY_PATTERN.fullmatch(credential) is not None
+
+
 def check_name(name: str) -> str:
     """The name if it can name a client: letters, digits, '.', '_', '-', up to 63 characters."""
+    if name in RESERVED_NAMES:
+        raise InvalidInput("Bad key name", f"{name!r} is reserved; choose another name.", "bad-key-name")
     if not NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
             "Bad key name",
@@ -187,3 +201,9 @@ def open_to_the_network_warning(
         "and delete every batch. Make a key (python -m jobrunner keys create NAME) or listen on "
         "127.0.0.1 only."
     )
+
+
+def sees_every_row(conn: psycopg.Connection) -> bool:
+    """Whether this connection's login is not subject to row-level security (runners must not be: they
+    score every client's batches)."""
+    return conn.execute(q("api_keys_runner_sees_every_row")).fetchone()[0]

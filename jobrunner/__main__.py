@@ -21,7 +21,7 @@ import sys
 
 import psycopg
 
-from core import batches
+from core import batches, clients
 from core.connections import conninfo
 from core.logs import configure as configure_logging
 from core.setting_values import parse_duration
@@ -68,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
             removed = batches.reap(conn, budget_seconds=float("inf"))
         print(f"purged {purged} batch(es), {removed} row(s)")
         return 0
+    if not _sees_every_row(settings):
+        logging.getLogger("jobrunner").error(
+            "DATABASE_URL's role is subject to row-level security on batches, so this runner would see "
+            "no work: run runners as the tables' owner (the role that ran the migrations), a superuser, "
+            "or a role with BYPASSRLS"
+        )
+        return 2
     port = args.metrics_port if args.metrics_port is not None else settings.runner_metrics_port
     if port:
         from jobrunner.metrics import serve
@@ -76,6 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(settings)
     runner.install_signal_handlers()
     return runner.run()
+
+
+def _sees_every_row(settings: Settings) -> bool:
+    """False only when the database answers and says this runner's role would see no client's rows."""
+    try:
+        with psycopg.connect(conninfo(settings, "runner"), autocommit=True, connect_timeout=10) as conn:
+            return clients.sees_every_row(conn)
+    except psycopg.Error:
+        return True  # unreachable now: the runner waits for it, and checks nothing more
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from werkzeug.http import parse_options_header
 
 from core import batches
 from core.batches import idempotency, labels
+from core.errors import ServiceError
 from core.setting_values import parse_bool
 from core.settings import Settings
 from webapp import admission, pages, webhooks
@@ -25,7 +26,7 @@ from webapp.db import bulk_connection, caller, connection, settings
 from webapp.metrics import ROWS_INGESTED, UPLOADS
 from webapp.negotiation import negotiated, wants_html
 from webapp.pagination import bad_parameter
-from webapp.problems import Problem
+from webapp.problems import Problem, problem_of
 from webapp.request_body import bad_request, drain, open_multipart, read_body, too_large
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,10 @@ def upload_batch() -> Response:
             return pages.upload_form(problem)
         raise
     try:
-        response = _upload()
+        try:
+            response = _upload()
+        except ServiceError as exc:  # refused by core (labels, quota, Idempotency-Key): the same form
+            raise problem_of(exc) from exc
     except Problem as problem:
         UPLOADS.labels("rejected").inc()
         if browser:

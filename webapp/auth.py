@@ -123,7 +123,7 @@ def login() -> Response | tuple[str, int]:
                 session_id = sessions.start(
                     conn, signed_in_as=caller.name, credential=key, lifetime_seconds=config.session_lifetime
                 )
-            else:
+            elif callers.counts_as_a_guess(key, revoked):
                 wait = login_limit.record_failure(conn, config, address)
     if wait is not None:
         detail = login_limit.too_many(wait).detail

@@ -63,6 +63,12 @@ def key_caller(conn: psycopg.Connection, config: Settings, key: str) -> tuple[Ca
     return check.caller, bool(check.revoked)
 
 
+def counts_as_a_guess(credential: str, revoked: bool) -> bool:
+    """Whether a refused credential counts against its address's sign-in limit: not a revoked key, nor
+    anything shaped like our keys (see core.clients.looks_like_a_key); API_TOKEN guesses do."""
+    return not revoked and not clients.looks_like_a_key(credential)
+
+
 def from_bearer(config: Settings, key: str) -> Caller:
     """The caller of a request with a bearer credential; 401 or 429 if it is not accepted now."""
     address = login_limit.client_address()
@@ -73,6 +79,8 @@ def from_bearer(config: Settings, key: str) -> Caller:
         caller, revoked = key_caller(conn, config, key)
         if caller is not None:
             return caller
+        if not counts_as_a_guess(key, revoked):
+            raise unauthorized("This API key was revoked." if revoked else "That API key is not known.")
         wait = login_limit.record_failure(conn, config, address)
     if wait is not None:
         raise login_limit.too_many(wait)

@@ -3,7 +3,8 @@
 The pool is created closed and opened once the app is built (so forking
 servers open it in each worker, after the fork); it does not wait for the
 database, so a worker starts even while PostgreSQL is down and answers 503
-until it is back. Every unit of work takes ``with get_pool().connection()``.
+until it is back. Every unit of work takes a pooled connection: ``connection()``
+(below) for anything that touches batches, ``get_pool().connection()`` for the rest.
 
 Every unit of work that touches batches runs as its caller (:mod:`core.clients`):
 ``with connection() as conn`` opens the transaction with ``SET LOCAL`` of the

@@ -72,7 +72,9 @@ class DatabaseCollector(Collector):
 
 
 def _usage(usage: dict[str, list[int]]) -> Iterator[Metric]:
-    """Per API key (label ``client``; empty for batches uploaded without a key): see client_usage."""
+    """Per API key (label ``client``): see client_usage. Batches uploaded without a key have only the
+    queued gauge (``client=""``): their rows leave no count behind when they are removed, and a
+    counter must never go down."""
     families = [
         CounterMetricFamily("sentiment_client_rows_uploaded", "Rows uploaded, per key.", labels=["client"]),
         CounterMetricFamily("sentiment_client_rows_scored", "Rows scored, per key.", labels=["client"]),
@@ -82,9 +84,11 @@ def _usage(usage: dict[str, list[int]]) -> Iterator[Metric]:
             labels=["client"],
         ),
     ]
-    for client, figures in sorted(usage.items()):
-        for family, value in zip(families, figures, strict=True):
-            family.add_metric([client], value)
+    for client, (uploaded, scored, queued) in sorted(usage.items()):
+        if client:  # rows without a key are not kept once their batches go: no counter for them
+            families[0].add_metric([client], uploaded)
+            families[1].add_metric([client], scored)
+        families[2].add_metric([client], queued)
     yield from families
 
 

@@ -100,10 +100,15 @@ SERVICE_ERROR_STATUS = {
 }
 
 
-def _from_service_error(exc: ServiceError) -> Response:
+def problem_of(exc: ServiceError) -> Problem:
+    """The problem a core error is to a client: its status code, and Retry-After when it has one."""
     status = next(code for kind, code in SERVICE_ERROR_STATUS.items() if isinstance(exc, kind))
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-    return answer(Problem(status, exc.title, exc.detail, exc.slug, headers, **exc.extra))
+    return Problem(status, exc.title, exc.detail, exc.slug, headers, **exc.extra)
+
+
+def _from_service_error(exc: ServiceError) -> Response:
+    return answer(problem_of(exc))
 
 
 def _retry_shortly(title: str, detail: str, slug: str) -> Response:

@@ -60,8 +60,11 @@ def _as_login_role(conn: psycopg.Connection) -> Iterator[None]:
     """Run the block as the connection's login role (SET LOCAL ROLE NONE), then as the caller again."""
     caller_role = conn.execute("SELECT current_user").fetchone()[0]
     conn.execute("SELECT set_config('role', 'none', true)")
-    yield
-    conn.execute("SELECT set_config('role', %s, true)", (caller_role,))
+    try:
+        yield
+    finally:  # after an error too, while the transaction can still run statements
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            conn.execute("SELECT set_config('role', %s, true)", (caller_role,))
 
 
 class StagedRow(NamedTuple):

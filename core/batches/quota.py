@@ -3,9 +3,10 @@
 An upload is checked twice, inside its own transaction: before its body is
 read (a client already at its quota is refused at once, nothing read), and
 after its rows are staged, when their number is known. The second check holds
-a per-client advisory lock until commit, so two uploads of one client racing
-each other are counted one after the other and cannot both squeeze into the
-same room. A refusal raises :class:`core.errors.OverQuota` (429 with
+a per-client advisory lock until commit (taken by every upload, quota or not:
+the fair-turn dealing needs it too), so two uploads of one client racing each
+other are counted one after the other and cannot both squeeze into the same
+room. A refusal raises :class:`core.errors.OverQuota` (429 with
 Retry-After), which rolls the upload back: nothing of it is stored.
 
 Only API keys have quotas: batches uploaded without a key (no keys yet, or
@@ -22,8 +23,8 @@ from core.queries import q
 #: Seconds a client over its quota is told to wait: about what runners take to make room for a
 #: small upload; the client_usage view shows the real backlog.
 RETRY_AFTER_SECONDS = 60
-#: First key of the two-key advisory locks that serialise one client's quota checks.
-QUOTA_LOCK_CLASS = 0x5155
+#: First key of the two-key advisory locks that serialise the end of one client's uploads.
+CLIENT_LOCK_CLASS = 0x5155
 
 
 def queued_rows(conn: psycopg.Connection, client: str) -> int:
@@ -54,11 +55,17 @@ def check_room(conn: psycopg.Connection, client: str | None, limit: int | None) 
 
 
 def claim_room(conn: psycopg.Connection, client: str | None, limit: int | None, adding: int) -> None:
-    """Once the rows are staged: refuse unless ``adding`` more fit. Holds the client's quota lock until
-    the transaction ends, so the rows count for the next upload's check as soon as they commit."""
+    """Once the rows are staged: take the client's lock, then refuse unless ``adding`` more fit.
+
+    The lock is held until the transaction ends, quota or not: it serialises the end of one client's
+    uploads, so the rows count for the next upload's quota check as soon as they commit, and the next
+    upload's dealing of the client's fair turns (chunks_share_client_turns) sees this batch's chunks.
+    Two uploads dealing at once would each deal from the same turn, and the client would get a turn
+    per upload.
+    """
+    conn.execute(q("batches_lock_client"), {"lock_class": CLIENT_LOCK_CLASS, "client": client or ""})
     if client is None or limit is None:
         return
-    conn.execute(q("batches_lock_client_quota"), {"lock_class": QUOTA_LOCK_CLASS, "client": client})
     queued = queued_rows(conn, client)
     if queued + adding > limit:
         raise _refuse(client, queued, adding, limit)

@@ -2,7 +2,8 @@
 -- enforces (row-level security), per-client fair shares and usage.
 
 CREATE TABLE api_keys (
-    name                  text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$'),
+    name                  text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$'
+                                               AND name NOT IN ('API_TOKEN', 'local')),
     key_hash              bytea NOT NULL UNIQUE CHECK (length(key_hash) = 32),
     role                  text NOT NULL DEFAULT 'client' CHECK (role IN ('client', 'admin')),
     created_at            timestamptz NOT NULL DEFAULT now(),
@@ -34,18 +35,42 @@ CREATE INDEX batches_client_created_idx ON batches (client, created_at DESC, id 
 CREATE INDEX batches_client_processing_idx ON batches (client) WHERE status = 'processing';
 
 -- The roles the web app works as (it switches to one per transaction; see
--- webapp/db.py). Roles belong to the whole cluster, so they may exist already.
+-- webapp/db.py). Roles belong to the whole cluster, so they may exist already:
+-- then they are checked, not trusted. Without CREATEROLE the migration stops
+-- with the commands a superuser runs first.
 DO $$
+DECLARE
+    web_role text;
 BEGIN
-    CREATE ROLE sentiment_web NOLOGIN;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    FOREACH web_role IN ARRAY ARRAY['sentiment_web', 'sentiment_web_admin'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = web_role) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', web_role);
+            EXCEPTION
+                WHEN duplicate_object OR unique_violation THEN NULL;  -- made meanwhile
+                WHEN insufficient_privilege THEN
+                    RAISE EXCEPTION 'cannot create the role %: the migrating role needs CREATEROLE', web_role
+                        USING HINT = format('As a superuser: CREATE ROLE %I NOLOGIN; GRANT %I TO %I;',
+                                            web_role, web_role, current_user);
+            END;
+        END IF;
+        -- Row-level security is only as good as the role: one that may log in,
+        -- is a superuser or bypasses RLS would show the web every client's rows.
+        IF EXISTS (SELECT 1 FROM pg_roles
+                   WHERE rolname = web_role AND (rolsuper OR rolbypassrls OR rolcanlogin)) THEN
+            RAISE EXCEPTION 'the role % exists with LOGIN, SUPERUSER or BYPASSRLS', web_role
+                USING HINT = format('As a superuser: ALTER ROLE %I NOLOGIN NOSUPERUSER NOBYPASSRLS;', web_role);
+        END IF;
+        IF NOT pg_has_role(current_user, web_role, 'MEMBER') THEN
+            BEGIN
+                EXECUTE format('GRANT %I TO %I', web_role, current_user);
+            EXCEPTION WHEN insufficient_privilege THEN
+                RAISE EXCEPTION 'cannot grant the role % to %', web_role, current_user
+                    USING HINT = format('As a superuser: GRANT %I TO %I;', web_role, current_user);
+            END;
+        END IF;
+    END LOOP;
 END $$;
-DO $$
-BEGIN
-    CREATE ROLE sentiment_web_admin NOLOGIN;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-END $$;
-GRANT sentiment_web, sentiment_web_admin TO CURRENT_USER;
 
 GRANT USAGE ON SCHEMA public TO sentiment_web, sentiment_web_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO sentiment_web, sentiment_web_admin;

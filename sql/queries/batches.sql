@@ -138,6 +138,6 @@ SELECT coalesce(sum(total_count - processed_count - failed_count - invalid_count
 FROM batches
 WHERE client = %(client)s AND status = 'processing';
 
--- name: batches_lock_client_quota
--- Serialise the quota checks of one client's uploads until commit, so two uploads racing cannot both fit into the same room.
+-- name: batches_lock_client
+-- Serialise the end of one client's uploads until commit: quota checks and fair-turn dealing see one upload after the other.
 SELECT pg_advisory_xact_lock(%(lock_class)s, hashtext(%(client)s));

@@ -34,14 +34,13 @@ def bearer(key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def upload_as(client, key: str, rows: int = 30, **extra):  # type: ignore[no-untyped-def]
+def upload_as(client, key: str, rows: int = 30, headers: dict | None = None):  # type: ignore[no-untyped-def]
     texts = ["good"] * (rows - 1) + [""]  # one row set aside, so /errors has something
     response = client.post(
         "/batch/upload",
         data={"file": (io.BytesIO(make_csv(texts)), "x.csv")},
         content_type="multipart/form-data",
-        headers=bearer(key),
-        **extra,
+        headers={**bearer(key), **(headers or {})},
     )
     return response
 
@@ -320,3 +319,45 @@ def test_a_browser_signs_in_with_a_key_and_sees_its_own_batches_only(serve, db):
     assert browser.post(f"{server.base}/login", data={"token": keys["bob"], "next": "/"}).status_code == 200
     assert browser.post(f"{server.base}/logout").url.startswith(f"{server.base}/login")
     assert db.execute("SELECT count(*) FROM web_sessions WHERE signed_in_as = 'bob'").fetchone() == (0,)
+
+
+def test_a_revoked_key_in_a_retry_loop_does_not_lock_other_clients_out(database_url, db, keys):
+    from webapp import create_app
+
+    app = create_app({"database_url": database_url, "migrate_on_start": False, "login_max_failures": 2})
+    try:
+        with app.test_client() as web:
+            for _ in range(5):  # the same address (behind one proxy, say) as everyone else
+                assert web.get("/batches", headers=bearer(keys["gone"])).status_code == 401
+                assert web.get("/batches", headers=bearer(clients.new_key())).status_code == 401
+            assert web.get("/batches", headers=bearer(keys["alice"])).status_code == 200
+            # Guesses of API_TOKEN (anything not shaped like our keys) still count.
+            for _ in range(2):
+                assert web.get("/batches", headers=bearer("password1")).status_code in (401, 429)
+            assert web.get("/batches", headers=bearer(keys["alice"])).status_code == 429
+    finally:
+        app.extensions["db_pool"].close()
+
+
+@pytest.mark.parametrize("name", ["API_TOKEN", "local"])
+def test_names_that_mean_something_else_are_reserved(db, name):
+    with pytest.raises(clients.InvalidInput):
+        clients.create_key(db, name)
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute("INSERT INTO api_keys (name, key_hash) VALUES (%s, %s)", (name, b"x" * 32))
+
+
+def test_a_browser_upload_refused_by_the_quota_gets_the_form_again(database_url, db):
+    from webapp import create_app
+
+    app = create_app({"database_url": database_url, "migrate_on_start": False, "quota_queued_rows": 10})
+    key = clients.create_key(db, "small")
+    try:
+        with app.test_client() as web:
+            headers = {**HTML, **bearer(key), "Origin": "http://localhost"}
+            answer = upload_as(web, None, rows=30, headers=headers)
+            assert answer.status_code == 429
+            page = answer.get_data(as_text=True)
+            assert 'type="file"' in page and "quota" in page.lower()
+    finally:
+        app.extensions["db_pool"].close()

@@ -98,3 +98,88 @@ def test_a_client_cannot_write_a_batch_for_another(app, two_clients):
                 "INSERT INTO batches (public_id, chunk_size, client) VALUES (%s, 100, 'bob')",
                 ("batch-" + "1" * 32,),
             )
+
+
+# -- the roles: checked, not trusted; the migration says what a superuser must do -------------------
+
+
+@pytest.fixture
+def superuser(pg_cluster, template_db):  # type: ignore[no-untyped-def]
+    """The cluster's superuser (the template database is migrated first, so the roles exist)."""
+    import psycopg
+
+    with psycopg.connect(pg_cluster.url("postgres"), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def owner(superuser, pg_cluster):  # type: ignore[no-untyped-def]
+    """A database owned by a login that is no superuser and has no CREATEROLE: (url, login)."""
+    import uuid
+
+    user, dbname = f"own_{uuid.uuid4().hex[:8]}", f"owned_{uuid.uuid4().hex[:8]}"
+    superuser.execute(f"CREATE ROLE {user} LOGIN")
+    superuser.execute(f"CREATE DATABASE {dbname} OWNER {user}")
+    yield pg_cluster.url(dbname).replace("postgresql://postgres@", f"postgresql://{user}@", 1), user
+    superuser.execute(f"DROP DATABASE {dbname} WITH (FORCE)")
+    superuser.execute(f"DROP OWNED BY {user} CASCADE")
+    superuser.execute(f"REVOKE sentiment_web, sentiment_web_admin FROM {user}")
+    superuser.execute(f"DROP ROLE {user}")
+
+
+def test_a_migration_without_the_right_to_grant_the_roles_says_what_to_run(superuser, owner):
+    from core.migrations import migrate
+
+    url, user = owner
+    with pytest.raises(Exception, match="cannot grant the role sentiment_web"):
+        migrate(url)
+    # What the hint says a superuser runs; then the owner migrates.
+    superuser.execute(f"GRANT sentiment_web, sentiment_web_admin TO {user}")
+    migrate(url)
+
+
+def test_a_web_role_that_could_bypass_row_security_is_refused(superuser, owner):
+    from core.migrations import migrate
+
+    superuser.execute("ALTER ROLE sentiment_web_admin BYPASSRLS")
+    try:
+        superuser.execute(f"GRANT sentiment_web, sentiment_web_admin TO {owner[1]}")
+        with pytest.raises(Exception, match="exists with LOGIN, SUPERUSER or BYPASSRLS"):
+            migrate(owner[0])
+    finally:
+        superuser.execute("ALTER ROLE sentiment_web_admin NOBYPASSRLS")
+
+
+def test_a_runner_whose_role_is_subject_to_row_security_refuses_to_start(superuser, owner, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from core.migrations import migrate
+    from tests.integration.conftest import REPO
+
+    url, user = owner
+    superuser.execute(f"GRANT sentiment_web, sentiment_web_admin TO {user}")
+    migrate(url)
+    superuser.execute("DROP ROLE IF EXISTS plain_runner")
+    superuser.execute("CREATE ROLE plain_runner LOGIN")
+    try:
+        with __import__("psycopg").connect(url, autocommit=True) as conn:
+            conn.execute(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO plain_runner"
+            )
+        env = dict(
+            os.environ,
+            DATABASE_URL=url.replace(f"postgresql://{user}@", "postgresql://plain_runner@", 1),
+            MIGRATE_ON_START="false",
+            PYTHONPATH=str(REPO),
+        )
+        ran = subprocess.run(
+            [sys.executable, "-m", "jobrunner"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+        )
+        assert ran.returncode == 2
+        assert "subject to row-level security" in ran.stdout + ran.stderr
+    finally:
+        with __import__("psycopg").connect(url, autocommit=True) as conn:
+            conn.execute("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM plain_runner")
+        superuser.execute("DROP ROLE plain_runner")
