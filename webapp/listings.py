@@ -18,11 +18,12 @@ import psycopg
 from flask import Blueprint, Response, request, url_for
 
 from core import batches
-from core.batches import SENTIMENTS, STATUSES, Batch, Result, RowError, labels
+from core.batches import SENTIMENTS, STATUSES, Batch, Result, RowError, labels, ordering
 from core.clients import NAME_PATTERN, require_admin
 from webapp.db import caller, connection, settings, signing_key
 from webapp.pagination import (
     MAX_ROW_NUMBER,
+    PAST_THE_END,
     Listing,
     Page,
     bad_parameter,
@@ -106,8 +107,42 @@ RESULTS: Listing[Result] = Listing(
     weight=_result_weight,
     largest_row=20_000,  # MAX_TEXT_CHARS; results_page uses the setting
 )
-# Rows of one sentiment are not numbered densely, so page P is not an index range: cursors only.
-RESULTS_OF_ONE_SENTIMENT = replace(RESULTS, numbered=False)
+
+
+def _locator(order: ordering.ResultOrder):  # type: ignore[no-untyped-def]
+    """Page P of a list that is not numbered densely: from the nearest checkpoint (core.batches.ordering)."""
+
+    def locate(conn: psycopg.Connection, batch: Batch, skip: int, filters: Mapping[str, str]) -> Any:
+        position = ordering.locate(conn, batch, order, filters.get("sentiment"), skip)
+        return PAST_THE_END if position is ordering.END else position
+
+    return locate
+
+
+def _ordered_fetch(order: ordering.ResultOrder):  # type: ignore[no-untyped-def]
+    def fetch(conn: psycopg.Connection, batch: Batch, after: Any, before: Any, limit: int, filters: dict):
+        return ordering.page(conn, batch, order, filters.get("sentiment"), after, limit)
+
+    return fetch
+
+
+# Rows of one sentiment are not numbered densely: page P starts from a checkpoint.
+RESULTS_OF_ONE_SENTIMENT = replace(RESULTS, numbered=False, locate=_locator(ordering.FILE_ORDER))
+#: ?order=compound (most negative first) and ?order=-compound (most positive first), with or
+#: without a sentiment: forwards, by cursor or by page number.
+RESULTS_IN_ORDER = {
+    name: Listing(
+        "results",
+        _ordered_fetch(order),
+        order.position,
+        order.valid_position,
+        locate=_locator(order),
+        weight=_result_weight,
+        largest_row=20_000,
+    )
+    for name, order in ordering.ORDERS.items()
+    if order is not ordering.FILE_ORDER
+}
 ERRORS: Listing[RowError] = Listing(
     "errors",
     _fetch_errors,
@@ -135,8 +170,13 @@ BATCHES: Listing[Batch] = Listing(
 def results_page(conn: psycopg.Connection, batch: Batch, args: Mapping[str, str]) -> Page[Result]:
     """The page of results ``args`` ask for (400 if they are bad, 409 unless the batch has results)."""
     sentiment = choice(args, "sentiment", SENTIMENTS)
+    order = choice(args, "order", tuple(ordering.ORDERS))
     filters = {"sentiment": sentiment} if sentiment else {}
-    listing = RESULTS_OF_ONE_SENTIMENT if sentiment else RESULTS
+    if order in RESULTS_IN_ORDER:
+        listing = RESULTS_IN_ORDER[order]
+        filters["order"] = order
+    else:
+        listing = RESULTS_OF_ONE_SENTIMENT if sentiment else RESULTS
     listing = replace(listing, largest_row=settings().max_text_chars + 1_000)
     key = signing_key(conn)
     page_request = parse_page_request(args, listing, batch.public_id, filters, key)

@@ -63,6 +63,7 @@ SCHEMAS: dict[str, Any] = {
         "Result",
         {"batch_id": {"type": "string"}, "total_results": COUNT},
         sentiment={"enum": list(SENTIMENTS)},
+        order={"enum": ["compound", "-compound"]},
     ),
     "ErrorsPage": _page_schema(ERRORS, "RowError", {"batch_id": {"type": "string"}, "total_errors": COUNT}),
     "BatchList": _page_schema(
@@ -76,9 +77,11 @@ PROBLEM_RESPONSES = {
     "403": "This needs an admin key.",
     "404": "No such batch, or another client's (the two are answered alike).",
     "408": "The client went silent for CLIENT_TIMEOUT seconds, or sent slower than MIN_UPLOAD_RATE.",
-    "409": "The batch is not in a state that allows this.",
+    "409": "The batch is not in a state that allows this, or an upload with the same Idempotency-Key "
+    "is still in progress.",
     "413": "The upload is over MAX_UPLOAD_BYTES or MAX_ROWS.",
     "415": "The upload is neither multipart/form-data nor CSV.",
+    "422": "The Idempotency-Key was used for another upload with a different file or options.",
     "429": "The key's QUOTA_QUEUED_ROWS is used up; retry after Retry-After seconds. Nothing was stored.",
     "503": "PostgreSQL is unreachable, or this worker already serves MAX_UPLOADS uploads or MAX_EXPORTS "
     "downloads; retry after Retry-After seconds.",

@@ -93,6 +93,23 @@ PAGE_PARAMETERS = [
 ]
 
 
+UPLOAD_LABEL_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "metadata",
+        "in": "query",
+        "schema": {"type": "string", "contentMediaType": "application/json"},
+        "description": "Labels: a JSON object of up to 16 string pairs (key up to 64 characters, value up "
+        "to 512); a form field before the file, or this parameter.",
+    },
+    {
+        "name": "expires_after",
+        "in": "query",
+        "schema": {"type": "string", "examples": ["7d", "12h", "3600"]},
+        "description": "Keep the batch this long after it finishes (default RESULTS_TTL, if set).",
+    },
+]
+
+
 def paths() -> dict[str, Any]:
     """Every path of the API."""
     results_params = [
@@ -102,7 +119,14 @@ def paths() -> dict[str, Any]:
             "name": "sentiment",
             "in": "query",
             "schema": {"enum": list(SENTIMENTS)},
-            "description": "Only rows with this sentiment (start at page 1, then follow next_cursor).",
+            "description": "Only rows with this sentiment; by page number at any depth, or by cursor.",
+        },
+        {
+            "name": "order",
+            "in": "query",
+            "schema": {"enum": ["row", "compound", "-compound"]},
+            "description": "row: file order (the default); compound: most negative first; -compound: most "
+            "positive first (rows whose scoring failed are left out). Read forwards, by cursor or by page.",
         },
     ]
     download = {"description": "The whole batch, streamed as an attachment."}
@@ -128,6 +152,15 @@ def paths() -> dict[str, Any]:
                         "description": "The file's text encoding (default UTF-8), e.g. cp1252.",
                     },
                     webhooks.CALLBACK_URL_PARAMETER,
+                    *UPLOAD_LABEL_PARAMETERS,
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "description": "Sent again with the same file and options within IDEMPOTENCY_TTL, "
+                        "the upload answers the first one's batch with Idempotent-Replayed: true (another "
+                        "file: 422; the first still in progress after 5 s: 409 with Retry-After).",
+                    },
                 ],
                 "requestBody": {
                     "required": True,
@@ -141,6 +174,8 @@ def paths() -> dict[str, Any]:
                                     "strict": {"type": "string"},
                                     "encoding": {"type": "string"},
                                     "callback_url": webhooks.CALLBACK_URL_PARAMETER["schema"],
+                                    "metadata": UPLOAD_LABEL_PARAMETERS[0]["schema"],
+                                    "expires_after": UPLOAD_LABEL_PARAMETERS[1]["schema"],
                                 },
                             }
                         },
@@ -150,10 +185,17 @@ def paths() -> dict[str, Any]:
                 "responses": {
                     "202": _json(
                         ref("Batch"),
-                        "Accepted: the rows are staged and queued.",
-                        {"Location": {"schema": {"type": "string"}, "description": "The batch's URL."}},
+                        "Accepted: the rows are staged and queued (or, replayed, the batch an earlier upload "
+                        "with the same Idempotency-Key made).",
+                        {
+                            "Location": {"schema": {"type": "string"}, "description": "The batch's URL."},
+                            "Idempotent-Replayed": {
+                                "schema": {"const": "true"},
+                                "description": "Present when this answers an earlier upload's batch.",
+                            },
+                        },
                     ),
-                    **_problems("400", "401", "408", "413", "415", "429", "503"),
+                    **_problems("400", "401", "408", "409", "413", "415", "422", "429", "503"),
                 },
             }
         },
@@ -244,6 +286,14 @@ def paths() -> dict[str, Any]:
                         "in": "query",
                         "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"},
                         "description": "Only this client's batches (admin key: any; client key: itself).",
+                    },
+                    {
+                        "name": "metadata",
+                        "in": "query",
+                        "style": "deepObject",
+                        "explode": True,
+                        "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "description": "metadata[key]=value: only batches carrying these labels.",
                     },
                     PAGE_PARAMETERS[1],
                     PAGE_PARAMETERS[2],

@@ -75,6 +75,10 @@ def choice(args: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str 
     return value
 
 
+#: What a Listing's ``locate`` answers for a page past the end of the list.
+PAST_THE_END = object()
+
+
 @dataclass(frozen=True)
 class Listing(Generic[Row]):
     """One list the service pages through."""
@@ -89,6 +93,9 @@ class Listing(Generic[Row]):
     valid_position: Callable[[Any], bool]
     #: Rows are numbered densely from 1 and the position is that number, so ``page=P`` works.
     numbered: bool = False
+    #: For a list that is not numbered: (conn, owner object, rows to skip, filters) -> the position
+    #: after which page P starts (None: the start; PAST_THE_END), so ``page=P`` works too.
+    locate: Callable[..., Any] | None = None
     #: ``fetch`` can read backwards from a position, so ``before=`` works.
     backward: bool = False
     #: The bytes a row puts on a page (its texts as JSON strings), counted against PAGE_BYTES.
@@ -107,6 +114,7 @@ class PageRequest:
     after: Any = None
     before: Any = None
     page: int | None = None  # set in the page-number form
+    skip: int = 0  # rows before the page, for a list that locates page P (Listing.locate)
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,8 @@ def parse_page_request(
         raise bad_parameter("This list is read forwards only: follow next_cursor (after=).")
     if parameter == "page":
         page = positive_int(args, "page", 1, MAX_ROW_NUMBER) if given else 1
+        if not listing.numbered and listing.locate is not None:
+            return PageRequest(per_page, page=page, skip=(page - 1) * per_page)
         if not listing.numbered:
             if page > 1:
                 raise bad_parameter(
@@ -189,6 +199,10 @@ def read_page(
     needs, to know whether another follows.
     """
     after, before = request.after, request.before
+    if request.skip:
+        after = listing.locate(conn, subject, request.skip, filters)  # type: ignore[misc]
+        if after is PAST_THE_END:
+            return Page(listing, [], request, dict(filters), None, None)
     round_rows = max(1, ROUND_CHARS // max(1, listing.largest_row))
     rows: list[Row] = []
     weight = 0
@@ -210,7 +224,7 @@ def read_page(
         else:
             before = listing.position(rows[-1])
     if request.before is None:
-        more_after, more_before = extra, bool(request.after)
+        more_after, more_before = extra, bool(request.after or request.skip)
     else:
         rows.reverse()  # read backwards from the position, shown forwards
         more_after, more_before = True, extra
@@ -234,7 +248,8 @@ def page_response(page: Page[Any], url: str, **head: Any) -> Response:
     body["next_cursor"] = page.next_cursor
     response = jsonify(body)
     if page.next_cursor:
-        if page.request.page is not None and page.listing.numbered and not page.cut:
+        numbered = page.listing.numbered or page.listing.locate is not None
+        if page.request.page is not None and numbered and not page.cut:
             params: dict[str, Any] = {"page": page.request.page + 1}
         else:
             params = {"after": page.next_cursor}

@@ -54,3 +54,11 @@ SELECT row_number, line_number, client_id, text, sentiment, score, compound, pos
 FROM batch_results
 WHERE batch_id = %(batch_id)s
 ORDER BY row_number;
+
+-- name: batch_results_ordered
+-- One keyset page of results in an order of core/batches/ordering.py ({columns}, {filter}, {after}, {order}): a range of the primary key, batch_results_sentiment_idx or batch_results_compound_idx, whatever the depth.
+SELECT {columns}
+FROM batch_results
+WHERE batch_id = %(batch_id)s AND {filter} {after}
+ORDER BY {order}
+LIMIT %(limit)s;

@@ -176,9 +176,11 @@ def test_every_named_query_is_valid_sql(db):
         if query.text.startswith("ANALYZE"):
             db.execute(query.text)
             continue
-        # Placeholders core.batches fills in with psycopg.sql: the columns of a Batch, a table and its key.
+        # Placeholders core.batches fills in with psycopg.sql: the columns of a Batch, a table and its
+        # key, and an order's pieces (core.batches.ordering).
         text = query.text.replace("{columns}", "*").replace("{table}", "batch_results")
-        text = text.replace("{key}", "row_number")
+        text = text.replace("{key}", "row_number").replace("{filter}", "true").replace("{after}", "")
+        text = text.replace("{order}", "row_number").replace("{position}", "to_jsonb(row_number)")
         db.execute(f"PREPARE check_{name} AS {_numbered_placeholders(text)}")
         db.execute(f"DEALLOCATE check_{name}")
 
