@@ -63,6 +63,7 @@ READS = [
     "/batch/{id}/errors",
     "/batch/{id}/results.csv",
     "/batch/{id}/results.ndjson",
+    "/batch/{id}/webhooks",
 ]
 
 
