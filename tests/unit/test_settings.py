@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -66,13 +67,23 @@ def test_one_reading_of_true_and_false_for_settings_and_parameters():
     assert parse_duration("90") == 90 and parse_duration("30m") == 1800
 
 
+def installed_packages() -> list[str]:
+    """The top-level packages setup.cfg installs (``[options] packages``)."""
+    config = configparser.ConfigParser()
+    config.read(README.parent / "setup.cfg", encoding="utf-8")
+    names = [name.strip() for name in config["options"]["packages"].split(",")]
+    return [name for name in names if name and "." not in name]
+
+
 def test_the_readme_layout_lists_every_module():
     text = README.read_text(encoding="utf-8")
     layout = text[text.index("## Layout") : text.index("## Inspect with psql")]
     root = README.parent
+    packages = installed_packages()
+    assert {"core", "webapp", "jobrunner", "cli"} <= set(packages)
     modules = [
         path.relative_to(root).as_posix()
-        for package in ("core", "webapp", "jobrunner")
+        for package in packages
         for path in sorted((root / package).rglob("*.py"))
         if path.name != "__init__.py" or path.parent.name == "webapp"
     ]
