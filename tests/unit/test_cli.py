@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import pty
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -219,3 +223,28 @@ def test_retry_after_as_seconds_or_date_and_bounded():
     assert _retry_after("soon", 2.0) == 2.0
     assert _retry_after("100000", 1.0) == MAX_WAIT
     assert 0 < _retry_after(formatdate(timeval=time.time() + 30, usegmt=True), 1.0) <= 30
+
+
+def test_progress_bars_only_when_stdout_is_a_terminal(server, csv_file):
+    """The command as installed, its stdout a pseudo-terminal, then a pipe: bars on stderr only
+    in the first case; stdout holds the batch id either way."""
+    finished = {
+        **BATCH,
+        "status": "completed",
+        "processed_count": 2,
+        "summary": {"positive": 1, "negative": 1},
+    }
+    server([json_answer(202, BATCH), json_answer(200, finished)] * 2)
+    command = [str(Path(sys.executable).parent / "sentiment"), "upload", str(csv_file), "--wait"]
+    primary, secondary = pty.openpty()
+    try:
+        run = subprocess.run(command, stdout=secondary, stderr=subprocess.PIPE, text=True, timeout=60)
+        os.close(secondary)
+        shown = os.read(primary, 4096).decode()
+    finally:
+        os.close(primary)
+    assert run.returncode == 0 and shown.strip() == "batch-1"
+    assert "reviews.csv: 100%" in run.stderr and "rows scored: 100%" in run.stderr
+    piped = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and piped.stdout == "batch-1\n"
+    assert "%|" not in piped.stderr and "completed" in piped.stderr
