@@ -224,6 +224,13 @@ def one(conn: psycopg.Connection, sql: str, *params: object) -> object:
     return conn.execute(sql, params).fetchone()[0]
 
 
+def wait_until_registered(url: str, names: list[str]) -> None:
+    """Every runner has connected and registered (a busy machine may take seconds to start one)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        query = "SELECT count(*) FROM runners WHERE name = ANY(%s)"
+        wait_for(lambda: one(conn, query, names) == len(names), timeout=120, interval=0.2)
+
+
 def batch_done(conn: psycopg.Connection, public_id: str) -> bool:
     return one(conn, "SELECT status FROM batches WHERE public_id = %s", public_id) == "completed"
 
@@ -265,6 +272,7 @@ def test_a_batch_completes_with_runners_in_three_namespaces(world, dbname, ns_ru
     names = [f"ns-runner-{index}" for index in range(3)]
     for space, name in zip(world.runner_spaces, names, strict=True):
         ns_runners.start(space, name, SCORER="tests.scorers:slow", TEST_SCORE_DELAY_SECONDS="0.05")
+    wait_until_registered(local, names)
     public_id = upload(local, 6000, seed=18)
     with psycopg.connect(local, autocommit=True) as conn:
         wait_for(lambda: batch_done(conn, public_id), timeout=120, interval=0.2)
@@ -311,6 +319,7 @@ def test_a_runner_partitioned_mid_round_loses_its_chunks_cleanly_and_comes_back(
             TEST_SCORE_DELAY_SECONDS=str(delay["other"]),
             CLAIM_CHUNKS=str(claim_chunks),
         )
+    wait_until_registered(local, ["cut", "other-0", "other-1"])
     rows = 30_000  # 300 chunks: the others need about 30 s, so work is left after the partition starts
     public_id = upload(local, rows, seed=19)
     with psycopg.connect(local, autocommit=True) as conn:
@@ -443,14 +452,15 @@ def test_the_web_app_partitioned_from_postgresql_answers_503_then_recovers(
         # one (DB_POOL_TIMEOUT) has passed by then: 503 with Retry-After.
         answer_bound = WEB_TCP_USER_TIMEOUT_MS / 1000 + DB_POOL_TIMEOUT + SLACK
 
-        def during(_: int) -> tuple[int, str | None]:
+        def during(_: int) -> tuple[int, str | None, str]:
             answer = requests.get(status, timeout=answer_bound)
-            return answer.status_code, answer.headers.get("Retry-After")
+            return answer.status_code, answer.headers.get("Retry-After"), answer.json().get("type", "")
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(during, range(8)))
-        assert {code for code, _ in answers} == {503}, answers
-        assert all(retry_after and int(retry_after) > 0 for _, retry_after in answers), answers
+        assert {code for code, _, _ in answers} == {503}, answers
+        assert all(retry_after and int(retry_after) > 0 for _, retry_after, _ in answers), answers
+        assert all(kind.endswith("database-unavailable") for _, _, kind in answers), answers
         link.mend()
         # It recovers: dead connections are noticed and replaced.
         wait_for(
