@@ -10,6 +10,9 @@
   lock), each step its own short transaction on rows no runner reads, so no
   other runner waits on it; the runner doing it pauses its own scoring for
   at most REAP_BUDGET_SECONDS per turn (plus marking up to 100 batches);
+* make the partitions of the next batch ids ahead of the uploads, and (the
+  purger) drop whole partitions whose batches are all deleted
+  (``core.batches.partitions``);
 * make sure the runner's webhook deliverer thread runs (``jobrunner.webhooks``).
 """
 
@@ -20,6 +23,7 @@ import logging
 import psycopg
 
 from core import batches
+from core.batches import partitions
 from core.queries import q
 from core.settings import Settings
 from jobrunner import webhooks
@@ -37,6 +41,7 @@ def housekeep(conn: psycopg.Connection, settings: Settings) -> None:
     """One turn of housekeeping on the runner's autocommit connection."""
     webhooks.ensure_running(settings)  # the webhook deliverer thread, started by the first turn
     release_expired(conn)
+    partitions.make_ahead(conn)  # the next batch ids' partitions, before their uploads need them
     for (name,) in conn.execute(q("runners_expire"), {"expiry_seconds": settings.runner_expiry_seconds}):
         log.info("runner %s stopped beating its heartbeat; removed from runners", name)
     if not conn.execute("SELECT pg_try_advisory_lock(%s) AS mine", (REAPER_LOCK_KEY,)).fetchone()[0]:
@@ -47,7 +52,8 @@ def housekeep(conn: psycopg.Connection, settings: Settings) -> None:
         if purged:
             log.info("purged %d batch(es) past their expiry (expires_after, or RESULTS_TTL)", purged)
         batches.forget_idempotency_keys(conn, settings.idempotency_ttl_seconds)
-        removed = batches.reap(conn, REAP_BUDGET_SECONDS)
+        ttl = settings.results_ttl_seconds or 0
+        removed = batches.reap(conn, REAP_BUDGET_SECONDS, older_than_seconds=ttl)
         if removed:
             log.info("removed %d row(s) of deleted batches", removed)
     finally:

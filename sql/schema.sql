@@ -6,6 +6,10 @@
 -- batches: a foreign key fires a trigger per inserted row, which would cost
 -- COPY a large share of its speed. Their rows are only ever written by code
 -- that has just created or locked the batch, and they are removed with it.
+--
+-- batch_results and batch_row_errors are partitioned by RANGE of batch_id,
+-- batch_partition_span() consecutive ids per partition, so retention drops
+-- whole partitions (see the end of this file and core/batches/partitions.py).
 
 -- API keys: who the clients are (python -m jobrunner keys ...).
 CREATE TABLE api_keys (
@@ -192,8 +196,10 @@ CREATE TABLE batch_results (
                                   AND pos IS NOT NULL AND neu IS NOT NULL AND neg IS NOT NULL)),
     -- The primary key is also the guarantee that a row is scored exactly once.
     PRIMARY KEY (batch_id, row_number)
-);
-COMMENT ON TABLE batch_results IS 'One scored row per input row, in file order by row_number.';
+) PARTITION BY RANGE (batch_id);
+COMMENT ON TABLE batch_results IS
+    'One scored row per input row, in file order by row_number. Partitioned by batch_id, '
+    'batch_partition_span() batches per partition (see batch_partitions).';
 COMMENT ON COLUMN batch_results.score IS
     'Confidence in [0, 1]: abs(compound), the strength of the polarity VADER found.';
 COMMENT ON COLUMN batch_results.compound IS 'VADER compound score in [-1, 1].';
@@ -215,9 +221,10 @@ CREATE TABLE batch_row_errors (
                                     'id_too_long')),
     detail        text NOT NULL,
     PRIMARY KEY (batch_id, error_number)
-);
+) PARTITION BY RANGE (batch_id);
 COMMENT ON TABLE batch_row_errors IS
-    'Rows of an upload that were set aside and not scored, with the line and the reason.';
+    'Rows of an upload that were set aside and not scored, with the line and the reason. '
+    'Partitioned as batch_results is.';
 COMMENT ON COLUMN batch_row_errors.error_number IS 'Position among the batch''s set-aside rows, from 1.';
 COMMENT ON COLUMN batch_row_errors.reason IS
     'wrong_field_count, empty_text, text_too_long, nul_character or id_too_long.';
@@ -633,3 +640,111 @@ LEFT JOIN webhook_attempts AS a ON a.event_id = e.id;
 COMMENT ON VIEW webhook_deliveries IS
     'Every webhook event with each of its attempts (one row per attempt, or one without an attempt '
     'while none was made): outcome delivered, failed, in_progress or interrupted.';
+
+-- Partitions of batch_results and batch_row_errors (issue 18, part 3), as psql
+-- users and the purge see them, and how they are made.
+CREATE FUNCTION batch_partition_span() RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS 'SELECT 10::bigint';
+COMMENT ON FUNCTION batch_partition_span() IS
+    'Consecutive batch ids per partition of batch_results and batch_row_errors (aligned: ids '
+    'k*span .. k*span+span-1). Changing it needs a migration that keeps the existing bounds.';
+
+CREATE VIEW batch_partitions WITH (security_invoker = true) AS
+SELECT parent.relname AS table_name,
+       part.relname AS partition,
+       nullif(bound[1], 'MINVALUE')::bigint AS first_batch,
+       bound[2]::bigint AS end_batch,
+       i.inhdetachpending AS detach_pending,
+       pg_total_relation_size(part.oid) AS bytes
+FROM pg_inherits AS i
+JOIN pg_class AS parent ON parent.oid = i.inhparent
+JOIN pg_class AS part ON part.oid = i.inhrelid
+CROSS JOIN LATERAL regexp_match(pg_get_expr(part.relpartbound, part.oid),
+                                'FROM \(''?([^'')]*)''?\) TO \(''?([^'')]*)''?\)') AS bound
+WHERE i.inhparent IN ('batch_results'::regclass, 'batch_row_errors'::regclass);
+COMMENT ON VIEW batch_partitions IS
+    'Every partition of batch_results and batch_row_errors: the batch ids it holds (first_batch '
+    'NULL: from the lowest), whether a DETACH CONCURRENTLY left it pending, its size with indexes.';
+COMMENT ON COLUMN batch_partitions.end_batch IS 'The first batch id past the partition.';
+
+-- Runs as the tables' owner (SECURITY DEFINER), so the web's upload, working as
+-- sentiment_web, gets partitions the owner owns and the runners can drop.
+CREATE FUNCTION batch_partitions_ensure(batch bigint, make boolean DEFAULT true) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    span constant bigint := batch_partition_span();
+    low constant bigint := batch - batch % span;
+    tbl text;
+    part text;
+    attempt integer;
+    saved_timeout text;
+    idx record;
+BEGIN
+    -- Held until commit, shared: the purge, which try-locks the range
+    -- exclusively, does not drop it under an upload still writing to it.
+    PERFORM pg_advisory_xact_lock_shared(20560, (low / span)::integer);
+    IF EXISTS (SELECT 1 FROM batch_partitions
+               WHERE table_name = 'batch_row_errors' AND NOT detach_pending
+                 AND batch >= coalesce(first_batch, batch) AND batch < end_batch) THEN
+        RETURN true;
+    END IF;
+    IF NOT make THEN
+        RETURN false;
+    END IF;
+    -- One maker per range; the next one finds it made (each statement reads
+    -- the catalog afresh).
+    PERFORM pg_advisory_xact_lock(20561, (low / span)::integer);
+    saved_timeout := current_setting('lock_timeout');
+    FOREACH tbl IN ARRAY ARRAY['batch_results', 'batch_row_errors'] LOOP
+        IF EXISTS (SELECT 1 FROM batch_partitions
+                   WHERE table_name = tbl AND batch >= coalesce(first_batch, batch) AND batch < end_batch) THEN
+            CONTINUE;
+        END IF;
+        part := format('%s_p%s', tbl, low);
+        EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part, tbl);
+        -- The parent's indexes, named after them (batch_results_compound_idx_p10), made
+        -- on the empty table first: ATTACH then adopts them instead of naming its own.
+        FOR idx IN SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS definition, i.indisprimary
+                   FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
+                   WHERE i.indrelid = tbl::regclass LOOP
+            EXECUTE replace(replace(idx.definition, format(' ON ONLY public.%s ', tbl), format(' ON public.%I ', part)),
+                            format('INDEX %s ON', idx.name), format('INDEX %I ON', idx.name || '_p' || low));
+            IF idx.indisprimary THEN
+                EXECUTE format('ALTER TABLE %I ADD PRIMARY KEY USING INDEX %I', part, idx.name || '_p' || low);
+            END IF;
+        END LOOP;
+        EXECUTE format('REVOKE ALL ON %I FROM sentiment_web, sentiment_web_admin', part);
+        EXECUTE format('COMMENT ON TABLE %I IS %L', part,
+                       format('Batches %s to %s of %s (a partition: dropped whole once all are deleted).',
+                              low, low + span - 1, tbl));
+        -- ATTACH takes SHARE UPDATE EXCLUSIVE on the parent (reads and writes go
+        -- on); it waits at most 2 s at a time for a detach in progress.
+        FOR attempt IN 1..5 LOOP
+            BEGIN
+                PERFORM set_config('lock_timeout', '2s', true);
+                EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%s) TO (%s)',
+                               tbl, part, low, low + span);
+                PERFORM set_config('lock_timeout', saved_timeout, true);
+                EXIT;
+            EXCEPTION WHEN lock_not_available THEN
+                PERFORM set_config('lock_timeout', saved_timeout, true);
+                IF attempt = 5 THEN
+                    RAISE;
+                END IF;
+                PERFORM pg_sleep(0.2 * attempt);
+            END;
+        END LOOP;
+    END LOOP;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION batch_partitions_ensure(bigint, boolean) IS
+    'Make sure the partitions holding a batch''s rows exist (make = false: only say whether they do), '
+    'and keep the purge from dropping them until this transaction ends.';
+REVOKE ALL ON FUNCTION batch_partitions_ensure(bigint, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION batch_partitions_ensure(bigint, boolean) TO sentiment_web, sentiment_web_admin;
+
+-- Partitions for the next batches (runners keep making them ahead; an upload
+-- makes its own if they fall behind).
+SELECT batch_partitions_ensure(CASE WHEN is_called THEN last_value + 1 ELSE last_value END + k * batch_partition_span())
+FROM batches_id_seq, generate_series(0, 1) AS k;

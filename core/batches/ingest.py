@@ -34,7 +34,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from core.batches import quota
+from core.batches import partitions, quota
 from core.batches.model import Batch
 from core.batches.store import batch_statement
 from core.queries import q
@@ -121,6 +121,8 @@ def create(
                 "callback_url": callback_url,
             },
         ).fetchone()[0]
+        # Issue 18: its rows' partitions, kept from the purge until commit; made below if missing.
+        covered = partitions.hold(conn, batch_id)
         valid = invalid = 0
         with _as_login_role(conn), conn.cursor() as cur, cur.copy(q("batch_rows_copy")) as copy:
             copy.set_types(STAGING_TYPES)
@@ -133,6 +135,8 @@ def create(
                     invalid += 1
                     problem = f"{row.problem}\t{row.detail}"
                     write((batch_id, -invalid, row.line, row.client_id, "", problem))
+        if not covered:  # made now, not before the COPY: the parents' lock is held until commit
+            partitions.make(conn, batch_id)
         quota.claim_room(conn, client, quota_rows, valid)
         if invalid:
             conn.execute(q("batch_row_errors_move_from_staging"), {"batch_id": batch_id})

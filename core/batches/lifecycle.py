@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row, namedtuple_row
 
+from core.batches import partitions
 from core.batches.model import Batch
 from core.batches.store import batch_statement, get
 from core.errors import Conflict
@@ -129,17 +130,26 @@ def _reap_statement(name: str, table: str, key: str) -> sql.Composed:
     return sql.SQL(q(name)).format(table=sql.Identifier(table), key=sql.Identifier(key))
 
 
-def reap(conn: psycopg.Connection, budget_seconds: float, step: int = REAP_STEP_ROWS) -> int:
+def reap(
+    conn: psycopg.Connection, budget_seconds: float, step: int = REAP_STEP_ROWS, older_than_seconds: float = 0
+) -> int:
     """Remove deleted batches' rows in ranges of ``step`` keys, each its own short transaction and one
     range of a primary key, for about ``budget_seconds`` at most; the batch row goes last. The
     number of rows removed.
+
+    First, partitions whose batches are all deleted are detached and dropped whole
+    (:func:`core.batches.partitions.drop_whole`); the rows of a deleted batch whose partition is
+    about to go that way wait for it (``older_than_seconds``: RESULTS_TTL, to tell when its other
+    batches expire).
 
     ``conn`` must be in autocommit mode, so each step commits on its own.
     """
     deadline = time.monotonic() + budget_seconds
     removed = 0
+    partitions.drop_whole(conn, deadline)
+    params = {"limit": 10, "wait_seconds": partitions.WAIT_SECONDS, "older_than_seconds": older_than_seconds}
     with conn.cursor(row_factory=namedtuple_row) as cur:
-        doomed = [row.id for row in cur.execute(q("batches_deleted"), {"limit": 10}).fetchall()]
+        doomed = [row.id for row in cur.execute(q("batches_deleted"), params).fetchall()]
         for batch_id in doomed:
             for table, key in _ROW_TABLES:
                 span = cur.execute(_reap_statement("batches_reap_span", table, key), {"batch_id": batch_id})

@@ -62,3 +62,27 @@ FROM batch_results
 WHERE batch_id = %(batch_id)s AND {filter} {after}
 ORDER BY {order}
 LIMIT %(limit)s;
+
+-- name: batch_results_partitions_ensure
+-- Make sure the partitions of batch_results and batch_row_errors that hold one batch exist (make = false: only whether they do), and keep the purge off them until commit (core/batches/partitions.py).
+SELECT batch_partitions_ensure(%(batch_id)s, %(make)s) AS covered;
+
+-- name: batch_results_partitions_make_ahead
+-- Make the partitions of the next batch ids to be handed out, and of the range after them, ahead of the uploads (runners' housekeeping).
+SELECT batch_partitions_ensure(CASE WHEN is_called THEN last_value + 1 ELSE last_value END
+                               + k * batch_partition_span())
+FROM batches_id_seq, generate_series(0, 1) AS k;
+
+-- name: batch_results_partitions_droppable
+-- Partitions (of batch_results and batch_row_errors) that can go whole: every batch id of their range was handed out, and every batch of it is deleted or gone; ranges in order, pending detaches first.
+WITH handed_out AS (
+    SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS last_id FROM batches_id_seq
+)
+SELECT p.table_name, p.partition, p.first_batch, p.end_batch, p.detach_pending
+FROM batch_partitions AS p, handed_out AS h
+WHERE p.end_batch - 1 <= h.last_id
+  AND NOT EXISTS (SELECT 1 FROM batches AS b
+                  WHERE b.id < p.end_batch AND (p.first_batch IS NULL OR b.id >= p.first_batch)
+                    AND b.deleted_at IS NULL)
+ORDER BY p.detach_pending DESC, p.end_batch, p.table_name
+LIMIT %(limit)s;

@@ -76,8 +76,29 @@ ORDER BY completed_at
 LIMIT %(limit)s;
 
 -- name: batches_deleted
--- Batches marked deleted whose rows the reaper still has to remove, oldest first.
-SELECT id FROM batches WHERE deleted_at IS NOT NULL ORDER BY deleted_at, id LIMIT %(limit)s;
+-- Batches marked deleted whose rows the reaper still has to remove, oldest first; not those whose partition is soon to be dropped whole (deleted less than wait_seconds ago, in a closed range whose other batches are deleted or expire within wait_seconds).
+SELECT b.id FROM batches AS b
+WHERE b.deleted_at IS NOT NULL
+  AND NOT (
+      b.deleted_at > now() - make_interval(secs => %(wait_seconds)s)
+      AND EXISTS (
+          SELECT 1
+          FROM batch_partitions AS p,
+               (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS last_id
+                FROM batches_id_seq) AS h
+          WHERE p.table_name = 'batch_results' AND NOT p.detach_pending
+            AND b.id < p.end_batch AND (p.first_batch IS NULL OR b.id >= p.first_batch)
+            AND p.end_batch - 1 <= h.last_id
+            AND NOT EXISTS (
+                SELECT 1 FROM batches AS o
+                WHERE o.id < p.end_batch AND (p.first_batch IS NULL OR o.id >= p.first_batch)
+                  AND o.deleted_at IS NULL
+                  -- Its expiry as batches_expired reckons it; none (still processing, or kept): infinity.
+                  AND coalesce(o.completed_at + coalesce(o.expires_after,
+                                                         make_interval(secs => nullif(%(older_than_seconds)s::float8, 0))),
+                               'infinity') > now() + make_interval(secs => %(wait_seconds)s))))
+ORDER BY b.deleted_at, b.id
+LIMIT %(limit)s;
 
 -- name: batches_reap_span
 -- The first and last key of a deleted batch's rows in one of its tables ({table}, keyed by {key}: results, set-aside or staged rows).
@@ -124,8 +145,15 @@ SELECT (SELECT jsonb_object_agg(status, n)
        (SELECT count(*) FROM chunks WHERE state = 'claimed') AS claimed,
        (SELECT count(*) FROM runners) AS runners,
        -- Dead row versions per table, so bloat is visible before it costs (vacuum's backlog).
-       (SELECT jsonb_object_agg(relname, n_dead_tup) FROM pg_stat_user_tables
-        WHERE relname IN ('batches', 'batch_rows', 'chunks', 'batch_results', 'batch_row_errors'))
+       -- A partitioned table's are its partitions' (batch_results, batch_row_errors), summed.
+       (SELECT jsonb_object_agg(name, n) FROM (
+            SELECT coalesce(parent.relname, s.relname) AS name, sum(s.n_dead_tup) AS n
+            FROM pg_stat_user_tables AS s
+            LEFT JOIN pg_inherits AS i ON i.inhrelid = s.relid
+            LEFT JOIN pg_class AS parent ON parent.oid = i.inhparent
+            WHERE coalesce(parent.relname, s.relname)
+                  IN ('batches', 'batch_rows', 'chunks', 'batch_results', 'batch_row_errors')
+            GROUP BY 1) AS dead)
            AS dead_tuples,
        -- Per API key (client_usage; "" for batches uploaded without a key).
        (SELECT jsonb_object_agg(coalesce(client, ''),

@@ -1,0 +1,147 @@
+"""Partitions of the big tables: made ahead, held by uploads, dropped whole once their batches are gone.
+
+``batch_results`` and ``batch_row_errors`` are partitioned by RANGE of
+``batch_id``, ``batch_partition_span()`` (10) consecutive ids per partition,
+aligned (ids 10..19 share ``batch_results_p10`` and ``batch_row_errors_p10``).
+Every query names one ``batch_id``, so the planner (or, for a generic plan,
+the executor) prunes to one partition and reads one index range there.
+
+* **Made** by ``batch_partitions_ensure(batch_id)`` (schema.sql), a SECURITY
+  DEFINER function, so the partitions belong to the tables' owner whoever
+  calls it: the runners' housekeeping makes the next two ranges ahead
+  (:func:`make_ahead`), and an upload makes its own if they are missing
+  (:func:`hold` right after its batch row, :func:`make` once its rows are
+  staged, both inside the upload's transaction). A partition is made with
+  ``CREATE TABLE … (LIKE parent)`` and ``ATTACH PARTITION`` (SHARE UPDATE
+  EXCLUSIVE on the parent: reads and writes go on) rather than ``CREATE TABLE
+  … PARTITION OF`` (ACCESS EXCLUSIVE). One maker per range (an advisory lock);
+  the next finds it made. The web roles get no privilege on a partition: they
+  reach rows through the parents, whose privileges and row-level security
+  policies are the only ones PostgreSQL checks then, and a partition named
+  directly is refused.
+* **Held**: an upload holds a shared advisory lock on its range until it
+  commits; the purge try-locks the range exclusively, so it never drops a
+  partition an upload in flight (whose batch it cannot see yet) will write to.
+* **Dropped** (:func:`drop_whole`, from the reaper) once every batch id of the
+  range has been handed out and every batch of it is deleted or gone: ``ALTER
+  TABLE … DETACH PARTITION … CONCURRENTLY`` (SHARE UPDATE EXCLUSIVE on the
+  parent, so runners' finishes and reads go on; it waits for the transactions
+  already using the parent), then ``DROP TABLE`` of what is now a table of its
+  own. Each step waits for a lock at most ``LOCK_TIMEOUT_SECONDS``; a detach
+  interrupted half-way stays pending and is finished (``FINALIZE``) first the
+  next time. Rows of a deleted batch whose partition is about to go this way
+  wait for it (``batches_deleted``, up to ``WAIT_SECONDS``); other deleted
+  batches' rows are reaped in bounded steps as before
+  (:func:`core.batches.lifecycle.reap`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from itertools import groupby
+
+import psycopg
+from psycopg import sql
+from psycopg.errors import InsufficientPrivilege, LockNotAvailable
+from psycopg.rows import namedtuple_row
+
+from core.connections import milliseconds
+from core.queries import q
+
+log = logging.getLogger(__name__)
+
+#: How long the rows of a deleted batch wait for their partition to be dropped whole, at most.
+WAIT_SECONDS = 3600.0
+#: The longest a detach or a drop waits for a lock, per attempt, and the attempts per turn.
+LOCK_TIMEOUT_SECONDS = 1.0
+LOCK_ATTEMPTS = 2
+#: The advisory lock class of a range (batch_partitions_ensure holds it shared); key = first id / span.
+RANGE_LOCK_CLASS = 20560
+
+
+def hold(conn: psycopg.Connection, batch_id: int) -> bool:
+    """Keep the purge off the batch's partitions until commit; whether they exist already."""
+    params = {"batch_id": batch_id, "make": False}
+    return conn.execute(q("batch_results_partitions_ensure"), params).fetchone()[0]
+
+
+def make(conn: psycopg.Connection, batch_id: int) -> None:
+    """Make the batch's partitions if they are missing (inside the caller's transaction)."""
+    conn.execute(q("batch_results_partitions_ensure"), {"batch_id": batch_id, "make": True})
+
+
+def make_ahead(conn: psycopg.Connection) -> None:
+    """Make the partitions of the next batch ids ahead of the uploads (an autocommit connection)."""
+    try:
+        conn.execute(q("batch_results_partitions_make_ahead"))
+    except InsufficientPrivilege as exc:  # a BYPASSRLS runner that does not own the tables
+        log.warning("cannot make partitions ahead (%s); uploads make their own", exc.diag.message_primary)
+
+
+def _span(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT batch_partition_span()").fetchone()[0]
+
+
+def _detach_and_drop(conn: psycopg.Connection, table: str, partition: str, pending: bool) -> None:
+    parent, part = sql.Identifier(table), sql.Identifier(partition)
+    how = sql.SQL("FINALIZE" if pending else "CONCURRENTLY")
+    for attempt in range(1, LOCK_ATTEMPTS + 1):
+        try:
+            conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} {}").format(parent, part, how))
+            break
+        except LockNotAvailable:
+            if attempt == LOCK_ATTEMPTS:
+                raise
+            # A CONCURRENTLY cut short leaves the partition pending: finish that one instead.
+            pending = conn.execute(
+                "SELECT detach_pending FROM batch_partitions WHERE partition = %s", (partition,)
+            ).fetchone()
+            how = sql.SQL("FINALIZE" if pending and pending[0] else "CONCURRENTLY")
+            if pending is None:  # detached after all
+                break
+            time.sleep(0.1)
+    conn.execute(sql.SQL("DROP TABLE {}").format(part))
+
+
+def drop_whole(conn: psycopg.Connection, deadline: float, limit: int = 20) -> int:
+    """Detach and drop the partitions whose batches are all deleted or gone, until ``deadline``
+    (time.monotonic()); how many ranges went. ``conn`` must be in autocommit mode (DETACH …
+    CONCURRENTLY cannot run in a transaction block). The reaper then removes the batch rows."""
+    with conn.cursor(row_factory=namedtuple_row) as cur:
+        found = cur.execute(q("batch_results_partitions_droppable"), {"limit": limit}).fetchall()
+    if not found:
+        return 0
+    span = _span(conn)
+    saved = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (str(milliseconds(LOCK_TIMEOUT_SECONDS)),))
+    dropped = 0
+    try:
+        for (first, end), parts in groupby(found, key=lambda p: (p.first_batch, p.end_batch)):
+            if time.monotonic() > deadline:
+                break
+            # The legacy partition (first NULL) holds batches from before 0012: no upload holds it.
+            key = None if first is None else first // span
+            if key is not None:
+                lock = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (RANGE_LOCK_CLASS, key))
+                if not lock.fetchone()[0]:
+                    continue  # an upload in flight writes to it: not droppable after all
+            try:
+                # Again, holding the range: an upload may have committed its batch since.
+                with conn.cursor(row_factory=namedtuple_row) as cur:
+                    still = cur.execute(q("batch_results_partitions_droppable"), {"limit": limit}).fetchall()
+                if not any((p.first_batch, p.end_batch) == (first, end) for p in still):
+                    continue
+                for part in parts:
+                    _detach_and_drop(conn, part.table_name, part.partition, part.detach_pending)
+                dropped += 1
+                log.info("batches %s to %d: partitions detached and dropped", first or "(first)", end - 1)
+            except (LockNotAvailable, InsufficientPrivilege) as exc:
+                log.warning("partitions of batches to %d not dropped this turn: %s", end - 1, exc)
+                break
+            finally:
+                if key is not None:
+                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (RANGE_LOCK_CLASS, key))
+    finally:
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (saved,))
+    return dropped
