@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import ceiling, e2e, hostile, latency, purge, reads, upload, vader
+from bench import ceiling, e2e, hostile, latency, purge, reads, retention, upload, vader
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -259,6 +259,13 @@ def main(argv: list[str] | None = None) -> int:
             "no transaction over one step; pauses bounded",
         )
     )
+
+    print(
+        f"retention: 10 batches × {purge_rows:,} results reaped as rows, then dropped as a partition ...",
+        flush=True,
+    )
+    r = retention.run(purge_rows)
+    rows.append(retention.row(r))
 
     print("hostile: bodies whose record never ends, 50 slow clients ...", flush=True)
     rows.extend(hostile.rows(hostile.linear(), hostile.slow_clients(seconds=5 if args.quick else 10)))

@@ -1,0 +1,218 @@
+"""Retention as DROP, not DELETE (issue 18, part 3): purging 10 finished batches of ``rows`` results
+each, both ways, on one cluster, while two runners score a live batch:
+
+* **rows** (as before partitions): the ten share their partition with a batch that is kept, so
+  the reaper deletes their rows in steps of REAP_STEP_ROWS keys, each its own transaction;
+* **partitions**: the ten fill one partition's range (10 batch ids) exactly, so the reaper
+  detaches it (CONCURRENTLY) and drops it, for batch_results and batch_row_errors.
+
+Each way: the batches are marked expired, then this process runs the runners' purge and reap
+(core.batches.purge and reap, holding the reaper lock as ``python -m jobrunner purge`` does, so
+the runners' housekeeping leaves it to us) in turns of REAP_BUDGET_SECONDS until every row and
+batch row is gone. Reported: the wall time, the WAL written (pg_current_wal_lsn before and
+after), the longest time the live batch's processed count stood still (bench.purge.StallWatch,
+against the same while nothing is purged), and the slowest of a probe that runs every
+20 ms in its own session (writes one result of a probe batch into batch_results and reads it back
+with ``batch_results_page``): what a runner's finish and a results page would have waited.
+
+Run alone: ``python -m bench.retention [--rows N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+
+import psycopg
+
+from bench.purge import StallWatch
+from bench.service import cluster, runners
+from core import batches
+from core.batches.ingest import new_public_id
+from core.queries import q
+from jobrunner.housekeeping import REAP_BUDGET_SECONDS, REAPER_LOCK_KEY
+
+BATCHES = 10
+
+_BATCH = """
+INSERT INTO batches (public_id, chunk_size, status, total_count, processed_count, neutral_count,
+                     completed_at)
+VALUES (%(public_id)s, 100, 'completed', %(rows)s, %(rows)s, %(rows)s, now())
+RETURNING id
+"""
+_RESULTS = """
+INSERT INTO batch_results (batch_id, row_number, client_id, text, sentiment, score, compound, pos, neu, neg)
+SELECT %(batch_id)s, n, 'r' || n, repeat('a fine review of a product ', 4), 'neutral', 0, 0, 0, 1, 0
+FROM generate_series(1, %(rows)s) AS n
+"""
+_LIVE = """
+WITH b AS (
+    INSERT INTO batches (public_id, chunk_size, total_count) VALUES (%(public_id)s, 100, %(rows)s)
+    RETURNING id
+), staged AS (
+    INSERT INTO batch_rows (batch_id, row_number, client_id, text)
+    SELECT b.id, n, 'r' || n, 'this was good, really good ' || n FROM b, generate_series(1, %(rows)s) AS n
+)
+INSERT INTO chunks (batch_id, first_row, last_row, fair_key)
+SELECT b.id, f, least(f + 99, %(rows)s), (f - 1) / 100 FROM b, generate_series(1, %(rows)s, 100) AS f
+RETURNING batch_id
+"""
+
+
+def _batch(conn: psycopg.Connection, rows: int) -> int:
+    batch_id = conn.execute(_BATCH, {"public_id": new_public_id(), "rows": rows}).fetchone()[0]
+    conn.execute(q("batch_results_partitions_ensure"), {"batch_id": batch_id, "make": True})
+    if rows:
+        conn.execute(_RESULTS, {"batch_id": batch_id, "rows": rows})
+    return batch_id
+
+
+def _align(conn: psycopg.Connection) -> None:
+    """Empty batches (deleted at once) until the next id starts a partition's range."""
+    span = conn.execute("SELECT batch_partition_span()").fetchone()[0]
+    while True:
+        following = conn.execute(
+            "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM batches_id_seq"
+        ).fetchone()[0]
+        if following % span == 0:
+            return
+        filler = _batch(conn, 0)
+        conn.execute("UPDATE batches SET deleted_at = now() WHERE id = %s", (filler,))
+
+
+_PROBE_WRITE = """
+INSERT INTO batch_results (batch_id, row_number, client_id, text, sentiment, score, compound, pos, neu, neg)
+SELECT %(b)s, coalesce(max(row_number), 0) + 1, 'p', 'probe', 'neutral', 0, 0, 0, 1, 0
+FROM batch_results WHERE batch_id = %(b)s
+RETURNING row_number
+"""
+
+
+class WriteProbe:
+    """Every 20 ms, writes one result of its own batch and reads it back through the parent table, as
+    a runner's finish and a results page do; the slowest round trip."""
+
+    def __init__(self, url: str, batch_id: int) -> None:
+        self.url, self.batch_id = url, batch_id
+        self.slowest = 0.0
+        self.writes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._probe)
+
+    def _probe(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                row = conn.execute(_PROBE_WRITE, {"b": self.batch_id}).fetchone()[0]
+                conn.execute(
+                    q("batch_results_page"), {"batch_id": self.batch_id, "after_row": row - 1, "limit": 1}
+                )
+                self.slowest = max(self.slowest, time.perf_counter() - started)
+                self.writes += 1
+                time.sleep(0.02)
+
+    def __enter__(self) -> WriteProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _wal(conn: psycopg.Connection) -> str:
+    return conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+
+
+def _purge(
+    url: str, conn: psycopg.Connection, ids: list[int], live: int, probe_batch: int
+) -> dict[str, float]:
+    """Expire ``ids``, then purge and reap in housekeeping turns until they are gone; the figures."""
+    with psycopg.connect(url, autocommit=True) as reaper:
+        reaper.execute("SELECT pg_advisory_lock(%s)", (REAPER_LOCK_KEY,))
+        conn.execute("CHECKPOINT")
+        with StallWatch(url, live) as stall, WriteProbe(url, probe_batch) as probe:
+            time.sleep(1)
+            before = _wal(conn)
+            started = time.perf_counter()
+            conn.execute(
+                "UPDATE batches SET completed_at = now() - interval '2 days', "
+                "expires_after = interval '1 day' WHERE id = ANY(%s)",
+                (ids,),
+            )
+            turns = 0
+            while conn.execute("SELECT count(*) FROM batches WHERE id = ANY(%s)", (ids,)).fetchone()[0]:
+                batches.purge(reaper, 0)
+                batches.reap(reaper, REAP_BUDGET_SECONDS)
+                turns += 1
+            seconds = time.perf_counter() - started
+            wal = conn.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)::bigint", (before,)
+            ).fetchone()[0]
+            time.sleep(1)
+        reaper.execute("SELECT pg_advisory_unlock(%s)", (REAPER_LOCK_KEY,))
+    return {
+        "seconds": seconds,
+        "wal_bytes": wal,
+        "turns": turns,
+        "stall_s": stall.longest,
+        "slowest_probe_s": probe.slowest,
+        "probe_writes": probe.writes,
+    }
+
+
+def run(rows: int = 100_000) -> dict[str, object]:
+    """Both ways, on one cluster, with two runners scoring throughout."""
+    figures: dict[str, object] = {"rows": rows}
+    with cluster() as url, psycopg.connect(url, autocommit=True) as conn:
+        live = conn.execute(_LIVE, {"public_id": new_public_id(), "rows": 2_000_000}).fetchone()[0]
+        probe_batch = _batch(conn, 0)  # kept: the probe writes its results
+        with runners(url, 2, RELEASE_EXPIRED_SECONDS="1", SCORER="fast"):
+            time.sleep(3)
+            with StallWatch(url, live) as quiet, WriteProbe(url, probe_batch) as probe:
+                time.sleep(5)
+            figures["quiet"] = {"stall_s": quiet.longest, "slowest_probe_s": probe.slowest}
+
+            # As rows: a kept batch (no expiry) shares the first nine's partition, so it cannot go
+            # whole, and the tenth is alone in a range still open.
+            _align(conn)
+            _batch(conn, 10)
+            ids = [_batch(conn, rows) for _ in range(BATCHES)]
+            conn.execute("ANALYZE")
+            figures["rows_way"] = _purge(url, conn, ids, live, probe_batch)
+            figures["rows_way"]["batches"] = len(ids)
+
+            # As partitions: the ten fill one range exactly.
+            _align(conn)
+            ids = [_batch(conn, rows) for _ in range(BATCHES)]  # its last id closes the range
+            conn.execute("ANALYZE")
+            figures["drop_way"] = _purge(url, conn, ids, live, probe_batch)
+            figures["drop_way"]["batches"] = len(ids)
+    return figures
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.0f} ms"
+
+
+def row(f: dict) -> tuple[str, str, str, str]:
+    """The figures as a row of ``make bench``'s table."""
+    old, new, quiet = f["rows_way"], f["drop_way"], f["quiet"]
+    mib = 2**20
+    return (
+        f"purge of 10 expired batches × {f['rows']:,} results while 2 runners score: rows vs. partition",
+        f"reaped as rows, 5,000 keys a step: {old['seconds']:.2f} s, {old['wal_bytes'] / mib:.1f} MiB WAL, "
+        f"longest pause {_ms(old['stall_s'])}, slowest write+read of results {_ms(old['slowest_probe_s'])} "
+        f"(none purging: {_ms(quiet['stall_s'])}, {_ms(quiet['slowest_probe_s'])})",
+        f"DETACH CONCURRENTLY + DROP: **{new['seconds']:.2f} s**, **{new['wal_bytes'] / mib:.1f} MiB** "
+        f"of WAL, longest pause {_ms(new['stall_s'])}, slowest write+read {_ms(new['slowest_probe_s'])}",
+        "less time and WAL; pauses no longer",
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.retention")
+    parser.add_argument("--rows", type=int, default=100_000, help="results per purged batch")
+    print(json.dumps(run(parser.parse_args().rows), indent=2))
