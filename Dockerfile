@@ -7,6 +7,7 @@ COPY pyproject.toml setup.cfg README.md ./
 COPY core ./core
 COPY webapp ./webapp
 COPY jobrunner ./jobrunner
+COPY cli ./cli
 COPY sql ./sql
 RUN pip install -e . && useradd --system --no-create-home app
 USER app

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(conninfo(settings, "runner"), autocommit=True) as conn:
             # The runners' reaper lock: one purger at a time, a runner's or this one.
             conn.execute("SELECT pg_advisory_lock(%s)", (REAPER_LOCK_KEY,))
-            purged = batches.purge(conn, args.older_than)
+            purged = batches.purge(conn, args.older_than, everything=True)
             # By hand, all of it now, still in bounded steps (runners would do it a little at a time).
             removed = batches.reap(conn, budget_seconds=float("inf"))
         print(f"purged {purged} batch(es), {removed} row(s)")

@@ -312,6 +312,8 @@ COMMENT ON COLUMN idempotency_keys.client IS 'The API key''s name; '''' for uplo
 COMMENT ON COLUMN idempotency_keys.body_sha256 IS
     'SHA-256 of the file and the upload''s options: the same key with another file is refused (422).';
 CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
+-- Deleting a batch deletes its key by cascade: found through this one.
+CREATE INDEX idempotency_keys_batch_idx ON idempotency_keys (batch_id);
 
 -- Results in compound order (most negative first, or most positive first),
 -- alone or within one sentiment. The sentiment follows from compound (VADER's
@@ -331,7 +333,7 @@ COMMENT ON TABLE result_checkpoints IS
     'them is one index read from the nearest checkpoint. Written the first time a page past the first '
     'is asked for; rank 0 marks a listing whose checkpoints are all written.';
 COMMENT ON COLUMN result_checkpoints.listing IS
-    'Which list: a sentiment (file order), compound or -compound, optionally :sentiment.';
+    'Which list: row:<sentiment> (file order), compound or -compound, optionally :<sentiment>.';
 COMMENT ON COLUMN result_checkpoints.position IS 'The keyset position of the row of that rank, as a cursor holds it.';
 
 -- Completion webhooks (issue 16, part 3): see jobrunner/webhooks.py.

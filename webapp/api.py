@@ -123,7 +123,10 @@ def _upload() -> Response:
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         key = idempotency.check_key(key)
-    body_hash = idempotency.BodyHash({**shape, "strict": options.strict, "encoding": options.encoding})
+    # What the client asked for: expires_after as sent, not as RESULTS_TTL (which may change between
+    # two tries) filled it in.
+    asked = {**shape, "expires_after": request.args.get("expires_after", fields.get("expires_after"))}
+    body_hash = idempotency.BodyHash({**asked, "strict": options.strict, "encoding": options.encoding})
     data = body_hash.through(data)
     client = caller().client
     replayed = False

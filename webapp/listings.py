@@ -8,6 +8,7 @@ link works in the API and the other way round.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -23,6 +24,7 @@ from core.clients import NAME_PATTERN, require_admin
 from webapp.db import caller, connection, settings, signing_key
 from webapp.pagination import (
     MAX_ROW_NUMBER,
+    NOT_YET,
     PAST_THE_END,
     Listing,
     Page,
@@ -32,6 +34,7 @@ from webapp.pagination import (
     parse_page_request,
     read_page,
 )
+from webapp.problems import Problem
 
 bp = Blueprint("listings", __name__)
 
@@ -114,7 +117,9 @@ def _locator(order: ordering.ResultOrder):  # type: ignore[no-untyped-def]
 
     def locate(conn: psycopg.Connection, batch: Batch, skip: int, filters: Mapping[str, str]) -> Any:
         position = ordering.locate(conn, batch, order, filters.get("sentiment"), skip)
-        return PAST_THE_END if position is ordering.END else position
+        if position is ordering.END:
+            return PAST_THE_END
+        return NOT_YET if position is ordering.BUILDING else position
 
     return locate
 
@@ -152,17 +157,22 @@ ERRORS: Listing[RowError] = Listing(
     ignores=("before",),
     weight=_error_weight,
 )
+
+
+def _batches_scope(filters: Mapping[str, str]) -> str:
+    """``batches:<status>``, as before keys and labels; with other filters, those as JSON after it,
+    which no value can spell another way."""
+    others = sorted((name, value) for name, value in filters.items() if name != "status")
+    return f"batches:{filters.get('status', '')}" + (json.dumps(others) if others else "")
+
+
 BATCHES: Listing[Batch] = Listing(
     "batches",
     _fetch_batches,
     lambda b: [b.created_at.isoformat(), b.id],
     _batch_position,
     ignores=("page", "before"),
-    # "batches:<status>" as before keys and labels, then "|name=value" per other filter.
-    scope_of=lambda filters: (
-        f"batches:{filters.get('status', '')}"
-        + "".join(f"|{name}={value}" for name, value in sorted(filters.items()) if name != "status")
-    ),
+    scope_of=_batches_scope,
     weight=lambda b: _json_length(b.source_filename),
 )
 
@@ -182,6 +192,17 @@ def results_page(conn: psycopg.Connection, batch: Batch, args: Mapping[str, str]
     page_request = parse_page_request(args, listing, batch.public_id, filters, key)
     batches.require_results(batch)
     return read_page(conn, listing, batch, batch.public_id, page_request, filters, key)
+
+
+def not_yet_problem() -> Problem:
+    """503 for a page whose checkpoints are still being written (core.batches.ordering.SCAN_ROWS)."""
+    return Problem(
+        503,
+        "Page not ready yet",
+        "This page is deeper than the list's checkpoints so far; they grow with each request. Retry.",
+        "page-not-ready",
+        {"Retry-After": "1"},
+    )
 
 
 def _client_filter(args: Mapping[str, str]) -> str | None:
@@ -219,6 +240,8 @@ def get_results(public_id: str) -> Response:
     with connection() as conn:
         batch = batches.get(conn, public_id)
         page = results_page(conn, batch, request.args)
+    if page.not_yet:  # the checkpoints written so far are committed: the retry goes on from them
+        raise not_yet_problem()
     sentiment = page.filters.get("sentiment")
     total = batch.sentiment_count(sentiment) if sentiment else batch.processed_count
     url = url_for("listings.get_results", public_id=public_id)

@@ -19,7 +19,7 @@ def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict[str, Any], description: str, headers: dict | None = None) -> dict[str, Any]:
+def json_answer(schema: dict[str, Any], description: str, headers: dict | None = None) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": description,
         "content": {"application/json": {"schema": schema}},
@@ -29,7 +29,7 @@ def _json(schema: dict[str, Any], description: str, headers: dict | None = None)
     return response
 
 
-def _problems(*codes: str) -> dict[str, Any]:
+def problem_answers(*codes: str) -> dict[str, Any]:
     return {code: {"$ref": f"#/components/responses/Problem{code}"} for code in codes}
 
 
@@ -93,25 +93,10 @@ PAGE_PARAMETERS = [
 ]
 
 
-UPLOAD_LABEL_PARAMETERS: list[dict[str, Any]] = [
-    {
-        "name": "metadata",
-        "in": "query",
-        "schema": {"type": "string", "contentMediaType": "application/json"},
-        "description": "Labels: a JSON object of up to 16 string pairs (key up to 64 characters, value up "
-        "to 512); a form field before the file, or this parameter.",
-    },
-    {
-        "name": "expires_after",
-        "in": "query",
-        "schema": {"type": "string", "examples": ["7d", "12h", "3600"]},
-        "description": "Keep the batch this long after it finishes (default RESULTS_TTL, if set).",
-    },
-]
-
-
 def paths() -> dict[str, Any]:
     """Every path of the API."""
+    from webapp.openapi_upload import upload_operation  # it builds on the helpers above
+
     results_params = [
         BATCH_ID,
         *PAGE_PARAMETERS,
@@ -131,74 +116,7 @@ def paths() -> dict[str, Any]:
     ]
     download = {"description": "The whole batch, streamed as an attachment."}
     return {
-        "/batch/upload": {
-            "post": {
-                "summary": "Upload a CSV (id,text) and start a batch",
-                "description": "A browser's form submission (Accept: text/html) is answered with "
-                "303 See Other to the batch's page instead, or with the form again when refused. "
-                "The file may be gzip-compressed (a .csv.gz file part or raw body, or Content-Encoding).",
-                "parameters": [
-                    CONTENT_ENCODING,
-                    {
-                        "name": "strict",
-                        "in": "query",
-                        "schema": {"type": "string"},
-                        "description": "true: reject the file at its first row problem.",
-                    },
-                    {
-                        "name": "encoding",
-                        "in": "query",
-                        "schema": {"type": "string"},
-                        "description": "The file's text encoding (default UTF-8), e.g. cp1252.",
-                    },
-                    webhooks.CALLBACK_URL_PARAMETER,
-                    *UPLOAD_LABEL_PARAMETERS,
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                        "description": "Sent again with the same file and options within IDEMPOTENCY_TTL, "
-                        "the upload answers the first one's batch with Idempotent-Replayed: true (another "
-                        "file: 422; the first still in progress after 5 s: 409 with Retry-After).",
-                    },
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["file"],
-                                "properties": {
-                                    "file": {"type": "string", "contentMediaType": "text/csv"},
-                                    "strict": {"type": "string"},
-                                    "encoding": {"type": "string"},
-                                    "callback_url": webhooks.CALLBACK_URL_PARAMETER["schema"],
-                                    "metadata": UPLOAD_LABEL_PARAMETERS[0]["schema"],
-                                    "expires_after": UPLOAD_LABEL_PARAMETERS[1]["schema"],
-                                },
-                            }
-                        },
-                        "text/csv": {"schema": {"type": "string"}},
-                    },
-                },
-                "responses": {
-                    "202": _json(
-                        ref("Batch"),
-                        "Accepted: the rows are staged and queued (or, replayed, the batch an earlier upload "
-                        "with the same Idempotency-Key made).",
-                        {
-                            "Location": {"schema": {"type": "string"}, "description": "The batch's URL."},
-                            "Idempotent-Replayed": {
-                                "schema": {"const": "true"},
-                                "description": "Present when this answers an earlier upload's batch.",
-                            },
-                        },
-                    ),
-                    **_problems("400", "401", "408", "409", "413", "415", "422", "429", "503"),
-                },
-            }
-        },
+        "/batch/upload": {"post": upload_operation()},
         "/batch/{batch_id}": {
             "parameters": [BATCH_ID],
             "get": {
@@ -206,15 +124,15 @@ def paths() -> dict[str, Any]:
                 "description": "A browser (Accept: text/html) gets the batch's page instead: "
                 "live progress, and once finished the chart, the results and the downloads.",
                 "responses": {
-                    "200": _json(ref("Batch"), "The batch."),
-                    **_problems("401", "404", "503"),
+                    "200": json_answer(ref("Batch"), "The batch."),
+                    **problem_answers("401", "404", "503"),
                 },
             },
             "delete": {
                 "summary": "Remove a finished batch and all its rows",
                 "responses": {
                     "204": {"description": "Deleted."},
-                    **_problems("401", "404", "409", "503"),
+                    **problem_answers("401", "404", "409", "503"),
                 },
             },
         },
@@ -223,18 +141,18 @@ def paths() -> dict[str, Any]:
                 "summary": "Stop a processing batch",
                 "parameters": [BATCH_ID],
                 "responses": {
-                    "200": _json(ref("Batch"), "The batch, now cancelled."),
-                    **_problems("401", "404", "409", "503"),
+                    "200": json_answer(ref("Batch"), "The batch, now cancelled."),
+                    **problem_answers("401", "404", "409", "503"),
                 },
             }
         },
         "/batch/{batch_id}/results": {
             "get": {
-                "summary": "Keyset pages of a finished batch's results, in file order",
+                "summary": "Keyset pages of a finished batch's results: in file order, or by score",
                 "parameters": results_params,
                 "responses": {
-                    "200": _json(ref("ResultsPage"), "One page.", NEXT_LINK),
-                    **_problems("400", "401", "404", "409", "503"),
+                    "200": json_answer(ref("ResultsPage"), "One page.", NEXT_LINK),
+                    **problem_answers("400", "401", "404", "409", "503"),
                 },
             }
         },
@@ -243,8 +161,8 @@ def paths() -> dict[str, Any]:
                 "summary": "Keyset pages of the rows set aside at upload",
                 "parameters": [BATCH_ID, *PAGE_PARAMETERS[:3]],
                 "responses": {
-                    "200": _json(ref("ErrorsPage"), "One page.", NEXT_LINK),
-                    **_problems("400", "401", "404", "503"),
+                    "200": json_answer(ref("ErrorsPage"), "One page.", NEXT_LINK),
+                    **problem_answers("400", "401", "404", "503"),
                 },
             }
         },
@@ -258,7 +176,7 @@ def paths() -> dict[str, Any]:
                         "headers": DOWNLOAD_HEADERS,
                         "content": {"text/csv": {"schema": {"type": "string"}}},
                     },
-                    **_problems("401", "404", "409", "503"),
+                    **problem_answers("401", "404", "409", "503"),
                 },
             }
         },
@@ -272,7 +190,7 @@ def paths() -> dict[str, Any]:
                         "headers": DOWNLOAD_HEADERS,
                         "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
                     },
-                    **_problems("401", "404", "409", "503"),
+                    **problem_answers("401", "404", "409", "503"),
                 },
             }
         },
@@ -299,8 +217,10 @@ def paths() -> dict[str, Any]:
                     PAGE_PARAMETERS[2],
                 ],
                 "responses": {
-                    "200": _json(ref("BatchList"), "One page of the batches the caller may see.", NEXT_LINK),
-                    **_problems("400", "401", "403", "503"),
+                    "200": json_answer(
+                        ref("BatchList"), "One page of the batches the caller may see.", NEXT_LINK
+                    ),
+                    **problem_answers("400", "401", "403", "503"),
                 },
             }
         },
@@ -309,7 +229,9 @@ def paths() -> dict[str, Any]:
                 "summary": "Liveness",
                 "security": [{}],
                 "responses": {
-                    "200": _json({"type": "object", "properties": {"status": {"const": "ok"}}}, "Alive.")
+                    "200": json_answer(
+                        {"type": "object", "properties": {"status": {"const": "ok"}}}, "Alive."
+                    )
                 },
             }
         },
@@ -318,8 +240,10 @@ def paths() -> dict[str, Any]:
                 "summary": "Readiness: database reachable, migrations applied",
                 "security": [{}],
                 "responses": {
-                    "200": _json({"type": "object", "properties": {"status": {"const": "ready"}}}, "Ready."),
-                    **_problems("503"),
+                    "200": json_answer(
+                        {"type": "object", "properties": {"status": {"const": "ready"}}}, "Ready."
+                    ),
+                    **problem_answers("503"),
                 },
             }
         },
@@ -331,9 +255,9 @@ def paths() -> dict[str, Any]:
                         "description": "Text exposition format.",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
-                    **_problems("401", "403", "503"),
+                    **problem_answers("401", "403", "503"),
                 },
             }
         },
-        **webhooks.openapi_paths(_problems("401", "404", "503")),
+        **webhooks.openapi_paths(problem_answers("401", "404", "503")),
     }

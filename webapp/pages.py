@@ -147,7 +147,10 @@ def batch_page(conn: psycopg.Connection, batch: Batch) -> Response:
         sentiment=page.filters.get("sentiment") if page else None,
         sentiments=SENTIMENTS,
         set_aside=set_aside,
-        refresh_seconds=REFRESH_SECONDS if batch.status == "processing" else None,
+        # A deep page whose checkpoints are still being written: load again in a second.
+        refresh_seconds=REFRESH_SECONDS
+        if batch.status == "processing"
+        else (1 if page and page.not_yet else None),
     )
     return negotiated(make_response(html))
 

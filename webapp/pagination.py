@@ -8,7 +8,9 @@ written. Pages are asked for with ``per_page`` and one of:
 * ``before=<cursor>``: the page before a position, read backwards (the
   pages' Previous links);
 * ``page=P``, for lists numbered densely from 1 (results without a filter,
-  set-aside rows): the page after position ``(P - 1) * per_page``.
+  set-aside rows): the page after position ``(P - 1) * per_page``; and for
+  lists that can ``locate`` that position (one sentiment, a score order: from
+  the nearest checkpoint, core/batches/ordering.py).
 
 Every form ends as one index range, never a skip-and-count of rows.
 Cursors are signed (itsdangerous, a Flask dependency) and bound to their
@@ -75,8 +77,10 @@ def choice(args: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str 
     return value
 
 
-#: What a Listing's ``locate`` answers for a page past the end of the list.
+#: What a Listing's ``locate`` answers for a page past the end of the list ...
 PAST_THE_END = object()
+#: ... and for a page it cannot find yet (the view answers 503 with Retry-After: ask again).
+NOT_YET = object()
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,7 @@ class Page(Generic[Row]):
     next_cursor: str | None  # the rows after the last item, if there are any
     previous_cursor: str | None  # the rows before the first item, if there are any
     cut: bool = False  # stopped before per_page at PAGE_BYTES
+    not_yet: bool = False  # the list cannot find this page yet (Listing.locate): retry shortly
 
 
 def _serializer(key: str) -> URLSafeSerializer:
@@ -203,6 +208,8 @@ def read_page(
         after = listing.locate(conn, subject, request.skip, filters)  # type: ignore[misc]
         if after is PAST_THE_END:
             return Page(listing, [], request, dict(filters), None, None)
+        if after is NOT_YET:
+            return Page(listing, [], request, dict(filters), None, None, not_yet=True)
     round_rows = max(1, ROUND_CHARS // max(1, listing.largest_row))
     rows: list[Row] = []
     weight = 0
@@ -224,7 +231,8 @@ def read_page(
         else:
             before = listing.position(rows[-1])
     if request.before is None:
-        more_after, more_before = extra, bool(request.after or request.skip)
+        # A Previous link only where the list can be read backwards (before=).
+        more_after, more_before = extra, listing.backward and bool(request.after or request.skip)
     else:
         rows.reverse()  # read backwards from the position, shown forwards
         more_after, more_before = True, extra

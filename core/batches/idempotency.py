@@ -68,17 +68,12 @@ class BodyHash:
 def reserve(conn: psycopg.Connection, client: str | None, key: str, ttl_seconds: float) -> Earlier | None:
     """Take ``key`` for this upload (None), or the earlier upload that made a live batch with it."""
     params = {"client": client or "", "key": key, "ttl_seconds": ttl_seconds}
-    for _ in range(2):
-        if _insert_waiting_at_most(conn, params):
-            return None
-        row = conn.execute(q("idempotency_keys_get"), params).fetchone()
-        if row is None:  # the other upload rolled back between our insert and this read
-            continue
-        public_id, body_sha256, live = row
-        if live:
-            return Earlier(public_id, bytes(body_sha256))
-        conn.execute(q("idempotency_keys_drop"), params)  # expired, or its batch deleted: free again
-    raise _in_use(key)
+    if _insert_waiting_at_most(conn, params):
+        return None
+    row = conn.execute(q("idempotency_keys_get"), params).fetchone()
+    if row is None:  # its batch was deleted a moment ago: the next try takes the key over
+        raise _in_use(key)
+    return Earlier(row[0], bytes(row[1]))
 
 
 def record(conn: psycopg.Connection, client: str | None, key: str, batch_id: int, body_sha256: bytes) -> None:
@@ -100,16 +95,20 @@ def check_same(earlier: Earlier, body_sha256: bytes, key: str) -> None:
 
 
 def _insert_waiting_at_most(conn: psycopg.Connection, params: dict[str, object]) -> bool:
-    """Insert the key, waiting at most WAIT_SECONDS for an upload that holds it; whether it is ours."""
+    """Take the key, waiting at most WAIT_SECONDS for an upload that holds it; whether it is ours.
+
+    One statement: it inserts the key, or takes over a row whose key expired or whose batch was
+    deleted, under that row's lock, so two retries of an expired key cannot both take it."""
+    previous = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
     conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{WAIT_SECONDS}s",))
     try:
         with conn.transaction():  # a savepoint: a lock timeout must not end the upload's transaction
-            inserted = conn.execute(q("idempotency_keys_reserve"), params).fetchone() is not None
+            taken = conn.execute(q("idempotency_keys_reserve"), params).fetchone() is not None
     except psycopg.errors.LockNotAvailable:
         raise _in_use(str(params["key"])) from None
     finally:
-        conn.execute("SELECT set_config('lock_timeout', '0', true)")
-    return inserted
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (previous,))
+    return taken
 
 
 def _in_use(key: str) -> Conflict:

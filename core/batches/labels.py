@@ -27,6 +27,14 @@ def _bad(slug: str, detail: str) -> InvalidInput:
     return InvalidInput("Invalid metadata" if slug == "invalid-metadata" else "Invalid expiry", detail, slug)
 
 
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_pairs(pairs: Mapping[str, object], where: str) -> dict[str, str]:
     """The pairs if they are labels we keep: at most 16, string keys and values of bounded length."""
     if len(pairs) > MAX_PAIRS:
@@ -47,6 +55,11 @@ def check_pairs(pairs: Mapping[str, object], where: str) -> dict[str, str]:
                 "invalid-metadata",
                 f"{where}: the value of {key!r} is {len(value)} characters; at most {MAX_VALUE_CHARS}.",
             )
+        if not (_storable(key) and _storable(value)):
+            raise _bad(
+                "invalid-metadata",
+                f"{where}: {key!r} holds a lone surrogate (\\ud800-\\udfff), which PostgreSQL cannot store.",
+            )
         if "\x00" in key or "\x00" in value:
             raise _bad(
                 "invalid-metadata", f"{where}: {key!r} holds a NUL character, which PostgreSQL cannot store."
@@ -60,7 +73,7 @@ def parse_metadata(text: str | None) -> dict[str, str]:
         return {}
     try:
         value = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise _bad(
             "invalid-metadata",
             f'metadata is not valid JSON ({exc}); send an object like {{"project": "q3"}}.',

@@ -104,12 +104,13 @@ def finished(conn: psycopg.Connection, batch_id: int) -> None:
     conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
 
 
-def purge(conn: psycopg.Connection, older_than_seconds: float) -> int:
+def purge(conn: psycopg.Connection, older_than_seconds: float, *, everything: bool = False) -> int:
     """Mark deleted the finished batches past their expiry: their own ``expires_after`` after they
     finished, or ``older_than_seconds`` for those without one (0: kept). Up to PURGE_BATCHES at a
-    time; a batch with a chunk still in a runner's hands waits. How many; :func:`reap` removes their
-    rows."""
-    params = {"older_than_seconds": older_than_seconds, "limit": PURGE_BATCHES}
+    time; a batch with a chunk still in a runner's hands waits. With ``everything`` (the operator's
+    ``purge --older-than``), every batch finished longer ago than that goes, whatever it asked for.
+    How many; :func:`reap` removes their rows."""
+    params = {"older_than_seconds": older_than_seconds, "limit": PURGE_BATCHES, "everything": everything}
     marked = 0
     with conn.cursor(row_factory=namedtuple_row) as cur:
         for expired in cur.execute(q("batches_expired"), params).fetchall():
@@ -168,5 +169,8 @@ def reap(
 
 
 def forget_idempotency_keys(conn: psycopg.Connection, ttl_seconds: float) -> int:
-    """Drop the Idempotency-Keys older than IDEMPOTENCY_TTL (the upload still checks the age itself)."""
-    return conn.execute(q("idempotency_keys_forget"), {"ttl_seconds": ttl_seconds}).rowcount
+    """Drop Idempotency-Keys older than IDEMPOTENCY_TTL, a bounded number per housekeeping turn (an
+    upload takes an expired key over by itself)."""
+    return conn.execute(
+        q("idempotency_keys_forget"), {"ttl_seconds": ttl_seconds, "limit": PURGE_BATCHES * 100}
+    ).rowcount

@@ -14,9 +14,15 @@ Pages by cursor read on from a keyset position. Page P by number needs the
 position of rank (P - 1) * per_page, which only file order knows by itself
 (``row_number`` is dense). For the others, :func:`locate` reads the nearest of
 the list's checkpoints (``result_checkpoints``: the position of every
-1,000th row, written in one pass over the list's index range the first time a
-page past the first is asked for) and then at most 999 keys from there, so
-page 10,000 costs what page 1 costs, plus one small index read.
+1,000th row) and then at most 999 keys from there, so page 10,000 costs what
+page 1 costs, plus three small index probes.
+
+Checkpoints are written when a page needs them, from the last one written
+onwards, by reading the list's keys (an index-only range) at most
+:data:`SCAN_ROWS` at a time: a request never reads more than that however
+deep it asks, and what it wrote commits with it. A page deeper than that
+answers :data:`BUILDING` (the web answers 503 with Retry-After: 1) and the
+next request goes on from there; a million-row list is covered in one.
 """
 
 from __future__ import annotations
@@ -27,15 +33,20 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
+from psycopg.rows import class_row, namedtuple_row
 
 from core.batches.model import SENTIMENTS, Batch, Result
+from core.batches.store import not_found
 from core.queries import q
 
 #: Every how many rows of a list a checkpoint is written.
 CHECKPOINT_EVERY = 1000
-#: What :func:`locate` answers for a page past the end of the list.
+#: Keys one request reads at most to write checkpoints (a few seconds, well inside STATEMENT_TIMEOUT).
+SCAN_ROWS = 1_000_000
+#: What :func:`locate` answers for a page past the end of the list ...
 END = object()
+#: ... and for a page deeper than the checkpoints written so far (ask again: they grow per request).
+BUILDING = object()
 
 _RESULT_COLUMNS = "row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error"
 
@@ -123,16 +134,17 @@ def locate(
     conn: psycopg.Connection, batch: Batch, order: ResultOrder, sentiment: str | None, skip: int
 ) -> Any:
     """The position after which the list's rows ``skip + 1, skip + 2, ...`` come: None for the start,
-    :data:`END` past the end."""
+    :data:`END` past the end, :data:`BUILDING` when the checkpoints do not reach that deep yet."""
     if skip == 0:
         return None
     listing = order.listing(sentiment)
-    params = {"batch_id": batch.id, "listing": listing, "rank": skip}
-    nearest = conn.execute(q("result_checkpoints_nearest"), params).fetchone()
-    if nearest is None:
-        _write_checkpoints(conn, batch, order, sentiment, listing)
-        nearest = conn.execute(q("result_checkpoints_nearest"), params).fetchone()
-    rank, position = nearest
+    nearest = _nearest(conn, batch, listing, skip)
+    if skip - nearest.rank >= CHECKPOINT_EVERY and not nearest.complete:
+        _extend_checkpoints(conn, batch, order, sentiment, listing, nearest.last_rank, nearest.last_position)
+        nearest = _nearest(conn, batch, listing, skip)
+        if skip - nearest.rank >= CHECKPOINT_EVERY and not nearest.complete:
+            return BUILDING
+    rank, position = nearest.rank, nearest.position
     if rank == skip:
         return position
     keys = ", ".join(order.keys)
@@ -145,18 +157,40 @@ def locate(
     return last[0] if len(last) == 1 else last
 
 
-def _write_checkpoints(
-    conn: psycopg.Connection, batch: Batch, order: ResultOrder, sentiment: str | None, listing: str
+def _nearest(conn: psycopg.Connection, batch: Batch, listing: str, rank: int) -> Any:
+    """The list's checkpoint at or before ``rank``, its last one, and whether they reach its end."""
+    with conn.cursor(row_factory=namedtuple_row) as cur:
+        params = {"batch_id": batch.id, "listing": listing, "rank": rank}
+        return cur.execute(q("result_checkpoints_nearest"), params).fetchone()
+
+
+def _extend_checkpoints(
+    conn: psycopg.Connection,
+    batch: Batch,
+    order: ResultOrder,
+    sentiment: str | None,
+    listing: str,
+    last_rank: int,
+    last_position: Any,
 ) -> None:
+    """Write the list's next checkpoints, reading at most SCAN_ROWS keys on from the last one."""
+    keys = sql.SQL(", ").join(map(sql.Identifier, order.keys))
     # The position as JSON, as a cursor keeps it: the bare key, or the list of keys.
     if len(order.keys) == 1:
-        position = sql.SQL("to_jsonb({})").format(sql.Identifier(order.keys[0]))
+        position = sql.SQL("to_jsonb({})").format(keys)
     else:
-        position = sql.SQL("jsonb_build_array({})").format(
-            sql.SQL(", ").join(map(sql.Identifier, order.keys))
-        )
-    statement = sql.SQL(q("result_checkpoints_write")).format(
-        order=order.order(), filter=order.filter(sentiment), position=position
+        position = sql.SQL("jsonb_build_array({})").format(keys)
+    statement = sql.SQL(q("result_checkpoints_extend")).format(
+        keys=keys,
+        order=order.order(),
+        filter=order.filter(sentiment),
+        after=order.after(last_position if last_rank else None),
+        position=position,
     )
-    conn.execute(statement, {"batch_id": batch.id, "listing": listing, "every": CHECKPOINT_EVERY})
-
+    params = {"batch_id": batch.id, "listing": listing, "base": last_rank, "scan": SCAN_ROWS}
+    try:
+        scanned = conn.execute(statement, {**params, "every": CHECKPOINT_EVERY}).fetchone()[0]
+    except psycopg.errors.ForeignKeyViolation:  # the batch was removed under this request
+        raise not_found(batch.public_id) from None
+    if scanned < SCAN_ROWS:  # the list ended within the range read
+        conn.execute(q("result_checkpoints_complete"), params)

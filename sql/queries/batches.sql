@@ -51,7 +51,7 @@ WITH locked AS (
 SELECT {columns} FROM cancelled;
 
 -- name: batches_mark_deleted
--- Hide a finished batch whose chunks no runner holds and leave its rows to the runners' reaper; whether it was marked, and how many chunks runners hold.
+-- Hide a finished batch whose chunks no runner holds, free its Idempotency-Keys, and leave its rows to the runners' reaper; whether it was marked, and how many chunks runners hold.
 WITH locked AS (
     -- Lock order: the batch's chunks before its row. A held chunk keeps the
     -- batch: its finish still has rows to write.
@@ -62,16 +62,20 @@ WITH locked AS (
     WHERE id = %(batch_id)s AND deleted_at IS NULL AND status <> 'processing'
       AND NOT EXISTS (SELECT 1 FROM locked WHERE state = 'claimed')
     RETURNING id
+), freed AS (
+    -- Its Idempotency-Keys are free again at once: a retry makes a new batch.
+    DELETE FROM idempotency_keys AS k USING marked WHERE k.batch_id = marked.id
 )
 SELECT EXISTS (SELECT 1 FROM marked) AS marked,
        (SELECT count(*) FROM locked WHERE state = 'claimed') AS in_hand;
 
 -- name: batches_expired
--- Finished batches (completed, with errors, or cancelled) past their expiry: their own expires_after after they finished, or older_than_seconds for those without one (0: never), oldest first.
+-- Finished batches (completed, with errors, or cancelled) past their expiry, oldest first: their own expires_after after they finished, or older_than_seconds for those without one (0: never); with everything, older than older_than_seconds whatever they asked for (purge by hand).
 SELECT id FROM batches
 WHERE status <> 'processing' AND deleted_at IS NULL
-  AND completed_at + coalesce(expires_after, make_interval(secs => nullif(%(older_than_seconds)s::float8, 0)))
-      < now()
+  AND (completed_at + coalesce(expires_after, make_interval(secs => nullif(%(older_than_seconds)s::float8, 0)))
+       < now()
+       OR (%(everything)s AND completed_at < now() - make_interval(secs => %(older_than_seconds)s)))
 ORDER BY completed_at
 LIMIT %(limit)s;
 

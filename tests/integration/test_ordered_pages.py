@@ -138,3 +138,28 @@ def sql_explain(statement):  # type: ignore[no-untyped-def]
     from psycopg import sql
 
     return sql.SQL("EXPLAIN (FORMAT JSON) ") + statement
+
+
+def test_a_page_deeper_than_one_requests_reading_is_built_over_several(client, db, scored, monkeypatch):
+    monkeypatch.setattr(ordering, "SCAN_ROWS", 1_200)  # each request reads at most this many keys
+    expected = _oracle(db, scored, None, "-compound")
+    number, per_page = len(expected) // 10 - 1, 10
+    answers = []
+    for _ in range(10):
+        answer = client.get(f"/batch/{scored}/results?order=-compound&page={number}&per_page={per_page}")
+        answers.append(answer.status_code)
+        if answer.status_code == 200:
+            break
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+        assert answer.get_json()["type"].endswith("page-not-ready")
+    assert answers[0] == 503 and answers[-1] == 200 and len(answers) == 3  # 1,200 keys a request
+    got = [r["row"] for r in answer.get_json()["results"]]
+    assert got == expected[(number - 1) * per_page : number * per_page]
+
+
+def test_pages_read_forwards_only_offer_no_previous_link(client, scored):
+    page = client.get(
+        f"/batch/{scored}/results?order=compound&page=3&per_page=5", headers={"Accept": "text/html"}
+    )
+    assert page.status_code == 200
+    assert "before=" not in page.get_data(as_text=True)

@@ -181,6 +181,7 @@ def test_every_named_query_is_valid_sql(db):
         text = query.text.replace("{columns}", "*").replace("{table}", "batch_results")
         text = text.replace("{key}", "row_number").replace("{filter}", "true").replace("{after}", "")
         text = text.replace("{order}", "row_number").replace("{position}", "to_jsonb(row_number)")
+        text = text.replace("{keys}", "row_number")
         db.execute(f"PREPARE check_{name} AS {_numbered_placeholders(text)}")
         db.execute(f"DEALLOCATE check_{name}")
 

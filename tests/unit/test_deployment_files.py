@@ -90,7 +90,7 @@ def test_packaging_declares_the_packages_and_pins_vader():
     config = configparser.ConfigParser()
     config.read(REPO / "setup.cfg")
     packages = [p.strip() for p in config["options"]["packages"].split(",")]
-    assert packages == ["core", "core.batches", "webapp", "jobrunner"]
+    assert packages == ["core", "core.batches", "webapp", "jobrunner", "cli"]
     requires = config["options"]["install_requires"]
     assert "vaderSentiment==3.3.2" in requires
     for name in ("flask", "gunicorn", "psycopg[binary]", "psycopg-pool", "pandas"):

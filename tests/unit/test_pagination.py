@@ -44,10 +44,13 @@ def test_a_filtered_cursor_is_the_same_whoever_made_it():
     assert request.after == 7
 
 
-def test_page_numbers_only_where_rows_are_numbered_densely():
+def test_page_numbers_only_where_rows_are_numbered_densely_or_can_be_located():
     assert parse_page_request({"page": "1"}, RESULTS_OF_ONE_SENTIMENT, BATCH, POSITIVE, "k").page == 1
-    with pytest.raises(Problem, match="no page numbers"):
-        parse_page_request({"page": "2"}, RESULTS_OF_ONE_SENTIMENT, BATCH, POSITIVE, "k")
+    # One sentiment is not numbered densely, but page P is located from a checkpoint.
+    located = parse_page_request(
+        {"page": "3", "per_page": "10"}, RESULTS_OF_ONE_SENTIMENT, BATCH, POSITIVE, "k"
+    )
+    assert (located.page, located.skip, located.after) == (3, 20, None)
     with pytest.raises(Problem, match="no page numbers"):
         parse_page_request({"page": "2"}, replace(BATCHES, ignores=()), "batches", {}, "k")
 
