@@ -21,19 +21,32 @@ from bench.data import texts as make_texts
 from bench.e2e import _csv
 from bench.service import PeakRss, cluster, gunicorn, rss_kib, runners, worker_pids
 
-FABRICATE = """
-WITH b AS (
-    INSERT INTO batches (public_id, status, total_count, processed_count, positive_count,
-                         chunk_size, started_at, completed_at)
-    VALUES (%(public_id)s, 'completed', %(rows)s, %(rows)s, %(rows)s, 100, now(), now())
-    RETURNING id
-)
+FABRICATE_BATCH = """
+INSERT INTO batches (public_id, status, total_count, processed_count, positive_count,
+                     chunk_size, started_at, completed_at)
+VALUES (%(public_id)s, 'completed', %(rows)s, %(rows)s, %(rows)s, 100, now(), now())
+RETURNING id
+"""
+# Scores spread over [-1, 1] (a fixed permutation of the rows), labelled by VADER's thresholds, so
+# the pages of one sentiment and in score order are as long and as mixed as real ones.
+FABRICATE_RESULTS = """
 INSERT INTO batch_results (batch_id, row_number, line_number, client_id, text, sentiment,
                            score, compound, pos, neu, neg)
-SELECT b.id, g, g + 1, 'r' || g,
+SELECT %(batch_id)s, g, g + 1, 'r' || g,
        md5(g::text) || ', the product arrived on time and I would "buy" it again',
-       'positive', 0.6249, 0.6249, 0.31, 0.69, 0.0
-FROM b, generate_series(1, %(rows)s) AS g
+       CASE WHEN c >= 0.05 THEN 'positive' WHEN c <= -0.05 THEN 'negative' ELSE 'neutral' END,
+       abs(c), c, 0.31, 0.69, 0.0
+FROM generate_series(1, %(rows)s) AS g,
+     LATERAL (SELECT ((g::bigint * 7919) %% 20001 - 10000) / 10000.0 AS c) AS score
+"""
+FABRICATE_COUNTS = """
+UPDATE batches AS b
+SET positive_count = n.positive, negative_count = n.negative, neutral_count = n.neutral
+FROM (SELECT count(*) FILTER (WHERE sentiment = 'positive') AS positive,
+             count(*) FILTER (WHERE sentiment = 'negative') AS negative,
+             count(*) FILTER (WHERE sentiment = 'neutral') AS neutral
+      FROM batch_results WHERE batch_id = %(batch_id)s) AS n
+WHERE b.id = %(batch_id)s
 """
 
 
@@ -46,14 +59,43 @@ def _median_ms(function: Callable[[], object], repeat: int) -> float:
     return statistics.median(runs)
 
 
+#: The lists that are not numbered densely: page P starts from a checkpoint (core/batches/ordering.py).
+ORDERED = {"sentiment=positive": "sentiment=positive", "order=-compound": "order=-compound"}
+
+
+def _deep_pages(http: requests.Session, base: str, public_id: str, query: str) -> dict:
+    """Page 1, and the page as deep into this list as page 10,000 is into 1,000,000 rows: the first
+    request (which writes the list's checkpoints) and then the median."""
+    url = f"{base}/batch/{public_id}/results?{query}&per_page=50"
+    total = http.get(url).json()["total_results"] if "sentiment" in query else None
+    length = total if total is not None else http.get(f"{base}/batch/{public_id}").json()["total_count"]
+    deep_page = max(2, length // 100)
+    deep = f"{url}&page={deep_page}"
+    started = time.perf_counter()
+    answer = http.get(deep)
+    first_deep_ms = (time.perf_counter() - started) * 1e3
+    answer.raise_for_status()
+    for _ in range(20):
+        http.get(url)
+        http.get(deep)
+    return {
+        "page": deep_page,
+        "first_ms": _median_ms(lambda: http.get(url).raise_for_status(), 200),
+        "deep_ms": _median_ms(lambda: http.get(deep).raise_for_status(), 200),
+        "first_deep_ms": first_deep_ms,
+    }
+
+
 def pages_and_export(rows: int, repeat: int = 3) -> dict:
     public_id = "batch-" + "b" * 32
     deep_page = rows // 100  # page 10,000 of a 1,000,000-row batch at 50 per page
     with cluster() as url:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(FABRICATE, {"public_id": public_id, "rows": rows})
+            batch_id = conn.execute(FABRICATE_BATCH, {"public_id": public_id, "rows": rows}).fetchone()[0]
+            conn.execute("SELECT batch_partitions_ensure(%s)", (batch_id,))
+            conn.execute(FABRICATE_RESULTS, {"batch_id": batch_id, "rows": rows})
+            conn.execute(FABRICATE_COUNTS, {"batch_id": batch_id})
             conn.execute("ANALYZE batch_results")
-            batch_id = conn.execute("SELECT id FROM batches WHERE public_id = %s", (public_id,)).fetchone()[0]
 
             def offset_query() -> None:
                 conn.execute("SELECT count(*) FROM batch_results WHERE batch_id = %s", (batch_id,)).fetchone()
@@ -84,6 +126,7 @@ def pages_and_export(rows: int, repeat: int = 3) -> dict:
                 http.get(deep)
             first_ms = _median_ms(lambda: http.get(first).raise_for_status(), 200)
             deep_ms = _median_ms(lambda: http.get(deep).raise_for_status(), 200)
+            ordered = {name: _deep_pages(http, base, public_id, query) for name, query in ORDERED.items()}
             pid = worker_pids(master)[0]
             idle = rss_kib(pid)
             exports, peaks = [], []
@@ -100,6 +143,7 @@ def pages_and_export(rows: int, repeat: int = 3) -> dict:
         "first_ms": first_ms,
         "deep_ms": deep_ms,
         "offset_ms": offset_ms,
+        "ordered": ordered,
         "export_rows_per_s": rows / statistics.median(exports),
         "copy_rows_per_s": rows / (copy_ms / 1e3),
         "export_mb": size / 1e6,

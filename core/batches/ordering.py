@@ -14,7 +14,7 @@ Pages by cursor read on from a keyset position. Page P by number needs the
 position of rank (P - 1) * per_page, which only file order knows by itself
 (``row_number`` is dense). For the others, :func:`locate` reads the nearest of
 the list's checkpoints (``result_checkpoints``: the position of every
-1,000th row) and then at most 999 keys from there, so page 10,000 costs what
+100th row) and then at most 99 keys from there, so page 10,000 costs what
 page 1 costs, plus three small index probes.
 
 Checkpoints are written when a page needs them, from the last one written
@@ -40,7 +40,7 @@ from core.batches.store import not_found
 from core.queries import q
 
 #: Every how many rows of a list a checkpoint is written.
-CHECKPOINT_EVERY = 1000
+CHECKPOINT_EVERY = 100
 #: Keys one request reads at most to write checkpoints (a few seconds, well inside STATEMENT_TIMEOUT).
 SCAN_ROWS = 1_000_000
 #: What :func:`locate` answers for a page past the end of the list ...

@@ -45,7 +45,7 @@ CREATE TABLE result_checkpoints (
     PRIMARY KEY (batch_id, listing, rank)
 );
 COMMENT ON TABLE result_checkpoints IS
-    'Where every 1,000th row of a finished batch''s ordered or filtered results lies, so page P of '
+    'Where every 100th row of a finished batch''s ordered or filtered results lies, so page P of '
     'them is one index read from the nearest checkpoint. Written the first time a page past the first '
     'is asked for; rank 0 marks a listing whose checkpoints are all written.';
 COMMENT ON COLUMN result_checkpoints.listing IS

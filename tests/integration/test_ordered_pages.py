@@ -13,7 +13,7 @@ from tests.helpers import make_csv, sample_texts, score_everything
 
 pytestmark = pytest.mark.integration
 
-ROWS = 3_500  # past three checkpoints (every 1,000 rows) of the whole-batch compound lists
+ROWS = 3_500  # past many checkpoints (every 100 rows) of every list
 
 
 @pytest.fixture
