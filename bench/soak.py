@@ -51,18 +51,27 @@ TABLES = ("batch_rows", "chunks", "batch_results", "batch_row_errors", "batches"
 DEAD_TABLES = ("batch_rows", "chunks", "batch_results")
 LABELS = {"batch_rows": "staging", "chunks": "chunks", "batch_results": "results"}
 
+# Partitions (batch_results and batch_row_errors are partitioned by batch id ranges, migration 0012)
+# count as their root table, and partitions' indexes as the root's index.
 SIZES = """
-SELECT c.relname AS name, c.relkind AS kind, t.relname AS table_name,
-       pg_relation_size(c.oid) AS bytes, pg_table_size(c.oid) AS table_bytes
+SELECT coalesce(pg_partition_root(c.oid), c.oid)::regclass::text AS name,
+       min(c.relkind) AS kind,
+       coalesce(pg_partition_root(t.oid), t.oid)::regclass::text AS table_name,
+       sum(pg_relation_size(c.oid))::bigint AS bytes, sum(pg_table_size(c.oid))::bigint AS table_bytes
 FROM pg_class c
 LEFT JOIN pg_index i ON i.indexrelid = c.oid
 LEFT JOIN pg_class t ON t.oid = coalesce(i.indrelid, c.oid)
 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'i')
-  AND t.relname = ANY(%(tables)s)
+  AND coalesce(pg_partition_root(t.oid), t.oid)::regclass::text = ANY(%(tables)s)
+GROUP BY 1, 3
 """
 STATS = """
-SELECT relname, n_live_tup, n_dead_tup, autovacuum_count, autoanalyze_count
-FROM pg_stat_user_tables WHERE relname = ANY(%(tables)s)
+SELECT coalesce(pg_partition_root(s.relid), s.relid)::regclass::text AS relname,
+       sum(n_live_tup)::bigint, sum(n_dead_tup)::bigint, sum(autovacuum_count)::bigint,
+       sum(autoanalyze_count)::bigint
+FROM pg_stat_user_tables AS s
+WHERE coalesce(pg_partition_root(s.relid), s.relid)::regclass::text = ANY(%(tables)s)
+GROUP BY 1
 """
 
 
@@ -79,8 +88,9 @@ TUNING = {
         "autovacuum_vacuum_threshold": "2000",
         "autovacuum_vacuum_cost_delay": "0",
     },
-    "batch_results": {"autovacuum_vacuum_scale_factor": "0.05"},
 }
+# (Migration 0013 sets the two tables' settings in every database now; batch_results is partitioned
+# since 0012, and a partitioned table takes no autovacuum settings.)
 SERVER_TUNING = {"autovacuum_naptime": "10s"}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

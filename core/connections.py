@@ -9,7 +9,10 @@ and survive ``RESET``:
   for ever; TCP keepalives at both ends (libpq's ``keepalives_*`` for our socket,
   the server's ``tcp_keepalives_*`` for its own), so a peer that vanished without a
   word (a killed VM, a dropped NAT entry) is noticed within about
-  DB_KEEPALIVE_SECONDS + 30 s instead of hours, and its transaction rolled back.
+  DB_KEEPALIVE_SECONDS + 30 s instead of hours, and its transaction rolled back;
+  and ``tcp_user_timeout`` at both ends, which bounds a connection with data in
+  flight, where keepalives do not probe (:func:`user_timeout_ms`; a
+  ``tcp_user_timeout`` in DATABASE_URL wins).
 * ``web``: ``statement_timeout`` (STATEMENT_TIMEOUT) as the session's default;
   uploads and exports raise it for their own transaction (``webapp.db``). The
   session works as the database role ``sentiment_web`` (``-c role=``), which
@@ -56,10 +59,26 @@ def session_parameters(settings: Settings, role: Role) -> dict[str, int | str]:
         "tcp_keepalives_interval": KEEPALIVE_INTERVAL,
         "tcp_keepalives_count": KEEPALIVE_COUNT,
     }
+    parameters["tcp_user_timeout"] = user_timeout_ms(settings, role)
     if role == "web":
         parameters = {"role": "sentiment_web", **parameters}
         parameters["statement_timeout"] = milliseconds(settings.statement_timeout)
     return parameters
+
+
+def user_timeout_ms(settings: Settings, role: Role) -> int:
+    """How long sent data may go unacknowledged before the connection is dropped, at either end.
+
+    Keepalives probe only an idle connection; one with data in flight (a statement sent into a
+    partition, a NOTIFY on its way to a LISTENing runner) would retransmit for tcp_retries2, about
+    15 minutes. The web's bound is STATEMENT_TIMEOUT (no request should wait longer anyway); the
+    runners' is the keepalive bound. It counts only time without any acknowledgment from the peer's
+    kernel, never a slow statement, so it cannot cut a long export short.
+    """
+    keepalive_ms = (settings.db_keepalive_seconds + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT) * 1000
+    if role == "web" and settings.statement_timeout > 0:
+        return milliseconds(settings.statement_timeout)
+    return keepalive_ms
 
 
 def conninfo(settings: Settings, role: Role) -> str:
@@ -74,5 +93,6 @@ def conninfo(settings: Settings, role: Role) -> str:
         keepalives_idle=settings.db_keepalive_seconds,
         keepalives_interval=KEEPALIVE_INTERVAL,
         keepalives_count=KEEPALIVE_COUNT,
+        tcp_user_timeout=given.get("tcp_user_timeout") or user_timeout_ms(settings, role),
         application_name=given.get("application_name") or f"sentiment-{role}",
     )

@@ -188,6 +188,8 @@ class EmbeddedPostgres:
                 f"-c unix_socket_directories='{self.socket_dir}'",
                 f"-c listen_addresses='{','.join(addresses)}'",
                 "-c max_connections=200",
+                # Vacuum follows the queue tables' churn (sql/migrations/0013_autovacuum.sql).
+                "-c autovacuum_naptime=10s",
             ]
             if self.fast_unsafe:
                 options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]

@@ -472,16 +472,11 @@ def test_the_web_app_partitioned_from_postgresql_answers_503_then_recovers(
         web.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/connections.py sets TCP keepalives but not tcp_user_timeout: a connection with "
-    "data in flight (a statement sent into a partition, a NOTIFY to a LISTENing runner) is not "
-    "probed by keepalives and waits for tcp_retries2 (about 15 minutes) at either end",
-)
 def test_sessions_bound_unacknowledged_data_by_themselves():
-    """What the tests above add through DATABASE_URL, the service should set: libpq's
-    tcp_user_timeout for our socket, the server's for its own. (Strict: once it does,
-    this passes, fails as XPASS, and the workaround above can go.)"""
+    """The service sets tcp_user_timeout itself, for libpq's socket and the server's: a connection
+    with data in flight (a statement sent into a partition, a NOTIFY to a LISTENing runner), which
+    keepalives do not probe, is dropped within the keepalive bound (runners) or STATEMENT_TIMEOUT
+    (web), not after tcp_retries2 (about 15 minutes)."""
     from psycopg.conninfo import conninfo_to_dict
 
     from core.connections import conninfo
@@ -490,5 +485,6 @@ def test_sessions_bound_unacknowledged_data_by_themselves():
     settings = Settings(database_url="postgresql://postgres@192.0.2.10:5432/sentiment")
     for role in ("web", "runner"):
         parameters = conninfo_to_dict(conninfo(settings, role))
-        assert int(parameters.get("tcp_user_timeout") or 0) > 0, role
-        assert "tcp_user_timeout=" in parameters.get("options", ""), role
+        expected = 30_000 if role == "web" else 60_000
+        assert int(parameters["tcp_user_timeout"]) == expected, role
+        assert f"tcp_user_timeout={expected}" in parameters["options"], role
