@@ -79,6 +79,9 @@ def test_sigkill_storm_on_a_100k_row_batch(client, upload, runners, database_url
         time.sleep(rng.uniform(0.2, 0.7))
         assert status_of(client, batch_id)["status"] == "processing", "batch finished before 20 kills"
         victim = alive.pop(rng.randrange(len(alive)))
+        # Killed holding a lease (on a busy machine a fresh runner may still be starting): that lease
+        # must expire and its chunks be scored by another, once.
+        wait_for(lambda v=victim: held_chunk(database_url, v.pid), timeout=120, interval=0.02)
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(timeout=10) == -signal.SIGKILL
         kills += 1
