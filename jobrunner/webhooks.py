@@ -109,7 +109,10 @@ class Deliverer:
         pause = 0.5
         while True:
             try:
-                with psycopg.connect(conninfo(self.settings, "runner"), autocommit=True) as conn:
+                # connect_timeout: a path that silently drops SYNs would otherwise hold it ~2 minutes.
+                with psycopg.connect(
+                    conninfo(self.settings, "runner"), autocommit=True, connect_timeout=10
+                ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     pause = 0.5
                     while True:
