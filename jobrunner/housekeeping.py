@@ -52,6 +52,8 @@ def housekeep(conn: psycopg.Connection, settings: Settings) -> None:
         if purged:
             log.info("purged %d batch(es) past their expiry (expires_after, or RESULTS_TTL)", purged)
         batches.forget_idempotency_keys(conn, settings.idempotency_ttl_seconds)
+        if swept := batches.sweep_done_chunks(conn):
+            log.info("dropped %d done chunk(s) of finished batches left behind", swept)
         ttl = settings.results_ttl_seconds or 0
         removed = batches.reap(conn, REAP_BUDGET_SECONDS, older_than_seconds=ttl)
         if removed:

@@ -8,7 +8,15 @@ after that (cancel, delete, finished, purge) in :mod:`core.batches.lifecycle`.
 """
 
 from core.batches.ingest import StagedRow, create
-from core.batches.lifecycle import cancel, delete, finished, forget_idempotency_keys, purge, reap
+from core.batches.lifecycle import (
+    cancel,
+    delete,
+    finished,
+    forget_idempotency_keys,
+    purge,
+    reap,
+    sweep_done_chunks,
+)
 from core.batches.model import (
     FINAL_STATUSES,
     ROW_PROBLEMS,
@@ -59,4 +67,5 @@ __all__ = [
     "require_results",
     "results",
     "row_errors",
+    "sweep_done_chunks",
 ]

@@ -104,6 +104,12 @@ def finished(conn: psycopg.Connection, batch_id: int) -> None:
     conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
 
 
+def sweep_done_chunks(conn: psycopg.Connection, limit: int = 10_000) -> int:
+    """Drop done chunks that :func:`finished` did not (the connection of the runner that finished the
+    batch went between its commit and that call); how many. A housekeeping turn's job."""
+    return conn.execute(q("chunks_sweep_done"), {"limit": limit}).rowcount
+
+
 def purge(conn: psycopg.Connection, older_than_seconds: float, *, everything: bool = False) -> int:
     """Mark deleted the finished batches past their expiry: their own ``expires_after`` after they
     finished, or ``older_than_seconds`` for those without one (0: kept). Up to PURGE_BATCHES at a

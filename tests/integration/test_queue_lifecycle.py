@@ -186,3 +186,25 @@ def test_a_waiting_chunk_whose_staged_rows_vanished_is_claimed_and_closed_out(cl
         150,
         100,
     )
+
+
+def test_done_chunks_left_behind_by_a_lost_connection_are_swept(upload, db):
+    """A runner whose connection goes between the commit that completes a batch and dropping its
+    done chunks leaves them; housekeeping sweeps them, and never a processing batch's."""
+    from core import batches
+    from tests.helpers import score_everything
+
+    done_id = upload(make_csv(["good"] * 250))["batch_id"]
+    score_everything(db)
+    waiting_id = upload(make_csv(["good"] * 150))["batch_id"]
+    ids = dict(db.execute("SELECT public_id, id FROM batches").fetchall())
+    # As if finished() had not run: done chunks of the completed batch, and a processing batch's.
+    db.execute(
+        "INSERT INTO chunks (batch_id, first_row, last_row, state, finished_at) VALUES"
+        " (%(done)s, 1, 100, 'done', now()), (%(done)s, 101, 200, 'done', now()),"
+        " (%(waiting)s, 1, 100, 'done', now())",
+        {"done": ids[done_id], "waiting": ids[waiting_id]},
+    )
+    assert batches.sweep_done_chunks(db) == 2
+    left = db.execute("SELECT batch_id, state FROM chunks WHERE state = 'done'").fetchall()
+    assert left == [(ids[waiting_id], "done")]
