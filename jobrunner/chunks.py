@@ -19,10 +19,9 @@ Why a lease:
   expires (any runner runs ``chunks_release_expired`` every
   RELEASE_EXPIRED_SECONDS), and a runner whose lease expired and was taken
   over cannot finish (its token no longer matches), so nothing is lost and
-  nothing is written twice. The primary key of ``batch_results`` backs this up.
-
-So a chunk held by a dead or frozen runner is taken over at most
-LEASE_SECONDS + RELEASE_EXPIRED_SECONDS after it was claimed.
+  nothing is written twice (the primary key of ``batch_results`` backs this
+  up). Takeover: LEASE_SECONDS + RELEASE_EXPIRED_SECONDS after the last renewal,
+  plus a round of the runner that requeues it.
 
 Rounds: a claim leases the head of the queue and up to CLAIM_CHUNKS - 1 more
 chunks of the same batch, and one finishing statement commits them all. Each
@@ -31,10 +30,9 @@ by chunk (a lost lease drops only that chunk). One batch per round keeps the
 finish to one batch row lock, as for a single chunk, so runners cannot
 deadlock on two batches' rows.
 
-Leases are renewed (``renew_leases``, by token) while a round is scored, by a
-timer in the runner (jobrunner.lease_keeper), so a round slower than
-LEASE_SECONDS still commits once; a runner that stops renewing (dead, frozen,
-cut off) loses its chunks as above.
+Leases are renewed by token while a round is scored (jobrunner.lease_keeper), so
+a round slower than LEASE_SECONDS still commits; a runner that stops renewing
+loses its chunks as above.
 
 Lock order, the same in every statement that changes queue state, so none of
 them can deadlock with another: a batch's chunks first, in id order; then
