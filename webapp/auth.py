@@ -117,7 +117,8 @@ def login() -> Response | tuple[str, int]:
     with get_pool().connection() as conn:
         wait = login_limit.wait_seconds(conn, config, address)
         if wait is None:
-            caller, revoked = callers.key_caller(conn, config, key) if key else (None, False)
+            answer = callers.key_caller(conn, config, key) if key else None
+            caller, revoked = (answer.caller, answer.revoked) if answer else (None, False)
             if caller is not None:
                 login_limit.clear(conn, address)
                 session_id = sessions.start(

@@ -12,7 +12,7 @@ A caller is found, in this order, from
    accepted: revoking a key ends its sessions on their next request.
 3. nothing: while the service has no API key and no API_TOKEN, every request
    is the one local user (:data:`core.clients.LOCAL_USER`), who sees every
-   batch, as before keys existed. Once a key exists, the request is refused
+   batch, as before keys existed (a bearer credential is ignored then, too). Once a key exists, the request is refused
    (a browser is sent to ``/login``). Revoking every key does not reopen the
    service: a revoked key still counts as a key.
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from typing import NamedTuple
 
 import psycopg
 from flask import request
@@ -55,12 +56,18 @@ def bearer_token() -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def key_caller(conn: psycopg.Connection, config: Settings, key: str) -> tuple[Caller | None, bool]:
-    """The caller a key stands for (or None), and whether it is a revoked key."""
+class KeyAnswer(NamedTuple):
+    caller: Caller | None  # None: not accepted
+    revoked: bool  # a key that was revoked
+    open: bool  # the service has no key and no API_TOKEN: a local tool, as before keys
+
+
+def key_caller(conn: psycopg.Connection, config: Settings, key: str) -> KeyAnswer:
+    """What a presented key stands for."""
     if config.api_token and matches(key, config.api_token):
-        return API_TOKEN_HOLDER, False
+        return KeyAnswer(API_TOKEN_HOLDER, False, False)
     check = clients.check_key_hash(conn, clients.key_hash(key))
-    return check.caller, bool(check.revoked)
+    return KeyAnswer(check.caller, bool(check.revoked), not check.keys_exist and not config.api_token)
 
 
 def counts_as_a_guess(credential: str, revoked: bool) -> bool:
@@ -76,15 +83,20 @@ def from_bearer(config: Settings, key: str) -> Caller:
         wait = login_limit.wait_seconds(conn, config, address)
         if wait is not None:
             raise login_limit.too_many(wait)
-        caller, revoked = key_caller(conn, config, key)
-        if caller is not None:
-            return caller
-        if not counts_as_a_guess(key, revoked):
-            raise unauthorized("This API key was revoked." if revoked else "That API key is not known.")
+        answer = key_caller(conn, config, key)
+        if answer.caller is not None:
+            return answer.caller
+        if answer.open:  # as before keys existed: a credential sent to an open service is ignored
+            return LOCAL_USER
+        refused = unauthorized(
+            "This API key was revoked." if answer.revoked else "That API key is not known."
+        )
+        if not counts_as_a_guess(key, answer.revoked):
+            raise refused
         wait = login_limit.record_failure(conn, config, address)
     if wait is not None:
         raise login_limit.too_many(wait)
-    raise unauthorized("This API key was revoked." if revoked else "That API key is not known.")
+    raise refused
 
 
 def from_session(config: Settings) -> Caller | None:

@@ -175,9 +175,12 @@ def test_without_keys_the_service_is_one_users_local_tool(client, db):
     assert client.get(f"/batch/{batch_id}").status_code == 200
     assert client.get("/metrics").status_code == 200
     assert client.get("/login", headers=HTML).status_code == 303
+    # A credential sent to an open service is ignored, as before keys existed.
+    assert client.get(f"/batch/{batch_id}", headers=bearer("an old token")).status_code == 200
     # The first key closes it, at once; revoking every key does not open it again.
     clients.create_key(db, "first")
     assert client.get(f"/batch/{batch_id}").status_code == 401
+    assert client.get(f"/batch/{batch_id}", headers=bearer("an old token")).status_code == 401
     clients.revoke_key(db, "first")
     assert client.get(f"/batch/{batch_id}").status_code == 401
 
