@@ -128,6 +128,7 @@ class Runner:
                 break
             except Exception:  # a bug: what is in hand is lost (its leases expire), the runner goes on
                 log.exception("the loop failed; starting over")
+                self.lease_keeper.release()  # so they do expire: nobody will finish them now
                 try:
                     failures = self._back_off(failures)
                 except _StopWaiting:

@@ -120,13 +120,19 @@ def drop_whole(conn: psycopg.Connection, deadline: float, limit: int = 20) -> in
         for (first, end), parts in groupby(found, key=lambda p: (p.first_batch, p.end_batch)):
             if time.monotonic() > deadline:
                 break
-            # The legacy partition (first NULL) holds batches from before 0012: no upload holds it.
-            key = None if first is None else first // span
-            if key is not None:
-                lock = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (RANGE_LOCK_CLASS, key))
-                if not lock.fetchone()[0]:
-                    continue  # an upload in flight writes to it: not droppable after all
+            # Every range key the partition covers: one, or for the legacy partition (first NULL,
+            # batches from before 0012, up to the next multiple of the span) all from 0, since new
+            # batch ids can still land in its last range.
+            keys = list(range(0, -(-end // span))) if first is None else [first // span]
+            held = []
+            for key in keys:
+                if conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (RANGE_LOCK_CLASS, key)).fetchone()[0]:
+                    held.append(key)
+                else:
+                    break
             try:
+                if len(held) < len(keys):
+                    continue  # an upload in flight writes to it: not droppable after all
                 # Again, holding the range: an upload may have committed its batch since.
                 with conn.cursor(row_factory=namedtuple_row) as cur:
                     still = cur.execute(q("batch_results_partitions_droppable"), {"limit": limit}).fetchall()
@@ -140,7 +146,7 @@ def drop_whole(conn: psycopg.Connection, deadline: float, limit: int = 20) -> in
                 log.warning("partitions of batches to %d not dropped this turn: %s", end - 1, exc)
                 break
             finally:
-                if key is not None:
+                for key in held:
                     conn.execute("SELECT pg_advisory_unlock(%s, %s)", (RANGE_LOCK_CLASS, key))
     finally:
         conn.execute("SELECT set_config('lock_timeout', %s, false)", (saved,))
