@@ -97,6 +97,16 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60.0, interval: float 
         time.sleep(interval)
 
 
+def uploads_copying(conn) -> int:  # type: ignore[no-untyped-def]
+    """How many uploads are inside their COPY into staging in ``conn``'s database: each holds an
+    upload slot, taken before its body is read."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND query LIKE 'COPY batch_rows %'"
+    )
+    return conn.execute(query).fetchone()[0]
+
+
 def process(conn, chunk, scorer: str = "fast") -> bool:  # type: ignore[no-untyped-def]
     """Score and finish one claimed chunk in this process, as a runner named 'test:0' would."""
     from core.settings import Settings

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from core.clients import create_key
-from tests.helpers import make_csv, sample_texts, wait_for
+from tests.helpers import make_csv, sample_texts, uploads_copying, wait_for
 from tests.rawhttp import connect, exchange, head
 from tests.scorers import POISON
 
@@ -178,8 +178,7 @@ def test_an_upload_answered_503_is_retried_after_its_retry_after(service, db, tm
         )
         + make_csv(sample_texts(1_000))
     )
-    copying = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY batch_rows %'"
-    wait_for(lambda: db.execute(copying).fetchone()[0] == 1, timeout=60)
+    wait_for(lambda: uploads_copying(db) == 1, timeout=60)
     probe = head(
         "POST", "/batch/upload", Content_Type="text/csv", Content_Length="0", Authorization=f"Bearer {key}"
     )

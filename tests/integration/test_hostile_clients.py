@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.helpers import make_csv, sample_texts, score_everything, wait_for
+from tests.helpers import make_csv, sample_texts, score_everything, uploads_copying, wait_for
 from tests.integration.conftest import WebServer
 from tests.rawhttp import Dribbler, Sender, connect, exchange, head, read_answer, still_open, wait_closed
 
@@ -196,9 +196,12 @@ def test_uploads_past_the_cap_get_503_at_once(serve, db):
     # CLIENT_TIMEOUT is the window in which the probes below must see the slot taken: wide enough
     # for a machine busy with other work.
     web = serve(MAX_UPLOADS="1", CLIENT_TIMEOUT="30")
-    # One upload stalls after 200 KB: a thread reads it and holds the only upload slot.
+    # One upload stalls after 85 KB: a thread reads it and holds the only upload slot. Its COPY
+    # shows that it does; a probe sent before then could take the slot first (and the stalled
+    # upload would be the one refused).
     stalled = connect(web.port)
     stalled.sendall(csv_upload(10_000_000) + make_csv(sample_texts(1_000)))
+    wait_for(lambda: uploads_copying(db) == 1, timeout=60)
     # An empty upload is a 400 while the slot is free, a 503 once it is taken: nothing is stored either way.
     probe = csv_upload(0)
     refused = wait_for(
