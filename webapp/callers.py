@@ -12,9 +12,10 @@ A caller is found, in this order, from
    accepted: revoking a key ends its sessions on their next request.
 3. nothing: while the service has no API key and no API_TOKEN, every request
    is the one local user (:data:`core.clients.LOCAL_USER`), who sees every
-   batch, as before keys existed (a bearer credential is ignored then, too). Once a key exists, the request is refused
-   (a browser is sent to ``/login``). Revoking every key does not reopen the
-   service: a revoked key still counts as a key.
+   batch, as before keys existed (a bearer credential is ignored then, too).
+   Once a key exists, the request is refused (a browser is sent to
+   ``/login``). Revoking every key does not reopen the service: a revoked key
+   still counts as a key.
 
 Each lookup is one statement, and a key's ``last_used_at`` is written at most
 once a minute, so a busy client costs no write per request.
