@@ -81,13 +81,15 @@ def user_timeout_ms(settings: Settings, role: Role) -> int:
     return keepalive_ms
 
 
-def conninfo(settings: Settings, role: Role) -> str:
-    """The libpq connection string for a ``role`` session: DATABASE_URL plus the bounds above."""
-    given = conninfo_to_dict(settings.database_url)
+def conninfo(settings: Settings, role: Role, url: str | None = None) -> str:
+    """The libpq connection string for a ``role`` session: DATABASE_URL (or ``url``, e.g. the
+    replica's READ_DATABASE_URL) plus the bounds above."""
+    url = url or settings.database_url
+    given = conninfo_to_dict(url)
     ours = " ".join(f"-c {name}={value}" for name, value in session_parameters(settings, role).items())
     options = f"{ours} {given['options']}" if given.get("options") else ours
     return make_conninfo(
-        settings.database_url,
+        url,
         options=options,
         keepalives=1,
         keepalives_idle=settings.db_keepalive_seconds,

@@ -12,7 +12,10 @@ use); the data directory is handed to that user. As an ordinary user the
 server simply runs as that user.
 
 Command line: ``python -m core.embedded_postgres start DATADIR [--port N]``
-prints the connection URL; ``stop DATADIR`` stops it.
+prints the connection URL; ``stop DATADIR`` stops it; ``standby DATADIR --port M
+--primary PRIMARY_DATADIR [--primary-port N]`` copies a running cluster with
+``pg_basebackup`` and starts the copy as a hot standby streaming from it
+(a READ_DATABASE_URL to try, webapp.replica).
 """
 
 from __future__ import annotations
@@ -148,8 +151,8 @@ class EmbeddedPostgres:
     def initialized(self) -> bool:
         return (self.datadir / "pgdata" / "PG_VERSION").exists()
 
-    def init(self) -> None:
-        """Create the cluster if the data directory has none yet."""
+    def _make_dirs(self) -> None:
+        """The data and socket directories, owned by the server's user."""
         self.datadir.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         if self.user is not None:
@@ -157,6 +160,10 @@ class EmbeddedPostgres:
             _open_path_to(self.datadir)
         for path in (self.datadir, self.socket_dir):
             self._chown(path)
+
+    def init(self) -> None:
+        """Create the cluster if the data directory has none yet."""
+        self._make_dirs()
         if self.initialized():
             return
         result = self._run(
@@ -175,6 +182,35 @@ class EmbeddedPostgres:
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
 
+    def standby(self, datadir: Path, port: int) -> EmbeddedPostgres:
+        """A hot standby of this (running) cluster in ``datadir``, streaming from it: a copy taken
+        with ``pg_basebackup --write-recovery-conf`` if ``datadir`` holds none yet. Start it with
+        ``start()``; it serves reads only (READ_DATABASE_URL, webapp.replica)."""
+        replica = EmbeddedPostgres(
+            datadir, port=port, listen_tcp=self.listen_tcp, fast_unsafe=self.fast_unsafe
+        )
+        if replica.initialized():
+            return replica
+        replica._make_dirs()
+        result = replica._run(
+            "pg_basebackup",
+            "--pgdata",
+            str(replica.datadir / "pgdata"),
+            "--write-recovery-conf",
+            "--wal-method=stream",
+            "--checkpoint=fast",
+            "--host",
+            str(self.socket_dir),
+            "--port",
+            str(self.port),
+            "--username",
+            SUPERUSER,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_basebackup failed:\n{result.stdout}\n{result.stderr}")
+        return replica
+
     def running(self) -> bool:
         return self._run("pg_ctl", "status", "-D", str(self.datadir / "pgdata"), check=False).returncode == 0
 
@@ -190,6 +226,9 @@ class EmbeddedPostgres:
                 "-c max_connections=200",
                 # Vacuum follows the queue tables' churn (sql/migrations/0013_autovacuum.sql).
                 "-c autovacuum_naptime=10s",
+                # On a standby (ignored elsewhere): the primary's vacuum keeps the rows its
+                # long reads (exports) still see, so replay does not cancel them.
+                "-c hot_standby_feedback=on",
             ]
             if self.fast_unsafe:
                 options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
@@ -232,13 +271,20 @@ class EmbeddedPostgres:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.embedded_postgres")
-    parser.add_argument("action", choices=["start", "stop", "url"])
+    parser.add_argument("action", choices=["start", "stop", "url", "standby"])
     parser.add_argument("datadir", type=Path)
     parser.add_argument("--port", type=int, default=5432)
     parser.add_argument("--tcp", action="store_true", help="also listen on 127.0.0.1")
+    parser.add_argument("--primary", type=Path, help="standby: the running cluster's data directory")
+    parser.add_argument("--primary-port", type=int, default=5432, help="standby: the running cluster's port")
     args = parser.parse_args(argv)
     cluster = EmbeddedPostgres(args.datadir, port=args.port, listen_tcp=args.tcp)
-    if args.action == "start":
+    if args.action == "standby":
+        if args.primary is None:
+            parser.error("standby needs --primary DATADIR")
+        primary = EmbeddedPostgres(args.primary, port=args.primary_port, listen_tcp=args.tcp)
+        print(primary.standby(args.datadir, args.port).start())
+    elif args.action == "start":
         print(cluster.start())
     elif args.action == "stop":
         cluster.stop()

@@ -32,6 +32,14 @@ class Settings:
         "libpq URL of the database, for the web app and the runners",
         shown="(embedded PostgreSQL under `make run`)",
     )
+    read_database_url: str = setting(
+        "READ_DATABASE_URL",
+        "",
+        "libpq URL of a streaming replica of that database: result pages and exports of a finished "
+        "batch read from it once it has replayed the batch's end, else from `DATABASE_URL` "
+        "(webapp.replica)",
+        shown="(none: every read from `DATABASE_URL`)",
+    )
     migrate_on_start: bool = setting(
         "MIGRATE_ON_START", True, "apply pending migrations when a web worker or runner starts"
     )

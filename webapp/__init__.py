@@ -29,6 +29,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         openapi,
         pages,
         problems,
+        replica,
         request_log,
         webhooks,
     )
@@ -43,6 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["settings"] = settings
     problems.init_app(app)
     db.init_app(app, settings)
+    replica.init_app(app, settings)
     auth.init_app(app, settings)
     request_log.init_app(app)
     pages.init_app(app)

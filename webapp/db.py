@@ -25,6 +25,9 @@ exports, whose one COPY lasts as long as the client takes to send or read,
 use ``bulk_connection()`` instead: the same connection, with
 BULK_STATEMENT_TIMEOUT for its transaction only (``SET LOCAL``, so the bound
 falls back by itself at commit or rollback).
+
+With READ_DATABASE_URL, a second pool of the same kind reads finished batches'
+results from a standby (webapp.replica).
 """
 
 from __future__ import annotations

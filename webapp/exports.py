@@ -14,7 +14,8 @@ compressed and flushed on its own (webapp.compression.deflated), so it
 streams just the same; every answer carries ``Vary: Accept-Encoding``. At
 most MAX_EXPORTS downloads stream at once per web worker (webapp.admission);
 another is a 503 with Retry-After.
-Both run under BULK_STATEMENT_TIMEOUT, not the requests' shorter
+Both read from the replica when READ_DATABASE_URL is set and it has replayed the
+batch's end (webapp.replica). Both run under BULK_STATEMENT_TIMEOUT, not the requests' shorter
 STATEMENT_TIMEOUT: the COPY lasts as long as the client takes to read it.
 Columns: id, text, sentiment, score, compound, pos, neu, neg, error (empty
 unless the row's scoring failed).
@@ -32,7 +33,8 @@ from core.batches import Batch
 from core.clients import Caller
 from webapp import admission
 from webapp.compression import deflated
-from webapp.db import WebPool, caller, connection, get_pool, settings
+from webapp.db import WebPool, caller, connection, settings
+from webapp.replica import results_pool
 
 bp = Blueprint("exports", __name__)
 
@@ -111,12 +113,12 @@ def _capped(make: Callable[[], Response]) -> Response:
 @bp.get("/batch/<public_id>/results.csv")
 def results_csv(public_id: str) -> Response:
     batch = _finished_batch(public_id)
-    blocks = _csv_blocks(get_pool(), caller(), batch)
+    blocks = _csv_blocks(results_pool(batch), caller(), batch)
     return _capped(lambda: _attachment(public_id, "csv", "text/csv", blocks))
 
 
 @bp.get("/batch/<public_id>/results.ndjson")
 def results_ndjson(public_id: str) -> Response:
     batch = _finished_batch(public_id)
-    lines = _ndjson_lines(get_pool(), caller(), batch, _fetch_rows(settings().max_text_chars))
+    lines = _ndjson_lines(results_pool(batch), caller(), batch, _fetch_rows(settings().max_text_chars))
     return _capped(lambda: _attachment(public_id, "ndjson", "application/x-ndjson", lines))

@@ -35,6 +35,7 @@ from webapp.pagination import (
     read_page,
 )
 from webapp.problems import Problem
+from webapp.replica import results_connection
 
 bp = Blueprint("listings", __name__)
 
@@ -178,7 +179,8 @@ BATCHES: Listing[Batch] = Listing(
 
 
 def results_page(conn: psycopg.Connection, batch: Batch, args: Mapping[str, str]) -> Page[Result]:
-    """The page of results ``args`` ask for (400 if they are bad, 409 unless the batch has results)."""
+    """The page of results ``args`` ask for (400 if they are bad, 409 unless the batch has results),
+    read from the replica when it can serve it (webapp.replica), else on ``conn``."""
     sentiment = choice(args, "sentiment", SENTIMENTS)
     order = choice(args, "order", tuple(ordering.ORDERS))
     filters = {"sentiment": sentiment} if sentiment else {}
@@ -191,7 +193,9 @@ def results_page(conn: psycopg.Connection, batch: Batch, args: Mapping[str, str]
     key = signing_key(conn)
     page_request = parse_page_request(args, listing, batch.public_id, filters, key)
     batches.require_results(batch)
-    return read_page(conn, listing, batch, batch.public_id, page_request, filters, key)
+    # Page P of a list that locates it may write the list's checkpoints: the primary's business.
+    with results_connection(batch, conn, writes=page_request.skip > 0) as reading:
+        return read_page(reading, listing, batch, batch.public_id, page_request, filters, key)
 
 
 def not_yet_problem() -> Problem:
@@ -254,7 +258,8 @@ def get_errors(public_id: str) -> Response:
         batch = batches.get(conn, public_id)
         key = signing_key(conn)
         page_request = parse_page_request(request.args, ERRORS, public_id, {}, key)
-        page = read_page(conn, ERRORS, batch, public_id, page_request, {}, key)
+        with results_connection(batch, conn) as reading:
+            page = read_page(reading, ERRORS, batch, public_id, page_request, {}, key)
     url = url_for("listings.get_errors", public_id=public_id)
     return page_response(page, url, batch_id=public_id, total_errors=batch.invalid_count)
 
