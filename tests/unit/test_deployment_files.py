@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import shlex
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -100,3 +101,12 @@ def test_packaging_declares_the_packages_and_pins_vader():
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert set(pyproject) == {"build-system"}
     shlex.split(procfile()["web"])  # well-formed for a shell
+
+
+def test_the_code_is_ruff_clean():
+    # setup.cfg's dev extra brings ruff, and `make test` installs it; its settings are setup.cfg's.
+    for check in (["check", "."], ["format", "--check", "."]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *check], cwd=REPO, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
