@@ -236,6 +236,14 @@ class Settings:
         kind="duration",
         shown="off",
     )
+    max_expires_after_seconds: float = setting(
+        "MAX_EXPIRES_AFTER",
+        315_360_000.0,
+        "the longest `expires_after` an upload may ask for (400 `invalid-expiry` past it); "
+        "at most, and with `off`, 3650d",
+        kind="duration",
+        shown="3650d",
+    )
     runner_name: str = setting(
         "RUNNER_NAME", "", "how a runner names itself in `chunks.claimed_by`", shown="`host:pid`"
     )

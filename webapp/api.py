@@ -46,11 +46,23 @@ def _flag(value: str | None, name: str) -> bool:
         raise bad_parameter(f"{name} must be true or false, got {value!r}.") from None
 
 
+def _option(fields: Mapping[str, str], name: str) -> str | None:
+    """An upload option, from the query string or a form field before the file; given both ways
+    with different values, a 400 (neither silently wins)."""
+    asked, filled = request.args.get(name), fields.get(name)
+    if asked is not None and filled is not None and asked != filled:
+        raise bad_parameter(
+            f"{name} is given both in the query string ({asked!r}) and as a form field ({filled!r}); "
+            "give it once."
+        )
+    return asked if asked is not None else filled
+
+
 def _upload_options(config: Settings, fields: Mapping[str, str], part_content_type: str) -> UploadOptions:
     """Encoding and strictness from the query string, the form, or the Content-Type charset."""
     charset = parse_options_header(part_content_type)[1].get("charset")
-    encoding = request.args.get("encoding") or fields.get("encoding") or charset or "utf-8"
-    strict = _flag(request.args.get("strict", fields.get("strict")), "strict")
+    encoding = _option(fields, "encoding") or charset or "utf-8"
+    strict = _flag(_option(fields, "strict"), "strict")
     # Kept on g so that a refused browser upload shows the form with the same choices.
     g.upload_options = UploadOptions(
         encoding=check_encoding(encoding),
@@ -125,7 +137,7 @@ def _upload() -> Response:
         key = idempotency.check_key(key)
     # What the client asked for: expires_after as sent, not as RESULTS_TTL (which may change between
     # two tries) filled it in.
-    asked = {**shape, "expires_after": request.args.get("expires_after", fields.get("expires_after"))}
+    asked = {**shape, "expires_after": _option(fields, "expires_after")}
     body_hash = idempotency.BodyHash({**asked, "strict": options.strict, "encoding": options.encoding})
     data = body_hash.through(data)
     client = caller().client
@@ -166,13 +178,15 @@ def _upload() -> Response:
 def _batch_shape(config: Settings, fields: Mapping[str, str]) -> dict[str, Any]:
     """What the upload says about the batch (query string or form fields before the file): its labels
     and its expiry, RESULTS_TTL as it is now when it gives none."""
-    expires_after = labels.parse_expires_after(request.args.get("expires_after", fields.get("expires_after")))
+    expires_after = labels.parse_expires_after(
+        _option(fields, "expires_after"), config.max_expires_after_seconds
+    )
     if expires_after is None and config.results_ttl_seconds:
         expires_after = timedelta(seconds=config.results_ttl_seconds)
     return {
-        "metadata": labels.parse_metadata(request.args.get("metadata", fields.get("metadata"))),
+        "metadata": labels.parse_metadata(_option(fields, "metadata")),
         "expires_after": expires_after,
-        "callback_url": webhooks.callback_url_option(config, fields),  # webapp/webhooks.py (issue 16, part 3)
+        "callback_url": webhooks.callback_url_option(config, _option(fields, "callback_url")),
     }
 
 

@@ -11,10 +11,9 @@ caller, and row-level security hides other clients' events).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from psycopg.rows import class_row
 
 from core import batches, webhooks
@@ -27,9 +26,9 @@ from webapp.db import caller, connection
 bp = Blueprint("webhooks", __name__)
 
 
-def callback_url_option(config: Settings, fields: Mapping[str, str]) -> str | None:
-    """The upload's callback_url, checked (InvalidInput, a 400, if refused); None when not given."""
-    url = request.args.get("callback_url", fields.get("callback_url"))
+def callback_url_option(config: Settings, url: str | None) -> str | None:
+    """The upload's callback_url (as given), checked (InvalidInput, a 400, if refused); None when
+    not given."""
     if not url:  # an HTML form sends an empty field for "none"
         return None
     if caller().client is None and not config.webhook_secret:

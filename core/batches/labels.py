@@ -4,13 +4,15 @@
 ``metadata`` is a JSON object of at most 16 string pairs, each key 1 to 64 characters, each value
 at most 512; it comes back on every batch object and filters ``/batches?metadata[key]=value``
 (containment on a GIN index). ``expires_after`` is a duration (``7d``, ``12h``, ``90m``, seconds)
-from 1 second to 10 years: the batch is purged that long after it finishes; without it,
+from 1 second to MAX_EXPIRES_AFTER (at most 10 years): the batch is purged that long after it
+finishes; without it,
 RESULTS_TTL as it is at upload applies (or nothing, when RESULTS_TTL is off).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -85,14 +87,19 @@ def parse_metadata(text: str | None) -> dict[str, str]:
     return check_pairs(value, "metadata")
 
 
-def parse_expires_after(text: str | None) -> timedelta | None:
-    """The ``expires_after`` parameter as a duration, or None when absent."""
+def parse_expires_after(
+    text: str | None, longest: float = LONGEST_EXPIRY.total_seconds()
+) -> timedelta | None:
+    """The ``expires_after`` parameter as a duration, or None when absent; from 1 second to
+    ``longest`` seconds (MAX_EXPIRES_AFTER, at most 3650 days)."""
     if text is None or text == "":
         return None
     try:
         seconds = parse_duration(text)
     except ValueError as exc:
         raise _bad("invalid-expiry", f"expires_after: {exc}.") from exc
-    if not 1 <= seconds <= LONGEST_EXPIRY.total_seconds():
-        raise _bad("invalid-expiry", f"expires_after must be from 1 second to 3650 days, got {text!r}.")
+    longest = min(longest or math.inf, LONGEST_EXPIRY.total_seconds())
+    if not 1 <= seconds <= longest:
+        most = f"{longest / 86400:g} days" if longest >= 86400 else f"{longest:g} seconds"
+        raise _bad("invalid-expiry", f"expires_after must be from 1 second to {most}, got {text!r}.")
     return timedelta(seconds=seconds)

@@ -154,6 +154,41 @@ def test_bad_expiry_is_a_400(client, db, value):
     assert db.execute("SELECT count(*) FROM batches").fetchone() == (0,)
 
 
+def test_an_expiry_past_max_expires_after_is_a_400(database_url):
+    from webapp import create_app
+
+    app = create_app(
+        {"database_url": database_url, "migrate_on_start": False, "max_expires_after_seconds": 7 * 86400.0}
+    )
+    try:
+        with app.test_client() as web:
+            refused = _form(web, {"expires_after": "8d"})
+            accepted = _form(web, {"expires_after": "7d"})
+        assert refused.status_code == 400 and "from 1 second to 7 days" in refused.get_json()["detail"]
+        assert accepted.status_code == 202
+        with psycopg_connect(database_url) as conn:
+            assert conn.execute("SELECT expires_after FROM batches").fetchall() == [(timedelta(days=7),)]
+    finally:
+        app.extensions["db_pool"].close()
+
+
+@pytest.mark.parametrize("option", ["metadata", "expires_after", "encoding", "strict", "callback_url"])
+def test_an_option_given_two_different_ways_is_a_400(client, db, option):
+    values = {
+        "metadata": ('{"a": "1"}', '{"a": "2"}'),
+        "expires_after": ("1d", "2d"),
+        "encoding": ("utf-8", "latin-1"),
+        "strict": ("true", "false"),
+        "callback_url": ("https://example.com/a", "https://example.com/b"),
+    }[option]
+    answer = _form(client, {option: values[1]}, query=f"?{option}={values[0]}")
+    assert answer.status_code == 400, answer.get_json()
+    assert option in answer.get_json()["detail"] and "give it once" in answer.get_json()["detail"]
+    assert db.execute("SELECT count(*) FROM batches").fetchone() == (0,)
+    same = _form(client, {"expires_after": "1d"}, query="?expires_after=1d")  # the same twice is fine
+    assert same.status_code == 202, same.get_json()
+
+
 def psycopg_connect(url: str):  # type: ignore[no-untyped-def]
     import psycopg
 
