@@ -94,7 +94,7 @@ COMMENT ON COLUMN batches.client IS
     '(no keys yet, or API_TOKEN).';
 -- Listing one client's batches, newest first (the web app's default list), and
 -- the quota's and fair share's look at a client's processing batches.
-CREATE INDEX batches_client_created_idx ON batches (client, created_at DESC, id DESC);
+CREATE INDEX batches_client_created_idx ON batches (client, created_at DESC, public_id DESC);
 CREATE INDEX batches_client_processing_idx ON batches (client) WHERE status = 'processing';
 
 COMMENT ON COLUMN batches.metadata IS
@@ -105,7 +105,9 @@ COMMENT ON COLUMN batches.expires_after IS
 -- /batches?metadata[k]=v: containment (metadata @> '{"k": "v"}').
 CREATE INDEX batches_metadata_idx ON batches USING gin (metadata jsonb_path_ops);
 
-CREATE INDEX batches_created_at_idx ON batches (created_at DESC, id DESC);
+-- The /batches list, newest first; public_id breaks ties (not id: the list's cursor would
+-- show a sequence every client shares).
+CREATE INDEX batches_created_at_idx ON batches (created_at DESC, public_id DESC);
 -- Runners find the batches whose rows are still being removed through this one.
 CREATE INDEX batches_deleted_idx ON batches (deleted_at) WHERE deleted_at IS NOT NULL;
 

@@ -19,7 +19,7 @@ import psycopg
 from flask import Blueprint, Response, request, url_for
 
 from core import batches
-from core.batches import SENTIMENTS, STATUSES, Batch, Result, RowError, labels, ordering
+from core.batches import PUBLIC_ID_PATTERN, SENTIMENTS, STATUSES, Batch, Result, RowError, labels, ordering
 from core.clients import NAME_PATTERN, require_admin
 from webapp.db import caller, connection, settings, signing_key
 from webapp.pagination import (
@@ -46,14 +46,14 @@ def _row_position(value: Any) -> bool:
 
 
 def _batch_position(value: Any) -> bool:
-    """[created_at as ISO 8601, id]: a time PostgreSQL reads and a bigint."""
+    """[created_at as ISO 8601, public_id]: a time PostgreSQL reads and a batch id."""
     if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
         return False
     try:
         datetime.fromisoformat(value[0])
     except ValueError:
         return False
-    return type(value[1]) is int and -(2**63) <= value[1] < 2**63
+    return isinstance(value[1], str) and PUBLIC_ID_PATTERN.fullmatch(value[1]) is not None
 
 
 def _fetch_results(
@@ -170,7 +170,7 @@ def _batches_scope(filters: Mapping[str, str]) -> str:
 BATCHES: Listing[Batch] = Listing(
     "batches",
     _fetch_batches,
-    lambda b: [b.created_at.isoformat(), b.id],
+    lambda b: [b.created_at.isoformat(), b.public_id],
     _batch_position,
     ignores=("page", "before"),
     scope_of=_batches_scope,

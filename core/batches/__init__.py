@@ -31,6 +31,7 @@ from core.batches.model import (
 )
 from core.batches.store import (
     NEWEST,
+    PUBLIC_ID_PATTERN,
     export_csv,
     export_results,
     get,
@@ -43,6 +44,7 @@ from core.batches.store import (
 __all__ = [
     "FINAL_STATUSES",
     "NEWEST",
+    "PUBLIC_ID_PATTERN",
     "ROW_PROBLEMS",
     "SCHEMAS",
     "SENTIMENTS",

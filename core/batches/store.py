@@ -9,6 +9,7 @@ rows typed with ``class_row``. Errors a client can cause are raised as
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import fields
 
@@ -24,8 +25,10 @@ from core.queries import q
 log = logging.getLogger(__name__)
 
 _PUBLIC_ID_LENGTH = len("batch-") + 32
-#: Where a list of batches starts: before every (created_at, id).
-NEWEST = ("infinity", 2**63 - 1)
+#: Every public id (the schema's CHECK says the same).
+PUBLIC_ID_PATTERN = re.compile(r"batch-[0-9a-f]{32}")
+#: Where a list of batches starts: before every (created_at, public_id).
+NEWEST = ("infinity", "")
 
 
 #: The columns a Batch is read from, named: a column the code does not know yet (a migration
@@ -60,11 +63,11 @@ def list_batches(
     status: str | None,
     client: str | None = None,
     metadata: dict[str, str] | None = None,
-    before: tuple[str, int] = NEWEST,
+    before: tuple[str, str] = NEWEST,
     limit: int,
 ) -> list[Batch]:
     """Batches newest first, optionally of one status, one client and carrying the labels ``metadata``,
-    starting after the (created_at, id) ``before``. Which batches the connection may see at all is
+    starting after the (created_at, public_id) ``before``. Which batches the connection may see at all is
     row-level security's business: a client's transaction sees its own."""
     with conn.cursor(row_factory=class_row(Batch)) as cur:
         params = {
@@ -72,7 +75,7 @@ def list_batches(
             "client": client,
             "metadata": Jsonb(metadata or {}),
             "before_created": before[0],
-            "before_id": before[1],
+            "before_public_id": before[1],
             "limit": limit,
         }
         return cur.execute(batch_statement("batches_list"), params).fetchall()

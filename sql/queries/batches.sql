@@ -132,8 +132,8 @@ WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(client)s::text IS NULL OR client = %(client)s::text)
   AND metadata @> %(metadata)s::jsonb
   AND deleted_at IS NULL
-  AND (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::bigint)
-ORDER BY created_at DESC, id DESC
+  AND (created_at, public_id) < (%(before_created)s::timestamptz, %(before_public_id)s::text)
+ORDER BY created_at DESC, public_id DESC
 LIMIT %(limit)s;
 
 -- name: batches_metrics

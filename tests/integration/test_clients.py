@@ -7,9 +7,11 @@ import io
 import os
 import subprocess
 import sys
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from core import clients
 from tests.helpers import make_csv, score_everything
@@ -365,3 +367,20 @@ def test_a_browser_upload_refused_by_the_quota_gets_the_form_again(database_url,
             assert 'type="file"' in page and "quota" in page.lower()
     finally:
         app.extensions["db_pool"].close()
+
+
+def test_the_batch_list_cursor_shows_nothing_of_other_clients(client, db, keys):
+    # A cursor is signed, not encrypted: anyone can read it. It names the caller's own batch (its
+    # time and public id), never the id sequence every client's uploads advance.
+    alices = [upload_as(client, keys["alice"]).get_json()["batch_id"]]
+    for _ in range(3):
+        upload_as(client, keys["bob"])
+    alices.append(upload_as(client, keys["alice"]).get_json()["batch_id"])
+    first = client.get("/batches?per_page=1", headers=bearer(keys["alice"]))
+    link = first.headers["Link"]
+    token = parse_qs(urlsplit(link[1 : link.index(">")]).query)["after"][0]
+    _, (_, _, position) = URLSafeSerializer("unknown").loads_unsafe(token)
+    created_at, public_id = position  # [time, public id]: what the caller already knows
+    assert public_id == alices[1] and isinstance(created_at, str)  # no integer anywhere
+    second = client.get(link[1 : link.index(">")], headers=bearer(keys["alice"])).get_json()
+    assert [b["batch_id"] for b in second["batches"]] == [alices[0]]
