@@ -29,7 +29,8 @@ the executor) prunes to one partition and reads one index range there.
   already using the parent), then ``DROP TABLE`` of what is now a table of its
   own. Each step waits for a lock at most ``LOCK_TIMEOUT_SECONDS``; a detach
   interrupted half-way stays pending and is finished (``FINALIZE``) first the
-  next time. Rows of a deleted batch whose partition is about to go this way
+  next time, and a partition detached but not dropped (a runner stopped in
+  between) is dropped the next time. Rows of a deleted batch whose partition is about to go this way
   wait for it (``batches_deleted``, up to ``WAIT_SECONDS``); other deleted
   batches' rows are reaped in bounded steps as before
   (:func:`core.batches.lifecycle.reap`).
@@ -104,50 +105,65 @@ def _detach_and_drop(conn: psycopg.Connection, table: str, partition: str, pendi
     conn.execute(sql.SQL("DROP TABLE {}").format(part))
 
 
+def _drop_orphans(conn: psycopg.Connection, limit: int) -> None:
+    """Drop the partitions a stopped runner detached but did not drop (under the caller's lock_timeout)."""
+    for (orphan,) in conn.execute(q("batch_results_partitions_orphaned"), {"limit": limit}).fetchall():
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(orphan)))
+        log.info("partition %s, detached earlier but not dropped: dropped", orphan)
+
+
 def drop_whole(conn: psycopg.Connection, deadline: float, limit: int = 20) -> int:
     """Detach and drop the partitions whose batches are all deleted or gone, until ``deadline``
     (time.monotonic()); how many ranges went. ``conn`` must be in autocommit mode (DETACH …
-    CONCURRENTLY cannot run in a transaction block). The reaper then removes the batch rows."""
+    CONCURRENTLY cannot run in a transaction block). The reaper then removes the batch rows.
+    Partitions left detached and not dropped by a runner that stopped in between go first."""
     with conn.cursor(row_factory=namedtuple_row) as cur:
         found = cur.execute(q("batch_results_partitions_droppable"), {"limit": limit}).fetchall()
-    if not found:
-        return 0
-    span = _span(conn)
     saved = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
     conn.execute("SELECT set_config('lock_timeout', %s, false)", (str(milliseconds(LOCK_TIMEOUT_SECONDS)),))
-    dropped = 0
     try:
-        for (first, end), parts in groupby(found, key=lambda p: (p.first_batch, p.end_batch)):
-            if time.monotonic() > deadline:
-                break
-            # Every range key the partition covers: one, or for the legacy partition (first NULL,
-            # batches from before 0012, up to the next multiple of the span) all from 0, since new
-            # batch ids can still land in its last range.
-            keys = list(range(0, -(-end // span))) if first is None else [first // span]
-            held = []
-            for key in keys:
-                if conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (RANGE_LOCK_CLASS, key)).fetchone()[0]:
-                    held.append(key)
-                else:
-                    break
-            try:
-                if len(held) < len(keys):
-                    continue  # an upload in flight writes to it: not droppable after all
-                # Again, holding the range: an upload may have committed its batch since.
-                with conn.cursor(row_factory=namedtuple_row) as cur:
-                    still = cur.execute(q("batch_results_partitions_droppable"), {"limit": limit}).fetchall()
-                if not any((p.first_batch, p.end_batch) == (first, end) for p in still):
-                    continue
-                for part in parts:
-                    _detach_and_drop(conn, part.table_name, part.partition, part.detach_pending)
-                dropped += 1
-                log.info("batches %s to %d: partitions detached and dropped", first or "(first)", end - 1)
-            except (LockNotAvailable, InsufficientPrivilege) as exc:
-                log.warning("partitions of batches to %d not dropped this turn: %s", end - 1, exc)
-                break
-            finally:
-                for key in held:
-                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (RANGE_LOCK_CLASS, key))
+        try:
+            _drop_orphans(conn, limit)
+        except (LockNotAvailable, InsufficientPrivilege) as exc:
+            log.warning("detached partitions not dropped this turn: %s", exc)
+        return _drop_ranges(conn, found, deadline, limit) if found else 0
     finally:
         conn.execute("SELECT set_config('lock_timeout', %s, false)", (saved,))
+
+
+def _drop_ranges(conn: psycopg.Connection, found: list, deadline: float, limit: int) -> int:
+    """drop_whole's work on the droppable partitions ``found``, range by range, each under its locks."""
+    span = _span(conn)
+    dropped = 0
+    for (first, end), parts in groupby(found, key=lambda p: (p.first_batch, p.end_batch)):
+        if time.monotonic() > deadline:
+            break
+        # Every range key the partition covers: one, or for the legacy partition (first NULL,
+        # batches from before 0012, up to the next multiple of the span) all from 0, since new
+        # batch ids can still land in its last range.
+        keys = list(range(0, -(-end // span))) if first is None else [first // span]
+        held = []
+        for key in keys:
+            if conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (RANGE_LOCK_CLASS, key)).fetchone()[0]:
+                held.append(key)
+            else:
+                break
+        try:
+            if len(held) < len(keys):
+                continue  # an upload in flight writes to it: not droppable after all
+            # Again, holding the range: an upload may have committed its batch since.
+            with conn.cursor(row_factory=namedtuple_row) as cur:
+                still = cur.execute(q("batch_results_partitions_droppable"), {"limit": limit}).fetchall()
+            if not any((p.first_batch, p.end_batch) == (first, end) for p in still):
+                continue
+            for part in parts:
+                _detach_and_drop(conn, part.table_name, part.partition, part.detach_pending)
+            dropped += 1
+            log.info("batches %s to %d: partitions detached and dropped", first or "(first)", end - 1)
+        except (LockNotAvailable, InsufficientPrivilege) as exc:
+            log.warning("partitions of batches to %d not dropped this turn: %s", end - 1, exc)
+            break
+        finally:
+            for key in held:
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", (RANGE_LOCK_CLASS, key))
     return dropped

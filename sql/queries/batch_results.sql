@@ -73,6 +73,16 @@ SELECT batch_partitions_ensure(CASE WHEN is_called THEN last_value + 1 ELSE last
                                + k * batch_partition_span())
 FROM batches_id_seq, generate_series(0, 1) AS k;
 
+-- name: batch_results_partitions_orphaned
+-- Partitions detached but never dropped (a runner stopped between the two): tables named as partitions are, attached to nothing. Every partition is made and attached in one transaction, so no other table looks like this.
+SELECT c.relname AS partition
+FROM pg_class AS c
+WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
+  AND c.relname ~ '^batch_(results|row_errors)_(p[0-9]+|legacy)$'
+  AND NOT EXISTS (SELECT 1 FROM pg_inherits AS i WHERE i.inhrelid = c.oid)
+ORDER BY c.relname
+LIMIT %(limit)s;
+
 -- name: batch_results_partitions_droppable
 -- Partitions (of batch_results and batch_row_errors) that can go whole: every batch id of their range was handed out, and every batch of it is deleted or gone; ranges in order, pending detaches first.
 WITH handed_out AS (
