@@ -72,15 +72,22 @@ class WebPool(ConnectionPool):
         self.bulk_statement_timeout_ms = milliseconds(bulk_statement_timeout)
         super().__init__(dsn, **kwargs)
 
+    def timeout_ms(self, bulk: bool) -> int:
+        """The statement timeout of this pool's transactions, in milliseconds (0: none)."""
+        return self.bulk_statement_timeout_ms if bulk else self.statement_timeout_ms
+
     @contextmanager
-    def caller_connection(self, caller: Caller, *, bulk: bool = False) -> Iterator[psycopg.Connection]:
+    def caller_connection(
+        self, caller: Caller, *, bulk: bool = False, timeout_ms: int | None = None
+    ) -> Iterator[psycopg.Connection]:
         """A pooled connection whose transaction runs as ``caller`` (role and sentiment.client).
 
         ``bulk``: its statements may run for BULK_STATEMENT_TIMEOUT, for the one long COPY of an
-        upload or an export. Everything is transaction-local: it opens the transaction, which the
-        pool commits (or rolls back) on leaving.
+        upload or an export; ``timeout_ms`` sets another bound instead. Everything is
+        transaction-local: it opens the transaction, which the pool commits (or rolls back) on
+        leaving.
         """
-        timeout = self.bulk_statement_timeout_ms if bulk else self.statement_timeout_ms
+        timeout = self.timeout_ms(bulk) if timeout_ms is None else timeout_ms
         params = {
             "role": ADMIN_ROLE if caller.admin else CLIENT_ROLE,
             "client": caller.client or "",

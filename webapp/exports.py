@@ -15,8 +15,9 @@ streams just the same; every answer carries ``Vary: Accept-Encoding``. At
 most MAX_EXPORTS downloads stream at once per web worker (webapp.admission);
 another is a 503 with Retry-After.
 Both read from the replica when READ_DATABASE_URL is set and it has replayed the
-batch's end (webapp.replica). Both run under BULK_STATEMENT_TIMEOUT, not the requests' shorter
-STATEMENT_TIMEOUT: the COPY lasts as long as the client takes to read it.
+batch's end, checked on the connection that streams (webapp.replica). Both run
+under BULK_STATEMENT_TIMEOUT, not the requests' shorter STATEMENT_TIMEOUT: the
+COPY lasts as long as the client takes to read it.
 Columns: id, text, sentiment, score, compound, pos, neu, neg, error (empty
 unless the row's scoring failed).
 """
@@ -30,11 +31,10 @@ from flask import Blueprint, Response, request
 
 from core import batches
 from core.batches import Batch
-from core.clients import Caller
 from webapp import admission
 from webapp.compression import deflated
-from webapp.db import WebPool, caller, connection, settings
-from webapp.replica import results_pool
+from webapp.db import connection, settings
+from webapp.replica import ExportSource, export_source
 
 bp = Blueprint("exports", __name__)
 
@@ -75,14 +75,14 @@ def _gathered(blocks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 # The generators run while the response streams, outside the request's app
-# context: they are handed the pool and the caller instead of looking them up.
-def _csv_blocks(pool: WebPool, caller: Caller, batch: Batch) -> Iterator[bytes]:
-    with pool.caller_connection(caller, bulk=True) as conn:
+# context: they are handed where to read from instead of looking it up.
+def _csv_blocks(source: ExportSource, batch: Batch) -> Iterator[bytes]:
+    with source.connection(batch) as conn:
         yield from _gathered(batches.export_csv(conn, batch))
 
 
-def _ndjson_lines(pool: WebPool, caller: Caller, batch: Batch, fetch_rows: int) -> Iterator[bytes]:
-    with pool.caller_connection(caller, bulk=True) as conn:
+def _ndjson_lines(source: ExportSource, batch: Batch, fetch_rows: int) -> Iterator[bytes]:
+    with source.connection(batch) as conn:
         lines = (
             json.dumps(r.to_export_json(), ensure_ascii=False).encode() + b"\n"
             for r in batches.export_results(conn, batch, fetch_rows)
@@ -113,12 +113,12 @@ def _capped(make: Callable[[], Response]) -> Response:
 @bp.get("/batch/<public_id>/results.csv")
 def results_csv(public_id: str) -> Response:
     batch = _finished_batch(public_id)
-    blocks = _csv_blocks(results_pool(batch), caller(), batch)
+    blocks = _csv_blocks(export_source(), batch)
     return _capped(lambda: _attachment(public_id, "csv", "text/csv", blocks))
 
 
 @bp.get("/batch/<public_id>/results.ndjson")
 def results_ndjson(public_id: str) -> Response:
     batch = _finished_batch(public_id)
-    lines = _ndjson_lines(results_pool(batch), caller(), batch, _fetch_rows(settings().max_text_chars))
+    lines = _ndjson_lines(export_source(), batch, _fetch_rows(settings().max_text_chars))
     return _capped(lambda: _attachment(public_id, "ndjson", "application/x-ndjson", lines))

@@ -35,7 +35,7 @@ from webapp.pagination import (
     read_page,
 )
 from webapp.problems import Problem
-from webapp.replica import results_connection
+from webapp.replica import read_results
 
 bp = Blueprint("listings", __name__)
 
@@ -194,8 +194,12 @@ def results_page(conn: psycopg.Connection, batch: Batch, args: Mapping[str, str]
     page_request = parse_page_request(args, listing, batch.public_id, filters, key)
     batches.require_results(batch)
     # Page P of a list that locates it may write the list's checkpoints: the primary's business.
-    with results_connection(batch, conn, writes=page_request.skip > 0) as reading:
-        return read_page(reading, listing, batch, batch.public_id, page_request, filters, key)
+    return read_results(
+        batch,
+        conn,
+        lambda reading: read_page(reading, listing, batch, batch.public_id, page_request, filters, key),
+        writes=page_request.skip > 0,
+    )
 
 
 def not_yet_problem() -> Problem:
@@ -258,8 +262,9 @@ def get_errors(public_id: str) -> Response:
         batch = batches.get(conn, public_id)
         key = signing_key(conn)
         page_request = parse_page_request(request.args, ERRORS, public_id, {}, key)
-        with results_connection(batch, conn) as reading:
-            page = read_page(reading, ERRORS, batch, public_id, page_request, {}, key)
+        page = read_results(
+            batch, conn, lambda reading: read_page(reading, ERRORS, batch, public_id, page_request, {}, key)
+        )
     url = url_for("listings.get_errors", public_id=public_id)
     return page_response(page, url, batch_id=public_id, total_errors=batch.invalid_count)
 

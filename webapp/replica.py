@@ -21,14 +21,20 @@ A page number in a list that is not numbered densely (``sentiment=`` or
 (core.batches.ordering), which a standby cannot: those requests read from the
 primary. Cursors in those lists read from the replica.
 
-When the replica cannot be reached (no connection within
-REPLICA_CONNECT_SECONDS), reads go to the primary for the next
-REPLICA_RETRY_SECONDS, with a warning in the log; an error in the middle of a
-read is the usual 503 (webapp.problems). Queries on a standby can be
-cancelled when they conflict with what it replays (a partition dropped on the
-primary while an export reads its parent): run it with
-``hot_standby_feedback = on`` and a ``max_standby_streaming_delay`` as long as
-an export may take (README, "The path past one PostgreSQL").
+The check runs on the very connection that then reads (a
+``READ_DATABASE_URL`` may lead to several standbys, or to another one after a
+restart), bounded by CHECK_SECONDS of statement time (a standby whose replay
+holds a lock the check needs makes it wait). A replica that fails the check,
+cannot be reached within CONNECT_SECONDS, or errs is left alone for
+RETRY_SECONDS: reads go to the primary meanwhile, with a warning in the log.
+A replica pool that is merely busy (every connection in use) sends that one
+read to the primary. A page whose read fails on the replica is read again on
+the primary; a download that fails while it streams from the replica ends, as
+one streaming from the primary would. Queries on a standby can be cancelled
+when they conflict with what it replays (a partition dropped on the primary
+while an export reads its parent): run it with ``hot_standby_feedback = on``
+and a ``max_standby_streaming_delay`` as long as an export may take (README,
+"The path past one PostgreSQL").
 """
 
 from __future__ import annotations
@@ -37,8 +43,10 @@ import atexit
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
 
 import psycopg
 from flask import Flask, current_app
@@ -46,17 +54,24 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core import batches
 from core.batches import Batch
-from core.connections import conninfo
+from core.clients import Caller
+from core.connections import conninfo, milliseconds
 from core.errors import NotFound
 from core.settings import Settings
 from webapp.db import WebPool, caller, get_pool
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: How long a request waits for a replica connection before it reads from the primary instead.
-REPLICA_CONNECT_SECONDS = 2.0
-#: How long reads stay on the primary after the replica could not be reached.
-REPLICA_RETRY_SECONDS = 30.0
+CONNECT_SECONDS = 2.0
+#: The statement time the check that the replica shows the batch finished may take.
+CHECK_SECONDS = 2.0
+#: How long reads stay on the primary after the replica failed.
+RETRY_SECONDS = 30.0
+
+_FAILED = (psycopg.Error, PoolTimeout)
 
 
 class Replica:
@@ -65,18 +80,60 @@ class Replica:
     def __init__(self, pool: WebPool) -> None:
         self.pool = pool
         self._down_until = 0.0
+        self._in_use = 0  # connections handed out by checked()
         self._lock = threading.Lock()
 
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    def mark_down(self, exc: BaseException) -> None:
+    def _count(self, change: int) -> None:
+        with self._lock:
+            self._in_use += change
+
+    def failed(self, exc: BaseException) -> None:
+        """The replica could not serve a read: leave it alone for RETRY_SECONDS, unless it was only
+        busy (a pool timeout while every connection is in use)."""
+        if isinstance(exc, PoolTimeout) and self._in_use >= self.pool.max_size:
+            log.info("replica pool busy: this read goes to the primary")
+            return
         with self._lock:
             if self.available():
-                log.warning(
-                    "replica unreachable (%s): reading from the primary for %g s", exc, REPLICA_RETRY_SECONDS
-                )
-            self._down_until = time.monotonic() + REPLICA_RETRY_SECONDS
+                log.warning("replica failed (%s): reading from the primary for %g s", exc, RETRY_SECONDS)
+            self._down_until = time.monotonic() + RETRY_SECONDS
+
+    @contextmanager
+    def checked(
+        self, who: Caller, batch: Batch, *, bulk: bool = False
+    ) -> Iterator[psycopg.Connection | None]:
+        """A replica connection, as ``who``, whose transaction shows ``batch`` finished as the primary
+        does, with the usual statement timeout again; None (and no connection held) when the
+        replica cannot serve it. Failures after the connection was handed over propagate."""
+        serving = False
+        try:
+            with self.pool.caller_connection(who, bulk=bulk, timeout_ms=milliseconds(CHECK_SECONDS)) as conn:
+                self._count(1)
+                try:
+                    if _shows(conn, batch):
+                        timeout = str(self.pool.timeout_ms(bulk))
+                        conn.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
+                        serving = True
+                        yield conn
+                        return
+                finally:
+                    self._count(-1)
+        except _FAILED as exc:
+            if serving:
+                raise
+            self.failed(exc)
+        yield None
+
+
+def _shows(conn: psycopg.Connection, batch: Batch) -> bool:
+    """Whether the replica (``conn``) shows ``batch`` in the final state the primary does."""
+    try:
+        return batches.get(conn, batch.public_id).status == batch.status
+    except NotFound:  # not replayed yet
+        return False
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -88,9 +145,10 @@ def init_app(app: Flask, settings: Settings) -> None:
         statement_timeout=settings.statement_timeout,
         bulk_statement_timeout=settings.bulk_statement_timeout,
         min_size=1,
-        max_size=settings.db_pool_size,
+        # Pages and MAX_EXPORTS downloads at once, as the primary's pool serves them.
+        max_size=settings.db_pool_size + settings.max_exports,
         open=False,
-        timeout=REPLICA_CONNECT_SECONDS,
+        timeout=CONNECT_SECONDS,
         check=ConnectionPool.check_connection,
         name="webapp-replica",
     )
@@ -99,55 +157,57 @@ def init_app(app: Flask, settings: Settings) -> None:
     atexit.register(pool.close)
 
 
-def _eligible(batch: Batch, writes: bool) -> Replica | None:
-    """The replica, if it is set up, answered lately, and could hold all of ``batch``'s results."""
-    replica: Replica | None = current_app.extensions.get("db_replica")
+def _eligible(replica: Replica | None, batch: Batch, writes: bool = False) -> Replica | None:
+    """``replica``, if it is set up, answered lately, and could hold all of ``batch``'s results."""
     if replica is None or writes or not batch.finished or not replica.available():
         return None
     return replica
 
 
-def _shows(conn: psycopg.Connection, batch: Batch) -> bool:
-    """Whether the replica (``conn``) shows ``batch`` in the final state the primary does."""
-    try:
-        return batches.get(conn, batch.public_id).status == batch.status
-    except NotFound:  # not replayed yet
-        return False
-
-
-@contextmanager
-def results_connection(
-    batch: Batch, primary: psycopg.Connection, *, writes: bool = False
-) -> Iterator[psycopg.Connection]:
-    """A connection to read the results of ``batch`` (as read on ``primary``, the request's own
-    connection) from: the replica's, as the same caller, once it has replayed the batch's end;
-    else ``primary`` itself. ``writes``: the read may write (a list's checkpoints), so it needs
+def read_results(
+    batch: Batch,
+    primary: psycopg.Connection,
+    read: Callable[[psycopg.Connection], T],
+    *,
+    writes: bool = False,
+) -> T:
+    """``read`` (a page of ``batch``'s results or set-aside rows, as read on ``primary``, the
+    request's own connection) on the replica once it has replayed the batch's end, else, or if it
+    fails there, on ``primary``. ``writes``: the read may write (a list's checkpoints), so it needs
     the primary."""
-    replica = _eligible(batch, writes)
+    replica = _eligible(current_app.extensions.get("db_replica"), batch, writes)
     if replica is not None:
-        serving = False
         try:
-            with replica.pool.caller_connection(caller()) as conn:
-                if _shows(conn, batch):
-                    serving = True
+            with replica.checked(caller(), batch) as conn:
+                if conn is not None:
+                    return read(conn)
+        except _FAILED as exc:  # the read itself failed there (a recovery conflict): the primary's turn
+            replica.failed(exc)
+    return read(primary)
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """Where a download of results reads from. Made in the view, used while the response streams
+    (outside the app context): the replica, checked on the connection that streams, else the
+    primary."""
+
+    primary: WebPool
+    replica: Replica | None
+    who: Caller
+
+    @contextmanager
+    def connection(self, batch: Batch) -> Iterator[psycopg.Connection]:
+        replica = _eligible(self.replica, batch)
+        if replica is not None:
+            with replica.checked(self.who, batch, bulk=True) as conn:
+                if conn is not None:
                     yield conn
                     return
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            if serving:  # failed while reading: the request's own error (a 503)
-                raise
-            replica.mark_down(exc)
-    yield primary
+        with self.primary.caller_connection(self.who, bulk=True) as conn:
+            yield conn
 
 
-def results_pool(batch: Batch) -> WebPool:
-    """The pool a download of ``batch``'s results streams from, chosen as results_connection
-    chooses (the download opens its own connection later, while the response streams)."""
-    replica = _eligible(batch, writes=False)
-    if replica is not None:
-        try:
-            with replica.pool.caller_connection(caller()) as conn:
-                if _shows(conn, batch):
-                    return replica.pool
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            replica.mark_down(exc)
-    return get_pool()
+def export_source() -> ExportSource:
+    """The current request's ExportSource."""
+    return ExportSource(get_pool(), current_app.extensions.get("db_replica"), caller())

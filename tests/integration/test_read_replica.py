@@ -39,6 +39,16 @@ def standby(pg_cluster: EmbeddedPostgres) -> Iterator[EmbeddedPostgres]:
     shutil.rmtree(datadir, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def second_standby(pg_cluster: EmbeddedPostgres) -> Iterator[EmbeddedPostgres]:
+    datadir = Path(tempfile.mkdtemp(prefix="sentiment-standby-"))
+    replica = pg_cluster.standby(datadir, free_port())
+    replica.start()
+    yield replica
+    replica.stop("immediate")
+    shutil.rmtree(datadir, ignore_errors=True)
+
+
 @pytest.fixture
 def replica_db(standby: EmbeddedPostgres, database_url: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the test's database on the standby (replay resumed after)."""
@@ -72,9 +82,14 @@ def _paused(replica_db: psycopg.Connection) -> None:
 def make_app(database_url: str) -> Iterator:
     apps = []
 
-    def make(read_database_url: str):  # type: ignore[no-untyped-def]
+    def make(read_database_url: str, **config: object):  # type: ignore[no-untyped-def]
         app = create_app(
-            {"database_url": database_url, "read_database_url": read_database_url, "migrate_on_start": False}
+            {
+                "database_url": database_url,
+                "read_database_url": read_database_url,
+                "migrate_on_start": False,
+                **config,
+            }
         )
         app.testing = True
         apps.append(app)
@@ -133,6 +148,10 @@ def test_pages_and_exports_of_a_finished_batch_read_from_the_replica(
     assert [row["text"] for row in csv.DictReader(io.StringIO(exported.text))] == texts
     ndjson = client.get(f"/batch/{public_id}/results.ndjson", headers=auth)
     assert [json.loads(line)["text"] for line in ndjson.text.splitlines()] == texts
+    # And the browser's page of the batch, whose first page of results is one of them.
+    page = client.get(f"/batch/{public_id}", headers={**auth, "Accept": "text/html"}).get_data(as_text=True)
+    plain = next(text for text in texts[:10] if not set(text) & set("\"&<>'\n"))
+    assert plain in page and MARK not in page
     # So are the rows set aside at upload.
     db.execute("UPDATE batch_row_errors SET detail = %s", (MARK,))
     errors = client.get(f"/batch/{public_id}/errors", headers=auth).json["errors"]
@@ -196,5 +215,100 @@ def test_an_unreachable_replica_sends_reads_to_the_primary(make_app, db, tmp_pat
     public_id = _upload(client, texts)
     score_everything(db)
     assert _texts(client, public_id) == texts
-    assert "replica unreachable" in caplog.text
     assert client.get(f"/batch/{public_id}/results.ndjson").status_code == 200
+    assert _texts(client, public_id) == texts
+    # Tried once, then left alone for RETRY_SECONDS: one warning for three reads.
+    assert caplog.text.count("replica failed") == 1
+
+
+def test_a_download_checks_the_standby_it_streams_from(make_app, db, replica_db, standby, second_standby):
+    # READ_DATABASE_URL may lead to several standbys: one that has not replayed the batch must not
+    # stream it, whichever one the check happened to reach.
+    dbname = db.info.dbname
+    lagging = wait_for(lambda: _connect(second_standby.url(dbname)), timeout=60)
+    try:
+        _caught_up(db, lagging)
+        _paused(lagging)
+        hosts = f"{standby.socket_dir},{second_standby.socket_dir}"
+        ports = f"{standby.port},{second_standby.port}"
+        # A replica pool of two connections (DB_POOL_SIZE + MAX_EXPORTS).
+        client = make_app(
+            f"postgresql://postgres@/{dbname}?host={hosts}&port={ports}&load_balance_hosts=random",
+            db_pool_size=1,
+            max_exports=1,
+        )
+        texts = sample_texts(300, seed=11)
+        public_id = _upload(client, texts)
+        score_everything(db)
+        _caught_up(db, replica_db)
+        # The pool's two connections go one to each standby (libpq picks one at random per
+        # connection: ask until both came). It hands them out in turn, so a check and a stream on
+        # two different connections would reach different standbys.
+        pool = client.application.extensions["db_replica"].pool
+        kept: dict[int, psycopg.Connection] = {}
+        for _ in range(200):
+            conn = pool.getconn()
+            if conn.info.port in kept:
+                conn.close()  # the pool drops it and connects anew
+                pool.putconn(conn)
+            else:
+                kept[conn.info.port] = conn
+            if len(kept) == 2:
+                break
+        assert set(kept) == {standby.port, second_standby.port}
+        for conn in kept.values():
+            pool.putconn(conn)
+        for _ in range(4):  # each export's check comes to the other connection than the last one's
+            with client.get(f"/batch/{public_id}/results.csv") as exported:  # closed: its export slot is free
+                assert [row["text"] for row in csv.DictReader(io.StringIO(exported.text))] == texts
+        for _ in range(4):
+            assert _texts(client, public_id) == texts
+    finally:
+        lagging.execute("SELECT pg_wal_replay_resume()")
+        lagging.close()
+
+
+def test_a_standby_whose_replay_holds_a_lock_is_left_for_the_primary(
+    make_app, db, replica_db, standby, caplog
+):
+    client = make_app(standby.url(db.info.dbname))
+    texts = sample_texts(150, seed=13)
+    public_id = _upload(client, texts)
+    score_everything(db)
+    # The standby replays an ACCESS EXCLUSIVE lock on batches, then stops replaying before the unlock.
+    with psycopg.connect(db.info.dsn) as locker:
+        locker.execute("LOCK TABLE batches IN ACCESS EXCLUSIVE MODE")
+        locker.execute("SELECT pg_switch_wal()")  # the lock's record goes out now
+        _caught_up(db, replica_db)
+        _paused(replica_db)
+    _mark_on_primary(db, public_id)
+    # The check waits CHECK_SECONDS at most, then the primary answers; the next requests skip the standby.
+    assert set(_texts(client, public_id)) == {MARK}
+    assert set(_texts(client, public_id)) == {MARK}
+    assert caplog.text.count("replica failed") == 1 and "statement timeout" in caplog.text
+
+
+def test_a_busy_replica_pool_sends_one_read_to_the_primary_and_stays_in_use(
+    make_app, db, replica_db, standby
+):
+    client = make_app(standby.url(db.info.dbname))
+    public_id = _upload(client, sample_texts(120, seed=17))
+    score_everything(db)
+    _caught_up(db, replica_db)
+    app = client.application
+    replica = app.extensions["db_replica"]
+    with app.test_request_context():
+        from core import batches
+        from core.clients import LOCAL_USER
+
+        with app.extensions["db_pool"].caller_connection(LOCAL_USER) as conn:
+            batch = batches.get(conn, public_id)
+        held = [replica.checked(LOCAL_USER, batch) for _ in range(replica.pool.max_size)]
+        assert all(h.__enter__() is not None for h in held)  # every connection in use
+        with replica.checked(LOCAL_USER, batch) as conn:
+            assert conn is None  # none free in time: this read goes to the primary
+        assert replica.available()  # busy is not down
+        for h in held:
+            h.__exit__(None, None, None)
+        with replica.checked(LOCAL_USER, batch) as conn:
+            assert conn is not None
