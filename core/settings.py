@@ -266,8 +266,17 @@ class Settings:
         "",
         "signs the completion webhooks of batches whose API key has no secret of its own (`whsec_` and "
         "base64 of 24 to 64 random bytes); unset, their webhooks cannot be sent (a batch without a key "
-        "may then not ask for one)",
+        "may then not ask for one). Several, space-separated, each sign (a rotation: `whsec_new whsec_old` "
+        "until receivers have switched, then `whsec_new`)",
         shown="(unset)",
+    )
+    webhook_secret_overlap: float = setting(
+        "WEBHOOK_SECRET_OVERLAP",
+        86400.0,
+        "after `keys webhook-secret` replaces a key's secret, its webhooks are signed with the old one "
+        "too for this long, so receivers switch without missing one; `off`: at once",
+        kind="duration",
+        shown="24h",
     )
     webhook_allow_private: bool = setting(
         "WEBHOOK_ALLOW_PRIVATE",
@@ -331,7 +340,8 @@ class Settings:
             from core.webhooks import secret_key
 
             try:
-                secret_key(self.webhook_secret)
+                for secret in self.webhook_secret.split():
+                    secret_key(secret)
             except ValueError as exc:
                 raise ValueError(f"WEBHOOK_SECRET: {exc}") from None
 

@@ -14,7 +14,10 @@ first attempt fixes it (``webhook_events.body``), so every attempt sends the
 very same bytes.
 
 Which secret signs: the batch's API key's own (``webhook_secrets``, made by
-``keys create`` and ``keys webhook-secret``), else WEBHOOK_SECRET.
+``keys create`` and ``keys webhook-secret``), else WEBHOOK_SECRET. A rotation
+signs twice: for WEBHOOK_SECRET_OVERLAP after ``keys webhook-secret``, the
+replaced secret signs beside the new one (``webhook-signature: v1,<new>
+v1,<old>``), and WEBHOOK_SECRET may hold several secrets, each signing.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,12 +54,23 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-def give_secret(conn: psycopg.Connection, client: str) -> str:
-    """A new signing secret for an API key's webhooks (replacing its old one), to show once."""
+@dataclass(frozen=True)
+class Rotation:
+    """A key's new webhook secret, and until when the one it replaced signs too (None: it does not)."""
+
+    secret: str
+    previous_until: datetime | None
+
+
+def give_secret(conn: psycopg.Connection, client: str, overlap_seconds: float = 0.0) -> Rotation:
+    """A new signing secret for an API key's webhooks, to show once. The one it replaces, if any,
+    goes on signing beside it for ``overlap_seconds`` (WEBHOOK_SECRET_OVERLAP)."""
     secret = new_secret()
-    if conn.execute(q("webhook_secrets_set"), {"client": client, "secret": secret}).fetchone() is None:
+    params = {"client": client, "secret": secret, "overlap_seconds": overlap_seconds}
+    row = conn.execute(q("webhook_secrets_set"), params).fetchone()
+    if row is None:
         raise NotFound("No such key", f"There is no API key named {client!r}.", "key-not-found")
-    return secret
+    return Rotation(secret, row[1] if row[1] is not None and overlap_seconds > 0 else None)
 
 
 def secret_key(secret: str) -> bytes:
@@ -79,14 +94,17 @@ def signature(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def headers(secret: str, webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The request's headers: the three of Standard Webhooks and the body's type."""
+def headers(secrets: Sequence[str], webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The request's headers: the three of Standard Webhooks and the body's type. Each of ``secrets``
+    signs; the signatures are space-separated, as Standard Webhooks has it for a rotation (a
+    receiver accepts the request when one of them is its secret's)."""
+    signatures = " ".join(signature(secret, webhook_id, timestamp, body) for secret in secrets)
     return {
         "Content-Type": "application/json",
         "User-Agent": "batch-sentiment-webhooks/1",
         "webhook-id": webhook_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature(secret, webhook_id, timestamp, body),
+        "webhook-signature": signatures,
     }
 
 

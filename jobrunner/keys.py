@@ -66,15 +66,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             if args.action == "create":
                 with conn.transaction():
                     key = clients.create_key(conn, args.name, admin=args.admin)
-                    secret = webhooks.give_secret(conn, args.name)
+                    secret = webhooks.give_secret(conn, args.name).secret
                 role = "admin" if args.admin else "client"
                 print(f"Its webhooks are signed with this secret (shown once too): {secret}")
                 print(f"API key {args.name!r} ({role}). It is shown this once; keep it somewhere safe:")
                 print(key)
             elif args.action == "webhook-secret":
-                secret = webhooks.give_secret(conn, args.name)
+                rotation = webhooks.give_secret(conn, args.name, settings.webhook_secret_overlap)
+                if rotation.previous_until is not None:
+                    until = f"{rotation.previous_until:%Y-%m-%d %H:%M:%S %Z}"
+                    print(f"The old secret signs beside it until {until} (WEBHOOK_SECRET_OVERLAP).")
                 print(f"The webhooks of {args.name!r} are signed from now on with (shown this once):")
-                print(secret)
+                print(rotation.secret)
             elif args.action == "list":
                 print(_table(clients.list_keys(conn)))
             else:

@@ -146,7 +146,8 @@ class Deliverer:
             return (
                 True  # the lease went meanwhile (only a very slow database does that); someone else goes on
             )
-        answer = self.send(event.callback_url, event.webhook_id, body, event.key_secret)
+        key_secrets = [secret for secret in (event.key_secret, event.key_previous_secret) if secret]
+        answer = self.send(event.callback_url, event.webhook_id, body, key_secrets)
         duration_ms = round((time.monotonic() - started) * 1000)
         delivered = answer.status_code is not None and 200 <= answer.status_code <= 299
         outcome = answer.error or f"HTTP {answer.status_code}"
@@ -188,16 +189,17 @@ class Deliverer:
         row = conn.execute(q("webhook_events_fix_body"), params).fetchone()
         return row[0] if row else None
 
-    def send(self, url: str, webhook_id: str, body: str, key_secret: str | None) -> Answer:
-        """One attempt: sign, check, connect, POST; the answer's status, or why there is none."""
-        secret = key_secret or self.settings.webhook_secret
-        if not secret:
+    def send(self, url: str, webhook_id: str, body: str, key_secrets: list[str]) -> Answer:
+        """One attempt: sign (with the key's secrets, else WEBHOOK_SECRET's), check, connect, POST;
+        the answer's status, or why there is none."""
+        secrets = key_secrets or self.settings.webhook_secret.split()
+        if not secrets:
             return Answer(
                 error="no signing secret: set WEBHOOK_SECRET, or give the key one (keys webhook-secret)"
             )
         payload = body.encode()
         try:
-            headers = webhooks.headers(secret, webhook_id, int(time.time()), payload)
+            headers = webhooks.headers(secrets, webhook_id, int(time.time()), payload)
         except ValueError as exc:
             return Answer(error=f"the signing secret is unusable: {exc}")
         try:

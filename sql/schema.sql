@@ -346,12 +346,19 @@ COMMENT ON COLUMN batches.callback_url IS
 CREATE TABLE webhook_secrets (
     client      text PRIMARY KEY REFERENCES api_keys (name),
     secret      text NOT NULL CHECK (secret ~ '^whsec_[A-Za-z0-9+/]{32,}={0,2}$'),
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    -- A replaced secret signs too for a while (0015): receivers switch without missing a webhook.
+    previous_secret text CHECK (previous_secret ~ '^whsec_[A-Za-z0-9+/]{32,}={0,2}$'),
+    previous_until  timestamptz
 );
 COMMENT ON TABLE webhook_secrets IS
     'Per API key, the secret its batches'' webhooks are signed with (whsec_ and base64, shown once by '
     'keys create or keys webhook-secret). Kept as is: signing needs it. Runners read it; the web '
     'roles cannot. Batches without one are signed with WEBHOOK_SECRET.';
+COMMENT ON COLUMN webhook_secrets.previous_secret IS
+    'The secret this one replaced: webhooks are signed with it too until previous_until.';
+COMMENT ON COLUMN webhook_secrets.previous_until IS
+    'When the previous secret stops signing: WEBHOOK_SECRET_OVERLAP after the replacement.';
 
 CREATE TABLE webhook_events (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

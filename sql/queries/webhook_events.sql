@@ -1,5 +1,5 @@
 -- name: webhook_events_claim
--- Lease the next due webhook event to one runner for one attempt (recorded as started), with the secret that signs it.
+-- Lease the next due webhook event to one runner for one attempt (recorded as started), with the secrets that sign it (the key's, and the one it replaced while that still signs).
 WITH due AS (
     -- SKIP LOCKED: runners racing for the same event each take another (or
     -- none); the partial index webhook_events_due_idx holds only pending
@@ -29,7 +29,8 @@ WITH due AS (
     SELECT id, attempt, %(runner)s FROM leased
     ON CONFLICT (event_id, attempt) DO NOTHING
 )
-SELECT leased.*, s.secret AS key_secret
+SELECT leased.*, s.secret AS key_secret,
+       CASE WHEN s.previous_until > now() THEN s.previous_secret END AS key_previous_secret
 FROM leased
 JOIN batches AS b ON b.id = leased.batch_id
 LEFT JOIN webhook_secrets AS s ON s.client = b.client;

@@ -203,11 +203,28 @@ def test_api_token_is_an_admin_key(database_url, db, keys):
         app.extensions["db_pool"].close()
 
 
-def _keys_command(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DATABASE_URL=database_url, PYTHONPATH=str(REPO))
+def _keys_command(database_url: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, DATABASE_URL=database_url, PYTHONPATH=str(REPO), **settings)
     return subprocess.run(
         [sys.executable, "-m", "jobrunner", "keys", *args], env=env, cwd=REPO, capture_output=True, text=True
     )
+
+
+def test_a_new_webhook_secret_leaves_the_old_one_signing_for_the_overlap(database_url, db):
+    made = _keys_command(database_url, "create", "team-a")
+    first = made.stdout.splitlines()[0].split()[-1]
+    assert first.startswith("whsec_")
+    rotated = _keys_command(database_url, "webhook-secret", "team-a")
+    assert rotated.returncode == 0, rotated.stderr
+    second = rotated.stdout.strip().splitlines()[-1]
+    assert second.startswith("whsec_") and second != first and "signs beside it until" in rotated.stdout
+    stored = db.execute(
+        "SELECT secret, previous_secret, previous_until - now() > interval '23 hours' FROM webhook_secrets"
+    ).fetchone()
+    assert stored == (second, first, True)
+    at_once = _keys_command(database_url, "webhook-secret", "team-a", WEBHOOK_SECRET_OVERLAP="off")
+    assert at_once.returncode == 0 and "signs beside it" not in at_once.stdout
+    assert _keys_command(database_url, "webhook-secret", "nobody").returncode == 1
 
 
 def test_key_commands(database_url, client, db):

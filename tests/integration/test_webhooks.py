@@ -279,11 +279,37 @@ def test_the_guard_refuses_a_name_that_resolves_to_loopback_when_delivering(web,
     assert hook.received() == []
 
 
+def test_a_replaced_secret_signs_beside_the_new_one_for_the_overlap(web, receiver, runners, db):
+    from core import clients
+
+    alice = clients.create_key(db, "alice")
+    old = webhooks.give_secret(db, "alice").secret
+    rotation = webhooks.give_secret(db, "alice", overlap_seconds=3600)
+    assert rotation.previous_until is not None and rotation.secret != old
+    hook = receiver()
+    client = web()
+    as_alice = {"Authorization": f"Bearer {alice}"}
+    during = upload(client, hook.url(), **as_alice).get_json()["batch_id"]
+    runners.start(**RUNNER_ENV)
+    wait_for(lambda: event_state(db, during) == "delivered", timeout=120)
+    [first] = hook.received()
+    # Two signatures: a receiver that has switched and one that has not both accept it.
+    assert len(first["webhook-signature"].split()) == 2
+    assert signed_by(rotation.secret, first) and signed_by(old, first) and not signed_by(SECRET, first)
+    # Once the overlap is over, the new secret alone signs.
+    db.execute("UPDATE webhook_secrets SET previous_until = now() - interval '1 second'")
+    after = upload(client, hook.url(), **as_alice).get_json()["batch_id"]
+    wait_for(lambda: event_state(db, after) == "delivered", timeout=120)
+    second = hook.received()[-1]
+    assert second["webhook-signature"].count("v1,") == 1
+    assert signed_by(rotation.secret, second) and not signed_by(old, second)
+
+
 def test_a_keys_own_secret_signs_its_webhooks_and_only_its_owner_sees_them(web, receiver, runners, db):
     from core import clients
 
     alice, bob = clients.create_key(db, "alice"), clients.create_key(db, "bob")
-    alice_secret = webhooks.give_secret(db, "alice")
+    alice_secret = webhooks.give_secret(db, "alice").secret
     hook = receiver()
     client = web()
     as_alice = {"Authorization": f"Bearer {alice}"}

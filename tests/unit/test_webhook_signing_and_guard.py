@@ -30,10 +30,28 @@ def test_new_secrets_are_whsec_and_32_random_bytes_and_sign_what_a_receiver_chec
     assert secret.startswith("whsec_") and secret != webhooks.new_secret()
     key = base64.b64decode(secret.removeprefix("whsec_"))
     assert len(key) == 32
-    headers = webhooks.headers(secret, "msg_1", 1700000000, b'{"a":1}')
+    headers = webhooks.headers([secret], "msg_1", 1700000000, b'{"a":1}')
     expected = base64.b64encode(hmac.new(key, b'msg_1.1700000000.{"a":1}', hashlib.sha256).digest()).decode()
     assert headers["webhook-signature"] == f"v1,{expected}"
     assert headers["webhook-id"] == "msg_1" and headers["webhook-timestamp"] == "1700000000"
+
+
+def test_a_rotation_signs_with_each_secret_space_separated():
+    new, old = webhooks.new_secret(), webhooks.new_secret()
+    headers = webhooks.headers([new, old], "msg_2", 1700000000, b"{}")
+    assert headers["webhook-signature"].split() == [
+        webhooks.signature(new, "msg_2", 1700000000, b"{}"),
+        webhooks.signature(old, "msg_2", 1700000000, b"{}"),
+    ]
+
+
+def test_webhook_secret_may_hold_several_secrets_each_checked_at_start():
+    from core.settings import Settings
+
+    two = f"{webhooks.new_secret()} {webhooks.new_secret()}"
+    assert Settings.from_env({"WEBHOOK_SECRET": two}).webhook_secret == two
+    with pytest.raises(ValueError, match="WEBHOOK_SECRET"):
+        Settings.from_env({"WEBHOOK_SECRET": f"{webhooks.new_secret()} whsec_c2hvcnQ="})
 
 
 @pytest.mark.parametrize("secret", ["", "secret", "whsec_", "whsec_not base64!", "whsec_c2hvcnQ="])
