@@ -29,24 +29,23 @@ from webapp import create_app
 MARK = "changed on the primary only"
 
 
-@pytest.fixture(scope="module")
-def standby(pg_cluster: EmbeddedPostgres) -> Iterator[EmbeddedPostgres]:
+def _standby_of(cluster: EmbeddedPostgres) -> Iterator[EmbeddedPostgres]:
     datadir = Path(tempfile.mkdtemp(prefix="sentiment-standby-"))
-    replica = pg_cluster.standby(datadir, free_port())
+    replica = cluster.standby(datadir, free_port())
     replica.start()
     yield replica
     replica.stop("immediate")
     shutil.rmtree(datadir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def standby(pg_cluster: EmbeddedPostgres) -> Iterator[EmbeddedPostgres]:
+    yield from _standby_of(pg_cluster)
 
 
 @pytest.fixture(scope="module")
 def second_standby(pg_cluster: EmbeddedPostgres) -> Iterator[EmbeddedPostgres]:
-    datadir = Path(tempfile.mkdtemp(prefix="sentiment-standby-"))
-    replica = pg_cluster.standby(datadir, free_port())
-    replica.start()
-    yield replica
-    replica.stop("immediate")
-    shutil.rmtree(datadir, ignore_errors=True)
+    yield from _standby_of(pg_cluster)
 
 
 @pytest.fixture
