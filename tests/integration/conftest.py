@@ -19,6 +19,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import psycopg
 import pytest
@@ -90,25 +91,42 @@ def client(app):  # type: ignore[no-untyped-def]
 class RunnerProcesses:
     """Starts real runner processes and makes sure none outlives the test."""
 
+    #: Settings every runner of the group starts with (a test's own come on top).
+    defaults: ClassVar[dict[str, str]] = {
+        "MIGRATE_ON_START": "false",
+        "LEASE_SECONDS": "3",
+        "POLL_SECONDS": "0.5",
+        "RELEASE_EXPIRED_SECONDS": "0.5",
+        "LOG_LEVEL": "INFO",
+    }
+    #: How long a runner may take to stop after SIGTERM before it is killed.
+    stop_timeout = 10.0
+
     def __init__(self, database_url: str, logdir: Path) -> None:
         self.database_url = database_url
         self.logdir = logdir
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, **env: str) -> subprocess.Popen[bytes]:
-        environment = dict(
-            os.environ,
-            DATABASE_URL=self.database_url,
-            MIGRATE_ON_START="false",
-            LEASE_SECONDS="3",
-            POLL_SECONDS="0.5",
-            RELEASE_EXPIRED_SECONDS="0.5",
-            LOG_LEVEL="INFO",
-            PYTHONPATH=str(REPO),
-        )
-        environment.update(env)
-        log = open(self.logdir / f"runner-{len(self.procs)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
+        return self.launch(subprocess.Popen, f"runner-{len(self.procs)}.log", self.database_url, env)
+
+    def launch(
+        self,
+        popen: Callable[..., subprocess.Popen[bytes]],
+        logname: str,
+        database_url: str,
+        env: dict[str, str],
+    ) -> subprocess.Popen[bytes]:
+        """``python -m jobrunner`` through ``popen``, its output in ``logname``."""
+        environment = {
+            **os.environ,
+            **self.defaults,
+            "DATABASE_URL": database_url,
+            "PYTHONPATH": str(REPO),
+            **env,
+        }
+        log = open(self.logdir / logname, "wb")  # noqa: SIM115
+        proc = popen(
             [sys.executable, "-m", "jobrunner"],
             env=environment,
             cwd=REPO,
@@ -127,7 +145,7 @@ class RunnerProcesses:
                 proc.send_signal(signal.SIGTERM)
         for proc in self.procs:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

@@ -31,12 +31,12 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import psycopg
 import pytest
@@ -47,7 +47,7 @@ from core.embedded_postgres import SUPERUSER, EmbeddedPostgres
 from core.migrations import migrate
 from tests import netns
 from tests.helpers import make_csv, sample_texts, wait_for
-from tests.integration.conftest import REPO, free_port
+from tests.integration.conftest import REPO, RunnerProcesses, free_port
 from webapp import create_app, gunicorn_command
 
 pytestmark = pytest.mark.integration
@@ -140,54 +140,31 @@ def dbname(world: World) -> Iterator[str]:
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
-class NamespacedRunners:
+class NamespacedRunners(RunnerProcesses):
     """Runner processes, each inside a namespace; all stopped after the test."""
 
+    defaults: ClassVar[dict[str, str]] = {
+        "MIGRATE_ON_START": "false",
+        "LEASE_SECONDS": str(LEASE_SECONDS),
+        "RELEASE_EXPIRED_SECONDS": str(RELEASE_EXPIRED_SECONDS),
+        "POLL_SECONDS": str(POLL_SECONDS),
+        "DB_KEEPALIVE_SECONDS": str(KEEPALIVE_SECONDS),
+        "RUNNER_EXPIRY_SECONDS": "600",
+        "LOG_LEVEL": "INFO",
+    }
+    stop_timeout = 15.0
+
     def __init__(self, world: World, dbname: str, logdir: Path) -> None:
+        super().__init__("", logdir)
         self.world = world
         self.dbname = dbname
-        self.logdir = logdir
-        self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, space: netns.Namespace, name: str, **env: str) -> subprocess.Popen[bytes]:
-        environment = dict(
-            os.environ,
-            DATABASE_URL=self.world.url(self.dbname, space.links[0], RUNNER_TCP_USER_TIMEOUT_MS),
-            MIGRATE_ON_START="false",
-            RUNNER_NAME=name,
-            LEASE_SECONDS=str(LEASE_SECONDS),
-            RELEASE_EXPIRED_SECONDS=str(RELEASE_EXPIRED_SECONDS),
-            POLL_SECONDS=str(POLL_SECONDS),
-            DB_KEEPALIVE_SECONDS=str(KEEPALIVE_SECONDS),
-            RUNNER_EXPIRY_SECONDS="600",
-            LOG_LEVEL="INFO",
-            PYTHONPATH=str(REPO),
-        )
-        environment.update(env)
-        log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115
-        proc = space.popen(
-            [sys.executable, "-m", "jobrunner"],
-            env=environment,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.procs.append(proc)
-        return proc
+    def start(self, space: netns.Namespace, name: str, **env: str) -> subprocess.Popen[bytes]:  # type: ignore[override]
+        url = self.world.url(self.dbname, space.links[0], RUNNER_TCP_USER_TIMEOUT_MS)
+        return self.launch(space.popen, f"{name}.log", url, {"RUNNER_NAME": name, **env})
 
     def log(self, name: str) -> str:
         return (self.logdir / f"{name}.log").read_text(errors="replace")
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture
