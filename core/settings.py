@@ -292,6 +292,12 @@ class Settings:
         10.0,
         "seconds a webhook's request and its answer may take, once connected; past it the attempt failed",
     )
+    webhook_concurrency: int = setting(
+        "WEBHOOK_CONCURRENCY",
+        2,
+        "webhooks one runner sends at once, each from a thread and a database connection of its own: a "
+        "slow receiver holds up one of them, not the rest",
+    )
     webhook_retry_seconds: float = setting(
         "WEBHOOK_RETRY_SECONDS",
         5.0,

@@ -39,7 +39,7 @@ REAP_BUDGET_SECONDS = 0.5
 
 def housekeep(conn: psycopg.Connection, settings: Settings) -> None:
     """One turn of housekeeping on the runner's autocommit connection."""
-    webhooks.ensure_running(settings)  # the webhook deliverer thread, started by the first turn
+    webhooks.ensure_running(settings)  # the webhook deliverer threads, started by the first turn
     release_expired(conn)
     partitions.make_ahead(conn)  # the next batch ids' partitions, before their uploads need them
     for (name,) in conn.execute(q("runners_expire"), {"expiry_seconds": settings.runner_expiry_seconds}):

@@ -3,9 +3,10 @@
 The statement that finishes a batch (``chunks_finish``) or cancels it
 (``batches_cancel``) writes the event into the outbox ``webhook_events`` (if
 the batch has a ``callback_url``); a trigger NOTIFYs ``webhook_events``. Every
-runner runs one deliverer thread on a connection of its own (started by its
-first housekeeping turn, :func:`ensure_running`), so a slow receiver never
-holds up scoring. It loops:
+runner runs WEBHOOK_CONCURRENCY (2) deliverer threads, each on a connection
+of its own (started by its first housekeeping turn, :func:`ensure_running`),
+so a slow receiver never holds up scoring, and holds up one deliverer, not
+every webhook. Each loops:
 
 * claim the next due event (``webhook_events_claim``: ``FOR UPDATE SKIP LOCKED``
   feeding an ``UPDATE … RETURNING`` that commits a lease and the attempt's
@@ -62,20 +63,24 @@ MAX_BACKOFF_SECONDS = 3600.0
 LEASE_ROOM_SECONDS = 5.0
 _ERROR_CHARS = 500
 
-_started: threading.Thread | None = None
+_started: list[threading.Thread] = []
 _start_lock = threading.Lock()
 
 
 def ensure_running(settings: Settings) -> None:
-    """Start this process's deliverer thread, once (called by every housekeeping turn)."""
-    global _started
+    """Start this process's WEBHOOK_CONCURRENCY deliverer threads, and any that stopped again
+    (called by every housekeeping turn)."""
     with _start_lock:
-        if _started is None or not _started.is_alive():
-            from jobrunner.runner import default_runner_name
+        _started[:] = [thread for thread in _started if thread.is_alive()]
+        if len(_started) >= settings.webhook_concurrency:
+            return
+        from jobrunner.runner import default_runner_name
 
-            name = settings.runner_name or default_runner_name()
-            _started = threading.Thread(target=Deliverer(settings, name).run, name="webhooks", daemon=True)
-            _started.start()
+        name = settings.runner_name or default_runner_name()
+        while len(_started) < settings.webhook_concurrency:
+            thread = threading.Thread(target=Deliverer(settings, name).run, name="webhooks", daemon=True)
+            thread.start()
+            _started.append(thread)
 
 
 @dataclass

@@ -279,6 +279,21 @@ def test_the_guard_refuses_a_name_that_resolves_to_loopback_when_delivering(web,
     assert hook.received() == []
 
 
+def test_a_slow_receiver_holds_up_one_deliverer_not_the_others(web, receiver, runners, db):
+    slow, fast = receiver(hold_first=True), receiver()
+    client = web()
+    held = upload(client, slow.url()).get_json()["batch_id"]
+    runners.start(**{**RUNNER_ENV, "WEBHOOK_CONCURRENCY": "2", "WEBHOOK_READ_TIMEOUT": "60"})
+    assert slow.arrived.wait(120)  # one deliverer is inside that attempt ...
+    other = upload(client, fast.url()).get_json()["batch_id"]
+    wait_for(lambda: event_state(db, other) == "delivered", timeout=120)  # ... the other sends this one
+    assert event_state(db, held) == "pending" and not slow.release.is_set()
+    in_progress = db.execute("SELECT count(*) FROM webhook_attempts WHERE finished_at IS NULL").fetchone()[0]
+    assert in_progress == 1
+    slow.release.set()
+    wait_for(lambda: event_state(db, held) == "delivered", timeout=120)
+
+
 def test_a_replaced_secret_signs_beside_the_new_one_for_the_overlap(web, receiver, runners, db):
     from core import clients
 
