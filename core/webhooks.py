@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 
 from core.batches.model import Batch
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from core.jsonshape import NULLABLE_TIME, TIME, Member, dump, iso, object_schema
 from core.queries import q
 
@@ -116,6 +116,27 @@ def body(batch: Batch) -> str:
     """The event's body for a batch in a final state (minified JSON)."""
     event = {"type": event_type(batch.status), "timestamp": iso(batch.completed_at), "data": batch.to_json()}
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def retry(conn: psycopg.Connection, batch: Batch) -> None:
+    """Send ``batch``'s finished webhook again, now, as its owner asks (``conn`` runs as the caller):
+    the same webhook-id and body, tried for WEBHOOK_RETRY_FOR from now. Conflict if the batch has no
+    webhook, or if it is still pending (it will be tried anyway)."""
+    row = conn.execute(q("webhook_events_retry"), {"public_id": batch.public_id}).fetchone()
+    if row is None:
+        detail = (
+            "This batch has no webhook: it was uploaded without a callback_url."
+            if batch.callback_url is None
+            else f"This batch's webhook is sent once the batch finishes; it is {batch.status}."
+        )
+        raise Conflict("No webhook to send", detail, "no-webhook")
+    if row[0] == "pending":
+        raise Conflict(
+            "Webhook still pending",
+            "This batch's webhook has not been delivered or given up yet; it will be tried again "
+            "(see next_attempt_at).",
+            "webhook-pending",
+        )
 
 
 @dataclass(frozen=True)

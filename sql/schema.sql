@@ -377,6 +377,7 @@ CREATE TABLE webhook_events (
     lease_expires_at  timestamptz,
     finished_at       timestamptz,
     last_error        text,
+    retried_at        timestamptz,
     CONSTRAINT webhook_events_finished_iff_final CHECK ((state = 'pending') = (finished_at IS NULL))
 );
 COMMENT ON TABLE webhook_events IS
@@ -392,6 +393,9 @@ COMMENT ON COLUMN webhook_events.state IS
 COMMENT ON COLUMN webhook_events.next_attempt_at IS
     'When the next attempt is due. A claim sets it to the lease''s end, so an attempt whose runner '
     'died is due again once its lease runs out.';
+COMMENT ON COLUMN webhook_events.retried_at IS
+    'When its owner last asked for it again (POST /batch/<id>/webhooks/retry); WEBHOOK_RETRY_FOR '
+    'counts from then instead of from created_at.';
 COMMENT ON COLUMN webhook_events.lease_token IS
     'Random token of the attempt in progress; recording its outcome requires it.';
 -- Runners claim due events through this one, in due order.
@@ -423,6 +427,9 @@ END
 $$;
 COMMENT ON FUNCTION webhook_events_notify() IS 'NOTIFY webhook_events for each new outbox row.';
 CREATE TRIGGER webhook_events_notify AFTER INSERT ON webhook_events
+    FOR EACH ROW EXECUTE FUNCTION webhook_events_notify();
+-- ... and when its owner asks for it again (webhook_events_retry).
+CREATE TRIGGER webhook_events_notify_retry AFTER UPDATE OF retried_at ON webhook_events
     FOR EACH ROW EXECUTE FUNCTION webhook_events_notify();
 
 -- Keep the churned queue tables small. Staging (batch_rows) and the queue
@@ -529,10 +536,13 @@ CREATE POLICY result_checkpoints_own ON result_checkpoints TO sentiment_web
 CREATE POLICY idempotency_keys_all ON idempotency_keys TO sentiment_web_admin USING (true);
 CREATE POLICY result_checkpoints_all ON result_checkpoints TO sentiment_web_admin USING (true);
 
--- The web reads events and attempts (as the caller, under row-level security)
--- and writes an event only through a cancel; secrets are the runners' alone.
+-- The web reads events and attempts (as the caller, under row-level security),
+-- writes an event only through a cancel, and changes one only to send it again
+-- (webhook_events_retry); secrets are the runners' alone.
 REVOKE ALL ON webhook_secrets FROM sentiment_web, sentiment_web_admin;
 REVOKE UPDATE, DELETE ON webhook_events FROM sentiment_web, sentiment_web_admin;
+GRANT UPDATE (state, finished_at, next_attempt_at, retried_at) ON webhook_events
+    TO sentiment_web, sentiment_web_admin;
 REVOKE INSERT, UPDATE, DELETE ON webhook_attempts FROM sentiment_web, sentiment_web_admin;
 ALTER TABLE webhook_secrets ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook_events ENABLE ROW LEVEL SECURITY;

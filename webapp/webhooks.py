@@ -51,6 +51,19 @@ def batch_webhooks(public_id: str) -> Response:
     return jsonify(webhooks.deliveries_json(public_id, shown_url(batch.callback_url), rows))
 
 
+@bp.post("/batch/<public_id>/webhooks/retry")
+def retry_batch_webhook(public_id: str) -> Response:
+    """Send the batch's finished webhook again (202 and the deliveries, as GET shows them)."""
+    with connection() as conn:
+        batch = batches.get(conn, public_id)
+        webhooks.retry(conn, batch)
+        with conn.cursor(row_factory=class_row(webhooks.Delivery)) as cur:
+            rows = cur.execute(q("webhook_events_deliveries"), {"public_id": public_id}).fetchall()
+    answer = jsonify(webhooks.deliveries_json(public_id, shown_url(batch.callback_url), rows))
+    answer.status_code = 202
+    return answer
+
+
 #: The upload's new parameter, for the OpenAPI document (query, and form field before the file).
 CALLBACK_URL_PARAMETER: dict[str, Any] = {
     "name": "callback_url",
@@ -70,7 +83,7 @@ _WEBHOOK_HEADERS = {
 
 
 def openapi_paths(problems: dict[str, Any]) -> dict[str, Any]:
-    """The /batch/{batch_id}/webhooks path; ``problems`` are its problem answers."""
+    """The /batch/{batch_id}/webhooks paths; ``problems`` are their problem answers."""
     return {
         "/batch/{batch_id}/webhooks": {
             "get": {
@@ -89,7 +102,28 @@ def openapi_paths(problems: dict[str, Any]) -> dict[str, Any]:
                     **problems,
                 },
             }
-        }
+        },
+        "/batch/{batch_id}/webhooks/retry": {
+            "post": {
+                "summary": "Send a batch's finished webhook again",
+                "description": "For a webhook delivered or given up: pending again and due now, with the "
+                "same webhook-id and body, retried for WEBHOOK_RETRY_FOR from now.",
+                "parameters": [
+                    {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "202": {
+                        "description": "Queued: the event (now pending) and its attempts so far.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/WebhookDeliveries"}}
+                        },
+                    },
+                    # 409: no webhook (no callback_url, or not finished), or one still pending.
+                    "409": {"$ref": "#/components/responses/Problem409"},
+                    **problems,
+                },
+            }
+        },
     }
 
 

@@ -60,7 +60,7 @@ WITH attempt AS (
            CASE WHEN %(delivered)s THEN 'delivered'
                 WHEN %(gone)s
                   OR now() + make_interval(secs => %(backoff_seconds)s)
-                     > e.created_at + make_interval(secs => %(retry_for_seconds)s)
+                     > coalesce(e.retried_at, e.created_at) + make_interval(secs => %(retry_for_seconds)s)
                     THEN 'failed'
                 ELSE 'pending' END AS state
     FROM webhook_events AS e
@@ -93,3 +93,21 @@ FROM webhook_deliveries
 WHERE batch = %(public_id)s
 ORDER BY attempt NULLS FIRST
 LIMIT 1000;
+
+-- name: webhook_events_retry
+-- Send a batch's finished webhook again (its owner, under row-level security): pending and due now, tried for WEBHOOK_RETRY_FOR from now, same webhook-id and body; the state it had, or nothing if the batch has no event.
+WITH event AS (
+    -- FOR UPDATE: a deliverer recording an attempt at this moment goes first or after, never
+    -- half-way; the state it had tells a retry from a request for a webhook still pending.
+    SELECT e.id, e.state
+    FROM webhook_events AS e
+    JOIN batches AS b ON b.id = e.batch_id
+    WHERE b.public_id = %(public_id)s AND b.deleted_at IS NULL
+    FOR UPDATE OF e
+), retried AS (
+    UPDATE webhook_events AS e
+    SET state = 'pending', finished_at = NULL, next_attempt_at = now(), retried_at = now()
+    FROM event
+    WHERE e.id = event.id AND event.state <> 'pending'
+)
+SELECT state AS was FROM event;

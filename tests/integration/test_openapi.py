@@ -34,7 +34,7 @@ def test_api_matches_its_document(app, client, db):
     processing = client.post("/batch/upload", data=make_csv(["good"]), content_type="text/csv").get_json()
     api = schemathesis.openapi.from_wsgi("/openapi.json", app)
     operations = [result.ok() for result in api.get_all_operations()]
-    assert len(operations) == 13  # 12, and GET /batch/{batch_id}/webhooks (issue 16, part 3)
+    assert len(operations) == 14  # 12, GET /batch/{batch_id}/webhooks and POST .../webhooks/retry
 
     # Known-good requests, so the success responses are checked against the document too.
     valid = {
@@ -52,7 +52,10 @@ def test_api_matches_its_document(app, client, db):
         default = [{"path_parameters": {"batch_id": finished}}] if "{batch_id}" in operation.path else [{}]
         for arguments in valid.get(label, default):
             response = operation.Case(**arguments).call_and_validate(checks=CHECKS)
-            assert response.status_code < 400 or label.startswith("DELETE"), (label, response.text)
+            # (A retry needs a webhook that was delivered or given up, which needs runners: its
+            # documented 409 is what this batch without a callback_url gets.)
+            refusal_ok = label.startswith("DELETE") or label.endswith("/webhooks/retry")
+            assert response.status_code < 400 or refusal_ok, (label, response.text)
 
     for operation in operations:
 

@@ -294,6 +294,39 @@ def test_a_slow_receiver_holds_up_one_deliverer_not_the_others(web, receiver, ru
     wait_for(lambda: event_state(db, held) == "delivered", timeout=120)
 
 
+def test_a_webhook_given_up_is_sent_again_on_its_owners_request(web, receiver, runners, db):
+    from core import clients
+
+    alice, bob = clients.create_key(db, "alice"), clients.create_key(db, "bob")
+    as_alice, as_bob = {"Authorization": f"Bearer {alice}"}, {"Authorization": f"Bearer {bob}"}
+    hook = receiver(answers=[410])  # Gone: given up at once; then 200s
+    client = web()
+    batch_id = upload(client, hook.url(), **as_alice).get_json()["batch_id"]
+    path = f"/batch/{batch_id}/webhooks/retry"
+    assert client.post(path, headers=as_alice).get_json()["type"] == "/problems/no-webhook"  # not finished
+    runners.start(**RUNNER_ENV)
+    wait_for(lambda: event_state(db, batch_id) == "failed", timeout=120)
+    # A day and more later: WEBHOOK_RETRY_FOR counts from the request, not from the event.
+    db.execute("UPDATE webhook_events SET created_at = now() - interval '3 days'")
+    assert client.post(path, headers=as_bob).status_code == 404  # another client's batch
+    hook.answers = [500]  # the first new attempt fails: tried again, not given up
+    retried = client.post(path, headers=as_alice)
+    assert retried.status_code == 202 and retried.get_json()["event"]["state"] == "pending"
+    again = client.post(path, headers=as_alice)
+    assert again.status_code == 409 and again.get_json()["type"] == "/problems/webhook-pending"
+    wait_for(lambda: event_state(db, batch_id) == "delivered", timeout=120)
+    received = hook.received()
+    assert [r["status"] for r in received] == [410, 500, 200]
+    assert len({r["webhook-id"] for r in received}) == 1 and len({r["body"] for r in received}) == 1
+    shown = client.get(f"/batch/{batch_id}/webhooks", headers=as_alice).get_json()
+    assert [a["status_code"] for a in shown["attempts"]] == [410, 500, 200]
+    no_hook = client.post(
+        "/batch/upload", data=make_csv(["good"]), content_type="text/csv", headers=as_alice
+    ).get_json()["batch_id"]
+    refused = client.post(f"/batch/{no_hook}/webhooks/retry", headers=as_alice)
+    assert refused.status_code == 409 and "callback_url" in refused.get_json()["detail"]
+
+
 def test_a_replaced_secret_signs_beside_the_new_one_for_the_overlap(web, receiver, runners, db):
     from core import clients
 
