@@ -30,7 +30,8 @@ the executor) prunes to one partition and reads one index range there.
   own. Each step waits for a lock at most ``LOCK_TIMEOUT_SECONDS``; a detach
   interrupted half-way stays pending and is finished (``FINALIZE``) first the
   next time, and a partition detached but not dropped (a runner stopped in
-  between) is dropped the next time. Rows of a deleted batch whose partition is about to go this way
+  between; known by the comment it gets before its detach, :data:`DROPPING`)
+  is dropped the next time. Rows of a deleted batch whose partition is about to go this way
   wait for it (``batches_deleted``, up to ``WAIT_SECONDS``); other deleted
   batches' rows are reaped in bounded steps as before
   (:func:`core.batches.lifecycle.reap`).
@@ -84,8 +85,14 @@ def _span(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT batch_partition_span()").fetchone()[0]
 
 
+#: The comment a partition gets right before it is detached: the mark of an orphan if the runner
+#: stops before the drop (batch_results_partitions_orphaned; no other table carries it).
+DROPPING = "Being detached and dropped by the purge (core/batches/partitions.py)."
+
+
 def _detach_and_drop(conn: psycopg.Connection, table: str, partition: str, pending: bool) -> None:
     parent, part = sql.Identifier(table), sql.Identifier(partition)
+    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(part, sql.Literal(DROPPING)))
     how = sql.SQL("FINALIZE" if pending else "CONCURRENTLY")
     for attempt in range(1, LOCK_ATTEMPTS + 1):
         try:
@@ -105,10 +112,18 @@ def _detach_and_drop(conn: psycopg.Connection, table: str, partition: str, pendi
     conn.execute(sql.SQL("DROP TABLE {}").format(part))
 
 
-def _drop_orphans(conn: psycopg.Connection, limit: int) -> None:
-    """Drop the partitions a stopped runner detached but did not drop (under the caller's lock_timeout)."""
-    for (orphan,) in conn.execute(q("batch_results_partitions_orphaned"), {"limit": limit}).fetchall():
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(orphan)))
+def _drop_orphans(conn: psycopg.Connection, deadline: float, limit: int) -> None:
+    """Drop the partitions a stopped runner detached but did not drop (under the caller's
+    lock_timeout), until ``deadline``; one that cannot go is logged and left for the operator."""
+    params = {"limit": limit, "mark": DROPPING}
+    for (orphan,) in conn.execute(q("batch_results_partitions_orphaned"), params).fetchall():
+        if time.monotonic() > deadline:
+            return
+        try:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(orphan)))
+        except psycopg.Error as exc:  # e.g. a view someone made on it
+            log.warning("partition %s, detached earlier, cannot be dropped: %s", orphan, exc)
+            continue
         log.info("partition %s, detached earlier but not dropped: dropped", orphan)
 
 
@@ -122,10 +137,7 @@ def drop_whole(conn: psycopg.Connection, deadline: float, limit: int = 20) -> in
     saved = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
     conn.execute("SELECT set_config('lock_timeout', %s, false)", (str(milliseconds(LOCK_TIMEOUT_SECONDS)),))
     try:
-        try:
-            _drop_orphans(conn, limit)
-        except (LockNotAvailable, InsufficientPrivilege) as exc:
-            log.warning("detached partitions not dropped this turn: %s", exc)
+        _drop_orphans(conn, deadline, limit)
         return _drop_ranges(conn, found, deadline, limit) if found else 0
     finally:
         conn.execute("SELECT set_config('lock_timeout', %s, false)", (saved,))

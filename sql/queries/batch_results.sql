@@ -74,12 +74,13 @@ SELECT batch_partitions_ensure(CASE WHEN is_called THEN last_value + 1 ELSE last
 FROM batches_id_seq, generate_series(0, 1) AS k;
 
 -- name: batch_results_partitions_orphaned
--- Partitions detached but never dropped (a runner stopped between the two): tables named as partitions are, attached to nothing. Every partition is made and attached in one transaction, so no other table looks like this.
+-- Partitions detached but never dropped (a runner stopped between the two): tables named as partitions are, attached to nothing, that carry the mark the purge comments a partition with before it detaches it (so a partition an operator restores from an archive is left alone).
 SELECT c.relname AS partition
 FROM pg_class AS c
 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
   AND c.relname ~ '^batch_(results|row_errors)_(p[0-9]+|legacy)$'
   AND NOT EXISTS (SELECT 1 FROM pg_inherits AS i WHERE i.inhrelid = c.oid)
+  AND obj_description(c.oid, 'pg_class') = %(mark)s
 ORDER BY c.relname
 LIMIT %(limit)s;
 
