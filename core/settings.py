@@ -342,6 +342,8 @@ class Settings:
         # Normalised once here, so no reader has to remember the case.
         object.__setattr__(self, "log_level", self.log_level.upper())
         object.__setattr__(self, "log_format", self.log_format.lower())
+        # Blank (a template's "${NEW} ${OLD}" with both unset) is unset, not a secret that signs nothing.
+        object.__setattr__(self, "webhook_secret", " ".join(self.webhook_secret.split()))
         if self.webhook_secret:  # a bad one stops the process at start, not every webhook later
             from core.webhooks import secret_key
 

@@ -63,14 +63,16 @@ class Rotation:
 
 
 def give_secret(conn: psycopg.Connection, client: str, overlap_seconds: float = 0.0) -> Rotation:
-    """A new signing secret for an API key's webhooks, to show once. The one it replaces, if any,
-    goes on signing beside it for ``overlap_seconds`` (WEBHOOK_SECRET_OVERLAP)."""
+    """A new signing secret for an API key's webhooks, to show once. The one it replaces goes on
+    signing beside it for ``overlap_seconds`` (WEBHOOK_SECRET_OVERLAP): the key's own, or for its
+    first secret WEBHOOK_SECRET, which signed the key's webhooks until then (``keys create`` gives
+    a new key its first with no overlap)."""
     secret = new_secret()
     params = {"client": client, "secret": secret, "overlap_seconds": overlap_seconds}
     row = conn.execute(q("webhook_secrets_set"), params).fetchone()
     if row is None:
         raise NotFound("No such key", f"There is no API key named {client!r}.", "key-not-found")
-    return Rotation(secret, row[1] if row[1] is not None and overlap_seconds > 0 else None)
+    return Rotation(secret, row[1] if overlap_seconds > 0 else None)
 
 
 def secret_key(secret: str) -> bytes:

@@ -152,6 +152,8 @@ class Deliverer:
                 True  # the lease went meanwhile (only a very slow database does that); someone else goes on
             )
         key_secrets = [secret for secret in (event.key_secret, event.key_previous_secret) if secret]
+        if event.key_replaced_service_secret:
+            key_secrets += self.settings.webhook_secret.split()
         answer = self.send(event.callback_url, event.webhook_id, body, key_secrets)
         duration_ms = round((time.monotonic() - started) * 1000)
         delivered = answer.status_code is not None and 200 <= answer.status_code <= 299

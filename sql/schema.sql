@@ -356,7 +356,8 @@ COMMENT ON TABLE webhook_secrets IS
     'keys create or keys webhook-secret). Kept as is: signing needs it. Runners read it; the web '
     'roles cannot. Batches without one are signed with WEBHOOK_SECRET.';
 COMMENT ON COLUMN webhook_secrets.previous_secret IS
-    'The secret this one replaced: webhooks are signed with it too until previous_until.';
+    'The secret this one replaced: webhooks are signed with it too until previous_until; NULL then '
+    'means WEBHOOK_SECRET (the key''s first own secret replaced it).';
 COMMENT ON COLUMN webhook_secrets.previous_until IS
     'When the previous secret stops signing: WEBHOOK_SECRET_OVERLAP after the replacement.';
 

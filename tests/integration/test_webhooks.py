@@ -353,6 +353,21 @@ def test_a_replaced_secret_signs_beside_the_new_one_for_the_overlap(web, receive
     assert signed_by(rotation.secret, second) and not signed_by(old, second)
 
 
+def test_a_keys_first_own_secret_overlaps_with_webhook_secret(web, receiver, runners, db):
+    # A key made before webhooks existed: WEBHOOK_SECRET signed its webhooks until now.
+    from core import clients
+
+    legacy = clients.create_key(db, "legacy")
+    rotation = webhooks.give_secret(db, "legacy", overlap_seconds=3600)
+    assert rotation.previous_until is not None
+    hook = receiver()
+    batch_id = upload(web(), hook.url(), Authorization=f"Bearer {legacy}").get_json()["batch_id"]
+    runners.start(**RUNNER_ENV)
+    wait_for(lambda: event_state(db, batch_id) == "delivered", timeout=120)
+    [request] = hook.received()
+    assert signed_by(rotation.secret, request) and signed_by(SECRET, request)
+
+
 def test_a_keys_own_secret_signs_its_webhooks_and_only_its_owner_sees_them(web, receiver, runners, db):
     from core import clients
 

@@ -52,6 +52,7 @@ def test_webhook_secret_may_hold_several_secrets_each_checked_at_start():
     assert Settings.from_env({"WEBHOOK_SECRET": two}).webhook_secret == two
     with pytest.raises(ValueError, match="WEBHOOK_SECRET"):
         Settings.from_env({"WEBHOOK_SECRET": f"{webhooks.new_secret()} whsec_c2hvcnQ="})
+    assert Settings.from_env({"WEBHOOK_SECRET": "   "}).webhook_secret == ""  # blank is unset
 
 
 @pytest.mark.parametrize("secret", ["", "secret", "whsec_", "whsec_not base64!", "whsec_c2hvcnQ="])
