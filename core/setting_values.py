@@ -33,6 +33,8 @@ def parse_duration(text: str) -> float:
         value = float(raw[:-1]) * _UNITS[raw[-1]] if raw and raw[-1] in _UNITS else float(raw)
     except ValueError as exc:
         raise ValueError(f"not a duration: {text!r} (use e.g. 90, 45s, 30m, 12h, 7d)") from exc
+    if not math.isfinite(value):
+        raise ValueError(f"a duration must be finite: {text!r}")
     if value < 0:
         raise ValueError(f"a duration cannot be negative: {text!r}")
     return value

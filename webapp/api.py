@@ -48,7 +48,10 @@ def _flag(value: str | None, name: str) -> bool:
 
 def _option(fields: Mapping[str, str], name: str) -> str | None:
     """An upload option, from the query string or a form field before the file; given both ways
-    with different values, a 400 (neither silently wins)."""
+    with different values, or twice in the query string, a 400 (neither silently wins; a form
+    field given twice is refused as the form is read, webapp.request_body)."""
+    if len(request.args.getlist(name)) > 1:
+        raise bad_parameter(f"{name} is given more than once in the query string; give it once.")
     asked, filled = request.args.get(name), fields.get(name)
     if asked is not None and filled is not None and asked != filled:
         raise bad_parameter(

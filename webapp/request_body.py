@@ -127,6 +127,10 @@ def open_multipart(pieces: Iterable[bytes], content_type: str) -> MultipartFile:
                 if len(fields) >= MAX_FORM_FIELDS:
                     raise bad_request("invalid-multipart", "The form has too many fields.")
                 current_field = event.name
+                if current_field in fields:  # which one would count? neither silently
+                    raise bad_request(
+                        "invalid-multipart", f"The form field {current_field!r} is given twice."
+                    )
                 fields[current_field] = ""
             elif isinstance(event, Data) and current_field is not None:
                 fields[current_field] += event.data.decode("utf-8", "replace")

@@ -187,6 +187,14 @@ def test_an_option_given_two_different_ways_is_a_400(client, db, option):
     assert db.execute("SELECT count(*) FROM batches").fetchone() == (0,)
     same = _form(client, {"expires_after": "1d"}, query="?expires_after=1d")  # the same twice is fine
     assert same.status_code == 202, same.get_json()
+    twice = _form(client, {}, query="?expires_after=1d&expires_after=3650d")
+    assert twice.status_code == 400 and "more than once" in twice.get_json()["detail"]
+    form_twice = client.post(
+        "/batch/upload",
+        data={"expires_after": ["1d", "2d"], "file": (io.BytesIO(CSV), "x.csv")},
+        content_type="multipart/form-data",
+    )
+    assert form_twice.status_code == 400 and "given twice" in form_twice.get_json()["detail"]
 
 
 def psycopg_connect(url: str):  # type: ignore[no-untyped-def]

@@ -52,6 +52,8 @@ def test_defaults_and_values_from_the_environment():
         ("POLL_SECONDS", "-1"),
         ("DB_POOL_TIMEOUT", "nan"),
         ("LEASE_SECONDS", "inf"),
+        ("MAX_EXPIRES_AFTER", "nan"),
+        ("RESULTS_TTL", "infd"),
     ],
 )
 def test_a_bad_value_names_its_variable(env, value):
