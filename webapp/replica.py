@@ -29,7 +29,8 @@ cannot be reached within CONNECT_SECONDS, or errs is left alone for
 RETRY_SECONDS: reads go to the primary meanwhile, with a warning in the log.
 A replica pool that is merely busy (every connection in use) sends that one
 read to the primary. A page whose read fails on the replica is read again on
-the primary; a download that fails while it streams from the replica ends, as
+the primary (unless it ran past STATEMENT_TIMEOUT, which it would there too: the
+usual 503); a download that fails while it streams from the replica ends, as
 one streaming from the primary would. Queries on a standby can be cancelled
 when they conflict with what it replays (a partition dropped on the primary
 while an export reads its parent): run it with ``hot_standby_feedback = on``
@@ -50,6 +51,7 @@ from typing import TypeVar
 
 import psycopg
 from flask import Flask, current_app
+from psycopg.errors import QueryCanceled
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core import batches
@@ -181,6 +183,8 @@ def read_results(
             with replica.checked(caller(), batch) as conn:
                 if conn is not None:
                     return read(conn)
+        except QueryCanceled:  # the read ran past STATEMENT_TIMEOUT: it would on the primary too (503)
+            raise
         except _FAILED as exc:  # the read itself failed there (a recovery conflict): the primary's turn
             replica.failed(exc)
     return read(primary)
