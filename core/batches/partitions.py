@@ -74,9 +74,19 @@ def make(conn: psycopg.Connection, batch_id: int) -> None:
 
 
 def make_ahead(conn: psycopg.Connection) -> None:
-    """Make the partitions of the next batch ids ahead of the uploads (an autocommit connection)."""
+    """Make the partitions of the next batch ids ahead of the uploads (an autocommit connection).
+
+    Each lock it needs is waited for at most LOCK_TIMEOUT_SECONDS: an upload that is making the
+    same range's partitions holds that range's lock until it commits, and this runs on the
+    runner's database thread, which commits and claims rounds. Past it, the turn is skipped
+    (the upload makes them, or the next turn does)."""
     try:
-        conn.execute(q("batch_results_partitions_make_ahead"))
+        with conn.transaction():
+            timeout = str(milliseconds(LOCK_TIMEOUT_SECONDS))
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (timeout,))
+            conn.execute(q("batch_results_partitions_make_ahead"))
+    except LockNotAvailable as exc:
+        log.info("partitions not made ahead this turn: %s", exc.diag.message_primary)
     except InsufficientPrivilege as exc:  # a BYPASSRLS runner that does not own the tables
         log.warning("cannot make partitions ahead (%s); uploads make their own", exc.diag.message_primary)
 

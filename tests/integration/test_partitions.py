@@ -134,6 +134,35 @@ def test_concurrent_uploads_make_partitions_while_runners_make_them_ahead(serve,
     wait_for(lambda: wanted <= set(_partitions(db)), timeout=60)
 
 
+def test_making_partitions_ahead_does_not_wait_on_an_uploads_range_lock(db, database_url, caplog):
+    # An upload making the next range's partitions holds its range's lock until it commits; the
+    # runner's housekeeping skips the turn instead of holding up the runner's database thread.
+    from core.batches import partitions
+
+    caplog.set_level("INFO", logger="core.batches.partitions")
+    span = db.execute("SELECT batch_partition_span()").fetchone()[0]
+    next_id = db.execute("SELECT last_value + 1 FROM batches_id_seq").fetchone()[0]
+    ahead = next_id + 2 * span  # a range no partition holds yet
+    _next_id_is(db, ahead)
+    upload = psycopg.connect(database_url)
+    runner = psycopg.connect(database_url, autocommit=True)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (partitions.make_ahead(runner), done.set()))
+    try:
+        upload.execute("SELECT pg_advisory_xact_lock(20561, %s)", ((ahead - ahead % span) // span,))
+        worker.start()
+        worker.join(60)
+        back_while_locked = done.is_set()
+    finally:
+        upload.close()  # the upload commits: a runner still waiting goes on
+        worker.join(60)
+        runner.close()
+    assert back_while_locked  # back, without the partitions of that range
+    assert "not made ahead this turn" in caplog.text
+    partitions.make_ahead(db)  # once the upload is over, the next turn makes them
+    assert f"batch_results_p{ahead - ahead % span}" in _partitions(db)
+
+
 def _fill_range(client, db, first: int, texts: list[str]) -> list[int]:  # type: ignore[no-untyped-def]
     """Batches first .. first + SPAN - 1, all scored, and one more past them (the range is closed)."""
     _next_id_is(db, first)
