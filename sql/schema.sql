@@ -725,9 +725,11 @@ BEGIN
     -- Held until commit, shared: the purge, which try-locks the range
     -- exclusively, does not drop it under an upload still writing to it.
     PERFORM pg_advisory_xact_lock_shared(20560, (low / span)::integer);
-    IF EXISTS (SELECT 1 FROM batch_partitions
-               WHERE table_name = 'batch_row_errors' AND NOT detach_pending
-                 AND batch >= coalesce(first_batch, batch) AND batch < end_batch) THEN
+    -- Both tables' partitions, attached (0017): a drop cut short between the two
+    -- tables leaves one, and the other is then made again below.
+    IF (SELECT count(DISTINCT table_name) FROM batch_partitions
+        WHERE NOT detach_pending
+          AND batch >= coalesce(first_batch, batch) AND batch < end_batch) = 2 THEN
         RETURN true;
     END IF;
     IF NOT make THEN

@@ -134,6 +134,21 @@ def test_concurrent_uploads_make_partitions_while_runners_make_them_ahead(serve,
     wait_for(lambda: wanted <= set(_partitions(db)), timeout=60)
 
 
+def test_a_range_left_with_one_of_its_two_partitions_gets_the_other_again(client, db):
+    # A drop cut short between the two tables (batch_results' goes first) leaves batch_row_errors'.
+    span = db.execute("SELECT batch_partition_span()").fetchone()[0]
+    first = db.execute("SELECT last_value + 1 FROM batches_id_seq").fetchone()[0] + 2 * span
+    first -= first % span
+    _next_id_is(db, first)
+    db.execute("SELECT batch_partitions_ensure(%s)", (first,))
+    db.execute(f"ALTER TABLE batch_results DETACH PARTITION batch_results_p{first}")
+    db.execute(f"DROP TABLE batch_results_p{first}")
+    public_id = _upload(client, ["nice", "awful"])
+    assert _id(db, public_id) == first and f"batch_results_p{first}" in _partitions(db)
+    score_everything(db)  # its results have a partition to go to
+    assert client.get(f"/batch/{public_id}").get_json()["status"] == "completed"
+
+
 def test_making_partitions_ahead_does_not_wait_on_an_uploads_range_lock(db, database_url, caplog):
     # An upload making the next range's partitions holds its range's lock until it commits; the
     # runner's housekeeping skips the turn instead of holding up the runner's database thread.
