@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 
 from core.batches.model import Batch
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound, OverQuota
 from core.jsonshape import NULLABLE_TIME, TIME, Member, dump, iso, object_schema
 from core.queries import q
 
@@ -47,6 +47,8 @@ SECRET_BYTES_RANGE = (24, 64)
 EVENT_TYPES = ("batch.completed", "batch.completed_with_errors", "batch.cancelled")
 STATES = ("pending", "delivered", "failed")
 OUTCOMES = ("delivered", "failed", "in_progress", "interrupted")
+#: How soon a webhook may be sent again after the last retry (webhook_events_retry says a minute).
+RETRY_COOLDOWN_SECONDS = 60
 
 
 def new_secret() -> str:
@@ -121,9 +123,10 @@ def body(batch: Batch) -> str:
 
 
 def retry(conn: psycopg.Connection, batch: Batch) -> None:
-    """Send ``batch``'s finished webhook again, now, as its owner asks (``conn`` runs as the caller):
-    the same webhook-id and body, tried for WEBHOOK_RETRY_FOR from now. Conflict if the batch has no
-    webhook, or if it is still pending (it will be tried anyway)."""
+    """Send ``batch``'s finished webhook again, now, as its owner (or an admin) asks (``conn`` runs as
+    the caller): the same webhook-id and body, tried for WEBHOOK_RETRY_FOR from now, backing off
+    from the attempts made since. Conflict if the batch has no webhook, or if it is still pending
+    (it will be tried anyway); OverQuota (429) within a minute of the last retry."""
     row = conn.execute(q("webhook_events_retry"), {"public_id": batch.public_id}).fetchone()
     if row is None:
         detail = (
@@ -132,6 +135,14 @@ def retry(conn: psycopg.Connection, batch: Batch) -> None:
             else f"This batch's webhook is sent once the batch finishes; it is {batch.status}."
         )
         raise Conflict("No webhook to send", detail, "no-webhook")
+    if row[0] != "pending" and row[1]:
+        raise OverQuota(
+            "Retried a moment ago",
+            "This batch's webhook was sent again less than a minute ago; "
+            f"retry in {RETRY_COOLDOWN_SECONDS} s.",
+            "webhook-retry-too-soon",
+            retry_after=RETRY_COOLDOWN_SECONDS,
+        )
     if row[0] == "pending":
         raise Conflict(
             "Webhook still pending",

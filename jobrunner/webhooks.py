@@ -1,4 +1,4 @@
-"""Delivering completion webhooks: each runner's deliverer thread, at least once, with backoff.
+"""Delivering completion webhooks: each runner's deliverer threads, at least once, with backoff.
 
 The statement that finishes a batch (``chunks_finish``) or cancels it
 (``batches_cancel``) writes the event into the outbox ``webhook_events`` (if
@@ -78,7 +78,8 @@ def ensure_running(settings: Settings) -> None:
 
         name = settings.runner_name or default_runner_name()
         while len(_started) < settings.webhook_concurrency:
-            thread = threading.Thread(target=Deliverer(settings, name).run, name="webhooks", daemon=True)
+            label = f"webhooks-{len(_started) + 1}"
+            thread = threading.Thread(target=Deliverer(settings, name).run, name=label, daemon=True)
             thread.start()
             _started.append(thread)
 
@@ -96,7 +97,9 @@ def lease_seconds(settings: Settings) -> float:
 
 
 def backoff_seconds(settings: Settings, attempt: int, retry_after: float | None) -> float:
-    delay = min(settings.webhook_retry_seconds * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+    """The wait after failed attempt number ``attempt`` (counted since the last retry, if any)."""
+    # 2 ** 30 is past any MAX_BACKOFF_SECONDS already: no overflow however many attempts were made.
+    delay = min(settings.webhook_retry_seconds * 2 ** min(max(attempt, 1) - 1, 30), MAX_BACKOFF_SECONDS)
     delay *= 1 + random.random() / 5
     if retry_after is not None:
         delay = max(delay, min(retry_after, MAX_BACKOFF_SECONDS))
@@ -168,7 +171,7 @@ class Deliverer:
             "outcome": outcome,
             "delivered": delivered,
             "gone": answer.status_code == 410,
-            "backoff_seconds": backoff_seconds(self.settings, event.attempt, answer.retry_after),
+            "backoff_seconds": backoff_seconds(self.settings, event.attempt_since_retry, answer.retry_after),
             "retry_for_seconds": self.settings.webhook_retry_for,
         }
         row = conn.execute(q("webhook_events_record"), record).fetchone()

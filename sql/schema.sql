@@ -379,7 +379,8 @@ CREATE TABLE webhook_events (
     finished_at       timestamptz,
     last_error        text,
     retried_at        timestamptz,
-    CONSTRAINT webhook_events_finished_iff_final CHECK ((state = 'pending') = (finished_at IS NULL))
+    CONSTRAINT webhook_events_finished_iff_final CHECK ((state = 'pending') = (finished_at IS NULL)),
+    attempts_before_retry integer NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE webhook_events IS
     'The webhook outbox: one event per batch with a callback_url, written by the statement that '
@@ -397,6 +398,8 @@ COMMENT ON COLUMN webhook_events.next_attempt_at IS
 COMMENT ON COLUMN webhook_events.retried_at IS
     'When its owner last asked for it again (POST /batch/<id>/webhooks/retry); WEBHOOK_RETRY_FOR '
     'counts from then instead of from created_at.';
+COMMENT ON COLUMN webhook_events.attempts_before_retry IS
+    'Attempts made before the last retry; backoff counts from the ones after it.';
 COMMENT ON COLUMN webhook_events.lease_token IS
     'Random token of the attempt in progress; recording its outcome requires it.';
 -- Runners claim due events through this one, in due order.
@@ -426,7 +429,8 @@ BEGIN
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION webhook_events_notify() IS 'NOTIFY webhook_events for each new outbox row.';
+COMMENT ON FUNCTION webhook_events_notify() IS
+    'NOTIFY webhook_events for each new outbox row, and for each one sent again (retried_at set).';
 CREATE TRIGGER webhook_events_notify AFTER INSERT ON webhook_events
     FOR EACH ROW EXECUTE FUNCTION webhook_events_notify();
 -- ... and when its owner asks for it again (webhook_events_retry).
@@ -542,7 +546,7 @@ CREATE POLICY result_checkpoints_all ON result_checkpoints TO sentiment_web_admi
 -- (webhook_events_retry); secrets are the runners' alone.
 REVOKE ALL ON webhook_secrets FROM sentiment_web, sentiment_web_admin;
 REVOKE UPDATE, DELETE ON webhook_events FROM sentiment_web, sentiment_web_admin;
-GRANT UPDATE (state, finished_at, next_attempt_at, retried_at) ON webhook_events
+GRANT UPDATE (state, finished_at, next_attempt_at, retried_at, attempts_before_retry) ON webhook_events
     TO sentiment_web, sentiment_web_admin;
 REVOKE INSERT, UPDATE, DELETE ON webhook_attempts FROM sentiment_web, sentiment_web_admin;
 ALTER TABLE webhook_secrets ENABLE ROW LEVEL SECURITY;

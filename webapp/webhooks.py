@@ -118,8 +118,10 @@ def openapi_paths(problems: dict[str, Any]) -> dict[str, Any]:
                             "application/json": {"schema": {"$ref": "#/components/schemas/WebhookDeliveries"}}
                         },
                     },
-                    # 409: no webhook (no callback_url, or not finished), or one still pending.
+                    # 409: no webhook (no callback_url, or not finished), or one still pending;
+                    # 429: sent again less than a minute ago.
                     "409": {"$ref": "#/components/responses/Problem409"},
+                    "429": {"$ref": "#/components/responses/Problem429"},
                     **problems,
                 },
             }

@@ -7,7 +7,6 @@ ALTER TABLE webhook_secrets
     ADD COLUMN previous_secret text CHECK (previous_secret ~ '^whsec_[A-Za-z0-9+/]{32,}={0,2}$'),
     ADD COLUMN previous_until timestamptz;
 COMMENT ON COLUMN webhook_secrets.previous_secret IS
-    'The secret this one replaced: webhooks are signed with it too until previous_until; NULL then '
-    'means WEBHOOK_SECRET (the key''s first own secret replaced it).';
+    'The secret this one replaced: webhooks are signed with it too until previous_until.';
 COMMENT ON COLUMN webhook_secrets.previous_until IS
     'When the previous secret stops signing: WEBHOOK_SECRET_OVERLAP after the replacement.';

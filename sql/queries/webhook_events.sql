@@ -23,7 +23,7 @@ WITH due AS (
     FROM due
     WHERE e.id = due.id
     RETURNING e.id, e.batch_id, e.webhook_id, e.type, e.callback_url, e.body, e.attempts AS attempt,
-              e.lease_token, e.created_at
+              e.attempts - e.attempts_before_retry AS attempt_since_retry, e.lease_token, e.created_at
 ), started AS (
     INSERT INTO webhook_attempts (event_id, attempt, runner)
     SELECT id, attempt, %(runner)s FROM leased
@@ -97,19 +97,20 @@ ORDER BY attempt NULLS FIRST
 LIMIT 1000;
 
 -- name: webhook_events_retry
--- Send a batch's finished webhook again (its owner, under row-level security): pending and due now, tried for WEBHOOK_RETRY_FOR from now, same webhook-id and body; the state it had, or nothing if the batch has no event.
+-- Send a batch's finished webhook again (its owner or an admin, under row-level security): pending and due now, tried for WEBHOOK_RETRY_FOR from now, same webhook-id and body; the state it had and whether it was retried within the last minute (then it is not retried again), or nothing if the batch has no event.
 WITH event AS (
     -- FOR UPDATE: a deliverer recording an attempt at this moment goes first or after, never
-    -- half-way; the state it had tells a retry from a request for a webhook still pending.
-    SELECT e.id, e.state
+    -- half-way; FOR SHARE of the batch: a delete at this moment too.
+    SELECT e.id, e.state, coalesce(e.retried_at > now() - interval '1 minute', false) AS too_soon
     FROM webhook_events AS e
     JOIN batches AS b ON b.id = e.batch_id
     WHERE b.public_id = %(public_id)s AND b.deleted_at IS NULL
-    FOR UPDATE OF e
+    FOR UPDATE OF e FOR SHARE OF b
 ), retried AS (
     UPDATE webhook_events AS e
-    SET state = 'pending', finished_at = NULL, next_attempt_at = now(), retried_at = now()
+    SET state = 'pending', finished_at = NULL, next_attempt_at = now(), retried_at = now(),
+        attempts_before_retry = e.attempts
     FROM event
-    WHERE e.id = event.id AND event.state <> 'pending'
+    WHERE e.id = event.id AND event.state <> 'pending' AND NOT event.too_soon
 )
-SELECT state AS was FROM event;
+SELECT state AS was, too_soon FROM event;

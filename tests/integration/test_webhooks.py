@@ -17,6 +17,7 @@ import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import psycopg
 import pytest
 
 from core import webhooks
@@ -306,15 +307,22 @@ def test_a_webhook_given_up_is_sent_again_on_its_owners_request(web, receiver, r
     assert client.post(path, headers=as_alice).get_json()["type"] == "/problems/no-webhook"  # not finished
     runners.start(**RUNNER_ENV)
     wait_for(lambda: event_state(db, batch_id) == "failed", timeout=120)
-    # A day and more later: WEBHOOK_RETRY_FOR counts from the request, not from the event.
-    db.execute("UPDATE webhook_events SET created_at = now() - interval '3 days'")
+    # Days and many attempts later: WEBHOOK_RETRY_FOR counts from the request, not from the event,
+    # and backoff from the attempts since (after 40 attempts it would wait an hour).
+    db.execute("UPDATE webhook_events SET created_at = now() - interval '3 days', attempts = attempts + 40")
     assert client.post(path, headers=as_bob).status_code == 404  # another client's batch
     hook.answers = [500]  # the first new attempt fails: tried again, not given up
-    retried = client.post(path, headers=as_alice)
+    with psycopg.connect(db.info.dsn, autocommit=True) as listener:
+        listener.execute("LISTEN webhook_events")
+        retried = client.post(path, headers=as_alice)
+        # The deliverers are woken (NOTIFY), not left to their next poll.
+        assert [n.channel for n in listener.notifies(timeout=30, stop_after=1)] == ["webhook_events"]
     assert retried.status_code == 202 and retried.get_json()["event"]["state"] == "pending"
     again = client.post(path, headers=as_alice)
     assert again.status_code == 409 and again.get_json()["type"] == "/problems/webhook-pending"
     wait_for(lambda: event_state(db, batch_id) == "delivered", timeout=120)
+    too_soon = client.post(path, headers=as_alice)  # delivered, but retried a moment ago
+    assert too_soon.status_code == 429 and too_soon.headers["Retry-After"] == "60"
     received = hook.received()
     assert [r["status"] for r in received] == [410, 500, 200]
     assert len({r["webhook-id"] for r in received}) == 1 and len({r["body"] for r in received}) == 1

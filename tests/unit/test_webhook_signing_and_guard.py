@@ -157,3 +157,13 @@ def test_resolving_checks_every_address_unless_allowed():
 def test_the_api_shows_a_callback_url_without_its_query():
     assert shown_url("https://h.example/p?token=s3cret") == "https://h.example/p"
     assert shown_url(None) is None
+
+
+def test_backoff_is_bounded_however_many_attempts_were_made():
+    from core.settings import Settings
+    from jobrunner.webhooks import MAX_BACKOFF_SECONDS, backoff_seconds
+
+    settings = Settings.from_env({})
+    assert backoff_seconds(settings, 1, None) < backoff_seconds(settings, 3, None)
+    for attempt in (31, 1025, 100_000):
+        assert MAX_BACKOFF_SECONDS <= backoff_seconds(settings, attempt, None) <= MAX_BACKOFF_SECONDS * 1.2
