@@ -23,8 +23,10 @@ primary. Cursors in those lists read from the replica.
 
 The check runs on the very connection that then reads (a
 ``READ_DATABASE_URL`` may lead to several standbys, or to another one after a
-restart), bounded by CHECK_SECONDS of statement time (a standby whose replay
-holds a lock the check needs makes it wait). A replica that fails the check,
+restart), bounded by CHECK_SECONDS of statement time, and every lock the
+transaction waits for by CHECK_SECONDS (a standby whose replay holds a lock on
+``batches`` or ``batch_results``, for DDL or a vacuum's truncation, would
+otherwise hold the read up; past it the read goes to the primary). A replica that fails the check,
 cannot be reached within CONNECT_SECONDS, or errs is left alone for
 RETRY_SECONDS: reads go to the primary meanwhile, with a warning in the log.
 A replica pool that is merely busy (every connection in use) sends that one
@@ -112,12 +114,18 @@ class Replica:
         replica cannot serve it. Failures after the connection was handed over propagate."""
         serving = False
         try:
-            with self.pool.caller_connection(who, bulk=bulk, timeout_ms=milliseconds(CHECK_SECONDS)) as conn:
+            check_ms = milliseconds(CHECK_SECONDS)
+            with self.pool.caller_connection(who, bulk=bulk, timeout_ms=check_ms) as conn:
                 self._count(1)
                 try:
+                    # A lock that replay holds is waited for CHECK_SECONDS at most, for the whole
+                    # transaction: past it, LockNotAvailable, and the read goes to the primary.
+                    conn.execute("SELECT set_config('lock_timeout', %s, true)", (str(check_ms),))
                     if _shows(conn, batch):
-                        timeout = str(self.pool.timeout_ms(bulk))
-                        conn.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
+                        # The batch's results partition is locked now (an export's COPY then
+                        # waits for nothing), and the read gets its usual statement timeout.
+                        params = (str(self.pool.timeout_ms(bulk)), batch.id)
+                        conn.execute(_READY, params)
                         serving = True
                         yield conn
                         return
@@ -128,6 +136,12 @@ class Replica:
                 raise
             self.failed(exc)
         yield None
+
+
+_READY = (
+    "SELECT set_config('statement_timeout', %s, true),"
+    " EXISTS (SELECT 1 FROM batch_results WHERE batch_id = %s)"
+)
 
 
 def _shows(conn: psycopg.Connection, batch: Batch) -> bool:

@@ -76,10 +76,11 @@ def make(conn: psycopg.Connection, batch_id: int) -> None:
 def make_ahead(conn: psycopg.Connection) -> None:
     """Make the partitions of the next batch ids ahead of the uploads (an autocommit connection).
 
-    Each lock it needs is waited for at most LOCK_TIMEOUT_SECONDS: an upload that is making the
-    same range's partitions holds that range's lock until it commits, and this runs on the
-    runner's database thread, which commits and claims rounds. Past it, the turn is skipped
-    (the upload makes them, or the next turn does)."""
+    The range's lock is waited for at most LOCK_TIMEOUT_SECONDS: an upload that is making the
+    same range's partitions holds it until it commits, and this runs on the runner's database
+    thread, which commits and claims rounds. Past it, the turn is skipped (the upload makes
+    them, or the next turn does). The ATTACH itself keeps batch_partitions_ensure's own bound
+    (2 s a try, five tries: about 12 s behind a detach in progress, which is rare)."""
     try:
         with conn.transaction():
             timeout = str(milliseconds(LOCK_TIMEOUT_SECONDS))
