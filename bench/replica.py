@@ -106,7 +106,7 @@ def run(rows: int, pages: int, exports: int) -> dict:
             batch_id = conn.execute(_BATCH, {"public_id": public_id, "rows": rows}).fetchone()[0]
             conn.execute(_RESULTS, {"batch_id": batch_id, "rows": rows})
             conn.execute("VACUUM ANALYZE batch_results")
-            lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+            lsn = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
         standby = primary.standby(workdir / "standby", 5433)
         read_url = standby.start()
         with psycopg.connect(read_url, autocommit=True) as conn:

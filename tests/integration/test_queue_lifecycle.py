@@ -139,8 +139,9 @@ def test_a_chunk_whose_staged_rows_vanished_is_closed_out_and_counted(client, up
 
 
 def test_runner_sessions_carry_the_service_bounds(upload, runners, db):
-    """Both of a runner's connections (its loop's and its lease keeper's) are opened with the
-    runner's connection string: named in pg_stat_activity, with the idle-in-transaction bound."""
+    """A runner's connections (its loop's, its lease keeper's and its WEBHOOK_CONCURRENCY webhook
+    deliverers', 2) are opened with the runner's connection string: named in pg_stat_activity,
+    with the idle-in-transaction bound."""
     import psycopg
 
     from core.connections import conninfo
@@ -152,7 +153,7 @@ def test_runner_sessions_carry_the_service_bounds(upload, runners, db):
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sentiment-runner' "
         "AND datname = current_database()"
     )
-    wait_for(lambda: db.execute(query).fetchone()[0] == 2, timeout=30)
+    wait_for(lambda: db.execute(query).fetchone()[0] == 4, timeout=30)
     with psycopg.connect(conninfo(Settings(database_url=db.info.dsn), "runner")) as probe:
         shown = probe.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0]
     assert shown == "1min"

@@ -66,8 +66,10 @@ def _connect(url: str) -> psycopg.Connection | None:
 
 
 def _caught_up(db: psycopg.Connection, replica_db: psycopg.Connection) -> None:
-    """Wait until the standby has replayed everything the primary has written so far."""
-    lsn = db.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+    """Wait until the standby has replayed everything the primary has written so far (the insert
+    position: with synchronous_commit off, as the test cluster runs, the last commits may not be
+    written out yet)."""
+    lsn = db.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
     query = "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn"
     wait_for(lambda: replica_db.execute(query, (lsn,)).fetchone()[0], timeout=60)
 
