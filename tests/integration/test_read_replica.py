@@ -27,6 +27,7 @@ from tests.integration.conftest import free_port
 from webapp import create_app
 
 MARK = "changed on the primary only"
+UNREACHABLE = "postgresql://postgres@/nowhere"
 
 
 def _standby_of(cluster: EmbeddedPostgres) -> Iterator[EmbeddedPostgres]:
@@ -94,6 +95,10 @@ def make_app(database_url: str) -> Iterator:
         )
         app.testing = True
         apps.append(app)
+        if read_database_url and not read_database_url.startswith(UNREACHABLE):
+            # The replica pool's first connection: on a busy machine it may take longer than the
+            # 2 s a request waits for one, and the reads would go to the primary.
+            app.extensions["db_replica"].pool.wait(timeout=60)
         return app.test_client()
 
     yield make
@@ -211,7 +216,7 @@ def test_page_numbers_that_write_checkpoints_use_the_primary(make_app, db, repli
 
 
 def test_an_unreachable_replica_sends_reads_to_the_primary(make_app, db, tmp_path, caplog):
-    client = make_app(f"postgresql://postgres@/nowhere?host={tmp_path}&port=1")
+    client = make_app(f"{UNREACHABLE}?host={tmp_path}&port=1")
     texts = sample_texts(120, seed=9)
     public_id = _upload(client, texts)
     score_everything(db)
@@ -248,7 +253,7 @@ def test_a_download_checks_the_standby_it_streams_from(make_app, db, replica_db,
         pool = client.application.extensions["db_replica"].pool
         kept: dict[int, psycopg.Connection] = {}
         for _ in range(200):
-            conn = pool.getconn()
+            conn = pool.getconn(timeout=60)  # a busy machine may take more than the pool's 2 s
             if conn.info.port in kept:
                 conn.close()  # the pool drops it and connects anew
                 pool.putconn(conn)
@@ -306,6 +311,8 @@ def test_a_busy_replica_pool_sends_one_read_to_the_primary_and_stays_in_use(
 
         with app.extensions["db_pool"].caller_connection(LOCAL_USER) as conn:
             batch = batches.get(conn, public_id)
+        replica.pool.resize(replica.pool.max_size, replica.pool.max_size)
+        replica.pool.wait(timeout=60)  # every connection open: none is slow to come below
         held = [replica.checked(LOCAL_USER, batch) for _ in range(replica.pool.max_size)]
         assert all(h.__enter__() is not None for h in held)  # every connection in use
         with replica.checked(LOCAL_USER, batch) as conn:
