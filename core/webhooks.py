@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import namedtuple_row
 
 from core.batches.model import Batch
 from core.errors import Conflict, NotFound, OverQuota
@@ -71,10 +72,11 @@ def give_secret(conn: psycopg.Connection, client: str, overlap_seconds: float = 
     a new key its first with no overlap)."""
     secret = new_secret()
     params = {"client": client, "secret": secret, "overlap_seconds": overlap_seconds}
-    row = conn.execute(q("webhook_secrets_set"), params).fetchone()
+    with conn.cursor(row_factory=namedtuple_row) as cur:
+        row = cur.execute(q("webhook_secrets_set"), params).fetchone()
     if row is None:
         raise NotFound("No such key", f"There is no API key named {client!r}.", "key-not-found")
-    return Rotation(secret, row[1] if overlap_seconds > 0 else None)
+    return Rotation(secret, row.previous_until if overlap_seconds > 0 else None)
 
 
 def secret_key(secret: str) -> bytes:
@@ -127,7 +129,8 @@ def retry(conn: psycopg.Connection, batch: Batch) -> None:
     the caller): the same webhook-id and body, tried for WEBHOOK_RETRY_FOR from now, backing off
     from the attempts made since. Conflict if the batch has no webhook, or if it is still pending
     (it will be tried anyway); OverQuota (429) within a minute of the last retry."""
-    row = conn.execute(q("webhook_events_retry"), {"public_id": batch.public_id}).fetchone()
+    with conn.cursor(row_factory=namedtuple_row) as cur:
+        row = cur.execute(q("webhook_events_retry"), {"public_id": batch.public_id}).fetchone()
     if row is None:
         detail = (
             "This batch has no webhook: it was uploaded without a callback_url."
@@ -135,7 +138,7 @@ def retry(conn: psycopg.Connection, batch: Batch) -> None:
             else f"This batch's webhook is sent once the batch finishes; it is {batch.status}."
         )
         raise Conflict("No webhook to send", detail, "no-webhook")
-    if row[0] != "pending" and row[1]:
+    if row.was != "pending" and row.too_soon:
         raise OverQuota(
             "Retried a moment ago",
             "This batch's webhook was sent again less than a minute ago; "
@@ -143,7 +146,7 @@ def retry(conn: psycopg.Connection, batch: Batch) -> None:
             "webhook-retry-too-soon",
             retry_after=RETRY_COOLDOWN_SECONDS,
         )
-    if row[0] == "pending":
+    if row.was == "pending":
         raise Conflict(
             "Webhook still pending",
             "This batch's webhook has not been delivered or given up yet; it will be tried again "

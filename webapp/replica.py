@@ -23,17 +23,18 @@ primary. Cursors in those lists read from the replica.
 
 The check runs on the very connection that then reads (a
 ``READ_DATABASE_URL`` may lead to several standbys, or to another one after a
-restart), bounded by CHECK_SECONDS of statement time, and every lock the
-transaction waits for by CHECK_SECONDS (a standby whose replay holds a lock on
-``batches`` or ``batch_results``, for DDL or a vacuum's truncation, would
-otherwise hold the read up; past it the read goes to the primary). A replica that fails the check,
-cannot be reached within CONNECT_SECONDS, or errs is left alone for
-RETRY_SECONDS: reads go to the primary meanwhile, with a warning in the log.
-A replica pool that is merely busy (every connection in use) sends that one
-read to the primary. A page whose read fails on the replica is read again on
-the primary (unless it ran past STATEMENT_TIMEOUT, which it would there too: the
-usual 503); a download that fails while it streams from the replica ends, as
-one streaming from the primary would. Queries on a standby can be cancelled
+restart), bounded by CHECK_SECONDS of statement time; every lock the
+replica's transaction waits for is bounded by CHECK_SECONDS too (a standby
+whose replay holds a lock on ``batches`` or ``batch_results``, for DDL or a
+vacuum's truncation, would otherwise hold the read up; past it the read goes
+to the primary). A replica that fails the check, cannot be reached within
+CONNECT_SECONDS, or errs is left alone for RETRY_SECONDS: reads go to the
+primary meanwhile, with a warning in the log. A replica pool that is merely
+busy (every connection in use) sends that one read to the primary. A page
+whose read fails on the replica is read again on the primary (unless it ran
+past STATEMENT_TIMEOUT, which it would there too: the usual 503); a download
+that fails while it streams from the replica ends, as one streaming from the
+primary would. Queries on a standby can be cancelled
 when they conflict with what it replays (a partition dropped on the primary
 while an export reads its parent): run it with ``hot_standby_feedback = on``
 and a ``max_standby_streaming_delay`` as long as an export may take (README,
