@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from jobrunner.scoring import fast
 
@@ -21,7 +22,12 @@ class PoisonedText(RuntimeError):
 
 
 def slow(texts: Sequence[str]) -> list[dict[str, float]]:
-    """The real scores, after sleeping TEST_SCORE_DELAY_SECONDS (default 0.2) per call: per chunk."""
+    """The real scores, after sleeping TEST_SCORE_DELAY_SECONDS (default 0.2) per call: per chunk.
+    With TEST_SCORE_STARTED_FILE, that file is made as the first call starts (a test then knows
+    the runner is scoring, not merely holding claimed chunks)."""
+    started = os.environ.get("TEST_SCORE_STARTED_FILE")
+    if started:
+        Path(started).touch()
     time.sleep(float(os.environ.get("TEST_SCORE_DELAY_SECONDS", "0.2")))
     return fast(texts)
 

@@ -174,12 +174,17 @@ def test_poison_row_is_retried_then_failed_alone(client, upload, runners, databa
     assert (other["status"], other["processed_count"], other["failed_count"]) == ("completed", 1_000, 0)
 
 
-def test_sigterm_mid_chunk_commits_it_and_exits_zero(client, upload, runners, database_url):
+def test_sigterm_mid_chunk_commits_it_and_exits_zero(client, upload, runners, database_url, tmp_path):
     batch_id = upload(make_csv(sample_texts(1_000, seed=27)))["batch_id"]
-    proc = runners.start(SCORER="tests.scorers:slow", TEST_SCORE_DELAY_SECONDS="1.5")
-    chunk = wait_for(lambda: held_chunk(database_url, proc.pid), timeout=30)
+    scoring = tmp_path / "scoring"
+    proc = runners.start(
+        SCORER="tests.scorers:slow", TEST_SCORE_DELAY_SECONDS="1.5", TEST_SCORE_STARTED_FILE=str(scoring)
+    )
+    # Mid-chunk: scoring it, not merely holding it (a busy machine may claim well before it scores).
+    wait_for(scoring.exists, timeout=30)
+    chunk = held_chunk(database_url, proc.pid)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=5) == 0
+    assert proc.wait(timeout=30) == 0
     status = status_of(client, batch_id)
     assert status["processed_count"] >= 100  # the chunk in hand was committed
     with psycopg.connect(database_url) as conn:
