@@ -38,7 +38,8 @@ SELECT b.id, n, 'r' || n, repeat('a fine review of a product ', 4), 'neutral', 0
 FROM b, generate_series(1, %(rows)s) AS n
 """
 
-_LIVE = """
+#: A batch of %(rows)s staged rows and their chunks, for runners to score while a purge runs.
+LIVE_BATCH = """
 WITH b AS (
     INSERT INTO batches (public_id, chunk_size, total_count) VALUES (%(public_id)s, 100, %(rows)s)
     RETURNING id
@@ -100,7 +101,7 @@ def run(rows: int = 100_000) -> dict[str, float]:
     """Both ways, on one cluster, with two runners scoring throughout."""
     figures: dict[str, float] = {}
     with cluster() as url, psycopg.connect(url, autocommit=True) as conn:
-        live = conn.execute(_LIVE, {"public_id": new_public_id(), "rows": 2_000_000}).fetchone()[0]
+        live = conn.execute(LIVE_BATCH, {"public_id": new_public_id(), "rows": 2_000_000}).fetchone()[0]
         env = {"RESULTS_TTL": "7d", "RELEASE_EXPIRED_SECONDS": "1", "SCORER": "fast"}
         with runners(url, 2, **env):
             time.sleep(3)  # runners warm up

@@ -27,7 +27,7 @@ import time
 
 import psycopg
 
-from bench.purge import StallWatch
+from bench.purge import LIVE_BATCH, StallWatch
 from bench.service import cluster, runners
 from core import batches
 from core.batches.ingest import new_public_id
@@ -46,18 +46,6 @@ _RESULTS = """
 INSERT INTO batch_results (batch_id, row_number, client_id, text, sentiment, score, compound, pos, neu, neg)
 SELECT %(batch_id)s, n, 'r' || n, repeat('a fine review of a product ', 4), 'neutral', 0, 0, 0, 1, 0
 FROM generate_series(1, %(rows)s) AS n
-"""
-_LIVE = """
-WITH b AS (
-    INSERT INTO batches (public_id, chunk_size, total_count) VALUES (%(public_id)s, 100, %(rows)s)
-    RETURNING id
-), staged AS (
-    INSERT INTO batch_rows (batch_id, row_number, client_id, text)
-    SELECT b.id, n, 'r' || n, 'this was good, really good ' || n FROM b, generate_series(1, %(rows)s) AS n
-)
-INSERT INTO chunks (batch_id, first_row, last_row, fair_key)
-SELECT b.id, f, least(f + 99, %(rows)s), (f - 1) / 100 FROM b, generate_series(1, %(rows)s, 100) AS f
-RETURNING batch_id
 """
 
 
@@ -167,7 +155,7 @@ def run(rows: int = 100_000) -> dict[str, object]:
     """Both ways, on one cluster, with two runners scoring throughout."""
     figures: dict[str, object] = {"rows": rows}
     with cluster() as url, psycopg.connect(url, autocommit=True) as conn:
-        live = conn.execute(_LIVE, {"public_id": new_public_id(), "rows": 2_000_000}).fetchone()[0]
+        live = conn.execute(LIVE_BATCH, {"public_id": new_public_id(), "rows": 2_000_000}).fetchone()[0]
         probe_batch = _batch(conn, 0)  # kept: the probe writes its results
         with runners(url, 2, RELEASE_EXPIRED_SECONDS="1", SCORER="fast"):
             time.sleep(3)
