@@ -29,8 +29,8 @@ from bench.data import texts as make_texts
 from bench.e2e import _csv
 from bench.reads import pollers
 from bench.service import cluster, gunicorn
-from webapp.csv_upload import MAX_FIELD_CHARS, UploadOptions, csv_rows
 from webapp.problems import Problem
+from webapp.upload.csv_reader import MAX_FIELD_CHARS, UploadOptions, csv_rows
 
 MB = 1_000_000
 PIECE = 64 * 1024

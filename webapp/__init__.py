@@ -20,19 +20,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides settings by field name."""
     from webapp import (
         api,
-        auth,
         db,
         exports,
         health,
         listings,
         metrics,
-        openapi,
         pages,
         problems,
         replica,
         request_log,
         webhooks,
     )
+    from webapp.auth import sign_in
+    from webapp.openapi import document
 
     settings = Settings.from_env()
     if config:
@@ -45,15 +45,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     problems.init_app(app)
     db.init_app(app, settings)
     replica.init_app(app, settings)
-    auth.init_app(app, settings)
+    sign_in.init_app(app, settings)
     request_log.init_app(app)
     pages.init_app(app)
-    for blueprint in (api.bp, listings.bp, exports.bp, health.bp, metrics.bp, openapi.bp, webhooks.bp):
+    for blueprint in (api.bp, listings.bp, exports.bp, health.bp, metrics.bp, document.bp, webhooks.bp):
         app.register_blueprint(blueprint)
     return app
 
 
 def gunicorn_command(bind: str) -> list[str]:
     """The command line that serves the app with our gunicorn settings, as the Procfile's web does."""
-    config = ["--config", "python:webapp.gunicorn_conf", "--bind", bind]
+    config = ["--config", "python:webapp.server.gunicorn_conf", "--bind", bind]
     return [sys.executable, "-m", "gunicorn", *config, "webapp:create_app()"]

@@ -19,15 +19,16 @@ from core.batches import idempotency, labels
 from core.errors import ServiceError
 from core.setting_values import parse_bool
 from core.settings import Settings
-from webapp import admission, pages, webhooks
-from webapp.compression import content_decoded, gunzipped
-from webapp.csv_upload import UploadOptions, check_encoding, csv_rows
+from webapp import pages, webhooks
 from webapp.db import bulk_connection, caller, connection, settings
 from webapp.metrics import ROWS_INGESTED, UPLOADS
 from webapp.negotiation import negotiated, wants_html
 from webapp.pagination import bad_parameter
 from webapp.problems import Problem, problem_of
-from webapp.request_body import bad_request, drain, open_multipart, read_body, too_large
+from webapp.server import admission
+from webapp.upload.compression import content_decoded, gunzipped
+from webapp.upload.csv_reader import UploadOptions, check_encoding, csv_rows
+from webapp.upload.request_body import bad_request, drain, open_multipart, read_body, too_large
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def _flag(value: str | None, name: str) -> bool:
 def _option(fields: Mapping[str, str], name: str) -> str | None:
     """An upload option, from the query string or a form field before the file; given both ways
     with different values, or twice in the query string, a 400 (neither silently wins; a form
-    field given twice is refused as the form is read, webapp.request_body)."""
+    field given twice is refused as the form is read, webapp.upload.request_body)."""
     if len(request.args.getlist(name)) > 1:
         raise bad_parameter(f"{name} is given more than once in the query string; give it once.")
     asked, filled = request.args.get(name), fields.get(name)

@@ -99,7 +99,7 @@ class WebPool(ConnectionPool):
 
 
 def caller() -> Caller:
-    """Who the current request comes from (set by webapp.auth before any view runs)."""
+    """Who the current request comes from (set by webapp.auth.sign_in before any view runs)."""
     return g.caller
 
 

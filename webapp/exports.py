@@ -31,10 +31,10 @@ from flask import Blueprint, Response, request
 
 from core import batches
 from core.batches import Batch
-from webapp import admission
-from webapp.compression import deflated
 from webapp.db import connection, settings
 from webapp.replica import ExportSource, export_source
+from webapp.server import admission
+from webapp.upload.compression import deflated
 
 bp = Blueprint("exports", __name__)
 

@@ -22,8 +22,8 @@ from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, OverQuota, ServiceError, Unprocessable
-from webapp.client_limits import ClientTimeout
 from webapp.negotiation import negotiated, wants_html
+from webapp.server.client_limits import ClientTimeout
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _broken_body(exc: Exception) -> Response:
 
 
 def _client_timeout(exc: TimeoutError) -> Response:
-    # The web worker (webapp.worker) cut off a client too slow sending a body a view was reading.
+    # The web worker (webapp.server.worker) cut off a client too slow sending a body a view was reading.
     detail = str(exc) if isinstance(exc, ClientTimeout) else "The client was too slow sending the request."
     return answer(Problem(408, "Request Timeout", detail, "client-timeout"))
 

@@ -73,7 +73,7 @@ def test_api_matches_its_document(app, client, db):
 
 
 def test_document_names_every_route(app):
-    from webapp.openapi import document
+    from webapp.openapi.document import document
 
     documented = set(document()["paths"])
     routes = {

@@ -8,9 +8,9 @@ import zlib
 
 import pytest
 
-from webapp.compression import deflated, gunzipped, inflated
 from webapp.problems import Problem
-from webapp.request_body import PIECE_SIZE
+from webapp.upload.compression import deflated, gunzipped, inflated
+from webapp.upload.request_body import PIECE_SIZE
 
 DATA = b"id,text\n" + b"".join(b"%d,%s\n" % (n, b"so good " * (n % 50)) for n in range(20_000))
 

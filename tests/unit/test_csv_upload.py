@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webapp.csv_upload import CsvRow, UploadOptions, _lines, check_encoding, csv_rows
 from webapp.problems import Problem
-from webapp.request_body import READ_SIZE, open_multipart, read_body
+from webapp.upload.csv_reader import CsvRow, UploadOptions, _lines, check_encoding, csv_rows
+from webapp.upload.request_body import READ_SIZE, open_multipart, read_body
 
 OPTIONS = UploadOptions()
 

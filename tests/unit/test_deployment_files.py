@@ -91,7 +91,15 @@ def test_packaging_declares_the_packages_and_pins_vader():
     config = configparser.ConfigParser()
     config.read(REPO / "setup.cfg")
     packages = [p.strip() for p in config["options"]["packages"].split(",")]
-    assert packages == ["core", "core.batches", "webapp", "jobrunner", "cli"]
+    # Every package directory, subpackages too: one left out would be missing from an installed copy.
+    tops = ("core", "webapp", "jobrunner", "cli")
+    on_disk = [
+        ".".join(init.parent.relative_to(REPO).parts)
+        for top in tops
+        for init in (REPO / top).rglob("__init__.py")
+    ]
+    assert sorted(packages) == sorted(on_disk)
+    assert {"webapp.auth", "webapp.openapi", "webapp.server", "webapp.upload"} <= set(packages)
     requires = config["options"]["install_requires"]
     assert "vaderSentiment==3.3.2" in requires
     for name in ("flask", "gunicorn", "psycopg[binary]", "psycopg-pool", "pandas"):

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webapp.csv_upload import MAX_FIELD_CHARS, UploadOptions, _lines, csv_rows
-from webapp.decoding import accepted_encodings, check_encoding
 from webapp.problems import Problem
+from webapp.upload.csv_reader import MAX_FIELD_CHARS, UploadOptions, _lines, csv_rows
+from webapp.upload.decoding import accepted_encodings, check_encoding
 
 PIECE = 64 * 1024
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webapp.reception import HEAD_LIMIT, PREFETCH_BYTES, Reception, content_length
-from webapp.request_body import DRAIN_BYTES, drain, read_body
-from webapp.worker import ClientLimits
+from webapp.server.reception import HEAD_LIMIT, PREFETCH_BYTES, Reception, content_length
+from webapp.server.worker import ClientLimits
+from webapp.upload.request_body import DRAIN_BYTES, drain, read_body
 
 POST = b"POST /batch/upload HTTP/1.1\r\nHost: x\r\n"
 

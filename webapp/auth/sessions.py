@@ -10,7 +10,7 @@ too. Reading the table signs no one in: it holds hashes only.
 
 A session points at who is signed in, not at the key: an API key's name, or
 ``API_TOKEN`` for the holder of API_TOKEN; it holds only while the credential
-behind ``credential_hash`` is still accepted (webapp.callers.from_session), so
+behind ``credential_hash`` is still accepted (webapp.auth.callers.from_session), so
 changing API_TOKEN, or revoking a key, ends the sessions made with it.
 """
 

@@ -1,9 +1,9 @@
-"""gunicorn settings for the web process (``gunicorn -c python:webapp.gunicorn_conf``).
+"""gunicorn settings for the web process (``gunicorn -c python:webapp.server.gunicorn_conf``).
 
 Threads per worker let one worker stream a large upload while it still
 answers status polls; WEB_CONCURRENCY (read by gunicorn itself) sets the
 number of worker processes. The worker class is gthread's, receiving each
-request in its event loop before a thread takes it (webapp.worker), so slow
+request in its event loop before a thread takes it (webapp.server.worker), so slow
 or stalled clients cannot hold the threads. Logging handlers are configured
 here, the web process's entry point.
 """
@@ -18,7 +18,7 @@ from core.logs import configure
 from core.settings import Settings
 
 _settings = Settings.from_env()
-worker_class = "webapp.worker.ReceivingThreadWorker"
+worker_class = "webapp.server.worker.ReceivingThreadWorker"
 threads = _settings.web_threads
 # Large uploads take a while to stream; the sync timeout would kill them.
 timeout = _settings.web_timeout

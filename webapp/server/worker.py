@@ -51,9 +51,9 @@ from typing import Any
 from gunicorn.workers import gthread
 
 from core.settings import Settings
-from webapp.client_limits import ClientLimits, ClientSocket, ClientTimeout
 from webapp.problems import Problem, problem_response
-from webapp.reception import PREFETCH_BYTES, Reception
+from webapp.server.client_limits import ClientLimits, ClientSocket, ClientTimeout
+from webapp.server.reception import PREFETCH_BYTES, Reception
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ if not all(
     hasattr(gthread.ThreadWorker, name)
     for name in ("enqueue_req", "handle", "handle_request", "finish_request", "murder_pending")
 ) or not hasattr(gthread, "_DEFER"):
-    raise ImportError("webapp.worker needs gunicorn 27's gthread worker (enqueue_req, murder_pending, ...)")
+    raise ImportError("webapp.server.worker needs gunicorn 27's gthread worker (enqueue_req, murder_pending)")
 
 #: How long a closed connection lingers to drain what the client still sends.
 LINGER_SECONDS = 2.0
@@ -98,9 +98,9 @@ class ReceivingThreadWorker(gthread.ThreadWorker):
 
     def init_process(self) -> None:
         if self.cfg.is_ssl:
-            raise RuntimeError("webapp.worker serves plain HTTP: terminate TLS in front of it")
+            raise RuntimeError("webapp.server.worker serves plain HTTP: terminate TLS in front of it")
         if getattr(self.cfg, "http2_cleartext", "off") != "off":
-            raise RuntimeError("webapp.worker serves HTTP/1.1 only: unset http2_cleartext")
+            raise RuntimeError("webapp.server.worker serves HTTP/1.1 only: unset http2_cleartext")
         settings = Settings.from_env()
         self.limits = ClientLimits(settings.client_timeout, settings.min_upload_rate)
         self.receptions: dict[Any, Reception] = {}

@@ -10,7 +10,7 @@ the pieces are the file. Nothing here holds more than a few pieces.
 A body that ends before its Content-Length, or that the server cannot read to
 its end (a chunked body cut short or malformed, a reset connection), is a 400
 ``truncated-body``; a client too slow or silent for the worker's limits
-(:mod:`webapp.worker`) is a 408 ``client-timeout``. Either way the exception
+(:mod:`webapp.server.worker`) is a 408 ``client-timeout``. Either way the exception
 aborts the upload's transaction, so nothing is stored.
 """
 
@@ -25,8 +25,8 @@ from werkzeug.datastructures import Headers
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from webapp.client_limits import ClientTimeout
 from webapp.problems import Problem
+from webapp.server.client_limits import ClientTimeout
 
 # The body is read 1 MiB at a time: gunicorn reads ahead up to 1 MiB and copies
 # what it has not handed out yet again on every read, so smaller reads cost

@@ -1,5 +1,5 @@
 """The limits on a client's sending (CLIENT_TIMEOUT, MIN_UPLOAD_RATE) and the socket a thread
-reads the rest of a request through within them (see :mod:`webapp.worker`).
+reads the rest of a request through within them (see :mod:`webapp.server.worker`).
 
 :class:`ClientTimeout` is what a view sees when a client is cut off; it lives
 here, apart from the worker and gunicorn, so that the app can tell it apart.

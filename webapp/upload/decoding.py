@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from functools import cache
 
 from webapp.problems import Problem
-from webapp.request_body import bad_request
+from webapp.upload.request_body import bad_request
 
 log = logging.getLogger(__name__)
 

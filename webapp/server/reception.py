@@ -2,7 +2,7 @@
 
 :class:`Reception` collects the bytes of a request's head and the start of its
 body, and says when enough has arrived for a thread to take over
-(:mod:`webapp.worker`): the whole head, and the whole body or its first
+(:mod:`webapp.server.worker`): the whole head, and the whole body or its first
 ``PREFETCH_BYTES``, whichever is smaller. A chunked body counts as whole once
 its last chunk and trailers have arrived. It reads only the few header fields
 that decide this (``Content-Length``, ``Transfer-Encoding``, ``Expect``);

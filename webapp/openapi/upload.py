@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from webapp import webhooks
-from webapp.openapi_paths import CONTENT_ENCODING, json_answer, problem_answers, ref
+from webapp.openapi.paths import CONTENT_ENCODING, json_answer, problem_answers, ref
 
 UPLOAD_LABEL_PARAMETERS: list[dict[str, Any]] = [
     {

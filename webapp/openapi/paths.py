@@ -1,6 +1,6 @@
 """The paths of the OpenAPI document: every operation, its parameters and its answers.
 
-The objects' schemas are referenced by name; :mod:`webapp.openapi` defines them
+The objects' schemas are referenced by name; :mod:`webapp.openapi.document` defines them
 (from core's members) and assembles the document.
 """
 
@@ -33,7 +33,7 @@ def problem_answers(*codes: str) -> dict[str, Any]:
     return {code: {"$ref": f"#/components/responses/Problem{code}"} for code in codes}
 
 
-#: gzip both ways (webapp.compression): an upload's Content-Encoding, a download's Accept-Encoding.
+#: gzip both ways (webapp.upload.compression): an upload's Content-Encoding, a download's Accept-Encoding.
 CONTENT_ENCODING = {
     "name": "Content-Encoding",
     "in": "header",
@@ -95,7 +95,7 @@ PAGE_PARAMETERS = [
 
 def paths() -> dict[str, Any]:
     """Every path of the API."""
-    from webapp.openapi_upload import upload_operation  # it builds on the helpers above
+    from webapp.openapi.upload import upload_operation  # it builds on the helpers above
 
     results_params = [
         BATCH_ID,

@@ -5,9 +5,9 @@ A caller is found, in this order, from
 1. ``Authorization: Bearer <key>``: API_TOKEN (an admin, for deployments that
    predate keys) or an API key (:mod:`core.clients`). Anything else is a 401
    problem+json, and counts against the address's sign-in limit
-   (:mod:`webapp.login_limit`); an address past the limit gets 429 even with the
+   (:mod:`webapp.auth.login_limit`); an address past the limit gets 429 even with the
    right key, so a guesser learns nothing.
-2. the browser's session cookie (:mod:`webapp.sessions`): it signs in as the
+2. the browser's session cookie (:mod:`webapp.auth.sessions`): it signs in as the
    key (or API_TOKEN) it was made with, for as long as that key is still
    accepted: revoking a key ends its sessions on their next request.
 3. nothing: while the service has no API key and no API_TOKEN, every request
@@ -33,7 +33,7 @@ from flask import request
 from core import clients
 from core.clients import API_TOKEN_HOLDER, LOCAL_USER, Caller
 from core.settings import Settings
-from webapp import login_limit, sessions
+from webapp.auth import login_limit, sessions
 from webapp.db import get_pool
 from webapp.problems import Problem
 

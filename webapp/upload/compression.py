@@ -9,7 +9,7 @@ Content-Type: ``reviews.csv.gz`` is accepted as it is. Inflating never holds
 more than one piece of output (PIECE_SIZE) and the compressed piece it came
 from, and stops with a 413 as soon as what it produced passes
 MAX_UPLOAD_BYTES: the compressed bytes received are counted against the same
-limit by :func:`webapp.request_body.read_body`, so a small body that would
+limit by :func:`webapp.upload.request_body.read_body`, so a small body that would
 inflate to 10 GB is refused at the limit, its rest never inflated. MAX_ROWS
 counts the rows of the inflated file. Corrupt or truncated gzip is a 400
 ``invalid-gzip``. Concatenated gzip members (``cat a.gz b.gz``) are one file,
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from itertools import chain
 
 from webapp.problems import Problem
-from webapp.request_body import PIECE_SIZE, bad_request
+from webapp.upload.request_body import PIECE_SIZE, bad_request
 
 GZIP_MAGIC = b"\x1f\x8b"
 #: zlib's window bits for the gzip wrapper (header and CRC-32 trailer).

@@ -18,7 +18,7 @@ from core.batches import SCHEMAS as OBJECT_SCHEMAS
 from core.batches import SENTIMENTS, STATUSES
 from core.webhooks import SCHEMAS as WEBHOOK_SCHEMAS
 from webapp.listings import BATCHES, ERRORS, RESULTS
-from webapp.openapi_paths import paths, ref
+from webapp.openapi.paths import paths, ref
 from webapp.pagination import Listing
 from webapp.webhooks import openapi_webhooks
 

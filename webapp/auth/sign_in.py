@@ -2,18 +2,18 @@
 
 Once an API key exists (or API_TOKEN is set), every endpoint but the health
 checks, static files and the login page needs a key. Who the caller is comes
-from :mod:`webapp.callers`; API clients send ``Authorization: Bearer <key>``
+from :mod:`webapp.auth.callers`; API clients send ``Authorization: Bearer <key>``
 and without it get a 401 problem+json with ``WWW-Authenticate``. Browsers
 (``Accept: text/html``) are sent to ``/login``, which asks for the key once
-and starts a server-side session (:mod:`webapp.sessions`): the cookie holds a
+and starts a server-side session (:mod:`webapp.auth.sessions`): the cookie holds a
 random id, never the key. ``POST /logout`` ends the session in the database.
 Wrong keys, in the form or in the header, are rate-limited per address
-(:mod:`webapp.login_limit`); comparisons are constant-time. With no key and no
+(:mod:`webapp.auth.login_limit`); comparisons are constant-time. With no key and no
 API_TOKEN the service is one user's local tool: everything is open and
 ``/login`` sends the browser straight on.
 
 Every state-changing request, signed in or not, first passes the cross-site
-check (:mod:`webapp.cross_site`). After sign-in the browser goes back to the
+check (:mod:`webapp.auth.cross_site`). After sign-in the browser goes back to the
 ``next`` page only if that is a path on this site (:func:`safe_next`).
 """
 
@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 from flask import Blueprint, Flask, Response, g, redirect, render_template, request, url_for
 
 from core.settings import Settings
-from webapp import callers, cross_site, login_limit, sessions
+from webapp.auth import callers, cross_site, login_limit, sessions
 from webapp.db import get_pool, settings
 from webapp.health import PUBLIC_ENDPOINTS
 from webapp.negotiation import wants_html

@@ -1,7 +1,7 @@
 """Parse an uploaded CSV as a stream of rows, never holding the whole file.
 
-Bytes (from :mod:`webapp.request_body`, inflated first by
-:mod:`webapp.compression` if gzip) are sniffed for binary formats, decoded
+Bytes (from :mod:`webapp.upload.request_body`, inflated first by
+:mod:`webapp.upload.compression` if gzip) are sniffed for binary formats, decoded
 incrementally (UTF-8 with or without BOM by default, or the encoding the
 client names), cut into physical lines (CR, LF or CRLF) and parsed by the
 ``csv`` module with RFC 4180 quoting. See the README, "What counts as a bad
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from itertools import chain
 
 from core.batches.ingest import StagedRow
-from webapp.decoding import check_encoding, decoded  # noqa: F401 (check_encoding: part of this API)
 from webapp.problems import Problem
-from webapp.request_body import bad_request
+from webapp.upload.decoding import check_encoding, decoded  # noqa: F401 (check_encoding: part of this API)
+from webapp.upload.request_body import bad_request
 
 # csv's per-field limit, and ours per physical line. A field or line longer
 # than this (a runaway quote, usually, or a body without newlines) fails the
@@ -43,7 +43,7 @@ _MAGIC = [
     (b"GIF8", "a GIF image"),
     (b"%PDF", "a PDF document"),
     (b"PK\x03\x04", "a ZIP archive (or an .xlsx workbook: export it as CSV)"),
-    # A gzip file reaches here inflated (webapp.compression); gzip again means compressed twice.
+    # A gzip file reaches here inflated (webapp.upload.compression); gzip again means compressed twice.
     (b"\x1f\x8b", "a gzip archive inside a gzip archive (compressed twice)"),
     (b"BZh", "a bzip2 archive"),
     (b"\xfd7zXZ\x00", "an xz archive"),
