@@ -70,7 +70,7 @@ def setting(
 
     ``kind`` is taken from the default's type unless given (``duration`` takes '7d', '12h',
     or 'off'); ``minimum`` bounds numbers (ints default to at least 1, floats to above 0);
-    ``shown`` is how the README shows a default that the value alone does not explain.
+    ``shown`` is how the settings table shows a default that the value alone does not explain.
     """
     kind = kind or type(default).__name__
     if minimum is None and kind == "int":

@@ -2,12 +2,12 @@
 
 Each field of :class:`Settings` is declared with :func:`setting`; :meth:`Settings.from_env`
 reads and validates them all from the environment, and :func:`markdown_table` renders the
-same declarations as the README's settings table (a test checks that the README holds exactly
-that table; ``python -m core.settings`` prints it). Entry points call ``Settings.from_env()``
-once; library code receives the object.
+same declarations as the settings table of the manual, docs/settings.md (a test checks that
+the page holds exactly that table; ``python -m core.settings`` prints it). Entry points call
+``Settings.from_env()`` once; library code receives the object.
 
 A few settings are read by other programs (gunicorn reads WEB_CONCURRENCY, honcho's shell
-expands PORT and HOST in the Procfile): they are declared here all the same, so the README
+expands PORT and HOST in the Procfile): they are declared here all the same, so the manual
 lists every knob in one table.
 """
 
@@ -193,7 +193,8 @@ class Settings:
         "SCORER",
         "fast",
         "the scorer: `fast` (ours, exactly VADER's numbers in linear time), `reference` (the "
-        "vaderSentiment package), or `module:callable` for one of your own (see How it works)",
+        "vaderSentiment package), or `module:callable` for one of your own (see the API reference, "
+        "Sentiment and score)",
     )
     lease_seconds: float = setting(
         "LEASE_SECONDS", 60.0, "how long a runner holds a chunk before another may take it over"
@@ -383,7 +384,7 @@ def _shown_default(declared: Field[Any]) -> str:
 
 
 def markdown_table() -> str:
-    """The README's settings table, from the declarations."""
+    """The settings table of docs/settings.md, from the declarations."""
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     for declared in fields(Settings):
         meta = declared.metadata

@@ -1,4 +1,4 @@
-"""Settings are declared once: parsing from the environment, and the README's table."""
+"""Settings are declared once: parsing from the environment, and the manual's settings table."""
 
 from __future__ import annotations
 
@@ -12,15 +12,19 @@ import pytest
 from core.setting_values import parse_bool, parse_duration
 from core.settings import Settings, markdown_table
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+REPO = Path(__file__).resolve().parents[2]
+SETTINGS_PAGE = REPO / "docs" / "settings.md"
+DEVELOPMENT_PAGE = REPO / "docs" / "development.md"
 
 
-def test_the_readme_settings_table_is_the_declaration():
+def test_the_settings_page_table_is_the_declaration():
     """Regenerate with `python -m core.settings` when a setting changes."""
-    text = README.read_text(encoding="utf-8")
+    text = SETTINGS_PAGE.read_text(encoding="utf-8")
     match = re.search(r"<!-- settings:begin -->\n(.*?)<!-- settings:end -->", text, re.S)
-    assert match, "README.md has no settings table between the settings markers"
-    assert match.group(1) == markdown_table()
+    assert match, "docs/settings.md has no settings table between the settings markers"
+    assert match.group(1) == markdown_table(), (
+        "docs/settings.md differs from core/settings.py: paste `python -m core.settings` between its markers"
+    )
 
 
 def test_every_setting_has_a_variable_and_a_doc_and_names_are_unique():
@@ -72,15 +76,15 @@ def test_one_reading_of_true_and_false_for_settings_and_parameters():
 def installed_packages() -> list[str]:
     """The top-level packages setup.cfg installs (``[options] packages``)."""
     config = configparser.ConfigParser()
-    config.read(README.parent / "setup.cfg", encoding="utf-8")
+    config.read(REPO / "setup.cfg", encoding="utf-8")
     names = [name.strip() for name in config["options"]["packages"].split(",")]
     return [name for name in names if name and "." not in name]
 
 
-def test_the_readme_layout_lists_every_module():
-    text = README.read_text(encoding="utf-8")
-    layout = text[text.index("## Layout") : text.index("## Inspect with psql")]
-    root = README.parent
+def test_the_manual_layout_lists_every_module():
+    text = DEVELOPMENT_PAGE.read_text(encoding="utf-8")
+    layout = text[text.index("## Layout") : text.index("## Tests")]
+    root = REPO
     packages = installed_packages()
     assert {"core", "webapp", "jobrunner", "cli"} <= set(packages)
     modules = [
