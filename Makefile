@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit chromium lint bench bench-quick soak screenshots clean
+.PHONY: run test test-unit chromium lint bench bench-quick soak screenshots docs clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,9 +43,19 @@ screenshots: chromium $(STAMP)
 	cp test-artifacts/screenshots/upload-page.png test-artifacts/screenshots/batch-in-progress.png \
 	   test-artifacts/screenshots/batch-completed.png docs/
 
+# The manual in docs/, built into site/ (git-ignored); strict: any warning fails the build.
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/python -m mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) var build *.egg-info test-artifacts
+	rm -rf $(VENV) var build *.egg-info test-artifacts site
