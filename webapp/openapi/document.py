@@ -18,9 +18,10 @@ from core.batches import SCHEMAS as OBJECT_SCHEMAS
 from core.batches import SENTIMENTS, STATUSES
 from core.webhooks import SCHEMAS as WEBHOOK_SCHEMAS
 from webapp.listings import BATCHES, ERRORS, RESULTS
-from webapp.openapi.paths import paths, ref
+from webapp.openapi.common import ref
+from webapp.openapi.paths import paths
+from webapp.openapi.webhooks import webhook_events
 from webapp.pagination import Listing
-from webapp.webhooks import openapi_webhooks
 
 bp = Blueprint("openapi", __name__)
 
@@ -100,7 +101,7 @@ def document() -> dict[str, Any]:
         },
         "security": [{}, {"bearer": []}],
         "paths": paths(),
-        "webhooks": openapi_webhooks(),
+        "webhooks": webhook_events(),
         "components": {
             "schemas": SCHEMAS,
             "responses": {

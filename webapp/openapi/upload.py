@@ -4,75 +4,63 @@ from __future__ import annotations
 
 from typing import Any
 
-from webapp import webhooks
-from webapp.openapi.paths import CONTENT_ENCODING, json_answer, problem_answers, ref
+from webapp.openapi.common import json_answer, problem_answers, query, ref
+from webapp.openapi.webhooks import CALLBACK_URL_PARAMETER
 
-UPLOAD_LABEL_PARAMETERS: list[dict[str, Any]] = [
-    {
-        "name": "metadata",
-        "in": "query",
-        "schema": {"type": "string", "contentMediaType": "application/json"},
-        "description": "Labels: a JSON object of up to 16 string pairs (key up to 64 characters, value up "
-        "to 512); a form field before the file, or this parameter.",
-    },
-    {
-        "name": "expires_after",
-        "in": "query",
-        "schema": {"type": "string", "examples": ["7d", "12h", "3600"]},
-        "description": "Keep the batch this long after it finishes (default RESULTS_TTL, if set).",
-    },
-]
+#: gzip uploads (webapp.upload.compression): the body's Content-Encoding.
+CONTENT_ENCODING = {
+    "name": "Content-Encoding",
+    "in": "header",
+    "schema": {"enum": ["gzip", "x-gzip", "identity"]},
+    "description": "gzip: the body (a CSV, or the whole form) is gzip-compressed; it is inflated as it "
+    "streams, and MAX_UPLOAD_BYTES and MAX_ROWS count the inflated data. Any other coding is a 415. "
+    "A file that is itself gzip (reviews.csv.gz, by its magic bytes) is inflated too, without it.",
+}
+#: The upload's options: query parameters, or form fields before the file.
+STRICT = query("strict", {"type": "string"}, "true: reject the file at its first row problem.")
+ENCODING = query("encoding", {"type": "string"}, "The file's text encoding (default UTF-8), e.g. cp1252.")
+METADATA = query(
+    "metadata",
+    {"type": "string", "contentMediaType": "application/json"},
+    "Labels: a JSON object of up to 16 string pairs (key up to 64 characters, value up "
+    "to 512); a form field before the file, or this parameter.",
+)
+EXPIRES_AFTER = query(
+    "expires_after",
+    {"type": "string", "examples": ["7d", "12h", "3600"]},
+    "Keep the batch this long after it finishes (default RESULTS_TTL, if set).",
+)
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Sent again with the same file and options within IDEMPOTENCY_TTL, "
+    "the upload answers the first one's batch with Idempotent-Replayed: true (another "
+    "file: 422; the first still in progress after 5 s: 409 with Retry-After).",
+}
+OPTIONS = [STRICT, ENCODING, CALLBACK_URL_PARAMETER, METADATA, EXPIRES_AFTER]
 
 
 def upload_operation() -> dict[str, Any]:
     """POST /batch/upload."""
+    form = {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "contentMediaType": "text/csv"},
+            **{option["name"]: option["schema"] for option in OPTIONS},
+        },
+    }
     return {
         "summary": "Upload a CSV (id,text) and start a batch",
         "description": "A browser's form submission (Accept: text/html) is answered with "
         "303 See Other to the batch's page instead, or with the form again when refused. "
         "The file may be gzip-compressed (a .csv.gz file part or raw body, or Content-Encoding).",
-        "parameters": [
-            CONTENT_ENCODING,
-            {
-                "name": "strict",
-                "in": "query",
-                "schema": {"type": "string"},
-                "description": "true: reject the file at its first row problem.",
-            },
-            {
-                "name": "encoding",
-                "in": "query",
-                "schema": {"type": "string"},
-                "description": "The file's text encoding (default UTF-8), e.g. cp1252.",
-            },
-            webhooks.CALLBACK_URL_PARAMETER,
-            *UPLOAD_LABEL_PARAMETERS,
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                "description": "Sent again with the same file and options within IDEMPOTENCY_TTL, "
-                "the upload answers the first one's batch with Idempotent-Replayed: true (another "
-                "file: 422; the first still in progress after 5 s: 409 with Retry-After).",
-            },
-        ],
+        "parameters": [CONTENT_ENCODING, *OPTIONS, IDEMPOTENCY_KEY],
         "requestBody": {
             "required": True,
             "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {
-                            "file": {"type": "string", "contentMediaType": "text/csv"},
-                            "strict": {"type": "string"},
-                            "encoding": {"type": "string"},
-                            "callback_url": webhooks.CALLBACK_URL_PARAMETER["schema"],
-                            "metadata": UPLOAD_LABEL_PARAMETERS[0]["schema"],
-                            "expires_after": UPLOAD_LABEL_PARAMETERS[1]["schema"],
-                        },
-                    }
-                },
+                "multipart/form-data": {"schema": form},
                 "text/csv": {"schema": {"type": "string"}},
             },
         },
