@@ -1,7 +1,7 @@
 """The errors a client's request can cause in core, before anyone knows it came over HTTP.
 
 Core raises these; :mod:`webapp.problems` is the one place that turns them into
-problem+json answers (NotFound 404, Conflict 409, InvalidInput 400). ``slug``
+problem+json answers (NotFound 404, Conflict 409, InvalidInput 400, NotReady 503, ...). ``slug``
 names the problem type (``/problems/<slug>``) and ``extra`` adds members to the body.
 """
 
@@ -42,6 +42,10 @@ class Forbidden(ServiceError):
 
 class OverQuota(ServiceError):
     """The caller's share is used up for now; retry after ``retry_after`` seconds."""
+
+
+class NotReady(ServiceError):
+    """Being prepared for this very request; retry after ``retry_after`` seconds (503)."""
 
 
 class Unprocessable(ServiceError):

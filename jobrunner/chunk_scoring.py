@@ -14,46 +14,36 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pandas as pd
 
+from core.batches.queue import ClaimedChunk, ScoredChunk
 from core.settings import Settings
-from jobrunner.chunks import ClaimedChunk, ScoredChunk
-from jobrunner.scoring import COLUMNS, score_texts
+from jobrunner.scoring import score_array
 
 log = logging.getLogger(__name__)
 
 CRASH_LOOP_MARGIN = 3
 
 
-def _score(texts: list[str], settings: Settings) -> pd.DataFrame:
-    return score_texts(texts, scorer=settings.scorer)
-
-
-def _failed_rows(count: int, error: str) -> pd.DataFrame:
-    frame = pd.DataFrame({name: [np.nan] * count for name in COLUMNS})
-    frame["sentiment"] = None
-    frame["error"] = error
-    return frame
-
-
 def score_chunk(chunk: ClaimedChunk, settings: Settings) -> ScoredChunk:
-    """Score the chunk's rows over the pandas frame; may raise below MAX_ATTEMPTS."""
-    texts = chunk.rows["text"].tolist()
+    """Score the chunk's texts (VADER over pandas, :func:`jobrunner.scoring.score_array`); may raise
+    below MAX_ATTEMPTS."""
+    texts = chunk.texts
     if chunk.attempts > settings.max_attempts + CRASH_LOOP_MARGIN:
         error = f"given up after {chunk.attempts - 1} attempts that ended without a result"
         log.error("chunk %s: %s", chunk.chunk_id, error)
-        return ScoredChunk(chunk, _failed_rows(len(texts), error), failed=len(texts))
+        return ScoredChunk(chunk, np.full((len(texts), 4), np.nan), [error] * len(texts))
     if chunk.attempts >= settings.max_attempts:
-        scores = pd.concat([_score_alone(chunk, text, settings) for text in texts], ignore_index=True)
-        return ScoredChunk(chunk, scores, failed=int(scores["error"].notna().sum()))
-    return ScoredChunk(chunk, _score(texts, settings))
+        return _score_one_by_one(chunk, settings)
+    return ScoredChunk(chunk, score_array(texts, settings.scorer))
 
 
-def _score_alone(chunk: ClaimedChunk, text: str, settings: Settings) -> pd.DataFrame:
-    try:
-        frame = _score([text], settings)
-    except Exception as exc:
-        log.warning("chunk %s: a row failed on its last attempt: %s", chunk.chunk_id, exc)
-        return _failed_rows(1, f"{type(exc).__name__}: {exc}"[:2000])
-    frame["error"] = None
-    return frame
+def _score_one_by_one(chunk: ClaimedChunk, settings: Settings) -> ScoredChunk:
+    scores = np.full((len(chunk.texts), 4), np.nan)
+    errors: list[str | None] = [None] * len(chunk.texts)
+    for index, text in enumerate(chunk.texts):
+        try:
+            scores[index] = score_array([text], settings.scorer)[0]
+        except Exception as exc:
+            log.warning("chunk %s: a row failed on its last attempt: %s", chunk.chunk_id, exc)
+            errors[index] = f"{type(exc).__name__}: {exc}"[:2000]
+    return ScoredChunk(chunk, scores, errors if any(e is not None for e in errors) else None)

@@ -24,10 +24,10 @@ import psycopg
 
 from core import batches
 from core.batches import partitions
+from core.batches.queue import release_expired
 from core.queries import q
 from core.settings import Settings
 from jobrunner import webhooks
-from jobrunner.chunks import release_expired
 
 log = logging.getLogger(__name__)
 

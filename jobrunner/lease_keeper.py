@@ -13,8 +13,8 @@ never waits behind the runner's own statements, and it wakes while Python
 scores because the interpreter switches threads every few milliseconds.
 
 What it does not change: a runner that dies, freezes (SIGSTOP) or is cut off
-from PostgreSQL stops renewing with it, and its chunks are taken over as
-before. A chunk held for more than MAX_RENEWALS renewals (a scorer stuck in
+from PostgreSQL stops renewing with it, and its chunks are taken over when
+their leases expire. A chunk held for more than MAX_RENEWALS renewals (a scorer stuck in
 a loop) is no longer renewed, so a stuck runner loses its chunks like a dead one.
 """
 
@@ -25,7 +25,7 @@ import threading
 
 import psycopg
 
-from jobrunner.chunks import ClaimedChunk, renew_leases
+from core.batches.queue import ClaimedChunk, renew_leases
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ PostgreSQL scores as fast as one next to it). Only one job is in flight at
 a time, and a job's steps run in one order: housekeeping, scoring failures
 handed back, unscored chunks given back, the commit, the claim.
 
-What the queue guarantees is unchanged, because every step is the same
-guarded statement as before (``jobrunner.chunks``): a finish commits only
-the chunks whose lease is still ours, a give-back returns only chunks we
-hold. What overlapping adds is a runner holding up to three rounds at once
+Every step is a guarded statement of ``core.batches.queue``: a finish
+commits only the chunks whose lease is still ours, a give-back returns only
+chunks we hold. A commit followed by a claim goes out as one pipeline (one
+round trip). Overlapping means a runner holds up to three rounds at once
 (one committing, one scoring, one claimed ahead); the lease keeper renews
 all of them, and on SIGTERM the loop gives back the rounds it has not
 started (see ``jobrunner.runner``).
@@ -41,21 +41,22 @@ from typing import TypeVar
 
 import psycopg
 
-from core.connections import conninfo
-from core.migrations import migrate
-from core.queries import q
-from core.settings import Settings
-from jobrunner.chunks import (
+from core.batches.queue import (
     NOTIFY_CHANNEL,
     ClaimedChunk,
     RunnerIdentity,
     ScoredChunk,
     claim_chunks,
     configure_session,
+    finish_and_claim,
     finish_chunks,
     give_back,
     retry_later,
 )
+from core.connections import conninfo
+from core.migrations import migrate
+from core.queries import q
+from core.settings import Settings
 from jobrunner.housekeeping import housekeep
 from jobrunner.lease_keeper import LeaseKeeper
 from jobrunner.round_report import report_round
@@ -79,6 +80,7 @@ class Job:
     retry: list[tuple[ClaimedChunk, str, float]] = field(default_factory=list)  # (chunk, error, backoff)
     give_back: list[ClaimedChunk] = field(default_factory=list)  # claimed, never scored
     claim: bool = False
+    claim_limit: int = 1  # chunks the claim asks for
 
 
 @dataclass
@@ -161,17 +163,17 @@ class RoundPipe:
             self.keeper.release(job.give_back)
             returned = self._quietly(lambda conn: give_back(conn, job.give_back)) or 0
             log.info("%d claimed chunk(s) given back unscored", returned)
+        lease, limit = self.settings.lease_seconds, job.claim_limit
         if job.commit:
             try:
-                outcome.done = self._commit(job.commit, job.times)
+                outcome.done, outcome.claimed = self._commit(job.commit, job.times, job.claim, limit)
             except Abandoned:
                 raise
             except Exception as exc:  # the round goes back to the queue
                 self._failed_round(job.commit, exc)
                 outcome.error = exc
                 return outcome
-        if job.claim:
-            lease, limit = self.settings.lease_seconds, self.settings.claim_chunks
+        elif job.claim:
             try:
                 outcome.claimed = self._retrying(
                     lambda conn: claim_chunks(conn, self.identity.name, lease, limit)
@@ -181,16 +183,25 @@ class RoundPipe:
             except Exception as exc:  # nothing claimed; the loop backs off
                 log.exception("claiming failed")
                 outcome.error = exc
-            self.keeper.hold(outcome.claimed)
+        self.keeper.hold(outcome.claimed)
         return outcome
 
-    def _commit(self, scored: list[ScoredChunk], times: tuple[float, float, float] | None) -> set[int]:
+    def _commit(
+        self, scored: list[ScoredChunk], times: tuple[float, float, float] | None, claim: bool, limit: int
+    ) -> tuple[set[int], list[ClaimedChunk]]:
+        """Commit a round, and with ``claim`` claim the next in the same pipeline."""
         self.keeper.release([item.chunk for item in scored])
-        done = self._retrying(lambda conn: finish_chunks(conn, scored, self.identity))
+        lease = self.settings.lease_seconds
+        if claim:
+            done, claimed = self._retrying(
+                lambda conn: finish_and_claim(conn, scored, self.identity, lease, limit)
+            )
+        else:
+            done, claimed = self._retrying(lambda conn: finish_chunks(conn, scored, self.identity)), []
         self.chunks_done += report_round(scored, done, times)
         if done:
             self._next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
-        return done
+        return done, claimed
 
     def _failed_round(self, scored: list[ScoredChunk], exc: Exception) -> None:
         log.exception("a round failed; its chunks go back to the queue", exc_info=exc)

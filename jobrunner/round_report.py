@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
+from core.batches.queue import ScoredChunk
 from jobrunner import metrics
-from jobrunner.chunks import ScoredChunk
 
 log = logging.getLogger("jobrunner.runner")
 

@@ -1,14 +1,14 @@
 """The runner process's loop: claim a round of chunks, score it, commit it, repeat, never waiting.
 
-The queue's guarantees (leases, guarded finish) live in ``jobrunner.chunks``;
+The queue's guarantees (leases, guarded finish) live in ``core.batches.queue``;
 the database side of the loop runs on a thread of its own
 (``jobrunner.round_pipe``); this module owns the process around them:
 
 * overlap: while the loop scores round N, the pipe commits round N - 1 and
   claims round N + 1, so a runner waits for a round trip only when its
   rounds are slow anyway (a round that took PREFETCH_BELOW_SECONDS or more
-  to score is followed by a plain claim after its commit, as before: holding
-  a round ahead would only keep it from idle runners);
+  to score is followed by a plain claim after its commit: holding a round
+  ahead would only keep it from idle runners);
 * waiting: LISTEN on ``chunks_ready`` (the upload transaction NOTIFYs) plus a
   poll every POLL_SECONDS in case a notification was missed;
 * housekeeping every RELEASE_EXPIRED_SECONDS (``jobrunner.housekeeping``, run
@@ -44,10 +44,11 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import FrameType
 
+from core.batches.queue import ClaimedChunk, RunnerIdentity
 from core.settings import Settings
 from jobrunner import metrics
 from jobrunner.chunk_scoring import score_chunk
-from jobrunner.chunks import ClaimedChunk, RunnerIdentity
+from jobrunner.identity import default_runner_name
 from jobrunner.lease_keeper import LeaseKeeper
 from jobrunner.round_pipe import LOST, Abandoned, Job, Outcome, RoundPipe
 from jobrunner.scoring import scorer_function
@@ -57,16 +58,16 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 60.0
 #: Rounds that score faster than this are overlapped with the next claim (see the docstring).
 PREFETCH_BELOW_SECONDS = 1.0
+#: How long a round should take to score: the round size (chunks per claim, at most CLAIM_CHUNKS)
+#: follows from the last round's time per chunk, so short texts travel in large rounds and long
+#: ones in single chunks.
+ROUND_SECONDS = 0.1
 #: How long the scoring thread may keep the GIL from the pipe's thread (Python's default is 5 ms).
 SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 class _StopWaiting(Exception):
     """Raised by the signal handler to leave an idle wait at once."""
-
-
-def default_runner_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Runner:
@@ -173,6 +174,7 @@ class Runner:
         """Rounds until asked to stop. ``job`` carries what the next exchange with the database
         must do for the rounds already handled: commit, hand back, give back."""
         job, round_, failures, last_seconds = Job(), [], 0, 0.0
+        job.claim_limit = 1  # until a round has been timed
         waited = time.perf_counter()  # since when the loop waits for the round it scores next
         while True:
             if not round_:
@@ -180,7 +182,7 @@ class Runner:
                 job.claim = not self.stopping
                 waited = time.perf_counter()
                 outcome = self._exchange(job)
-                job = Job()
+                job = Job(claim_limit=job.claim_limit)
                 if self.stopping:
                     job.give_back = outcome.claimed
                     if job.give_back:
@@ -203,6 +205,7 @@ class Runner:
                 job = Job(retry=[(c, "the round failed in the runner (see its log)", 0.0) for c in round_])
             last_seconds = time.perf_counter() - started
             self.spent["scoring"] += last_seconds
+            job.claim_limit = self._round_size(last_seconds, len(round_))
             waited = time.perf_counter()
             outcome = self._result(ahead)
             round_ = outcome.claimed
@@ -213,10 +216,17 @@ class Runner:
                 job.give_back += round_
                 round_ = []
                 self._exchange(job)  # commit this round before backing off
-                job = Job()
+                job = Job(claim_limit=job.claim_limit)
                 failures = self._back_off(failures)
             else:
                 failures = 0
+
+    def _round_size(self, seconds: float, chunks: int) -> int:
+        """Chunks for the next claim: about ROUND_SECONDS of scoring at the pace of the round just
+        scored, at least 1 and at most CLAIM_CHUNKS."""
+        per_chunk = seconds / max(chunks, 1)
+        wanted = int(ROUND_SECONDS / per_chunk) if per_chunk > 0 else self.settings.claim_chunks
+        return max(1, min(self.settings.claim_chunks, wanted))
 
     def _back_off(self, failures: int) -> int:
         failures += 1

@@ -88,32 +88,42 @@ def _labels(compound: np.ndarray) -> np.ndarray:
     return labels
 
 
-def score_texts(texts: Sequence[str], scorer: str = "fast") -> pd.DataFrame:
-    """Score ``texts``; one row per text, in input order.
+def score_array(texts: Sequence[str], scorer: str = "fast") -> np.ndarray:
+    """Score ``texts`` into a float64 array of shape (len(texts), 4): neg, neu, pos, compound.
 
-    Columns: neg, neu, pos, compound (VADER's numbers), sentiment (label) and
-    score (abs(compound)). Identical texts are scored once.
+    The texts go through pandas (``pd.factorize`` finds the distinct ones in
+    C), each distinct text is scored once, and the rows are gathered back with
+    one numpy take: no Python work per row beyond the scorer's own.
     ``scorer`` as SCORER names it (see :func:`scorer_function`); ``fast`` and
     ``reference`` give equal numbers.
     """
-    items = list(texts)
-    unique = list(dict.fromkeys(items))
-    numbers = scorer_function(scorer)(unique)
+    if len(texts) == 0:
+        return np.empty((0, 4), dtype="float64")
+    codes, unique = pd.factorize(pd.Series(texts, dtype=object), sort=False)
+    numbers = scorer_function(scorer)(unique.tolist())
     if len(numbers) != len(unique):
         raise ValueError(f"scorer {scorer!r} returned {len(numbers)} results for {len(unique)} texts")
-    by_text = {
-        text: (scores["neg"], scores["neu"], scores["pos"], scores["compound"])
-        for text, scores in zip(unique, numbers, strict=True)
-    }
-    values = np.array([by_text[text] for text in items], dtype="float64").reshape(len(items), 4)
-    compound = values[:, 3]
+    table = np.array(
+        [(n["neg"], n["neu"], n["pos"], n["compound"]) for n in numbers], dtype="float64"
+    ).reshape(len(unique), 4)
     # A plugged-in scorer's numbers are checked here, where a bad one is a scoring failure (retried,
     # then isolated row by row), not at the commit, where the database's CHECKs would refuse it.
-    shares_ok = (values[:, :3] >= 0) & (values[:, :3] <= 1)
+    shares_ok = (table[:, :3] >= 0) & (table[:, :3] <= 1)
+    compound = table[:, 3]
     if not (shares_ok.all() and ((compound >= -1) & (compound <= 1)).all()):  # NaN fails both
         raise ValueError(f"scorer {scorer!r} returned numbers outside VADER's ranges (or not numbers)")
-    # Built in one go from whole columns: pandas costs per operation, and a
-    # runner does this for every 100-row chunk.
+    return table.take(codes, axis=0)
+
+
+def score_texts(texts: Sequence[str], scorer: str = "fast") -> pd.DataFrame:
+    """Score ``texts`` into a DataFrame, one row per text, in input order (for people and tools;
+    runners use :func:`score_array`).
+
+    Columns: neg, neu, pos, compound (VADER's numbers), sentiment (label) and
+    score (abs(compound)).
+    """
+    values = score_array(list(texts), scorer)
+    compound = values[:, 3]
     return pd.DataFrame(
         {
             "neg": values[:, 0],

@@ -74,7 +74,7 @@ def ensure_running(settings: Settings) -> None:
         _started[:] = [thread for thread in _started if thread.is_alive()]
         if len(_started) >= settings.webhook_concurrency:
             return
-        from jobrunner.runner import default_runner_name
+        from jobrunner.identity import default_runner_name
 
         name = settings.runner_name or default_runner_name()
         while len(_started) < settings.webhook_concurrency:

@@ -2,12 +2,13 @@
 -- in order produces (tests/integration/test_schema.py proves it). Read this
 -- to learn the schema; change it only together with a new migration.
 --
--- High-volume tables (batch_rows, batch_results) carry no foreign key to
+-- High-volume tables (batch_inputs, batch_results) carry no foreign key to
 -- batches: a foreign key fires a trigger per inserted row, which would cost
 -- COPY a large share of its speed. Their rows are only ever written by code
 -- that has just created or locked the batch, and they are removed with it.
 --
--- batch_results and batch_row_errors are partitioned by RANGE of batch_id,
+-- batch_inputs, batch_results, batch_row_errors and batch_result_keys are
+-- partitioned alike by RANGE of batch_id,
 -- batch_partition_span() consecutive ids per partition, so retention drops
 -- whole partitions (see the end of this file and core/batches/partitions.py).
 
@@ -111,28 +112,30 @@ CREATE INDEX batches_created_at_idx ON batches (created_at DESC, public_id DESC)
 -- Runners find the batches whose rows are still being removed through this one.
 CREATE INDEX batches_deleted_idx ON batches (deleted_at) WHERE deleted_at IS NOT NULL;
 
--- During an upload a set-aside row is staged like the others, in the same
--- COPY, with row_number = -error_number and its problem; the upload moves it
--- to batch_row_errors before it commits, so committed staging rows are all
--- positive. (One COPY stream, constant memory, however many rows are bad.)
-CREATE TABLE batch_rows (
+-- Every input row, written once by the upload's COPY. A set-aside row is
+-- staged like the others, in the same COPY, with row_number = -error_number
+-- and its problem; the upload moves it to batch_row_errors before it commits,
+-- so committed rows are all positive. (One COPY stream, constant memory,
+-- however many rows are bad.)
+CREATE TABLE batch_inputs (
     batch_id    bigint NOT NULL,
     row_number  integer NOT NULL,
+    line_number integer,
     client_id   text NOT NULL,
     text        text NOT NULL,
-    line_number integer,
     problem     text,
     PRIMARY KEY (batch_id, row_number),
-    CONSTRAINT batch_rows_numbering CHECK (row_number <> 0 AND (row_number > 0) = (problem IS NULL))
-);
-COMMENT ON TABLE batch_rows IS
-    'Staging: uploaded rows waiting to be scored. A row moves to batch_results in the '
-    'transaction that scores it, so this table holds only unscored work.';
-COMMENT ON COLUMN batch_rows.row_number IS 'Position of the row among the data rows of the file, from 1.';
-COMMENT ON COLUMN batch_rows.client_id IS 'The id column of the uploaded file, kept as given.';
-COMMENT ON COLUMN batch_rows.line_number IS 'Line of the file where the row starts (the header is line 1).';
-COMMENT ON COLUMN batch_rows.problem IS
-    'reason<TAB>detail of a set-aside row while its upload is in progress; NULL otherwise.';
+    CONSTRAINT batch_inputs_numbering CHECK (row_number <> 0 AND (row_number > 0) = (problem IS NULL))
+) PARTITION BY RANGE (batch_id);
+COMMENT ON TABLE batch_inputs IS
+    'Every uploaded row to score, as the upload''s COPY wrote it, for the batch''s life (never '
+    'updated, never moved). Partitioned as batch_results is.';
+COMMENT ON COLUMN batch_inputs.row_number IS 'Position of the row among the data rows of the file, from 1.';
+COMMENT ON COLUMN batch_inputs.client_id IS 'The id column of the uploaded file, kept as given.';
+COMMENT ON COLUMN batch_inputs.line_number IS 'Line of the file where the row starts (the header is line 1).';
+COMMENT ON COLUMN batch_inputs.problem IS
+    'reason<TAB>detail of a set-aside row while its upload is in progress (row_number < 0); the '
+    'upload moves such rows to batch_row_errors before it commits, so committed rows have none.';
 
 CREATE TABLE chunks (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -181,37 +184,51 @@ CREATE INDEX chunks_batch_id_idx ON chunks (batch_id);
 CREATE TABLE batch_results (
     batch_id    bigint NOT NULL,
     row_number  integer NOT NULL,
-    client_id   text NOT NULL,
-    text        text NOT NULL,
-    sentiment   text CHECK (sentiment IN ('positive', 'negative', 'neutral')),
-    score       double precision CHECK (score BETWEEN 0 AND 1),
     compound    double precision CHECK (compound BETWEEN -1 AND 1),
     pos         double precision,
     neu         double precision,
     neg         double precision,
-    line_number integer,
     error       text,
     -- A failed row keeps its place in the results (so row numbers stay dense)
-    -- with no sentiment and the error instead.
-    CONSTRAINT batch_results_scored_or_failed
-        CHECK ((error IS NULL) = (sentiment IS NOT NULL AND score IS NOT NULL AND compound IS NOT NULL
-                                  AND pos IS NOT NULL AND neu IS NOT NULL AND neg IS NOT NULL)),
+    -- with no scores and the error instead.
     -- The primary key is also the guarantee that a row is scored exactly once.
-    PRIMARY KEY (batch_id, row_number)
+    PRIMARY KEY (batch_id, row_number),
+    CONSTRAINT batch_results_scored_or_failed
+        CHECK ((error IS NULL) = (compound IS NOT NULL AND pos IS NOT NULL AND neu IS NOT NULL AND neg IS NOT NULL))
 ) PARTITION BY RANGE (batch_id);
 COMMENT ON TABLE batch_results IS
-    'One scored row per input row, in file order by row_number. Partitioned by batch_id, '
-    'batch_partition_span() batches per partition (see batch_partitions).';
-COMMENT ON COLUMN batch_results.score IS
-    'Confidence in [0, 1]: abs(compound), the strength of the polarity VADER found.';
-COMMENT ON COLUMN batch_results.compound IS 'VADER compound score in [-1, 1].';
+    'What scoring adds to each input row (batch_inputs has the row itself, joined on (batch_id, '
+    'row_number)); one per input row once scored. Partitioned by batch_id, batch_partition_span() '
+    'batches per partition (see batch_partitions).';
+COMMENT ON COLUMN batch_results.compound IS
+    'VADER compound score in [-1, 1]; the label is vader_label(compound), the confidence abs(compound).';
 COMMENT ON COLUMN batch_results.pos IS 'VADER share of positive sentiment in the text.';
 COMMENT ON COLUMN batch_results.neu IS 'VADER share of neutral sentiment in the text.';
 COMMENT ON COLUMN batch_results.neg IS 'VADER share of negative sentiment in the text.';
-COMMENT ON COLUMN batch_results.line_number IS 'Line of the file where the row starts (the header is line 1).';
 COMMENT ON COLUMN batch_results.error IS 'Why scoring this row failed; NULL for scored rows.';
--- Results filtered by sentiment are keyset pages on this index.
-CREATE INDEX batch_results_sentiment_idx ON batch_results (batch_id, sentiment, row_number);
+
+CREATE FUNCTION vader_label(compound double precision) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN compound >= 0.05 THEN 'positive'
+            WHEN compound <= -0.05 THEN 'negative'
+            WHEN compound IS NOT NULL THEN 'neutral' END;
+COMMENT ON FUNCTION vader_label(double precision) IS
+    'positive, negative or neutral from a VADER compound score, by VADER''s thresholds (+-0.05); '
+    'NULL for a row whose scoring failed.';
+
+CREATE TABLE batch_result_keys (
+    batch_id    bigint NOT NULL,
+    row_number  integer NOT NULL,
+    sentiment   text NOT NULL,
+    compound    double precision NOT NULL,
+    PRIMARY KEY (batch_id, row_number)
+) PARTITION BY RANGE (batch_id);
+COMMENT ON TABLE batch_result_keys IS
+    'The sort keys of a final batch''s scored rows, written in one pass the first time a filtered '
+    'or score-ordered listing of it is asked for (result_checkpoints listing ''keys'' marks it '
+    'written); partitioned as batch_results is.';
+CREATE INDEX batch_result_keys_sentiment_idx ON batch_result_keys (batch_id, sentiment, row_number);
+CREATE INDEX batch_result_keys_compound_idx ON batch_result_keys (batch_id, sentiment, compound, row_number);
 
 CREATE TABLE batch_row_errors (
     batch_id      bigint NOT NULL,
@@ -317,12 +334,6 @@ CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
 -- Deleting a batch deletes its key by cascade: found through this one.
 CREATE INDEX idempotency_keys_batch_idx ON idempotency_keys (batch_id);
 
--- Results in compound order (most negative first, or most positive first),
--- alone or within one sentiment. The sentiment follows from compound (VADER's
--- thresholds), and 'negative' < 'neutral' < 'positive', so (sentiment,
--- compound, row_number) is also the order of compound over the whole batch.
-CREATE INDEX batch_results_compound_idx ON batch_results (batch_id, sentiment, compound, row_number);
-
 CREATE TABLE result_checkpoints (
     batch_id   bigint NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
     listing    text NOT NULL,
@@ -333,12 +344,13 @@ CREATE TABLE result_checkpoints (
 COMMENT ON TABLE result_checkpoints IS
     'Where every 100th row of a finished batch''s ordered or filtered results lies, so page P of '
     'them is one index read from the nearest checkpoint. Written the first time a page past the first '
-    'is asked for; rank 0 marks a listing whose checkpoints are all written.';
+    'is asked for; rank 0 marks a listing whose checkpoints are all written, and listing ''keys'' the '
+    'batch''s batch_result_keys written.';
 COMMENT ON COLUMN result_checkpoints.listing IS
     'Which list: row:<sentiment> (file order), compound or -compound, optionally :<sentiment>.';
 COMMENT ON COLUMN result_checkpoints.position IS 'The keyset position of the row of that rank, as a cursor holds it.';
 
--- Completion webhooks (issue 16, part 3): see jobrunner/webhooks.py.
+-- Completion webhooks: see jobrunner/webhooks.py.
 COMMENT ON COLUMN batches.callback_url IS
     'Called (POST, signed) once the batch reaches a final state; NULL: no webhook. May hold a secret '
     'in its query string, so the API shows it without its query.';
@@ -437,8 +449,8 @@ CREATE TRIGGER webhook_events_notify AFTER INSERT ON webhook_events
 CREATE TRIGGER webhook_events_notify_retry AFTER UPDATE OF retried_at ON webhook_events
     FOR EACH ROW EXECUTE FUNCTION webhook_events_notify();
 
--- Keep the churned queue tables small. Staging (batch_rows) and the queue
--- (chunks) take every row in and out again; with the default thresholds
+-- Keep the churned queue table small. The queue (chunks) takes every chunk
+-- in and out again; with the default thresholds
 -- (20 % of the table) vacuum falls further behind the bigger they grow, and
 -- they grow with the speed of the service (make soak: staging peaked at
 -- 119 MiB and 383k dead rows by default, 62.5 MiB and 123k with these, on
@@ -446,11 +458,6 @@ CREATE TRIGGER webhook_events_notify_retry AFTER UPDATE OF retried_at ON webhook
 -- make vacuum follow the churn instead of the table's size. (The server's
 -- autovacuum_naptime, 10 s, is set where the server is started: embedded
 -- PostgreSQL and docker-compose.yml.)
-ALTER TABLE batch_rows SET (
-    autovacuum_vacuum_scale_factor = 0,
-    autovacuum_vacuum_threshold = 20000,
-    autovacuum_vacuum_cost_delay = 0
-);
 ALTER TABLE chunks SET (
     autovacuum_vacuum_scale_factor = 0,
     autovacuum_vacuum_threshold = 2000,
@@ -514,13 +521,14 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public
 -- sentiment_web_admin, which sees every row. Runners, and psql as the owner,
 -- are not subject to the policies (table owners bypass them).
 ALTER TABLE batches ENABLE ROW LEVEL SECURITY;
-ALTER TABLE batch_rows ENABLE ROW LEVEL SECURITY;
+ALTER TABLE batch_inputs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE batch_results ENABLE ROW LEVEL SECURITY;
 ALTER TABLE batch_row_errors ENABLE ROW LEVEL SECURITY;
+ALTER TABLE batch_result_keys ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY batches_own ON batches TO sentiment_web
     USING (client = current_setting('sentiment.client', true));
-CREATE POLICY batch_rows_own ON batch_rows TO sentiment_web
+CREATE POLICY batch_inputs_own ON batch_inputs TO sentiment_web
     USING (batch_id IN (SELECT id FROM batches));
 CREATE POLICY batch_results_own ON batch_results TO sentiment_web
     USING (batch_id IN (SELECT id FROM batches));
@@ -528,9 +536,12 @@ CREATE POLICY batch_row_errors_own ON batch_row_errors TO sentiment_web
     USING (batch_id IN (SELECT id FROM batches));
 
 CREATE POLICY batches_all ON batches TO sentiment_web_admin USING (true);
-CREATE POLICY batch_rows_all ON batch_rows TO sentiment_web_admin USING (true);
+CREATE POLICY batch_inputs_all ON batch_inputs TO sentiment_web_admin USING (true);
 CREATE POLICY batch_results_all ON batch_results TO sentiment_web_admin USING (true);
 CREATE POLICY batch_row_errors_all ON batch_row_errors TO sentiment_web_admin USING (true);
+CREATE POLICY batch_result_keys_own ON batch_result_keys TO sentiment_web
+    USING (batch_id IN (SELECT id FROM batches));
+CREATE POLICY batch_result_keys_all ON batch_result_keys TO sentiment_web_admin USING (true);
 
 ALTER TABLE idempotency_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE result_checkpoints ENABLE ROW LEVEL SECURITY;
@@ -687,12 +698,12 @@ COMMENT ON VIEW webhook_deliveries IS
     'Every webhook event with each of its attempts (one row per attempt, or one without an attempt '
     'while none was made): outcome delivered, failed, in_progress or interrupted.';
 
--- Partitions of batch_results and batch_row_errors (issue 18, part 3), as psql
+-- Partitions of the batch tables, as psql
 -- users and the purge see them, and how they are made.
 CREATE FUNCTION batch_partition_span() RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS 'SELECT 10::bigint';
 COMMENT ON FUNCTION batch_partition_span() IS
-    'Consecutive batch ids per partition of batch_results and batch_row_errors (aligned: ids '
+    'Consecutive batch ids per partition of the partitioned batch tables (aligned: ids '
     'k*span .. k*span+span-1). Changing it needs a migration that keeps the existing bounds.';
 
 CREATE VIEW batch_partitions WITH (security_invoker = true) AS
@@ -707,10 +718,12 @@ JOIN pg_class AS parent ON parent.oid = i.inhparent
 JOIN pg_class AS part ON part.oid = i.inhrelid
 CROSS JOIN LATERAL regexp_match(pg_get_expr(part.relpartbound, part.oid),
                                 'FROM \(''?([^'')]*)''?\) TO \(''?([^'')]*)''?\)') AS bound
-WHERE i.inhparent IN ('batch_results'::regclass, 'batch_row_errors'::regclass);
+WHERE i.inhparent IN ('batch_inputs'::regclass, 'batch_results'::regclass, 'batch_row_errors'::regclass,
+                      'batch_result_keys'::regclass);
 COMMENT ON VIEW batch_partitions IS
-    'Every partition of batch_results and batch_row_errors: the batch ids it holds (first_batch '
-    'NULL: from the lowest), whether a DETACH CONCURRENTLY left it pending, its size with indexes.';
+    'Every partition of batch_inputs, batch_results, batch_row_errors and batch_result_keys: the '
+    'batch ids it holds (first_batch NULL: from the lowest), whether a DETACH CONCURRENTLY left it '
+    'pending, its size with indexes.';
 COMMENT ON COLUMN batch_partitions.end_batch IS 'The first batch id past the partition.';
 
 -- Runs as the tables' owner (SECURITY DEFINER), so the web's upload, working as
@@ -720,6 +733,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     span constant bigint := batch_partition_span();
     low constant bigint := batch - batch % span;
+    tables constant text[] := ARRAY['batch_inputs', 'batch_results', 'batch_row_errors', 'batch_result_keys'];
     tbl text;
     part text;
     attempt integer;
@@ -729,11 +743,11 @@ BEGIN
     -- Held until commit, shared: the purge, which try-locks the range
     -- exclusively, does not drop it under an upload still writing to it.
     PERFORM pg_advisory_xact_lock_shared(20560, (low / span)::integer);
-    -- Both tables' partitions, attached (0017): a drop cut short between the two
-    -- tables leaves one, and the other is then made again below.
+    -- Every table's partition, attached: a drop cut short between the tables
+    -- leaves some, and the others are then made again below.
     IF (SELECT count(DISTINCT table_name) FROM batch_partitions
         WHERE NOT detach_pending
-          AND batch >= coalesce(first_batch, batch) AND batch < end_batch) = 2 THEN
+          AND batch >= coalesce(first_batch, batch) AND batch < end_batch) = cardinality(tables) THEN
         RETURN true;
     END IF;
     IF NOT make THEN
@@ -743,15 +757,15 @@ BEGIN
     -- the catalog afresh).
     PERFORM pg_advisory_xact_lock(20561, (low / span)::integer);
     saved_timeout := current_setting('lock_timeout');
-    FOREACH tbl IN ARRAY ARRAY['batch_results', 'batch_row_errors'] LOOP
+    FOREACH tbl IN ARRAY tables LOOP
         IF EXISTS (SELECT 1 FROM batch_partitions
                    WHERE table_name = tbl AND batch >= coalesce(first_batch, batch) AND batch < end_batch) THEN
             CONTINUE;
         END IF;
         part := format('%s_p%s', tbl, low);
         EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part, tbl);
-        -- The parent's indexes, named after them (batch_results_compound_idx_p10), made
-        -- on the empty table first: ATTACH then adopts them instead of naming its own.
+        -- The parent's indexes, named after them (batch_results_pkey_p10), made on
+        -- the empty table first: ATTACH then adopts them instead of naming its own.
         FOR idx IN SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS definition, i.indisprimary
                    FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
                    WHERE i.indrelid = tbl::regclass LOOP

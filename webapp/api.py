@@ -206,7 +206,7 @@ def get_batch(public_id: str) -> Response:
 
 @bp.post("/batch/<public_id>/cancel")
 def cancel_batch(public_id: str) -> Response:
-    """Stop a processing batch: ready chunks and their staged rows go, chunks in hand finish."""
+    """Stop a processing batch: ready chunks leave the queue, chunks in hand finish."""
     with connection() as conn:
         batch = batches.cancel(conn, public_id)
     if wants_html():

@@ -21,7 +21,16 @@ from gunicorn.http.errors import NoMoreData, ParseException
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from core.errors import Conflict, Forbidden, InvalidInput, NotFound, OverQuota, ServiceError, Unprocessable
+from core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    OverQuota,
+    ServiceError,
+    Unprocessable,
+)
 from webapp.negotiation import negotiated, wants_html
 from webapp.server.client_limits import ClientTimeout
 
@@ -97,6 +106,7 @@ SERVICE_ERROR_STATUS = {
     Forbidden: 403,
     OverQuota: 429,
     Unprocessable: 422,
+    NotReady: 503,
 }
 
 

@@ -1,18 +1,19 @@
 """Create a batch: write an upload into PostgreSQL in one transaction.
 
-The batch row, the staged rows (streamed with one ``COPY``), the set-aside
-rows and the chunks are created together; the NOTIFY that wakes the runners
+The batch row, its input rows (streamed with one ``COPY`` into
+``batch_inputs``, where they stay for the batch's life), the set-aside rows
+and the chunks are created together; the NOTIFY that wakes the runners
 is delivered at commit. If the file turns out to be bad half-way, the
 exception aborts the COPY and the transaction, so a rejected upload leaves
 no trace.
 
 Valid rows are numbered 1, 2, ... (``row_number``, dense, so result pages are
 index ranges); set-aside rows are numbered separately (``error_number``),
-staged as ``row_number = -error_number`` in the same COPY and moved to
+copied as ``row_number = -error_number`` in the same COPY and moved to
 ``batch_row_errors`` before commit.
 
 The batch belongs to the uploading client (``client``, an API key's name, or
-None without a key). The staging COPY runs as the connection's own login role
+None without a key). The COPY runs as the connection's own login role
 rather than the caller's: PostgreSQL refuses ``COPY FROM`` into a table under
 row-level security, and the rows it writes all belong to the batch this very
 transaction has just created; so does the ANALYZE of a big batch's chunks,
@@ -42,9 +43,9 @@ from core.queries import q
 log = logging.getLogger(__name__)
 
 
-# The columns of batch_rows_copy. Binary COPY with the types given up front
+# The columns of batch_inputs_copy. Binary COPY with the types given up front
 # costs about a third less CPU here than text COPY, and less in PostgreSQL too.
-STAGING_TYPES = ("int8", "int4", "int4", "text", "text", "text")
+INPUT_TYPES = ("int8", "int4", "int4", "text", "text", "text")
 
 
 # A batch this many chunks long or longer refreshes the queue's statistics
@@ -104,7 +105,7 @@ def create(
     expires_after: timedelta | None = None,
     callback_url: str | None = None,
 ) -> Batch:
-    """Create a batch of ``client`` from ``rows``; every row is staged or none is (an exception from
+    """Create a batch of ``client`` from ``rows``; every row is written or none is (an exception from
     ``rows``, or a refusal by the quota, rolls everything back)."""
     public_id = new_public_id()
     with conn.transaction():
@@ -121,11 +122,11 @@ def create(
                 "callback_url": callback_url,
             },
         ).fetchone()[0]
-        # Issue 18: its rows' partitions, kept from the purge until commit; made below if missing.
+        # Its rows' partitions, kept from the purge until commit; made below if missing.
         covered = partitions.hold(conn, batch_id)
         valid = invalid = 0
-        with _as_login_role(conn), conn.cursor() as cur, cur.copy(q("batch_rows_copy")) as copy:
-            copy.set_types(STAGING_TYPES)
+        with _as_login_role(conn), conn.cursor() as cur, cur.copy(q("batch_inputs_copy")) as copy:
+            copy.set_types(INPUT_TYPES)
             write = copy.write_row
             for row in rows:
                 if row.problem is None:
@@ -139,7 +140,7 @@ def create(
             partitions.make(conn, batch_id)
         quota.claim_room(conn, client, quota_rows, valid)
         if invalid:
-            conn.execute(q("batch_row_errors_move_from_staging"), {"batch_id": batch_id})
+            conn.execute(q("batch_row_errors_move_from_inputs"), {"batch_id": batch_id})
         total = valid + invalid
         params = {
             "batch_id": batch_id,
@@ -156,5 +157,7 @@ def create(
         with conn.cursor(row_factory=class_row(Batch)) as cur:
             batch = cur.execute(batch_statement("batches_set_counts"), params).fetchone()
         conn.execute(q("batches_notify_ready"), {"public_id": public_id})
-    log.info("batch %s: %d rows staged (%d set aside) in chunks of %d", public_id, total, invalid, chunk_size)
+    log.info(
+        "batch %s: %d rows written (%d set aside) in chunks of %d", public_id, total, invalid, chunk_size
+    )
     return batch

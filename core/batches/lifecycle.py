@@ -2,11 +2,12 @@
 
 Lock order, for every statement that changes a batch's queue state (cancel,
 delete, the runners' claim, finish and requeues): the batch's chunks first,
-in id order, then its staged rows, then its batch row. Cancel and delete lock
-every chunk of their batch before they look at anything else, so no chunk
-changes state under them: a chunk and its staged rows are dropped together or
-kept together, and a chunk a runner holds keeps its batch (and rows) until
-the runner's finish or the lease's expiry, which then close it out.
+in id order, then its batch row. Cancel and delete lock every chunk of their
+batch before they look at anything else, so no chunk changes state under
+them, and a chunk a runner holds keeps its batch until the runner's finish or
+the lease's expiry, which then close it out. A batch's input rows are never
+touched before it is deleted: cancel removes only queue entries, so it costs
+the same for ten rows or ten million.
 
 Deleting is marking: ``deleted_at`` hides the batch from clients at once,
 and runners remove its rows in bounded steps (:func:`reap`), one runner at a
@@ -50,8 +51,8 @@ def _finished_already(batch: Batch) -> Conflict:
 
 
 def cancel(conn: psycopg.Connection, public_id: str) -> Batch:
-    """Stop a processing batch (one statement): ready chunks and their staged rows go, chunks in
-    runners' hands still finish. Cancelling a cancelled batch is a no-op; a finished one a Conflict."""
+    """Stop a processing batch (one statement): ready chunks leave the queue, chunks in runners'
+    hands still finish. Cancelling a cancelled batch is a no-op; a finished one a Conflict."""
     batch = get(conn, public_id)
     if batch.status == "cancelled":
         return batch
@@ -127,9 +128,10 @@ def purge(conn: psycopg.Connection, older_than_seconds: float, *, everything: bo
 
 #: The tables that hold a batch's rows, with their keys, in the order the reaper empties them.
 _ROW_TABLES = (
+    ("batch_result_keys", "row_number"),
     ("batch_results", "row_number"),
     ("batch_row_errors", "error_number"),
-    ("batch_rows", "row_number"),
+    ("batch_inputs", "row_number"),
 )
 
 

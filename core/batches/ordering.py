@@ -1,28 +1,22 @@
 """Results in any order at any depth: by file order within one sentiment, or by compound score.
 
-Each :class:`ResultOrder` is one index range of ``batch_results``: file order
-(``row_number``, the primary key), one sentiment in file order
-(``batch_results_sentiment_idx``), or compound order, most negative first or
-most positive first, over the whole batch or within one sentiment
-(``batch_results_compound_idx`` on ``(batch_id, sentiment, compound,
-row_number)``: VADER's thresholds make the sentiment follow from compound, and
-'negative' < 'neutral' < 'positive', so that index is also compound order over
-the whole batch). Rows whose scoring failed have no compound: they are in file
+Each :class:`ResultOrder` is one index range: file order is the primary key
+of ``batch_results``; one sentiment in file order, and compound order (most
+negative first or most positive first, over the whole batch or within one
+sentiment), are ranges of ``batch_result_keys``, the sort keys of a finished
+batch written in one pass the first time such a listing is asked for
+(:func:`core.batches.store.ensure_keys`), so scoring maintains no index for
+them. 'negative' < 'neutral' < 'positive' and the label follows from
+compound, so ``(sentiment, compound, row_number)`` is compound order over the
+whole batch too. Rows whose scoring failed have no keys: they are in file
 order only.
 
-Pages by cursor read on from a keyset position. Page P by number needs the
-position of rank (P - 1) * per_page, which only file order knows by itself
-(``row_number`` is dense). For the others, :func:`locate` reads the nearest of
-the list's checkpoints (``result_checkpoints``: the position of every
-100th row) and then at most 99 keys from there, so page 10,000 costs what
-page 1 costs, plus three small index probes.
-
-Checkpoints are written when a page needs them, from the last one written
-onwards, by reading the list's keys (an index-only range) at most
-:data:`SCAN_ROWS` at a time: a request never reads more than that however
-deep it asks, and what it wrote commits with it. A page deeper than that
-answers :data:`BUILDING` (the web answers 503 with Retry-After: 1) and the
-next request goes on from there; a million-row list is covered in one.
+Page P by number needs the position of rank (P - 1) * per_page, which only
+file order knows by itself. For the others, :func:`locate` reads the nearest
+of the list's checkpoints (``result_checkpoints``: every 100th row) and then
+at most 99 keys, so page 10,000 costs what page 1 costs. Checkpoints are
+written when a page needs them, at most :data:`SCAN_ROWS` keys per request;
+a deeper page answers :data:`BUILDING` (503 with Retry-After: 1).
 """
 
 from __future__ import annotations
@@ -36,7 +30,7 @@ from psycopg import sql
 from psycopg.rows import class_row, namedtuple_row
 
 from core.batches.model import SENTIMENTS, Batch, Result
-from core.batches.store import not_found
+from core.batches.store import ensure_keys, not_found
 from core.queries import q
 
 #: Every how many rows of a list a checkpoint is written.
@@ -48,8 +42,6 @@ END = object()
 #: ... and for a page deeper than the checkpoints written so far (ask again: they grow per request).
 BUILDING = object()
 
-_RESULT_COLUMNS = "row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error"
-
 
 @dataclass(frozen=True)
 class ResultOrder:
@@ -59,14 +51,23 @@ class ResultOrder:
     keys: tuple[str, ...]  # the ORDER BY columns; the position is their values
     descending: bool = False
 
-    def order(self) -> sql.Composable:
+    def order(self, table: str | None = None) -> sql.Composable:
+        """The ORDER BY list; its columns qualified by ``table`` when given."""
         direction = sql.SQL(" DESC" if self.descending else "")
-        return sql.SQL(", ").join(sql.Composed([sql.Identifier(k), direction]) for k in self.keys)
+        names = [sql.Identifier(table, k) if table else sql.Identifier(k) for k in self.keys]
+        return sql.SQL(", ").join(sql.Composed([name, direction]) for name in names)
+
+    def uses_keys(self, sentiment: str | None) -> bool:
+        """Whether the list is a range of batch_result_keys (else of batch_results' primary key)."""
+        return sentiment is not None or self.keys != ("row_number",)
+
+    def source(self, sentiment: str | None) -> sql.Composable:
+        return sql.Identifier("batch_result_keys" if self.uses_keys(sentiment) else "batch_results")
 
     def filter(self, sentiment: str | None) -> sql.Composable:
         if sentiment is not None:
             return sql.SQL("sentiment = {}").format(sql.Literal(sentiment))
-        return sql.SQL("true") if self.keys == ("row_number",) else sql.SQL("sentiment IS NOT NULL")
+        return sql.SQL("true")
 
     def after(self, position: Any) -> sql.Composable:
         """Rows past ``position`` in this order (None: from the start)."""
@@ -111,12 +112,15 @@ ORDERS = {
 }
 
 
-def _statement(order: ResultOrder, sentiment: str | None, after: Any, columns: str) -> sql.Composed:
-    return sql.SQL(q("batch_results_ordered")).format(
-        columns=sql.SQL(columns),
+def _statement(order: ResultOrder, sentiment: str | None, after: Any, name: str) -> sql.Composed:
+    """``batch_results_ordered`` (whole rows) or ``batch_results_ordered_keys`` (the keys alone)."""
+    return sql.SQL(q(name)).format(
+        source=order.source(sentiment),
+        keys=sql.SQL(", ").join(map(sql.Identifier, order.keys)),
         filter=order.filter(sentiment),
         after=order.after(after),
         order=order.order(),
+        outer_order=order.order("k"),
     )
 
 
@@ -124,10 +128,11 @@ def page(
     conn: psycopg.Connection, batch: Batch, order: ResultOrder, sentiment: str | None, after: Any, limit: int
 ) -> list[Result]:
     """Up to ``limit`` results in ``order`` (of one sentiment, if given) past the position ``after``."""
+    if order.uses_keys(sentiment):
+        ensure_keys(conn, batch)
     with conn.cursor(row_factory=class_row(Result)) as cur:
-        return cur.execute(
-            _statement(order, sentiment, after, _RESULT_COLUMNS), {"batch_id": batch.id, "limit": limit}
-        ).fetchall()
+        statement = _statement(order, sentiment, after, "batch_results_ordered")
+        return cur.execute(statement, {"batch_id": batch.id, "limit": limit}).fetchall()
 
 
 def locate(
@@ -137,6 +142,8 @@ def locate(
     :data:`END` past the end, :data:`BUILDING` when the checkpoints do not reach that deep yet."""
     if skip == 0:
         return None
+    if order.uses_keys(sentiment):
+        ensure_keys(conn, batch)
     listing = order.listing(sentiment)
     nearest = _nearest(conn, batch, listing, skip)
     if skip - nearest.rank >= CHECKPOINT_EVERY and not nearest.complete:
@@ -147,9 +154,9 @@ def locate(
     rank, position = nearest.rank, nearest.position
     if rank == skip:
         return position
-    keys = ", ".join(order.keys)
     rows = conn.execute(
-        _statement(order, sentiment, position, keys), {"batch_id": batch.id, "limit": skip - rank}
+        _statement(order, sentiment, position, "batch_results_ordered_keys"),
+        {"batch_id": batch.id, "limit": skip - rank},
     ).fetchall()
     if len(rows) < skip - rank:
         return END
@@ -181,6 +188,7 @@ def _extend_checkpoints(
     else:
         position = sql.SQL("jsonb_build_array({})").format(keys)
     statement = sql.SQL(q("result_checkpoints_extend")).format(
+        source=order.source(sentiment),
         keys=keys,
         order=order.order(),
         filter=order.filter(sentiment),

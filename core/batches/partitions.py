@@ -1,8 +1,9 @@
 """Partitions of the big tables: made ahead, held by uploads, dropped whole once their batches are gone.
 
-``batch_results`` and ``batch_row_errors`` are partitioned by RANGE of
-``batch_id``, ``batch_partition_span()`` (10) consecutive ids per partition,
-aligned (ids 10..19 share ``batch_results_p10`` and ``batch_row_errors_p10``).
+``batch_inputs``, ``batch_results``, ``batch_row_errors`` and
+``batch_result_keys`` are partitioned by RANGE of ``batch_id``,
+``batch_partition_span()`` (10) consecutive ids per partition, aligned (ids
+10..19 share ``batch_inputs_p10``, ``batch_results_p10`` and so on).
 Every query names one ``batch_id``, so the planner (or, for a generic plan,
 the executor) prunes to one partition and reads one index range there.
 
@@ -11,7 +12,7 @@ the executor) prunes to one partition and reads one index range there.
   calls it: the runners' housekeeping makes the next two ranges ahead
   (:func:`make_ahead`), and an upload makes its own if they are missing
   (:func:`hold` right after its batch row, :func:`make` once its rows are
-  staged, both inside the upload's transaction). A partition is made with
+  written, both inside the upload's transaction). A partition is made with
   ``CREATE TABLE … (LIKE parent)`` and ``ATTACH PARTITION`` (SHARE UPDATE
   EXCLUSIVE on the parent: reads and writes go on) rather than ``CREATE TABLE
   … PARTITION OF`` (ACCESS EXCLUSIVE). One maker per range (an advisory lock);
@@ -33,7 +34,7 @@ the executor) prunes to one partition and reads one index range there.
   between; known by the comment it gets before its detach, :data:`DROPPING`)
   is dropped the next time. Rows of a deleted batch whose partition is about to go this way
   wait for it (``batches_deleted``, up to ``WAIT_SECONDS``); other deleted
-  batches' rows are reaped in bounded steps as before
+  batches' rows are reaped in bounded steps
   (:func:`core.batches.lifecycle.reap`).
 """
 

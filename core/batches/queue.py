@@ -1,75 +1,55 @@
-"""The chunk queue in PostgreSQL: claim, finish, retry later, give back, release expired leases.
+"""The chunk queue in PostgreSQL: claim, finish, retry later, give back, renew, release expired leases.
 
-Claim design: a committed lease, not an open transaction. Claiming a chunk
-commits ``state='claimed'``, ``attempts + 1``, a random ``claim_token`` and
-``lease_expires_at``. Scoring happens outside any transaction. Finishing is
-one statement (so one round trip and one transaction) that flips the chunk to
-done only if it still carries our token and, only then, moves its rows from
-staging into results, advances the batch and beats the runner's heartbeat.
-Why a lease:
+A claim commits a lease (``state='claimed'``, ``attempts + 1``, a random
+``claim_token``, ``lease_expires_at``) rather than holding a transaction open:
+the attempt count survives a crash, so a chunk that keeps killing its
+runners is isolated at MAX_ATTEMPTS; a slow or frozen runner pins no locks;
+and a runner whose lease expired cannot finish (its token no longer
+matches), so nothing is lost and nothing is written twice (the primary key
+of ``batch_results`` backs this up).
 
-* the attempt count is committed at claim time, so it survives a crash (a
-  row lock held by an open transaction would roll it back), which is what
-  lets a chunk that keeps failing, or keeps killing its runners, be isolated
-  at MAX_ATTEMPTS and given up past it (see ``jobrunner.chunk_scoring``);
-* no transaction stays open while Python scores, so a frozen or slow runner
-  pins no locks and no snapshot;
-* a runner that dies at any instant either committed all of the finishing
-  statement or none of it: its chunk comes back to the queue when the lease
-  expires (any runner runs ``chunks_release_expired`` every
-  RELEASE_EXPIRED_SECONDS), and a runner whose lease expired and was taken
-  over cannot finish (its token no longer matches), so nothing is lost and
-  nothing is written twice (the primary key of ``batch_results`` backs this
-  up). Takeover: LEASE_SECONDS + RELEASE_EXPIRED_SECONDS after the last renewal,
-  plus a round of the runner that requeues it.
+A claim leases the head of the queue and up to ``limit - 1`` more chunks of
+its batch and returns each chunk's rows as two arrays, fetched in binary. A
+finish is one statement that, for the chunks whose lease is still ours,
+inserts the scores (sent as binary arrays built from numpy), advances the
+batch and beats the runner's heartbeat. Both are prepared statements;
+:func:`finish_and_claim` sends a finish and the next claim in one pipeline.
 
-Rounds: a claim leases the head of the queue and up to CLAIM_CHUNKS - 1 more
-chunks of the same batch, and one finishing statement commits them all. Each
-chunk keeps its own token and attempt count, so everything above holds chunk
-by chunk (a lost lease drops only that chunk). One batch per round keeps the
-finish to one batch row lock, as for a single chunk, so runners cannot
-deadlock on two batches' rows.
-
-Leases are renewed by token while a round is scored (jobrunner.lease_keeper), so
-a round slower than LEASE_SECONDS still commits; a runner that stops renewing
-loses its chunks as above.
-
-Lock order, the same in every statement that changes queue state, so none of
-them can deadlock with another: a batch's chunks first, in id order; then
-its staged rows; then its batch row (the requeues take it shared, to see
-whether the batch still processes). The claim takes only chunks it can lock
-at once (SKIP LOCKED) and skips chunks of batches that are not processing.
-A chunk handed back (retry later, give back, expired lease) whose batch was
-cancelled meanwhile is closed out, with its staged rows, instead of
-requeued, so no chunk of a stopped batch waits in the queue forever.
+Lock order, the same in every statement that changes queue state, so none
+can deadlock with another: a batch's chunks in id order, then its batch row
+(the requeues take it shared, to see whether the batch still processes).
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 from contextlib import nullcontext
 from dataclasses import dataclass
-from itertools import groupby
-from operator import attrgetter
 from uuid import UUID
 
-import pandas as pd
+import numpy as np
 import psycopg
-from psycopg.rows import namedtuple_row
+from psycopg.abc import AdaptContext
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+from psycopg.rows import class_row, namedtuple_row
 
-from core import batches
-from core.batches import FINAL_STATUSES
+from core.batches.lifecycle import finished
+from core.batches.model import FINAL_STATUSES
 from core.queries import q
 
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "chunks_ready"
-_FLOAT_COLUMNS = ("score", "compound", "pos", "neu", "neg")
+
+#: Columns of a chunk's score array, VADER's order.
+NEG, NEU, POS, COMPOUND = range(4)
 
 
 @dataclass
 class ClaimedChunk:
-    """A leased chunk and its staged rows."""
+    """A leased chunk and its rows, as the claim returned them."""
 
     chunk_id: int
     batch_id: int
@@ -77,16 +57,22 @@ class ClaimedChunk:
     last_row: int
     claim_token: UUID
     attempts: int
-    rows: pd.DataFrame  # row_number, text
+    row_numbers: list[int]
+    texts: list[str]
 
 
 @dataclass
 class ScoredChunk:
+    """A chunk's scores, row for row with ``chunk.texts``: a float64 array of shape (rows, 4) in
+    VADER's order (neg, neu, pos, compound); a failed row's numbers are NaN and its error is set."""
+
     chunk: ClaimedChunk
-    # The score_texts columns, row for row with chunk.rows; when some rows
-    # failed, also error (None for the scored rows).
-    scores: pd.DataFrame
-    failed: int = 0  # rows whose scoring failed (sentiment None, error set)
+    scores: np.ndarray
+    errors: list[str | None] | None = None  # None: no row failed
+
+    @property
+    def failed(self) -> int:
+        return 0 if self.errors is None else sum(error is not None for error in self.errors)
 
 
 @dataclass(frozen=True)
@@ -99,52 +85,103 @@ class RunnerIdentity:
     scorer: str
 
 
+@dataclass(frozen=True)
+class FinishOutcome:
+    finished: list[int]
+    inserted: int
+    vanished: int
+    status: str | None
+    completed_now: bool
+
+
 def configure_session(conn: psycopg.Connection) -> None:
     """The session settings the queue statements are written for; a runner sets them once per connection.
 
     * ``synchronous_commit = off``: a runner's commits need not wait for the
       WAL flush. If PostgreSQL crashes before it, the whole finishing
-      statement (results, chunk state, progress) is lost together, the lease
-      expires and the chunk is scored again; nothing outside the database saw
-      it. It saves a disk flush per claim and per finish.
-    * ``enable_seqscan = off``: staging and the queue swing between empty and
-      millions of rows within minutes, so their statistics are nearly always
-      stale, and with the statistics of a near-empty table the planner reads
-      all of staging (or of the queue) for every chunk. Every runner statement
-      has an index path that is right at any size; this makes the planner
-      take it (a test EXPLAINs them under deliberately wrong statistics).
+      statement is lost together, the lease expires and the chunk is scored
+      again; nothing outside the database saw it.
+    * ``enable_seqscan = off``: the queue swings between empty and millions of
+      chunks within minutes, and partitions fill from nothing, so statistics
+      are nearly always stale; with those of a near-empty table the planner
+      would scan. Every runner statement has an index path that is right at
+      any size (a test EXPLAINs them under deliberately wrong statistics).
     """
     conn.execute("SET synchronous_commit = off")
     conn.execute("SET enable_seqscan = off")
+
+
+# -- binary arrays -------------------------------------------------------------
+# PostgreSQL's binary array format: a header (dimensions, has-nulls flag,
+# element type; then length and lower bound per dimension) and each element
+# as its length and its big-endian bytes. numpy writes the elements in one go.
+
+
+class _Int4Array(bytes):
+    """An int4[] already in PostgreSQL's binary format."""
+
+
+class _Float8Array(bytes):
+    """A float8[] already in PostgreSQL's binary format."""
+
+
+def _binary_array(values: np.ndarray, element_oid: int, dtype: str, size: int) -> bytes:
+    if len(values) == 0:
+        return struct.pack("!iiI", 0, 0, element_oid)
+    body = np.empty(len(values), dtype=[("size", ">i4"), ("value", dtype)])
+    body["size"] = size
+    body["value"] = values
+    return struct.pack("!iiIii", 1, 0, element_oid, len(values), 1) + body.tobytes()
+
+
+def int4_array(values: np.ndarray) -> _Int4Array:
+    return _Int4Array(_binary_array(values, 23, ">i4", 4))
+
+
+def float8_array(values: np.ndarray) -> _Float8Array:
+    """Failed rows' NaNs are sent as they are: the finish keeps no number of a row with an error."""
+    return _Float8Array(_binary_array(values, 701, ">f8", 8))
+
+
+class _Int4ArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = 1007
+
+    def dump(self, obj: bytes) -> bytes:
+        return obj
+
+
+class _Float8ArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = 1022
+
+    def dump(self, obj: bytes) -> bytes:
+        return obj
+
+
+def _register_arrays(context: AdaptContext) -> None:
+    context.adapters.register_dumper(_Int4Array, _Int4ArrayDumper)
+    context.adapters.register_dumper(_Float8Array, _Float8ArrayDumper)
+
+
+# -- claim ---------------------------------------------------------------------
+
+
+def _claim_cursor(conn: psycopg.Connection, runner: str, lease_seconds: float, limit: int) -> psycopg.Cursor:
+    """Send the claim (prepared, results in binary); its rows are read with :func:`_claimed`."""
+    cur = conn.cursor(binary=True, row_factory=class_row(ClaimedChunk))
+    params = {"runner": runner, "lease_seconds": float(lease_seconds), "limit": limit}
+    cur.execute(q("chunks_claim"), params, prepare=True)
+    return cur
 
 
 def claim_chunks(
     conn: psycopg.Connection, runner: str, lease_seconds: float, limit: int = 1
 ) -> list[ClaimedChunk]:
     """Lease the next ready chunk and up to ``limit - 1`` more of its batch; [] when the queue is empty."""
-    # One statement, so one round trip: it is its own transaction on the
-    # runner's autocommit connection.
-    with conn.cursor(row_factory=namedtuple_row) as cur:
-        params = {"runner": runner, "lease_seconds": lease_seconds, "limit": limit}
-        records = cur.execute(q("chunks_claim"), params).fetchall()
-    chunks = []
-    for _, group in groupby(records, key=attrgetter("chunk_id")):
-        rows = list(group)
-        lease = rows[0]
-        rows = [r for r in rows if r.row_number is not None]  # none when its rows went missing
-        frame = pd.DataFrame({"row_number": [r.row_number for r in rows], "text": [r.text for r in rows]})
-        chunks.append(
-            ClaimedChunk(
-                lease.chunk_id,
-                lease.batch_id,
-                lease.first_row,
-                lease.last_row,
-                lease.claim_token,
-                lease.attempts,
-                frame,
-            )
-        )
-    return chunks
+    # One statement, so one round trip: its own transaction on the runner's autocommit connection.
+    with _claim_cursor(conn, runner, lease_seconds, limit) as cur:
+        return cur.fetchall()
 
 
 def claim_chunk(conn: psycopg.Connection, runner: str, lease_seconds: float) -> ClaimedChunk | None:
@@ -153,86 +190,104 @@ def claim_chunk(conn: psycopg.Connection, runner: str, lease_seconds: float) -> 
     return chunks[0] if chunks else None
 
 
-def _column(scores: pd.DataFrame, name: str, nullable: bool) -> list:
-    if not nullable:
-        return scores[name].tolist()
-    column = scores[name].astype(object)
-    return column.where(column.notna(), None).tolist()
+# -- finish --------------------------------------------------------------------
 
 
-def _array_text(values: list) -> str:
-    """A PostgreSQL array literal of numbers or plain words: ``{1,2.5,positive}``.
-
-    psycopg adapts a list element by element in Python; this is one join.
-    A float's str is its shortest round-trip form, which PostgreSQL reads
-    back as the same double.
-    """
-    return "{" + ",".join(map(str, values)) + "}"
-
-
-def _score_arrays(scores: pd.DataFrame, failed: int) -> dict[str, object]:
-    """The chunk_finish arrays. Without failed rows (the usual case) as array
-    literals; with them as lists, so psycopg writes the NULLs and quotes the errors."""
-    names = {"sentiments": "sentiment", "scores": "score", "compounds": "compound"}
-    names.update(pos="pos", neu="neu", neg="neg")
-    if failed:
-        arrays: dict[str, object] = {key: _column(scores, name, True) for key, name in names.items()}
-        arrays["errors"] = _column(scores, "error", True)
-    else:
-        arrays = {key: _array_text(scores[name].tolist()) for key, name in names.items()}
-        arrays["errors"] = "{" + ",".join(["NULL"] * len(scores)) + "}"
-    return arrays
-
-
-def finish_chunks(conn: psycopg.Connection, scored: list[ScoredChunk], runner: RunnerIdentity) -> set[int]:
-    """Commit scored chunks of one batch; the ids of those committed (a chunk whose
-    lease was lost is left out, and nothing of it is written).
-
-    One statement (``chunks_finish``), so one round trip and one transaction:
-    every part of it is guarded by the lease check, chunk by chunk.
-    """
-    if not scored:
-        return set()
+def _finish_params(scored: list[ScoredChunk], runner: RunnerIdentity) -> dict[str, object]:
     batch_id = scored[0].chunk.batch_id
     if any(s.chunk.batch_id != batch_id for s in scored):
         raise ValueError("finish_chunks takes chunks of one batch (as chunks_claim hands them out)")
-    scores = scored[0].scores if len(scored) == 1 else pd.concat([s.scores for s in scored])
-    failed = sum(s.failed for s in scored)
-    row_numbers = [n for s in scored for n in s.chunk.rows["row_number"].tolist()]
-    scope = nullcontext() if conn.autocommit else conn.transaction()  # autocommit: no BEGIN/COMMIT trips
-    with scope, conn.cursor(row_factory=namedtuple_row) as cur:
-        outcome = cur.execute(
-            q("chunks_finish"),
-            {
-                "chunk_ids": [s.chunk.chunk_id for s in scored],
-                "claim_tokens": [s.chunk.claim_token for s in scored],
-                "batch_id": batch_id,
-                "first_row": min(s.chunk.first_row for s in scored),
-                "last_row": max(s.chunk.last_row for s in scored),
-                "row_numbers": _array_text(row_numbers),
-                **_score_arrays(scores, failed),
-                "runner": runner.name,
-                "host": runner.host,
-                "pid": runner.pid,
-                "scorer": runner.scorer,
-            },
-        ).fetchone()
-        done = set(outcome.finished)
-        if outcome.vanished:
-            # Only a hand edit of staging gets here; the statement counted them as failed.
-            log.error("chunks %s: %d row(s) were missing from staging", sorted(done), outcome.vanished)
+    scores = scored[0].scores if len(scored) == 1 else np.concatenate([s.scores for s in scored])
+    row_numbers = np.fromiter(
+        (n for s in scored for n in s.chunk.row_numbers), dtype=np.int32, count=len(scores)
+    )
+    errors = None
+    if any(s.errors is not None for s in scored):
+        errors = [e for s in scored for e in (s.errors or [None] * len(s.scores))]
+    return {
+        "chunk_ids": [s.chunk.chunk_id for s in scored],
+        "claim_tokens": [s.chunk.claim_token for s in scored],
+        "batch_id": batch_id,
+        "row_numbers": int4_array(row_numbers),
+        "compounds": float8_array(scores[:, COMPOUND]),
+        "pos": float8_array(scores[:, POS]),
+        "neu": float8_array(scores[:, NEU]),
+        "neg": float8_array(scores[:, NEG]),
+        "errors": errors,
+        "runner": runner.name,
+        "host": runner.host,
+        "pid": runner.pid,
+        "scorer": runner.scorer,
+    }
+
+
+def _finish_cursor(
+    conn: psycopg.Connection, scored: list[ScoredChunk], runner: RunnerIdentity
+) -> psycopg.Cursor:
+    """Send the finish (prepared, arrays in binary); its one row is read with :func:`_after_finish`."""
+    cur = conn.cursor(row_factory=class_row(FinishOutcome))
+    _register_arrays(cur)
+    cur.execute(q("chunks_finish"), _finish_params(scored, runner), prepare=True)
+    return cur
+
+
+def _after_finish(conn: psycopg.Connection, batch_id: int, outcome: FinishOutcome) -> set[int]:
+    done = set(outcome.finished)
+    if outcome.vanished:
+        # Only a hand edit of batch_inputs gets here; the statement counted them as failed.
+        log.error("chunks %s: %d row(s) were missing from batch_inputs", sorted(done), outcome.vanished)
     # After the commit, in transactions of their own: they lock chunks, which the finish's lock
     # order puts before the batch row it has just locked.
     if outcome.completed_now:
-        batches.finished(conn, batch_id)
+        finished(conn, batch_id)
     elif outcome.status in FINAL_STATUSES:  # a cancelled batch's chunk that was in hand
         conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
     return done
 
 
+def finish_chunks(conn: psycopg.Connection, scored: list[ScoredChunk], runner: RunnerIdentity) -> set[int]:
+    """Commit scored chunks of one batch; the ids of those committed (a chunk whose lease was lost is
+    left out, and nothing of it is written).
+
+    One statement (``chunks_finish``), so one round trip and one transaction: every part of it is
+    guarded by the lease check, chunk by chunk.
+    """
+    if not scored:
+        return set()
+    scope = nullcontext() if conn.autocommit else conn.transaction()  # autocommit: no BEGIN/COMMIT trips
+    with scope, _finish_cursor(conn, scored, runner) as cur:
+        outcome = cur.fetchone()
+    return _after_finish(conn, scored[0].chunk.batch_id, outcome)
+
+
+def finish_and_claim(
+    conn: psycopg.Connection,
+    scored: list[ScoredChunk],
+    runner: RunnerIdentity,
+    lease_seconds: float,
+    limit: int,
+) -> tuple[set[int], list[ClaimedChunk]]:
+    """:func:`finish_chunks` and then :func:`claim_chunks` in one pipeline: one round trip for both.
+
+    ``conn`` must be in autocommit mode, so each statement is its own transaction, as when they are
+    sent one by one. A finish that fails raises before the claim's answer is read.
+    """
+    if not scored:
+        return set(), claim_chunks(conn, runner.name, lease_seconds, limit)
+    with conn.pipeline():
+        finishing = _finish_cursor(conn, scored, runner)
+        claiming = _claim_cursor(conn, runner.name, lease_seconds, limit)
+        outcome = finishing.fetchone()
+        claimed = claiming.fetchall()
+    return _after_finish(conn, scored[0].chunk.batch_id, outcome), claimed
+
+
 def finish_chunk(conn: psycopg.Connection, scored: ScoredChunk, runner: RunnerIdentity) -> bool:
     """Commit one scored chunk; False if its lease was lost and nothing was written."""
     return scored.chunk.chunk_id in finish_chunks(conn, [scored], runner)
+
+
+# -- hand back, renew, release -------------------------------------------------
 
 
 def _return(
@@ -243,8 +298,8 @@ def _return(
     error: str | None = None,
     backoff_seconds: float = 0.0,
 ) -> int:
-    """Hand held chunks back (``chunks_return``): requeued, or closed out with their staged rows
-    when their batch stopped processing; how many were still ours."""
+    """Hand held chunks back (``chunks_return``): requeued, or closed out when their batch stopped
+    processing; how many were still ours."""
     if not chunks:
         return 0
     with conn.cursor(row_factory=namedtuple_row) as cur:

@@ -19,7 +19,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from core.batches.model import Batch, Result, RowError
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound, NotReady
 from core.queries import q
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,12 @@ def results(
     limit: int,
 ) -> list[Result]:
     """Results in file order after row ``after``, or (with ``before``) the ``limit`` rows just before it,
-    read backwards. Either way one index range (the primary key, or batch_results_sentiment_idx)."""
-    name = "batch_results_page_by_sentiment" if sentiment else "batch_results_page"
+    read backwards. Either way one index range (the results' primary key, or with ``sentiment``
+    batch_result_keys_sentiment_idx)."""
+    name = "batch_results_page"
+    if sentiment:
+        ensure_keys(conn, batch)
+        name = "batch_result_keys_page"
     params = {"batch_id": batch.id, "limit": limit, "sentiment": sentiment}
     if before is None:
         params["after_row"] = after
@@ -113,6 +117,21 @@ def results(
         name, params["before_row"] = f"{name}_before", before
     with conn.cursor(row_factory=class_row(Result)) as cur:
         return cur.execute(q(name), params).fetchall()
+
+
+def ensure_keys(conn: psycopg.Connection, batch: Batch) -> None:
+    """Make sure the batch's sort keys (``batch_result_keys``) are written: filtered and
+    score-ordered listings read them. Written in one pass by the first request that needs them."""
+    params = {"batch_id": batch.id}
+    if conn.execute(q("batch_result_keys_written"), params).fetchone()[0]:
+        return
+    if not conn.execute(q("batch_result_keys_write"), params).fetchone()[0]:
+        raise NotReady(
+            "Listing not ready yet",
+            "A runner still holds part of this batch; its sorted listings are written once it is done.",
+            "listing-not-ready",
+            retry_after=1,
+        )
 
 
 def row_errors(conn: psycopg.Connection, batch: Batch, *, after: int = 0, limit: int) -> list[RowError]:

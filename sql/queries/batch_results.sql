@@ -1,70 +1,71 @@
 -- name: batch_results_page
--- One keyset page of results: an index range on the primary key, whatever the depth.
-SELECT row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error
-FROM batch_results
-WHERE batch_id = %(batch_id)s
-  AND row_number > %(after_row)s
-ORDER BY row_number
-LIMIT %(limit)s;
-
--- name: batch_results_page_by_sentiment
--- One keyset page of the results with one sentiment: a range of batch_results_sentiment_idx.
-SELECT row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error
-FROM batch_results
-WHERE batch_id = %(batch_id)s
-  AND sentiment = %(sentiment)s
-  AND row_number > %(after_row)s
-ORDER BY row_number
+-- One keyset page of results in file order: one range of the primary key of batch_results, joined to the same range of batch_inputs, whatever the depth.
+SELECT i.row_number, i.line_number, i.client_id, i.text, vader_label(r.compound) AS sentiment,
+       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error
+FROM batch_results AS r
+JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = r.row_number
+WHERE r.batch_id = %(batch_id)s
+  AND r.row_number > %(after_row)s
+ORDER BY r.row_number
 LIMIT %(limit)s;
 
 -- name: batch_results_page_before
--- One keyset page backwards (the batch page's Previous link): the same index range, read in reverse.
-SELECT row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error
-FROM batch_results
-WHERE batch_id = %(batch_id)s
-  AND row_number < %(before_row)s
-ORDER BY row_number DESC
-LIMIT %(limit)s;
-
--- name: batch_results_page_by_sentiment_before
--- One keyset page backwards of the results with one sentiment: batch_results_sentiment_idx in reverse.
-SELECT row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error
-FROM batch_results
-WHERE batch_id = %(batch_id)s
-  AND sentiment = %(sentiment)s
-  AND row_number < %(before_row)s
-ORDER BY row_number DESC
+-- One keyset page backwards (the batch page's Previous link): the same index ranges, read in reverse.
+SELECT i.row_number, i.line_number, i.client_id, i.text, vader_label(r.compound) AS sentiment,
+       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error
+FROM batch_results AS r
+JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = r.row_number
+WHERE r.batch_id = %(batch_id)s
+  AND r.row_number < %(before_row)s
+ORDER BY r.row_number DESC
 LIMIT %(limit)s;
 
 -- name: batch_results_export_csv
 -- Every result of a batch as CSV for COPY ... TO STDOUT, cells that a spreadsheet would run as formulas defused.
 COPY (
     -- OWASP CSV injection: a cell starting with = + - @ TAB or CR gets a leading quote.
-    SELECT CASE WHEN client_id ~ '^[=+@\t\r-]' THEN '''' || client_id ELSE client_id END AS id,
-           CASE WHEN text ~ '^[=+@\t\r-]' THEN '''' || text ELSE text END AS text,
-           sentiment, score, compound, pos, neu, neg, error
-    FROM batch_results
-    WHERE batch_id = {batch_id}
-    ORDER BY row_number
+    SELECT CASE WHEN i.client_id ~ '^[=+@\t\r-]' THEN '''' || i.client_id ELSE i.client_id END AS id,
+           CASE WHEN i.text ~ '^[=+@\t\r-]' THEN '''' || i.text ELSE i.text END AS text,
+           vader_label(r.compound) AS sentiment, abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg,
+           r.error
+    FROM batch_results AS r
+    JOIN batch_inputs AS i ON i.batch_id = {batch_id} AND i.row_number = r.row_number
+    WHERE r.batch_id = {batch_id}
+    ORDER BY r.row_number
 ) TO STDOUT (FORMAT csv, HEADER);
 
 -- name: batch_results_export_rows
 -- Every result of a batch in file order, for streaming exports through a server-side cursor.
-SELECT row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error
-FROM batch_results
-WHERE batch_id = %(batch_id)s
-ORDER BY row_number;
+SELECT i.row_number, i.line_number, i.client_id, i.text, vader_label(r.compound) AS sentiment,
+       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error
+FROM batch_results AS r
+JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = r.row_number
+WHERE r.batch_id = %(batch_id)s
+ORDER BY r.row_number;
 
 -- name: batch_results_ordered
--- One keyset page of results in an order of core/batches/ordering.py ({columns}, {filter}, {after}, {order}): a range of the primary key, batch_results_sentiment_idx or batch_results_compound_idx, whatever the depth.
-SELECT {columns}
-FROM batch_results
+-- One keyset page of results in an order of core/batches/ordering.py ({source}, {keys}, {filter}, {after}, {order}, {outer_order}): a range of the primary key of batch_results or of an index of batch_result_keys, then the rows it names, whatever the depth.
+SELECT i.row_number, i.line_number, i.client_id, i.text, vader_label(r.compound) AS sentiment,
+       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error
+FROM (
+    SELECT {keys} FROM {source}
+    WHERE batch_id = %(batch_id)s AND {filter} {after}
+    ORDER BY {order}
+    LIMIT %(limit)s
+) AS k
+JOIN batch_results AS r ON r.batch_id = %(batch_id)s AND r.row_number = k.row_number
+JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = k.row_number
+ORDER BY {outer_order};
+
+-- name: batch_results_ordered_keys
+-- The keys alone of one keyset range in an order of core/batches/ordering.py, as batch_results_ordered reads them: an index-only range.
+SELECT {keys} FROM {source}
 WHERE batch_id = %(batch_id)s AND {filter} {after}
 ORDER BY {order}
 LIMIT %(limit)s;
 
 -- name: batch_results_partitions_ensure
--- Make sure the partitions of batch_results and batch_row_errors that hold one batch exist (make = false: only whether they do), and keep the purge off them until commit (core/batches/partitions.py).
+-- Make sure the partitions of every partitioned batch table that hold one batch exist (make = false: only whether they do), and keep the purge off them until commit (core/batches/partitions.py).
 SELECT batch_partitions_ensure(%(batch_id)s, %(make)s) AS covered;
 
 -- name: batch_results_partitions_make_ahead
@@ -78,14 +79,14 @@ FROM batches_id_seq, generate_series(0, 1) AS k;
 SELECT c.relname AS partition
 FROM pg_class AS c
 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
-  AND c.relname ~ '^batch_(results|row_errors)_(p[0-9]+|legacy)$'
+  AND c.relname ~ '^batch_(inputs|results|row_errors|result_keys)_(p[0-9]+|legacy)$'
   AND NOT EXISTS (SELECT 1 FROM pg_inherits AS i WHERE i.inhrelid = c.oid)
   AND obj_description(c.oid, 'pg_class') = %(mark)s
 ORDER BY c.relname
 LIMIT %(limit)s;
 
 -- name: batch_results_partitions_droppable
--- Partitions (of batch_results and batch_row_errors) that can go whole: every batch id of their range was handed out, and every batch of it is deleted or gone; ranges in order, pending detaches first.
+-- Partitions (of every partitioned batch table) that can go whole: every batch id of their range was handed out, and every batch of it is deleted or gone; ranges in order, pending detaches first.
 WITH handed_out AS (
     SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS last_id FROM batches_id_seq
 )

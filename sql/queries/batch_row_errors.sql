@@ -1,8 +1,9 @@
--- name: batch_row_errors_move_from_staging
--- Move the rows an upload set aside from staging to batch_row_errors (inside the upload transaction).
+-- name: batch_row_errors_move_from_inputs
+-- Move the rows an upload set aside from batch_inputs to batch_row_errors (inside the upload transaction).
 WITH moved AS (
-    -- Set-aside rows were staged with row_number = -error_number; see 0002.
-    DELETE FROM batch_rows
+    -- Set-aside rows were copied with row_number = -error_number, so the
+    -- upload's one COPY stream carries every row, good or bad.
+    DELETE FROM batch_inputs
     WHERE batch_id = %(batch_id)s AND row_number < 0
     RETURNING row_number, line_number, client_id, problem
 )

@@ -21,12 +21,11 @@ SELECT pg_notify('chunks_ready', %(public_id)s);
 SELECT {columns} FROM batches WHERE public_id = %(public_id)s AND deleted_at IS NULL;
 
 -- name: batches_cancel
--- Stop a processing batch in one statement: chunks no runner holds go with their staged rows, chunks in hand still finish.
+-- Stop a processing batch in one statement: chunks no runner holds leave the queue, chunks in hand still finish; the rows stay until the batch is deleted.
 WITH locked AS (
-    -- Lock order (jobrunner/chunks.py): every chunk of the batch, in id order,
+    -- Lock order (core/batches/queue.py): every chunk of the batch, in id order,
     -- before the batch row, as the finish and the requeues take them. With
-    -- them all locked no chunk can change state under the cancel, so a chunk
-    -- and its staged rows are dropped together or kept together.
+    -- them all locked no chunk can change state under the cancel.
     SELECT id, state FROM chunks WHERE batch_id = %(batch_id)s ORDER BY id FOR UPDATE
 ), cancelled AS (
     UPDATE batches
@@ -38,10 +37,6 @@ WITH locked AS (
 ), dropped AS (
     DELETE FROM chunks AS c USING locked, cancelled
     WHERE c.id = locked.id AND locked.state <> 'claimed'
-    RETURNING c.first_row, c.last_row
-), unstaged AS (
-    DELETE FROM batch_rows AS r USING dropped
-    WHERE r.batch_id = %(batch_id)s AND r.row_number BETWEEN dropped.first_row AND dropped.last_row
 ), webhook AS (
     -- The batch.cancelled webhook joins the outbox in this same statement (jobrunner/webhooks.py).
     INSERT INTO webhook_events (batch_id, type, callback_url)
@@ -105,7 +100,7 @@ ORDER BY b.deleted_at, b.id
 LIMIT %(limit)s;
 
 -- name: batches_reap_span
--- The first and last key of a deleted batch's rows in one of its tables ({table}, keyed by {key}: results, set-aside or staged rows).
+-- The first and last key of a deleted batch's rows in one of its tables ({table}, keyed by {key}: inputs, results, set-aside rows or sort keys).
 SELECT min({key}) AS low, max({key}) AS high FROM {table} WHERE batch_id = %(batch_id)s;
 
 -- name: batches_reap_range
@@ -149,14 +144,15 @@ SELECT (SELECT jsonb_object_agg(status, n)
        (SELECT count(*) FROM chunks WHERE state = 'claimed') AS claimed,
        (SELECT count(*) FROM runners) AS runners,
        -- Dead row versions per table, so bloat is visible before it costs (vacuum's backlog).
-       -- A partitioned table's are its partitions' (batch_results, batch_row_errors), summed.
+       -- A partitioned table's are its partitions', summed.
        (SELECT jsonb_object_agg(name, n) FROM (
             SELECT coalesce(parent.relname, s.relname) AS name, sum(s.n_dead_tup) AS n
             FROM pg_stat_user_tables AS s
             LEFT JOIN pg_inherits AS i ON i.inhrelid = s.relid
             LEFT JOIN pg_class AS parent ON parent.oid = i.inhparent
             WHERE coalesce(parent.relname, s.relname)
-                  IN ('batches', 'batch_rows', 'chunks', 'batch_results', 'batch_row_errors')
+                  IN ('batches', 'chunks', 'batch_inputs', 'batch_results', 'batch_row_errors',
+                      'batch_result_keys')
             GROUP BY 1) AS dead)
            AS dead_tuples,
        -- Per API key (client_usage; "" for batches uploaded without a key).

@@ -1,5 +1,5 @@
 -- name: chunks_insert_for_batch
--- Cut a freshly staged batch's valid rows into chunks, placed fairly among the waiting work.
+-- Cut a freshly uploaded batch's valid rows into chunks, placed fairly among the waiting work.
 WITH round AS (
     -- The smallest waiting fair_key: the new batch's first chunk gets it, its
     -- k-th chunk that plus k, so it interleaves with the older batches' rest
@@ -23,7 +23,7 @@ WITH others AS (
           AND b.id <> %(batch_id)s AND c.state = 'ready'
     ) AS waiting
 ), mine AS (
-    -- Lock order (jobrunner/chunks.py): chunks in id order. Runners' claims
+    -- Lock order (core/batches/queue.py): chunks in id order. Runners' claims
     -- skip these rows while they are locked, and never wait on this.
     SELECT c.id, c.batch_id, c.fair_key
     FROM batches AS b JOIN chunks AS c ON c.batch_id = b.id, others
@@ -103,28 +103,34 @@ WITH head AS (
     FROM head
     WHERE b.id = head.batch_id AND b.started_at IS NULL
 )
--- Each chunk's rows are one range of staging's primary key (runners run with
--- enable_seqscan off, so stale statistics cannot turn this into a scan of all
--- staging; see jobrunner.chunks.configure_session).
+-- Each chunk's rows come back as two arrays (numbers and texts, fetched in
+-- binary), read as one range of batch_inputs' primary key: one result row
+-- per chunk, however many rows it has. The runners run with enable_seqscan
+-- off, so stale statistics cannot turn this into a scan of the partition
+-- (see core.batches.queue.configure_session). A chunk whose rows are missing
+-- (only a hand edit does that) comes back with empty arrays, so its finish
+-- closes it out and counts them.
 SELECT leased.id AS chunk_id, leased.batch_id, leased.first_row, leased.last_row,
-       leased.claim_token, leased.attempts, r.row_number, r.text
--- LEFT JOIN: a chunk whose rows are missing (only a hand edit does that) still
--- comes back, with no rows, so its finish closes it out and counts them; such
--- a chunk's one row (row_number NULL) sorts last.
+       leased.claim_token, leased.attempts,
+       coalesce(rows.row_numbers, '{}') AS row_numbers, coalesce(rows.texts, '{}') AS texts
 FROM leased
-LEFT JOIN batch_rows AS r
-  ON r.batch_id = leased.batch_id
- AND r.row_number BETWEEN leased.first_row AND leased.last_row
-ORDER BY r.row_number;
+LEFT JOIN LATERAL (
+    -- Aggregated in the order of the ordered subquery (one index range).
+    SELECT array_agg(r.row_number) AS row_numbers, array_agg(r.text) AS texts
+    FROM (SELECT i.row_number, i.text
+          FROM batch_inputs AS i
+          WHERE i.batch_id = leased.batch_id
+            AND i.row_number BETWEEN leased.first_row AND leased.last_row
+          ORDER BY i.row_number) AS r
+) AS rows ON true
+ORDER BY leased.id;
 
 -- name: chunks_finish
--- Commit scored chunks of one batch in one statement: those whose lease the caller still holds have
--- their rows moved from staging to results and counted into the batch (finishing it with its last
--- chunk), and the runner's heartbeat beats.
+-- Commit scored chunks of one batch in one statement: those whose lease the caller still holds have their scores inserted and counted into the batch (finishing it with its last chunk), and the runner's heartbeat beats.
 WITH held AS (
-    -- Lock order (see jobrunner/chunks.py): a batch's chunks in id order, then
-    -- its staged rows, then its batch row. The lease check, chunk by chunk:
-    -- everything below covers only the chunks that matched.
+    -- Lock order (see core/batches/queue.py): a batch's chunks in id order,
+    -- then its batch row. The lease check, chunk by chunk: everything below
+    -- covers only the chunks that matched.
     SELECT c.id
     FROM chunks AS c
     JOIN unnest(%(chunk_ids)s::bigint[], %(claim_tokens)s::uuid[]) AS mine (id, token)
@@ -141,38 +147,32 @@ WITH held AS (
     FROM held
     WHERE c.id = held.id
     RETURNING c.id, c.first_row, c.last_row
-), moved AS (
-    -- The rows leave staging exactly when their results appear. The round's
-    -- span, given as parameters, keeps this one range of the primary key
-    -- whatever the statistics say; EXISTS keeps it to the chunks still ours.
-    DELETE FROM batch_rows AS r
-    WHERE r.batch_id = %(batch_id)s
-      AND r.row_number BETWEEN %(first_row)s AND %(last_row)s
-      AND EXISTS (SELECT 1 FROM finished AS f WHERE r.row_number BETWEEN f.first_row AND f.last_row)
-    RETURNING r.row_number, r.line_number, r.client_id, r.text
 ), inserted AS (
-    INSERT INTO batch_results
-        (batch_id, row_number, line_number, client_id, text, sentiment, score, compound, pos, neu, neg, error)
-    SELECT %(batch_id)s, moved.row_number, moved.line_number, moved.client_id, moved.text,
-           s.sentiment, s.score, s.compound, s.pos, s.neu, s.neg, s.error
-    FROM moved
-    JOIN unnest(%(row_numbers)s::integer[], %(sentiments)s::text[],
-                %(scores)s::float8[], %(compounds)s::float8[],
-                %(pos)s::float8[], %(neu)s::float8[], %(neg)s::float8[], %(errors)s::text[])
-         AS s (row_number, sentiment, score, compound, pos, neu, neg, error)
-      USING (row_number)
-    RETURNING sentiment, error
+    -- Only what scoring adds: the text stays where the upload wrote it. The
+    -- arrays arrive in binary (core/batches/queue.py builds them from numpy);
+    -- errors is NULL when no row failed, and unnest pads it with NULLs; a
+    -- failed row's numbers (NaN) are not kept. The results' primary key
+    -- refuses a row scored twice.
+    INSERT INTO batch_results (batch_id, row_number, compound, pos, neu, neg, error)
+    SELECT %(batch_id)s, s.row_number,
+           CASE WHEN s.error IS NULL THEN s.compound END, CASE WHEN s.error IS NULL THEN s.pos END,
+           CASE WHEN s.error IS NULL THEN s.neu END, CASE WHEN s.error IS NULL THEN s.neg END, s.error
+    FROM unnest(%(row_numbers)s::integer[], %(compounds)s::float8[], %(pos)s::float8[],
+                %(neu)s::float8[], %(neg)s::float8[], %(errors)s::text[])
+         AS s (row_number, compound, pos, neu, neg, error)
+    WHERE EXISTS (SELECT 1 FROM finished AS f WHERE s.row_number BETWEEN f.first_row AND f.last_row)
+    RETURNING compound, error
 ), tally AS (
     -- What was actually written, so a chunk whose lease was lost counts nothing.
     SELECT count(*) FILTER (WHERE error IS NULL) AS scored,
            count(*) FILTER (WHERE error IS NOT NULL) AS failed,
-           count(*) FILTER (WHERE sentiment = 'positive') AS positive,
-           count(*) FILTER (WHERE sentiment = 'negative') AS negative,
-           count(*) FILTER (WHERE sentiment = 'neutral') AS neutral,
+           count(*) FILTER (WHERE vader_label(compound) = 'positive') AS positive,
+           count(*) FILTER (WHERE vader_label(compound) = 'negative') AS negative,
+           count(*) FILTER (WHERE vader_label(compound) = 'neutral') AS neutral,
            count(*) AS rows,
-           -- Rows of finished chunks that were no longer in staging (only a hand
-           -- edit can do that: cancel and delete never take a held chunk's rows).
-           -- They count as failed, so the batch still reaches a final state.
+           -- Rows of finished chunks that the claim did not find in batch_inputs
+           -- (only a hand edit can do that: delete never takes a held chunk's
+           -- rows). They count as failed, so the batch still reaches a final state.
            (SELECT coalesce(sum(last_row - first_row + 1), 0) FROM finished) - count(*) AS vanished
     FROM inserted
 ), advanced AS (
@@ -206,7 +206,7 @@ WITH held AS (
               AND b.processed_count + b.failed_count + b.invalid_count - (t.scored + t.failed + t.vanished)
                   < b.total_count AS completed_now
 ), webhook AS (
-    -- The completion webhook (issue 16, part 3) joins the outbox in the statement that completes the
+    -- The completion webhook joins the outbox in the statement that completes the
     -- batch, or not at all (jobrunner/webhooks.py delivers it). This reads the batch row as it was
     -- before this statement: callback_url never changes.
     INSERT INTO webhook_events (batch_id, type, callback_url)
@@ -231,7 +231,7 @@ SELECT (SELECT coalesce(array_agg(id), '{}') FROM finished) AS finished,
        coalesce((SELECT completed_now FROM advanced), false) AS completed_now;
 
 -- name: chunks_return
--- Put chunks the caller holds back in the queue (after a backoff, with the attempt counted or not), or close them out with their staged rows if their batch stopped processing.
+-- Put chunks the caller holds back in the queue (after a backoff, with the attempt counted or not), or close them out if their batch stopped processing.
 WITH held AS (
     -- Lock order: every chunk first, in id order ...
     SELECT c.id, c.batch_id, c.first_row, c.last_row
@@ -265,10 +265,7 @@ WITH held AS (
 ), closed AS (
     DELETE FROM chunks AS c USING held JOIN batch ON batch.id = held.batch_id
     WHERE c.id = held.id AND NOT batch.live
-    RETURNING c.id, c.batch_id, c.first_row, c.last_row
-), unstaged AS (
-    DELETE FROM batch_rows AS r USING closed
-    WHERE r.batch_id = closed.batch_id AND r.row_number BETWEEN closed.first_row AND closed.last_row
+    RETURNING c.id
 )
 SELECT id, true AS requeued FROM requeued
 UNION ALL
@@ -302,10 +299,7 @@ WITH expired AS (
 ), closed AS (
     DELETE FROM chunks AS c USING expired JOIN batch ON batch.id = expired.batch_id
     WHERE c.id = expired.id AND NOT batch.live
-    RETURNING c.id, c.batch_id, c.first_row, c.last_row
-), unstaged AS (
-    DELETE FROM batch_rows AS r USING closed
-    WHERE r.batch_id = closed.batch_id AND r.row_number BETWEEN closed.first_row AND closed.last_row
+    RETURNING c.id
 )
 -- A chunk whose batch row was locked (skipped) is neither: it waits for the next turn.
 SELECT expired.id, expired.batch_id, expired.claimed_by, batch.live AS requeued

@@ -1,11 +1,11 @@
 -- name: result_checkpoints_extend
--- Read on through one ordered or filtered list of a finished batch's results ({keys}, {order}, {filter}, {after} as core/batches/ordering.py composes them) from its last checkpoint, at most `scan` rows, noting where every `every`-th row lies; how many rows were read (fewer than `scan`: the list ended).
+-- Read on through one ordered or filtered list of a finished batch's results ({source}, {keys}, {order}, {filter}, {after} as core/batches/ordering.py composes them) from its last checkpoint, at most `scan` rows, noting where every `every`-th row lies; how many rows were read (fewer than `scan`: the list ended).
 WITH scanned AS (
     -- Keys only (an index-only range), numbered from the checkpoint; the
     -- position is built for the one row in `every` that is kept.
     SELECT {keys}, row_number() OVER (ORDER BY {order}) AS n
     FROM (
-        SELECT {keys} FROM batch_results
+        SELECT {keys} FROM {source}
         WHERE batch_id = %(batch_id)s AND {filter} {after}
         ORDER BY {order}
         LIMIT %(scan)s

@@ -13,10 +13,9 @@ import time
 import psycopg
 import pytest
 
-from tests.helpers import make_csv, process_next, sample_texts, score_everything, wait_for
+from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.conftest import REPO
-
-pytestmark = pytest.mark.integration
+from tests.integration.helpers import process_next, score_everything
 
 
 def status_of(client, batch_id: str) -> dict:
@@ -34,7 +33,7 @@ def finished(client, batch_id: str, timeout: float = 180) -> dict:
 
 
 def assert_exactly_once(url: str, batch_id: str, expected_rows: int, summary: dict) -> None:
-    """One result per input row, staging empty, queue empty, summary = a recount."""
+    """One result per input row, every input row kept, queue empty, summary = a recount."""
     with psycopg.connect(url) as conn:
         internal = conn.execute("SELECT id FROM batches WHERE public_id = %s", (batch_id,)).fetchone()[0]
         count, distinct, first, last = conn.execute(
@@ -45,16 +44,14 @@ def assert_exactly_once(url: str, batch_id: str, expected_rows: int, summary: di
         assert (count, distinct, first, last) == (expected_rows, expected_rows, 1, expected_rows)
         recount = dict(
             conn.execute(
-                "SELECT sentiment, count(*) FROM batch_results WHERE batch_id = %s AND error IS NULL "
-                "GROUP BY sentiment",
+                "SELECT vader_label(compound), count(*) FROM batch_results WHERE batch_id = %s "
+                "AND error IS NULL GROUP BY 1",
                 (internal,),
             ).fetchall()
         )
         assert {k: recount.get(k, 0) for k in ("positive", "negative", "neutral")} == summary
-        assert (
-            conn.execute("SELECT count(*) FROM batch_rows WHERE batch_id = %s", (internal,)).fetchone()[0]
-            == 0
-        )
+        inputs = "SELECT count(*) FROM batch_inputs WHERE batch_id = %s"
+        assert conn.execute(inputs, (internal,)).fetchone()[0] == expected_rows
         assert conn.execute("SELECT count(*) FROM chunks WHERE batch_id = %s", (internal,)).fetchone()[0] == 0
 
 
@@ -198,9 +195,9 @@ def test_sigterm_mid_chunk_commits_it_and_exits_zero(client, upload, runners, da
 
 
 def test_several_chunks_per_claim_and_a_lost_lease_among_them(client, upload, db):
+    from core.batches.queue import RunnerIdentity, claim_chunks, finish_chunks
     from core.settings import Settings
     from jobrunner.chunk_scoring import score_chunk
-    from jobrunner.chunks import RunnerIdentity, claim_chunks, finish_chunks
 
     first = upload(make_csv(sample_texts(500, seed=31)))["batch_id"]
     upload(make_csv(sample_texts(500, seed=32)))
@@ -217,8 +214,6 @@ def test_several_chunks_per_claim_and_a_lost_lease_among_them(client, upload, db
     assert status["processed_count"] == 200 and status["status"] == "processing"
     rows = db.execute("SELECT row_number FROM batch_results ORDER BY 1").fetchall()  # first batch only
     assert [r[0] for r in rows] == [*range(1, 101), *range(201, 301)]
-    staged = "SELECT min(row_number), max(row_number) FROM batch_rows WHERE batch_id = %s"
-    assert db.execute(staged, (chunks[1].batch_id,)).fetchone() == (101, 500)  # the lost one stays
     runner = db.execute("SELECT chunks_done, rows_done FROM runners WHERE name = 'test:0'").fetchone()
     assert runner == (2, 200)
 
@@ -268,9 +263,8 @@ def test_cancel_then_delete(client, upload, runners, database_url, db):
     response = client.post(f"/batch/{batch_id}/cancel")
     assert response.status_code == 200 and response.get_json()["status"] == "cancelled"
     assert db.execute("SELECT count(*) FROM chunks WHERE state = 'ready'").fetchone()[0] == 0
-    # The chunk in hand finishes; then nothing is left in the queue or in staging.
+    # The chunk in hand finishes; then nothing is left in the queue.
     wait_for(lambda: db.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0, timeout=30)
-    assert db.execute("SELECT count(*) FROM batch_rows").fetchone()[0] == 0
     status = status_of(client, batch_id)
     assert status["status"] == "cancelled" and 0 < status["processed_count"] < 5_000
     assert client.get(f"/batch/{batch_id}/results").status_code == 409
@@ -278,7 +272,7 @@ def test_cancel_then_delete(client, upload, runners, database_url, db):
     assert client.delete(f"/batch/{batch_id}").status_code == 204
     assert client.get(f"/batch/{batch_id}").status_code == 404
     # The batch is gone for clients at once; the runner's reaper removes its rows in the background.
-    tables = ("batches", "batch_rows", "chunks", "batch_results", "batch_row_errors")
+    tables = ("batches", "batch_inputs", "chunks", "batch_results", "batch_row_errors")
     wait_for(lambda: all(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] == 0 for t in tables), 30)
 
 

@@ -19,10 +19,7 @@ import psycopg
 import pytest
 
 from core import batches
-from core.errors import Conflict
-from core.settings import Settings
-from jobrunner.chunk_scoring import score_chunk
-from jobrunner.chunks import (
+from core.batches.queue import (
     ClaimedChunk,
     RunnerIdentity,
     claim_chunks,
@@ -31,9 +28,11 @@ from jobrunner.chunks import (
     release_expired,
     retry_later,
 )
-from tests.helpers import make_csv, sample_texts, score_everything, wait_for
-
-pytestmark = pytest.mark.integration
+from core.errors import Conflict
+from core.settings import Settings
+from jobrunner.chunk_scoring import score_chunk
+from tests.helpers import make_csv, sample_texts, wait_for
+from tests.integration.helpers import score_everything
 
 RUNNER = RunnerIdentity("test:1", "test", 1, "fast")
 Operation = Callable[[psycopg.Connection], object]
@@ -175,16 +174,17 @@ def _run(database_url: str, db: psycopg.Connection, first: Operation, second: Op
 
 
 def check_invariants(db: psycopg.Connection, batch_id: int) -> None:
-    """Rows in one place only, every held or waiting chunk with its rows, counters equal to a recount."""
-    both = db.execute(
-        "SELECT count(*) FROM batch_rows s JOIN batch_results r USING (batch_id, row_number) "
-        "WHERE s.batch_id = %s",
+    """Every result with its input row, every held or waiting chunk with its rows, counters equal to a
+    recount, every input row kept while the batch is."""
+    lone = db.execute(
+        "SELECT count(*) FROM batch_results r WHERE r.batch_id = %s AND NOT EXISTS "
+        "(SELECT 1 FROM batch_inputs i WHERE i.batch_id = r.batch_id AND i.row_number = r.row_number)",
         (batch_id,),
     ).fetchone()[0]
-    assert both == 0, "a row is both staged and scored"
+    assert lone == 0, "a result without its input row"
     orphans = db.execute(
         "SELECT c.id, c.state FROM chunks c WHERE c.batch_id = %s AND c.state IN ('claimed', 'ready') "
-        "AND (SELECT count(*) FROM batch_rows r WHERE r.batch_id = c.batch_id "
+        "AND (SELECT count(*) FROM batch_inputs r WHERE r.batch_id = c.batch_id "
         "     AND r.row_number BETWEEN c.first_row AND c.last_row) <> c.last_row - c.first_row + 1",
         (batch_id,),
     ).fetchall()
@@ -194,7 +194,7 @@ def check_invariants(db: psycopg.Connection, batch_id: int) -> None:
         return
     recount = db.execute(
         "SELECT count(*) FILTER (WHERE error IS NULL), count(*) FILTER (WHERE error IS NOT NULL), "
-        "count(*) FILTER (WHERE sentiment = 'positive') FROM batch_results WHERE batch_id = %s",
+        "count(*) FILTER (WHERE vader_label(compound) = 'positive') FROM batch_results WHERE batch_id = %s",
         (batch_id,),
     ).fetchone()
     counted = db.execute(
@@ -207,9 +207,12 @@ def check_invariants(db: psycopg.Connection, batch_id: int) -> None:
         (batch_id,),
     ).fetchone()[0]
     assert waiting == 0, "a stopped batch's chunk waits in the queue"
-    staged = db.execute("SELECT count(*) FROM batch_rows WHERE batch_id = %s", (batch_id,)).fetchone()[0]
+    inputs = db.execute("SELECT count(*) FROM batch_inputs WHERE batch_id = %s", (batch_id,)).fetchone()[0]
+    kept = db.execute("SELECT deleted_at IS NULL FROM batches WHERE id = %s", (batch_id,)).fetchone()[0]
+    if kept:
+        assert inputs == 1_000, "an input row of a batch went missing"
     if counted[3] == "processing":
-        assert staged + recount[0] + recount[1] == 1_000, "a row of a processing batch went missing"
+        assert recount[0] + recount[1] <= 1_000
 
 
 def drain(db: psycopg.Connection, batch_id: int) -> None:
@@ -221,8 +224,11 @@ def drain(db: psycopg.Connection, batch_id: int) -> None:
     row = db.execute("SELECT status, deleted_at FROM batches WHERE id = %s", (batch_id,)).fetchone()
     if row is not None:
         assert row[0] != "processing"
-    for table in ("chunks", "batch_rows"):
-        assert db.execute(f"SELECT count(*) FROM {table} WHERE batch_id = %s", (batch_id,)).fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM chunks WHERE batch_id = %s", (batch_id,)).fetchone()[0] == 0
+    if row is None:  # reaped: every row of it gone
+        for table in ("batch_inputs", "batch_results"):
+            count = f"SELECT count(*) FROM {table} WHERE batch_id = %s"
+            assert db.execute(count, (batch_id,)).fetchone()[0] == 0
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
@@ -243,9 +249,10 @@ def test_interleaving(a, b, cancelled, schedule, upload, db, database_url):
 def test_a_finish_stopped_half_way_never_deadlocks_with_cancel_or_delete(
     other, cancelled, upload, db, database_url
 ):
-    """Lock order inside statements: a finish that has locked its chunks and waits on a staged row
-    (a third session holds it) while a cancel or a delete arrives. Both must wait their turn; a
-    statement taking the batch row before the chunks would deadlock here."""
+    """Lock order inside statements: a finish that has locked its chunks and waits to insert a result
+    (a third session's uncommitted insert of the same row holds it) while a cancel or a delete
+    arrives. Both must wait their turn; a statement taking the batch row before the chunks would
+    deadlock here."""
     scene = _scene(db, upload, cancelled=cancelled)
     finish = _finish(scene)
     with (
@@ -254,7 +261,8 @@ def test_a_finish_stopped_half_way_never_deadlocks_with_cancel_or_delete(
         psycopg.connect(database_url, autocommit=True) as two,
     ):
         blocker.execute(
-            "SELECT 1 FROM batch_rows WHERE batch_id = %s AND row_number = %s FOR UPDATE",
+            "INSERT INTO batch_results (batch_id, row_number, compound, pos, neu, neg) "
+            "VALUES (%s, %s, 0, 0, 1, 0)",
             (scene.batch_id, scene.round[-1].first_row),
         )
         outcomes: dict[str, object] = {}
@@ -271,7 +279,7 @@ def test_a_finish_stopped_half_way_never_deadlocks_with_cancel_or_delete(
         second = threading.Thread(target=run, args=(other, two, OPERATIONS[other](db, scene)))
         second.start()
         wait_for(lambda: _blocked(db, two.info.backend_pid), timeout=20, interval=0.01)
-        blocker.commit()
+        blocker.rollback()
         for thread in (first, second):
             thread.join(timeout=30)
             assert not thread.is_alive()

@@ -6,13 +6,11 @@ import io
 import signal
 
 import psycopg
-import pytest
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from jobrunner.chunks import claim_chunk
-from tests.helpers import make_csv, process, sample_texts, wait_for
-
-pytestmark = pytest.mark.integration
+from core.batches.queue import claim_chunk
+from tests.helpers import make_csv, sample_texts, wait_for
+from tests.integration.helpers import process
 
 
 def _status(client, batch_id: str) -> dict:
@@ -35,7 +33,7 @@ def _counts(db, batch_id: str) -> dict[str, int]:
     """Rows per table for one batch, plus duplicate results."""
     internal = db.execute("SELECT id FROM batches WHERE public_id = %s", (batch_id,)).fetchone()[0]
     return {
-        "staged": db.execute("SELECT count(*) FROM batch_rows WHERE batch_id = %s", (internal,)).fetchone()[
+        "inputs": db.execute("SELECT count(*) FROM batch_inputs WHERE batch_id = %s", (internal,)).fetchone()[
             0
         ],
         "results": db.execute(
@@ -66,7 +64,7 @@ def test_upload_progress_complete_and_pages(client, upload, runners, db, databas
     # Score three chunks in this process: progress must show part-way.
     for _ in range(3):
         chunk = claim_chunk(db, "test-runner", 60)
-        assert chunk is not None and len(chunk.rows) == 100
+        assert chunk is not None and len(chunk.texts) == len(chunk.row_numbers) == 100
         assert process(db, chunk, "reference")
     status = _status(client, batch_id)
     assert status["status"] == "processing"
@@ -92,7 +90,7 @@ def test_upload_progress_complete_and_pages(client, upload, runners, db, databas
         assert row["sentiment"] == label
     recount = {k: sum(r["sentiment"] == k for r in rows) for k in ("positive", "negative", "neutral")}
     assert recount == status["summary"]
-    assert _counts(db, batch_id) == {"staged": 0, "results": 1000, "distinct": 1000, "chunks_not_done": 0}
+    assert _counts(db, batch_id) == {"inputs": 1000, "results": 1000, "distinct": 1000, "chunks_not_done": 0}
 
 
 def test_raw_text_csv_body(client, runners):
@@ -112,7 +110,12 @@ def test_ten_thousand_rows_two_runners_exactly_once(client, upload, runners, db)
     batch_id = created["batch_id"]
     status = wait_for(lambda: (s := _status(client, batch_id))["status"] == "completed" and s, timeout=120)
     assert status["processed_count"] == 10_000
-    assert _counts(db, batch_id) == {"staged": 0, "results": 10_000, "distinct": 10_000, "chunks_not_done": 0}
+    assert _counts(db, batch_id) == {
+        "inputs": 10_000,
+        "results": 10_000,
+        "distinct": 10_000,
+        "chunks_not_done": 0,
+    }
     # Both runners did part of the work (their entries in the runners table say so).
     done = db.execute("SELECT pid, chunks_done FROM runners ORDER BY pid").fetchall()
     assert sorted(pid for pid, _ in done) == sorted([first.pid, second.pid]), runners.logs()
@@ -133,7 +136,12 @@ def test_sigkill_mid_batch_loses_and_duplicates_nothing(client, upload, runners,
     status = wait_for(lambda: (s := _status(client, batch_id))["status"] == "completed" and s, timeout=120)
     assert status["processed_count"] == 5_000
     assert sum(status["summary"].values()) == 5_000
-    assert _counts(db, batch_id) == {"staged": 0, "results": 5_000, "distinct": 5_000, "chunks_not_done": 0}
+    assert _counts(db, batch_id) == {
+        "inputs": 5_000,
+        "results": 5_000,
+        "distinct": 5_000,
+        "chunks_not_done": 0,
+    }
 
 
 def test_sigterm_idle_runner_exits_zero(runners):
@@ -156,8 +164,10 @@ def test_header_variants_and_quoting(client, db):
     )
     assert response.status_code == 202, response.get_json()
     assert response.get_json()["total_count"] == 3
-    staged = db.execute("SELECT row_number, client_id, text FROM batch_rows ORDER BY row_number").fetchall()
-    assert staged == [(1, "a1", 'hello, "world"'), (2, "a2", "line one\nline two"), (3, "a3", "plain")]
+    written = db.execute(
+        "SELECT row_number, client_id, text FROM batch_inputs ORDER BY row_number"
+    ).fetchall()
+    assert written == [(1, "a1", 'hello, "world"'), (2, "a2", "line one\nline two"), (3, "a3", "plain")]
     chunks = db.execute("SELECT first_row, last_row, state FROM chunks").fetchall()
     assert chunks == [(1, 3, "ready")]
 
@@ -166,8 +176,8 @@ def test_missing_id_column_uses_line_number(client, db):
     raw = b'text\n"two\nlines"\nthird\n'
     response = client.post("/batch/upload", data=raw, content_type="text/csv")
     assert response.status_code == 202
-    staged = db.execute("SELECT client_id, text FROM batch_rows ORDER BY row_number").fetchall()
-    assert staged == [("2", "two\nlines"), ("4", "third")]
+    written = db.execute("SELECT client_id, text FROM batch_inputs ORDER BY row_number").fetchall()
+    assert written == [("2", "two\nlines"), ("4", "third")]
 
 
 def test_chunks_follow_chunk_size(database_url, db):
@@ -196,7 +206,7 @@ def test_runner_and_web_survive_a_postgresql_restart(client, upload, runners, db
     assert status["processed_count"] == 5_000
     with psycopg.connect(database_url, autocommit=True) as conn:
         assert _counts(conn, batch_id) == {
-            "staged": 0,
+            "inputs": 5_000,
             "results": 5_000,
             "distinct": 5_000,
             "chunks_not_done": 0,

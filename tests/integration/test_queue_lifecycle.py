@@ -7,12 +7,8 @@ import random
 import signal
 import time
 
-import pytest
-
 from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.test_faults import assert_exactly_once, finished, status_of
-
-pytestmark = pytest.mark.integration
 
 
 def test_a_round_three_leases_long_commits_once(client, upload, runners, database_url, db):
@@ -44,7 +40,10 @@ def test_a_runner_survives_a_round_whose_commit_raises(client, upload, runners, 
         """
         CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            IF NEW.text LIKE '%REFUSED%' AND NEW.sentiment IS NOT NULL THEN
+            IF NEW.error IS NULL AND EXISTS (
+                SELECT 1 FROM batch_inputs AS i
+                WHERE i.batch_id = NEW.batch_id AND i.row_number = NEW.row_number
+                  AND i.text LIKE '%REFUSED%') THEN
                 RAISE EXCEPTION 'refused by the test';
             END IF;
             RETURN NEW;
@@ -105,37 +104,14 @@ def test_cancel_and_delete_storm_while_runners_are_killed(client, upload, runner
         if batch_id not in deleted:
             assert finished(client, batch_id, timeout=120)["status"] != "processing"
     wait_for(lambda: db.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0, timeout=60)
-    assert db.execute("SELECT count(*) FROM batch_rows").fetchone()[0] == 0
     for batch_id in uploaded:
         if batch_id not in deleted:
             answer = client.delete(f"/batch/{batch_id}")
             assert answer.status_code == 204, (batch_id, status_of(client, batch_id), answer.get_json())
         assert client.get(f"/batch/{batch_id}").status_code == 404
-    tables = ("batches", "batch_rows", "chunks", "batch_results", "batch_row_errors")
+    tables = ("batches", "batch_inputs", "chunks", "batch_results", "batch_row_errors")
     wait_for(lambda: all(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] == 0 for t in tables), 120)
     assert all(proc.poll() is None for proc in alive)
-
-
-def test_a_chunk_whose_staged_rows_vanished_is_closed_out_and_counted(client, upload, db):
-    """Only a hand edit can remove a held chunk's staged rows; its finish still closes the chunk out,
-    counts the missing rows as failed and lets the batch reach a final state, never retried forever."""
-    from core.settings import Settings
-    from jobrunner.chunk_scoring import score_chunk
-    from jobrunner.chunks import RunnerIdentity, claim_chunks, finish_chunks
-
-    batch_id = upload(make_csv(sample_texts(150, seed=45)))["batch_id"]
-    chunks = claim_chunks(db, "test:0", 60, limit=2)
-    scored = [score_chunk(chunk, Settings()) for chunk in chunks]
-    db.execute("DELETE FROM batch_rows WHERE row_number BETWEEN 101 AND 120")
-    done = finish_chunks(db, scored, RunnerIdentity("test:0", "test", 0, "fast"))
-    assert done == {c.chunk_id for c in chunks}
-    status = status_of(client, batch_id)
-    assert (status["status"], status["processed_count"], status["failed_count"]) == (
-        "completed_with_errors",
-        130,
-        20,
-    )
-    assert db.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
 
 
 def test_runner_sessions_carry_the_service_bounds(upload, runners, db):
@@ -160,7 +136,7 @@ def test_runner_sessions_carry_the_service_bounds(upload, runners, db):
 
 
 def test_deleting_a_cancelled_batch_with_chunks_in_hand_says_to_retry(client, upload, db):
-    from jobrunner.chunks import claim_chunks
+    from core.batches.queue import claim_chunks
 
     batch_id = upload(make_csv(sample_texts(300, seed=47)))["batch_id"]
     processing = client.delete(f"/batch/{batch_id}")
@@ -173,13 +149,13 @@ def test_deleting_a_cancelled_batch_with_chunks_in_hand_says_to_retry(client, up
     assert body["type"] == "/problems/chunks-in-hand" and "cancel it first" not in body["detail"]
 
 
-def test_a_waiting_chunk_whose_staged_rows_vanished_is_claimed_and_closed_out(client, upload, db):
+def test_a_waiting_chunk_whose_input_rows_vanished_is_claimed_and_closed_out(client, upload, db):
     """Its claim hands it out with no rows (not an invisible lease retried forever); its finish
     counts the rows as failed and the batch reaches a final state."""
-    from tests.helpers import score_everything
+    from tests.integration.helpers import score_everything
 
     batch_id = upload(make_csv(sample_texts(250, seed=48)))["batch_id"]
-    db.execute("DELETE FROM batch_rows WHERE row_number BETWEEN 101 AND 200")
+    db.execute("DELETE FROM batch_inputs WHERE row_number BETWEEN 101 AND 200")
     assert score_everything(db) == 3
     status = status_of(client, batch_id)
     assert (status["status"], status["processed_count"], status["failed_count"]) == (
@@ -193,7 +169,7 @@ def test_done_chunks_left_behind_by_a_lost_connection_are_swept(upload, db):
     """A runner whose connection goes between the commit that completes a batch and dropping its
     done chunks leaves them; housekeeping sweeps them, and never a processing batch's."""
     from core import batches
-    from tests.helpers import score_everything
+    from tests.integration.helpers import score_everything
 
     done_id = upload(make_csv(["good"] * 250))["batch_id"]
     score_everything(db)
