@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import ceiling, e2e, hostile, latency, purge, reads, retention, upload, vader
+from bench import ceiling, e2e, hostile, latency, pgcpu, purge, reads, retention, upload, vader
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             "≥ 8 : 1",
         )
     )
+    rows.extend(pgcpu.rows(k))
     lat_rows = 50_000 if args.quick else 200_000
     print(f"latency: 1 runner, {lat_rows:,} short texts, 2 ms added per round trip ...", flush=True)
     lat = latency.run(lat_rows)

@@ -13,7 +13,9 @@
   its reaped children's, plus every live child's) per row during the upload
   and during the scoring (claims, finishes, housekeeping, autovacuum), next
   to the runners' CPU per row. runner CPU : PostgreSQL CPU is how many runner
-  cores one PostgreSQL core can feed.
+  cores one PostgreSQL core can feed. ``bench.pgcpu`` splits each phase's
+  PostgreSQL CPU by process type (and by statement where pg_stat_statements
+  is loaded); its sampling session is left out of both figures.
 
 ``python -m bench.ceiling [--rows N]`` runs both alone.
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from bench import pgcpu
 from bench.data import texts as make_texts
 from bench.e2e import _csv
 from bench.service import cluster, runners
@@ -72,10 +75,16 @@ def server_cpu(url: str) -> float:
 
 # -- one batch, timed ----------------------------------------------------------
 def timed_batch(
-    url: str, body: bytes, count: int, runner_url: str | None = None, **env: str
-) -> dict[str, float]:
+    url: str,
+    body: bytes,
+    count: int,
+    runner_url: str | None = None,
+    probe: pgcpu.PgCpuProbe | None = None,
+    **env: str,
+) -> dict:
     """Upload ``body`` with ``count`` runners waiting (connected to ``runner_url`` if given); seconds and
-    CPU seconds of each phase."""
+    CPU seconds of each phase. With a ``probe``, also each phase's ``pgcpu.CpuBreakdown``
+    (``pg_upload_split``, ``pg_scoring_split``), and the PostgreSQL figures leave its session out."""
     from webapp import create_app
 
     app = create_app({"database_url": url, "migrate_on_start": False})
@@ -89,22 +98,32 @@ def timed_batch(
                 assert time.monotonic() < deadline, "runners did not start"
                 time.sleep(0.05)
             runner_cpu = sum(process_cpu(p.pid, reaped=False) for p in procs)
+            if probe is not None:
+                probe.start()
             pg0, started = server_cpu(url), time.perf_counter()
             answer = app.test_client().post("/batch/upload", data=body, content_type="text/csv").get_json()
             pg1, uploaded = server_cpu(url), time.perf_counter()
+            upload_split = probe.lap() if probe is not None else None
             status = "SELECT status FROM batches WHERE public_id = %s"
             while conn.execute(status, (answer["batch_id"],)).fetchone()[0] == "processing":
                 time.sleep(0.02)
             pg2, done = server_cpu(url), time.perf_counter()
+            scoring_split = probe.stop() if probe is not None else None
             runner_cpu = sum(process_cpu(p.pid, reaped=False) for p in procs) - runner_cpu
             conn.execute("DELETE FROM batch_results; DELETE FROM batches;")
-        return {
+        result = {
             "seconds": done - started,
             "upload_seconds": uploaded - started,
             "pg_upload_cpu": pg1 - pg0,
             "pg_scoring_cpu": pg2 - pg1,
             "runner_cpu": runner_cpu,
         }
+        if upload_split is not None and scoring_split is not None:
+            # The probe's session is not PostgreSQL's work for the batch.
+            result["pg_upload_cpu"] -= upload_split.probe
+            result["pg_scoring_cpu"] -= scoring_split.probe
+            result.update(pg_upload_split=upload_split, pg_scoring_split=scoring_split)
+        return result
     finally:
         app.extensions["db_pool"].close()
 
@@ -170,11 +189,12 @@ def ceiling(rows: int, repeat: int = 3) -> dict:
 
 
 def cpu(rows: int) -> dict:
-    """PostgreSQL's and the runners' CPU per row for one ``rows``-row batch, real scorer, runners = cores."""
+    """PostgreSQL's and the runners' CPU per row for one ``rows``-row batch, real scorer, runners = cores;
+    PostgreSQL's split by process type (``bench.pgcpu``) in ``pg_upload_split`` and ``pg_scoring_split``."""
     cores = os.cpu_count() or 1
     body = _csv(make_texts("review", rows, seed=12))
-    with cluster() as url:
-        run = timed_batch(url, body, cores)
+    with pgcpu.cluster() as url:
+        run = timed_batch(url, body, cores, probe=pgcpu.PgCpuProbe(url))
     pg = run["pg_upload_cpu"] + run["pg_scoring_cpu"]
     return {
         "rows": rows,
@@ -184,6 +204,8 @@ def cpu(rows: int) -> dict:
         "runner_us": run["runner_cpu"] / rows * 1e6,
         "ratio": run["runner_cpu"] / pg,
         "ratio_scoring": run["runner_cpu"] / run["pg_scoring_cpu"],
+        "pg_upload_split": run["pg_upload_split"],
+        "pg_scoring_split": run["pg_scoring_split"],
     }
 
 
