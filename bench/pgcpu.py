@@ -162,7 +162,7 @@ def named_queries() -> dict[str, str]:
 KINDS = (
     ("claim", re.compile(r"^(?!webhook).*claim")),
     ("finish", re.compile(r"^(?!webhook).*finish")),
-    ("upload COPY", re.compile(r"^(batch_rows_copy|copy\b)", re.IGNORECASE)),
+    ("upload COPY", re.compile(r"_copy$|^copy\b", re.IGNORECASE)),
     (
         "housekeeping",
         re.compile(

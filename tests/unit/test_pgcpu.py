@@ -81,6 +81,7 @@ def test_statement_kinds() -> None:
     assert pgcpu.kind("webhook_events_claim") == "housekeeping"
     assert pgcpu.kind("chunks_finish") == "finish"
     assert pgcpu.kind("batch_rows_copy") == "upload COPY"
+    assert pgcpu.kind("batch_inputs_copy") == "upload COPY"
     assert pgcpu.kind("COPY batch_rows (batch_id) FROM STDIN") == "upload COPY"
     assert pgcpu.kind("runners_heartbeat") == "housekeeping"
     assert pgcpu.kind("SELECT pg_advisory_unlock($1)") == "housekeeping"
