@@ -1,33 +1,14 @@
-"""The web app's wiring: its settings and one connection pool per worker process.
+"""The web app's settings, and its connection pool: one per worker process.
 
-The pool is created closed and opened once the app is built (so forking
-servers open it in each worker, after the fork); it does not wait for the
-database, so a worker starts even while PostgreSQL is down and answers 503
-until it is back. Every unit of work takes a pooled connection: ``connection()``
-(below) for anything that touches batches, ``get_pool().connection()`` for the rest.
-
-Every unit of work that touches batches runs as its caller (:mod:`core.clients`):
-``with connection() as conn`` opens the transaction with ``SET LOCAL`` of the
-database role (``sentiment_web`` for a client key, ``sentiment_web_admin`` for
-an admin) and of ``sentiment.client`` (the key's name), in one round trip.
-Row-level security (sql/migrations/0009) then shows that transaction its own
-batches and nothing else, whatever the query's ``WHERE`` says; both settings
-fall back at commit or rollback, so a pooled connection carries nothing to the
-next request. A bare ``get_pool().connection()`` runs as ``sentiment_web`` with
-no client set, so it sees no batch at all: it is for sign-in, sessions and
-health checks.
-
-Its connections start with the web role's bounds (:mod:`core.connections`):
-every statement is cancelled after STATEMENT_TIMEOUT (a 503 ``query-timeout``,
-webapp.problems), a session idle inside a transaction is ended after
-IDLE_IN_TRANSACTION_TIMEOUT, and TCP keepalives run at both ends. Uploads and
-exports, whose one COPY lasts as long as the client takes to send or read,
-use ``bulk_connection()`` instead: the same connection, with
-BULK_STATEMENT_TIMEOUT for its transaction only (``SET LOCAL``, so the bound
-falls back by itself at commit or rollback).
-
-With READ_DATABASE_URL, a second pool of the same kind reads finished batches'
-results from a standby (webapp.replica).
+The pool opens after the fork, in each worker, and does not wait for the database: a worker
+starts while PostgreSQL is down and answers 503 until it is back. ``with connection() as conn``
+runs its transaction as the request's caller (:mod:`core.clients`): one round trip sets, for the
+transaction only, the role (``sentiment_web``, or ``sentiment_web_admin`` for an admin) and
+``sentiment.client``, so row-level security shows it that caller's batches and nothing else, and
+a pooled connection carries nothing to the next request. A bare ``get_pool().connection()`` sees
+no batch at all: it is for sign-in, sessions and health checks. Connections have the web role's
+bounds (:mod:`core.connections`): STATEMENT_TIMEOUT, or, through ``bulk_connection()``, the
+longer BULK_STATEMENT_TIMEOUT for an upload's or an export's one long COPY.
 """
 
 from __future__ import annotations

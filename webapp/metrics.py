@@ -1,16 +1,12 @@
-"""``GET /metrics`` in the Prometheus text format.
+"""``GET /metrics`` in the Prometheus text format; with keys, for an admin key only (it names every client).
 
-Counters the web workers keep (uploads by outcome, rows ingested, requests)
-use prometheus-client's multiprocess mode under gunicorn (the gunicorn config
-sets PROMETHEUS_MULTIPROC_DIR), so a scrape sums every worker instead of
-seeing whichever answered. Figures about the whole service come from
-PostgreSQL at scrape time, so they are the same whichever worker answers and
-include the runners' work: rows scored, rows failed, chunks ready and
-claimed, batches by status, runners alive, and per API key the rows
-uploaded, scored and queued (the ``client_usage`` view). With keys, only an
-admin key may read it: the usage names every client. The runners also serve their own
-process metrics (chunk duration histogram, chunks by outcome) on
-``--metrics-port`` (see jobrunner/metrics.py).
+The web workers' own counters (uploads by outcome, rows ingested) use prometheus-client's
+multiprocess mode (the gunicorn config sets PROMETHEUS_MULTIPROC_DIR), so a scrape sums every
+worker instead of seeing whichever answered. Figures about the whole service are read from
+PostgreSQL at scrape time, so every worker gives the same and they include the runners' work:
+rows by outcome, chunks ready and claimed, batches by status, runners alive, dead tuples, and per
+API key the rows uploaded, scored and queued (the ``client_usage`` view). The runners serve their
+own process metrics on ``--metrics-port`` (jobrunner/metrics.py).
 """
 
 from __future__ import annotations

@@ -1,17 +1,13 @@
 """Server-rendered pages for people with a browser: upload, watch, read, download.
 
-``GET /`` is the upload form and the recent batches. A browser's form POST
-to ``/batch/upload`` and its ``GET /batch/<id>`` reach the JSON views in
-:mod:`webapp.api`, which hand over to :func:`upload_form` and
-:func:`batch_page` here (content negotiation, :mod:`webapp.negotiation`), so
-each URL serves both. Pages are Jinja templates (autoescaped) with two small
-scripts under ``static/``: drag-and-drop on the form, and the live progress
-bar, which polls the JSON status. Without JavaScript the form still uploads
-and the batch page refreshes itself every few seconds while it runs.
-
-Every HTML answer carries a Content-Security-Policy that allows only this
-site's own scripts and styles, so text from an uploaded file could not run
-even if escaping were ever missed.
+``GET /`` is the upload form and the recent batches. A browser's form POST to ``/batch/upload``
+and its ``GET /batch/<id>`` reach the JSON views in :mod:`webapp.api`, which hand over to
+:func:`upload_form` and :func:`batch_page` here (:mod:`webapp.negotiation`), so each URL serves
+both. Pages are autoescaped Jinja templates with two small scripts under ``static/``: the form's
+drag-and-drop, and the live progress bar, which polls the JSON status. Without JavaScript the
+form still uploads and a running batch's page reloads itself every few seconds. Every HTML
+answer carries a Content-Security-Policy that allows only this site's own scripts and styles,
+so text from an uploaded file could not run even if escaping were ever missed.
 """
 
 from __future__ import annotations
@@ -37,7 +33,7 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
-#: The encodings the form offers; the API takes any Python codec name (see csv_upload).
+#: The encodings the form offers; the API takes every one webapp.upload.decoding accepts.
 FORM_ENCODINGS = (
     ("utf-8", "UTF-8 (most files)"),
     ("cp1252", "Windows-1252 (older Excel on Windows)"),

@@ -1,44 +1,13 @@
-"""Reads from a streaming replica (READ_DATABASE_URL): result pages and exports of finished batches.
+"""Finished batches' result pages and downloads read from a hot standby (READ_DATABASE_URL).
 
-The heavy reads of the service are a finished batch's results: pages, and the
-``results.csv``/``results.ndjson`` downloads that read every row. With
-READ_DATABASE_URL set (a hot standby of DATABASE_URL's database, e.g. made
-with ``pg_basebackup -R``), they run there, and the primary keeps its
-CPU and I/O for uploads and runners. Everything else reads from the primary.
-
-The primary stays the truth for whether a batch exists, whose it is and what
-state it is in: each request first reads the batch there (one index lookup),
-so a batch deleted or purged a moment ago is a 404 at once, whatever the
-replica has replayed. Its results are read from the replica only once the
-replica shows the batch in the same final state. A batch's results are
-written before the statement that finishes it commits, and a standby
-replays commits in order, so from then on the replica holds every row of it
-and they no longer change. Until then (replication lag), reads fall back to
-the primary: a client never sees a finished batch with rows missing.
-
-A page number in a list that is not numbered densely (``sentiment=`` or
-``order=`` with ``page=``) may write the list's checkpoints
-(core.batches.ordering), which a standby cannot: those requests read from the
-primary. Cursors in those lists read from the replica.
-
-The check runs on the very connection that then reads (a
-``READ_DATABASE_URL`` may lead to several standbys, or to another one after a
-restart), bounded by CHECK_SECONDS of statement time; every lock the
-replica's transaction waits for is bounded by CHECK_SECONDS too (a standby
-whose replay holds a lock on ``batches`` or ``batch_results``, for DDL or a
-vacuum's truncation, would otherwise hold the read up; past it the read goes
-to the primary). A replica that fails the check, cannot be reached within
-CONNECT_SECONDS, or errs is left alone for RETRY_SECONDS: reads go to the
-primary meanwhile, with a warning in the log. A replica pool that is merely
-busy (every connection in use) sends that one read to the primary. A page
-whose read fails on the replica is read again on the primary (unless it ran
-past STATEMENT_TIMEOUT, which it would there too: the usual 503); a download
-that fails while it streams from the replica ends, as one streaming from the
-primary would. Queries on a standby can be cancelled
-when they conflict with what it replays (a partition dropped on the primary
-while an export reads its parent): run it with ``hot_standby_feedback = on``
-and a ``max_standby_streaming_delay`` as long as an export may take (README,
-"The path past one PostgreSQL").
+The primary stays the truth for whether a batch exists, whose it is and its state: each request
+reads the batch there first, so a batch deleted a moment ago is a 404 at once. Its results come
+from the replica only once the replica shows the batch in the same final state: they are written
+before the statement that finishes the batch commits, and a standby replays commits in order, so
+it then holds every row, and they no longer change. Until then (replication lag), and while the
+replica fails or is busy, reads go to the primary: a client never sees a finished batch with rows
+missing. A standby wants ``hot_standby_feedback = on`` and a ``max_standby_streaming_delay`` as
+long as an export may take, or replay cancels the export (docs/operations.md, "Read replicas").
 """
 
 from __future__ import annotations
@@ -112,15 +81,19 @@ class Replica:
     ) -> Iterator[psycopg.Connection | None]:
         """A replica connection, as ``who``, whose transaction shows ``batch`` finished as the primary
         does, with the usual statement timeout again; None (and no connection held) when the
-        replica cannot serve it. Failures after the connection was handed over propagate."""
+        replica cannot serve it. Failures after the connection was handed over propagate.
+
+        The check runs on the very connection that then reads: a READ_DATABASE_URL may lead to
+        several standbys, or to another one after a restart."""
         serving = False
         try:
             check_ms = milliseconds(CHECK_SECONDS)
             with self.pool.caller_connection(who, bulk=bulk, timeout_ms=check_ms) as conn:
                 self._count(1)
                 try:
-                    # A lock that replay holds is waited for CHECK_SECONDS at most, for the whole
-                    # transaction: past it, LockNotAvailable, and the read goes to the primary.
+                    # A lock that replay holds (DDL, or a vacuum's truncation, on batches or
+                    # batch_results) is waited for CHECK_SECONDS at most, for the whole transaction:
+                    # past it, LockNotAvailable, and the read goes to the primary.
                     conn.execute("SELECT set_config('lock_timeout', %s, true)", (str(check_ms),))
                     if _shows(conn, batch):
                         # The batch's results partition is locked now (an export's COPY then
@@ -209,7 +182,8 @@ def read_results(
 class ExportSource:
     """Where a download of results reads from. Made in the view, used while the response streams
     (outside the app context): the replica, checked on the connection that streams, else the
-    primary."""
+    primary. A download that fails while it streams from the replica ends, as one from the primary
+    would: its first bytes are already sent."""
 
     primary: WebPool
     replica: Replica | None

@@ -1,24 +1,13 @@
 """Who is calling: before any view runs, the request's caller is put on ``g.caller``.
 
-A caller is found, in this order, from
-
-1. ``Authorization: Bearer <key>``: API_TOKEN (an admin, for deployments that
-   predate keys) or an API key (:mod:`core.clients`). Anything else is a 401
-   problem+json, and counts against the address's sign-in limit
-   (:mod:`webapp.auth.login_limit`); an address past the limit gets 429 even with the
-   right key, so a guesser learns nothing.
-2. the browser's session cookie (:mod:`webapp.auth.sessions`): it signs in as the
-   key (or API_TOKEN) it was made with, for as long as that key is still
-   accepted: revoking a key ends its sessions on their next request.
-3. nothing: while the service has no API key and no API_TOKEN, every request
-   is the one local user (:data:`core.clients.LOCAL_USER`), who sees every
-   batch, as before keys existed (a bearer credential is ignored then, too).
-   Once a key exists, the request is refused (a browser is sent to
-   ``/login``). Revoking every key does not reopen the service: a revoked key
-   still counts as a key.
-
-Each lookup is one statement, and a key's ``last_used_at`` is written at most
-once a minute, so a busy client costs no write per request.
+In this order: ``Authorization: Bearer <key>``, API_TOKEN (an admin) or an API key
+(:mod:`core.clients`), anything else being a 401 that counts against the address's sign-in limit
+(past it, 429 even for the right key, so a guesser learns nothing); then the browser's session
+cookie, while the key it was made with is still accepted; then nothing: while the service has no
+API key and no API_TOKEN, every request is the one local user (:data:`core.clients.LOCAL_USER`),
+who sees every batch, and a bearer credential is ignored. A revoked key still counts as a key, so
+revoking every key does not open the service. Each lookup is one statement, and a key's
+``last_used_at`` is written at most once a minute: a busy client costs no write per request.
 """
 
 from __future__ import annotations
@@ -60,7 +49,7 @@ def bearer_token() -> str | None:
 class KeyAnswer(NamedTuple):
     caller: Caller | None  # None: not accepted
     revoked: bool  # a key that was revoked
-    open: bool  # the service has no key and no API_TOKEN: a local tool, as before keys
+    open: bool  # the service has no key and no API_TOKEN: one user's local tool
 
 
 def key_caller(conn: psycopg.Connection, config: Settings, key: str) -> KeyAnswer:
@@ -87,7 +76,7 @@ def from_bearer(config: Settings, key: str) -> Caller:
         answer = key_caller(conn, config, key)
         if answer.caller is not None:
             return answer.caller
-        if answer.open:  # as before keys existed: a credential sent to an open service is ignored
+        if answer.open:  # an open service ignores the credentials sent to it
             return LOCAL_USER
         refused = unauthorized(
             "This API key was revoked." if answer.revoked else "That API key is not known."

@@ -1,22 +1,13 @@
 """Refuse state-changing requests that a page of another site made a browser send.
 
-A page on another site can make a visitor's browser POST a form here (an
-upload, a cancel, a sign-in), with the visitor's cookies when SameSite allows
-them, or against a service that needs no token at all on a trusted network.
-Browsers say where such a request comes from, and this check (the same as Go's
-``http.CrossOriginProtection``) reads that before any view runs, for every
-method but GET, HEAD and OPTIONS:
-
-* ``Sec-Fetch-Site`` (every current browser sends it): ``same-origin`` or
-  ``none`` (the user's own action, such as a bookmark) pass; ``same-site`` and
-  ``cross-site`` are refused.
-* otherwise ``Origin`` (older browsers): it passes when its host and port are
-  the request's ``Host``; any other origin, and ``null``, is refused.
-* with neither header the request passes: curl and scripts send none, and a
-  page cannot make a browser leave both out.
-
-A refused request gets a 403 problem ``cross-site-request`` whether or not it
-carries a token, and its body is never read.
+A page elsewhere can make a visitor's browser POST here (an upload, a cancel, a sign-in), with the
+visitor's cookies when SameSite allows them, or to a service that needs no key on a trusted
+network. Before any view runs, every method but GET, HEAD and OPTIONS is checked as Go's
+``http.CrossOriginProtection`` does: ``Sec-Fetch-Site`` (every current browser sends it) passes
+when ``same-origin`` or ``none``; without it, ``Origin`` (older browsers) passes when its host and
+port are the request's ``Host``; with neither the request passes (curl and scripts send none, and
+a page cannot make a browser leave both out). A refused request is a 403 ``cross-site-request``,
+with or without a key, and its body is never read.
 """
 
 from __future__ import annotations

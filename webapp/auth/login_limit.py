@@ -1,16 +1,12 @@
-"""The sign-in rate limit: wrong tokens are counted per client address.
+"""The sign-in rate limit: wrong keys are counted per client address.
 
-Every wrong token, whether typed into ``/login`` or sent as ``Authorization:
-Bearer``, counts against the address it came from, in ``login_failures``
-(shared by every worker and every web host). After LOGIN_MAX_FAILURES of them
-within LOGIN_FAILURE_WINDOW (counted from the first), every sign-in from that
-address, right or wrong, is refused with 429 and ``Retry-After`` until the
-window ends: refusing the right token too is what keeps a guesser from
-learning that a guess was right. A right token at ``/login`` clears the count.
-
-The address is the TCP peer gunicorn saw. Behind a reverse proxy every client
-shares the proxy's address, so the limit then applies to all of them together
-(forwarded headers are not trusted: any client could forge them).
+Every wrong key (or API_TOKEN), typed into ``/login`` or sent as ``Authorization: Bearer``,
+counts against its address in ``login_failures``, shared by every worker and web host. After
+LOGIN_MAX_FAILURES within LOGIN_FAILURE_WINDOW (from the first), every sign-in from that address,
+right or wrong, is a 429 with ``Retry-After`` until the window ends: refusing the right key too
+keeps a guesser from learning which guess was right. A right key at ``/login`` clears the count.
+The address is the TCP peer: forwarded headers are not trusted (any client could forge them), so
+behind a reverse proxy every client shares the proxy's limit.
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
-"""Server-side browser sessions: the sign-in cookie holds a random id, never a token.
+"""Server-side browser sessions: the sign-in cookie holds a random id, never a key.
 
-``/login`` checks the token once and calls :func:`start`: a fresh 256-bit id
-goes to the browser in an HttpOnly, SameSite=Strict cookie (Secure over
-HTTPS), and only the id's SHA-256 is stored, in ``web_sessions``, with who is
-signed in (``signed_in_as``), the SHA-256 of the credential used, and an
-expiry (SESSION_LIFETIME). A request's cookie is looked up with :func:`find`;
-``/logout`` ends the row with :func:`end`, so a copied cookie stops working
-too. Reading the table signs no one in: it holds hashes only.
-
-A session points at who is signed in, not at the key: an API key's name, or
-``API_TOKEN`` for the holder of API_TOKEN; it holds only while the credential
-behind ``credential_hash`` is still accepted (webapp.auth.callers.from_session), so
-changing API_TOKEN, or revoking a key, ends the sessions made with it.
+:func:`start` gives the browser a fresh 256-bit id in an HttpOnly, SameSite=Strict cookie (Secure
+over HTTPS) and stores only the id's SHA-256 in ``web_sessions``, with who signed in
+(``signed_in_as``), the SHA-256 of the credential used and an expiry (SESSION_LIFETIME).
+:func:`find` looks a cookie up; :func:`end` deletes the row, so a copied cookie stops working too.
+The table holds hashes only: reading it signs no one in. A session holds only while its
+credential is still accepted (:func:`webapp.auth.callers.from_session`), so changing API_TOKEN,
+or revoking a key, ends the sessions made with it.
 """
 
 from __future__ import annotations
@@ -32,7 +27,8 @@ from core.queries import q
 log = logging.getLogger(__name__)
 
 COOKIE = "sentiment_session"
-#: Earlier versions kept the API token itself in this cookie: it is ignored, and removed on sign-in and out.
+#: A cookie some browsers may still hold with an API token in it, in clear: never read; sign-in and
+#: sign-out delete it.
 LEGACY_TOKEN_COOKIE = "sentiment_token"
 #: Longest cookie value looked up (ours are 43 characters); longer ones are not ours.
 _MAX_ID_CHARS = 128
@@ -109,6 +105,6 @@ def set_cookie(response: Response, session_id: str, *, lifetime_seconds: float, 
 
 
 def clear_cookies(response: Response) -> None:
-    """Tell the browser to forget its session id (and any token cookie of earlier versions)."""
+    """Tell the browser to forget its session id (and any LEGACY_TOKEN_COOKIE)."""
     response.delete_cookie(COOKIE, httponly=True, samesite="Strict")
     response.delete_cookie(LEGACY_TOKEN_COOKIE)

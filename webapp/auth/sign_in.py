@@ -1,20 +1,13 @@
-"""Sign-in: the check every request passes, the login page, browser sessions and logout.
+"""Sign-in: the check every request passes, the login page, and logout.
 
-Once an API key exists (or API_TOKEN is set), every endpoint but the health
-checks, static files and the login page needs a key. Who the caller is comes
-from :mod:`webapp.auth.callers`; API clients send ``Authorization: Bearer <key>``
-and without it get a 401 problem+json with ``WWW-Authenticate``. Browsers
-(``Accept: text/html``) are sent to ``/login``, which asks for the key once
-and starts a server-side session (:mod:`webapp.auth.sessions`): the cookie holds a
-random id, never the key. ``POST /logout`` ends the session in the database.
-Wrong keys, in the form or in the header, are rate-limited per address
-(:mod:`webapp.auth.login_limit`); comparisons are constant-time. With no key and no
-API_TOKEN the service is one user's local tool: everything is open and
-``/login`` sends the browser straight on.
-
-Every state-changing request, signed in or not, first passes the cross-site
-check (:mod:`webapp.auth.cross_site`). After sign-in the browser goes back to the
-``next`` page only if that is a path on this site (:func:`safe_next`).
+Once an API key exists (or API_TOKEN is set), every endpoint but the health checks, static files
+and the login page needs a key. :mod:`webapp.auth.callers` finds the caller; without one, an API
+client gets a 401 with ``WWW-Authenticate`` and a browser is sent to ``/login``, which asks for
+the key once and starts a server-side session (:mod:`webapp.auth.sessions`); ``POST /logout``
+ends it in the database. Wrong keys are rate-limited per address (:mod:`webapp.auth.login_limit`).
+With no key and no API_TOKEN the service is one user's local tool: everything is open.
+Every state-changing request first passes the cross-site check (:mod:`webapp.auth.cross_site`);
+after sign-in the browser goes back to ``next`` only if it is a path on this site (:func:`safe_next`).
 """
 
 from __future__ import annotations

@@ -1,18 +1,13 @@
 """One request as the worker's event loop receives it, before a thread may take it.
 
-:class:`Reception` collects the bytes of a request's head and the start of its
-body, and says when enough has arrived for a thread to take over
-(:mod:`webapp.server.worker`): the whole head, and the whole body or its first
-``PREFETCH_BYTES``, whichever is smaller. A chunked body counts as whole once
-its last chunk and trailers have arrived. It reads only the few header fields
-that decide this (``Content-Length``, ``Transfer-Encoding``, ``Expect``);
-gunicorn's parser reads the request properly afterwards and refuses what is
-malformed. A Content-Length is read exactly as gunicorn reads it (any number
-of ASCII digits, leading zeros and all); one it would not take, or two of them,
-make the request ``"malformed"``: the loop answers 400 itself, so nothing that
-gunicorn might still wait on is handed over before its body is in. A
-``Transfer-Encoding`` gunicorn refuses is handed over at once (it refuses it
-before reading any body).
+:class:`Reception` collects the head and the start of the body, and says when a thread may take
+over (:mod:`webapp.server.worker`): once the whole head is in, and the whole body or its first
+``PREFETCH_BYTES``; a chunked body is whole once its last chunk and trailers are in. It reads only
+the fields that decide this (Content-Length, Transfer-Encoding, Expect); gunicorn's parser reads
+the request properly afterwards. A Content-Length gunicorn would refuse, or two of them, make the
+request ``"malformed"`` and the loop answers 400 itself, so no thread waits on a body whose length
+the loop could not tell; a Transfer-Encoding gunicorn refuses is handed over at once (gunicorn
+refuses it before reading any body).
 """
 
 from __future__ import annotations

@@ -1,38 +1,14 @@
 """gunicorn's threaded worker, with each request received by its event loop before a thread takes it.
 
-gunicorn's ``gthread`` worker hands a connection to a thread as soon as its
-first byte arrives; the thread then blocks on the socket, without a timeout,
-until the client has sent its headers and the application has read its body.
-Six clients that stop half-way through their headers took every thread of
-the worker, and ``/healthz`` with them. Here the worker's event loop (one
-thread, non-blocking sockets, the loop gthread already runs for kept-alive
-connections) receives each request first: its head, and the first
-``PREFETCH_BYTES`` of its body, or all of it if it is smaller. Only then does a
-thread take it. A slow or stalled client therefore costs a socket and at most
-about 128 KiB of buffer, never a thread, a pool connection or a transaction,
-until it has sent that much.
-
-From then on the thread reads the rest of the body through :class:`ClientSocket`,
-which enforces the same two limits (:class:`ClientLimits`): no wait for the
-client's next byte lasts more than ``CLIENT_TIMEOUT`` seconds, and after the
-first ``CLIENT_TIMEOUT`` seconds the bytes received must average at least
-``MIN_UPLOAD_RATE`` per second of the time spent waiting for them (time the
-server spends parsing and writing does not count against the client). A
-client past either limit gets a 408 problem+json: from the loop, or from the
-application, which sees a :class:`ClientTimeout` when it reads (the upload then
-rolls back). Writes to a client are bounded too: each must complete within
-``CLIENT_TIMEOUT`` seconds, or the connection is dropped; and a kept-alive
-connection's next request stays in the loop until what was written to it
-before has gone out, so a client that never reads its answers holds no thread
-(the loop closes it after ``CLIENT_TIMEOUT`` without progress). A stopping
-worker still receives for ``STOP_GRACE_SECONDS``: requests complete by then
-are answered (``Connection: close``), the rest get 503.
-
-Connections closed after an answer linger in the loop (half-closed, unread
-bytes drained) instead of in gunicorn's blocking two-second close. Plain
-HTTP/1.1 only: TLS and HTTP/2 are for the proxy in front, if there is one.
-This relies on the internals of gunicorn 27's ``gthread`` worker; it refuses
-to load on one without them.
+``gthread`` gives a connection a thread at its first byte, and the thread then blocks, without a
+timeout, until headers and body are in: a few clients stalled mid-request would hold every thread,
+``/healthz`` included. Here the loop receives the head and the first ``PREFETCH_BYTES`` of the body
+(or all of it) on a non-blocking socket first, so a slow client costs a socket and a small buffer,
+never a thread, a pool connection or a transaction. The thread reads the rest through
+:class:`ClientSocket`, within :class:`ClientLimits` (past them, a 408); each write must finish
+within CLIENT_TIMEOUT, and a kept-alive connection's next request waits in the loop until earlier
+answers have gone out. Closed connections linger in the loop, not in gunicorn's blocking close.
+Plain HTTP/1.1 only; built on gunicorn 27's gthread internals, it refuses to load without them.
 """
 
 from __future__ import annotations

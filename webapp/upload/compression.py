@@ -1,23 +1,14 @@
 """gzip both ways: uploads inflated as they stream, downloads deflated block by block.
 
-Uploads. A body sent with ``Content-Encoding: gzip`` is inflated before
-anything else reads it (the multipart parser, or the CSV reader for a raw
-body); any other coding but ``identity`` is a 415 at once, before the body is
-read. Then the file itself (the ``file`` part of a form, or the raw body) is
-inflated when it starts with gzip's magic bytes, whatever its name or
-Content-Type: ``reviews.csv.gz`` is accepted as it is. Inflating never holds
-more than one piece of output (PIECE_SIZE) and the compressed piece it came
-from, and stops with a 413 as soon as what it produced passes
-MAX_UPLOAD_BYTES: the compressed bytes received are counted against the same
-limit by :func:`webapp.upload.request_body.read_body`, so a small body that would
-inflate to 10 GB is refused at the limit, its rest never inflated. MAX_ROWS
-counts the rows of the inflated file. Corrupt or truncated gzip is a 400
-``invalid-gzip``. Concatenated gzip members (``cat a.gz b.gz``) are one file,
-as gzip itself reads them.
-
-Downloads. :func:`deflated` compresses each block of a streamed answer and
-flushes it (Z_SYNC_FLUSH), so every write carries all the rows handed to it
-and nothing is held back or gathered whole.
+A body sent with ``Content-Encoding: gzip`` is inflated before anything reads it; any coding but
+gzip and ``identity`` is a 415 before the body is read. Then the file itself (the form's ``file``
+part, or the raw body) is inflated when it starts with gzip's magic bytes, whatever its name:
+``reviews.csv.gz`` is accepted as it is. Inflating holds at most one PIECE_SIZE of output and
+stops with a 413 once the output passes MAX_UPLOAD_BYTES (the compressed bytes count against the
+same limit in :func:`~webapp.upload.request_body.read_body`), so a small body that would inflate
+to 10 GB is refused at the limit. Corrupt or truncated gzip is a 400 ``invalid-gzip``; members
+concatenated (``cat a.gz b.gz``) are one file, as gzip reads them. :func:`deflated` compresses
+and flushes each block of a download, so every write carries all the rows handed to it.
 """
 
 from __future__ import annotations

@@ -1,17 +1,13 @@
 """Parse an uploaded CSV as a stream of rows, never holding the whole file.
 
-Bytes (from :mod:`webapp.upload.request_body`, inflated first by
-:mod:`webapp.upload.compression` if gzip) are sniffed for binary formats, decoded
-incrementally (UTF-8 with or without BOM by default, or the encoding the
-client names), cut into physical lines (CR, LF or CRLF) and parsed by the
-``csv`` module with RFC 4180 quoting. See the README, "What counts as a bad
-file", for every rule; in short:
-
-* whole-file problems raise :class:`~webapp.problems.Problem` (400/413) naming
-  the line, and the upload transaction rolls back, leaving nothing;
-* row problems (wrong number of fields, empty text, text too long, a NUL
-  character) yield the row with ``problem`` set, to be set aside and counted,
-  unless the upload is strict, in which case the first one is a 400.
+Bytes (from :mod:`webapp.upload.request_body`, inflated by :mod:`webapp.upload.compression` if
+gzip) are sniffed for binary formats, decoded incrementally (UTF-8 with or without BOM, or the
+encoding the client names), cut into physical lines (CR, LF or CRLF) and parsed by ``csv`` with
+RFC 4180 quoting. Whole-file problems raise :class:`~webapp.problems.Problem` (400/413) naming
+the line, and the upload's transaction rolls back, leaving nothing; row problems (wrong number of
+fields, empty text, text too long, a NUL) yield the row with ``problem`` set, to be set aside and
+counted, unless the upload is strict: then the first one is a 400. Every rule is in the manual's
+API reference (docs/api.md, "What counts as a bad file").
 """
 
 from __future__ import annotations

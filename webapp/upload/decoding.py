@@ -1,15 +1,11 @@
 """The encodings an upload may be in, and decoding its bytes as they arrive.
 
-Only encodings whose incremental decoder holds a bounded amount of state
-between pieces are accepted: UTF-8, UTF-16 and UTF-32, the single-byte code
-pages (a table per byte: cp1252, latin-1, koi8-r, mac-roman, ...) and the CJK
-multibyte codecs (shift_jis, gb18030, big5, euc-kr, ...; CPython's decoders
-for these keep at most 8 pending bytes). Others are refused with a 400 that
-names the accepted ones: ``utf-7`` and ``idna`` buffer until a character or
-label ends, which a hostile body can postpone to its last byte (the whole
-body held, and re-scanned per piece); ``punycode``, ``unicode-escape`` and
-the like are not file encodings.
-
+Only encodings whose incremental decoder holds a bounded state between pieces are accepted:
+UTF-8, UTF-16 and UTF-32, the single-byte code pages (cp1252, latin-1, koi8-r, mac-roman, ...)
+and the CJK multibyte codecs (shift_jis, gb18030, big5, ...: CPython's keep at most 8 pending
+bytes). Others are a 400 naming the accepted ones: ``utf-7`` and ``idna`` buffer until a character
+or label ends, which a hostile body can postpone to its last byte (the whole body held, and
+re-scanned per piece); ``punycode``, ``unicode-escape`` and the like are not file encodings.
 An undecodable byte is a 400 naming its line and its byte position in the file.
 """
 

@@ -1,17 +1,12 @@
 """The upload's bytes, streamed from the request body in 64 KiB pieces (read 1 MiB at a time).
 
-For ``multipart/form-data`` the pieces go through werkzeug's incremental
-(sans-IO) multipart decoder: small form fields before the file part are
-collected (an HTML form sends its ``strict`` checkbox there), the ``file``
-part's bytes are passed on as they arrive, and whatever follows the file is
-checked once it has been read (a second file is an error). For a raw CSV body
-the pieces are the file. Nothing here holds more than a few pieces.
-
-A body that ends before its Content-Length, or that the server cannot read to
-its end (a chunked body cut short or malformed, a reset connection), is a 400
-``truncated-body``; a client too slow or silent for the worker's limits
-(:mod:`webapp.server.worker`) is a 408 ``client-timeout``. Either way the exception
-aborts the upload's transaction, so nothing is stored.
+For ``multipart/form-data`` the pieces go through werkzeug's incremental multipart decoder: form
+fields before the file part are collected (an HTML form sends its options there), the ``file``
+part's bytes are passed on as they arrive, and what follows the file is checked once it is read
+(a second file is an error). A raw CSV body is the file. Nothing here holds more than a few pieces.
+A body cut short or unreadable is a 400 ``truncated-body``, a client too slow for the worker's
+limits (:mod:`webapp.server.worker`) a 408 ``client-timeout``: either aborts the upload's
+transaction, so nothing is stored.
 """
 
 from __future__ import annotations
