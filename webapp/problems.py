@@ -31,6 +31,7 @@ from core.errors import (
     ServiceError,
     Unprocessable,
 )
+from core.jsonshape import Member, dump
 from webapp.negotiation import negotiated, wants_html
 from webapp.server.client_limits import ClientTimeout
 
@@ -61,14 +62,17 @@ class Problem(Exception):
         self.extra = extra
 
 
+#: The members every problem's JSON has (its ``extra`` ones follow), and their schemas.
+PROBLEM_MEMBERS = (
+    Member("type", lambda p: f"/problems/{p.slug}", {"type": "string"}),
+    Member("title", lambda p: p.title, {"type": "string"}),
+    Member("status", lambda p: p.status, {"type": "integer"}),
+    Member("detail", lambda p: p.detail, {"type": "string"}),
+)
+
+
 def problem_response(problem: Problem) -> Response:
-    body = {
-        "type": f"/problems/{problem.slug}",
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
-        **problem.extra,
-    }
+    body = {**dump(problem, PROBLEM_MEMBERS), **problem.extra}
     response = Response(json.dumps(body), status=problem.status, mimetype=PROBLEM_MEDIA_TYPE)
     for name, value in problem.headers.items():
         response.headers[name] = value

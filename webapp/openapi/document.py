@@ -16,12 +16,14 @@ from flask import Blueprint, Response, jsonify
 
 from core.batches import SCHEMAS as OBJECT_SCHEMAS
 from core.batches import SENTIMENTS, STATUSES
+from core.jsonshape import Member, object_schema
 from core.webhooks import SCHEMAS as WEBHOOK_SCHEMAS
 from webapp.listings import BATCHES, ERRORS, RESULTS
 from webapp.openapi.common import ref
 from webapp.openapi.paths import paths
 from webapp.openapi.webhooks import webhook_events
 from webapp.pagination import Listing
+from webapp.problems import PROBLEM_MEMBERS
 
 bp = Blueprint("openapi", __name__)
 
@@ -43,20 +45,16 @@ def _page_schema(listing: Listing, item: str, head: dict[str, Any], **filters: A
 
 
 COUNT = {"type": "integer", "minimum": 0}
+#: What a 409 about a batch's state adds to its problem.
+STATUS_OF_BATCH = Member(
+    "status_of_batch",
+    lambda p: p.extra.get("status_of_batch"),
+    {"type": "string", "enum": list(STATUSES)},
+    optional=True,
+)
 
 SCHEMAS: dict[str, Any] = {
-    "Problem": {
-        "type": "object",
-        "description": "RFC 9457 problem details.",
-        "required": ["type", "title", "status", "detail"],
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "status_of_batch": {"type": "string", "enum": list(STATUSES)},
-        },
-    },
+    "Problem": object_schema((*PROBLEM_MEMBERS, STATUS_OF_BATCH), "RFC 9457 problem details."),
     **OBJECT_SCHEMAS,
     **WEBHOOK_SCHEMAS,
     "ResultsPage": _page_schema(
