@@ -1,4 +1,6 @@
-"""Test data and small waiting helpers shared by the test modules."""
+"""Helpers that unit and integration tests share: test data (review-like texts, CSV files) and
+``wait_for``. Nothing here needs a database; helpers that do (table counts, uploads, scoring a
+chunk in this process) live in tests/integration/helpers.py."""
 
 from __future__ import annotations
 
@@ -95,42 +97,3 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
-
-
-def uploads_copying(conn) -> int:  # type: ignore[no-untyped-def]
-    """How many uploads are inside their COPY into staging in ``conn``'s database: each holds an
-    upload slot, taken before its body is read."""
-    query = (
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND query LIKE 'COPY batch_rows %'"
-    )
-    return conn.execute(query).fetchone()[0]
-
-
-def process(conn, chunk, scorer: str = "fast") -> bool:  # type: ignore[no-untyped-def]
-    """Score and finish one claimed chunk in this process, as a runner named 'test:0' would."""
-    from core.settings import Settings
-    from jobrunner.chunk_scoring import score_chunk
-    from jobrunner.chunks import RunnerIdentity, finish_chunk
-
-    return finish_chunk(
-        conn, score_chunk(chunk, Settings(scorer=scorer)), RunnerIdentity("test:0", "test", 0, scorer)
-    )
-
-
-def process_next(conn):  # type: ignore[no-untyped-def]
-    """Claim the next chunk and process it; the chunk, or None when the queue is empty."""
-    from jobrunner.chunks import claim_chunk
-
-    chunk = claim_chunk(conn, "test:0", 60)
-    if chunk is not None:
-        assert process(conn, chunk)
-    return chunk
-
-
-def score_everything(conn) -> int:  # type: ignore[no-untyped-def]
-    """Claim and finish every ready chunk in this process, as a runner would; chunks done."""
-    done = 0
-    while process_next(conn) is not None:
-        done += 1
-    return done

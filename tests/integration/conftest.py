@@ -8,6 +8,7 @@ Runner processes are real ``python -m jobrunner`` processes.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -28,10 +29,19 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from core.embedded_postgres import SUPERUSER, EmbeddedPostgres
 from core.migrations import migrate
 from tests.helpers import wait_for
+from tests.integration.helpers import TEMPLATE_DB, upload_file
 from webapp import create_app, gunicorn_command
 
-REPO = Path(__file__).resolve().parents[2]
-TEMPLATE_DB = "sentiment_template"
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration is marked ``integration`` (it needs the session's
+    PostgreSQL), whether or not its module says so."""
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -226,16 +236,6 @@ def web_server(database_url: str, tmp_path: Path) -> Iterator[WebServer]:
 
 @pytest.fixture
 def upload(client) -> Callable[..., dict]:  # type: ignore[no-untyped-def]
-    """Upload CSV bytes the way curl -F does; return the JSON answer (asserting 202)."""
-    import io
-
-    def _upload(data: bytes, filename: str = "x.csv") -> dict:
-        response = client.post(
-            "/batch/upload",
-            data={"file": (io.BytesIO(data), filename)},
-            content_type="multipart/form-data",
-        )
-        assert response.status_code == 202, response.get_json()
-        return response.get_json()
-
-    return _upload
+    """``upload(data, filename="x.csv", key=..., fields=..., query=...)``: upload CSV bytes through
+    this test's client the way curl -F does, assert 202, return the JSON answer (``upload_file``)."""
+    return functools.partial(upload_file, client)

@@ -3,16 +3,18 @@ problem, never a 5xx; a 202 batch completes with exact counts; a 4xx writes noth
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import score_everything
+from tests.integration.helpers import (
+    assert_nothing_written,
+    assert_problem,
+    post_file,
+    score_everything,
+    table_counts,
+)
 from webapp import create_app
-
-pytestmark = pytest.mark.integration
 
 MAX_TEXT_CHARS = 300
 
@@ -67,13 +69,6 @@ def csv_bytes(draw: st.DrawFn) -> bytes:
     return data
 
 
-TABLES = ("batches", "batch_rows", "chunks", "batch_results", "batch_row_errors")
-
-
-def table_counts(db) -> dict[str, int]:
-    return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
-
-
 @pytest.fixture
 def strict_app(database_url):
     app = create_app({"database_url": database_url, "max_text_chars": MAX_TEXT_CHARS})
@@ -88,20 +83,14 @@ def test_any_upload_is_accepted_exactly_or_rejected_cleanly(strict_app, db, data
     before = table_counts(db)
     query = "?strict=true" if strict else ""
     if multipart:
-        response = client.post(
-            f"/batch/upload{query}",
-            data={"file": (io.BytesIO(data), "x.csv")},
-            content_type="multipart/form-data",
-        )
+        response = post_file(client, data, query=query)
     else:
         response = client.post(f"/batch/upload{query}", data=data, content_type="text/csv")
     assert response.status_code < 500, response.get_data(as_text=True)
     if response.status_code != 202:
         assert 400 <= response.status_code < 500
-        assert response.mimetype == "application/problem+json"
-        body = response.get_json()
-        assert body["status"] == response.status_code and body["title"] and body["detail"]
-        assert table_counts(db) == before
+        assert_problem(response, response.status_code)
+        assert_nothing_written(db, before=before)
         return
     created = response.get_json()
     assert created["total_count"] >= 1 and created["invalid_count"] < created["total_count"]

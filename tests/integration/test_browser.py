@@ -25,8 +25,6 @@ from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.conftest import REPO, RunnerProcesses, WebServer
 from tests.integration.test_web_pages import HOSTILE
 
-pytestmark = pytest.mark.integration
-
 SCREENSHOTS = Path(os.environ.get("TEST_ARTIFACTS", REPO / "test-artifacts")) / "screenshots"
 BATCH_URL = re.compile(r"/batch/batch-[0-9a-f]{32}$")
 # Without these, Chromium keeps trying to reach Google's servers, which this

@@ -20,11 +20,10 @@ import pytest
 import requests
 
 from core.clients import create_key
-from tests.helpers import make_csv, sample_texts, uploads_copying, wait_for
+from tests.helpers import make_csv, sample_texts, wait_for
+from tests.integration.helpers import uploads_copying
 from tests.rawhttp import connect, exchange, head
 from tests.scorers import POISON
-
-pytestmark = pytest.mark.integration
 
 SENTIMENT = str(Path(sys.executable).parent / "sentiment")
 #: Bounds for the waits below: a busy machine's, never a measurement.

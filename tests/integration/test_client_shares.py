@@ -3,25 +3,13 @@ real gunicorn where concurrency matters."""
 
 from __future__ import annotations
 
-import io
 import threading
 
-import pytest
 import requests
 
 from core import clients
 from tests.helpers import make_csv, sample_texts, wait_for
-
-pytestmark = pytest.mark.integration
-
-
-def _upload(client, key: str, rows: int):  # type: ignore[no-untyped-def]
-    return client.post(
-        "/batch/upload",
-        data={"file": (io.BytesIO(make_csv(sample_texts(rows))), "x.csv")},
-        content_type="multipart/form-data",
-        headers={"Authorization": f"Bearer {key}"},
-    )
+from tests.integration.helpers import post_file
 
 
 def _claim_order(db) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
@@ -35,8 +23,8 @@ def _claim_order(db) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
 def test_turns_go_round_the_clients_then_round_each_clients_batches(client, db):
     a, b = clients.create_key(db, "a"), clients.create_key(db, "b")
     for rows in (1000, 1000, 1000):  # three batches of 10 chunks
-        assert _upload(client, a, rows).status_code == 202
-    assert _upload(client, b, 1000).status_code == 202
+        assert post_file(client, make_csv(sample_texts(rows)), key=a).status_code == 202
+    assert post_file(client, make_csv(sample_texts(1000)), key=b).status_code == 202
     order = _claim_order(db)
     # Clients alternate while both have work: b gets every other turn, not one in four.
     assert [owner for owner, _ in order[:20]] == ["a", "b"] * 10
@@ -49,8 +37,8 @@ def test_turns_go_round_the_clients_then_round_each_clients_batches(client, db):
 def test_a_client_with_one_batch_is_not_starved_by_one_with_twenty(client, db, runners):
     a, b = clients.create_key(db, "a"), clients.create_key(db, "b")
     for _ in range(20):
-        assert _upload(client, a, 5_000).status_code == 202
-    assert _upload(client, b, 20_000).status_code == 202
+        assert post_file(client, make_csv(sample_texts(5_000)), key=a).status_code == 202
+    assert post_file(client, make_csv(sample_texts(20_000)), key=b).status_code == 202
     runners.start()
     runners.start()
 
@@ -73,11 +61,11 @@ def test_an_upload_past_the_quota_is_refused_and_leaves_nothing(database_url, db
     a, b = clients.create_key(db, "a"), clients.create_key(db, "b")
     try:
         web = app.test_client()
-        assert _upload(web, a, 600).status_code == 202
+        assert post_file(web, make_csv(sample_texts(600)), key=a).status_code == 202
         before = db.execute(
             "SELECT (SELECT count(*) FROM batches), (SELECT count(*) FROM batch_rows)"
         ).fetchone()
-        refused = _upload(web, a, 600)
+        refused = post_file(web, make_csv(sample_texts(600)), key=a)
         assert refused.status_code == 429
         assert refused.mimetype == "application/problem+json"
         assert int(refused.headers["Retry-After"]) > 0
@@ -89,10 +77,10 @@ def test_an_upload_past_the_quota_is_refused_and_leaves_nothing(database_url, db
         ).fetchone()
         assert after == before
         # Other keys have their own room; what fits still fits.
-        assert _upload(web, b, 600).status_code == 202
-        assert _upload(web, a, 400).status_code == 202
+        assert post_file(web, make_csv(sample_texts(600)), key=b).status_code == 202
+        assert post_file(web, make_csv(sample_texts(400)), key=a).status_code == 202
         # Full: refused before the body is read.
-        full = _upload(web, a, 1)
+        full = post_file(web, make_csv(sample_texts(1)), key=a)
         assert full.status_code == 429 and full.get_json()["queued_rows"] == 1000
     finally:
         app.extensions["db_pool"].close()

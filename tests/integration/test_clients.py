@@ -3,7 +3,6 @@ key), the admin's client filter, the key commands, and usage per key."""
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -14,10 +13,9 @@ import pytest
 from itsdangerous import URLSafeSerializer
 
 from core import clients
-from tests.helpers import make_csv, score_everything
+from tests.helpers import make_csv
 from tests.integration.conftest import REPO
-
-pytestmark = pytest.mark.integration
+from tests.integration.helpers import bearer, post_file, score_everything
 
 HTML = {"Accept": "text/html"}
 
@@ -32,27 +30,17 @@ def keys(db):
     return made
 
 
-def bearer(key: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"} if key else {}
-
-
-def upload_as(client, key: str, rows: int = 30, headers: dict | None = None):  # type: ignore[no-untyped-def]
-    texts = ["good"] * (rows - 1) + [""]  # one row set aside, so /errors has something
-    response = client.post(
-        "/batch/upload",
-        data={"file": (io.BytesIO(make_csv(texts)), "x.csv")},
-        content_type="multipart/form-data",
-        headers={**bearer(key), **(headers or {})},
-    )
-    return response
+def csv_of(rows: int = 30) -> bytes:
+    """``rows`` rows, the last one empty and so set aside, so /errors has something."""
+    return make_csv(["good"] * (rows - 1) + [""])
 
 
 @pytest.fixture
 def alice_batches(client, db, keys):
     """Three batches of alice's: one completed, two still processing."""
-    done = upload_as(client, keys["alice"]).get_json()["batch_id"]
+    done = post_file(client, csv_of(), key=keys["alice"]).get_json()["batch_id"]
     score_everything(db)
-    waiting = [upload_as(client, keys["alice"]).get_json()["batch_id"] for _ in range(2)]
+    waiting = [post_file(client, csv_of(), key=keys["alice"]).get_json()["batch_id"] for _ in range(2)]
     return done, waiting
 
 
@@ -125,7 +113,7 @@ def _listed(client, key, query=""):  # type: ignore[no-untyped-def]
 
 def test_lists_show_the_callers_own_batches_and_everything_to_an_admin(client, db, keys, alice_batches):
     done, waiting = alice_batches
-    bobs = upload_as(client, keys["bob"]).get_json()["batch_id"]
+    bobs = post_file(client, csv_of(), key=keys["bob"]).get_json()["batch_id"]
     alices = {done, *waiting}
     assert _listed(client, keys["alice"]) == (200, alices)
     assert _listed(client, keys["bob"]) == (200, {bobs})
@@ -149,7 +137,7 @@ def test_lists_show_the_callers_own_batches_and_everything_to_an_admin(client, d
 @pytest.mark.parametrize("who", CALLERS)
 def test_upload(client, db, keys, who):
     key = keys[CALLERS[who]] if CALLERS[who] else None
-    response = upload_as(client, key)
+    response = post_file(client, csv_of(), key=key)
     expected = {"own": 202, "another": 202, "admin": 202, "none": 401, "revoked": 401}[who]
     assert response.status_code == expected
     owners = [row[0] for row in db.execute("SELECT client FROM batches")]
@@ -171,7 +159,7 @@ def test_service_wide_endpoints(client, keys, who):
 
 
 def test_without_keys_the_service_is_one_users_local_tool(client, db):
-    response = upload_as(client, None)
+    response = post_file(client, csv_of())
     assert response.status_code == 202
     batch_id = response.get_json()["batch_id"]
     assert client.get(f"/batch/{batch_id}").status_code == 200
@@ -193,10 +181,10 @@ def test_api_token_is_an_admin_key(database_url, db, keys):
     app = create_app({"database_url": database_url, "migrate_on_start": False, "api_token": "t0ken"})
     try:
         with app.test_client() as web:
-            mine = upload_as(web, keys["alice"]).get_json()["batch_id"]
+            mine = post_file(web, csv_of(), key=keys["alice"]).get_json()["batch_id"]
             assert web.get(f"/batch/{mine}", headers=bearer("t0ken")).status_code == 200
             assert web.get("/metrics", headers=bearer("t0ken")).status_code == 200
-            unowned = upload_as(web, "t0ken").get_json()
+            unowned = post_file(web, csv_of(), key="t0ken").get_json()
             assert unowned["client"] is None
             assert web.get(f"/batch/{unowned['batch_id']}", headers=bearer(keys["alice"])).status_code == 404
     finally:
@@ -241,7 +229,7 @@ def test_key_commands(database_url, client, db):
     assert _keys_command(database_url, "create", "team-a").returncode == 1  # a name is never reused
     assert _keys_command(database_url, "create", "bad name").returncode == 1
 
-    assert upload_as(client, key).status_code == 202
+    assert post_file(client, csv_of(), key=key).status_code == 202
     listing = _keys_command(database_url, "list")
     assert listing.returncode == 0
     lines = listing.stdout.splitlines()
@@ -262,10 +250,10 @@ def test_key_commands(database_url, client, db):
 
 
 def test_usage_per_key_in_metrics_and_client_usage(client, db, keys):
-    first = upload_as(client, keys["alice"], rows=40).get_json()["batch_id"]
+    first = post_file(client, csv_of(40), key=keys["alice"]).get_json()["batch_id"]
     score_everything(db)
-    upload_as(client, keys["alice"], rows=25)
-    upload_as(client, keys["bob"], rows=10)
+    post_file(client, csv_of(25), key=keys["alice"])
+    post_file(client, csv_of(10), key=keys["bob"])
     usage = {
         row[0]: row[1:]
         for row in db.execute("SELECT client, rows_uploaded, rows_scored, rows_queued FROM client_usage")
@@ -378,7 +366,7 @@ def test_a_browser_upload_refused_by_the_quota_gets_the_form_again(database_url,
     try:
         with app.test_client() as web:
             headers = {**HTML, **bearer(key), "Origin": "http://localhost"}
-            answer = upload_as(web, None, rows=30, headers=headers)
+            answer = post_file(web, csv_of(), headers=headers)
             assert answer.status_code == 429
             page = answer.get_data(as_text=True)
             assert 'type="file"' in page and "quota" in page.lower()
@@ -389,10 +377,10 @@ def test_a_browser_upload_refused_by_the_quota_gets_the_form_again(database_url,
 def test_the_batch_list_cursor_shows_nothing_of_other_clients(client, db, keys):
     # A cursor is signed, not encrypted: anyone can read it. It names the caller's own batch (its
     # time and public id), never the id sequence every client's uploads advance.
-    alices = [upload_as(client, keys["alice"]).get_json()["batch_id"]]
+    alices = [post_file(client, csv_of(), key=keys["alice"]).get_json()["batch_id"]]
     for _ in range(3):
-        upload_as(client, keys["bob"])
-    alices.append(upload_as(client, keys["alice"]).get_json()["batch_id"])
+        post_file(client, csv_of(), key=keys["bob"])
+    alices.append(post_file(client, csv_of(), key=keys["alice"]).get_json()["batch_id"])
     first = client.get("/batches?per_page=1", headers=bearer(keys["alice"]))
     link = first.headers["Link"]
     token = parse_qs(urlsplit(link[1 : link.index(">")]).query)["after"][0]

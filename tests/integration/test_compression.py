@@ -8,7 +8,6 @@ inflates to 10 GiB, refused at the limit, with the worker's peak memory read fro
 from __future__ import annotations
 
 import gzip
-import io
 import zlib
 from collections.abc import Iterator
 from functools import cache
@@ -17,42 +16,22 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import make_csv, sample_texts, score_everything
+from tests.helpers import make_csv, sample_texts
+from tests.integration.helpers import (
+    PROBLEM,
+    assert_nothing_written,
+    assert_problem,
+    post_file,
+    score_everything,
+    table_counts,
+)
 from webapp import create_app
 
-pytestmark = pytest.mark.integration
-
-PROBLEM = "application/problem+json"
 MIB = 1024 * 1024
 GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 
-def assert_problem(response, status: int, slug: str) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM
-    body = response.get_json()
-    assert body["status"] == status and body["type"] == f"/problems/{slug}" and body["detail"]
-    return body
-
-
-TABLES = ("batches", "batch_rows", "batch_row_errors", "chunks")
-
-
-def table_counts(db) -> dict[str, int]:
-    return {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}
-
-
-def assert_nothing_written(db) -> None:
-    assert table_counts(db) == dict.fromkeys(TABLES, 0)
-
-
-def post_file(client, data: bytes, filename: str = "reviews.csv.gz", **kwargs):
-    return client.post(
-        "/batch/upload",
-        data={"file": (io.BytesIO(data), filename)},
-        content_type="multipart/form-data",
-        **kwargs,
-    )
+GZ_NAME = "reviews.csv.gz"
 
 
 def staged_texts(db) -> list[str]:
@@ -74,8 +53,8 @@ def _two_members(data: bytes) -> bytes:
 @pytest.mark.parametrize(
     "send",
     [
-        pytest.param(lambda c: post_file(c, gzip.compress(CSV)), id="form-file-gz"),
-        pytest.param(lambda c: post_file(c, _two_members(CSV)), id="form-file-two-members"),
+        pytest.param(lambda c: post_file(c, gzip.compress(CSV), GZ_NAME), id="form-file-gz"),
+        pytest.param(lambda c: post_file(c, _two_members(CSV), GZ_NAME), id="form-file-two-members"),
         pytest.param(
             lambda c: c.post(
                 "/batch/upload",
@@ -145,7 +124,7 @@ def _damaged(data: bytes) -> bytes:
 )
 def test_corrupt_or_truncated_gzip_is_a_400_and_nothing_is_stored(client, db, body, needle):
     for answer in (
-        post_file(client, body),
+        post_file(client, body, GZ_NAME),
         client.post(
             "/batch/upload", data=body, headers={"Content-Type": "text/csv", "Content-Encoding": "gzip"}
         ),
@@ -159,8 +138,8 @@ def test_damage_that_still_inflates_is_refused_by_whichever_check_sees_it_first(
     """Bytes flipped mid-stream may inflate to something: then the CSV rules or, at the latest,
     the CRC-32 at the end refuse the file. Either way a 400, and nothing is stored."""
     for answer in (
-        post_file(client, _damaged(gzip.compress(CSV))),
-        post_file(client, gzip.compress(CSV)[:-8] + b"\0\0\0\0" + gzip.compress(CSV)[-4:]),
+        post_file(client, _damaged(gzip.compress(CSV)), GZ_NAME),
+        post_file(client, gzip.compress(CSV)[:-8] + b"\0\0\0\0" + gzip.compress(CSV)[-4:], GZ_NAME),
     ):
         assert answer.status_code == 400 and answer.mimetype == PROBLEM
     assert_nothing_written(db)
@@ -211,13 +190,13 @@ def test_limits_count_the_inflated_data(small_limits_client, db):
     client = small_limits_client
     rows = make_csv(sample_texts(1_001, seed=2))
     assert len(gzip.compress(rows)) < 200_000 and len(rows) < 200_000
-    problem = assert_problem(post_file(client, gzip.compress(rows)), 413, "too-many-rows")
+    problem = assert_problem(post_file(client, gzip.compress(rows), GZ_NAME), 413, "too-many-rows")
     assert "1,000" in problem["detail"]
     big = b"id,text\n" + b"".join(b"%d,a fine review of the product\n" % n for n in range(900))
     big += b"901," + b"great " * 40_000 + b"\n"  # 240 KB inflated, 1 KB compressed
     assert len(gzip.compress(big)) < 5_000 < 200_000 < len(big)
     for answer in (
-        post_file(client, gzip.compress(big)),
+        post_file(client, gzip.compress(big), GZ_NAME),
         client.post(
             "/batch/upload",
             data=gzip.compress(big),
@@ -227,7 +206,7 @@ def test_limits_count_the_inflated_data(small_limits_client, db):
         problem = assert_problem(answer, 413, "upload-too-large")
         assert "200,000" in problem["detail"] and "decompressed" in problem["detail"]
     assert_nothing_written(db)
-    assert post_file(client, gzip.compress(make_csv(sample_texts(1_000)))).status_code == 202
+    assert post_file(client, gzip.compress(make_csv(sample_texts(1_000))), GZ_NAME).status_code == 202
 
 
 # --- the bomb ---------------------------------------------------------------------------------
@@ -329,7 +308,7 @@ def test_a_gzip_bomb_is_refused_at_the_limit_in_bounded_memory(serve, db):
     problem = answer.json()
     assert problem["type"] == "/problems/upload-too-large"
     assert "1,073,741,824" in problem["detail"] and "decompressed" in problem["detail"]
-    assert table_counts(db) == stored  # nothing of the bomb was stored
+    assert_nothing_written(db, before=stored)  # nothing of the bomb was stored
     peak = _worker_peak_rss(web.proc.pid)
     assert peak < PEAK_RSS_BOUND, (before, peak)
     # The worker is still there and serving.

@@ -26,11 +26,10 @@ from core.embedded_postgres import EmbeddedPostgres
 from core.migrations import MIGRATION_LOCK_KEY, load_migrations, migrate
 from core.queries import sql_dir
 from core.settings import Settings
-from tests.helpers import make_csv, sample_texts, score_everything, wait_for
+from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.conftest import WebServer, free_port
+from tests.integration.helpers import score_everything
 from webapp import create_app
-
-pytestmark = pytest.mark.integration
 
 
 def _show(conn: psycopg.Connection, name: str) -> str:

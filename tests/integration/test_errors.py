@@ -7,36 +7,7 @@ import io
 import pytest
 
 from tests.helpers import make_csv, sample_texts
-
-pytestmark = pytest.mark.integration
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response, status: int, slug: str | None = None) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM
-    body = response.get_json()
-    assert set(body) >= {"type", "title", "status", "detail"}
-    assert body["status"] == status
-    assert body["title"] and body["detail"]
-    if slug:
-        assert body["type"] == f"/problems/{slug}"
-    return body
-
-
-def assert_nothing_written(db) -> None:
-    for table in ("batches", "batch_rows", "chunks", "batch_results"):
-        assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
-
-
-def post_file(client, data: bytes, **kwargs):
-    return client.post(
-        "/batch/upload",
-        data={"file": (io.BytesIO(data), "x.csv")},
-        content_type="multipart/form-data",
-        **kwargs,
-    )
+from tests.integration.helpers import assert_nothing_written, assert_problem, post_file
 
 
 @pytest.mark.parametrize(
@@ -64,12 +35,7 @@ def test_late_problems_roll_back_the_whole_copy(client, db):
     problem = assert_problem(post_file(client, late_quote), 400, "invalid-csv")
     assert problem["detail"].startswith("Line ")
     late_row = good + b"late,row,with,too,many\n"
-    response = client.post(
-        "/batch/upload?strict=true",
-        data={"file": (io.BytesIO(late_row), "x.csv")},
-        content_type="multipart/form-data",
-    )
-    problem = assert_problem(response, 400, "invalid-row")
+    problem = assert_problem(post_file(client, late_row, query="?strict=true"), 400, "invalid-row")
     assert "strict" in problem["detail"] and problem["detail"].startswith("Line ")
     assert_nothing_written(db)
 

@@ -13,18 +13,12 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.helpers import make_csv, sample_texts, score_everything, uploads_copying, wait_for
+from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.conftest import WebServer
+from tests.integration.helpers import assert_nothing_written, score_everything, uploads_copying
 from tests.rawhttp import Dribbler, Sender, connect, exchange, head, read_answer, still_open, wait_closed
 
-pytestmark = pytest.mark.integration
-
 MIB = 1024 * 1024
-
-
-def assert_nothing_written(db) -> None:
-    for table in ("batches", "batch_rows", "batch_row_errors", "chunks"):
-        assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
 
 
 def csv_upload(length: int | str) -> bytes:

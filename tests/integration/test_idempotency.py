@@ -7,13 +7,10 @@ from __future__ import annotations
 import io
 import threading
 
-import pytest
 import requests
 
 from core import clients
 from tests.helpers import make_csv, sample_texts
-
-pytestmark = pytest.mark.integration
 
 CSV = make_csv(["good", "bad", "fine"])
 

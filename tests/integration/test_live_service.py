@@ -29,8 +29,6 @@ from core.embedded_postgres import EmbeddedPostgres
 from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.conftest import REPO, free_port
 
-pytestmark = pytest.mark.integration
-
 RUNNERS = 2
 
 

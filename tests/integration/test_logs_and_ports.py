@@ -15,8 +15,6 @@ import pytest
 from tests.helpers import wait_for
 from tests.integration.conftest import REPO, WebServer, free_port
 
-pytestmark = pytest.mark.integration
-
 FORGED = "2026-01-01 00:00:00,000 INFO 1 webapp.auth: signed in as admin"
 
 

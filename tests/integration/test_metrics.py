@@ -9,13 +9,11 @@ import signal
 import subprocess
 import sys
 
-import pytest
 import requests
 
-from tests.helpers import make_csv, sample_texts, score_everything, wait_for
+from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.conftest import REPO, WebServer, free_port
-
-pytestmark = pytest.mark.integration
+from tests.integration.helpers import score_everything
 
 
 def metric(text: str, name: str, labels: str = "") -> float:

@@ -48,9 +48,8 @@ from core.migrations import migrate
 from tests import netns
 from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.conftest import REPO, RunnerProcesses, free_port
-from webapp import create_app, gunicorn_command
-
-pytestmark = pytest.mark.integration
+from tests.integration.helpers import upload_into
+from webapp import gunicorn_command
 
 # Settings the processes in this module run with, and the bounds derived from them.
 LEASE_SECONDS = 3.0
@@ -184,19 +183,6 @@ def links_mended(world: World) -> Iterator[None]:
                 link.mend()
 
 
-def upload(url: str, rows: int, seed: int) -> str:
-    """Upload ``rows`` texts in-process (the web app is not under test here); the batch's id."""
-    app = create_app({"database_url": url, "migrate_on_start": False})
-    try:
-        answer = app.test_client().post(
-            "/batch/upload", data=make_csv(sample_texts(rows, seed=seed)), content_type="text/csv"
-        )
-        assert answer.status_code == 202, answer.get_data(as_text=True)
-        return answer.get_json()["batch_id"]
-    finally:
-        app.extensions["db_pool"].close()
-
-
 def one(conn: psycopg.Connection, sql: str, *params: object) -> object:
     return conn.execute(sql, params).fetchone()[0]
 
@@ -250,7 +236,7 @@ def test_a_batch_completes_with_runners_in_three_namespaces(world, dbname, ns_ru
     for space, name in zip(world.runner_spaces, names, strict=True):
         ns_runners.start(space, name, SCORER="tests.scorers:slow", TEST_SCORE_DELAY_SECONDS="0.05")
     wait_until_registered(local, names)
-    public_id = upload(local, 6000, seed=18)
+    public_id = upload_into(local, make_csv(sample_texts(6000, seed=18)))["batch_id"]
     with psycopg.connect(local, autocommit=True) as conn:
         wait_for(lambda: batch_done(conn, public_id), timeout=120, interval=0.2)
         assert_exactly_once(conn, public_id, 6000)
@@ -298,7 +284,7 @@ def test_a_runner_partitioned_mid_round_loses_its_chunks_cleanly_and_comes_back(
         )
     wait_until_registered(local, ["cut", "other-0", "other-1"])
     rows = 30_000  # 300 chunks: the others need about 30 s, so work is left after the partition starts
-    public_id = upload(local, rows, seed=19)
+    public_id = upload_into(local, make_csv(sample_texts(rows, seed=19)))["batch_id"]
     with psycopg.connect(local, autocommit=True) as conn:
         # Mid-round: the runner holds a round it has just claimed and is scoring it.
         held = wait_for(lambda: held_by(conn, "cut"), timeout=60, interval=0.05)
@@ -349,7 +335,7 @@ def test_a_runner_partitioned_mid_round_loses_its_chunks_cleanly_and_comes_back(
 
         # It goes on: it commits chunks of the next batch.
         done_before = one(conn, "SELECT chunks_done FROM runners WHERE name = 'cut'")
-        second = upload(local, 4000, seed=20)
+        second = upload_into(local, make_csv(sample_texts(4000, seed=20)))["batch_id"]
         wait_for(
             lambda: one(conn, "SELECT chunks_done FROM runners WHERE name = 'cut'") > done_before,
             timeout=60,
@@ -416,7 +402,7 @@ def test_the_web_app_partitioned_from_postgresql_answers_503_then_recovers(
         DB_POOL_SIZE="6",
     )
     try:
-        public_id = upload(world.url(dbname), 500, seed=21)
+        public_id = upload_into(world.url(dbname), make_csv(sample_texts(500, seed=21)))["batch_id"]
         status = f"{web.base}/batch/{public_id}"
         # Every pooled connection is in use once, so the pool holds several open ones to cut.
         with concurrent.futures.ThreadPoolExecutor(8) as pool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (
@@ -13,9 +12,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.helpers import make_csv, sample_texts, score_everything
-
-pytestmark = pytest.mark.integration
+from tests.helpers import make_csv, sample_texts
+from tests.integration.helpers import score_everything
 
 CHECKS = [
     not_a_server_error,

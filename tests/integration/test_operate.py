@@ -12,10 +12,9 @@ import subprocess
 import pytest
 
 from core.queries import q, sql_dir
-from tests.helpers import make_csv, process_next, sample_texts, score_everything
+from tests.helpers import make_csv, sample_texts
+from tests.integration.helpers import process_next, score_everything
 from webapp import create_app
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

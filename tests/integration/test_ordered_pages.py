@@ -9,9 +9,8 @@ import json
 import pytest
 
 from core.batches import ordering
-from tests.helpers import make_csv, sample_texts, score_everything
-
-pytestmark = pytest.mark.integration
+from tests.helpers import make_csv, sample_texts
+from tests.integration.helpers import score_everything
 
 ROWS = 3_500  # past many checkpoints (every 100 rows) of every list
 

@@ -20,22 +20,10 @@ from psycopg import sql
 from core import batches, clients
 from core.batches import ordering
 from core.queries import q
-from tests.helpers import make_csv, sample_texts, score_everything, wait_for
-
-pytestmark = pytest.mark.integration
+from tests.helpers import make_csv, sample_texts, wait_for
+from tests.integration.helpers import score_everything, upload_file
 
 SPAN = 10
-
-
-def _upload(client, texts: list[str], **headers: str) -> str:  # type: ignore[no-untyped-def]
-    response = client.post(
-        "/batch/upload",
-        data={"file": (io.BytesIO(make_csv(texts)), "x.csv")},
-        content_type="multipart/form-data",
-        headers=headers,
-    )
-    assert response.status_code == 202, response.get_json()
-    return response.get_json()["batch_id"]
 
 
 def _id(db, public_id: str) -> int:  # type: ignore[no-untyped-def]
@@ -58,7 +46,7 @@ def _reap_all(db, ttl: float = 0) -> None:  # type: ignore[no-untyped-def]
 
 def test_a_batchs_rows_land_in_its_ranges_partitions(client, db):
     _next_id_is(db, 23)
-    public_id = _upload(client, ["nice", "", "awful"])  # the empty text is set aside
+    public_id = upload_file(client, make_csv(["nice", "", "awful"]))["batch_id"]  # "" is set aside
     score_everything(db)
     assert _id(db, public_id) == 23
     assert _partitions(db)["batch_results_p20"] == (20, 30)  # made by the upload
@@ -73,7 +61,7 @@ def test_a_batchs_rows_land_in_its_ranges_partitions(client, db):
 
 def test_a_new_partition_has_the_parents_indexes_and_no_web_privileges(client, db):
     _next_id_is(db, 40)
-    _upload(client, ["nice"])
+    upload_file(client, make_csv(["nice"]))
     indexes = {
         r[0] for r in db.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'batch_results_p40'")
     }
@@ -91,8 +79,8 @@ def test_a_new_partition_has_the_parents_indexes_and_no_web_privileges(client, d
 
 def test_row_security_holds_through_the_parents_and_partitions_are_refused(app, client, db):
     keys = {name: clients.create_key(db, name) for name in ("alice", "bob")}
-    mine = _upload(client, ["nice", ""], Authorization=f"Bearer {keys['alice']}")
-    _upload(client, ["awful", ""], Authorization=f"Bearer {keys['bob']}")
+    mine = upload_file(client, make_csv(["nice", ""]), key=keys["alice"])["batch_id"]
+    upload_file(client, make_csv(["awful", ""]), key=keys["bob"])
     score_everything(db)
     with app.extensions["db_pool"].caller_connection(clients.Caller("alice", "alice", admin=False)) as conn:
         seen = conn.execute("SELECT DISTINCT batch_id FROM batch_results").fetchall()
@@ -143,7 +131,7 @@ def test_a_range_left_with_one_of_its_two_partitions_gets_the_other_again(client
     db.execute("SELECT batch_partitions_ensure(%s)", (first,))
     db.execute(f"ALTER TABLE batch_results DETACH PARTITION batch_results_p{first}")
     db.execute(f"DROP TABLE batch_results_p{first}")
-    public_id = _upload(client, ["nice", "awful"])
+    public_id = upload_file(client, make_csv(["nice", "awful"]))["batch_id"]
     assert _id(db, public_id) == first and f"batch_results_p{first}" in _partitions(db)
     score_everything(db)  # its results have a partition to go to
     assert client.get(f"/batch/{public_id}").get_json()["status"] == "completed"
@@ -181,7 +169,7 @@ def test_making_partitions_ahead_does_not_wait_on_an_uploads_range_lock(db, data
 def _fill_range(client, db, first: int, texts: list[str]) -> list[int]:  # type: ignore[no-untyped-def]
     """Batches first .. first + SPAN - 1, all scored, and one more past them (the range is closed)."""
     _next_id_is(db, first)
-    ids = [_id(db, _upload(client, texts)) for _ in range(SPAN + 1)]
+    ids = [_id(db, upload_file(client, make_csv(texts))["batch_id"]) for _ in range(SPAN + 1)]
     score_everything(db)
     assert ids == list(range(first, first + SPAN + 1))
     return ids
@@ -271,7 +259,8 @@ def test_rows_of_expired_batches_wait_for_their_partition_to_go_whole(client, db
 
 
 def test_deleting_one_batch_still_removes_its_rows_and_nothing_else(client, db):
-    gone, kept = _upload(client, ["nice", "awful", ""]), _upload(client, ["nice", ""])
+    gone = upload_file(client, make_csv(["nice", "awful", ""]))["batch_id"]
+    kept = upload_file(client, make_csv(["nice", ""]))["batch_id"]
     score_everything(db)
     assert client.delete(f"/batch/{gone}").status_code == 204
     assert client.get(f"/batch/{gone}").status_code == 404
@@ -290,7 +279,7 @@ def test_reads_work_in_every_partition(client, db):
     made = {}
     for first in (3, 17, 64):  # three ranges; 64's partition is made by its upload
         _next_id_is(db, first)
-        made[first] = _upload(client, [*sample_texts(2_100, seed=first), ""])
+        made[first] = upload_file(client, make_csv([*sample_texts(2_100, seed=first), ""]))["batch_id"]
     score_everything(db)
     for public_id in made.values():
         page = client.get(f"/batch/{public_id}/results?per_page=1000&page=2").get_json()
@@ -363,7 +352,7 @@ def _statements(batch_id: int) -> dict[str, sql.Composable]:
 def three_partitions(client, db):  # type: ignore[no-untyped-def]
     for first in (3, 17, 25):
         _next_id_is(db, first)
-        _upload(client, [*sample_texts(3_000, seed=first), *[""] * 20])
+        upload_file(client, make_csv([*sample_texts(3_000, seed=first), *[""] * 20]))
     score_everything(db)
     db.execute("ANALYZE batch_results; ANALYZE batch_row_errors")
     # Tiny tables: judge the plan's shape, as test_ordered_pages does.

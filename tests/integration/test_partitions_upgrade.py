@@ -13,8 +13,6 @@ from core.migrations import load_migrations, migrate
 from core.queries import sql_dir
 from tests.integration.conftest import _janitor
 
-pytestmark = pytest.mark.integration
-
 RESULT = (
     "INSERT INTO batch_results (batch_id, row_number, client_id, text, sentiment, score, compound, "
     "pos, neu, neg) "

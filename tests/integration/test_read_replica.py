@@ -22,8 +22,9 @@ import pytest
 
 from core import clients
 from core.embedded_postgres import EmbeddedPostgres
-from tests.helpers import make_csv, process_next, sample_texts, score_everything, wait_for
+from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.conftest import free_port
+from tests.integration.helpers import process_next, score_everything, upload_file
 from webapp import create_app
 
 MARK = "changed on the primary only"
@@ -108,14 +109,6 @@ def make_app(database_url: str) -> Iterator:
             app.extensions["db_replica"].pool.close()
 
 
-def _upload(client, texts: list[str], headers: dict | None = None) -> str:  # type: ignore[no-untyped-def]
-    answer = client.post(
-        "/batch/upload", data=make_csv(texts), content_type="text/csv", headers=headers or {}
-    )
-    assert answer.status_code == 202, answer.json
-    return answer.json["batch_id"]
-
-
 def _texts(client, public_id: str, query: str = "", headers: dict | None = None) -> list[str]:  # type: ignore[no-untyped-def]
     answer = client.get(f"/batch/{public_id}/results?per_page=1000{query}", headers=headers or {})
     assert answer.status_code == 200, answer.json
@@ -138,7 +131,7 @@ def test_pages_and_exports_of_a_finished_batch_read_from_the_replica(
     key = clients.create_key(db, "alice")
     auth = {"Authorization": f"Bearer {key}"}
     texts = sample_texts(250)
-    public_id = _upload(client, [*texts, ""], auth)  # the empty text is set aside
+    public_id = upload_file(client, make_csv([*texts, ""]), key=key)["batch_id"]  # "" is set aside
     score_everything(db)
     _caught_up(db, replica_db)
     _paused(replica_db)
@@ -171,13 +164,13 @@ def test_a_batch_the_replica_has_not_replayed_reads_from_the_primary(
 ):
     dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
     client = make_app(standby.url(dbname))
-    earlier = _upload(client, ["good"] * 150)
+    earlier = upload_file(client, make_csv(["good"] * 150))["batch_id"]
     score_everything(db)
     _caught_up(db, replica_db)
     _paused(replica_db)
     # Uploaded and finished while the standby replays nothing: it has never seen this batch.
     texts = sample_texts(150, seed=3)
-    unseen = _upload(client, texts)
+    unseen = upload_file(client, make_csv(texts))["batch_id"]
     score_everything(db)
     assert _texts(client, unseen) == texts
     exported = client.get(f"/batch/{unseen}/results.csv")
@@ -194,7 +187,7 @@ def test_a_batch_still_running_on_the_replica_reads_from_the_primary(
     dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
     client = make_app(standby.url(dbname))
     texts = sample_texts(300, seed=5)
-    public_id = _upload(client, texts)
+    public_id = upload_file(client, make_csv(texts))["batch_id"]
 
     process_next(db)  # one chunk of three: the standby sees it processing
     _caught_up(db, replica_db)
@@ -206,7 +199,7 @@ def test_a_batch_still_running_on_the_replica_reads_from_the_primary(
 def test_page_numbers_that_write_checkpoints_use_the_primary(make_app, db, replica_db, standby, database_url):
     dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
     client = make_app(standby.url(dbname))
-    public_id = _upload(client, ["good"] * 120 + ["bad"] * 80)
+    public_id = upload_file(client, make_csv(["good"] * 120 + ["bad"] * 80))["batch_id"]
     score_everything(db)
     _caught_up(db, replica_db)
     _paused(replica_db)
@@ -218,7 +211,7 @@ def test_page_numbers_that_write_checkpoints_use_the_primary(make_app, db, repli
 def test_an_unreachable_replica_sends_reads_to_the_primary(make_app, db, tmp_path, caplog):
     client = make_app(f"{UNREACHABLE}?host={tmp_path}&port=1")
     texts = sample_texts(120, seed=9)
-    public_id = _upload(client, texts)
+    public_id = upload_file(client, make_csv(texts))["batch_id"]
     score_everything(db)
     assert _texts(client, public_id) == texts
     assert client.get(f"/batch/{public_id}/results.ndjson").status_code == 200
@@ -244,7 +237,7 @@ def test_a_download_checks_the_standby_it_streams_from(make_app, db, replica_db,
             max_exports=1,
         )
         texts = sample_texts(300, seed=11)
-        public_id = _upload(client, texts)
+        public_id = upload_file(client, make_csv(texts))["batch_id"]
         score_everything(db)
         _caught_up(db, replica_db)
         # The pool's two connections go one to each standby (libpq picks one at random per
@@ -280,7 +273,7 @@ def test_a_standby_whose_replay_holds_a_lock_is_left_for_the_primary(
 ):
     client = make_app(standby.url(db.info.dbname))
     texts = sample_texts(150, seed=13)
-    public_id = _upload(client, texts)
+    public_id = upload_file(client, make_csv(texts))["batch_id"]
     score_everything(db)
     # The standby replays an ACCESS EXCLUSIVE lock on batches, then stops replaying before the unlock.
     with psycopg.connect(db.info.dsn) as locker:
@@ -300,7 +293,7 @@ def test_a_busy_replica_pool_sends_one_read_to_the_primary_and_stays_in_use(
     make_app, db, replica_db, standby
 ):
     client = make_app(standby.url(db.info.dbname))
-    public_id = _upload(client, sample_texts(120, seed=17))
+    public_id = upload_file(client, make_csv(sample_texts(120, seed=17)))["batch_id"]
     score_everything(db)
     _caught_up(db, replica_db)
     app = client.application

@@ -9,12 +9,11 @@ import tracemalloc
 
 import pytest
 
-from tests.helpers import make_csv, score_everything
+from tests.helpers import make_csv
+from tests.integration.helpers import score_everything
 from webapp import create_app
 from webapp.exports import SEND_BYTES, _fetch_rows
 from webapp.pagination import PAGE_BYTES
-
-pytestmark = pytest.mark.integration
 
 ROWS = 1000
 TEXT = 20_000

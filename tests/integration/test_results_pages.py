@@ -6,9 +6,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.helpers import make_csv, sample_texts, score_everything
-
-pytestmark = pytest.mark.integration
+from tests.helpers import make_csv, sample_texts
+from tests.integration.helpers import score_everything
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ import io
 
 import pytest
 
-from tests.helpers import score_everything
-
-pytestmark = pytest.mark.integration
+from tests.integration.helpers import score_everything
 
 
 def post(client, body: bytes, query: str = "", content_type: str = "text/csv"):

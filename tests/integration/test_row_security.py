@@ -4,39 +4,28 @@ superuser; an admin's transaction sees everything, a bare connection sees no bat
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from core import clients
 from core.clients import Caller
-from tests.helpers import make_csv, score_everything
-
-pytestmark = pytest.mark.integration
+from tests.helpers import make_csv
+from tests.integration.helpers import score_everything
 
 TABLES = ("batches", "batch_rows", "batch_results", "batch_row_errors")
 COUNTS = " UNION ALL ".join(f"SELECT '{t}', count(DISTINCT batch_id) FROM {t}" for t in TABLES[1:])
 
 
 @pytest.fixture
-def two_clients(app, client, db):
+def two_clients(app, upload, db):
     """alice has a scored batch and a waiting one, bob one waiting batch; each has a set-aside row."""
     keys = {name: clients.create_key(db, name) for name in ("alice", "bob")}
 
-    def upload(name: str) -> str:
-        data = make_csv(["nice", "awful", ""])
-        response = client.post(
-            "/batch/upload",
-            data={"file": (io.BytesIO(data), "x.csv")},
-            content_type="multipart/form-data",
-            headers={"Authorization": f"Bearer {keys[name]}"},
-        )
-        assert response.status_code == 202
-        return response.get_json()["batch_id"]
+    def batch_of(name: str) -> str:
+        return upload(make_csv(["nice", "awful", ""]), key=keys[name])["batch_id"]
 
-    scored = upload("alice")
+    scored = batch_of("alice")
     score_everything(db)
-    return {"alice": {scored, upload("alice")}, "bob": {upload("bob")}}
+    return {"alice": {scored, batch_of("alice")}, "bob": {batch_of("bob")}}
 
 
 def _seen(app, caller: Caller | None) -> tuple[str, set[str], dict[str, int]]:

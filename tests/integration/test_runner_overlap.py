@@ -7,13 +7,9 @@ from __future__ import annotations
 import re
 import signal
 
-import pytest
-
 from bench.delay_proxy import delaying_proxy, unix_socket_target, via_proxy
 from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.test_faults import assert_exactly_once, finished, status_of
-
-pytestmark = pytest.mark.integration
 
 #: Each way: a round trip through the proxy takes at least 100 ms, a claim or a commit far
 #: longer than scoring a round with the constant scorer, so the loop nearly always has one in flight.

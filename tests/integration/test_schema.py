@@ -18,8 +18,6 @@ from jobrunner.chunks import configure_session
 from tests.helpers import make_csv
 from tests.integration.conftest import REPO, _janitor
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def empty_db_url(pg_cluster):

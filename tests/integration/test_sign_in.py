@@ -13,8 +13,6 @@ import requests
 from tests.helpers import make_csv
 from tests.integration.conftest import WebServer
 
-pytestmark = pytest.mark.integration
-
 TOKEN = "correct horse battery staple"
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 

@@ -11,9 +11,8 @@ from datetime import timedelta
 import pytest
 
 from core import batches
-from tests.helpers import make_csv, score_everything
-
-pytestmark = pytest.mark.integration
+from tests.helpers import make_csv
+from tests.integration.helpers import score_everything
 
 CSV = make_csv(["good", "bad"])
 

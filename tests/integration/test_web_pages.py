@@ -11,12 +11,8 @@ import re
 from html import unescape
 from html.parser import HTMLParser
 
-import pytest
-
-from tests.helpers import make_csv, process_next, sample_texts, score_everything
-from tests.integration.test_errors import assert_nothing_written, assert_problem
-
-pytestmark = pytest.mark.integration
+from tests.helpers import make_csv, sample_texts
+from tests.integration.helpers import assert_nothing_written, assert_problem, process_next, score_everything
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"}
 HOSTILE = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import io
 import json
 import signal
 import threading
@@ -22,9 +21,8 @@ import pytest
 
 from core import webhooks
 from tests.helpers import make_csv, wait_for
+from tests.integration.helpers import post_file, upload_file
 from webapp import create_app
-
-pytestmark = pytest.mark.integration
 
 SECRET = "whsec_" + base64.b64encode(b"w" * 32).decode()
 RUNNER_ENV = {
@@ -125,14 +123,8 @@ def web(database_url):  # type: ignore[no-untyped-def]
         app.extensions["db_pool"].close()
 
 
-def upload(client, callback_url: str, rows: int = 30, **headers: str):  # type: ignore[no-untyped-def]
-    """Upload with callback_url as a form field before the file, as a browser's form sends it."""
-    return client.post(
-        "/batch/upload",
-        data={"callback_url": callback_url, "file": (io.BytesIO(make_csv(["good"] * rows)), "x.csv")},
-        content_type="multipart/form-data",
-        headers=headers,
-    )
+#: 30 rows: one chunk, one webhook.
+GOOD = make_csv(["good"] * 30)
 
 
 def event_state(db, batch_id: str):  # type: ignore[no-untyped-def]
@@ -146,7 +138,7 @@ def event_state(db, batch_id: str):  # type: ignore[no-untyped-def]
 def test_a_signed_webhook_is_retried_after_two_500s_and_ends_at_the_first_200(web, receiver, runners, db):
     hook = receiver(answers=[500, 500])
     client = web()
-    answer = upload(client, hook.url())
+    answer = post_file(client, GOOD, fields={"callback_url": hook.url()})
     assert answer.status_code == 202, answer.get_json()
     batch_id = answer.get_json()["batch_id"]
     assert (
@@ -186,7 +178,7 @@ def test_a_signed_webhook_is_retried_after_two_500s_and_ends_at_the_first_200(we
 def test_cancel_writes_batch_cancelled_in_its_own_statement_and_a_runner_sends_it(web, receiver, runners, db):
     hook = receiver()
     client = web()
-    batch_id = upload(client, hook.url(), rows=500).get_json()["batch_id"]
+    batch_id = upload_file(client, make_csv(["good"] * 500), fields={"callback_url": hook.url()})["batch_id"]
     assert client.post(f"/batch/{batch_id}/cancel").status_code == 200
     # Written by the cancel, before any runner exists.
     assert db.execute("SELECT type, state FROM webhook_events").fetchall() == [("batch.cancelled", "pending")]
@@ -205,7 +197,7 @@ def test_a_runner_killed_while_delivering_loses_no_event_and_its_duplicate_has_t
 ):
     hook = receiver(hold_first=True)
     client = web()
-    ids = [upload(client, hook.url()).get_json()["batch_id"] for _ in range(3)]
+    ids = [upload_file(client, GOOD, fields={"callback_url": hook.url()})["batch_id"] for _ in range(3)]
     procs = [runners.start(**RUNNER_ENV) for _ in range(2)]
     assert hook.arrived.wait(120)
     held_id = hook.received()[0]["webhook-id"]
@@ -248,7 +240,7 @@ def test_the_guard_refuses_private_and_metadata_callbacks_at_upload(web, receive
         ("ftp://example.com/hook", "invalid-callback-url"),
         ("http://user:pw@example.com/hook", "invalid-callback-url"),
     ]:
-        answer = upload(client, url)
+        answer = post_file(client, GOOD, fields={"callback_url": url})
         assert answer.status_code == 400, (url, answer.get_json())
         assert answer.content_type == "application/problem+json"
         assert answer.get_json()["type"] == f"/problems/{slug}", url
@@ -263,7 +255,7 @@ def test_the_guard_refuses_private_and_metadata_callbacks_at_upload(web, receive
 def test_the_guard_refuses_a_name_that_resolves_to_loopback_when_delivering(web, receiver, runners, db):
     hook = receiver()
     client = web(allow_private=True)  # accepted at upload (say the name resolved elsewhere then) ...
-    batch_id = upload(client, hook.url("localhost")).get_json()["batch_id"]
+    batch_id = upload_file(client, GOOD, fields={"callback_url": hook.url("localhost")})["batch_id"]
     runners.start(**{**RUNNER_ENV, "WEBHOOK_ALLOW_PRIVATE": "false"})  # ... refused when connecting
 
     def attempts():  # type: ignore[no-untyped-def]
@@ -283,10 +275,10 @@ def test_the_guard_refuses_a_name_that_resolves_to_loopback_when_delivering(web,
 def test_a_slow_receiver_holds_up_one_deliverer_not_the_others(web, receiver, runners, db):
     slow, fast = receiver(hold_first=True), receiver()
     client = web()
-    held = upload(client, slow.url()).get_json()["batch_id"]
+    held = upload_file(client, GOOD, fields={"callback_url": slow.url()})["batch_id"]
     runners.start(**{**RUNNER_ENV, "WEBHOOK_CONCURRENCY": "2", "WEBHOOK_READ_TIMEOUT": "60"})
     assert slow.arrived.wait(120)  # one deliverer is inside that attempt ...
-    other = upload(client, fast.url()).get_json()["batch_id"]
+    other = upload_file(client, GOOD, fields={"callback_url": fast.url()})["batch_id"]
     wait_for(lambda: event_state(db, other) == "delivered", timeout=120)  # ... the other sends this one
     assert event_state(db, held) == "pending" and not slow.release.is_set()
     in_progress = db.execute("SELECT count(*) FROM webhook_attempts WHERE finished_at IS NULL").fetchone()[0]
@@ -302,7 +294,7 @@ def test_a_webhook_given_up_is_sent_again_on_its_owners_request(web, receiver, r
     as_alice, as_bob = {"Authorization": f"Bearer {alice}"}, {"Authorization": f"Bearer {bob}"}
     hook = receiver(answers=[410])  # Gone: given up at once; then 200s
     client = web()
-    batch_id = upload(client, hook.url(), **as_alice).get_json()["batch_id"]
+    batch_id = upload_file(client, GOOD, fields={"callback_url": hook.url()}, key=alice)["batch_id"]
     path = f"/batch/{batch_id}/webhooks/retry"
     assert client.post(path, headers=as_alice).get_json()["type"] == "/problems/no-webhook"  # not finished
     runners.start(**RUNNER_ENV)
@@ -344,8 +336,7 @@ def test_a_replaced_secret_signs_beside_the_new_one_for_the_overlap(web, receive
     assert rotation.previous_until is not None and rotation.secret != old
     hook = receiver()
     client = web()
-    as_alice = {"Authorization": f"Bearer {alice}"}
-    during = upload(client, hook.url(), **as_alice).get_json()["batch_id"]
+    during = upload_file(client, GOOD, fields={"callback_url": hook.url()}, key=alice)["batch_id"]
     runners.start(**RUNNER_ENV)
     wait_for(lambda: event_state(db, during) == "delivered", timeout=120)
     [first] = hook.received()
@@ -354,7 +345,7 @@ def test_a_replaced_secret_signs_beside_the_new_one_for_the_overlap(web, receive
     assert signed_by(rotation.secret, first) and signed_by(old, first) and not signed_by(SECRET, first)
     # Once the overlap is over, the new secret alone signs.
     db.execute("UPDATE webhook_secrets SET previous_until = now() - interval '1 second'")
-    after = upload(client, hook.url(), **as_alice).get_json()["batch_id"]
+    after = upload_file(client, GOOD, fields={"callback_url": hook.url()}, key=alice)["batch_id"]
     wait_for(lambda: event_state(db, after) == "delivered", timeout=120)
     second = hook.received()[-1]
     assert second["webhook-signature"].count("v1,") == 1
@@ -369,7 +360,7 @@ def test_a_keys_first_own_secret_overlaps_with_webhook_secret(web, receiver, run
     rotation = webhooks.give_secret(db, "legacy", overlap_seconds=3600)
     assert rotation.previous_until is not None
     hook = receiver()
-    batch_id = upload(web(), hook.url(), Authorization=f"Bearer {legacy}").get_json()["batch_id"]
+    batch_id = upload_file(web(), GOOD, fields={"callback_url": hook.url()}, key=legacy)["batch_id"]
     runners.start(**RUNNER_ENV)
     wait_for(lambda: event_state(db, batch_id) == "delivered", timeout=120)
     [request] = hook.received()
@@ -384,9 +375,9 @@ def test_a_keys_own_secret_signs_its_webhooks_and_only_its_owner_sees_them(web, 
     hook = receiver()
     client = web()
     as_alice = {"Authorization": f"Bearer {alice}"}
-    batch_id = upload(client, hook.url(), **as_alice).get_json()["batch_id"]
+    batch_id = upload_file(client, GOOD, fields={"callback_url": hook.url()}, key=alice)["batch_id"]
     # A client's cancel writes the event as the client's role, under row-level security.
-    cancelled = upload(client, hook.url(), **as_alice).get_json()["batch_id"]
+    cancelled = upload_file(client, GOOD, fields={"callback_url": hook.url()}, key=alice)["batch_id"]
     assert client.post(f"/batch/{cancelled}/cancel", headers=as_alice).status_code == 200
     runners.start(**RUNNER_ENV)
     wait_for(lambda: {event_state(db, batch_id), event_state(db, cancelled)} == {"delivered"}, timeout=120)

@@ -15,8 +15,6 @@ import pytest
 
 from tests.rawhttp import connect, exchange, head, read_answer, still_open
 
-pytestmark = pytest.mark.integration
-
 
 def healthz_answers(port: int, times: int = 3) -> None:
     """/healthz answers, each time within 10 s."""
