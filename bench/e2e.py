@@ -10,7 +10,6 @@ import json
 import os
 import statistics
 import tempfile
-import threading
 import time
 from multiprocessing import get_context
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import psycopg
 
 from bench.data import texts as make_texts
+from bench.probe import Probe
 from bench.service import cluster, runners
 
 
@@ -60,33 +60,20 @@ def _csv(items: list[str]) -> bytes:
     return buffer.getvalue().encode()
 
 
-class LockWatch:
+class LockWatch(Probe):
     """Samples pg_stat_activity every 5 ms: how often a runner's statement waits on a lock."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        super().__init__(0.005, url)
         self.samples = self.waiting = 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample)
 
-    def _sample(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self._done.is_set():
-                waiting = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND application_name = 'sentiment-runner'"
-                ).fetchone()[0]
-                self.samples += 1
-                self.waiting += waiting > 0
-                time.sleep(0.005)
-
-    def __enter__(self) -> LockWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
+    def sample(self, conn: psycopg.Connection) -> None:
+        waiting = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND application_name = 'sentiment-runner'"
+        ).fetchone()[0]
+        self.samples += 1
+        self.waiting += waiting > 0
 
     @property
     def share(self) -> float:

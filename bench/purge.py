@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 
 import psycopg
 
+from bench.probe import Probe
 from bench.service import cluster, runners
 from core.batches.ingest import new_public_id
 
@@ -61,35 +61,23 @@ def _fill(url: str, rows: int) -> list[int]:
         return [r[0] for r in conn.execute("SELECT id FROM batches WHERE status = 'completed' ORDER BY id")]
 
 
-class StallWatch:
+class StallWatch(Probe):
     """Samples the live batch's processed_count every 20 ms; the longest time it stood still."""
 
     def __init__(self, url: str, batch_id: int) -> None:
-        self.url, self.batch_id = url, batch_id
+        super().__init__(0.02, url)
+        self.batch_id = batch_id
         self.longest = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch)
+        self._last, self._since = None, time.perf_counter()
 
-    def _watch(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            last, since = None, time.perf_counter()
-            while not self._stop.is_set():
-                done = conn.execute("SELECT processed_count FROM batches WHERE id = %s", (self.batch_id,))
-                value = done.fetchone()[0]
-                now = time.perf_counter()
-                if value != last:
-                    last, since = value, now
-                else:
-                    self.longest = max(self.longest, now - since)
-                time.sleep(0.02)
-
-    def __enter__(self) -> StallWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def sample(self, conn: psycopg.Connection) -> None:
+        done = conn.execute("SELECT processed_count FROM batches WHERE id = %s", (self.batch_id,))
+        value = done.fetchone()[0]
+        now = time.perf_counter()
+        if value != self._last:
+            self._last, self._since = value, now
+        else:
+            self.longest = max(self.longest, now - self._since)
 
 
 def _gone(conn: psycopg.Connection, ids: list[int]) -> bool:

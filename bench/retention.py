@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 
 import psycopg
 
+from bench.probe import Probe
 from bench.purge import LIVE_BATCH, StallWatch
 from bench.service import cluster, runners
 from core import batches
@@ -78,36 +78,22 @@ RETURNING row_number
 """
 
 
-class WriteProbe:
+class WriteProbe(Probe):
     """Every 20 ms, writes one result of its own batch and reads it back through the parent table, as
     a runner's finish and a results page do; the slowest round trip."""
 
     def __init__(self, url: str, batch_id: int) -> None:
-        self.url, self.batch_id = url, batch_id
+        super().__init__(0.02, url)
+        self.batch_id = batch_id
         self.slowest = 0.0
         self.writes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._probe)
 
-    def _probe(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self._stop.is_set():
-                started = time.perf_counter()
-                row = conn.execute(_PROBE_WRITE, {"b": self.batch_id}).fetchone()[0]
-                conn.execute(
-                    q("batch_results_page"), {"batch_id": self.batch_id, "after_row": row - 1, "limit": 1}
-                )
-                self.slowest = max(self.slowest, time.perf_counter() - started)
-                self.writes += 1
-                time.sleep(0.02)
-
-    def __enter__(self) -> WriteProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def sample(self, conn: psycopg.Connection) -> None:
+        started = time.perf_counter()
+        row = conn.execute(_PROBE_WRITE, {"b": self.batch_id}).fetchone()[0]
+        conn.execute(q("batch_results_page"), {"batch_id": self.batch_id, "after_row": row - 1, "limit": 1})
+        self.slowest = max(self.slowest, time.perf_counter() - started)
+        self.writes += 1
 
 
 def _wal(conn: psycopg.Connection) -> str:

@@ -10,13 +10,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import requests
 
+from bench.probe import Probe
 from core.embedded_postgres import EmbeddedPostgres
 from core.migrations import migrate
 from webapp import gunicorn_command
@@ -107,24 +107,13 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-class PeakRss:
+class PeakRss(Probe):
     """Samples a process's RSS every 5 ms while the block runs; ``peak`` in KiB."""
 
     def __init__(self, pid: int) -> None:
+        super().__init__(0.005)
         self.pid = pid
         self.peak = rss_kib(pid)
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample)
 
-    def _sample(self) -> None:
-        while not self._done.is_set():
-            self.peak = max(self.peak, rss_kib(self.pid))
-            time.sleep(0.005)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
+    def sample(self, conn: None) -> None:
+        self.peak = max(self.peak, rss_kib(self.pid))

@@ -36,7 +36,6 @@ import os
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -44,6 +43,7 @@ import psycopg
 import requests
 
 from bench.data import write_csv
+from bench.probe import Probe
 from bench.service import cluster, gunicorn, runners, worker_pids
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,17 +152,14 @@ def snapshot(conn: psycopg.Connection) -> dict:
     return {"at": time.monotonic(), "relations": relations, "stats": stats}
 
 
-class Sampler:
+class Sampler(Probe):
     """Snapshots every ``interval`` seconds on its own connection; keeps the peaks."""
 
     def __init__(self, url: str, interval: float) -> None:
-        self.url = url
-        self.interval = interval
+        super().__init__(interval, url)
         self.peak_bytes: dict[str, int] = {}
         self.peak_dead: dict[str, int] = {}
         self.samples = 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def take(self, conn: psycopg.Connection) -> dict:
         snap = snapshot(conn)
@@ -173,18 +170,7 @@ class Sampler:
         self.samples += 1
         return snap
 
-    def _run(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self._done.wait(self.interval):
-                self.take(conn)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
+    sample = take
 
 
 def percentile(values: list[float], share: float) -> float:
