@@ -18,8 +18,9 @@ WHERE (c.state = 'claimed' AND c.lease_expires_at < now()) OR c.attempts > 1
 ORDER BY c.attempts DESC, c.claimed_at;
 
 -- What failed and why: rows whose scoring failed, newest batches first.
-SELECT b.public_id, r.row_number, r.line_number, r.client_id, left(r.error, 120) AS error
+SELECT b.public_id, r.row_number, i.line_number, i.client_id, left(r.error, 120) AS error
 FROM batch_results r JOIN batches b ON b.id = r.batch_id
+JOIN batch_inputs i ON i.batch_id = r.batch_id AND i.row_number = r.row_number
 WHERE r.error IS NOT NULL
 ORDER BY b.created_at DESC, r.row_number
 LIMIT 50;
@@ -40,6 +41,8 @@ LIMIT 20;
 
 -- Largest batches, with their share of the database.
 SELECT public_id, status, total_count, created_at,
-       pg_size_pretty(total_count * (SELECT coalesce(avg(pg_column_size(r.*)), 0)
-                                     FROM (SELECT * FROM batch_results LIMIT 1000) r)::bigint) AS approx_results_size
+       pg_size_pretty(total_count * ((SELECT coalesce(avg(pg_column_size(i.*)), 0)
+                                      FROM (SELECT * FROM batch_inputs LIMIT 1000) i)
+                                     + (SELECT coalesce(avg(pg_column_size(r.*)), 0)
+                                        FROM (SELECT * FROM batch_results LIMIT 1000) r))::bigint) AS approx_size
 FROM batches ORDER BY total_count DESC LIMIT 20;

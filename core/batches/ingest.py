@@ -123,7 +123,10 @@ def create(
             },
         ).fetchone()[0]
         # Its rows' partitions, kept from the purge until commit; made below if missing.
-        covered = partitions.hold(conn, batch_id)
+        if not partitions.hold(conn, batch_id):
+            # Runners make partitions ahead; an upload that outran them makes its own before its
+            # COPY writes into them (holding the parents' ATTACH lock until it commits).
+            partitions.make(conn, batch_id)
         valid = invalid = 0
         with _as_login_role(conn), conn.cursor() as cur, cur.copy(q("batch_inputs_copy")) as copy:
             copy.set_types(INPUT_TYPES)
@@ -136,8 +139,6 @@ def create(
                     invalid += 1
                     problem = f"{row.problem}\t{row.detail}"
                     write((batch_id, -invalid, row.line, row.client_id, "", problem))
-        if not covered:  # made now, not before the COPY: the parents' lock is held until commit
-            partitions.make(conn, batch_id)
         quota.claim_room(conn, client, quota_rows, valid)
         if invalid:
             conn.execute(q("batch_row_errors_move_from_inputs"), {"batch_id": batch_id})

@@ -8,7 +8,7 @@ SELECT EXISTS (SELECT 1 FROM result_checkpoints
 WITH serialised AS (
     -- Two first requests for a listing write the keys once: the second waits
     -- here for the first to commit, then finds the mark.
-    SELECT pg_advisory_xact_lock(20562, hashtextextended(%(batch_id)s::text, 0)::integer) AS locked
+    SELECT pg_advisory_xact_lock(20562, hashtext(%(batch_id)s::bigint::text)) AS locked
 ), state AS (
     SELECT NOT EXISTS (SELECT 1 FROM chunks WHERE batch_id = %(batch_id)s AND state = 'claimed') AS settled,
            EXISTS (SELECT 1 FROM result_checkpoints

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import logging
+import re
 import subprocess
 
 import pytest
@@ -31,7 +32,7 @@ def scored_batch(upload, db) -> str:
 
 def test_views_answer_in_psql(db, upload, client, pg_cluster, database_url):
     batch_id = upload(make_csv(sample_texts(500, seed=42)))["batch_id"]
-    from jobrunner.chunks import claim_chunk
+    from core.batches.queue import claim_chunk
 
     process_next(db)
     held = claim_chunk(db, "someone:42", 60)
@@ -116,15 +117,19 @@ def test_results_filtered_by_sentiment(client, db, scored_batch):
     )
 
 
-def test_filtered_page_reads_the_sentiment_index(db, scored_batch):
+def test_pages_read_one_partition_by_index_ranges(db, scored_batch):
     batch = db.execute("SELECT id FROM batches WHERE public_id = %s", (scored_batch,)).fetchone()[0]
     db.execute("SET enable_seqscan = off")  # tiny test tables: judge the plan's shape
-    plan = db.execute(
-        "EXPLAIN (FORMAT JSON) " + q("batch_results_page_by_sentiment"),
-        {"batch_id": batch, "sentiment": "negative", "after_row": 100, "limit": 51},
-    ).fetchone()[0]
-    text = json.dumps(plan)
-    assert "batch_results_sentiment_idx" in text and '"Sort"' not in text
+    params = {"batch_id": batch, "sentiment": "negative", "after_row": 100, "limit": 51}
+    for name, index in (
+        ("batch_result_keys_page", "batch_result_keys_sentiment_idx"),
+        ("batch_results_page", "batch_results_pkey"),
+    ):
+        plan = db.execute("EXPLAIN (FORMAT JSON) " + q(name), params).fetchone()[0]
+        text = json.dumps(plan)
+        assert index in text and '"Sort"' not in text and '"Seq Scan"' not in text, text
+        partitions = {p.rsplit("_p", 1)[1] for p in re.findall(r'"Relation Name": "(batch_\w+)"', text)}
+        assert len(partitions) == 1, text  # every table read in one partition of the batch's range
 
 
 def test_csv_export_round_trips_and_defuses_formulas(client, scored_batch):

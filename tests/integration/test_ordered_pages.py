@@ -30,7 +30,10 @@ def _oracle(db, batch_id: str, sentiment: str | None, order: str | None) -> list
         "compound": "r.compound, r.row_number",
         "-compound": "r.compound DESC, r.row_number DESC",
     }
-    where = "r.sentiment = %(s)s" if sentiment else ("true" if order is None else "r.sentiment IS NOT NULL")
+    if sentiment:
+        where = "vader_label(r.compound) = %(s)s"
+    else:
+        where = "true" if order is None else "r.error IS NULL"
     rows = db.execute(
         f"SELECT r.row_number FROM batch_results r JOIN batches b ON b.id = r.batch_id"
         f" WHERE b.public_id = %(b)s AND {where} ORDER BY {by[order]}",
@@ -103,11 +106,16 @@ def test_checkpoints_are_written_once_per_list(client, db, scored):
     for _ in range(2):
         assert client.get(f"/batch/{scored}/results?order=compound&page=300&per_page=10").status_code == 200
     listings = db.execute("SELECT listing, count(*) FROM result_checkpoints GROUP BY listing").fetchall()
-    assert listings == [("compound", 1 + ROWS_WITH_COMPOUND(db) // ordering.CHECKPOINT_EVERY)]
+    # The sort keys once (their mark), and one list's checkpoints.
+    assert sorted(listings) == [
+        ("compound", 1 + ROWS_WITH_COMPOUND(db) // ordering.CHECKPOINT_EVERY),
+        ("keys", 1),
+    ]
+    assert db.execute("SELECT count(*) FROM batch_result_keys").fetchone()[0] == ROWS_WITH_COMPOUND(db)
 
 
 def ROWS_WITH_COMPOUND(db) -> int:  # type: ignore[no-untyped-def]
-    return db.execute("SELECT count(*) FROM batch_results WHERE sentiment IS NOT NULL").fetchone()[0]
+    return db.execute("SELECT count(*) FROM batch_results WHERE error IS NULL").fetchone()[0]
 
 
 def test_cursors_of_one_list_do_not_work_in_another(client, scored):
@@ -122,15 +130,29 @@ def test_cursors_of_one_list_do_not_work_in_another(client, scored):
     assert client.get(f"/batch/{scored}/results?order=compound&before={cursor}").status_code == 400
 
 
-def test_the_ordered_page_reads_one_index_range(db, scored):
-    db.execute("ANALYZE batch_results")
+def test_the_ordered_page_reads_one_index_range(client, db, scored):
+    assert client.get(f"/batch/{scored}/results?order=-compound").status_code == 200  # keys written
+    db.execute("ANALYZE batch_result_keys")
     db.execute("SET enable_seqscan = off")  # tiny test tables: judge the plan's shape
     batch = db.execute("SELECT id FROM batches WHERE public_id = %s", (scored,)).fetchone()[0]
     order = ordering.ORDERS["-compound"]
-    statement = ordering._statement(order, None, ["positive", 0.5, 10], "row_number")
+    statement = ordering._statement(order, None, ["positive", 0.5, 10], "batch_results_ordered")
     plan = db.execute(sql_explain(statement), {"batch_id": batch, "limit": 50}).fetchone()[0]
     text = json.dumps(plan)
-    assert "batch_results_compound_idx" in text and '"Sort"' not in text
+    # One range of the keys' compound index in one partition, then the rows it names by key: the
+    # outer ORDER BY is over those 50 rows only.
+    assert "batch_result_keys_compound_idx" in text
+    relations = {n["Relation Name"] for n in _nodes(plan[0]["Plan"]) if "Relation Name" in n}
+    assert len({name.rsplit("_p", 1)[1] for name in relations}) == 1, relations  # one partition range
+    assert not any(n["Node Type"] == "Seq Scan" for n in _nodes(plan[0]["Plan"]))
+    limit = next(n for n in _nodes(plan[0]["Plan"]) if n["Node Type"] == "Limit")
+    assert not any(n["Node Type"] == "Sort" for n in _nodes(limit)), plan  # the range is read in order
+
+
+def _nodes(node):  # type: ignore[no-untyped-def]
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
 
 
 def sql_explain(statement):  # type: ignore[no-untyped-def]

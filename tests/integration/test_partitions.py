@@ -63,15 +63,27 @@ def test_a_new_partition_has_the_parents_indexes_and_no_web_privileges(client, d
     _next_id_is(db, 40)
     upload_file(client, make_csv(["nice"]))
     indexes = {
-        r[0] for r in db.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'batch_results_p40'")
+        r[0]
+        for r in db.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename IN "
+            "('batch_inputs_p40', 'batch_results_p40', 'batch_result_keys_p40')"
+        )
     }
+    # Scoring writes into batch_results alone, and it has one index: its primary key.
     assert indexes == {
+        "batch_inputs_pkey_p40",
         "batch_results_pkey_p40",
-        "batch_results_sentiment_idx_p40",
-        "batch_results_compound_idx_p40",
+        "batch_result_keys_pkey_p40",
+        "batch_result_keys_sentiment_idx_p40",
+        "batch_result_keys_compound_idx_p40",
     }
     for role in ("sentiment_web", "sentiment_web_admin"):
-        for table in ("batch_results_p40", "batch_row_errors_p40"):
+        for table in (
+            "batch_inputs_p40",
+            "batch_results_p40",
+            "batch_row_errors_p40",
+            "batch_result_keys_p40",
+        ):
             assert not db.execute("SELECT has_table_privilege(%s, %s, 'SELECT')", (role, table)).fetchone()[0]
     owner = "SELECT tableowner FROM pg_tables WHERE tablename = %s"
     assert db.execute(owner, ("batch_results_p40",)).fetchone() == db.execute(owner, ("batches",)).fetchone()
@@ -292,17 +304,17 @@ def test_reads_work_in_every_partition(client, db):
         # Ordered pages from checkpoints (core.batches.ordering), page 2 past the first checkpoint.
         ordered = client.get(f"/batch/{public_id}/results?order=compound&per_page=700&page=2").get_json()
         compounds = db.execute(
-            "SELECT row_number FROM batch_results WHERE batch_id = %s AND sentiment IS NOT NULL "
-            "ORDER BY sentiment, compound, row_number",
+            "SELECT row_number FROM batch_results WHERE batch_id = %s AND error IS NULL "
+            "ORDER BY compound, row_number",
             (_id(db, public_id),),
         ).fetchall()
         assert [r["row"] for r in ordered["results"]] == [r[0] for r in compounds[700:1_400]]
         # Its checkpoints were written in its own partition's batch: every CHECKPOINT_EVERY-th row of
-        # the list, and rank 0, which says they reach its end.
+        # the list, and rank 0, which says they reach its end; and the mark of its sort keys.
         written = db.execute(
             "SELECT count(*) FROM result_checkpoints WHERE batch_id = %s", (_id(db, public_id),)
         ).fetchone()[0]
-        assert written == 1 + len(compounds) // ordering.CHECKPOINT_EVERY
+        assert written == 2 + len(compounds) // ordering.CHECKPOINT_EVERY
 
 
 def _plan_nodes(node: dict):  # type: ignore[no-untyped-def]
@@ -312,9 +324,12 @@ def _plan_nodes(node: dict):  # type: ignore[no-untyped-def]
 
 
 def _scans(plan: list) -> list[dict]:
-    """The plan's reads of batch_results and batch_row_errors (a DELETE's ModifyTable names the parent)."""
+    """The plan's reads of the partitioned batch tables (a DELETE's ModifyTable names the parent)."""
     nodes = _plan_nodes(plan[0]["Plan"])
-    return [n for n in nodes if n.get("Relation Name", "").startswith("batch_r") and "Scan" in n["Node Type"]]
+    return [n for n in nodes if n.get("Relation Name", "").startswith(TABLES) and "Scan" in n["Node Type"]]
+
+
+TABLES = ("batch_inputs", "batch_results", "batch_row_errors", "batch_result_keys")
 
 
 # Every statement that reads or removes rows of the partitioned tables, with its parameters.
@@ -328,24 +343,37 @@ def _statements(batch_id: int) -> dict[str, sql.Composable]:
             table=sql.Identifier(table), key=sql.Identifier(key)
         )
         for kind in ("span", "range")
-        for table, key in (("batch_results", "row_number"), ("batch_row_errors", "error_number"))
+        for table, key in (
+            ("batch_inputs", "row_number"),
+            ("batch_results", "row_number"),
+            ("batch_row_errors", "error_number"),
+            ("batch_result_keys", "row_number"),
+        )
     }
     plain = [
         "batch_results_page",
-        "batch_results_page_by_sentiment",
+        "batch_result_keys_page",
         "batch_results_page_before",
-        "batch_results_page_by_sentiment_before",
+        "batch_result_keys_page_before",
         "batch_results_export_rows",
         "batch_row_errors_page",
     ]
     return {
         **{name: sql.SQL(q(name)) for name in plain},
-        "batch_results_ordered": ordering._statement(order, None, ["positive", 0.5, 10], "row_number"),
+        "batch_results_ordered": ordering._statement(
+            order, None, ["positive", 0.5, 10], "batch_results_ordered"
+        ),
         "batch_results_ordered_sentiment": ordering._statement(
-            ordering.ORDERS["compound"], "negative", ["negative", -0.5, 10], "row_number"
+            ordering.ORDERS["compound"], "negative", ["negative", -0.5, 10], "batch_results_ordered"
+        ),
+        "batch_results_ordered_keys": ordering._statement(
+            order, None, ["positive", 0.5, 10], "batch_results_ordered_keys"
         ),
         **reap,
     }
+
+
+PARTITIONS_OF_17 = ("batch_inputs_p10", "batch_results_p10", "batch_row_errors_p10", "batch_result_keys_p10")
 
 
 @pytest.fixture
@@ -354,7 +382,11 @@ def three_partitions(client, db):  # type: ignore[no-untyped-def]
         _next_id_is(db, first)
         upload_file(client, make_csv([*sample_texts(3_000, seed=first), *[""] * 20]))
     score_everything(db)
-    db.execute("ANALYZE batch_results; ANALYZE batch_row_errors")
+    for batch_id in (3, 17, 25):  # sort keys, as the first filtered or ordered page writes them
+        assert db.execute(q("batch_result_keys_write"), {"batch_id": batch_id}).fetchone()[0]
+    db.execute(
+        "ANALYZE batch_inputs; ANALYZE batch_results; ANALYZE batch_row_errors; ANALYZE batch_result_keys"
+    )
     # Tiny tables: judge the plan's shape, as test_ordered_pages does.
     db.execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
     return 17
@@ -367,9 +399,14 @@ def test_every_statement_reads_one_partition_by_one_index_range(db, three_partit
         scans = _scans(plan)
         assert scans, (name, plan)
         for node in scans:
-            assert node["Relation Name"] in ("batch_results_p10", "batch_row_errors_p10"), (name, node)
+            assert node["Relation Name"] in PARTITIONS_OF_17, (name, node)
             assert node["Node Type"] in ("Index Scan", "Index Only Scan"), (name, node)
-        assert '"Sort"' not in json.dumps(plan), name
+        # Ranges are read in index order: nothing is sorted below a LIMIT (the ordered pages sort
+        # their page's rows once more, above it).
+        for limit in (n for n in _plan_nodes(plan[0]["Plan"]) if n["Node Type"] == "Limit"):
+            assert '"Sort"' not in json.dumps(limit), name
+        if not any(n["Node Type"] == "Limit" for n in _plan_nodes(plan[0]["Plan"])):
+            assert '"Sort"' not in json.dumps(plan), name
 
 
 def test_a_generic_plan_prunes_at_run_time_to_one_index_range(db, three_partitions):

@@ -1,4 +1,4 @@
-"""PostgreSQL enforces ownership too (issue 15): through the web's own connection setup, a query with
+"""PostgreSQL enforces ownership too: through the web's own connection setup, a query with
 no owner filter in its WHERE returns only the caller's rows, even though DATABASE_URL here names a
 superuser; an admin's transaction sees everything, a bare connection sees no batch at all."""
 
@@ -8,16 +8,18 @@ import pytest
 
 from core import clients
 from core.clients import Caller
+from core.queries import q
 from tests.helpers import make_csv
 from tests.integration.helpers import score_everything
 
-TABLES = ("batches", "batch_rows", "batch_results", "batch_row_errors")
+TABLES = ("batches", "batch_inputs", "batch_results", "batch_row_errors", "batch_result_keys")
 COUNTS = " UNION ALL ".join(f"SELECT '{t}', count(DISTINCT batch_id) FROM {t}" for t in TABLES[1:])
 
 
 @pytest.fixture
 def two_clients(app, upload, db):
-    """alice has a scored batch and a waiting one, bob one waiting batch; each has a set-aside row."""
+    """alice has a scored batch (its sort keys written) and a waiting one, bob one waiting batch; each
+    has a set-aside row."""
     keys = {name: clients.create_key(db, name) for name in ("alice", "bob")}
 
     def batch_of(name: str) -> str:
@@ -25,6 +27,8 @@ def two_clients(app, upload, db):
 
     scored = batch_of("alice")
     score_everything(db)
+    internal = db.execute("SELECT id FROM batches WHERE public_id = %s", (scored,)).fetchone()[0]
+    assert db.execute(q("batch_result_keys_write"), {"batch_id": internal}).fetchone()[0]
     return {"alice": {scored, batch_of("alice")}, "bob": {batch_of("bob")}}
 
 
@@ -45,22 +49,22 @@ def test_a_query_without_an_owner_filter_returns_only_the_callers_rows(app, db, 
     user, ids, counts = _seen(app, Caller("alice", "alice", admin=False))
     assert user == "sentiment_web"
     assert ids == two_clients["alice"]
-    # alice's scored batch has results and no staged rows left; the waiting one is staged.
-    assert counts == {"batch_rows": 1, "batch_results": 1, "batch_row_errors": 2}
+    # Both of alice's batches have their inputs; the scored one has results and sort keys too.
+    assert counts == {"batch_inputs": 2, "batch_results": 1, "batch_row_errors": 2, "batch_result_keys": 1}
 
     user, ids, counts = _seen(app, Caller("bob", "bob", admin=False))
     assert ids == two_clients["bob"]
-    assert counts == {"batch_rows": 1, "batch_results": 0, "batch_row_errors": 1}
+    assert counts == {"batch_inputs": 1, "batch_results": 0, "batch_row_errors": 1, "batch_result_keys": 0}
 
     user, ids, counts = _seen(app, Caller("root", "root", admin=True))
     assert user == "sentiment_web_admin"
     assert ids == two_clients["alice"] | two_clients["bob"]
-    assert counts == {"batch_rows": 2, "batch_results": 1, "batch_row_errors": 3}
+    assert counts == {"batch_inputs": 3, "batch_results": 1, "batch_row_errors": 3, "batch_result_keys": 1}
 
     # A connection no caller was set on (sign-in, health checks) sees no batch at all.
     user, ids, counts = _seen(app, None)
     assert user == "sentiment_web" and ids == set()
-    assert counts == {"batch_rows": 0, "batch_results": 0, "batch_row_errors": 0}
+    assert counts == {"batch_inputs": 0, "batch_results": 0, "batch_row_errors": 0, "batch_result_keys": 0}
 
 
 def test_the_caller_does_not_outlive_its_transaction(app, two_clients):

@@ -8,13 +8,14 @@ import re
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 
 import psycopg
 import pytest
 
+from core.batches.queue import configure_session
 from core.migrations import load_migrations, migrate
 from core.queries import all_queries, q, sql_dir
-from jobrunner.chunks import configure_session
 from tests.helpers import make_csv
 from tests.integration.conftest import REPO, _janitor
 
@@ -108,34 +109,56 @@ def test_a_big_upload_leaves_the_claim_reading_the_index_in_order(client, upload
     assert ready and {n["Node Type"] for n in ready} == {"Index Scan"}, nodes
 
 
-def test_claim_and_finish_read_staging_by_key_ranges_whatever_the_statistics(client, upload, db):
+def test_claim_and_finish_read_one_partition_by_key_ranges_whatever_the_statistics(client, upload, db):
+
     upload(make_csv(["fine"] * 20_000))
-    # Statistics that make staging look tiny: a hash join or a scan would look cheap.
-    db.execute("DELETE FROM batch_rows WHERE row_number > 400")
-    db.execute("ANALYZE batch_rows")
+    # Statistics that make the inputs look tiny: a hash join or a scan would look cheap.
+    db.execute("DELETE FROM batch_inputs WHERE row_number > 400")
+    db.execute("ANALYZE batch_inputs")
     upload(make_csv(["fine"] * 20_000))
     configure_session(db)  # as a runner's connection is
     params = {"runner": "t", "lease_seconds": 1, "limit": 4}
-    claim = db.execute("EXPLAIN (FORMAT JSON) " + q("chunks_claim"), params).fetchone()[0]
+    # The claim's batch is known only when it runs: EXPLAIN ANALYZE shows which partitions it read
+    # (rolled back, so nothing stays leased).
+    with _rolled_back(db):
+        claim = db.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + q("chunks_claim"), params).fetchone()[0]
+    nodes = list(_plan_nodes(claim[0]["Plan"]))
+    read = [
+        n for n in nodes if n.get("Relation Name", "").startswith("batch_inputs") and n.get("Actual Loops")
+    ]
+    assert len({n["Relation Name"] for n in read}) == 1, nodes  # one partition
+    assert read and all(n["Node Type"] in ("Index Scan", "Index Only Scan") for n in read), read
+    assert not any(n["Node Type"] == "Seq Scan" for n in nodes), nodes  # nor of the queue
     finish_params = {
         "chunk_ids": [1, 2],
         "claim_tokens": [None, None],
         "batch_id": 1,
-        "first_row": 1,
-        "last_row": 200,
         "row_numbers": [1],
-        **{key: ["positive"] for key in ("sentiments", "errors")},
-        **{key: [0.5] for key in ("scores", "compounds", "pos", "neu", "neg")},
+        "errors": [None],
+        **{key: [0.5] for key in ("compounds", "pos", "neu", "neg")},
         **{"runner": "t", "host": "h", "pid": 1, "scorer": "fast"},
     }
     finish = db.execute("EXPLAIN (FORMAT JSON) " + q("chunks_finish"), finish_params).fetchone()[0]
-    for plan in (claim, finish):
-        nodes = list(_plan_nodes(plan[0]["Plan"]))
-        on_staging = [n for n in nodes if n.get("Relation Name") == "batch_rows"]
-        assert on_staging, nodes
-        for node in on_staging:
-            assert node["Node Type"] in ("Index Scan", "Bitmap Heap Scan", "ModifyTable"), node
-        assert not any(n["Node Type"] == "Seq Scan" for n in nodes), nodes  # nor of the queue
+    nodes = list(_plan_nodes(finish[0]["Plan"]))
+    # It only inserts into the results (no read of them or of the inputs), and reads the queue and
+    # the batch row by key.
+    assert not any(
+        n.get("Relation Name", "").startswith(("batch_inputs", "batch_results_")) for n in nodes
+    ), nodes
+    assert any(
+        n["Node Type"] == "ModifyTable" and n.get("Relation Name") == "batch_results" for n in nodes
+    ), nodes
+    assert not any(n["Node Type"] == "Seq Scan" for n in nodes), nodes
+
+
+@contextmanager
+def _rolled_back(db):
+    """Run the block in a transaction of ``db`` that is rolled back."""
+    import psycopg
+
+    with db.transaction():
+        yield
+        raise psycopg.Rollback()
 
 
 def _plan_nodes(node: dict):
@@ -179,7 +202,8 @@ def test_every_named_query_is_valid_sql(db):
         text = query.text.replace("{columns}", "*").replace("{table}", "batch_results")
         text = text.replace("{key}", "row_number").replace("{filter}", "true").replace("{after}", "")
         text = text.replace("{order}", "row_number").replace("{position}", "to_jsonb(row_number)")
-        text = text.replace("{keys}", "row_number")
+        text = text.replace("{keys}", "row_number").replace("{source}", "batch_result_keys")
+        text = text.replace("{outer_order}", "k.row_number")
         db.execute(f"PREPARE check_{name} AS {_numbered_placeholders(text)}")
         db.execute(f"DEALLOCATE check_{name}")
 
@@ -198,7 +222,16 @@ def test_the_code_and_the_schema_name_the_same_statuses_and_row_problems(db):
     assert _check_values(db, "batches_status_check") == set(STATUSES)
     assert _check_values(db, "batches_completed_at_iff_finished") == set(FINAL_STATUSES)
     assert _check_values(db, "batch_row_errors_reason_check") == set(ROW_PROBLEMS)
-    assert _check_values(db, "batch_results_sentiment_check") == set(SENTIMENTS)
+    # The label PostgreSQL derives from compound is the runners' own, at and around the thresholds.
+    import pandas as pd
+
+    from jobrunner.scoring import label
+
+    edges = [-1.0, -0.5, -0.05, -0.0499999, 0.0, 0.0499999, 0.05, 0.5, 1.0]
+    in_sql = [row[0] for row in db.execute("SELECT vader_label(c) FROM unnest(%s::float8[]) AS c", (edges,))]
+    assert in_sql == label(pd.Series(edges)).tolist()
+    assert set(in_sql) == set(SENTIMENTS)
+    assert db.execute("SELECT vader_label(NULL)").fetchone()[0] is None  # a failed row has no label
 
 
 def test_batch_mirrors_the_batches_table_column_for_column(db):
