@@ -165,7 +165,7 @@ def test_cancelled_while_waiting_exits_3(service, runners, db, tmp_path):
 def test_an_upload_answered_503_is_retried_after_its_retry_after(service, db, tmp_path):
     web, key, cli = service(MAX_UPLOADS="1", CLIENT_TIMEOUT="60")
     # An upload that stalls after 100 KB holds the worker's only upload slot: a thread reads it,
-    # inside its COPY into staging (the slot is taken before; seen in pg_stat_activity).
+    # inside its COPY into batch_inputs (the slot is taken before; seen in pg_stat_activity).
     stalled = connect(web.port)
     stalled.sendall(
         head(

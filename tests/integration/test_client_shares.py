@@ -63,7 +63,7 @@ def test_an_upload_past_the_quota_is_refused_and_leaves_nothing(database_url, db
         web = app.test_client()
         assert post_file(web, make_csv(sample_texts(600)), key=a).status_code == 202
         before = db.execute(
-            "SELECT (SELECT count(*) FROM batches), (SELECT count(*) FROM batch_rows)"
+            "SELECT (SELECT count(*) FROM batches), (SELECT count(*) FROM batch_inputs)"
         ).fetchone()
         refused = post_file(web, make_csv(sample_texts(600)), key=a)
         assert refused.status_code == 429
@@ -73,7 +73,7 @@ def test_an_upload_past_the_quota_is_refused_and_leaves_nothing(database_url, db
         assert problem["type"].endswith("quota-exceeded") and problem["quota"] == 1000
         assert problem["queued_rows"] == 600
         after = db.execute(
-            "SELECT (SELECT count(*) FROM batches), (SELECT count(*) FROM batch_rows)"
+            "SELECT (SELECT count(*) FROM batches), (SELECT count(*) FROM batch_inputs)"
         ).fetchone()
         assert after == before
         # Other keys have their own room; what fits still fits.

@@ -34,10 +34,9 @@ GZIP_WBITS = 16 + zlib.MAX_WBITS
 GZ_NAME = "reviews.csv.gz"
 
 
-def staged_texts(db) -> list[str]:
-    return [
-        text for (text,) in db.execute("SELECT text FROM batch_rows WHERE row_number > 0 ORDER BY row_number")
-    ]
+def stored_texts(db) -> list[str]:
+    """The texts the upload wrote to batch_inputs, in file order."""
+    return [text for (text,) in db.execute("SELECT text FROM batch_inputs ORDER BY row_number")]
 
 
 CSV = make_csv(sample_texts(3_000, seed=5))
@@ -85,7 +84,7 @@ def test_gzip_uploads_are_inflated(client, db, send):
     answer = send(client)
     assert answer.status_code == 202, answer.get_data(as_text=True)
     assert answer.get_json()["total_count"] == 3_000
-    assert staged_texts(db) == TEXTS
+    assert stored_texts(db) == TEXTS
 
 
 BOUNDARY = "b0undary"
@@ -212,7 +211,7 @@ def test_limits_count_the_inflated_data(small_limits_client, db):
 # --- the bomb ---------------------------------------------------------------------------------
 
 #: One data row of 1 MiB: its text is past MAX_TEXT_CHARS, so the server sets each aside (a row
-#: of a few bytes in staging) instead of staging 1 MiB: the test is about inflating, not storing.
+#: of a few bytes in batch_inputs) instead of storing 1 MiB: the test is about inflating, not storing.
 BOMB_ROW = b"1," + b"x" * (MIB - 3) + b"\n"
 BOMB_ROWS = 10 * 1024  # 10 GiB
 

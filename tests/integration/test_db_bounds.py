@@ -174,7 +174,10 @@ def test_statement_timeout_cancels_a_request_and_uploads_and_exports_get_longer(
         assert len(list(csv.reader(io.StringIO(export["r"].text)))) == 1 + len(texts)
 
         with psycopg.connect(database_url) as holder:
-            holder.execute("LOCK TABLE batch_rows IN ACCESS EXCLUSIVE MODE")
+            # The partitioned parent (the lock reaches every partition, the upload's among them), in
+            # SHARE mode: it stops the COPY's writes, not the reads of the partitions the upload
+            # makes first (batch_partitions_ensure reads every partition's bounds, which locks it).
+            holder.execute("LOCK TABLE batch_inputs IN SHARE MODE")
             upload: dict[str, requests.Response] = {}
             sender = threading.Thread(
                 target=lambda: upload.update(

@@ -28,7 +28,7 @@ def _send(client, key: str | None, data: bytes = CSV, bearer: str | None = None,
 
 
 def _stored(db) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    return db.execute("SELECT (SELECT count(*) FROM batches), (SELECT count(*) FROM batch_rows)").fetchone()
+    return db.execute("SELECT (SELECT count(*) FROM batches), (SELECT count(*) FROM batch_inputs)").fetchone()
 
 
 def test_a_retry_with_the_same_key_and_file_answers_the_first_batch(client, db):

@@ -207,7 +207,14 @@ def assert_exactly_once(conn: psycopg.Connection, public_id: str, rows: int) -> 
         "SELECT count(*), count(DISTINCT row_number) FROM batch_results WHERE batch_id = %s", (internal,)
     ).fetchone()
     assert (total, processed, count, distinct) == (rows, rows, rows, rows)
-    assert one(conn, "SELECT count(*) FROM batch_rows WHERE batch_id = %s", internal) == 0
+    # Every input row kept, once, under the row number its result has.
+    inputs, matched = conn.execute(
+        "SELECT count(*), count(r.row_number) FROM batch_inputs AS i"
+        " LEFT JOIN batch_results AS r ON r.batch_id = i.batch_id AND r.row_number = i.row_number"
+        " WHERE i.batch_id = %s",
+        (internal,),
+    ).fetchone()
+    assert (inputs, matched) == (rows, rows)
 
 
 def sessions_from(conn: psycopg.Connection, address: str) -> int:

@@ -51,7 +51,10 @@ def test_invalid_rows_are_counted_listed_and_skipped(client, db):
     assert sum(status["summary"].values()) == 3
     results = client.get(f"/batch/{batch_id}/results").get_json()["results"]
     assert [(r["row"], r["line"], r["id"]) for r in results] == [(1, 2, "a"), (2, 7, "f"), (3, 8, "a")]
-    assert db.execute("SELECT count(*) FROM batch_rows").fetchone()[0] == 0
+    # Every row to score stays in batch_inputs for the batch's life; the set-aside ones were moved
+    # to batch_row_errors by the upload (none is left with its negative row number).
+    kept = db.execute("SELECT row_number, line_number, client_id FROM batch_inputs ORDER BY row_number")
+    assert kept.fetchall() == [(1, 2, "a"), (2, 7, "f"), (3, 8, "a")]
 
 
 def test_errors_pages_follow_the_keyset_conventions(client, db):
