@@ -35,18 +35,23 @@ def test_metrics_in_process(client, upload, db):
 
 
 def test_dead_tuples_per_table(client, upload, db):
-    """Scoring moves rows out of staging: the deleted versions show as dead tuples of batch_rows
-    until vacuum (PostgreSQL's statistics arrive within a second or so)."""
-    upload(make_csv(sample_texts(300)))
+    """The queue churns: a claim and a finish update each chunk, and a completed batch's chunks
+    are deleted. The old versions show as dead tuples of chunks until vacuum (PostgreSQL's
+    statistics arrive within a second or so); at least one per chunk, the deleted last versions,
+    which page pruning leaves counted until vacuum."""
+    upload(make_csv(sample_texts(3000)))
+    chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    assert chunks >= 30
     score_everything(db)
+    assert db.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
 
-    def dead_in_staging() -> float:
+    def dead_in_queue() -> float:
         text = client.get("/metrics").get_data(as_text=True)
-        return metric(text, "sentiment_dead_tuples", 'table="batch_rows"')
+        return metric(text, "sentiment_dead_tuples", 'table="chunks"')
 
-    assert wait_for(lambda: dead_in_staging() >= 300, timeout=30)
+    assert wait_for(lambda: dead_in_queue() >= chunks, timeout=30)
     text = client.get("/metrics").get_data(as_text=True)
-    for table in ("batches", "chunks", "batch_results", "batch_row_errors"):
+    for table in ("batches", "batch_inputs", "batch_results", "batch_row_errors", "batch_result_keys"):
         assert metric(text, "sentiment_dead_tuples", f'table="{table}"') >= 0
 
 
