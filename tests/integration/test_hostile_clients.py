@@ -296,7 +296,7 @@ def test_a_client_that_stops_reading_a_download_is_dropped_and_frees_its_slot(se
         f"{web.base}/batch/upload", data=body, headers={"Content-Type": "text/csv"}, timeout=60
     ).json()["batch_id"]
     score_everything(db)
-    db.execute("UPDATE batch_results SET text = repeat('slow reader ', 1600)")  # ~10 MB of CSV
+    db.execute("UPDATE batch_inputs SET text = repeat('slow reader ', 1600)")  # ~10 MB of CSV
     url = f"/batch/{public_id}/results.csv"
     reader = socket.socket()
     reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -25,7 +25,7 @@ def long_texts(client, db) -> str:
     body = make_csv([f"good text {index}" for index in range(ROWS)])
     created = client.post("/batch/upload", data=body, content_type="text/csv").get_json()
     score_everything(db)
-    db.execute("UPDATE batch_results SET text = repeat('é', %s)", (TEXT,))
+    db.execute("UPDATE batch_inputs SET text = repeat('é', %s)", (TEXT,))
     return created["batch_id"]
 
 

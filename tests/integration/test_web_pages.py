@@ -135,7 +135,9 @@ def test_the_batch_page_shows_the_current_state_on_each_load(client, db):
     assert page.by_id["progress-bar"]["aria-valuenow"] == "100.0"
     assert "refresh" not in html and "batch.js" not in html  # done: nothing left to watch
     assert "summary-chart" in page.by_id and "results" in page.by_id
-    counts = dict(db.execute("SELECT sentiment, count(*) FROM batch_results GROUP BY sentiment").fetchall())
+    counts = dict(
+        db.execute("SELECT vader_label(compound), count(*) FROM batch_results GROUP BY 1").fetchall()
+    )
     for sentiment, count in counts.items():
         match = re.search(
             rf'data-sentiment="{sentiment}">.*?<span class="count">([\d,]+)</span> \(([\d.]+)%\)', html, re.S
@@ -170,9 +172,8 @@ def test_results_pages_go_forward_and_back_with_filters(client, db):
     back, page = rows_of(unescape(page.links["← Previous"]))
     assert back == first and "← Previous" not in page.links
 
-    negatives = {
-        f"r{n}" for (n,) in db.execute("SELECT row_number FROM batch_results WHERE sentiment = 'negative'")
-    }
+    negative = "SELECT row_number FROM batch_results WHERE vader_label(compound) = 'negative'"
+    negatives = {f"r{n}" for (n,) in db.execute(negative)}
     seen: list[str] = []
     url = f"/batch/{public_id}?sentiment=negative&per_page=10"
     while url:
