@@ -2,9 +2,9 @@
 
 The module makes a standby of the session's cluster with ``pg_basebackup`` and
 streams to it while its tests run. To tell which server answered, a test
-pauses the standby's replay and then changes a result on the primary only
-(results never change in the product; here it marks the primary's copy): the
-answer shows which copy it was read from.
+pauses the standby's replay and then changes the rows' texts on the primary only
+(batch_inputs never changes in the product; here it marks the primary's copy):
+the answer shows which copy it was read from.
 """
 
 from __future__ import annotations
@@ -117,13 +117,13 @@ def _texts(client, public_id: str, query: str = "", headers: dict | None = None)
 
 def _mark_on_primary(db: psycopg.Connection, public_id: str) -> None:
     db.execute(
-        "UPDATE batch_results SET text = %s WHERE batch_id = (SELECT id FROM batches WHERE public_id = %s)",
+        "UPDATE batch_inputs SET text = %s WHERE batch_id = (SELECT id FROM batches WHERE public_id = %s)",
         (MARK, public_id),
     )
 
 
 def test_pages_and_exports_of_a_finished_batch_read_from_the_replica(
-    make_app, db, replica_db, standby, database_url
+    make_app, db, replica_db, standby, database_url, caplog
 ):
     dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
     client = make_app(standby.url(dbname))
@@ -133,6 +133,11 @@ def test_pages_and_exports_of_a_finished_batch_read_from_the_replica(
     texts = sample_texts(250)
     public_id = upload_file(client, make_csv([*texts, ""]), key=key)["batch_id"]  # "" is set aside
     score_everything(db)
+    _caught_up(db, replica_db)
+    # The first filtered or score-ordered list of a batch writes its sort keys (batch_result_keys):
+    # on the primary, though the replica shows the batch finished; the replica then replays them.
+    for query in ("&sentiment=positive", "&order=-compound"):
+        assert _texts(client, public_id, query, headers=auth)
     _caught_up(db, replica_db)
     _paused(replica_db)
     _mark_on_primary(db, public_id)
@@ -157,6 +162,7 @@ def test_pages_and_exports_of_a_finished_batch_read_from_the_replica(
     assert errors and all(error["detail"] != MARK for error in errors)
     # The batch itself (status, counts) is the primary's business.
     assert client.get(f"/batch/{public_id}", headers=auth).json["status"] == "completed"
+    assert "replica failed" not in caplog.text  # nothing above took the replica for down
 
 
 def test_a_batch_the_replica_has_not_replayed_reads_from_the_primary(
@@ -267,7 +273,7 @@ def test_a_download_checks_the_standby_it_streams_from(make_app, db, replica_db,
         lagging.close()
 
 
-@pytest.mark.parametrize("table", ["batches", "batch_results"])
+@pytest.mark.parametrize("table", ["batches", "batch_results", "batch_inputs"])
 def test_a_standby_whose_replay_holds_a_lock_is_left_for_the_primary(
     make_app, db, replica_db, standby, caplog, table
 ):
@@ -275,7 +281,8 @@ def test_a_standby_whose_replay_holds_a_lock_is_left_for_the_primary(
     texts = sample_texts(150, seed=13)
     public_id = upload_file(client, make_csv(texts))["batch_id"]
     score_everything(db)
-    # The standby replays an ACCESS EXCLUSIVE lock on batches, then stops replaying before the unlock.
+    # The standby replays an ACCESS EXCLUSIVE lock on a table the pages read, then stops replaying
+    # before the unlock.
     with psycopg.connect(db.info.dsn) as locker:
         locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
         locker.execute("SELECT pg_switch_wal()")  # the lock's record goes out now
