@@ -20,8 +20,9 @@ def completed_batch(upload, db) -> str:
 
 def full_scan(db, batch_id: str) -> list[tuple]:
     return db.execute(
-        "SELECT r.row_number, r.client_id, r.text, r.sentiment, r.score, r.compound "
+        "SELECT r.row_number, i.client_id, i.text, vader_label(r.compound), abs(r.compound), r.compound "
         "FROM batch_results r JOIN batches b ON b.id = r.batch_id "
+        "JOIN batch_inputs i ON i.batch_id = r.batch_id AND i.row_number = r.row_number "
         "WHERE b.public_id = %s ORDER BY r.row_number",
         (batch_id,),
     ).fetchall()
