@@ -23,9 +23,10 @@ What it prints (and writes to ``bench-results/soak.md`` and ``soak.json``):
   ``chunks_finish`` round trips as the runner sees them, the Python around
   them included);
 * every table's and index's size at the start (after the first batch), at
-  the end and at its peak; the dead tuples of staging, chunks and results
-  likewise; how big staging and the queue are right after each batch
-  completes (near empty, if vacuum keeps up); and how often autovacuum ran.
+  the end and at its peak; the dead tuples of the inputs, chunks and results
+  likewise; how big the inputs (the kept batches' rows, written once) and the
+  queue (near empty, if vacuum keeps up) are right after each batch
+  completes; and how often autovacuum ran.
 """
 
 from __future__ import annotations
@@ -47,12 +48,13 @@ from bench.probe import Probe
 from bench.service import cluster, gunicorn, runners, worker_pids
 
 REPO = Path(__file__).resolve().parents[1]
-TABLES = ("batch_rows", "chunks", "batch_results", "batch_row_errors", "batches")
-DEAD_TABLES = ("batch_rows", "chunks", "batch_results")
-LABELS = {"batch_rows": "staging", "chunks": "chunks", "batch_results": "results"}
+TABLES = ("batch_inputs", "chunks", "batch_results", "batch_row_errors", "batch_result_keys", "batches")
+DEAD_TABLES = ("batch_inputs", "chunks", "batch_results")
+LABELS = {"batch_inputs": "inputs", "chunks": "chunks", "batch_results": "results"}
 
-# Partitions (batch_results and batch_row_errors are partitioned by batch id ranges, migration 0012)
-# count as their root table, and partitions' indexes as the root's index.
+# Partitions (batch_inputs, batch_results, batch_row_errors and batch_result_keys are partitioned by
+# batch id ranges, migrations 0012 and 0019) count as their root table, and partitions' indexes as
+# the root's index.
 SIZES = """
 SELECT coalesce(pg_partition_root(c.oid), c.oid)::regclass::text AS name,
        min(c.relkind) AS kind,
@@ -78,19 +80,14 @@ GROUP BY 1
 #: ``--tune``: what a migration would set per table (ALTER TABLE ... SET), and one server setting
 #: (per-table settings cannot change how often autovacuum looks: autovacuum_naptime is global).
 TUNING = {
-    "batch_rows": {
-        "autovacuum_vacuum_scale_factor": "0",
-        "autovacuum_vacuum_threshold": "20000",
-        "autovacuum_vacuum_cost_delay": "0",
-    },
     "chunks": {
         "autovacuum_vacuum_scale_factor": "0",
         "autovacuum_vacuum_threshold": "2000",
         "autovacuum_vacuum_cost_delay": "0",
     },
 }
-# (Migration 0013 sets the two tables' settings in every database now; batch_results is partitioned
-# since 0012, and a partitioned table takes no autovacuum settings.)
+# (Migration 0013 sets these in every database now; the other big tables are partitioned (0012,
+# 0019), and a partitioned table takes no autovacuum settings.)
 SERVER_TUNING = {"autovacuum_naptime": "10s"}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -212,7 +209,7 @@ def _run(
     body = write_csv(workdir / f"review-{rows}.csv", "review", rows).read_bytes()
     log = workdir / "runners.log"
     done: list[dict] = []
-    between: list[dict] = []  # staging and queue right after each batch completed
+    between: list[dict] = []  # inputs and queue right after each batch completed
     with cluster() as url, psycopg.connect(url, autocommit=True) as conn:
         if tuned:
             tune(conn)
@@ -284,7 +281,7 @@ def _run(
                             "live": conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0],
                             "dead": snap["stats"][name]["dead"],
                         }
-                        for name in ("batch_rows", "chunks")
+                        for name in ("batch_inputs", "chunks")
                     }
                 )
                 if first is None:
@@ -294,8 +291,8 @@ def _run(
                     assert gone.status_code == 204, gone.text
                 print(
                     f"batch {index + 1}/{batches}: {elapsed:.1f} s, {rows / elapsed:,.0f} rows/s, "
-                    f"other work {other:.2f} cores; staging {mib(between[-1]['batch_rows']['bytes'])} MiB "
-                    f"({between[-1]['batch_rows']['dead']:,} dead), "
+                    f"other work {other:.2f} cores; inputs {mib(between[-1]['batch_inputs']['bytes'])} MiB "
+                    f"({between[-1]['batch_inputs']['dead']:,} dead), "
                     f"results {mib(snap['relations']['batch_results']['bytes'])} MiB "
                     f"({snap['stats']['batch_results']['dead']:,} dead)",
                     flush=True,
@@ -447,14 +444,14 @@ def table(result: dict) -> str:
             f"| {result['peak_dead'].get(name, 0):,} "
             f"| {e['autovacuums'] - result['before']['stats'][name]['autovacuums']} |"
         )
-    staging = [b["batch_rows"] for b in result["between"]]
+    inputs = [b["batch_inputs"] for b in result["between"]]
     queue = [b["chunks"] for b in result["between"]]
     lines += [
         "",
-        "Right after each batch completed: staging (`batch_rows`, its heap and TOAST) "
-        f"{mib(min(s['bytes'] for s in staging))}-{mib(max(s['bytes'] for s in staging))} MiB "
-        f"holding at most {max(s['live'] for s in staging):,} live rows "
-        f"(dead: at most {max(s['dead'] for s in staging):,}); the queue (`chunks`) "
+        "Right after each batch completed: the inputs (`batch_inputs`, heap and TOAST: the rows of the "
+        f"batches kept) {mib(min(s['bytes'] for s in inputs))}-{mib(max(s['bytes'] for s in inputs))} MiB "
+        f"holding at most {max(s['live'] for s in inputs):,} live rows "
+        f"(dead: at most {max(s['dead'] for s in inputs):,}); the queue (`chunks`) "
         f"{mib(min(c['bytes'] for c in queue))}-{mib(max(c['bytes'] for c in queue))} MiB, "
         f"at most {max(c['live'] for c in queue):,} live rows. "
         f"{result['samples']} samples.",
