@@ -1,25 +1,14 @@
-"""Whole-batch downloads: ``results.csv`` and ``results.ndjson``, streamed.
+"""Whole-batch downloads: ``results.csv`` and ``results.ndjson``, streamed in constant memory.
 
-CSV is PostgreSQL's own ``COPY (SELECT ...) TO STDOUT (FORMAT csv, HEADER)``
-passed through block by block (RFC 4180 quoting, so texts with quotes,
-commas and newlines round-trip); cells a spreadsheet would run as a formula
-(starting with ``=``, ``+``, ``-``, ``@``, TAB or CR) get a leading ``'``, as
-OWASP advises. NDJSON reads the rows through a server-side cursor, at most
-2,000 at a time and fewer when texts may be long (FETCH_CHARS: 400 rows at
-MAX_TEXT_CHARS 20,000). Either way the response starts at once, is sent in
-writes of at most SEND_BYTES however long a row, and memory stays flat,
-whatever the batch's size. A client that sends ``Accept-Encoding: gzip``
-gets either download gzip-compressed (``Content-Encoding: gzip``), each write
-compressed and flushed on its own (webapp.compression.deflated), so it
-streams just the same; every answer carries ``Vary: Accept-Encoding``. At
-most MAX_EXPORTS downloads stream at once per web worker (webapp.admission);
-another is a 503 with Retry-After.
-Both read from the replica when READ_DATABASE_URL is set and it has replayed the
-batch's end, checked on the connection that streams (webapp.replica). Both run
-under BULK_STATEMENT_TIMEOUT, not the requests' shorter STATEMENT_TIMEOUT: the
-COPY lasts as long as the client takes to read it.
-Columns: id, text, sentiment, score, compound, pos, neu, neg, error (empty
-unless the row's scoring failed).
+CSV is PostgreSQL's own ``COPY ... TO STDOUT`` passed through block by block
+(cells a spreadsheet would run as a formula get a leading ``'``); NDJSON reads
+a server-side cursor, fewer rows per fetch when texts may be long (FETCH_CHARS).
+Either way the answer starts at once and goes out in writes of at most
+SEND_BYTES, gzip-compressed write by write when the client accepts it
+(webapp.upload.compression.deflated). At most MAX_EXPORTS stream at once per
+worker (webapp.server.admission); a finished batch may be read from the replica
+(webapp.replica); both run under BULK_STATEMENT_TIMEOUT, since they last as long
+as the client takes to read. Columns and limits for clients: docs/api.md (Downloads).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ link works in the API and the other way round.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
@@ -101,12 +101,18 @@ def _error_weight(error: RowError) -> int:
     return _json_length(error.client_id) + _json_length(error.detail)
 
 
-RESULTS: Listing[Result] = Listing(
+def _numbered(
+    name: str, fetch: Callable[..., list[Any]], number: Callable[[Any], int], **options: Any
+) -> Listing[Any]:
+    """A list numbered densely from 1 by its rows' own numbers (row or error number): that number is
+    the position, so page P is the one index range after (P - 1) * per_page."""
+    return Listing(name, fetch, number, _row_position, numbered=True, **options)
+
+
+RESULTS: Listing[Result] = _numbered(
     "results",
     _fetch_results,
     lambda r: r.row_number,
-    _row_position,
-    numbered=True,
     backward=True,
     weight=_result_weight,
     largest_row=20_000,  # MAX_TEXT_CHARS; results_page uses the setting
@@ -149,20 +155,14 @@ RESULTS_IN_ORDER = {
     for name, order in ordering.ORDERS.items()
     if order is not ordering.FILE_ORDER
 }
-ERRORS: Listing[RowError] = Listing(
-    "errors",
-    _fetch_errors,
-    lambda e: e.error_number,
-    _row_position,
-    numbered=True,
-    ignores=("before",),
-    weight=_error_weight,
+ERRORS: Listing[RowError] = _numbered(
+    "errors", _fetch_errors, lambda e: e.error_number, ignores=("before",), weight=_error_weight
 )
 
 
 def _batches_scope(filters: Mapping[str, str]) -> str:
-    """``batches:<status>``, as before keys and labels; with other filters, those as JSON after it,
-    which no value can spell another way."""
+    """``batches:<status>``, then any other filters (client, labels) as sorted JSON, which no value
+    can spell another way; a list filtered by status alone keeps the short scope its cursors carry."""
     others = sorted((name, value) for name, value in filters.items() if name != "status")
     return f"batches:{filters.get('status', '')}" + (json.dumps(others) if others else "")
 

@@ -1,31 +1,14 @@
 """The one paginator: keyset pages of results, set-aside rows and batches, for the API and the pages.
 
-A :class:`Listing` says how one list is read (a function of
-:mod:`core.batches` that takes a keyset position) and how a row's position is
-written. Pages are asked for with ``per_page`` and one of:
-
-* ``after=<cursor>``: the page after a position (every ``next_cursor``);
-* ``before=<cursor>``: the page before a position, read backwards (the
-  pages' Previous links);
-* ``page=P``, for lists numbered densely from 1 (results without a filter,
-  set-aside rows): the page after position ``(P - 1) * per_page``; and for
-  lists that can ``locate`` that position (one sentiment, a score order: from
-  the nearest checkpoint, core/batches/ordering.py).
-
-Every form ends as one index range, never a skip-and-count of rows.
-Cursors are signed (itsdangerous, a Flask dependency) and bound to their
-list: the owner (a batch's id, or ``batches``) and the scope (the list's name
-and its filters). The API and the pages build them the same way, so any
-cursor the service hands out is accepted wherever the same list is served;
-an edited or foreign one is a 400.
-
-Pages are bounded in memory as well as in rows: a page stops early, before
-``per_page``, once the texts of its rows (their ``weight``: text, id and error
-as JSON strings) would pass PAGE_BYTES, with ``next_cursor`` at the first row
-left out; it always holds at least one row. Rows are read in rounds of at most
-ROUND_CHARS characters' worth (counting each row at the listing's largest row),
-each round one index range, so neither the rows read nor the document built
-grow with ``per_page`` times the text limit.
+A :class:`Listing` says how one list is read (a function of :mod:`core.batches`
+that takes a keyset position) and how a row's position is written. A page is
+asked for by ``after=`` or ``before=`` a signed cursor, or by ``page=P`` where
+the list is numbered densely or can ``locate`` the position; every form ends as
+one index range, never a skip-and-count of rows. Cursors are bound to their list
+(the owner, and the scope: the list's name and filters), so one the service hands
+out works wherever that list is served. A page stops early at PAGE_BYTES of
+text and is read in rounds of ROUND_CHARS, so memory does not grow with
+``per_page``. The rules as clients see them: docs/api.md (Results), docs/security.md.
 """
 
 from __future__ import annotations
@@ -106,7 +89,7 @@ class Listing(Generic[Row]):
     weight: Callable[[Row], int] = lambda _row: 0
     #: The most characters a row can hold, which sizes the rounds of reading.
     largest_row: int = 1_000
-    #: Query parameters this list has always ignored (kept so, for clients that send them).
+    #: Query parameters this list ignores rather than refuses: clients send them, and a 400 would break them.
     ignores: tuple[str, ...] = ()
     #: The scope of its cursors for some filters; by default the name, then ``:value`` per filter.
     scope_of: Callable[[Mapping[str, str]], str] | None = None

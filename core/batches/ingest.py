@@ -69,7 +69,7 @@ def _as_login_role(conn: psycopg.Connection) -> Iterator[None]:
 
 
 class StagedRow(NamedTuple):
-    """What an upload hands over per data row (webapp.csv_upload.CsvRow is one)."""
+    """What an upload hands over per data row (webapp.upload.csv_reader.CsvRow is this class)."""
 
     line: int  # line where the record starts; the header is line 1
     client_id: str
