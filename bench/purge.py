@@ -22,41 +22,65 @@ import psycopg
 
 from bench.probe import Probe
 from bench.service import cluster, runners
+from core.batches import partitions
 from core.batches.ingest import new_public_id
 
 BATCHES = 10
 
-_FILL = """
-WITH b AS (
+#: A finished batch of %(rows)s rows, all neutral: its row, its inputs, its results.
+FINISHED_BATCH = (
+    """
     INSERT INTO batches (public_id, chunk_size, status, total_count, processed_count, neutral_count,
                          completed_at)
     VALUES (%(public_id)s, 100, 'completed', %(rows)s, %(rows)s, %(rows)s, now())
     RETURNING id
+    """,
+    """
+    INSERT INTO batch_inputs (batch_id, row_number, client_id, text)
+    SELECT %(batch_id)s, n, 'r' || n, repeat('a fine review of a product ', 4)
+    FROM generate_series(1, %(rows)s) AS n
+    """,
+    """
+    INSERT INTO batch_results (batch_id, row_number, compound, pos, neu, neg)
+    SELECT %(batch_id)s, n, 0, 0, 1, 0 FROM generate_series(1, %(rows)s) AS n
+    """,
 )
-INSERT INTO batch_results (batch_id, row_number, client_id, text, sentiment, score, compound, pos, neu, neg)
-SELECT b.id, n, 'r' || n, repeat('a fine review of a product ', 4), 'neutral', 0, 0, 0, 1, 0
-FROM b, generate_series(1, %(rows)s) AS n
-"""
 
-#: A batch of %(rows)s staged rows and their chunks, for runners to score while a purge runs.
-LIVE_BATCH = """
-WITH b AS (
+#: A batch of %(rows)s input rows and their chunks, for runners to score while a purge runs.
+LIVE_BATCH = (
+    """
     INSERT INTO batches (public_id, chunk_size, total_count) VALUES (%(public_id)s, 100, %(rows)s)
     RETURNING id
-), staged AS (
-    INSERT INTO batch_rows (batch_id, row_number, client_id, text)
-    SELECT b.id, n, 'r' || n, 'this was good, really good ' || n FROM b, generate_series(1, %(rows)s) AS n
+    """,
+    """
+    INSERT INTO batch_inputs (batch_id, row_number, client_id, text)
+    SELECT %(batch_id)s, n, 'r' || n, 'this was good, really good ' || n
+    FROM generate_series(1, %(rows)s) AS n
+    """,
+    """
+    INSERT INTO chunks (batch_id, first_row, last_row, fair_key)
+    SELECT %(batch_id)s, f, least(f + 99, %(rows)s), (f - 1) / 100
+    FROM generate_series(1, %(rows)s, 100) AS f
+    """,
 )
-INSERT INTO chunks (batch_id, first_row, last_row, fair_key)
-SELECT b.id, f, least(f + 99, %(rows)s), (f - 1) / 100 FROM b, generate_series(1, %(rows)s, 100) AS f
-RETURNING batch_id
-"""
+
+
+def _batch(conn: psycopg.Connection, statements: tuple[str, ...], rows: int) -> int:
+    """One batch of ``statements`` (its row first, then its rows), in one transaction; its id. Its
+    partitions are made in between, as an upload makes them (core.batches.partitions)."""
+    params = {"public_id": new_public_id(), "rows": rows}
+    with conn.transaction():
+        params["batch_id"] = conn.execute(statements[0], params).fetchone()[0]
+        partitions.make(conn, params["batch_id"])
+        for statement in statements[1:]:
+            conn.execute(statement, params)
+    return params["batch_id"]
 
 
 def _fill(url: str, rows: int) -> list[int]:
     with psycopg.connect(url, autocommit=True) as conn:
         for _ in range(BATCHES):
-            conn.execute(_FILL, {"public_id": new_public_id(), "rows": rows})
+            _batch(conn, FINISHED_BATCH, rows)
         conn.execute("ANALYZE")
         return [r[0] for r in conn.execute("SELECT id FROM batches WHERE status = 'completed' ORDER BY id")]
 
@@ -81,15 +105,17 @@ class StallWatch(Probe):
 
 
 def _gone(conn: psycopg.Connection, ids: list[int]) -> bool:
-    left = conn.execute("SELECT count(*) FROM batch_results WHERE batch_id = ANY(%s)", (ids,)).fetchone()[0]
-    return left == 0 and not conn.execute("SELECT 1 FROM batches WHERE id = ANY(%s)", (ids,)).fetchone()
+    for table in ("batch_results", "batch_inputs"):
+        if conn.execute(f"SELECT 1 FROM {table} WHERE batch_id = ANY(%s) LIMIT 1", (ids,)).fetchone():
+            return False
+    return not conn.execute("SELECT 1 FROM batches WHERE id = ANY(%s)", (ids,)).fetchone()
 
 
 def run(rows: int = 100_000) -> dict[str, float]:
     """Both ways, on one cluster, with two runners scoring throughout."""
     figures: dict[str, float] = {}
     with cluster() as url, psycopg.connect(url, autocommit=True) as conn:
-        live = conn.execute(LIVE_BATCH, {"public_id": new_public_id(), "rows": 2_000_000}).fetchone()[0]
+        live = _batch(conn, LIVE_BATCH, 2_000_000)
         env = {"RESULTS_TTL": "7d", "RELEASE_EXPIRED_SECONDS": "1", "SCORER": "fast"}
         with runners(url, 2, **env):
             time.sleep(3)  # runners warm up
@@ -103,6 +129,7 @@ def run(rows: int = 100_000) -> dict[str, float]:
                 with conn.transaction():
                     conn.execute("DELETE FROM batches WHERE id = ANY(%s)", (ids,))
                     conn.execute("DELETE FROM batch_results WHERE batch_id = ANY(%s)", (ids,))
+                    conn.execute("DELETE FROM batch_inputs WHERE batch_id = ANY(%s)", (ids,))
                 figures["old_seconds"] = time.perf_counter() - started
             figures["old_stall_s"] = old.longest
 
