@@ -3,17 +3,16 @@
 * ``ceiling``: upload → completed with a scorer that costs nothing
   (``tests.scorers:constant``, plugged in the way tests plug in scorers) and
   1, 2 and 4 runners, against PostgreSQL alone moving the same rows in the
-  same run: ``COPY`` into a staging table, one ``INSERT … SELECT`` into a
-  results table and one ``DELETE`` (each its own transaction, tables built
-  ``LIKE`` ours, indexes and checks included). The same baseline without
-  moving the text (results keyed like staging, the text left there) says
-  what moving the text costs.
+  same run: ``COPY`` into an inputs table and one ``INSERT … SELECT`` of the
+  narrow result rows into a results table (each its own transaction, tables
+  built ``LIKE`` ours, indexes and checks included): what the pipeline writes,
+  with no queue around it.
 * ``cpu``: a large batch with the real scorer and runners = cores: the CPU
   time of PostgreSQL's processes (from ``/proc``: the postmaster's own and
   its reaped children's, plus every live child's) per row during the upload
   and during the scoring (claims, finishes, housekeeping, autovacuum), next
-  to the runners' CPU per row. runner CPU : PostgreSQL CPU is how many runner
-  cores one PostgreSQL core can feed. ``bench.pgcpu`` splits each phase's
+  to the runners' CPU per row, and the WAL each phase wrote. runner CPU :
+  PostgreSQL CPU is how many runner cores one PostgreSQL core can feed. ``bench.pgcpu`` splits each phase's
   PostgreSQL CPU by process type (and by statement where pg_stat_statements
   is loaded); its sampling session is left out of both figures.
 
@@ -100,23 +99,36 @@ def timed_batch(
             runner_cpu = sum(process_cpu(p.pid, reaped=False) for p in procs)
             if probe is not None:
                 probe.start()
+            wal = "SELECT pg_current_wal_insert_lsn()"
+            wal0 = conn.execute(wal).fetchone()[0]
             pg0, started = server_cpu(url), time.perf_counter()
             answer = app.test_client().post("/batch/upload", data=body, content_type="text/csv").get_json()
             pg1, uploaded = server_cpu(url), time.perf_counter()
+            wal1 = conn.execute(wal).fetchone()[0]
             upload_split = probe.lap() if probe is not None else None
             status = "SELECT status FROM batches WHERE public_id = %s"
             while conn.execute(status, (answer["batch_id"],)).fetchone()[0] == "processing":
                 time.sleep(0.02)
             pg2, done = server_cpu(url), time.perf_counter()
+            wal2 = conn.execute(wal).fetchone()[0]
             scoring_split = probe.stop() if probe is not None else None
             runner_cpu = sum(process_cpu(p.pid, reaped=False) for p in procs) - runner_cpu
-            conn.execute("DELETE FROM batch_results; DELETE FROM batches;")
+            # Gone at once, leaving no dead rows to the next run's autovacuum.
+            conn.execute(
+                "TRUNCATE batch_inputs, batch_results, batch_row_errors, batch_result_keys, "
+                "result_checkpoints, chunks, batches CASCADE"
+            )
+            wal_bytes = conn.execute(
+                "SELECT %s::pg_lsn - %s::pg_lsn, %s::pg_lsn - %s::pg_lsn", (wal1, wal0, wal2, wal1)
+            ).fetchone()
         result = {
             "seconds": done - started,
             "upload_seconds": uploaded - started,
             "pg_upload_cpu": pg1 - pg0,
             "pg_scoring_cpu": pg2 - pg1,
             "runner_cpu": runner_cpu,
+            "wal_upload_bytes": int(wal_bytes[0]),
+            "wal_scoring_bytes": int(wal_bytes[1]),
         }
         if upload_split is not None and scoring_split is not None:
             # The probe's session is not PostgreSQL's work for the batch.
@@ -129,8 +141,8 @@ def timed_batch(
 
 
 # -- PostgreSQL alone ----------------------------------------------------------
-def _staging_csv(items: list[str]) -> bytes:
-    """The rows as staging holds them (batch_id, row_number, client_id, text, line_number), CSV."""
+def _inputs_csv(items: list[str]) -> bytes:
+    """The rows as batch_inputs holds them (batch_id, row_number, client_id, text, line_number), CSV."""
     import csv
 
     buffer = io.StringIO()
@@ -139,46 +151,39 @@ def _staging_csv(items: list[str]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def pg_alone(url: str, data: bytes, *, move_text: bool = True) -> float:
-    """Seconds for PostgreSQL alone: COPY into staging, INSERT … SELECT into results, DELETE."""
+def pg_alone(url: str, data: bytes) -> float:
+    """Seconds for PostgreSQL alone to write what the pipeline writes: COPY into the inputs, then one
+    INSERT … SELECT of the narrow result rows."""
     with psycopg.connect(url) as conn:
         conn.execute(
-            "DROP TABLE IF EXISTS alone_rows, alone_results;"
-            "CREATE TABLE alone_rows (LIKE batch_rows INCLUDING ALL);"
+            "DROP TABLE IF EXISTS alone_inputs, alone_results;"
+            "CREATE TABLE alone_inputs (LIKE batch_inputs INCLUDING ALL);"
             "CREATE TABLE alone_results (LIKE batch_results INCLUDING ALL);"
         )
-        if not move_text:  # results keyed like staging, the text left in staging
-            conn.execute("ALTER TABLE alone_results DROP COLUMN text, DROP COLUMN client_id")
         conn.commit()
         started = time.perf_counter()
         columns = "batch_id, row_number, client_id, text, line_number"
-        with conn.cursor().copy(f"COPY alone_rows ({columns}) FROM STDIN (FORMAT csv)") as copy:
+        with conn.cursor().copy(f"COPY alone_inputs ({columns}) FROM STDIN (FORMAT csv)") as copy:
             for start in range(0, len(data), 64 * 1024):
                 copy.write(data[start : start + 64 * 1024])
         conn.commit()
-        kept = "batch_id, row_number, client_id, text, line_number" if move_text else "batch_id, row_number"
         conn.execute(
-            f"INSERT INTO alone_results ({kept}, sentiment, score, compound, pos, neu, neg) "
-            f"SELECT {kept}, 'neutral', 0, 0, 0, 1, 0 FROM alone_rows"
+            "INSERT INTO alone_results (batch_id, row_number, compound, pos, neu, neg) "
+            "SELECT batch_id, row_number, 0, 0, 1, 0 FROM alone_inputs"
         )
         conn.commit()
-        if move_text:
-            conn.execute("DELETE FROM alone_rows")
-            conn.commit()
         elapsed = time.perf_counter() - started
-        conn.execute("DROP TABLE alone_rows, alone_results")
+        conn.execute("DROP TABLE alone_inputs, alone_results")
         conn.commit()
         return elapsed
 
 
 def ceiling(rows: int, repeat: int = 3) -> dict:
     items = make_texts("review", rows, seed=11)
-    body, staged = _csv(items), _staging_csv(items)
+    body, inputs = _csv(items), _inputs_csv(items)
     result: dict = {"rows": rows, "pipeline": {}, "upload_share": {}}
     with cluster() as url:
-        result["alone"] = rows / statistics.median(pg_alone(url, staged) for _ in range(repeat))
-        keep = [pg_alone(url, staged, move_text=False) for _ in range(repeat)]
-        result["alone_text_kept"] = rows / statistics.median(keep)
+        result["alone"] = rows / statistics.median(pg_alone(url, inputs) for _ in range(repeat))
         for count in (1, 2, 4):
             runs = [timed_batch(url, body, count, SCORER=CONSTANT) for _ in range(repeat)]
             result["pipeline"][count] = rows / statistics.median(r["seconds"] for r in runs)
@@ -204,6 +209,8 @@ def cpu(rows: int) -> dict:
         "runner_us": run["runner_cpu"] / rows * 1e6,
         "ratio": run["runner_cpu"] / pg,
         "ratio_scoring": run["runner_cpu"] / run["pg_scoring_cpu"],
+        "wal_per_row": (run["wal_upload_bytes"] + run["wal_scoring_bytes"]) / rows,
+        "wal_upload_per_row": run["wal_upload_bytes"] / rows,
         "pg_upload_split": run["pg_upload_split"],
         "pg_scoring_split": run["pg_scoring_split"],
     }

@@ -203,7 +203,7 @@ class Settings:
         "CLAIM_CHUNKS",
         32,
         "the most chunks of one batch a runner leases, scores and commits in one round (each keeps "
-        "its own lease and attempts); a runner sizes its rounds to about 0.1 s of scoring within this",
+        "its own lease and attempts); a runner sizes its rounds to about 0.5 s of scoring within this",
     )
     poll_seconds: float = setting(
         "POLL_SECONDS", 5.0, "idle runners look for work this often even without a NOTIFY"

@@ -60,8 +60,10 @@ MAX_BACKOFF_SECONDS = 60.0
 PREFETCH_BELOW_SECONDS = 1.0
 #: How long a round should take to score: the round size (chunks per claim, at most CLAIM_CHUNKS)
 #: follows from the last round's time per chunk, so short texts travel in large rounds and long
-#: ones in single chunks.
-ROUND_SECONDS = 0.1
+#: ones in single chunks. A claim and a commit cost PostgreSQL about a millisecond each whatever
+#: the round's size; half a second of scoring makes that a fraction of a microsecond per row, and
+#: keeps what a killed runner loses, and how long a new batch waits for its turn, small.
+ROUND_SECONDS = 0.5
 #: How long the scoring thread may keep the GIL from the pipe's thread (Python's default is 5 ms).
 SWITCH_INTERVAL_SECONDS = 0.0005
 

@@ -776,6 +776,14 @@ BEGIN
             END IF;
         END LOOP;
         EXECUTE format('REVOKE ALL ON %I FROM sentiment_web, sentiment_web_admin', part);
+        -- Inputs and results are written once and read by key: a vacuum for their
+        -- inserts alone would only set visibility bits nothing reads (dead rows, of
+        -- set-aside rows moved out or a deleted batch reaped, still start one), and
+        -- statistics matter little to key-range reads: analysed when they doubled.
+        IF tbl IN ('batch_inputs', 'batch_results') THEN
+            EXECUTE format('ALTER TABLE %I SET (autovacuum_vacuum_insert_threshold = -1, '
+                           'autovacuum_analyze_scale_factor = 1)', part);
+        END IF;
         EXECUTE format('COMMENT ON TABLE %I IS %L', part,
                        format('Batches %s to %s of %s (a partition: dropped whole once all are deleted).',
                               low, low + span - 1, tbl));

@@ -127,6 +127,14 @@ BEGIN
             END IF;
         END LOOP;
         EXECUTE format('REVOKE ALL ON %I FROM sentiment_web, sentiment_web_admin', part);
+        -- Inputs and results are written once and read by key: a vacuum for their
+        -- inserts alone would only set visibility bits nothing reads (dead rows, of
+        -- set-aside rows moved out or a deleted batch reaped, still start one), and
+        -- statistics matter little to key-range reads: analysed when they doubled.
+        IF tbl IN ('batch_inputs', 'batch_results') THEN
+            EXECUTE format('ALTER TABLE %I SET (autovacuum_vacuum_insert_threshold = -1, '
+                           'autovacuum_analyze_scale_factor = 1)', part);
+        END IF;
         EXECUTE format('COMMENT ON TABLE %I IS %L', part,
                        format('Batches %s to %s of %s (a partition: dropped whole once all are deleted).',
                               low, low + span - 1, tbl));
@@ -162,6 +170,18 @@ FROM (SELECT id - id % batch_partition_span() AS low FROM batches
 ORDER BY low;
 SELECT batch_partitions_ensure(CASE WHEN is_called THEN last_value + 1 ELSE last_value END + k * batch_partition_span())
 FROM batches_id_seq, generate_series(0, 1) AS k;
+
+-- The results' partitions made before this migration, like those made from now on.
+DO $$
+DECLARE
+    part record;
+BEGIN
+    FOR part IN SELECT partition FROM batch_partitions WHERE table_name = 'batch_results' LOOP
+        EXECUTE format('ALTER TABLE %I SET (autovacuum_vacuum_insert_threshold = -1, '
+                       'autovacuum_analyze_scale_factor = 1)', part.partition);
+    END LOOP;
+END
+$$;
 
 -- Every row's text, once: scored rows' from the results, waiting rows' from staging.
 INSERT INTO batch_inputs (batch_id, row_number, line_number, client_id, text)
