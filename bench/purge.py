@@ -65,7 +65,7 @@ LIVE_BATCH = (
 )
 
 
-def _batch(conn: psycopg.Connection, statements: tuple[str, ...], rows: int) -> int:
+def add_batch(conn: psycopg.Connection, statements: tuple[str, ...], rows: int) -> int:
     """One batch of ``statements`` (its row first, then its rows), in one transaction; its id. Its
     partitions are made in between, as an upload makes them (core.batches.partitions)."""
     params = {"public_id": new_public_id(), "rows": rows}
@@ -80,7 +80,7 @@ def _batch(conn: psycopg.Connection, statements: tuple[str, ...], rows: int) -> 
 def _fill(url: str, rows: int) -> list[int]:
     with psycopg.connect(url, autocommit=True) as conn:
         for _ in range(BATCHES):
-            _batch(conn, FINISHED_BATCH, rows)
+            add_batch(conn, FINISHED_BATCH, rows)
         conn.execute("ANALYZE")
         return [r[0] for r in conn.execute("SELECT id FROM batches WHERE status = 'completed' ORDER BY id")]
 
@@ -115,7 +115,7 @@ def run(rows: int = 100_000) -> dict[str, float]:
     """Both ways, on one cluster, with two runners scoring throughout."""
     figures: dict[str, float] = {}
     with cluster() as url, psycopg.connect(url, autocommit=True) as conn:
-        live = _batch(conn, LIVE_BATCH, 2_000_000)
+        live = add_batch(conn, LIVE_BATCH, 2_000_000)
         env = {"RESULTS_TTL": "7d", "RELEASE_EXPIRED_SECONDS": "1", "SCORER": "fast"}
         with runners(url, 2, **env):
             time.sleep(3)  # runners warm up

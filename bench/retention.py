@@ -4,7 +4,8 @@ each, both ways, on one cluster, while two runners score a live batch:
 * **rows** (as before partitions): the ten share their partition with a batch that is kept, so
   the reaper deletes their rows in steps of REAP_STEP_ROWS keys, each its own transaction;
 * **partitions**: the ten fill one partition's range (10 batch ids) exactly, so the reaper
-  detaches it (CONCURRENTLY) and drops it, for batch_results and batch_row_errors.
+  detaches it (CONCURRENTLY) and drops it, for every partitioned table (batch_inputs,
+  batch_results, batch_row_errors, batch_result_keys).
 
 Each way: the batches are marked expired, then this process runs the runners' purge and reap
 (core.batches.purge and reap, holding the reaper lock as ``python -m jobrunner purge`` does, so
@@ -12,8 +13,9 @@ the runners' housekeeping leaves it to us) in turns of REAP_BUDGET_SECONDS until
 batch row is gone. Reported: the wall time, the WAL written (pg_current_wal_lsn before and
 after), the longest time the live batch's processed count stood still (bench.purge.StallWatch,
 against the same while nothing is purged), and the slowest of a probe that runs every
-20 ms in its own session (writes one result of a probe batch into batch_results and reads it back
-with ``batch_results_page``): what a runner's finish and a results page would have waited.
+20 ms in its own session (writes one row of a probe batch into batch_inputs and its result into
+batch_results, and reads it back with ``batch_results_page``): what an upload's COPY, a runner's
+finish and a results page would have waited.
 
 Run alone: ``python -m bench.retention [--rows N]``.
 """
@@ -27,34 +29,18 @@ import time
 import psycopg
 
 from bench.probe import Probe
-from bench.purge import LIVE_BATCH, StallWatch
+from bench.purge import FINISHED_BATCH, LIVE_BATCH, StallWatch, add_batch
 from bench.service import cluster, runners
 from core import batches
-from core.batches.ingest import new_public_id
 from core.queries import q
 from jobrunner.housekeeping import REAP_BUDGET_SECONDS, REAPER_LOCK_KEY
 
 BATCHES = 10
 
-_BATCH = """
-INSERT INTO batches (public_id, chunk_size, status, total_count, processed_count, neutral_count,
-                     completed_at)
-VALUES (%(public_id)s, 100, 'completed', %(rows)s, %(rows)s, %(rows)s, now())
-RETURNING id
-"""
-_RESULTS = """
-INSERT INTO batch_results (batch_id, row_number, client_id, text, sentiment, score, compound, pos, neu, neg)
-SELECT %(batch_id)s, n, 'r' || n, repeat('a fine review of a product ', 4), 'neutral', 0, 0, 0, 1, 0
-FROM generate_series(1, %(rows)s) AS n
-"""
-
 
 def _batch(conn: psycopg.Connection, rows: int) -> int:
-    batch_id = conn.execute(_BATCH, {"public_id": new_public_id(), "rows": rows}).fetchone()[0]
-    conn.execute(q("batch_results_partitions_ensure"), {"batch_id": batch_id, "make": True})
-    if rows:
-        conn.execute(_RESULTS, {"batch_id": batch_id, "rows": rows})
-    return batch_id
+    """A finished batch of ``rows`` rows (inputs and results; none for 0), its partitions made."""
+    return add_batch(conn, FINISHED_BATCH, rows)
 
 
 def _align(conn: psycopg.Connection) -> None:
@@ -71,16 +57,22 @@ def _align(conn: psycopg.Connection) -> None:
 
 
 _PROBE_WRITE = """
-INSERT INTO batch_results (batch_id, row_number, client_id, text, sentiment, score, compound, pos, neu, neg)
-SELECT %(b)s, coalesce(max(row_number), 0) + 1, 'p', 'probe', 'neutral', 0, 0, 0, 1, 0
-FROM batch_results WHERE batch_id = %(b)s
+WITH next AS (
+    SELECT coalesce(max(row_number), 0) + 1 AS n FROM batch_results WHERE batch_id = %(b)s
+), input AS (
+    INSERT INTO batch_inputs (batch_id, row_number, client_id, text)
+    SELECT %(b)s, n, 'p', 'probe' FROM next
+)
+INSERT INTO batch_results (batch_id, row_number, compound, pos, neu, neg)
+SELECT %(b)s, n, 0, 0, 1, 0 FROM next
 RETURNING row_number
 """
 
 
 class WriteProbe(Probe):
-    """Every 20 ms, writes one result of its own batch and reads it back through the parent table, as
-    a runner's finish and a results page do; the slowest round trip."""
+    """Every 20 ms, writes one row of its own batch (its input and its result) and reads it back
+    through the parent tables, as an upload, a runner's finish and a results page do; the slowest
+    round trip."""
 
     def __init__(self, url: str, batch_id: int) -> None:
         super().__init__(0.02, url)
@@ -141,7 +133,7 @@ def run(rows: int = 100_000) -> dict[str, object]:
     """Both ways, on one cluster, with two runners scoring throughout."""
     figures: dict[str, object] = {"rows": rows}
     with cluster() as url, psycopg.connect(url, autocommit=True) as conn:
-        live = conn.execute(LIVE_BATCH, {"public_id": new_public_id(), "rows": 2_000_000}).fetchone()[0]
+        live = add_batch(conn, LIVE_BATCH, 2_000_000)
         probe_batch = _batch(conn, 0)  # kept: the probe writes its results
         with runners(url, 2, RELEASE_EXPIRED_SECONDS="1", SCORER="fast"):
             time.sleep(3)
