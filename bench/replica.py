@@ -26,6 +26,7 @@ from pathlib import Path
 
 import psycopg
 
+from core.batches import partitions
 from core.batches.ingest import new_public_id
 from core.embedded_postgres import EmbeddedPostgres
 from core.migrations import migrate
@@ -37,10 +38,14 @@ INSERT INTO batches (public_id, chunk_size, status, total_count, processed_count
 VALUES (%(public_id)s, 100, 'completed', %(rows)s, %(rows)s, %(rows)s, now(), now())
 RETURNING id
 """
-_RESULTS = """
-INSERT INTO batch_results (batch_id, row_number, client_id, text, sentiment, score, compound, pos, neu, neg)
-SELECT %(batch_id)s, n, 'r' || n, 'a fine review of a product, number ' || n, 'neutral', 0, 0, 0, 1, 0
+_INPUTS = """
+INSERT INTO batch_inputs (batch_id, row_number, client_id, text)
+SELECT %(batch_id)s, n, 'r' || n, 'a fine review of a product, number ' || n
 FROM generate_series(1, %(rows)s) AS n
+"""
+_RESULTS = """
+INSERT INTO batch_results (batch_id, row_number, compound, pos, neu, neg)
+SELECT %(batch_id)s, n, 0, 0, 1, 0 FROM generate_series(1, %(rows)s) AS n
 """
 
 
@@ -104,8 +109,10 @@ def run(rows: int, pages: int, exports: int) -> dict:
         with psycopg.connect(url, autocommit=True) as conn:
             public_id = new_public_id()
             batch_id = conn.execute(_BATCH, {"public_id": public_id, "rows": rows}).fetchone()[0]
+            partitions.make(conn, batch_id)
+            conn.execute(_INPUTS, {"batch_id": batch_id, "rows": rows})
             conn.execute(_RESULTS, {"batch_id": batch_id, "rows": rows})
-            conn.execute("VACUUM ANALYZE batch_results")
+            conn.execute("VACUUM ANALYZE batch_inputs, batch_results")
             lsn = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
         standby = primary.standby(workdir / "standby", 5433)
         read_url = standby.start()
