@@ -1,9 +1,9 @@
 """Reading at scale: result pages deep in a 1,000,000-row batch, the full
 export, status polling under load, and a small batch's wait behind a big one.
 
-The 1,000,000 results are written straight into ``batch_results`` with SQL
-(scoring them first would add minutes and measure nothing here); every read
-goes through gunicorn and the real endpoints.
+The 1,000,000 rows and results are written straight into ``batch_inputs`` and
+``batch_results`` with SQL (scoring them first would add minutes and measure
+nothing here); every read goes through gunicorn and the real endpoints.
 """
 
 from __future__ import annotations
@@ -27,24 +27,26 @@ INSERT INTO batches (public_id, status, total_count, processed_count, positive_c
 VALUES (%(public_id)s, 'completed', %(rows)s, %(rows)s, %(rows)s, 100, now(), now())
 RETURNING id
 """
-# Scores spread over [-1, 1] (a fixed permutation of the rows), labelled by VADER's thresholds, so
-# the pages of one sentiment and in score order are as long and as mixed as real ones.
-FABRICATE_RESULTS = """
-INSERT INTO batch_results (batch_id, row_number, line_number, client_id, text, sentiment,
-                           score, compound, pos, neu, neg)
+FABRICATE_INPUTS = """
+INSERT INTO batch_inputs (batch_id, row_number, line_number, client_id, text)
 SELECT %(batch_id)s, g, g + 1, 'r' || g,
-       md5(g::text) || ', the product arrived on time and I would "buy" it again',
-       CASE WHEN c >= 0.05 THEN 'positive' WHEN c <= -0.05 THEN 'negative' ELSE 'neutral' END,
-       abs(c), c, 0.31, 0.69, 0.0
+       md5(g::text) || ', the product arrived on time and I would "buy" it again'
+FROM generate_series(1, %(rows)s) AS g
+"""
+# Scores spread over [-1, 1] (a fixed permutation of the rows), labelled by VADER's thresholds
+# (vader_label), so the pages of one sentiment and in score order are as long and as mixed as real ones.
+FABRICATE_RESULTS = """
+INSERT INTO batch_results (batch_id, row_number, compound, pos, neu, neg)
+SELECT %(batch_id)s, g, c, 0.31, 0.69, 0.0
 FROM generate_series(1, %(rows)s) AS g,
      LATERAL (SELECT ((g::bigint * 7919) %% 20001 - 10000) / 10000.0 AS c) AS score
 """
 FABRICATE_COUNTS = """
 UPDATE batches AS b
 SET positive_count = n.positive, negative_count = n.negative, neutral_count = n.neutral
-FROM (SELECT count(*) FILTER (WHERE sentiment = 'positive') AS positive,
-             count(*) FILTER (WHERE sentiment = 'negative') AS negative,
-             count(*) FILTER (WHERE sentiment = 'neutral') AS neutral
+FROM (SELECT count(*) FILTER (WHERE vader_label(compound) = 'positive') AS positive,
+             count(*) FILTER (WHERE vader_label(compound) = 'negative') AS negative,
+             count(*) FILTER (WHERE vader_label(compound) = 'neutral') AS neutral
       FROM batch_results WHERE batch_id = %(batch_id)s) AS n
 WHERE b.id = %(batch_id)s
 """
@@ -93,23 +95,28 @@ def pages_and_export(rows: int, repeat: int = 3) -> dict:
         with psycopg.connect(url, autocommit=True) as conn:
             batch_id = conn.execute(FABRICATE_BATCH, {"public_id": public_id, "rows": rows}).fetchone()[0]
             conn.execute("SELECT batch_partitions_ensure(%s)", (batch_id,))
+            conn.execute(FABRICATE_INPUTS, {"batch_id": batch_id, "rows": rows})
             conn.execute(FABRICATE_RESULTS, {"batch_id": batch_id, "rows": rows})
             conn.execute(FABRICATE_COUNTS, {"batch_id": batch_id})
-            conn.execute("ANALYZE batch_results")
+            conn.execute("ANALYZE batch_inputs, batch_results")
 
             def offset_query() -> None:
                 conn.execute("SELECT count(*) FROM batch_results WHERE batch_id = %s", (batch_id,)).fetchone()
                 conn.execute(
-                    "SELECT row_number, client_id, text, sentiment, score, compound FROM batch_results "
-                    "WHERE batch_id = %s ORDER BY row_number OFFSET %s LIMIT 50",
+                    "SELECT r.row_number, i.client_id, i.text, vader_label(r.compound), abs(r.compound), "
+                    "r.compound FROM batch_results AS r "
+                    "JOIN batch_inputs AS i ON i.batch_id = r.batch_id AND i.row_number = r.row_number "
+                    "WHERE r.batch_id = %s ORDER BY r.row_number OFFSET %s LIMIT 50",
                     (batch_id, (deep_page - 1) * 50),
                 ).fetchall()
 
             def copy_out() -> None:
                 statement = sql.SQL(
-                    "COPY (SELECT client_id, text, sentiment, score, compound, pos, neu, neg, error "
-                    "FROM batch_results WHERE batch_id = {} ORDER BY row_number) TO STDOUT (FORMAT csv)"
-                ).format(sql.Literal(batch_id))
+                    "COPY (SELECT i.client_id, i.text, vader_label(r.compound), abs(r.compound), r.compound, "
+                    "r.pos, r.neu, r.neg, r.error FROM batch_results AS r "
+                    "JOIN batch_inputs AS i ON i.batch_id = {batch_id} AND i.row_number = r.row_number "
+                    "WHERE r.batch_id = {batch_id} ORDER BY r.row_number) TO STDOUT (FORMAT csv)"
+                ).format(batch_id=sql.Literal(batch_id))
                 with conn.cursor().copy(statement) as copy:
                     for _ in copy:
                         pass
