@@ -22,9 +22,9 @@ from bench.service import REPO, PeakRss, cluster, gunicorn, rss_kib, worker_pids
 def baseline_copy(url: str, path: Path, *, logged: bool) -> float:
     """Seconds for psycopg to COPY the file's bytes into an (id, text) table.
 
-    ``logged``: a regular table, written to the WAL like our staging table
-    (which must survive a crash: it is the queue). Otherwise a TEMP table,
-    which skips the WAL: the cheapest place PostgreSQL can put the bytes.
+    ``logged``: a regular table, written to the WAL like our batch_inputs
+    (which must survive a crash: the queue's chunks are ranges of it). Otherwise
+    a TEMP table, which skips the WAL: the cheapest place PostgreSQL can put the bytes.
     """
     kind = "TABLE" if logged else "TEMP TABLE"
     with psycopg.connect(url) as conn:
