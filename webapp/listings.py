@@ -193,12 +193,14 @@ def results_page(conn: psycopg.Connection, batch: Batch, args: Mapping[str, str]
     key = signing_key(conn)
     page_request = parse_page_request(args, listing, batch.public_id, filters, key)
     batches.require_results(batch)
-    # Page P of a list that locates it may write the list's checkpoints: the primary's business.
+    # Page P of a list that locates it may write the list's checkpoints, and the first list that
+    # reads batch_result_keys writes them: the primary's business.
+    keyed = ordering.ORDERS[order or "row"].uses_keys(sentiment)
     return read_results(
         batch,
         conn,
         lambda reading: read_page(reading, listing, batch, batch.public_id, page_request, filters, key),
-        writes=page_request.skip > 0,
+        writes=page_request.skip > 0 or (keyed and not batches.keys_written(conn, batch)),
     )
 
 

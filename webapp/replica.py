@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import psycopg
 from flask import Flask, current_app
-from psycopg.errors import QueryCanceled
+from psycopg.errors import QueryCanceled, ReadOnlySqlTransaction
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core import batches
@@ -173,6 +173,10 @@ def read_results(
                     return read(conn)
         except QueryCanceled:  # the read ran past STATEMENT_TIMEOUT: it would on the primary too (503)
             raise
+        except ReadOnlySqlTransaction:
+            # It would write what the primary has and the replica has not replayed yet (a batch's
+            # sort keys, written a moment ago): the primary's turn, and the replica is not down.
+            pass
         except _FAILED as exc:  # the read itself failed there (a recovery conflict): the primary's turn
             replica.failed(exc)
     return read(primary)

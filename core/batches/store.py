@@ -119,11 +119,16 @@ def results(
         return cur.execute(q(name), params).fetchall()
 
 
+def keys_written(conn: psycopg.Connection, batch: Batch) -> bool:
+    """Whether the batch's sort keys (``batch_result_keys``) are written."""
+    return conn.execute(q("batch_result_keys_written"), {"batch_id": batch.id}).fetchone()[0]
+
+
 def ensure_keys(conn: psycopg.Connection, batch: Batch) -> None:
     """Make sure the batch's sort keys (``batch_result_keys``) are written: filtered and
     score-ordered listings read them. Written in one pass by the first request that needs them."""
     params = {"batch_id": batch.id}
-    if conn.execute(q("batch_result_keys_written"), params).fetchone()[0]:
+    if keys_written(conn, batch):
         return
     if not conn.execute(q("batch_result_keys_write"), params).fetchone()[0]:
         raise NotReady(

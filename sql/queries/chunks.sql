@@ -62,7 +62,7 @@ WITH head AS (
     -- skipped.
     -- Only chunks of processing batches: a cancelled batch's chunk that came
     -- back to the queue is closed out by whoever returned it, never scored.
-    SELECT id, batch_id, fair_key
+    SELECT id, batch_id, fair_key, attempts
     FROM chunks
     WHERE state = 'ready' AND available_at <= now()
       AND EXISTS (SELECT 1 FROM batches AS b WHERE b.id = chunks.batch_id AND b.status = 'processing')
@@ -70,16 +70,25 @@ WITH head AS (
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 ), more AS (
-    -- A few more of the same batch, next in fair order: one claim and one
-    -- commit then serve several chunks, which matters when scoring a chunk
-    -- takes less time than claiming and committing it (short texts). Each is
-    -- still its own chunk, with its own lease token and attempt count. One
-    -- batch only, so finishing them locks one batch row, as a single chunk does.
+    -- More of the same batch, next in fair order: one claim and one commit
+    -- then serve several chunks, which matters when scoring a chunk takes
+    -- less time than claiming and committing it (short texts). Each is still
+    -- its own chunk, with its own lease token and attempt count. One batch
+    -- only, so finishing them locks one batch row, as a single chunk does.
+    -- Only the batch's chunks among the queue's next `limit` turns: alone in
+    -- the queue a batch fills the round, beside others it takes its share of
+    -- those turns, so rounds keep the fair order (chunks_share_client_turns)
+    -- whatever their size. Only chunks never handed out before, and only after
+    -- a head like them: a chunk coming back (its runner died, its scoring
+    -- failed) travels alone, so a chunk that kills its runners cannot take a
+    -- round's worth of others down with it attempt after attempt.
     SELECT c.id
     FROM chunks AS c, head
     WHERE c.state = 'ready' AND c.available_at <= now()
+      AND head.attempts = 0 AND c.attempts = 0
       AND c.batch_id = head.batch_id
       AND (c.fair_key, c.id) > (head.fair_key, head.id)
+      AND c.fair_key < head.fair_key + %(limit)s
     ORDER BY c.fair_key, c.id
     LIMIT greatest(%(limit)s::integer - 1, 0)
     FOR UPDATE OF c SKIP LOCKED

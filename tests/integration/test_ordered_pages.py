@@ -30,10 +30,8 @@ def _oracle(db, batch_id: str, sentiment: str | None, order: str | None) -> list
         "compound": "r.compound, r.row_number",
         "-compound": "r.compound DESC, r.row_number DESC",
     }
-    if sentiment:
-        where = "vader_label(r.compound) = %(s)s"
-    else:
-        where = "true" if order is None else "r.error IS NULL"
+    where = {None: "true", "compound": "r.error IS NULL", "-compound": "r.error IS NULL"}[order]
+    where = "vader_label(r.compound) = %(s)s" if sentiment else where
     rows = db.execute(
         f"SELECT r.row_number FROM batch_results r JOIN batches b ON b.id = r.batch_id"
         f" WHERE b.public_id = %(b)s AND {where} ORDER BY {by[order]}",
