@@ -84,7 +84,8 @@ def test_0012_attaches_the_existing_rows_and_the_service_goes_on(at_0011):
         ).fetchone()[0]
         assert new == 14  # still in the legacy range
         db.execute(
-            "INSERT INTO batch_results (batch_id, row_number, compound, pos, neu, neg) VALUES (14, 1, 0, 0, 1, 0)"
+            "INSERT INTO batch_results (batch_id, row_number, compound, pos, neu, neg) "
+            "VALUES (14, 1, 0, 0, 1, 0)"
         )
         assert db.execute("SELECT count(*) FROM batch_results WHERE batch_id = 3").fetchone()[0] == 3
         # Once every batch below 20 is deleted, the legacy partitions go whole.
