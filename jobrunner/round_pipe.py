@@ -192,12 +192,18 @@ class RoundPipe:
         """Commit a round, and with ``claim`` claim the next in the same pipeline."""
         self.keeper.release([item.chunk for item in scored])
         lease = self.settings.lease_seconds
+        done, claimed = None, []
         if claim:
-            done, claimed = self._retrying(
-                lambda conn: finish_and_claim(conn, scored, self.identity, lease, limit)
-            )
-        else:
-            done, claimed = self._retrying(lambda conn: finish_chunks(conn, scored, self.identity)), []
+            try:
+                done, claimed = self._retrying(
+                    lambda conn: finish_and_claim(conn, scored, self.identity, lease, limit)
+                )
+            except Abandoned:
+                raise
+            except Exception:  # neither committed: the round alone, the claim on the next turn
+                log.warning("committing and claiming together failed; committing alone", exc_info=True)
+        if done is None:
+            done = self._retrying(lambda conn: finish_chunks(conn, scored, self.identity))
         self.chunks_done += report_round(scored, done, times)
         if done:
             self._next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds

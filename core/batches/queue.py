@@ -237,11 +237,17 @@ def _after_finish(conn: psycopg.Connection, batch_id: int, outcome: FinishOutcom
         # Only a hand edit of batch_inputs gets here; the statement counted them as failed.
         log.error("chunks %s: %d row(s) were missing from batch_inputs", sorted(done), outcome.vanished)
     # After the commit, in transactions of their own: they lock chunks, which the finish's lock
-    # order puts before the batch row it has just locked.
-    if outcome.completed_now:
-        finished(conn, batch_id)
-    elif outcome.status in FINAL_STATUSES:  # a cancelled batch's chunk that was in hand
-        conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
+    # order puts before the batch row it has just locked. The round is committed whatever they do:
+    # done chunks they leave behind are dropped by housekeeping (sweep_done_chunks).
+    try:
+        if outcome.completed_now:
+            finished(conn, batch_id)
+        elif outcome.status in FINAL_STATUSES:  # a cancelled batch's chunk that was in hand
+            conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error:
+        log.exception("batch %s: its done chunks stay until housekeeping drops them", batch_id)
     return done
 
 
@@ -269,8 +275,10 @@ def finish_and_claim(
 ) -> tuple[set[int], list[ClaimedChunk]]:
     """:func:`finish_chunks` and then :func:`claim_chunks` in one pipeline: one round trip for both.
 
-    ``conn`` must be in autocommit mode, so each statement is its own transaction, as when they are
-    sent one by one. A finish that fails raises before the claim's answer is read.
+    The two run in one implicit transaction (one Sync): both commit, or neither does and the error
+    is raised. The finish's locks are held until the claim is done (a millisecond); the claim waits
+    on no lock the finish's lock order does not allow (SKIP LOCKED). ``conn`` must be in autocommit
+    mode. A caller that gets an error may commit the round with :func:`finish_chunks` alone.
     """
     if not scored:
         return set(), claim_chunks(conn, runner.name, lease_seconds, limit)

@@ -1,0 +1,64 @@
+"""A finish and the next claim sent together (``finish_and_claim``): one round trip, one implicit
+transaction, so both commit or neither does, and the round can still be committed alone."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from core.batches.queue import (
+    RunnerIdentity,
+    claim_chunks,
+    configure_session,
+    finish_and_claim,
+    finish_chunks,
+)
+from core.settings import Settings
+from jobrunner.chunk_scoring import score_chunk
+from tests.helpers import make_csv, sample_texts
+
+RUNNER = RunnerIdentity("test:0", "test", 0, "fast")
+
+
+def _counts(db) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
+    return db.execute(
+        "SELECT (SELECT count(*) FROM batch_results), (SELECT count(*) FROM chunks WHERE state = 'claimed'),"
+        " (SELECT processed_count FROM batches)"
+    ).fetchone()
+
+
+def test_the_finish_and_the_next_claim_commit_together(upload, db, database_url):
+    upload(make_csv(sample_texts(300, seed=50)))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        configure_session(conn)
+        round_ = claim_chunks(conn, RUNNER.name, 60, limit=1)
+        scored = [score_chunk(chunk, Settings()) for chunk in round_]
+        done, claimed = finish_and_claim(conn, scored, RUNNER, 60, 2)
+    assert done == {round_[0].chunk_id}
+    assert [c.first_row for c in claimed] == [101, 201]
+    assert _counts(db) == (100, 2, 100)
+
+
+def test_a_claim_that_fails_takes_the_finish_with_it_and_the_round_commits_alone(upload, db, database_url):
+    upload(make_csv(sample_texts(300, seed=51)))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        configure_session(conn)
+        round_ = claim_chunks(conn, RUNNER.name, 60, limit=1)
+        scored = [score_chunk(chunk, Settings()) for chunk in round_]
+        # From now on PostgreSQL refuses every claim (a trigger the test adds raises).
+        db.execute(
+            """
+            CREATE FUNCTION refuse_claims() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'claims refused by the test';
+            END $$;
+            CREATE TRIGGER refuse_claims BEFORE UPDATE ON chunks FOR EACH ROW
+            WHEN (NEW.state = 'claimed' AND OLD.state = 'ready') EXECUTE FUNCTION refuse_claims();
+            """
+        )
+        with pytest.raises(psycopg.errors.RaiseException, match="claims refused"):
+            finish_and_claim(conn, scored, RUNNER, 60, 2)
+        # Neither committed: the round is still held, nothing was written.
+        assert _counts(db) == (0, 1, 0)
+        assert finish_chunks(conn, scored, RUNNER) == {round_[0].chunk_id}
+    assert _counts(db) == (100, 0, 100)
