@@ -198,9 +198,7 @@ def _finish_params(scored: list[ScoredChunk], runner: RunnerIdentity) -> dict[st
     if any(s.chunk.batch_id != batch_id for s in scored):
         raise ValueError("finish_chunks takes chunks of one batch (as chunks_claim hands them out)")
     scores = scored[0].scores if len(scored) == 1 else np.concatenate([s.scores for s in scored])
-    row_numbers = np.fromiter(
-        (n for s in scored for n in s.chunk.row_numbers), dtype=np.int32, count=len(scores)
-    )
+    row_numbers = np.concatenate([np.asarray(s.chunk.row_numbers, dtype=np.int32) for s in scored])
     errors = None
     if any(s.errors is not None for s in scored):
         errors = [e for s in scored for e in (s.errors or [None] * len(s.scores))]

@@ -62,3 +62,24 @@ def test_a_claim_that_fails_takes_the_finish_with_it_and_the_round_commits_alone
         assert _counts(db) == (0, 1, 0)
         assert finish_chunks(conn, scored, RUNNER) == {round_[0].chunk_id}
     assert _counts(db) == (100, 0, 100)
+
+
+def test_binary_arrays_arrive_as_the_numbers_numpy_held(db):
+    import math
+
+    import numpy as np
+
+    from core.batches.queue import _register_arrays, float8_array, int4_array
+
+    floats = np.array([0.0, -0.0, 1.0, -1.0, 0.05, -0.05, 1e-300, 0.123456789012345678, math.nan])
+    ints = np.array([1, 2, 2**31 - 1, -(2**31), 0], dtype=np.int32)
+    with db.cursor() as cur:
+        _register_arrays(cur)
+        got_floats, got_ints, empty_f, empty_i = cur.execute(
+            "SELECT %s, %s, %s, %s",
+            (float8_array(floats), int4_array(ints), float8_array(np.array([])), int4_array(ints[:0])),
+        ).fetchone()
+    assert got_floats[:-1] == floats[:-1].tolist() and math.isnan(got_floats[-1])
+    assert math.copysign(1, got_floats[1]) == -1  # bit for bit, the sign of zero included
+    assert got_ints == ints.tolist()
+    assert empty_f == [] and empty_i == []
