@@ -1,40 +1,28 @@
 """The chunk queue in PostgreSQL: claim, finish, retry later, give back, renew, release expired leases.
 
-A claim commits a lease (``state='claimed'``, ``attempts + 1``, a random
-``claim_token``, ``lease_expires_at``) rather than holding a transaction open:
-the attempt count survives a crash, so a chunk that keeps killing its
-runners is isolated at MAX_ATTEMPTS; a slow or frozen runner pins no locks;
-and a runner whose lease expired cannot finish (its token no longer
-matches), so nothing is lost and nothing is written twice (the primary key
-of ``batch_results`` backs this up).
+A claim commits a lease (attempts + 1, a random claim_token, lease_expires_at) instead of holding
+a transaction open: the attempt count survives a crash, a frozen runner pins no locks, and a
+runner whose lease was taken over cannot finish (its token no longer matches); the results'
+primary key backs this up. A claim returns each chunk's rows as two binary arrays; a finish
+inserts the scores (binary arrays from numpy) of the chunks still ours, advances the batch and
+beats the heartbeat, in one statement. Both are prepared; :func:`finish_and_claim` pipelines them.
 
-A claim leases the head of the queue and up to ``limit - 1`` more chunks of
-its batch and returns each chunk's rows as two arrays, fetched in binary. A
-finish is one statement that, for the chunks whose lease is still ours,
-inserts the scores (sent as binary arrays built from numpy), advances the
-batch and beats the runner's heartbeat. Both are prepared statements;
-:func:`finish_and_claim` sends a finish and the next claim in one pipeline.
-
-Lock order, the same in every statement that changes queue state, so none
-can deadlock with another: a batch's chunks in id order, then its batch row
-(the requeues take it shared, to see whether the batch still processes).
+Lock order, the same in every statement that changes queue state, so none can deadlock with
+another: a batch's chunks in id order, then its batch row (the requeues take it shared).
 """
 
 from __future__ import annotations
 
 import logging
-import struct
 from contextlib import nullcontext
 from dataclasses import dataclass
 from uuid import UUID
 
 import numpy as np
 import psycopg
-from psycopg.abc import AdaptContext
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 from psycopg.rows import class_row, namedtuple_row
 
+from core.batches.binary_arrays import float8_array, int4_array, register_arrays
 from core.batches.lifecycle import finished
 from core.batches.model import FINAL_STATUSES
 from core.queries import q
@@ -111,59 +99,6 @@ def configure_session(conn: psycopg.Connection) -> None:
     conn.execute("SET enable_seqscan = off")
 
 
-# -- binary arrays -------------------------------------------------------------
-# PostgreSQL's binary array format: a header (dimensions, has-nulls flag,
-# element type; then length and lower bound per dimension) and each element
-# as its length and its big-endian bytes. numpy writes the elements in one go.
-
-
-class _Int4Array(bytes):
-    """An int4[] already in PostgreSQL's binary format."""
-
-
-class _Float8Array(bytes):
-    """A float8[] already in PostgreSQL's binary format."""
-
-
-def _binary_array(values: np.ndarray, element_oid: int, dtype: str, size: int) -> bytes:
-    if len(values) == 0:
-        return struct.pack("!iiI", 0, 0, element_oid)
-    body = np.empty(len(values), dtype=[("size", ">i4"), ("value", dtype)])
-    body["size"] = size
-    body["value"] = values
-    return struct.pack("!iiIii", 1, 0, element_oid, len(values), 1) + body.tobytes()
-
-
-def int4_array(values: np.ndarray) -> _Int4Array:
-    return _Int4Array(_binary_array(values, 23, ">i4", 4))
-
-
-def float8_array(values: np.ndarray) -> _Float8Array:
-    """Failed rows' NaNs are sent as they are: the finish keeps no number of a row with an error."""
-    return _Float8Array(_binary_array(values, 701, ">f8", 8))
-
-
-class _Int4ArrayDumper(Dumper):
-    format = Format.BINARY
-    oid = 1007
-
-    def dump(self, obj: bytes) -> bytes:
-        return obj
-
-
-class _Float8ArrayDumper(Dumper):
-    format = Format.BINARY
-    oid = 1022
-
-    def dump(self, obj: bytes) -> bytes:
-        return obj
-
-
-def _register_arrays(context: AdaptContext) -> None:
-    context.adapters.register_dumper(_Int4Array, _Int4ArrayDumper)
-    context.adapters.register_dumper(_Float8Array, _Float8ArrayDumper)
-
-
 # -- claim ---------------------------------------------------------------------
 
 
@@ -224,7 +159,7 @@ def _finish_cursor(
 ) -> psycopg.Cursor:
     """Send the finish (prepared, arrays in binary); its one row is read with :func:`_after_finish`."""
     cur = conn.cursor(row_factory=class_row(FinishOutcome))
-    _register_arrays(cur)
+    register_arrays(cur)
     cur.execute(q("chunks_finish"), _finish_params(scored, runner), prepare=True)
     return cur
 

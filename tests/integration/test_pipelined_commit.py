@@ -69,12 +69,12 @@ def test_binary_arrays_arrive_as_the_numbers_numpy_held(db):
 
     import numpy as np
 
-    from core.batches.queue import _register_arrays, float8_array, int4_array
+    from core.batches.binary_arrays import float8_array, int4_array, register_arrays
 
     floats = np.array([0.0, -0.0, 1.0, -1.0, 0.05, -0.05, 1e-300, 0.123456789012345678, math.nan])
     ints = np.array([1, 2, 2**31 - 1, -(2**31), 0], dtype=np.int32)
     with db.cursor() as cur:
-        _register_arrays(cur)
+        register_arrays(cur)
         got_floats, got_ints, empty_f, empty_i = cur.execute(
             "SELECT %s, %s, %s, %s",
             (float8_array(floats), int4_array(ints), float8_array(np.array([])), int4_array(ints[:0])),
