@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(
         (
             f"purge of 10 finished batches × {purge_rows:,} results while 2 runners score",
-            f"one transaction deletes them all (as runners used to): {p['old_seconds']:.2f} s, "
+            f"one transaction deletes them all: {p['old_seconds']:.2f} s, "
             f"the live batch's longest pause {p['old_stall_s'] * 1e3:.0f} ms (none purging: "
             f"{p['quiet_stall_s'] * 1e3:.0f} ms); the runner doing it paused for all of it",
             f"marked, then reaped in 5,000-row steps: **{p['ours_seconds']:.1f} s** in all, longest pause "

@@ -165,7 +165,7 @@ def slow_clients(count: int = 50, clients: int = 10, seconds: float = 10.0) -> d
 
 
 def rows(linear: dict, slow: dict) -> list[tuple[str, str, str, str]]:
-    """The rows of issue 13: linear time on bodies whose record never ends; service under slow clients."""
+    """The rows for hostile bodies: linear time on bodies whose record never ends; service under slow clients."""
     table = []
     sizes = linear["sizes"]
     labels = " / ".join(f"{size}" for size in sizes)

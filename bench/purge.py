@@ -3,8 +3,8 @@
 Ten finished batches of ``rows`` results each are purged two ways in the same run, on the same
 cluster, while two runners score a live batch:
 
-* **the old way** (the baseline): one transaction deletes them with all their rows, as every
-  runner's housekeeping used to (``DELETE ... WHERE batch_id = ANY(...)``);
+* **one transaction** (the baseline): deletes them with all their rows at once
+  (``DELETE ... WHERE batch_id = ANY(...)``), the obvious way to purge;
 * **ours**: RESULTS_TTL marks them deleted and one runner at a time removes their rows in steps of
   REAP_STEP_ROWS, each its own transaction, at most REAP_BUDGET_SECONDS per housekeeping turn.
 

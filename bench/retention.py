@@ -1,7 +1,7 @@
-"""Retention as DROP, not DELETE (issue 18, part 3): purging 10 finished batches of ``rows`` results
+"""Retention as DROP, not DELETE: purging 10 finished batches of ``rows`` results
 each, both ways, on one cluster, while two runners score a live batch:
 
-* **rows** (as before partitions): the ten share their partition with a batch that is kept, so
+* **rows** (without partitions to drop): the ten share their partition with a batch that is kept, so
   the reaper deletes their rows in steps of REAP_STEP_ROWS keys, each its own transaction;
 * **partitions**: the ten fill one partition's range (10 batch ids) exactly, so the reaper
   detaches it (CONCURRENTLY) and drops it, for every partitioned table (batch_inputs,

@@ -1,4 +1,4 @@
-"""Fair shares per client, then per batch, and the per-key quota (issue 15), with real runners and a
+"""Fair shares per client, then per batch, and the per-key quota, with real runners and a
 real gunicorn where concurrency matters."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""API keys and ownership (issue 15): every endpoint against (own key, another key, admin, no key, revoked
+"""API keys and ownership: every endpoint against (own key, another key, admin, no key, revoked
 key), the admin's client filter, the key commands, and usage per key."""
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def test_without_keys_the_service_is_one_users_local_tool(client, db):
     assert client.get(f"/batch/{batch_id}").status_code == 200
     assert client.get("/metrics").status_code == 200
     assert client.get("/login", headers=HTML).status_code == 303
-    # A credential sent to an open service is ignored, as before keys existed.
+    # A credential sent to a service with no keys is ignored: it is open to everyone.
     assert client.get(f"/batch/{batch_id}", headers=bearer("an old token")).status_code == 200
     # The first key closes it, at once; revoking every key does not open it again.
     clients.create_key(db, "first")

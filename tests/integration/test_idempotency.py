@@ -1,4 +1,4 @@
-"""Safe retries (issue 16, part 1): an upload sent again with the same Idempotency-Key and the same
+"""Safe retries: an upload sent again with the same Idempotency-Key and the same
 file answers the first batch; another file is a 422; racing twins make one batch; keys are per client
 and expire."""
 

@@ -1,4 +1,4 @@
-"""Runners on other hosts, and partitions between them and PostgreSQL (issue 18, part 1).
+"""Runners on other hosts, and partitions between them and PostgreSQL.
 
 Every process here is real and every connection real TCP: runners run inside
 network namespaces of their own (``tests/netns.py``), joined to the test's

@@ -1,4 +1,4 @@
-"""Result pages in any order at any depth (issue 16, part 5): one sentiment by page number, and
+"""Result pages in any order at any depth: one sentiment by page number, and
 compound order (most negative or most positive first), with or without a sentiment, by cursor and
 by page number; page P equals the P-th slice of the list walked by cursor, across checkpoints."""
 

@@ -1,7 +1,7 @@
-"""Retention as DROP, not DELETE (issue 18, part 3): batch_results and batch_row_errors are
+"""Retention as DROP, not DELETE: batch_results and batch_row_errors are
 partitioned by batch id range; a batch's rows land in its range's partition, made ahead or by the
 upload; purge detaches and drops a partition only once every batch of its range is gone, and
-reaps rows as before otherwise; reads work across partitions, each one index range in one
+reaps rows otherwise; reads work across partitions, each one index range in one
 partition (EXPLAIN, custom and generic plans); the web roles reach partitions only through the
 parents."""
 

@@ -1,4 +1,4 @@
-"""Labels and expiry given at upload (issue 16, parts 2 and 6): metadata as a form field or a query
+"""Labels and expiry given at upload: metadata as a form field or a query
 parameter, returned on every batch object, filterable, shown on the page; expires_after giving
 expires_at, honoured by purging; everything else a 400 that says what is wrong."""
 

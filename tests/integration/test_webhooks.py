@@ -1,4 +1,4 @@
-"""Completion webhooks (issue 16, part 3) against a real receiver, real runners and a real PostgreSQL.
+"""Completion webhooks against a real receiver, real runners and a real PostgreSQL.
 
 The receiver is an http.server on loopback that checks every signature itself
 (HMAC-SHA256 of "id.timestamp.body" with the secret, as any Standard Webhooks
