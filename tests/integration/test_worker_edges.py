@@ -7,12 +7,14 @@ was answered.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
-import time
+from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_for
 from tests.rawhttp import connect, exchange, head, read_answer, still_open
 
 
@@ -36,10 +38,16 @@ def test_long_or_zero_padded_content_lengths_wait_for_their_body_in_the_loop(ser
     try:
         healthz_answers(web.port)
         assert all(still_open(sock) for sock in clients)  # still being received, not refused
-        # The body, once in, is read with the length gunicorn reads: the five bytes of 000…05.
+        # The body, once in, is read with the length gunicorn reads: the five bytes of 000…05. It is
+        # answered at once (without keys, sign-in sends the browser home), and the connection's next
+        # request starts right after those five bytes.
+        clients[2].settimeout(10)
         clients[2].sendall(b"hello")
         answer = read_answer(clients[2])
-        assert answer is not None and answer.status != 408
+        assert answer is not None and (answer.status, answer.headers["location"]) == (303, "/")
+        clients[2].sendall(head("GET", "/healthz"))
+        answer = read_answer(clients[2])
+        assert answer is not None and answer.status == 200
     finally:
         for sock in clients:
             sock.close()
@@ -69,11 +77,42 @@ def _slow_reader(port: int, requests: int) -> socket.socket:
     return sock
 
 
+def _tcp_table() -> list[list[str]]:
+    return [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+
+
+def _address(port: int) -> str:
+    return f"0100007F:{port:04X}"  # 127.0.0.1:port as /proc/net/tcp writes it
+
+
+def unsent_to(port: int, client: socket.socket) -> int:
+    """Bytes the server on ``port`` has written to ``client`` that are not acknowledged yet: its end's
+    send queue (/proc/net/tcp), which stays full while the client's window is shut."""
+    ends = (_address(port), _address(client.getsockname()[1]))
+    queues = [fields[4] for fields in _tcp_table() if (fields[1], fields[2]) == ends]
+    return int(queues[0].split(":")[0], 16) if queues else 0
+
+
 def test_clients_that_never_read_their_answers_do_not_hold_the_threads(serve):
     web = serve(CLIENT_TIMEOUT="300", WEB_THREADS="8")
     readers = [_slow_reader(web.port, 1000) for _ in range(9)]  # 15 MB of answers each
     try:
-        time.sleep(1)  # let the first answers fill their windows
+        # More readers than threads, each with answers written that it does not take, and nothing
+        # more written to any of them (the same bytes waiting half a second later): their windows
+        # are full, and anything still writing to them is blocked.
+        waiting: list[int] = []
+
+        def windows_full() -> bool:
+            nonlocal waiting
+            now = [unsent_to(web.port, sock) for sock in readers]
+            full, waiting = all(now) and now == waiting, now
+            return full
+
+        wait_for(windows_full, timeout=60, interval=0.5)
+        # The worker wrote each of them one answer at most: the next requests wait in its loop, not
+        # in threads blocked writing (which would have written up to the socket's send buffer).
+        one_answer = len(exchange(web.port, head("GET", "/openapi.json", Connection="close")).body) + 1024
+        assert max(waiting) <= one_answer, (waiting, one_answer)
         healthz_answers(web.port, times=5)
         # A slow reader that starts reading gets its answers, in order.
         sock = readers[0]
@@ -102,8 +141,34 @@ def read_answer_exactly(sock: socket.socket) -> int:
     return int(lines[0].split()[1])
 
 
+def workers(master: int) -> set[int]:
+    """The process ids of a gunicorn master's workers (its children)."""
+    return {int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()}
+
+
+def accepting(pid: int, port: int) -> bool:
+    """Whether process ``pid`` polls the listening socket on ``port``: a stopping gthread worker
+    takes it out of its epoll set first thing (read from /proc/<pid>/fdinfo)."""
+    listening = {f[9] for f in _tcp_table() if f[1] == _address(port) and f[3] == "0A"}  # its inode
+    try:
+        fds = {fd: os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    except FileNotFoundError:  # the process is gone
+        return False
+    listener = {fd for fd, target in fds.items() if target in {f"socket:[{inode}]" for inode in listening}}
+    polled = {
+        line.split()[1]
+        for fd, target in fds.items()
+        if target == "anon_inode:[eventpoll]"
+        for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines()
+        if line.startswith("tfd:")
+    }
+    return bool(listener & polled)
+
+
 def test_kept_alive_requests_during_a_reload_are_answered_not_refused(serve):
     web = serve(WEB_THREADS="8")
+    old = workers(web.proc.pid)
+    assert old and all(accepting(pid, web.port) for pid in old)
     clients = []
     for _ in range(6):
         sock = connect(web.port)
@@ -116,12 +181,19 @@ def test_kept_alive_requests_during_a_reload_are_answered_not_refused(serve):
         for sock in clients[::2]:
             sock.sendall(request[:10])  # still arriving when the worker stops
         web.proc.send_signal(signal.SIGHUP)  # the master replaces its worker, which stops gracefully
-        time.sleep(0.5)
+        # A new worker is there, and the old one has stopped accepting: it is stopping.
+        wait_for(
+            lambda: workers(web.proc.pid) - old and not any(accepting(pid, web.port) for pid in old),
+            timeout=30,
+            interval=0.01,
+        )
         for index, sock in enumerate(clients):
             sock.sendall(request[10:] if index % 2 == 0 else request)
         for sock in clients:
             answer = read_answer(sock)
+            # Answered by the stopping worker, which closes each connection after its answer.
             assert answer is not None and answer.status == 200, answer
+            assert answer.headers["connection"] == "close"
     finally:
         for sock in clients:
             sock.close()
