@@ -1,6 +1,6 @@
 """How a setting is declared and read: the ``setting()`` declaration and the parsers of its values.
 
-:mod:`core.settings` declares every setting with :func:`setting`; the words
+:mod:`core.settings` and its sections declare every setting with :func:`setting`; the words
 and durations a value may be written with are parsed here, for the
 environment and (``parse_bool``) for query parameters alike.
 """

@@ -1,0 +1,132 @@
+"""The web process's settings: gunicorn, its workers and threads, client limits, uploads, keys and sign-in.
+
+One section of :class:`core.settings.Settings`, declared with :func:`core.setting_values.setting`;
+the order of the fields is the order of the settings table in docs/settings.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.setting_values import setting
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """What gunicorn and the web app read."""
+
+    host: str = setting(
+        "HOST",
+        "127.0.0.1",
+        "where gunicorn listens (Procfile, `make run`); `0.0.0.0` to listen beyond this machine "
+        "(docker compose sets it)",
+    )
+    port: int = setting("PORT", 8000, "gunicorn's port (expanded by the Procfile's shell)")
+    web_concurrency: int = setting(
+        "WEB_CONCURRENCY", 1, "gunicorn worker processes (read by gunicorn itself)"
+    )
+    web_threads: int = setting(
+        "WEB_THREADS",
+        8,
+        "threads per gunicorn worker; a request takes one only once its head and the start of its body "
+        "have arrived",
+    )
+    web_timeout: int = setting(
+        "WEB_TIMEOUT",
+        300,
+        "seconds a gunicorn worker process may go without a heartbeat before it is restarted",
+    )
+    client_timeout: float = setting(
+        "CLIENT_TIMEOUT",
+        30.0,
+        "seconds a client may stay silent while it sends a request, and that one write of an answer to it "
+        "may take; past it, 408 problem+json or a closed connection, and an upload rolls back",
+    )
+    min_upload_rate: int = setting(
+        "MIN_UPLOAD_RATE",
+        1024,
+        "bytes per second a request must average over the time the server waits for it, once "
+        "`CLIENT_TIMEOUT` seconds have passed (408 below it)",
+    )
+    max_uploads: int = setting(
+        "MAX_UPLOADS",
+        2,
+        "uploads one web worker reads at once; another gets 503 problem+json with `Retry-After`",
+    )
+    max_exports: int = setting(
+        "MAX_EXPORTS",
+        2,
+        "`results.csv`/`results.ndjson` downloads one web worker streams at once; another gets 503 "
+        "problem+json with `Retry-After`",
+    )
+    db_pool_size: int = setting("DB_POOL_SIZE", 6, "database connections per web worker")
+    db_pool_timeout: float = setting(
+        "DB_POOL_TIMEOUT", 5.0, "seconds a request waits for a database connection before answering 503"
+    )
+    max_upload_bytes: int = setting(
+        "MAX_UPLOAD_BYTES", 1024**3, "largest upload body (413 beyond, detected while streaming)"
+    )
+    max_rows: int = setting("MAX_ROWS", 10_000_000, "most data rows in one upload (413 beyond)")
+    max_text_chars: int = setting(
+        "MAX_TEXT_CHARS", 20_000, "longer texts are set aside as invalid rows (`text_too_long`)"
+    )
+    max_id_chars: int = setting(
+        "MAX_ID_CHARS", 1_000, "longer ids are set aside as invalid rows (`id_too_long`): pages stay small"
+    )
+    chunk_size: int = setting("CHUNK_SIZE", 100, "rows per chunk for new batches")
+    secret_key: str = setting(
+        "SECRET_KEY",
+        "",
+        "signs cursors; when unset every web process uses the random key the first migration "
+        "stored in `service_secrets`",
+        shown="(a key stored in the database)",
+    )
+    api_token: str = setting(
+        "API_TOKEN",
+        "",
+        "an admin credential for deployments that predate API keys: when set, every endpoint but "
+        "`/healthz`, `/readyz` and `/login` needs a key (`Authorization: Bearer`) or a browser signed in "
+        "at `/login`, and this token is accepted as an admin key (see Clients and keys)",
+        shown="(unset)",
+    )
+    idempotency_ttl_seconds: float = setting(
+        "IDEMPOTENCY_TTL",
+        86400.0,
+        "how long an upload's `Idempotency-Key` answers with the batch it made (`24h`, `7d`, seconds)",
+        kind="duration",
+        shown="24h",
+    )
+    quota_queued_rows: int | None = setting(
+        "QUOTA_QUEUED_ROWS",
+        None,
+        "rows one API key may have waiting or being scored at once; an upload that would pass it is a "
+        "429 with `Retry-After` and nothing is stored",
+        kind="int",
+        shown="(unset: no limit)",
+    )
+    session_lifetime: float = setting(
+        "SESSION_LIFETIME",
+        7 * 86400.0,
+        "how long a browser stays signed in after `/login` (`7d`, `12h`, seconds)",
+        kind="duration",
+        shown="7d",
+    )
+    login_max_failures: int = setting(
+        "LOGIN_MAX_FAILURES",
+        5,
+        "wrong tokens (login form or `Authorization`) one address may send per `LOGIN_FAILURE_WINDOW`; "
+        "then every sign-in from it is a 429 with `Retry-After` until the window ends",
+    )
+    login_failure_window: float = setting(
+        "LOGIN_FAILURE_WINDOW",
+        300.0,
+        "the window of `LOGIN_MAX_FAILURES`, counted from an address's first failure",
+        kind="duration",
+        shown="5m",
+    )
+    prometheus_multiproc_dir: str = setting(
+        "PROMETHEUS_MULTIPROC_DIR",
+        "",
+        "where gunicorn workers share their metric counters",
+        shown="(a fresh temp dir per gunicorn start)",
+    )
