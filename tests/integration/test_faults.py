@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -110,13 +111,20 @@ def test_postgresql_restart_mid_batch(database_url, upload, runners, pg_cluster,
             assert down.mimetype == "application/problem+json"
             assert down.headers["Retry-After"] == "5"
             assert down.get_json()["type"] == "/problems/database-unavailable"
-            time.sleep(1.5)  # runners meet the outage too
+            # Both runners meet the outage too (their scoring loop, not only their webhook threads).
+            outage = re.compile(r"(?<!webhooks: )database unavailable")
+
+            def met() -> bool:
+                return [outage.search(log) is not None for log in runners.each_log()] == [True, True]
+
+            wait_for(met, timeout=60)
         finally:
             pg_cluster.start()
+        # The app answers again once its pool has reconnected (503 until then).
+        wait_for(lambda: client.get(f"/batch/{batch_id}").status_code == 200, timeout=60)
         status = finished(client, batch_id)
         assert status["status"] == "completed" and status["processed_count"] == 5_000
         assert_exactly_once(database_url, batch_id, 5_000, status["summary"])
-        assert "database unavailable" in runners.logs()
         assert all(p.poll() is None for p in runners.procs)
     finally:
         app.extensions["db_pool"].close()
@@ -201,8 +209,9 @@ def test_several_chunks_per_claim_and_a_lost_lease_among_them(client, upload, db
 
     first = upload(make_csv(sample_texts(500, seed=31)))["batch_id"]
     upload(make_csv(sample_texts(500, seed=32)))
-    chunks = claim_chunks(db, "test:0", 60, limit=3)
-    # The head of the queue and the next two of the same batch, each its own lease.
+    chunks = claim_chunks(db, "test:0", 60, limit=5)
+    # The head of the queue and the same batch's chunks among the queue's next 5 turns (the two
+    # batches' chunks alternate), each its own lease.
     assert [c.first_row for c in chunks] == [1, 101, 201]
     assert len({c.batch_id for c in chunks}) == 1 and len({c.claim_token for c in chunks}) == 3
     # The middle one's lease runs out and another runner takes it over.
