@@ -1,22 +1,13 @@
 """Clients and their API keys: who is calling, and what that caller may see.
 
-A key is 256 random bits, shown once when it is made and stored only as its
-SHA-256 (a key is not a password: with 256 random bits nothing can be guessed
-from the hash, so a slow hash would only slow every request). Keys have a
-name, which names the client: the batches a key uploads are that client's,
-and its usage is reported under that name. A revoked key stays in
-``api_keys`` with ``revoked_at`` set, so its batches keep a name; the name
-cannot be reused.
-
-:class:`Caller` is the answer to "who is this request": a client key, an
-admin key, the holder of API_TOKEN (an admin, for deployments that predate
-keys), or nobody while the service has no keys at all (a local tool for one
-user, who sees everything). The web app turns a Caller into the database
-role and ``sentiment.client`` setting its transactions run with
-(webapp/db.py); row-level security does the rest.
-
-Keys are made, listed and revoked from the command line
-(``python -m jobrunner keys``, jobrunner/keys.py), never over HTTP.
+Keys are made, listed and revoked from the command line (jobrunner/keys.py), never
+over HTTP, and stored only as their SHA-256: a fast hash is safe for 256 random bits,
+and a slow one would slow every request. A key's name names the client that owns its
+batches, so a revoked key stays in ``api_keys`` and its name is never reused.
+:class:`Caller` answers "who is this request": a client key, an admin key, the holder
+of API_TOKEN, or the local user while no key exists. The web app turns it into the
+role and ``sentiment.client`` that row-level security checks (webapp/db.py). Details:
+docs/clients.md.
 """
 
 from __future__ import annotations

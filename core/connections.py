@@ -1,31 +1,14 @@
 """How the web app and the runners connect to PostgreSQL: the bounds every session carries.
 
-:func:`conninfo` turns ``DATABASE_URL`` and the settings into the libpq connection
-string of one role, so the bounds are set at connection start (no extra round trip)
-and survive ``RESET``:
-
-* every role: ``idle_in_transaction_session_timeout`` (IDLE_IN_TRANSACTION_TIMEOUT),
-  so a session forgotten inside a transaction cannot hold its locks and its snapshot
-  for ever; TCP keepalives at both ends (libpq's ``keepalives_*`` for our socket,
-  the server's ``tcp_keepalives_*`` for its own), so a peer that vanished without a
-  word (a killed VM, a dropped NAT entry) is noticed within about
-  DB_KEEPALIVE_SECONDS + 30 s instead of hours, and its transaction rolled back;
-  and ``tcp_user_timeout`` at both ends, which bounds a connection with data in
-  flight, where keepalives do not probe (:func:`user_timeout_ms`; a
-  ``tcp_user_timeout`` in DATABASE_URL wins).
-* ``web``: ``statement_timeout`` (STATEMENT_TIMEOUT) as the session's default;
-  uploads and exports raise it for their own transaction (``webapp.db``). The
-  session works as the database role ``sentiment_web`` (``-c role=``), which
-  row-level security applies to even when DATABASE_URL names a superuser or the
-  tables' owner; each transaction then picks its caller's role (webapp/db.py).
-* ``runner``: no statement bound (a claim or a finish is short by design, purges
-  work in bounded steps).
-* every role is named in ``application_name`` (``sentiment-web``,
-  ``sentiment-runner``), so ``pg_stat_activity`` tells them apart.
-
-Keepalives apply to TCP connections only; over a Unix socket the server reads them
-as 0. An ``options`` already in ``DATABASE_URL`` comes after ours, so an operator's
-own ``-c`` wins; an ``application_name`` there is kept.
+:func:`conninfo` turns DATABASE_URL and the settings into one role's libpq connection
+string. The bounds travel in it (``-c`` options, libpq's keepalive and
+``tcp_user_timeout`` parameters), so no query can forget them: they hold from the
+session's start, cost no round trip and survive ``RESET``. Every role gets
+IDLE_IN_TRANSACTION_TIMEOUT, and keepalives and ``tcp_user_timeout`` at both ends, so
+a vanished peer's transaction is rolled back within about a minute; ``web`` also gets
+STATEMENT_TIMEOUT and works as ``sentiment_web``, which row-level security applies to
+whoever DATABASE_URL names. What each bound does: docs/security.md ("Database
+sessions") and docs/operations.md ("Network partitions").
 """
 
 from __future__ import annotations

@@ -1,18 +1,13 @@
-"""``make run``: the whole service on one machine, for development.
+"""``make run``: the whole service on one machine, for development (docs/operations.md).
 
-Without DATABASE_URL it starts the embedded PostgreSQL whose data lives in
-``./var/postgres`` (kept between runs; port EMBEDDED_PG_PORT, default 54329,
-on 127.0.0.1). It applies the migrations, then runs the Procfile with honcho:
-gunicorn on HOST:PORT (default 127.0.0.1:8000) and RUNNERS runner processes
-(default 2).
+Without DATABASE_URL it starts the embedded PostgreSQL in ``./var/postgres``, applies
+the migrations, then runs the Procfile with honcho. Two things to keep:
 
-SIGINT (Ctrl-C), SIGTERM (``timeout``, a supervisor) and SIGHUP (a closed
-terminal) all stop everything: honcho runs in a process group of its own, so
-a signal to ``make run``'s group reaches only make and this process; we pass a
-stop on to honcho, which stops gunicorn and the runners (each in a session of
-its own) and exits; then we stop the embedded PostgreSQL. Honcho's output is
-relayed through this process, so a terminal that has gone away cannot make
-honcho fail on a write before it has stopped its processes.
+* every stop signal (SIGINT, SIGTERM, SIGHUP) stops all of it: honcho runs in a
+  process group of its own, so a signal to ``make run``'s group reaches only make
+  and this process, which passes it on to honcho, then stops the embedded PostgreSQL;
+* honcho's output is relayed through this process, so a terminal that has gone
+  away cannot make honcho fail on a write before it has stopped its processes.
 """
 
 from __future__ import annotations

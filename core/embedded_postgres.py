@@ -1,21 +1,14 @@
 """A private PostgreSQL cluster for development (``make run``) and the tests.
 
-It finds server binaries (``PG_BINDIR``; else the ones the ``pgserver`` wheel
-ships, so a machine without PostgreSQL works; else ``pg_config --bindir`` or
-Debian's ``/usr/lib/postgresql/*/bin``), creates a data directory with
-``initdb`` if there is none, and starts and stops the server with ``pg_ctl``.
-
-PostgreSQL refuses to run as root. When we are root (CI, containers) the
-server runs as an unprivileged system user instead (``PG_SYSTEM_USER``,
-default ``postgres`` if it exists, else ``sentiment-pg``, created on first
-use); the data directory is handed to that user. As an ordinary user the
-server simply runs as that user.
-
-Command line: ``python -m core.embedded_postgres start DATADIR [--port N]``
-prints the connection URL; ``stop DATADIR`` stops it; ``standby DATADIR --port M
---primary PRIMARY_DATADIR [--primary-port N]`` copies a running cluster with
-``pg_basebackup`` and starts the copy as a hot standby streaming from it
-(a READ_DATABASE_URL to try, webapp.replica).
+It finds server binaries (PG_BINDIR, else the ``pgserver`` wheel's, so a machine
+without PostgreSQL works, else ``pg_config --bindir`` or Debian's), makes a data
+directory with ``initdb`` if there is none, and starts and stops it with ``pg_ctl``.
+PostgreSQL refuses to run as root, so as root (CI, containers) the server runs as an
+unprivileged account (PG_SYSTEM_USER, else ``postgres`` if it exists, else
+``sentiment-pg``, created on first use), given the data directory.
+``python -m core.embedded_postgres start|stop|standby DATADIR ...``: ``standby``
+copies a running cluster with ``pg_basebackup`` and starts the copy as a hot standby
+streaming from it (docs/operations.md, "Read replicas").
 """
 
 from __future__ import annotations

@@ -1,23 +1,14 @@
-"""Apply the numbered files of ``sql/migrations`` in order, once each.
+"""Apply the numbered files of ``sql/migrations`` in order, once each (``python -m core.migrations``).
 
-Every process that needs the schema (``make run``, each web worker, each
-runner, the tests) calls :func:`migrate`. It takes a session advisory lock,
-so when several processes start together one applies the pending files and
-the others wait and then find nothing to do. Each file runs in its own
-transaction and is recorded in ``schema_migrations`` with a checksum; a file
-that changed after it was applied is an error, not a silent divergence.
-
-Every lock the migrator waits for, its advisory lock as much as the tables a
-migration alters, is waited for at most ``LOCK_TIMEOUT_SECONDS`` (PostgreSQL's
-``lock_timeout``). That matters for DDL: an ``ALTER TABLE`` waiting behind a
-long export would make every later query on that table queue behind *it*,
-and the service would stall for as long as the export runs. Instead the
-attempt fails, its transaction rolls back (the queue behind it drains), and
-the migrator tries again after a pause, ``LOCK_ATTEMPTS`` times in all; then
-it gives up with psycopg's ``LockNotAvailable`` (an ``OperationalError``, so a
-web worker starts and answers 503 on ``/readyz``, a runner retries later).
-
-Run by hand with ``python -m core.migrations`` (uses ``DATABASE_URL``).
+Every process that needs the schema (``make run``, web workers, runners, the tests)
+calls :func:`migrate`: a session advisory lock lets one of them apply the pending
+files while the others wait, then find nothing to do. Each file runs in its own
+transaction and is recorded in ``schema_migrations`` with a checksum, so a file
+changed after it was applied is an error. Every lock is waited for at most
+LOCK_TIMEOUT_SECONDS: DDL queued behind a long export would queue every later query
+on its table behind itself. So the attempt rolls back and is tried again, up to
+LOCK_ATTEMPTS times, then fails with ``LockNotAvailable`` (docs/security.md,
+"Database sessions").
 """
 
 from __future__ import annotations

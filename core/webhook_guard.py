@@ -1,19 +1,12 @@
 """Which callback URLs a webhook may go to: the URL's form, and the SSRF guard on its addresses.
 
-A ``callback_url`` is checked twice. At upload (the web app): its form (http or
-https, a host, no user:password, no fragment, at most 2,048 characters), then
-its name is resolved and every address it resolves to is checked. When a
-runner delivers (``jobrunner/webhooks.py``): the name is resolved again, every
-address checked again, and the runner connects to one of those very addresses,
-never to the name, so a name that resolves elsewhere the second time (DNS
-rebinding) gains nothing.
-
-Refused: loopback, private (RFC 1918, unique local), link-local, shared
-(100.64/10), multicast, reserved and unspecified addresses, the cloud metadata
-addresses, and IPv6 addresses that embed a refused IPv4 one (IPv4-mapped,
-6to4). In short, anything but a global unicast address. ``WEBHOOK_ALLOW_PRIVATE``
-lifts the guard (tests, receivers on an internal network); the URL's form is
-checked all the same.
+A ``callback_url`` is checked twice: at upload (its form, then every address its host
+resolves to), and by the runner that delivers it, which resolves the name again,
+checks every address and connects to one of those very addresses, never to the name,
+so a name that resolves elsewhere the second time (DNS rebinding) gains nothing.
+Anything but a global unicast address is refused, IPv6 addresses that embed a
+refused IPv4 one included; WEBHOOK_ALLOW_PRIVATE lifts the address check, never the
+form's. The rules: docs/webhooks.md, "The SSRF guard".
 """
 
 from __future__ import annotations

@@ -1,23 +1,12 @@
 """Completion webhooks, the parts web and runners share: secrets, signatures, the body, the attempts.
 
-Signed the Standard Webhooks way (https://www.standardwebhooks.com, version
-1.0.0). A secret is ``whsec_`` and the base64 of 32 random bytes; the signed
-content is ``{webhook-id}.{webhook-timestamp}.{body}``; the ``webhook-signature``
-header is ``v1,`` and the base64 of its HMAC-SHA256. ``webhook-id`` is the same
-on every attempt of one event (receivers drop duplicates by it);
-``webhook-timestamp`` is the attempt's own time, in Unix seconds (receivers
-refuse old ones, against replays).
-
-The body is ``{"type": "batch.<final status>", "timestamp": <when the batch
-finished>, "data": <the batch as GET /batch/<id> shows it>}``, minified. The
-first attempt fixes it (``webhook_events.body``), so every attempt sends the
-very same bytes.
-
-Which secret signs: the batch's API key's own (``webhook_secrets``, made by
-``keys create`` and ``keys webhook-secret``), else WEBHOOK_SECRET. A rotation
-signs twice: for WEBHOOK_SECRET_OVERLAP after ``keys webhook-secret``, the
-replaced secret signs beside the new one (``webhook-signature: v1,<new>
-v1,<old>``), and WEBHOOK_SECRET may hold several secrets, each signing.
+Signed the Standard Webhooks way (version 1.0.0): the HMAC-SHA256 of
+``{webhook-id}.{webhook-timestamp}.{body}``, keyed with a ``whsec_`` secret. The first
+attempt fixes the body (``webhook_events.body``), so every attempt sends the very
+same bytes under the same ``webhook-id``. The batch's API key's own secret signs
+(``webhook_secrets``), else WEBHOOK_SECRET; after a rotation the replaced secret
+signs beside the new one for WEBHOOK_SECRET_OVERLAP, so a receiver on either secret
+accepts it. What a receiver gets and how it checks it: docs/webhooks.md.
 """
 
 from __future__ import annotations

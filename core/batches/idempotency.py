@@ -1,17 +1,14 @@
 """``Idempotency-Key``: an upload retried with the same key answers the batch the first one made.
 
-The key is scoped to the client (the API key's name; '' without one) and lives
-IDEMPOTENCY_TTL. Inside the upload's own transaction, :func:`reserve` inserts
-the key before the body is read. A second upload with the same key therefore
-waits at that insert until the first commits (then it replays the first's
-batch) or rolls back (then it goes on as a new upload): two identical requests
-racing each other make one batch. The wait is bounded by
-:data:`WAIT_SECONDS`; past it, a 409 asks the client to retry. Once the rows
-are staged, :func:`record` ties the key to the batch and to the SHA-256 of the
-file and of the options that shape the batch, so the same key with another
-file (or other options) is a 422, not a silent replay. A failed upload rolls
-its key back with everything else. A key whose batch was deleted, or that is
-older than IDEMPOTENCY_TTL, is free again.
+Keys are per client ('' without a key) and live IDEMPOTENCY_TTL; what clients see
+is in docs/api.md ("Upload a file"). Two things the code relies on:
+
+* :func:`reserve` inserts the key inside the upload's own transaction, before the
+  body is read, so an upload racing it with the same key waits at that insert (at
+  most :data:`WAIT_SECONDS`, then a 409), and a failed upload rolls its key back;
+* :func:`record` ties the key to the batch and to the SHA-256 of the file and of
+  the options that shape the batch, so another file under the same key is a 422,
+  never a silent replay.
 """
 
 from __future__ import annotations

@@ -1,25 +1,14 @@
-"""Create a batch: write an upload into PostgreSQL in one transaction.
+"""Create a batch: an upload's rows, its batch row and its chunks, in one transaction.
 
-The batch row, its input rows (streamed with one ``COPY`` into
-``batch_inputs``, where they stay for the batch's life), the set-aside rows
-and the chunks are created together; the NOTIFY that wakes the runners
-is delivered at commit. If the file turns out to be bad half-way, the
-exception aborts the COPY and the transaction, so a rejected upload leaves
-no trace.
-
-Valid rows are numbered 1, 2, ... (``row_number``, dense, so result pages are
-index ranges); set-aside rows are numbered separately (``error_number``),
-copied as ``row_number = -error_number`` in the same COPY and moved to
-``batch_row_errors`` before commit.
-
-The batch belongs to the uploading client (``client``, an API key's name, or
-None without a key). The COPY runs as the connection's own login role
-rather than the caller's: PostgreSQL refuses ``COPY FROM`` into a table under
-row-level security, and the rows it writes all belong to the batch this very
-transaction has just created; so does the ANALYZE of a big batch's chunks,
-which only the owner may run. Every other statement runs as the caller. Then
-the client's waiting chunks are dealt their fair turns (per client first, then
-per batch), and the client's quota is checked (:mod:`core.batches.quota`).
+The rows stream through one binary ``COPY`` into ``batch_inputs``, where they stay
+for the batch's life: valid rows numbered 1, 2, ... with no gap (so a page in file
+order is an index range), set-aside rows as ``-error_number``, moved to
+``batch_row_errors`` before commit. An exception from the rows aborts the COPY and
+the transaction, so a refused upload leaves no trace, and the NOTIFY that wakes the
+runners is delivered only at commit. The COPY, and a big batch's ANALYZE, run as the
+login role, every other statement as the caller: PostgreSQL refuses ``COPY FROM``
+into a table under row-level security (docs/clients.md). The design: docs/design.md,
+"Upload"; the fair turns: docs/clients.md, "Fair shares".
 """
 
 from __future__ import annotations

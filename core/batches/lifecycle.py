@@ -1,19 +1,14 @@
 """A batch's life after its upload: cancel, delete, finished, and the background purge and reaper.
 
-Lock order, for every statement that changes a batch's queue state (cancel,
-delete, the runners' claim, finish and requeues): the batch's chunks first,
-in id order, then its batch row. Cancel and delete lock every chunk of their
-batch before they look at anything else, so no chunk changes state under
-them, and a chunk a runner holds keeps its batch until the runner's finish or
-the lease's expiry, which then close it out. A batch's input rows are never
-touched before it is deleted: cancel removes only queue entries, so it costs
-the same for ten rows or ten million.
+Two rules to keep (docs/design.md, "Guarantees"):
 
-Deleting is marking: ``deleted_at`` hides the batch from clients at once,
-and runners remove its rows in bounded steps (:func:`reap`), one runner at a
-time, so a DELETE of a million-row batch answers in milliseconds and no
-transaction ever deletes a million rows. RESULTS_TTL marks expired batches
-the same way (:func:`purge`).
+* lock order: every statement that changes a batch's queue state (cancel, delete,
+  and the queue's claim, finish and requeues) locks the batch's chunks first, in
+  id order, then its batch row; cancel removes queue entries only, never a row;
+* deleting is marking: ``deleted_at`` hides the batch at once, and runners remove
+  its rows in bounded steps (:func:`reap`, one runner at a time), so no request
+  and no transaction deletes a million rows; expired batches are marked the same
+  way (:func:`purge`).
 """
 
 from __future__ import annotations

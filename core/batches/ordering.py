@@ -1,22 +1,14 @@
 """Results in any order at any depth: by file order within one sentiment, or by compound score.
 
-Each :class:`ResultOrder` is one index range: file order is the primary key
-of ``batch_results``; one sentiment in file order, and compound order (most
-negative first or most positive first, over the whole batch or within one
-sentiment), are ranges of ``batch_result_keys``, the sort keys of a finished
-batch written in one pass the first time such a listing is asked for
-(:func:`core.batches.store.ensure_keys`), so scoring maintains no index for
-them. 'negative' < 'neutral' < 'positive' and the label follows from
-compound, so ``(sentiment, compound, row_number)`` is compound order over the
-whole batch too. Rows whose scoring failed have no keys: they are in file
-order only.
-
-Page P by number needs the position of rank (P - 1) * per_page, which only
-file order knows by itself. For the others, :func:`locate` reads the nearest
-of the list's checkpoints (``result_checkpoints``: every 100th row) and then
-at most 99 keys, so page 10,000 costs what page 1 costs. Checkpoints are
-written when a page needs them, at most :data:`SCAN_ROWS` keys per request;
-a deeper page answers :data:`BUILDING` (503 with Retry-After: 1).
+Each :class:`ResultOrder` is one index range: file order is the primary key of
+``batch_results``; the others are ranges of ``batch_result_keys``, a finished batch's
+sort keys written in one pass by the first listing that needs them
+(:func:`core.batches.store.ensure_keys`), so scoring maintains no index for them. The
+label follows from compound, so ``(sentiment, compound, row_number)`` is compound
+order over the whole batch too; rows whose scoring failed have no keys. Page P of
+these lists starts from the nearest checkpoint (:func:`locate`; at most
+:data:`SCAN_ROWS` keys are read to write checkpoints per request, :data:`BUILDING`
+past that). What clients see: docs/api.md, "Results".
 """
 
 from __future__ import annotations

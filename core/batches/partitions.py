@@ -1,41 +1,14 @@
-"""Partitions of the big tables: made ahead, held by uploads, dropped whole once their batches are gone.
+"""Partitions of the row tables: made ahead, held by uploads, dropped whole once their batches are gone.
 
-``batch_inputs``, ``batch_results``, ``batch_row_errors`` and
-``batch_result_keys`` are partitioned by RANGE of ``batch_id``,
-``batch_partition_span()`` (10) consecutive ids per partition, aligned (ids
-10..19 share ``batch_inputs_p10``, ``batch_results_p10`` and so on).
-Every query names one ``batch_id``, so the planner (or, for a generic plan,
-the executor) prunes to one partition and reads one index range there.
+``batch_inputs``, ``batch_results``, ``batch_row_errors`` and ``batch_result_keys`` are
+partitioned by range of ``batch_id``, ``batch_partition_span()`` (10) ids a partition;
+every query names one batch id, so it reads one partition. The design, and why ranges
+of ids, is in docs/design.md, "Retention by partition". Two rules to keep:
 
-* **Made** by ``batch_partitions_ensure(batch_id)`` (schema.sql), a SECURITY
-  DEFINER function, so the partitions belong to the tables' owner whoever
-  calls it: the runners' housekeeping makes the next two ranges ahead
-  (:func:`make_ahead`), and an upload makes its own if they are missing
-  (:func:`hold` right after its batch row, :func:`make` once its rows are
-  written, both inside the upload's transaction). A partition is made with
-  ``CREATE TABLE … (LIKE parent)`` and ``ATTACH PARTITION`` (SHARE UPDATE
-  EXCLUSIVE on the parent: reads and writes go on) rather than ``CREATE TABLE
-  … PARTITION OF`` (ACCESS EXCLUSIVE). One maker per range (an advisory lock);
-  the next finds it made. The web roles get no privilege on a partition: they
-  reach rows through the parents, whose privileges and row-level security
-  policies are the only ones PostgreSQL checks then, and a partition named
-  directly is refused.
-* **Held**: an upload holds a shared advisory lock on its range until it
-  commits; the purge try-locks the range exclusively, so it never drops a
-  partition an upload in flight (whose batch it cannot see yet) will write to.
-* **Dropped** (:func:`drop_whole`, from the reaper) once every batch id of the
-  range has been handed out and every batch of it is deleted or gone: ``ALTER
-  TABLE … DETACH PARTITION … CONCURRENTLY`` (SHARE UPDATE EXCLUSIVE on the
-  parent, so runners' finishes and reads go on; it waits for the transactions
-  already using the parent), then ``DROP TABLE`` of what is now a table of its
-  own. Each step waits for a lock at most ``LOCK_TIMEOUT_SECONDS``; a detach
-  interrupted half-way stays pending and is finished (``FINALIZE``) first the
-  next time, and a partition detached but not dropped (a runner stopped in
-  between; known by the comment it gets before its detach, :data:`DROPPING`)
-  is dropped the next time. Rows of a deleted batch whose partition is about to go this way
-  wait for it (``batches_deleted``, up to ``WAIT_SECONDS``); other deleted
-  batches' rows are reaped in bounded steps
-  (:func:`core.batches.lifecycle.reap`).
+* only ``batch_partitions_ensure`` (schema.sql; SECURITY DEFINER, so the tables' owner
+  owns them) makes partitions: ahead (:func:`make_ahead`) or by an upload (:func:`make`);
+* an upload holds its range (a shared advisory lock) until it commits, and
+  :func:`drop_whole` drops only a range it can lock exclusively.
 """
 
 from __future__ import annotations
