@@ -1,19 +1,13 @@
-"""What runners do for the queue between rounds, every RELEASE_EXPIRED_SECONDS.
+"""What a runner does for the queue between rounds, every RELEASE_EXPIRED_SECONDS.
 
-* put back chunks whose lease expired (any runner; the statement skips what
-  another runner has locked, so several runners never wait on each other);
-* forget runners whose heartbeat stopped;
-* purge and reap: mark batches past RESULTS_TTL deleted, and remove the rows
-  of deleted batches in bounded steps. Only one runner does this at a time
-  (a session advisory lock taken with ``pg_try_advisory_lock``: the others
-  skip it instead of waiting; ``python -m jobrunner purge`` takes the same
-  lock), each step its own short transaction on rows no runner reads, so no
-  other runner waits on it; the runner doing it pauses its own scoring for
-  at most REAP_BUDGET_SECONDS per turn (plus marking up to 100 batches);
-* make the partitions of the next batch ids ahead of the uploads, and (the
-  purger) drop whole partitions whose batches are all deleted
-  (``core.batches.partitions``);
-* make sure the runner's webhook deliverer thread runs (``jobrunner.webhooks``).
+Any runner puts back chunks whose lease expired (skipping what others hold locked,
+so runners never wait on each other), forgets runners whose heartbeat stopped, makes
+the next batch ids' partitions and keeps its webhook deliverer threads running.
+Only the runner that gets REAPER_LOCK_KEY (tried, never waited for; ``python -m
+jobrunner purge`` takes it too) purges expired batches and removes deleted batches'
+rows, in short transactions, for at most REAP_BUDGET_SECONDS a turn: housekeeping
+runs on the runner's database thread, ahead of its commit and next claim. The
+design: docs/design.md, "Delete and purge".
 """
 
 from __future__ import annotations

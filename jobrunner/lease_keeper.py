@@ -1,21 +1,13 @@
 """Keep a runner's leases alive while it holds them: a timer on its own connection.
 
-A runner holds up to three rounds at once (one committing, one being scored,
-one claimed ahead; see ``jobrunner.round_pipe``); this keeper renews every
-chunk it holds until the chunk is committed or handed back.
-
-A round (CLAIM_CHUNKS chunks of up to MAX_TEXT_CHARS texts) can take longer
-to score than LEASE_SECONDS, with a slow scorer or long texts. While the
-runner holds a round, this thread renews its leases (``chunks_renew_leases``,
-by claim token) every LEASE_SECONDS / 3, so the round still commits once and
-no other runner takes it over. It runs on its own connection, so a renewal
-never waits behind the runner's own statements, and it wakes while Python
-scores because the interpreter switches threads every few milliseconds.
-
-What it does not change: a runner that dies, freezes (SIGSTOP) or is cut off
-from PostgreSQL stops renewing with it, and its chunks are taken over when
-their leases expire. A chunk held for more than MAX_RENEWALS renewals (a scorer stuck in
-a loop) is no longer renewed, so a stuck runner loses its chunks like a dead one.
+A runner holds up to three rounds at once (one committing, one being scored, one
+claimed ahead; ``jobrunner.round_pipe``), and a round may take longer to score than
+LEASE_SECONDS. So this thread renews every chunk held, by claim token, every
+LEASE_SECONDS / 3 until it is committed or handed back. Its own connection keeps a
+renewal from waiting behind the runner's statements; renewing under its lock makes
+:meth:`LeaseKeeper.release` wait for a renewal in flight, so a committed round is
+never renewed. After MAX_RENEWALS (ten leases) a chunk is no longer renewed: a runner
+stuck in a scorer loses its chunks like a dead one (docs/design.md, "Long rounds").
 """
 
 from __future__ import annotations

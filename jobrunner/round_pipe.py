@@ -1,30 +1,14 @@
 """The runner's side of the database, on a thread of its own, so the loop keeps scoring while it waits.
 
-This module owns the runner's main connection (the lease keeper has the
-other) and everything done on it: claims, finishes, hand-backs, heartbeats,
-housekeeping and the LISTEN the idle loop waits on. The loop
-(``jobrunner.runner``) hands it one :class:`Job` per round and scores while
-the job runs: the commit of the round scored last and the claim of the
-round after the one being scored go out together, so with fast rounds a
-runner never waits for a round trip (a runner a few milliseconds away from
-PostgreSQL scores as fast as one next to it). Only one job is in flight at
-a time, and a job's steps run in one order: housekeeping, scoring failures
-handed back, unscored chunks given back, the commit, the claim.
-
-Every step is a guarded statement of ``core.batches.queue``: a finish
-commits only the chunks whose lease is still ours, a give-back returns only
-chunks we hold. A commit followed by a claim goes out as one pipeline (one
-round trip). Overlapping means a runner holds up to three rounds at once
-(one committing, one scoring, one claimed ahead); the lease keeper renews
-all of them, and on SIGTERM the loop gives back the rounds it has not
-started (see ``jobrunner.runner``).
-
-A lost connection inside a job is retried here, with backoff, step by step,
-until it works or the loop abandons the job (a stopping runner during an
-outage): scores already computed are committed after reconnecting if their
-lease is still ours. Any other exception from the commit or the claim is
-logged and the round's chunks go back to the queue (the attempt counted);
-the job's outcome carries the error so the loop backs off.
+It owns the runner's main connection (the lease keeper has the other): claims,
+commits, hand-backs, heartbeats, housekeeping and the idle LISTEN. The loop hands it
+one :class:`Job` per round; one job runs at a time, its steps in one order:
+housekeeping, failures handed back, unscored chunks given back, the commit, the
+claim. A commit and the next claim go out as one pipeline (``finish_and_claim``), so
+a runner with fast rounds never waits for a round trip; if that pair fails, the
+round is committed alone and the claim waits for the next job. A lost connection is
+retried with backoff, step by step, until it works or the loop abandons the job;
+every step is guarded, so a commit after a reconnect writes only chunks still ours.
 """
 
 from __future__ import annotations

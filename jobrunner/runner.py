@@ -1,35 +1,14 @@
 """The runner process's loop: claim a round of chunks, score it, commit it, repeat, never waiting.
 
-The queue's guarantees (leases, guarded finish) live in ``core.batches.queue``;
-the database side of the loop runs on a thread of its own
-(``jobrunner.round_pipe``); this module owns the process around them:
-
-* overlap: while the loop scores round N, the pipe commits round N - 1 and
-  claims round N + 1, so a runner waits for a round trip only when its
-  rounds are slow anyway (a round that took PREFETCH_BELOW_SECONDS or more
-  to score is followed by a plain claim after its commit: holding a round
-  ahead would only keep it from idle runners);
-* waiting: LISTEN on ``chunks_ready`` (the upload transaction NOTIFYs) plus a
-  poll every POLL_SECONDS in case a notification was missed;
-* housekeeping every RELEASE_EXPIRED_SECONDS (``jobrunner.housekeeping``, run
-  by the pipe between statements): requeue chunks whose lease ran out, forget
-  runners whose heartbeat stopped, purge and reap deleted batches;
-* leases: renewed while a round is held (``jobrunner.lease_keeper``);
-* failures: a chunk whose scoring raises goes back to the queue with an
-  exponential backoff (RETRY_BACKOFF_SECONDS, doubling, at most 60 s); see
-  ``jobrunner.chunk_scoring`` for what happens at MAX_ATTEMPTS. Any other
-  exception in a round is logged, the round's chunks go back to the queue
-  (the attempt counted) and the runner backs off and goes on: only signals
-  (and nothing else) stop it;
-* signals: SIGTERM or SIGINT while scoring finishes and commits the chunk in
-  hand, gives back every chunk it has not started (the rest of the round and
-  the round claimed ahead, their attempt uncounted), then exits 0; while
-  idle it exits at once;
-* outages: a lost database connection is retried with backoff; scores
-  already computed are committed after reconnecting if the lease is still ours;
-* the ``runners`` table: the runner registers at start, beats its heartbeat
-  with every finished round and every HEARTBEAT_SECONDS when idle, and removes
-  its entry when it exits cleanly.
+The queue's statements are in ``core.batches.queue``; the database side of the loop
+runs on a thread of its own (``jobrunner.round_pipe``). This module owns the process:
+while it scores round N, the pipe commits N - 1 and claims N + 1 (unless the last
+round took PREFETCH_BELOW_SECONDS or more: a round held ahead would only be kept from
+idle runners). Each round is sized to about ROUND_SECONDS of scoring at the last
+round's time per chunk, at most CLAIM_CHUNKS; with nothing to do it waits on LISTEN
+plus a poll. Only a signal stops it: SIGTERM or SIGINT commits the chunk in hand and
+gives back every chunk not started; any other failure hands the round back and the
+loop goes on (docs/design.md, "Runners" and "Guarantees").
 """
 
 from __future__ import annotations

@@ -1,31 +1,13 @@
 """Delivering completion webhooks: each runner's deliverer threads, at least once, with backoff.
 
-The statement that finishes a batch (``chunks_finish``) or cancels it
-(``batches_cancel``) writes the event into the outbox ``webhook_events`` (if
-the batch has a ``callback_url``); a trigger NOTIFYs ``webhook_events``. Every
-runner runs WEBHOOK_CONCURRENCY (2) deliverer threads, each on a connection
-of its own (started by its first housekeeping turn, :func:`ensure_running`),
-so a slow receiver never holds up scoring, and holds up one deliverer, not
-every webhook. Each loops:
-
-* claim the next due event (``webhook_events_claim``: ``FOR UPDATE SKIP LOCKED``
-  feeding an ``UPDATE … RETURNING`` that commits a lease and the attempt's
-  row), so two runners never make the same attempt; the lease is the longest
-  an attempt can take (connect + read timeouts, plus room for DNS), and a
-  claim also moves the event's due time to the lease's end: a runner killed
-  mid-attempt leaves an event that is due again once the lease runs out, and
-  is sent again with the same ``webhook-id``;
-* fix the body on the first attempt, sign it (:mod:`core.webhooks`), resolve
-  the host and check every address (:mod:`core.webhook_guard`), connect to a
-  checked address (never to the name again), TLS with SNI and the name's
-  certificate for https, POST with the URL's Host header, read the status and
-  at most 4 KiB of the answer, follow no redirect;
-* record the outcome: a 2xx ends it (``delivered``), so does ``410 Gone``
-  (``failed``); anything else is tried again after ``WEBHOOK_RETRY_SECONDS``,
-  doubling, at most an hour, plus up to 20 % jitter (longer if the answer's
-  ``Retry-After`` says so), until ``WEBHOOK_RETRY_FOR`` (24 h) after the event;
-  then it is ``failed``;
-* with nothing due, wait for a NOTIFY, the next due time, or POLL_SECONDS.
+Every runner runs WEBHOOK_CONCURRENCY deliverer threads (started and restarted by
+housekeeping, :func:`ensure_running`), each on a connection of its own, so a slow
+receiver holds up one deliverer, never scoring or every other webhook. A deliverer
+claims a due event of the outbox ``webhook_events`` under a lease as long as one
+attempt can take (:func:`lease_seconds`), so a runner killed mid-attempt costs a
+duplicate with the same ``webhook-id``, never the event. It resolves and checks the
+host (:mod:`core.webhook_guard`) and connects to a checked address, never to the name
+again. Outcomes, backoff and limits: docs/webhooks.md, "Delivery, at least once".
 """
 
 from __future__ import annotations
