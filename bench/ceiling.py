@@ -31,7 +31,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from bench import pgcpu
+from bench import Row, pgcpu
 from bench.data import texts as make_texts
 from bench.e2e import _csv
 from bench.service import cluster, runners
@@ -214,6 +214,47 @@ def cpu(rows: int) -> dict:
         "pg_upload_split": run["pg_upload_split"],
         "pg_scoring_split": run["pg_scoring_split"],
     }
+
+
+def ceiling_rows(c: dict) -> list[Row]:
+    """``make bench``'s row for :func:`ceiling`."""
+    alone, pipe = c["alone"], c["pipeline"]
+    return [
+        (
+            f"queue ceiling: upload → completed, {c['rows']:,} review rows, constant scorer "
+            "(`tests.scorers:constant`), 1 / 2 / 4 runners",
+            f"PostgreSQL alone writing the same rows: COPY into inputs, one INSERT … SELECT of the "
+            f"narrow results: {alone:,.0f} rows/s",
+            " / ".join(f"**{pipe[n] / alone:.2f}×** ({pipe[n]:,.0f} rows/s)" for n in (1, 2, 4))
+            + "; the upload was "
+            + " / ".join(f"{c['upload_share'][n]:.0%}" for n in (1, 2, 4))
+            + " of the time",
+            "≥ 0.75× (2 runners)",
+        )
+    ]
+
+
+def cpu_rows(k: dict) -> list[Row]:
+    """``make bench``'s rows for :func:`cpu`: CPU per row, WAL per row, and where PostgreSQL's CPU goes."""
+    return [
+        (
+            f"runner CPU : PostgreSQL CPU, {k['rows']:,} review rows, {k['cores']} runners, real scorer",
+            f"PostgreSQL's processes (/proc): {k['pg_upload_us']:.1f} µs per row for the upload, "
+            f"{k['pg_scoring_us']:.1f} µs per row for claims, finishes and housekeeping",
+            f"runners {k['runner_us']:.0f} µs per row: **{k['ratio']:.1f} : 1** "
+            f"({k['ratio_scoring']:.1f} : 1 counting the scoring phase alone); PostgreSQL's scoring "
+            f"phase **{k['pg_scoring_us']:.1f} µs per row**",
+            "≥ 10 : 1; scoring phase ≤ 6 µs per row",
+        ),
+        (
+            f"WAL per row, the whole pipeline (upload → completed), {k['rows']:,} review rows",
+            "pg_current_wal_insert_lsn() before the upload and after the batch completed",
+            f"**{k['wal_per_row']:,.0f} bytes** per row "
+            f"({k['wal_upload_per_row']:,.0f} of them by the upload)",
+            "≤ 700 bytes",
+        ),
+        *pgcpu.rows(k),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import requests
 
+from bench import Row
 from bench.data import texts as make_texts
 from bench.e2e import _csv
 from bench.reads import pollers
@@ -164,9 +165,9 @@ def slow_clients(count: int = 50, clients: int = 10, seconds: float = 10.0) -> d
     }
 
 
-def rows(linear: dict, slow: dict) -> list[tuple[str, str, str, str]]:
-    """The rows for hostile bodies: linear time on bodies whose record never ends; service under slow clients."""
-    table = []
+def rows(linear: dict, slow: dict) -> list[Row]:
+    """``make bench``'s rows: linear time on bodies whose record never ends; service under slow clients."""
+    table: list[Row] = []
     sizes = linear["sizes"]
     labels = " / ".join(f"{size}" for size in sizes)
     for shape, what in (

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import psycopg
 
+from bench import Row
+
 TICK = os.sysconf("SC_CLK_TCK")
 ENDED = "ended between samples"
 POSTMASTER = "postmaster"
@@ -509,7 +511,7 @@ def describe_statements(split: CpuBreakdown, rows: int, top: int = 6) -> str:
     )
 
 
-def rows(k: dict) -> list[tuple[str, str, str, str]]:
+def rows(k: dict) -> list[Row]:
     """The benchmark table's rows for ``bench.ceiling.cpu``'s result."""
     n = k["rows"]
     out = []

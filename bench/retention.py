@@ -28,6 +28,7 @@ import time
 
 import psycopg
 
+from bench import Row
 from bench.probe import Probe
 from bench.purge import FINISHED_BATCH, LIVE_BATCH, StallWatch, add_batch
 from bench.service import cluster, runners
@@ -163,7 +164,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.0f} ms"
 
 
-def row(f: dict) -> tuple[str, str, str, str]:
+def row(f: dict) -> Row:
     """The figures as a row of ``make bench``'s table."""
     old, new, quiet = f["rows_way"], f["drop_way"], f["quiet"]
     mib = 2**20

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from vaderSentiment.vaderSentiment import BOOSTER_DICT, NEGATE, SPECIAL_CASES, SentimentIntensityAnalyzer
 
+from bench import Row
 from bench.data import texts, tricky_text
 from jobrunner.vader_fast import FastVader
 
@@ -87,3 +88,41 @@ def run(quick: bool = False) -> dict:
         "speed": speed,
         "scaling": scaling,
     }
+
+
+def rows(v: dict) -> list[Row]:
+    """``make bench``'s rows for :func:`run`: equality, speed per profile, time against length."""
+    table: list[Row] = [
+        (
+            f"exact VADER: {v['corpus']:,} generated texts",
+            "vaderSentiment 3.3.2, same texts",
+            f"{v['differences']} differences in (neg, neu, pos, compound)",
+            "0",
+        )
+    ]
+    for profile, target in (("review", "≥ 2×"), ("short", "≥ 1.5×")):
+        s = v["speed"][profile]
+        table.append(
+            (
+                f"VADER speed, {profile} texts",
+                f"package: {s['reference_per_s']:,.0f} texts/s",
+                f"**{s['ratio']:.2f}×** ({s['fast_per_s']:,.0f} texts/s)",
+                target,
+            )
+        )
+    for kind in ("chars", "emoji"):
+        points = [p for p in v["scaling"] if p["kind"] == kind]
+        ref = " / ".join(f"{p['reference_s'] * 1e3:.1f}" for p in points)
+        fast = " / ".join(f"{p['fast_s'] * 1e3:.2f}" for p in points)
+        lengths = " / ".join(f"{p['length']:,}" for p in points)
+        growth_ref = points[-1]["reference_s"] / points[0]["reference_s"]
+        growth_fast = points[-1]["fast_s"] / points[0]["fast_s"]
+        table.append(
+            (
+                f"time vs length, {kind} {lengths}",
+                f"package ms: {ref} (×{growth_ref:.0f} for 8× length)",
+                f"ours ms: {fast} (×{growth_fast:.1f} for 8× length)",
+                "linear (≈ ×8)",
+            )
+        )
+    return table
