@@ -149,6 +149,11 @@ class RunnerProcesses:
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.logdir.glob("runner-*.log")))
 
+    def each_log(self) -> list[str]:
+        """The output of each runner started with ``start``, in the order they were started."""
+        paths = sorted(self.logdir.glob("runner-*.log"), key=lambda path: int(path.stem.split("-")[1]))
+        return [path.read_text(errors="replace") for path in paths]
+
     def stop_all(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -175,11 +180,22 @@ def free_port() -> int:
 
 
 class WebServer:
-    """The app served by a real gunicorn on a free localhost port, stopped after the test."""
+    """The app served by a real gunicorn on a free port, stopped after the test.
 
-    def __init__(self, database_url: str, logdir: Path, **env: str) -> None:
+    It listens on ``host`` (localhost; a network namespace's address for the partition tests,
+    which start it with that namespace's ``popen``)."""
+
+    def __init__(
+        self,
+        database_url: str,
+        logdir: Path,
+        *,
+        host: str = "127.0.0.1",
+        popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+        **env: str,
+    ) -> None:
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"http://{host}:{self.port}"
         self.logfile = logdir / "web.log"
         environment = dict(
             os.environ, DATABASE_URL=database_url, MIGRATE_ON_START="false", PYTHONPATH=str(REPO)
@@ -187,8 +203,8 @@ class WebServer:
         environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
         environment.update(env)
         with self.logfile.open("wb") as log:
-            self.proc = subprocess.Popen(
-                gunicorn_command(f"127.0.0.1:{self.port}"),
+            self.proc = popen(
+                gunicorn_command(f"{host}:{self.port}"),
                 env=environment,
                 cwd=REPO,
                 stdout=log,
@@ -228,10 +244,9 @@ def serve(database_url: str, tmp_path: Path) -> Iterator:
 
 
 @pytest.fixture
-def web_server(database_url: str, tmp_path: Path) -> Iterator[WebServer]:
-    server = WebServer(database_url, tmp_path)
-    yield server
-    server.stop()
+def web_server(serve) -> WebServer:  # type: ignore[no-untyped-def]
+    """One gunicorn with the default settings, stopped after the test."""
+    return serve()
 
 
 @pytest.fixture
