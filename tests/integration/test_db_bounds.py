@@ -4,6 +4,7 @@ and migrations that wait for a lock at most lock_timeout instead of queueing eve
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -30,6 +31,7 @@ from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.conftest import WebServer, free_port
 from tests.integration.helpers import score_everything
 from webapp import create_app
+from webapp.db import WebPool
 
 
 def _show(conn: psycopg.Connection, name: str) -> str:
@@ -37,18 +39,19 @@ def _show(conn: psycopg.Connection, name: str) -> str:
     return conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0]
 
 
-def test_web_sessions_carry_their_statement_and_idle_bounds(database_url):
-    app = create_app(
-        {
-            "database_url": database_url,
-            "migrate_on_start": False,
-            "statement_timeout": 12.5,
-            "bulk_statement_timeout": 600.0,
-            "idle_in_transaction_timeout": 45.0,
-        }
-    )
-    pool = app.extensions["db_pool"]
+@contextlib.contextmanager
+def _web_pool(**config: object) -> Iterator[WebPool]:
+    """The connection pool of a web app made with these settings (no migrations), closed after."""
+    pool = create_app({"migrate_on_start": False, **config}).extensions["db_pool"]
     try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def test_web_sessions_carry_their_statement_and_idle_bounds(database_url):
+    bounds = {"statement_timeout": 12.5, "bulk_statement_timeout": 600.0, "idle_in_transaction_timeout": 45.0}
+    with _web_pool(database_url=database_url, **bounds) as pool:
         with pool.connection() as conn:
             assert _show(conn, "statement_timeout") == "12500ms"
             assert _show(conn, "idle_in_transaction_session_timeout") == "45s"
@@ -57,8 +60,6 @@ def test_web_sessions_carry_their_statement_and_idle_bounds(database_url):
             assert _show(conn, "statement_timeout") == "10min"
         with pool.connection() as conn:  # the bulk bound ended with its transaction
             assert _show(conn, "statement_timeout") == "12500ms"
-    finally:
-        pool.close()
 
 
 @pytest.fixture(scope="module")
@@ -91,18 +92,13 @@ def test_web_and_runner_connections_use_tcp_keepalives_at_both_ends(tcp_cluster)
     url = tcp_cluster.url("postgres")
     assert "127.0.0.1" in url
     migrate(url)  # the web's connections work as the role a migration creates
-    app = create_app({"database_url": url, "migrate_on_start": False, "db_keepalive_seconds": 17})
-    pool = app.extensions["db_pool"]
-    try:
-        with pool.connection() as conn:
-            # The server's side of the connection ...
-            assert _show(conn, "tcp_keepalives_idle") == "17"
-            assert _show(conn, "tcp_keepalives_interval") == "10"
-            assert _show(conn, "tcp_keepalives_count") == "3"
-            # ... and ours.
-            assert _client_keepalive(conn) == (1, 17, 10, 3)
-    finally:
-        pool.close()
+    with _web_pool(database_url=url, db_keepalive_seconds=17) as pool, pool.connection() as conn:
+        # The server's side of the connection ...
+        assert _show(conn, "tcp_keepalives_idle") == "17"
+        assert _show(conn, "tcp_keepalives_interval") == "10"
+        assert _show(conn, "tcp_keepalives_count") == "3"
+        # ... and ours.
+        assert _client_keepalive(conn) == (1, 17, 10, 3)
     runner_settings = Settings(database_url=url, db_keepalive_seconds=23)
     with psycopg.connect(conninfo(runner_settings, "runner"), autocommit=True) as conn:
         assert _show(conn, "tcp_keepalives_idle") == "23"

@@ -29,7 +29,6 @@ import concurrent.futures
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import uuid
@@ -47,9 +46,8 @@ from core.embedded_postgres import SUPERUSER, EmbeddedPostgres
 from core.migrations import migrate
 from tests import netns
 from tests.helpers import make_csv, sample_texts, wait_for
-from tests.integration.conftest import REPO, RunnerProcesses, free_port
+from tests.integration.conftest import RunnerProcesses, WebServer, free_port
 from tests.integration.helpers import upload_into
-from webapp import gunicorn_command
 
 # Settings the processes in this module run with, and the bounds derived from them.
 LEASE_SECONDS = 3.0
@@ -353,56 +351,21 @@ def test_a_runner_partitioned_mid_round_loses_its_chunks_cleanly_and_comes_back(
     assert ns_runners.procs[0].poll() is None  # it never stopped
 
 
-class NamespacedWeb:
+def namespaced_web(world: World, dbname: str, logdir: Path, **env: str) -> WebServer:
     """gunicorn inside the web namespace: PostgreSQL through its first link, clients through its second."""
-
-    def __init__(self, world: World, dbname: str, logfile: Path, **env: str) -> None:
-        space = world.web_space
-        self.port = free_port()
-        self.base = f"http://{space.links[1].ns_address}:{self.port}"
-        self.logfile = logfile
-        environment = dict(
-            os.environ,
-            DATABASE_URL=world.url(dbname, space.links[0], WEB_TCP_USER_TIMEOUT_MS),
-            MIGRATE_ON_START="false",
-            PYTHONPATH=str(REPO),
-            **env,
-        )
-        environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        with logfile.open("wb") as log:
-            self.proc = space.popen(
-                gunicorn_command(f"{space.links[1].ns_address}:{self.port}"),
-                env=environment,
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for(self._up, timeout=60, interval=0.2)
-
-    def _up(self) -> bool:
-        assert self.proc.poll() is None, self.logfile.read_text(errors="replace")
-        try:
-            return requests.get(f"{self.base}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    space = world.web_space
+    url = world.url(dbname, space.links[0], WEB_TCP_USER_TIMEOUT_MS)
+    return WebServer(url, logdir, host=space.links[1].ns_address, popen=space.popen, **env)
 
 
 def test_the_web_app_partitioned_from_postgresql_answers_503_then_recovers(
     world, dbname, ns_runners, tmp_path
 ):
     link = world.web_space.links[0]
-    web = NamespacedWeb(
+    web = namespaced_web(
         world,
         dbname,
-        tmp_path / "web.log",
+        tmp_path,
         STATEMENT_TIMEOUT=str(STATEMENT_TIMEOUT),
         DB_POOL_TIMEOUT=str(DB_POOL_TIMEOUT),
         DB_KEEPALIVE_SECONDS=str(KEEPALIVE_SECONDS),

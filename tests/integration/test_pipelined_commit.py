@@ -27,12 +27,17 @@ def _counts(db) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
     ).fetchone()
 
 
+def _first_round_scored(conn: psycopg.Connection) -> tuple[list, list]:
+    """A round of one chunk, the uploaded batch's first, claimed as RUNNER on ``conn``; and its scores."""
+    configure_session(conn)
+    round_ = claim_chunks(conn, RUNNER.name, 60, limit=1)
+    return round_, [score_chunk(chunk, Settings()) for chunk in round_]
+
+
 def test_the_finish_and_the_next_claim_commit_together(upload, db, database_url):
     upload(make_csv(sample_texts(300, seed=50)))
     with psycopg.connect(database_url, autocommit=True) as conn:
-        configure_session(conn)
-        round_ = claim_chunks(conn, RUNNER.name, 60, limit=1)
-        scored = [score_chunk(chunk, Settings()) for chunk in round_]
+        round_, scored = _first_round_scored(conn)
         done, claimed = finish_and_claim(conn, scored, RUNNER, 60, 2)
     assert done == {round_[0].chunk_id}
     assert [c.first_row for c in claimed] == [101, 201]
@@ -42,9 +47,7 @@ def test_the_finish_and_the_next_claim_commit_together(upload, db, database_url)
 def test_a_claim_that_fails_takes_the_finish_with_it_and_the_round_commits_alone(upload, db, database_url):
     upload(make_csv(sample_texts(300, seed=51)))
     with psycopg.connect(database_url, autocommit=True) as conn:
-        configure_session(conn)
-        round_ = claim_chunks(conn, RUNNER.name, 60, limit=1)
-        scored = [score_chunk(chunk, Settings()) for chunk in round_]
+        round_, scored = _first_round_scored(conn)
         # From now on PostgreSQL refuses every claim (a trigger the test adds raises).
         db.execute(
             """
