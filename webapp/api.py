@@ -38,7 +38,7 @@ CSV_MEDIA_TYPES = {"text/csv", "application/csv", "text/plain"}
 
 
 def _flag(value: str | None, name: str) -> bool:
-    """A true/false parameter, read as settings are (core.settings.parse_bool); absent is false."""
+    """A true/false parameter, read as settings are (core.setting_values.parse_bool); absent is false."""
     if value is None:
         return False
     try:
