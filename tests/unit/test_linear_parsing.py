@@ -90,10 +90,17 @@ def test_a_line_at_the_limit_is_a_row():
     ends=st.lists(st.sampled_from(["\n", "\r", "\r\n"]), min_size=8, max_size=8),
     cuts=st.lists(st.integers(min_value=0, max_value=1200), max_size=12),
     limit=st.integers(min_value=1, max_value=130),
+    near=st.lists(st.tuples(st.integers(min_value=0, max_value=7), st.integers(-1, 2)), max_size=3),
 )
-def test_lines_under_the_limit_pass_and_lines_over_it_by_a_piece_are_refused(lengths, ends, cuts, limit):
-    text = "".join("x" * n + end for n, end in zip(lengths, ends, strict=False))
-    bounds = sorted({0, len(text), *(c for c in cuts if c < len(text))})
+def test_lines_under_the_limit_pass_and_lines_over_it_by_a_piece_are_refused(
+    lengths, ends, cuts, limit, near
+):
+    written = ["x" * n + end for n, end in zip(lengths, ends, strict=False)]
+    text = "".join(written)
+    # Some cuts where a line reaches the limit, give or take a character or two.
+    starts = [len("".join(written[:index])) for index in range(len(written))]
+    cuts = cuts + [starts[index % len(starts)] + limit + delta for index, delta in near]
+    bounds = sorted({0, len(text), *(c for c in cuts if 0 < c < len(text))})
     arrived = [text[a:b] for a, b in pairwise(bounds)]
     longest_piece = max((len(p) for p in arrived), default=0)
     if max(lengths) <= limit:
@@ -101,6 +108,29 @@ def test_lines_under_the_limit_pass_and_lines_over_it_by_a_piece_are_refused(len
     elif max(lengths) > limit + longest_piece:
         with pytest.raises(csv.Error, match="line is longer"):
             list(_lines(arrived, limit))
+    else:  # over by less than a piece: refused exactly when a piece ends inside it past the limit
+        try:
+            lines = list(_lines(arrived, limit))
+        except csv.Error as error:
+            assert "line is longer" in str(error)
+            assert ends_past_the_limit(text, bounds, limit)
+        else:
+            assert not ends_past_the_limit(text, bounds, limit)
+            assert lines == io.StringIO(text, newline="").readlines()
+
+
+def ends_past_the_limit(text: str, bounds: list[int], limit: int) -> bool:
+    """Whether a piece of ``text`` (cut at ``bounds``) ends inside a line, more than ``limit``
+    characters into it: all of the line the parser has then seen and not yet seen end. A piece
+    ending just after a CR counts too: that CR may be the start of a CRLF."""
+    start = 0
+    for line in io.StringIO(text, newline="").readlines():
+        end = start + len(line.rstrip("\r\n"))  # where the line's end (CR, LF or CRLF) starts
+        reach = end + line[len(line.rstrip("\r\n")) :].startswith("\r")
+        if any(start < cut <= reach and min(cut, end) - start > limit for cut in bounds):
+            return True
+        start += len(line)
+    return False
 
 
 @pytest.mark.parametrize("name", ["utf-7", "idna", "punycode", "unicode_escape", "raw_unicode_escape"])
