@@ -8,16 +8,19 @@ import threading
 import requests
 
 from core import clients
+from core.batches.queue import claim_chunk
 from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.helpers import post_file
 
 
 def _claim_order(db) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
-    """(client, batch id) of every ready chunk, in the order runners claim them."""
-    return db.execute(
-        "SELECT b.client, b.id FROM chunks c JOIN batches b ON b.id = c.batch_id"
-        " WHERE c.state = 'ready' ORDER BY c.fair_key, c.id"
-    ).fetchall()
+    """(client, batch id) of every ready chunk, in the order the runners' own claim hands them out:
+    claimed one at a time until the queue is empty."""
+    owners = dict(db.execute("SELECT id, client FROM batches").fetchall())
+    order = []
+    while (chunk := claim_chunk(db, "test:0", 60)) is not None:
+        order.append((owners[chunk.batch_id], chunk.batch_id))
+    return order
 
 
 def test_turns_go_round_the_clients_then_round_each_clients_batches(client, db):
