@@ -62,9 +62,9 @@ def gunicorn(url: str, workers: int = 1) -> Iterator[tuple[str, int]]:
     try:
         for _ in range(300):
             try:
-                requests.get(f"{base}/healthz", timeout=1)
+                requests.get(f"{base}/healthz", timeout=5)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a worker still booting
                 time.sleep(0.1)
         yield base, web.pid
     finally:
