@@ -216,6 +216,31 @@ COMMENT ON FUNCTION vader_label(double precision) IS
     'positive, negative or neutral from a VADER compound score, by VADER''s thresholds (+-0.05); '
     'NULL for a row whose scoring failed.';
 
+-- A claim reads its chunks' rows through this function: EXECUTE plans the read
+-- with the batch id known, so the planner reads, and locks, that batch's one
+-- partition of batch_inputs. Read inside the claim statement itself, the id is
+-- known only while it runs, and every partition would be planned and locked on
+-- every claim: a cost that grows with the number of batches kept.
+CREATE FUNCTION batch_inputs_of_chunks(batch bigint, chunk_ids bigint[], first_rows integer[], last_rows integer[])
+RETURNS TABLE (chunk_id bigint, row_numbers integer[], texts text[])
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY EXECUTE
+        'SELECT c.id, r.row_numbers, r.texts
+         FROM unnest($2, $3, $4) AS c (id, first_row, last_row)
+         CROSS JOIN LATERAL (
+             SELECT array_agg(i.row_number) AS row_numbers, array_agg(i.text) AS texts
+             FROM (SELECT row_number, text FROM batch_inputs
+                   WHERE batch_id = $1 AND row_number BETWEEN c.first_row AND c.last_row
+                   ORDER BY row_number) AS i
+         ) AS r'
+        USING batch, chunk_ids, first_rows, last_rows;
+END
+$$;
+COMMENT ON FUNCTION batch_inputs_of_chunks(bigint, bigint[], integer[], integer[]) IS
+    'Each chunk''s rows of one batch as two arrays (row numbers and texts, in order), read from the '
+    'batch''s one partition of batch_inputs: what a claim hands a runner.';
+
 CREATE TABLE batch_result_keys (
     batch_id    bigint NOT NULL,
     row_number  integer NOT NULL,

@@ -113,25 +113,23 @@ WITH head AS (
     WHERE b.id = head.batch_id AND b.started_at IS NULL
 )
 -- Each chunk's rows come back as two arrays (numbers and texts, fetched in
--- binary), read as one range of batch_inputs' primary key: one result row
--- per chunk, however many rows it has. The runners run with enable_seqscan
--- off, so stale statistics cannot turn this into a scan of the partition
--- (see core.batches.queue.configure_session). A chunk whose rows are missing
--- (only a hand edit does that) comes back with empty arrays, so its finish
--- closes it out and counts them.
+-- binary), one result row per chunk however many rows it has, read by
+-- batch_inputs_of_chunks from one range of the primary key of the batch's one
+-- partition of batch_inputs. The runners run with enable_seqscan off, so stale
+-- statistics cannot turn that into a scan of the partition (see
+-- core.batches.queue.configure_session). A chunk whose rows are missing (only
+-- a hand edit does that) comes back with empty arrays, so its finish closes it
+-- out and counts them.
 SELECT leased.id AS chunk_id, leased.batch_id, leased.first_row, leased.last_row,
        leased.claim_token, leased.attempts,
        coalesce(rows.row_numbers, '{}') AS row_numbers, coalesce(rows.texts, '{}') AS texts
 FROM leased
-LEFT JOIN LATERAL (
-    -- Aggregated in the order of the ordered subquery (one index range).
-    SELECT array_agg(r.row_number) AS row_numbers, array_agg(r.text) AS texts
-    FROM (SELECT i.row_number, i.text
-          FROM batch_inputs AS i
-          WHERE i.batch_id = leased.batch_id
-            AND i.row_number BETWEEN leased.first_row AND leased.last_row
-          ORDER BY i.row_number) AS r
-) AS rows ON true
+LEFT JOIN batch_inputs_of_chunks(
+    (SELECT batch_id FROM head),
+    ARRAY(SELECT id FROM leased ORDER BY id),
+    ARRAY(SELECT first_row FROM leased ORDER BY id),
+    ARRAY(SELECT last_row FROM leased ORDER BY id)
+) AS rows ON rows.chunk_id = leased.id
 ORDER BY leased.id;
 
 -- name: chunks_finish

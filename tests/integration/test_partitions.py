@@ -430,3 +430,24 @@ def test_a_generic_plan_prunes_at_run_time_to_one_index_range(db, three_partitio
         assert appends and all(n.get("Subplans Removed", 0) >= 2 for n in appends), (name, plan)
         for node in _scans(plan):
             assert node["Node Type"] in ("Index Scan", "Index Only Scan"), (name, node)
+
+
+def test_a_claim_plans_and_locks_one_partition_of_the_inputs_however_many_there_are(client, db):
+    """The claim learns its batch while it runs; its rows are read by a statement planned with the
+    batch id known, so a claim costs the same with 2 partitions or hundreds."""
+    from core.batches.queue import claim_chunks, configure_session
+
+    for low in range(0, 1_000, 10):  # a hundred ranges of batches kept
+        db.execute("SELECT batch_partitions_ensure(%s)", (low,))
+    _next_id_is(db, 555)
+    upload_file(client, make_csv(sample_texts(300)))
+    with psycopg.connect(db.info.dsn) as runner:
+        configure_session(runner)
+        chunks = claim_chunks(runner, "test:0", 60, limit=2)
+        assert [len(c.texts) for c in chunks] == [100, 100]
+        locked = runner.execute(
+            "SELECT c.relname FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation "
+            "WHERE l.pid = pg_backend_pid() AND c.relname LIKE 'batch_inputs%' AND c.relkind = 'r'"
+        ).fetchall()
+        runner.rollback()
+    assert locked == [("batch_inputs_p550",)]
