@@ -62,9 +62,8 @@ def assert_nothing_written(db: psycopg.Connection, before: dict[str, int] | None
     leave no row anywhere; an update of a row already there is not what this checks."""
     expected = fresh_counts(db) if before is None else before
     counts = table_counts(db)
-    changed = {
-        name: (expected.get(name), rows) for name, rows in counts.items() if expected.get(name) != rows
-    }
+    # A table made since ``before`` had no rows then.
+    changed = {name: (expected.get(name, 0), n) for name, n in counts.items() if expected.get(name, 0) != n}
     assert not changed, f"rows written (table: (before, now)): {changed}"
 
 

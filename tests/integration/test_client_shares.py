@@ -10,7 +10,7 @@ import requests
 from core import clients
 from core.batches.queue import claim_chunk
 from tests.helpers import make_csv, sample_texts, wait_for
-from tests.integration.helpers import post_file
+from tests.integration.helpers import assert_nothing_written, post_file, table_counts
 
 
 def _claim_order(db) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
@@ -65,9 +65,7 @@ def test_an_upload_past_the_quota_is_refused_and_leaves_nothing(database_url, db
     try:
         web = app.test_client()
         assert post_file(web, make_csv(sample_texts(600)), key=a).status_code == 202
-        before = db.execute(
-            "SELECT (SELECT count(*) FROM batches), (SELECT count(*) FROM batch_inputs)"
-        ).fetchone()
+        before = table_counts(db)
         refused = post_file(web, make_csv(sample_texts(600)), key=a)
         assert refused.status_code == 429
         assert refused.mimetype == "application/problem+json"
@@ -75,10 +73,7 @@ def test_an_upload_past_the_quota_is_refused_and_leaves_nothing(database_url, db
         problem = refused.get_json()
         assert problem["type"].endswith("quota-exceeded") and problem["quota"] == 1000
         assert problem["queued_rows"] == 600
-        after = db.execute(
-            "SELECT (SELECT count(*) FROM batches), (SELECT count(*) FROM batch_inputs)"
-        ).fetchone()
-        assert after == before
+        assert_nothing_written(db, before=before)
         # Other keys have their own room; what fits still fits.
         assert post_file(web, make_csv(sample_texts(600)), key=b).status_code == 202
         assert post_file(web, make_csv(sample_texts(400)), key=a).status_code == 202

@@ -4,42 +4,30 @@ and expire."""
 
 from __future__ import annotations
 
-import io
 import threading
 
 import requests
 
 from core import clients
 from tests.helpers import make_csv, sample_texts
+from tests.integration.helpers import assert_nothing_written, post_file, table_counts
 
 CSV = make_csv(["good", "bad", "fine"])
 
 
-def _send(client, key: str | None, data: bytes = CSV, bearer: str | None = None, **fields: str):  # type: ignore[no-untyped-def]
-    headers = {"Idempotency-Key": key} if key is not None else {}
-    if bearer:
-        headers["Authorization"] = f"Bearer {bearer}"
-    return client.post(
-        "/batch/upload",
-        data={**fields, "file": (io.BytesIO(data), "x.csv")},
-        content_type="multipart/form-data",
-        headers=headers,
-    )
-
-
-def _stored(db) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    return db.execute("SELECT (SELECT count(*) FROM batches), (SELECT count(*) FROM batch_inputs)").fetchone()
+def keyed(key: str) -> dict[str, str]:
+    return {"Idempotency-Key": key}
 
 
 def test_a_retry_with_the_same_key_and_file_answers_the_first_batch(client, db):
-    first = _send(client, "order-42")
+    first = post_file(client, CSV, headers=keyed("order-42"))
     assert first.status_code == 202 and "Idempotent-Replayed" not in first.headers
-    stored = _stored(db)
-    again = _send(client, "order-42")
+    stored = table_counts(db)
+    again = post_file(client, CSV, headers=keyed("order-42"))
     assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json()["batch_id"] == first.get_json()["batch_id"]
     assert again.headers["Location"] == first.headers["Location"]
-    assert _stored(db) == stored
+    assert_nothing_written(db, before=stored)
     # The same file as a raw body, with the same key: the same upload (the file is what counts,
     # not the multipart framing around it).
     raw = client.post(
@@ -47,40 +35,40 @@ def test_a_retry_with_the_same_key_and_file_answers_the_first_batch(client, db):
     )
     assert raw.status_code == 202 and raw.get_json()["batch_id"] == first.get_json()["batch_id"]
     # Without a key, every upload is a new batch.
-    assert _send(client, None).get_json()["batch_id"] != first.get_json()["batch_id"]
+    assert post_file(client, CSV).get_json()["batch_id"] != first.get_json()["batch_id"]
 
 
 def test_the_same_key_with_another_file_or_options_is_a_422(client, db):
-    first = _send(client, "k1").get_json()["batch_id"]
-    stored = _stored(db)
+    first = post_file(client, CSV, headers=keyed("k1")).get_json()["batch_id"]
+    stored = table_counts(db)
     for answer in (
-        _send(client, "k1", make_csv(["other"])),
-        _send(client, "k1", metadata='{"project": "q3"}'),
-        _send(client, "k1", strict="true"),
+        post_file(client, make_csv(["other"]), headers=keyed("k1")),
+        post_file(client, CSV, headers=keyed("k1"), fields={"metadata": '{"project": "q3"}'}),
+        post_file(client, CSV, headers=keyed("k1"), fields={"strict": "true"}),
     ):
         assert answer.status_code == 422
         problem = answer.get_json()
         assert problem["type"].endswith("idempotency-key-reused") and problem["batch_id"] == first
-    assert _stored(db) == stored
+    assert_nothing_written(db, before=stored)
 
 
 def test_keys_belong_to_their_client(client, db):
     alice, bob = clients.create_key(db, "alice"), clients.create_key(db, "bob")
-    mine = _send(client, "same", bearer=alice).get_json()["batch_id"]
-    theirs = _send(client, "same", bearer=bob)
+    mine = post_file(client, CSV, headers=keyed("same"), key=alice).get_json()["batch_id"]
+    theirs = post_file(client, CSV, headers=keyed("same"), key=bob)
     assert theirs.status_code == 202 and "Idempotent-Replayed" not in theirs.headers
     assert theirs.get_json()["batch_id"] != mine
-    assert _send(client, "same", bearer=alice).get_json()["batch_id"] == mine
+    assert post_file(client, CSV, headers=keyed("same"), key=alice).get_json()["batch_id"] == mine
 
 
 def test_a_key_expires_and_a_deleted_batch_frees_it(client, db):
-    first = _send(client, "k").get_json()["batch_id"]
+    first = post_file(client, CSV, headers=keyed("k")).get_json()["batch_id"]
     db.execute("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
-    second = _send(client, "k")
+    second = post_file(client, CSV, headers=keyed("k"))
     assert second.status_code == 202 and second.get_json()["batch_id"] != first
     client.post(f"/batch/{second.get_json()['batch_id']}/cancel")
     assert client.delete(f"/batch/{second.get_json()['batch_id']}").status_code == 204
-    third = _send(client, "k")
+    third = post_file(client, CSV, headers=keyed("k"))
     assert "Idempotent-Replayed" not in third.headers
     assert third.get_json()["batch_id"] not in (first, second.get_json()["batch_id"])
     from core import batches
@@ -91,18 +79,18 @@ def test_a_key_expires_and_a_deleted_batch_frees_it(client, db):
 
 
 def test_a_refused_upload_leaves_its_key_free(client, db):
-    bad = _send(client, "k", b"id,text\nr1,\n", strict="true")
+    bad = post_file(client, b"id,text\nr1,\n", headers=keyed("k"), fields={"strict": "true"})
     assert bad.status_code == 400
     assert db.execute("SELECT count(*) FROM idempotency_keys").fetchone() == (0,)
-    good = _send(client, "k")
+    good = post_file(client, CSV, headers=keyed("k"))
     assert good.status_code == 202 and "Idempotent-Replayed" not in good.headers
 
 
 def test_a_key_must_be_1_to_255_characters(client, db):
-    assert _send(client, "x" * 256).status_code == 400
-    assert _send(client, "").status_code == 400
-    assert _send(client, "x" * 255).status_code == 202
-    assert _stored(db)[0] == 1
+    assert post_file(client, CSV, headers=keyed("x" * 256)).status_code == 400
+    assert post_file(client, CSV, headers=keyed("")).status_code == 400
+    assert post_file(client, CSV, headers=keyed("x" * 255)).status_code == 202
+    assert table_counts(db)["batches"] == 1
 
 
 def test_twins_racing_each_other_make_one_batch(serve, db):
