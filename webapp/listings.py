@@ -193,15 +193,19 @@ def results_page(conn: psycopg.Connection, batch: Batch, args: Mapping[str, str]
     key = signing_key(conn)
     page_request = parse_page_request(args, listing, batch.public_id, filters, key)
     batches.require_results(batch)
-    # Page P of a list that locates it may write the list's checkpoints, and the first list that
-    # reads batch_result_keys writes them: the primary's business.
     keyed = ordering.ORDERS[order or "row"].uses_keys(sentiment)
-    return read_results(
-        batch,
-        conn,
-        lambda reading: read_page(reading, listing, batch, batch.public_id, page_request, filters, key),
-        writes=page_request.skip > 0 or (keyed and not batches.keys_written(conn, batch)),
-    )
+    # The batch's sort keys, a step at a time, on the primary: the step commits with this request
+    # (a 503 page-not-ready until they are all written).
+    if keyed and not batches.write_keys(conn, batch):
+        return Page(listing, [], page_request, dict(filters), None, None, not_yet=True)
+
+    def read(reading: psycopg.Connection) -> Page[Result]:
+        if keyed:  # a replica may not have replayed them yet: the primary then reads
+            batches.require_keys(reading, batch)
+        return read_page(reading, listing, batch, batch.public_id, page_request, filters, key)
+
+    # Page P of a list that locates it may write the list's checkpoints: the primary's business.
+    return read_results(batch, conn, read, writes=page_request.skip > 0)
 
 
 def not_yet_problem() -> Problem:

@@ -23,14 +23,14 @@ from typing import TypeVar
 
 import psycopg
 from flask import Flask, current_app
-from psycopg.errors import QueryCanceled, ReadOnlySqlTransaction
+from psycopg.errors import QueryCanceled
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core import batches
 from core.batches import Batch
 from core.clients import Caller
 from core.connections import conninfo, milliseconds
-from core.errors import NotFound
+from core.errors import NotFound, NotReady
 from core.settings import Settings
 from webapp.db import WebPool, caller, get_pool
 
@@ -173,9 +173,9 @@ def read_results(
                     return read(conn)
         except QueryCanceled:  # the read ran past STATEMENT_TIMEOUT: it would on the primary too (503)
             raise
-        except ReadOnlySqlTransaction:
-            # It would write what the primary has and the replica has not replayed yet (a batch's
-            # sort keys, written a moment ago): the primary's turn, and the replica is not down.
+        except NotReady:
+            # The replica has not replayed what the primary has (a batch's sort keys, written a
+            # moment ago): the primary's turn, and the replica is not down.
             pass
         except _FAILED as exc:  # the read itself failed there (a recovery conflict): the primary's turn
             replica.failed(exc)

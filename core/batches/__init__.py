@@ -29,13 +29,13 @@ from core.batches.model import (
     Result,
     RowError,
 )
+from core.batches.sort_keys import keys_written, require_keys, write_keys
 from core.batches.store import (
     NEWEST,
     PUBLIC_ID_PATTERN,
     export_csv,
     export_results,
     get,
-    keys_written,
     list_batches,
     require_results,
     results,
@@ -68,8 +68,10 @@ __all__ = [
     "list_batches",
     "purge",
     "reap",
+    "require_keys",
     "require_results",
     "results",
     "row_errors",
     "sweep_done_chunks",
+    "write_keys",
 ]

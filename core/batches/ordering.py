@@ -2,8 +2,8 @@
 
 Each :class:`ResultOrder` is one index range: file order is the primary key of
 ``batch_results``; the others are ranges of ``batch_result_keys``, a finished batch's
-sort keys written in one pass by the first listing that needs them
-(:func:`core.batches.store.ensure_keys`), so scoring maintains no index for them. The
+sort keys written on demand before the first listing that needs them is read
+(:mod:`core.batches.sort_keys`), so scoring maintains no index for them. The
 label follows from compound, so ``(sentiment, compound, row_number)`` is compound
 order over the whole batch too; rows whose scoring failed have no keys. Page P of
 these lists starts from the nearest checkpoint (:func:`locate`; at most
@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.rows import class_row, namedtuple_row
 
 from core.batches.model import SENTIMENTS, Batch, Result
-from core.batches.store import ensure_keys, not_found
+from core.batches.store import not_found
 from core.queries import q
 
 #: Every how many rows of a list a checkpoint is written.
@@ -120,8 +120,6 @@ def page(
     conn: psycopg.Connection, batch: Batch, order: ResultOrder, sentiment: str | None, after: Any, limit: int
 ) -> list[Result]:
     """Up to ``limit`` results in ``order`` (of one sentiment, if given) past the position ``after``."""
-    if order.uses_keys(sentiment):
-        ensure_keys(conn, batch)
     with conn.cursor(row_factory=class_row(Result)) as cur:
         statement = _statement(order, sentiment, after, "batch_results_ordered")
         return cur.execute(statement, {"batch_id": batch.id, "limit": limit}).fetchall()
@@ -134,8 +132,6 @@ def locate(
     :data:`END` past the end, :data:`BUILDING` when the checkpoints do not reach that deep yet."""
     if skip == 0:
         return None
-    if order.uses_keys(sentiment):
-        ensure_keys(conn, batch)
     listing = order.listing(sentiment)
     nearest = _nearest(conn, batch, listing, skip)
     if skip - nearest.rank >= CHECKPOINT_EVERY and not nearest.complete:

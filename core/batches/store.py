@@ -19,7 +19,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from core.batches.model import Batch, Result, RowError
-from core.errors import Conflict, NotFound, NotReady
+from core.errors import Conflict, NotFound
 from core.queries import q
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,7 @@ def results(
     read backwards. Either way one index range (the results' primary key, or with ``sentiment``
     batch_result_keys_sentiment_idx)."""
     name = "batch_results_page"
-    if sentiment:
-        ensure_keys(conn, batch)
+    if sentiment:  # the caller has made sure the batch's sort keys are written (core.batches.sort_keys)
         name = "batch_result_keys_page"
     params = {"batch_id": batch.id, "limit": limit, "sentiment": sentiment}
     if before is None:
@@ -117,26 +116,6 @@ def results(
         name, params["before_row"] = f"{name}_before", before
     with conn.cursor(row_factory=class_row(Result)) as cur:
         return cur.execute(q(name), params).fetchall()
-
-
-def keys_written(conn: psycopg.Connection, batch: Batch) -> bool:
-    """Whether the batch's sort keys (``batch_result_keys``) are written."""
-    return conn.execute(q("batch_result_keys_written"), {"batch_id": batch.id}).fetchone()[0]
-
-
-def ensure_keys(conn: psycopg.Connection, batch: Batch) -> None:
-    """Make sure the batch's sort keys (``batch_result_keys``) are written: filtered and
-    score-ordered listings read them. Written in one pass by the first request that needs them."""
-    params = {"batch_id": batch.id}
-    if keys_written(conn, batch):
-        return
-    if not conn.execute(q("batch_result_keys_write"), params).fetchone()[0]:
-        raise NotReady(
-            "Listing not ready yet",
-            "A runner still holds part of this batch; its sorted listings are written once it is done.",
-            "listing-not-ready",
-            retry_after=1,
-        )
 
 
 def row_errors(conn: psycopg.Connection, batch: Batch, *, after: int = 0, limit: int) -> list[RowError]:

@@ -1,30 +1,45 @@
 -- name: batch_result_keys_written
--- Whether a batch's sort keys are written (one index probe of result_checkpoints).
+-- Whether a batch's sort keys are all written (one index probe of result_checkpoints).
 SELECT EXISTS (SELECT 1 FROM result_checkpoints
                WHERE batch_id = %(batch_id)s AND listing = 'keys' AND rank = 0) AS written;
 
+-- name: batch_result_keys_take
+-- Take the right to write a batch's sort keys until commit, if no other request has it; no row if the batch is deleted or gone (it is then kept from the reaper until commit).
+SELECT pg_try_advisory_xact_lock(20562, hashtext(%(batch_id)s::bigint::text)) AS mine
+FROM batches
+WHERE id = %(batch_id)s AND deleted_at IS NULL
+FOR SHARE;
+
 -- name: batch_result_keys_write
--- Write a final batch's sort keys in one pass, once: its scored rows' label and compound, in file order; whether they are written (not while a runner still holds a chunk of it: a cancelled batch's chunks in hand still finish).
-WITH serialised AS (
-    -- Two first requests for a listing write the keys once: the second waits
-    -- here for the first to commit, then finds the mark.
-    SELECT pg_advisory_xact_lock(20562, hashtext(%(batch_id)s::bigint::text)) AS locked
-), state AS (
-    SELECT NOT EXISTS (SELECT 1 FROM chunks WHERE batch_id = %(batch_id)s AND state = 'claimed') AS settled,
-           EXISTS (SELECT 1 FROM result_checkpoints
-                   WHERE batch_id = %(batch_id)s AND listing = 'keys' AND rank = 0) AS already
-    FROM serialised
+-- Write the next `step` row numbers' worth of a final batch's sort keys (its scored rows' label and compound) and note how far they reach; whether they are all written now. Run after batch_result_keys_take, in a statement of its own, so it sees what the previous writer committed.
+WITH progress AS (
+    -- How far the keys reach (result_checkpoints listing 'keys': rank 1 holds
+    -- the last row number covered; rank 0 marks them all written).
+    SELECT coalesce((SELECT (position #>> '{}')::integer FROM result_checkpoints
+                     WHERE batch_id = %(batch_id)s AND listing = 'keys' AND rank = 1), 0) AS after,
+           (SELECT coalesce(max(row_number), 0) FROM batch_results WHERE batch_id = %(batch_id)s) AS last
 ), written AS (
+    -- One range of the results' primary key, in order.
     INSERT INTO batch_result_keys (batch_id, row_number, sentiment, compound)
     SELECT %(batch_id)s, r.row_number, vader_label(r.compound), r.compound
-    FROM batch_results AS r, state
-    WHERE state.settled AND NOT state.already AND r.batch_id = %(batch_id)s AND r.error IS NULL
+    FROM batch_results AS r, progress AS p
+    WHERE r.batch_id = %(batch_id)s AND r.row_number > p.after AND r.row_number <= p.after + %(step)s
+      AND r.error IS NULL
     ORDER BY r.row_number
-), marked AS (
+    ON CONFLICT DO NOTHING
+), noted AS (
+    -- How far they reach now, or (all written) the mark in place of that note.
     INSERT INTO result_checkpoints (batch_id, listing, rank, position)
-    SELECT %(batch_id)s, 'keys', 0, NULL FROM state WHERE state.settled AND NOT state.already
+    SELECT %(batch_id)s, 'keys', 1, to_jsonb(p.after + %(step)s) FROM progress AS p
+    WHERE p.after + %(step)s < p.last
+    UNION ALL
+    SELECT %(batch_id)s, 'keys', 0, NULL FROM progress AS p WHERE p.after + %(step)s >= p.last
+    ON CONFLICT (batch_id, listing, rank) DO UPDATE SET position = excluded.position
+), forgotten AS (
+    DELETE FROM result_checkpoints AS c USING progress AS p
+    WHERE c.batch_id = %(batch_id)s AND c.listing = 'keys' AND c.rank = 1 AND p.after + %(step)s >= p.last
 )
-SELECT settled OR already AS written FROM state;
+SELECT after + %(step)s >= last AS complete FROM progress;
 
 -- name: batch_result_keys_page
 -- One keyset page of the results with one sentiment, in file order: a range of batch_result_keys_sentiment_idx, then the rows it names.

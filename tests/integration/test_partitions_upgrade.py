@@ -152,6 +152,7 @@ def test_0019_keeps_finished_batches_readable_and_completes_one_in_flight(at_001
             ("d1", "lovely", "positive", 0.59),
             ("d2", "awful", "negative", 0.46),
         ]
+        assert batches.write_keys(db, done)  # the sort keys of a batch that finished before 0019
         assert [r.text for r in store.results(db, done, sentiment="negative", limit=10)] == ["awful"]
         # The batch in flight completes: its waiting chunks are claimed from batch_inputs.
         assert score_everything(db) == 2
