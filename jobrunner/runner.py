@@ -43,6 +43,9 @@ PREFETCH_BELOW_SECONDS = 1.0
 #: the round's size; half a second of scoring makes that a fraction of a microsecond per row, and
 #: keeps what a killed runner loses, and how long a new batch waits for its turn, small.
 ROUND_SECONDS = 0.5
+#: A round still being scored after this long hands its unstarted chunks back: its size came from
+#: another batch's texts (a round is sized before the claim says which batch it gets).
+OVERLONG_ROUND_SECONDS = 4 * ROUND_SECONDS
 #: How long the scoring thread may keep the GIL from the pipe's thread (Python's default is 5 ms).
 SWITCH_INTERVAL_SECONDS = 0.0005
 
@@ -186,7 +189,7 @@ class Runner:
                 job = Job(retry=[(c, "the round failed in the runner (see its log)", 0.0) for c in round_])
             last_seconds = time.perf_counter() - started
             self.spent["scoring"] += last_seconds
-            job.claim_limit = self._round_size(last_seconds, len(round_))
+            job.claim_limit = self._round_size(last_seconds, len(job.commit) + len(job.retry))
             waited = time.perf_counter()
             outcome = self._result(ahead)
             round_ = outcome.claimed
@@ -223,6 +226,11 @@ class Runner:
         for index, chunk in enumerate(chunks):
             if self.stopping:
                 # Asked to stop: commit what is scored, hand the rest straight back.
+                job.give_back = chunks[index:]
+                break
+            if index and time.perf_counter() - in_hand > OVERLONG_ROUND_SECONDS:
+                # Sized on another batch's texts: commit what is scored and hand the rest back
+                # (uncounted) for idle runners, rather than hold them for many seconds more.
                 job.give_back = chunks[index:]
                 break
             try:

@@ -475,12 +475,10 @@ CREATE TRIGGER webhook_events_notify_retry AFTER UPDATE OF retried_at ON webhook
     FOR EACH ROW EXECUTE FUNCTION webhook_events_notify();
 
 -- Keep the churned queue table small. The queue (chunks) takes every chunk
--- in and out again; with the default thresholds
--- (20 % of the table) vacuum falls further behind the bigger they grow, and
--- they grow with the speed of the service (make soak: staging peaked at
--- 119 MiB and 383k dead rows by default, 62.5 MiB and 123k with these, on
--- 5,000,000 rows; README, Performance). A fixed threshold and no cost delay
--- make vacuum follow the churn instead of the table's size. (The server's
+-- in and out again; with the default thresholds (20 % of the table) vacuum
+-- falls further behind the bigger it grows, and it grows with the speed of
+-- the service. A fixed threshold and no cost delay make vacuum follow the
+-- churn instead of the table's size. (The server's
 -- autovacuum_naptime, 10 s, is set where the server is started: embedded
 -- PostgreSQL and docker-compose.yml.)
 ALTER TABLE chunks SET (

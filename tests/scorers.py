@@ -43,3 +43,11 @@ def poisoned(texts: Sequence[str]) -> list[dict[str, float]]:
 def constant(texts: Sequence[str]) -> list[dict[str, float]]:
     """A scorer that costs nothing: every text neutral. For measuring the queue alone."""
     return [{"neg": 0.0, "neu": 1.0, "pos": 0.0, "compound": 0.0}] * len(texts)
+
+
+def slow_when_marked(texts: Sequence[str]) -> list[dict[str, float]]:
+    """The real scores, after sleeping TEST_SCORE_DELAY_SECONDS per call holding a text with ⏳:
+    a batch of long texts, as far as a runner's timing can tell."""
+    if any("⏳" in text for text in texts):
+        time.sleep(float(os.environ.get("TEST_SCORE_DELAY_SECONDS", "0.2")))
+    return fast(texts)

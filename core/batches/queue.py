@@ -103,7 +103,7 @@ def configure_session(conn: psycopg.Connection) -> None:
 
 
 def _claim_cursor(conn: psycopg.Connection, runner: str, lease_seconds: float, limit: int) -> psycopg.Cursor:
-    """Send the claim (prepared, results in binary); its rows are read with :func:`_claimed`."""
+    """Send the claim (prepared, results in binary); the caller reads its rows."""
     cur = conn.cursor(binary=True, row_factory=class_row(ClaimedChunk))
     params = {"runner": runner, "lease_seconds": float(lease_seconds), "limit": limit}
     cur.execute(q("chunks_claim"), params, prepare=True)
@@ -206,20 +206,22 @@ def finish_and_claim(
     lease_seconds: float,
     limit: int,
 ) -> tuple[set[int], list[ClaimedChunk]]:
-    """:func:`finish_chunks` and then :func:`claim_chunks` in one pipeline: one round trip for both.
+    """:func:`claim_chunks` and :func:`finish_chunks` in one pipeline: one round trip for both.
 
     The two run in one implicit transaction (one Sync): both commit, or neither does and the error
-    is raised. The finish's locks are held until the claim is done (a millisecond); the claim waits
-    on no lock the finish's lock order does not allow (SKIP LOCKED). ``conn`` must be in autocommit
-    mode. A caller that gets an error may commit the round with :func:`finish_chunks` alone.
+    is raised. The claim's chunks stay locked until the finish commits (nobody else wants them:
+    claims skip locked chunks). ``conn`` must be in autocommit mode. A caller that gets an error
+    may commit the round with :func:`finish_chunks` alone.
     """
     if not scored:
         return set(), claim_chunks(conn, runner.name, lease_seconds, limit)
     with conn.pipeline():
-        finishing = _finish_cursor(conn, scored, runner)
+        # The claim first: the finish's lock on its batch row, which every finish of that batch
+        # needs, is then held only from the last statement to the commit right after it.
         claiming = _claim_cursor(conn, runner.name, lease_seconds, limit)
-        outcome = finishing.fetchone()
+        finishing = _finish_cursor(conn, scored, runner)
         claimed = claiming.fetchall()
+        outcome = finishing.fetchone()
     return _after_finish(conn, scored[0].chunk.batch_id, outcome), claimed
 
 

@@ -2,7 +2,7 @@
 
 An upload is checked twice, inside its own transaction: before its body is
 read (a client already at its quota is refused at once, nothing read), and
-after its rows are staged, when their number is known. The second check holds
+after its rows are written, when their number is known. The second check holds
 a per-client advisory lock until commit (taken by every upload, quota or not:
 the fair-turn dealing needs it too), so two uploads of one client racing each
 other are counted one after the other and cannot both squeeze into the same
@@ -55,7 +55,7 @@ def check_room(conn: psycopg.Connection, client: str | None, limit: int | None) 
 
 
 def claim_room(conn: psycopg.Connection, client: str | None, limit: int | None, adding: int) -> None:
-    """Once the rows are staged: take the client's lock, then refuse unless ``adding`` more fit.
+    """Once the rows are written: take the client's lock, then refuse unless ``adding`` more fit.
 
     The lock is held until the transaction ends, quota or not: it serialises the end of one client's
     uploads, so the rows count for the next upload's quota check as soon as they commit, and the next

@@ -7,6 +7,10 @@
 -- pass once a batch is final and a listing first asks for it, so scoring
 -- maintains no index but the results' primary key.
 
+-- Every lock the copy below needs, first: a migration that has to wait for one
+-- gives up (and is tried again) before it has copied anything.
+LOCK TABLE batch_rows, batch_results IN ACCESS EXCLUSIVE MODE;
+
 CREATE FUNCTION vader_label(compound double precision) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE WHEN compound >= 0.05 THEN 'positive'

@@ -253,7 +253,7 @@ WITH held AS (
     -- locked), to see whether it still processes. A cancel, which locks every
     -- chunk of its batch first, either ran wholly before this (this sees the
     -- batch stopped) or runs wholly after (it sees the chunks ready and drops
-    -- them with their rows).
+    -- them from the queue).
     SELECT b.id, b.status = 'processing' AS live
     FROM batches AS b
     WHERE b.id IN (SELECT batch_id FROM held) AND (SELECT count(*) FROM held) >= 0

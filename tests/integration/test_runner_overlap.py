@@ -64,3 +64,17 @@ def test_a_lost_lease_in_an_overlapped_round_drops_only_that_chunk(client, uploa
     lost = set(re.findall(r"chunk (\d+) of batch \d+: lease lost before commit", logs))
     assert lost == {str(stolen)}, logs
     assert re.search(rf"chunk {stolen} of batch \d+: lease of \S+ expired, requeued", logs), logs
+
+
+def test_a_round_sized_on_another_batchs_texts_hands_back_what_it_cannot_score_soon(upload, runners, client):
+    """Rounds are sized on the last round's pace; a round of a much slower batch is cut short: the
+    chunks scored commit, the rest go back to the queue for other runners, uncounted."""
+    quick = upload(make_csv(sample_texts(6_000, seed=70)))["batch_id"]
+    proc = runners.start(SCORER="tests.scorers:slow_when_marked", TEST_SCORE_DELAY_SECONDS="0.5")
+    assert finished(client, quick, timeout=120)["status"] == "completed"  # its rounds grew large
+    slow = upload(make_csv([f"⏳ text {n}" for n in range(1_500)]))["batch_id"]
+    status = finished(client, slow, timeout=120)
+    assert (status["status"], status["processed_count"], status["failed_count"]) == ("completed", 1_500, 0)
+    logs = runners.logs()
+    assert "given back unscored" in logs, logs
+    assert proc.poll() is None

@@ -67,7 +67,7 @@ def upload_operation() -> dict[str, Any]:
         "responses": {
             "202": json_answer(
                 ref("Batch"),
-                "Accepted: the rows are staged and queued (or, replayed, the batch an earlier upload "
+                "Accepted: the rows are stored and queued (or, replayed, the batch an earlier upload "
                 "with the same Idempotency-Key made).",
                 {
                     "Location": {"schema": {"type": "string"}, "description": "The batch's URL."},
