@@ -96,9 +96,13 @@ def check_encoding(name: str) -> str:
 
 
 def decoded(pieces: Iterable[bytes], encoding: str) -> Iterator[str]:
-    """Decode incrementally; an undecodable byte is a 400 naming its line and position."""
-    codec = "utf-8-sig" if encoding == "utf-8" else encoding
-    decoder = codecs.getincrementaldecoder(codec)(errors="strict")
+    """Decode incrementally; an undecodable byte is a 400 naming its line and position.
+
+    A UTF-8 file may start with a BOM, which is not text. It is dropped here rather than by
+    the utf-8-sig codec, whose error positions in a first piece that starts with a BOM are
+    3 bytes early (it decodes the rest of that piece on its own)."""
+    bom = encoding in ("utf-8", "utf-8-sig")
+    decoder = codecs.getincrementaldecoder("utf-8" if bom else encoding)(errors="strict")
     consumed = newlines = 0  # bytes and LFs in the pieces already decoded
     for piece in pieces:
         pending = decoder.getstate()[0]
@@ -110,6 +114,8 @@ def decoded(pieces: Iterable[bytes], encoding: str) -> Iterator[str]:
             ) from exc
         consumed += len(piece)
         newlines += piece.count(b"\n")
+        if text and bom:
+            text, bom = text.removeprefix("\ufeff"), False
         if text:
             yield text
     pending = decoder.getstate()[0]
@@ -119,6 +125,8 @@ def decoded(pieces: Iterable[bytes], encoding: str) -> Iterator[str]:
         raise _undecodable(
             exc, pending, consumed - len(pending), newlines - pending.count(b"\n"), encoding
         ) from exc
+    if tail and bom:
+        tail = tail.removeprefix("\ufeff")
     if tail:
         yield tail
 
@@ -130,8 +138,11 @@ def _undecodable(
     # overflow") has no position: it is reported at the start of the piece.
     start = exc.start if isinstance(exc, UnicodeDecodeError) else 0
     line = newlines_before + data[:start].count(b"\n") + 1
-    position = data_offset + start
-    bad = data[start : start + 1].hex()
+    return undecodable(line, data_offset + start, data[start : start + 1].hex(), encoding)
+
+
+def undecodable(line: int, position: int, bad: str, encoding: str) -> Problem:
+    """The 400 for the byte ``bad`` (hex) at ``position``, on ``line``, that ``encoding`` cannot decode."""
     hint = " If it comes from Excel, try ?encoding=cp1252." if encoding == "utf-8" else ""
     where = f"at byte {position} of the file, counting from 0 (byte 0x{bad})"
     return bad_request(
