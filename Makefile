@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-unit chromium lint bench bench-quick soak screenshots docs clean
 
-$(STAMP): setup.cfg pyproject.toml
+# setup.py builds the upload's CSV parser in C (webapp/upload/_fastcsv.c) into the tree.
+$(STAMP): setup.cfg setup.py pyproject.toml webapp/upload/_fastcsv.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'

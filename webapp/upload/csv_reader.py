@@ -8,20 +8,33 @@ the line, and the upload's transaction rolls back, leaving nothing; row problems
 fields, empty text, text too long, a NUL) yield the row with ``problem`` set, to be set aside and
 counted, unless the upload is strict: then the first one is a 400. Every rule is in the manual's
 API reference (docs/api.md, "What counts as a bad file").
+
+Two parsers follow these rules. UTF-8 files (nearly all) go to the compiled one,
+:mod:`webapp.upload._fastcsv`, which writes batch_inputs' binary COPY tuples without a Python
+object per row (:meth:`CsvRows.copy_blocks`); this module's pure-Python parser reads the other
+encodings, and every file where the extension is not built. tests/unit/test_fastcsv.py proves
+them equal on arbitrary bytes; ``UPLOAD_CSV_PARSER=python`` runs everything on the fallback.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 
 from core.batches.ingest import StagedRow
 from webapp.problems import Problem
-from webapp.upload.decoding import check_encoding, decoded  # noqa: F401 (check_encoding: part of this API)
+from webapp.upload.decoding import check_encoding, decoded, undecodable  # noqa: F401 (check_encoding: part of this API)
 from webapp.upload.request_body import bad_request
+
+try:
+    from webapp.upload import _fastcsv
+except ImportError:  # not built (installed without a C compiler): the pure-Python parser reads every file
+    _fastcsv = None
 
 # csv's per-field limit, and ours per physical line. A field or line longer
 # than this (a runaway quote, usually, or a body without newlines) fails the
@@ -64,18 +77,135 @@ class UploadOptions:
 #: One data row of the file, valid or set aside: exactly what a batch stages.
 CsvRow = StagedRow
 
+#: The parser of UTF-8 files: "c" (webapp/upload/_fastcsv.c) or "python" (this module's).
+PARSER = os.environ.get("UPLOAD_CSV_PARSER") or ("c" if _fastcsv is not None else "python")
+if PARSER not in ("c", "python") or (PARSER == "c" and _fastcsv is None):
+    # Refused at start rather than on every upload.
+    raise ImportError(f"UPLOAD_CSV_PARSER={PARSER!r}: 'python', or 'c' where _fastcsv.c is built")
 
-def csv_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[CsvRow]:
-    """Every data row of the file, valid or set aside, in file order."""
+#: What the compiled parser decodes (itself: UTF-8, a leading BOM dropped).
+COMPILED_ENCODINGS = ("utf-8", "utf-8-sig")
+
+
+def csv_rows(pieces: Iterable[bytes], options: UploadOptions, parser: str | None = None) -> CsvRows:
+    """Every data row of the file, valid or set aside, in file order; read when iterated.
+
+    ``parser``: "c" or "python", else :data:`PARSER`."""
+    return CsvRows(pieces, options, parser or PARSER)
+
+
+class CsvRows:
+    """The rows of one uploaded file, read once, as CsvRow tuples or as COPY blocks.
+
+    :func:`core.batches.ingest.create` asks for :meth:`copy_blocks` first: with the compiled
+    parser, they are batch_inputs' rows as binary COPY tuples, numbered, written in C; the
+    counts are in :attr:`counts` once the blocks are exhausted. Otherwise (None) it iterates.
+    """
+
+    def __init__(self, pieces: Iterable[bytes], options: UploadOptions, parser: str) -> None:
+        if parser not in ("c", "python") or (parser == "c" and _fastcsv is None):
+            raise ValueError(f"parser {parser!r}: 'python', or 'c' where webapp/upload/_fastcsv.c is built")
+        self._pieces, self._options = pieces, options
+        self.compiled = parser == "c" and options.encoding in COMPILED_ENCODINGS
+        #: (rows to score, rows set aside), once copy_blocks is exhausted.
+        self.counts: tuple[int, int] | None = None
+
+    def __iter__(self) -> Iterator[CsvRow]:
+        if not self.compiled:
+            return _python_rows(self._pieces, self._options)
+        return _rows_of_copy(self._compiled(0))
+
+    def copy_blocks(self, batch_id: int) -> Iterator[bytes] | None:
+        """batch_inputs' binary COPY tuples for ``batch_id`` (core.batches.ingest.INPUT_TYPES,
+        without signature or trailer), in blocks; None without the compiled parser."""
+        return self._compiled(batch_id) if self.compiled else None
+
+    def _compiled(self, batch_id: int) -> Iterator[bytes]:
+        options = self._options
+        reader = _fastcsv.Reader(
+            batch_id,
+            _header,
+            field_limit=csv.field_size_limit(),
+            max_line_chars=options.max_line_chars,
+            max_text_chars=options.max_text_chars,
+            max_id_chars=options.max_id_chars,
+            kept_id_chars=KEPT_ID_CHARS,
+            max_rows=options.max_rows,
+            strict=options.strict,
+            problems_listed=PROBLEMS_LISTED,
+        )
+        try:
+            for piece in _sniffed(iter(self._pieces), options.encoding):
+                if block := reader.feed(piece):
+                    yield block
+            if block := reader.finish():
+                yield block
+        except _fastcsv.Refusal as refusal:
+            raise _refused(refusal.args, options) from None
+        if not reader.header_seen:
+            raise _empty_file()
+        rows, valid, invalid = reader.counts
+        _check_counts(rows, valid, reader.problems)
+        self.counts = (valid, invalid)
+
+
+def _refused(args: tuple, options: UploadOptions) -> Problem:
+    """The Problem for a refusal of the compiled parser: the same as the Python parser's."""
+    kind, line, *more = args
+    if kind == "undecodable":
+        position, byte = more
+        return undecodable(line, position, f"{byte:02x}", options.encoding)
+    if kind == "csv":
+        return _invalid_csv(more[0], line)
+    if kind == "line-too-long":
+        return _invalid_csv(_line_too_long(options.max_line_chars), line)
+    if kind == "invalid-row":
+        return _strict_refusal(line, more[0])
+    if kind == "too-many-rows":
+        return _too_many_rows(options.max_rows)
+    raise AssertionError(f"unknown refusal {args!r}")
+
+
+# A COPY tuple's fixed part: 6 fields, batch_id (int8), row_number and line_number (int4).
+_TUPLE_HEAD = struct.Struct(">hiqiiii")
+_LENGTH = struct.Struct(">i")
+
+
+def _rows_of_copy(blocks: Iterable[bytes]) -> Iterator[CsvRow]:
+    """The CsvRow tuples that COPY tuples hold (for callers that iterate, and for the tests)."""
+    for block in blocks:
+        position = 0
+        while position < len(block):
+            _, _, _, _, row_number, _, line = _TUPLE_HEAD.unpack_from(block, position)
+            position += _TUPLE_HEAD.size
+            fields = []
+            for _ in range(3):
+                (length,) = _LENGTH.unpack_from(block, position)
+                position += 4
+                if length < 0:
+                    fields.append(None)
+                else:
+                    fields.append(block[position : position + length].decode())
+                    position += length
+            client_id, text, problem = fields
+            if row_number > 0:
+                yield CsvRow(line, client_id, text)
+            else:
+                reason, detail = problem.split("\t", 1)
+                yield CsvRow(line, client_id, text, reason, detail)
+
+
+def _python_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[CsvRow]:
+    """csv_rows, parsed in Python: decoding, lines and csv.reader in the standard library."""
     pieces = _sniffed(iter(pieces), options.encoding)
     lines = _lines(decoded(pieces, options.encoding), options.max_line_chars)
     reader = csv.reader(lines, strict=True)
     try:
         first = next((record for record in reader if record), None)
     except csv.Error as exc:
-        raise _invalid_csv(exc, 1) from exc
+        raise _invalid_csv(str(exc), 1) from exc
     if first is None:
-        raise bad_request("empty-file", "The file is empty: expected a header row naming 'id' and 'text'.")
+        raise _empty_file()
     id_index, text_index = _header(first)
     width = len(first)
     rows = valid = 0
@@ -113,13 +243,17 @@ def csv_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[CsvRow
                 valid += 1
             else:
                 if options.strict:
-                    detail = f"Line {start}: {row.detail} (strict mode rejects the file)."
-                    raise bad_request("invalid-row", detail)
+                    raise _strict_refusal(start, row.detail)
                 if len(problems) < PROBLEMS_LISTED:
                     problems.append(f"line {start}: {row.detail}")
             yield row
     except csv.Error as exc:
-        raise _invalid_csv(exc, line) from exc
+        raise _invalid_csv(str(exc), line) from exc
+    _check_counts(rows, valid, problems)
+
+
+def _check_counts(rows: int, valid: int, problems: list[str]) -> None:
+    """The file has been read: refuse it if it holds no row to score."""
     if rows == 0:
         raise bad_request("no-data-rows", "The file has a header but no data rows.")
     if valid == 0:
@@ -127,6 +261,18 @@ def csv_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[CsvRow
             "no-valid-rows",
             f"None of the {rows:,} data rows can be scored; the first problems: " + "; ".join(problems) + ".",
         )
+
+
+def _empty_file() -> Problem:
+    return bad_request("empty-file", "The file is empty: expected a header row naming 'id' and 'text'.")
+
+
+def _strict_refusal(line: int, detail: str) -> Problem:
+    return bad_request("invalid-row", f"Line {line}: {detail} (strict mode rejects the file).")
+
+
+def _line_too_long(max_line_chars: int) -> str:
+    return f"a line is longer than {max_line_chars:,} characters (no line ends?)"
 
 
 # CsvRow(...) goes through a Python-level __new__; this is the same tuple, built in C.
@@ -274,16 +420,15 @@ def _line_lists(texts: Iterable[str], max_line_chars: int) -> Iterator[list[str]
             parts.append(last)
             pending += len(last)
             if pending > max_line_chars:
-                raise csv.Error(f"a line is longer than {max_line_chars:,} characters (no line ends?)")
+                raise csv.Error(_line_too_long(max_line_chars))
         if lines:
             yield lines
     if parts or carry:
         yield ["".join(parts) + carry]
 
 
-def _invalid_csv(exc: csv.Error, line: int) -> Problem:
-    """A parse error as a 400 naming the line where the broken record starts."""
-    message = str(exc)
+def _invalid_csv(message: str, line: int) -> Problem:
+    """A parse error (csv.Error's message) as a 400 naming the line where the broken record starts."""
     if "unexpected end of data" in message:
         message = "a quoted field starting here is never closed"
     elif "field larger than field limit" in message:
