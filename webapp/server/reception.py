@@ -85,7 +85,8 @@ class Reception:
         http11 = lines[0].rstrip().endswith(b"HTTP/1.1")
         for line in lines[1:]:
             name, _, value = line.partition(b":")
-            name, value = name.strip().lower(), value.strip().lower()
+            # Blanks around a value are spaces and tabs only, as gunicorn's parser has them.
+            name, value = name.strip(b" \t").lower(), value.strip(b" \t").lower()
             if name == b"content-length":
                 length = content_length(value)
                 if length is None or self.body_length is not None:
