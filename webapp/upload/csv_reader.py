@@ -19,48 +19,31 @@ them equal on arbitrary bytes; ``UPLOAD_CSV_PARSER=python`` runs everything on t
 from __future__ import annotations
 
 import csv
-import io
 import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain
 
 from core.batches.ingest import StagedRow
 from webapp.problems import Problem
+from webapp.upload.csv_records import KEPT_ID_CHARS, checked_row, header_columns
 from webapp.upload.decoding import check_encoding, decoded, undecodable  # noqa: F401 (check_encoding: part of this API)
 from webapp.upload.request_body import bad_request
+from webapp.upload.text_lines import MAX_FIELD_CHARS, line_too_long, physical_lines, sniffed
 
 try:
     from webapp.upload import _fastcsv
 except ImportError:  # not built (installed without a C compiler): the pure-Python parser reads every file
     _fastcsv = None
 
-# csv's per-field limit, and ours per physical line. A field or line longer
-# than this (a runaway quote, usually, or a body without newlines) fails the
-# whole file as soon as it passes the limit; texts over MAX_TEXT_CHARS but
-# under this are set aside.
-MAX_FIELD_CHARS = 10_000_000
+# csv's per-field limit is ours per physical line (MAX_FIELD_CHARS). A field or
+# line longer than this (a runaway quote, usually, or a body without newlines)
+# fails the whole file as soon as it passes the limit; texts over
+# MAX_TEXT_CHARS but under this are set aside.
 csv.field_size_limit(MAX_FIELD_CHARS)
 
 # How many problems a 400 for "every row is invalid" lists.
 PROBLEMS_LISTED = 5
-
-_MAGIC = [
-    (b"\x89PNG", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF8", "a GIF image"),
-    (b"%PDF", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive (or an .xlsx workbook: export it as CSV)"),
-    # A gzip file reaches here inflated (webapp.upload.compression); gzip again means compressed twice.
-    (b"\x1f\x8b", "a gzip archive inside a gzip archive (compressed twice)"),
-    (b"BZh", "a bzip2 archive"),
-    (b"\xfd7zXZ\x00", "an xz archive"),
-    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
-    (b"\xd0\xcf\x11\xe0", "an old Excel/Word document (export it as CSV)"),
-]
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-SNIFF_BYTES = 8192
 
 
 @dataclass(frozen=True)
@@ -73,6 +56,8 @@ class UploadOptions:
     #: Longest physical line; csv's own field limit is process-wide (MAX_FIELD_CHARS).
     max_line_chars: int = MAX_FIELD_CHARS
 
+
+_lines = physical_lines  # the tests' name for the line cutter
 
 #: One data row of the file, valid or set aside: exactly what a batch stages.
 CsvRow = StagedRow
@@ -124,7 +109,7 @@ class CsvRows:
         options = self._options
         reader = _fastcsv.Reader(
             batch_id,
-            _header,
+            header_columns,
             field_limit=csv.field_size_limit(),
             max_line_chars=options.max_line_chars,
             max_text_chars=options.max_text_chars,
@@ -135,7 +120,7 @@ class CsvRows:
             problems_listed=PROBLEMS_LISTED,
         )
         try:
-            for piece in _sniffed(iter(self._pieces), options.encoding):
+            for piece in sniffed(iter(self._pieces), options.encoding):
                 if block := reader.feed(piece):
                     yield block
             if block := reader.finish():
@@ -158,7 +143,7 @@ def _refused(args: tuple, options: UploadOptions) -> Problem:
     if kind == "csv":
         return _invalid_csv(more[0], line)
     if kind == "line-too-long":
-        return _invalid_csv(_line_too_long(options.max_line_chars), line)
+        return _invalid_csv(line_too_long(options.max_line_chars), line)
     if kind == "invalid-row":
         return _strict_refusal(line, more[0])
     if kind == "too-many-rows":
@@ -197,8 +182,8 @@ def _rows_of_copy(blocks: Iterable[bytes]) -> Iterator[CsvRow]:
 
 def _python_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[CsvRow]:
     """csv_rows, parsed in Python: decoding, lines and csv.reader in the standard library."""
-    pieces = _sniffed(iter(pieces), options.encoding)
-    lines = _lines(decoded(pieces, options.encoding), options.max_line_chars)
+    pieces = sniffed(iter(pieces), options.encoding)
+    lines = physical_lines(decoded(pieces, options.encoding), options.max_line_chars)
     reader = csv.reader(lines, strict=True)
     try:
         first = next((record for record in reader if record), None)
@@ -206,7 +191,7 @@ def _python_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[Cs
         raise _invalid_csv(str(exc), 1) from exc
     if first is None:
         raise _empty_file()
-    id_index, text_index = _header(first)
+    id_index, text_index = header_columns(first)
     width = len(first)
     rows = valid = 0
     max_rows, max_text_chars, max_id_chars = options.max_rows, options.max_text_chars, options.max_id_chars
@@ -238,7 +223,7 @@ def _python_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[Cs
                     continue
             if rows > max_rows:
                 raise _too_many_rows(max_rows)
-            row = _row(start, record, width, id_index, text_index, max_text_chars, max_id_chars)
+            row = checked_row(start, record, width, id_index, text_index, max_text_chars, max_id_chars)
             if row.problem is None:
                 valid += 1
             else:
@@ -271,10 +256,6 @@ def _strict_refusal(line: int, detail: str) -> Problem:
     return bad_request("invalid-row", f"Line {line}: {detail} (strict mode rejects the file).")
 
 
-def _line_too_long(max_line_chars: int) -> str:
-    return f"a line is longer than {max_line_chars:,} characters (no line ends?)"
-
-
 # CsvRow(...) goes through a Python-level __new__; this is the same tuple, built in C.
 _new_row = tuple.__new__
 
@@ -283,148 +264,6 @@ def _too_many_rows(max_rows: int) -> Problem:
     return bad_request(
         "too-many-rows", f"The file has more than {max_rows:,} data rows (MAX_ROWS).", 413, "Upload too large"
     )
-
-
-def _row(
-    line: int,
-    record: list[str],
-    width: int,
-    id_index: int | None,
-    text_index: int,
-    max_text_chars: int,
-    max_id_chars: int,
-) -> CsvRow:
-    """Validate one record: a CsvRow, with ``problem`` set if it must be set aside."""
-    if id_index is None:
-        client_id = str(line)
-    elif id_index < len(record):
-        client_id = record[id_index]
-    else:
-        client_id = ""
-    if len(record) != width:
-        return _set_aside(
-            line,
-            client_id,
-            "wrong_field_count",
-            f"expected {width} fields as in the header, found {len(record)}",
-        )
-    text = record[text_index]
-    if "\x00" in text or "\x00" in client_id:
-        return _set_aside(line, client_id, "nul_character", "the row contains a NUL character")
-    if len(client_id) > max_id_chars:
-        detail = f"the id has {len(client_id):,} characters; the limit is {max_id_chars:,}"
-        return _set_aside(line, client_id, "id_too_long", detail)
-    if not text.strip():
-        return _set_aside(line, client_id, "empty_text", "the text is empty")
-    if len(text) > max_text_chars:
-        return _set_aside(
-            line,
-            client_id,
-            "text_too_long",
-            f"the text has {len(text):,} characters; the limit is {max_text_chars:,}",
-        )
-    return CsvRow(line, client_id, text)
-
-
-#: A set-aside row keeps this much of its id, for people to find the row (an id past
-#: MAX_ID_CHARS is itself a reason to set a row aside).
-KEPT_ID_CHARS = 1_000
-
-
-def _set_aside(line: int, client_id: str, reason: str, detail: str) -> CsvRow:
-    # PostgreSQL text cannot hold NUL; the id is kept for people, so show it.
-    kept = client_id[:KEPT_ID_CHARS].replace("\x00", "\N{SYMBOL FOR NULL}")
-    return CsvRow(line, kept, "", reason, detail)
-
-
-def _header(header: list[str]) -> tuple[int | None, int]:
-    names = [name.strip().lower() for name in header]
-    for index, name in enumerate(names):
-        if name and name in names[:index]:
-            raise bad_request("duplicate-column", f"Line 1: the column {name!r} appears more than once.")
-    if "text" not in names:
-        found = ", ".join(repr(h) for h in header[:10])
-        raise bad_request(
-            "missing-text-column",
-            f"Line 1: the header must name a 'text' column (found {found}). "
-            "If the file has no header row, add one such as 'id,text'.",
-        )
-    return (names.index("id") if "id" in names else None), names.index("text")
-
-
-def _sniffed(pieces: Iterator[bytes], encoding: str) -> Iterator[bytes]:
-    """Refuse binary files by their first 8 KiB; then pass every byte on."""
-    head = b""
-    for piece in pieces:
-        head += piece
-        if len(head) >= SNIFF_BYTES:
-            break
-    sample = head[:SNIFF_BYTES]
-    for magic, kind in _MAGIC:
-        if sample.startswith(magic):
-            raise bad_request("binary-file", f"This is {kind}, not a CSV text file.")
-    if encoding == "utf-8":
-        if sample.startswith(_UTF16_BOMS):
-            raise bad_request(
-                "not-utf8",
-                "The file is UTF-16 (Excel's 'Unicode text'); save it as CSV UTF-8, or upload with "
-                "?encoding=utf-16.",
-            )
-        # A stray NUL in a row is a row problem; many of them mean a binary file.
-        nuls = sample.count(0)
-        if nuls > 64 or nuls * 10 > len(sample):
-            raise bad_request("binary-file", "The file holds many NUL bytes: it is binary, not CSV text.")
-    if head:
-        yield head
-    yield from pieces
-
-
-def _lines(texts: Iterable[str], max_line_chars: int = MAX_FIELD_CHARS) -> Iterator[str]:
-    """Physical lines with their ends (CR, LF or CRLF), as csv wants them."""
-    return chain.from_iterable(_line_lists(texts, max_line_chars))
-
-
-def _line_lists(texts: Iterable[str], max_line_chars: int) -> Iterator[list[str]]:
-    """The lines of each decoded piece, as a list (csv reads them from a C-level chain).
-
-    Linear in the input whatever its shape: the unfinished line at the end of a
-    piece is kept as a list of its parts, joined once when its end arrives, so a
-    body without a newline is not copied again for every piece. A line longer
-    than ``max_line_chars`` is refused as soon as it gets there (a csv.Error,
-    reported with the line where its record starts); nothing after it is read.
-    """
-    parts: list[str] = []  # the unfinished line, in pieces
-    pending = 0  # its length
-    carry = ""  # a CR at the end of a piece: maybe the first half of a CRLF
-    for text in texts:
-        if carry:
-            text, carry = carry + text, ""
-        if text.endswith("\r"):
-            text, carry = text[:-1], "\r"
-        if not text:
-            continue
-        lines = text.splitlines(keepends=True)
-        # splitlines also cuts at a few other characters (form feed, U+2028, ...),
-        # which in a CSV file are text, not line ends: then cut the slow way.
-        if any(line[-1] not in "\r\n" for line in lines[:-1]):
-            lines = io.StringIO(text, newline="").readlines()
-        last = lines[-1]
-        unfinished = last[-1] not in "\r\n"
-        if unfinished:
-            lines.pop()
-        if parts and lines:
-            parts.append(lines[0])
-            lines[0] = "".join(parts)
-            parts, pending = [], 0
-        if unfinished:
-            parts.append(last)
-            pending += len(last)
-            if pending > max_line_chars:
-                raise csv.Error(_line_too_long(max_line_chars))
-        if lines:
-            yield lines
-    if parts or carry:
-        yield ["".join(parts) + carry]
 
 
 def _invalid_csv(message: str, line: int) -> Problem:

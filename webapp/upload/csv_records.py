@@ -1,0 +1,74 @@
+"""One record of an uploaded CSV: which columns the header names, and a record checked into a row
+to score or a row set aside with its reason (the rules: docs/api.md, "What counts as a bad file")."""
+
+from __future__ import annotations
+
+from core.batches.ingest import StagedRow as CsvRow
+from webapp.upload.request_body import bad_request
+
+
+def checked_row(
+    line: int,
+    record: list[str],
+    width: int,
+    id_index: int | None,
+    text_index: int,
+    max_text_chars: int,
+    max_id_chars: int,
+) -> CsvRow:
+    """Validate one record: a CsvRow, with ``problem`` set if it must be set aside."""
+    if id_index is None:
+        client_id = str(line)
+    elif id_index < len(record):
+        client_id = record[id_index]
+    else:
+        client_id = ""
+    if len(record) != width:
+        return _set_aside(
+            line,
+            client_id,
+            "wrong_field_count",
+            f"expected {width} fields as in the header, found {len(record)}",
+        )
+    text = record[text_index]
+    if "\x00" in text or "\x00" in client_id:
+        return _set_aside(line, client_id, "nul_character", "the row contains a NUL character")
+    if len(client_id) > max_id_chars:
+        detail = f"the id has {len(client_id):,} characters; the limit is {max_id_chars:,}"
+        return _set_aside(line, client_id, "id_too_long", detail)
+    if not text.strip():
+        return _set_aside(line, client_id, "empty_text", "the text is empty")
+    if len(text) > max_text_chars:
+        return _set_aside(
+            line,
+            client_id,
+            "text_too_long",
+            f"the text has {len(text):,} characters; the limit is {max_text_chars:,}",
+        )
+    return CsvRow(line, client_id, text)
+
+
+#: A set-aside row keeps this much of its id, for people to find the row (an id past
+#: MAX_ID_CHARS is itself a reason to set a row aside).
+KEPT_ID_CHARS = 1_000
+
+
+def _set_aside(line: int, client_id: str, reason: str, detail: str) -> CsvRow:
+    # PostgreSQL text cannot hold NUL; the id is kept for people, so show it.
+    kept = client_id[:KEPT_ID_CHARS].replace("\x00", "\N{SYMBOL FOR NULL}")
+    return CsvRow(line, kept, "", reason, detail)
+
+
+def header_columns(header: list[str]) -> tuple[int | None, int]:
+    names = [name.strip().lower() for name in header]
+    for index, name in enumerate(names):
+        if name and name in names[:index]:
+            raise bad_request("duplicate-column", f"Line 1: the column {name!r} appears more than once.")
+    if "text" not in names:
+        found = ", ".join(repr(h) for h in header[:10])
+        raise bad_request(
+            "missing-text-column",
+            f"Line 1: the header must name a 'text' column (found {found}). "
+            "If the file has no header row, add one such as 'id,text'.",
+        )
+    return (names.index("id") if "id" in names else None), names.index("text")
