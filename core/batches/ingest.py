@@ -157,10 +157,12 @@ def create(
             "chunk_size": chunk_size,
         }
         conn.execute(q("chunks_insert_for_batch"), params)
-        conn.execute(q("chunks_share_client_turns"), {"batch_id": batch_id, "client": client})
         if valid >= ANALYZE_AFTER_CHUNKS * chunk_size:
+            # Before the turns are dealt: that statement reads the client's waiting chunks, and
+            # with the statistics of a near-empty queue it would do so by a nested loop.
             with _as_login_role(conn):  # only the table's owner may ANALYZE it
                 conn.execute(q("chunks_analyze"))
+        conn.execute(q("chunks_share_client_turns"), {"batch_id": batch_id, "client": client})
         with conn.cursor(row_factory=class_row(Batch)) as cur:
             batch = cur.execute(batch_statement("batches_set_counts"), params).fetchone()
         conn.execute(q("batches_notify_ready"), {"public_id": public_id})
