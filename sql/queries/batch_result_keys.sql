@@ -51,6 +51,8 @@ JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = k.row_num
 WHERE k.batch_id = %(batch_id)s
   AND k.sentiment = %(sentiment)s
   AND k.row_number > %(after_row)s
+  -- The same bound on the other two: the planner does not carry it across the joins.
+  AND r.row_number > %(after_row)s AND i.row_number > %(after_row)s
 ORDER BY k.row_number
 LIMIT %(limit)s;
 
@@ -64,5 +66,6 @@ JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = k.row_num
 WHERE k.batch_id = %(batch_id)s
   AND k.sentiment = %(sentiment)s
   AND k.row_number < %(before_row)s
+  AND r.row_number < %(before_row)s AND i.row_number < %(before_row)s
 ORDER BY k.row_number DESC
 LIMIT %(limit)s;

@@ -6,6 +6,9 @@ FROM batch_results AS r
 JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = r.row_number
 WHERE r.batch_id = %(batch_id)s
   AND r.row_number > %(after_row)s
+  -- The same bound on the inputs: the planner does not carry an inequality across the join, and
+  -- a merge join would read the inputs from the batch's first row to reach the page.
+  AND i.row_number > %(after_row)s
 ORDER BY r.row_number
 LIMIT %(limit)s;
 
@@ -17,6 +20,7 @@ FROM batch_results AS r
 JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = r.row_number
 WHERE r.batch_id = %(batch_id)s
   AND r.row_number < %(before_row)s
+  AND i.row_number < %(before_row)s
 ORDER BY r.row_number DESC
 LIMIT %(limit)s;
 
