@@ -1,22 +1,25 @@
-"""Progress bars (tqdm, on stderr), shown only when stdout is a terminal.
+"""Progress bars (tqdm, on stderr), shown only when stderr is a terminal.
 
-Two bars: the upload's bytes, and the rows scored while ``--wait`` polls the
-batch. When stdout is not a terminal (a pipe, a file, a script) the same
-calls do nothing, so a script's output is only what the command prints.
+Bars: the upload's bytes, and the rows scored while ``--wait`` polls the batch
+or ``--follow`` reads its feed. Where they are drawn decides: with stderr on a
+terminal they show even when stdout goes to a file or a pipe; with stderr
+redirected the same calls do nothing, so a log holds only messages.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 
 def shown() -> bool:
-    return sys.stdout.isatty()
+    return sys.stderr.isatty()
 
 
 class Bar:
-    """A tqdm bar when stdout is a terminal; else nothing at all."""
+    """A tqdm bar when stderr is a terminal; else nothing at all."""
 
     def __init__(self, total: int | None, name: str, *, unit: str = "it", bytes_: bool = False) -> None:
         self._bar: Any = None
@@ -42,6 +45,16 @@ class Bar:
         """Back to zero: the upload is sent again."""
         if self._bar is not None:
             self._bar.reset()
+
+    @contextlib.contextmanager
+    def aside(self) -> Iterator[None]:
+        """Stdout is written inside: when it is the bar's terminal too, the bar steps aside (is
+        cleared, then drawn again below what was written)."""
+        if self._bar is None or not sys.stdout.isatty():
+            yield
+            return
+        with self._bar.external_write_mode(file=sys.stdout):
+            yield
 
     def close(self) -> None:
         if self._bar is not None:

@@ -4,12 +4,15 @@ The same command against the real service: tests/integration/test_cli.py."""
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
 import pty
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -225,9 +228,23 @@ def test_retry_after_as_seconds_or_date_and_bounded():
     assert 0 < _retry_after(formatdate(timeval=time.time() + 30, usegmt=True), 1.0) <= 30
 
 
-def test_progress_bars_only_when_stdout_is_a_terminal(server, csv_file):
-    """The command as installed, its stdout a pseudo-terminal, then a pipe: bars on stderr only
-    in the first case; stdout holds the batch id either way."""
+def _read_all(fd: int) -> str:
+    """What a pseudo-terminal's other end received (until it is empty or closed)."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: every writer of the terminal has closed it
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bars_whenever_stderr_is_a_terminal(server, csv_file):
+    """The command as installed, its stderr a pseudo-terminal and its stdout a pipe: bars on
+    stderr, stdout only the batch id. Both pipes: no bars, the same stdout."""
     finished = {
         **BATCH,
         "status": "completed",
@@ -237,14 +254,15 @@ def test_progress_bars_only_when_stdout_is_a_terminal(server, csv_file):
     server([json_answer(202, BATCH), json_answer(200, finished)] * 2)
     command = [str(Path(sys.executable).parent / "sentiment"), "upload", str(csv_file), "--wait"]
     primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # as a terminal has
     try:
-        run = subprocess.run(command, stdout=secondary, stderr=subprocess.PIPE, text=True, timeout=60)
+        run = subprocess.run(command, stdout=subprocess.PIPE, stderr=secondary, text=True, timeout=60)
         os.close(secondary)
-        shown = os.read(primary, 4096).decode()
+        shown = _read_all(primary)
     finally:
         os.close(primary)
-    assert run.returncode == 0 and shown.strip() == "batch-1"
-    assert "reviews.csv: 100%" in run.stderr and "rows scored: 100%" in run.stderr
+    assert run.returncode == 0 and run.stdout == "batch-1\n"
+    assert "reviews.csv: 100%" in shown and "rows scored: 100%" in shown
     piped = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and piped.stdout == "batch-1\n"
     assert "%|" not in piped.stderr and "completed" in piped.stderr
