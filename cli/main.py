@@ -1,11 +1,12 @@
-"""The ``sentiment`` command: ``upload``, ``status``, ``results`` and ``list``, and its exit codes.
+"""The ``sentiment`` command: ``upload``, ``follow``, ``status``, ``results``, ``list``; its exit codes.
 
 Exit codes: 0 the batch completed (or the command did what it was asked);
 2 it completed with errors (some rows failed); 3 it was cancelled; 1 a usage
 error or an HTTP error (argparse's own usage errors included: they would be 2,
-which here means something else). What a script wants goes to stdout: the
-batch id of an upload, a batch as JSON, the results CSV, the list; messages
-and progress bars go to stderr.
+which here means something else); 128 + the signal when ``--follow`` or
+``follow`` is interrupted (Ctrl-C: 130). What a script wants goes to stdout:
+the batch id of an upload, a batch as JSON, the results CSV, the rows as they
+are scored, the list; messages and progress bars go to stderr.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
+from cli.follow import Interrupted, done, follow
 from cli.progress import Bar
 from cli.service import Service, ServiceError
 from cli.transfer import Inflated, copy_results, upload_form
@@ -54,9 +56,17 @@ def parser() -> Parser:
     upload.add_argument("--wait", action="store_true", help="wait until the batch finishes")
     upload.add_argument("--out", type=Path, help="then write its results.csv here (implies --wait)")
     upload.add_argument(
+        "--follow", action="store_true", help="print its rows as CSV as they are scored (the id on stderr)"
+    )
+    upload.add_argument(
         "--metadata", action="append", default=[], metavar="KEY=VALUE", help="a label (repeatable)"
     )
     upload.add_argument("--callback-url", metavar="URL", help="called when the batch finishes")
+    following = commands.add_parser("follow", help="print a batch's rows as CSV as they are scored")
+    following.add_argument("batch_id")
+    following.add_argument(
+        "--after", default="", metavar="EVENT_ID", help="resume after this event (no header then)"
+    )
     status = commands.add_parser("status", help="a batch as JSON; exit code by its status")
     status.add_argument("batch_id")
     results = commands.add_parser("results", help="a finished batch's results as CSV")
@@ -81,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a file that cannot be read or written, a download cut short
         print(f"sentiment: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except Interrupted as exc:
+        return exc.code
     except KeyboardInterrupt:
         return 130
 
@@ -99,6 +111,8 @@ def upload(service: Service, args: argparse.Namespace, command: Parser) -> int:
     path: Path = args.file
     if not path.is_file():
         command.error(f"no such file: {path}")
+    if args.follow and args.out:
+        command.error("--follow prints the rows to stdout: redirect it instead of --out")
     fields = {}
     if args.metadata:
         fields["metadata"] = json.dumps(_metadata(args.metadata, command), ensure_ascii=False)
@@ -117,9 +131,12 @@ def upload(service: Service, args: argparse.Namespace, command: Parser) -> int:
         with answer:
             batch = json.loads(answer.read())
             replayed = answer.headers.get("Idempotent-Replayed") == "true"
-    print(batch["batch_id"], flush=True)
+    # With --follow stdout is the rows' CSV: the id goes to stderr.
+    print(batch["batch_id"], file=sys.stderr if args.follow else sys.stdout, flush=True)
     if replayed:
         print(f"sentiment: {batch['batch_id']} was made by an earlier try of this upload", file=sys.stderr)
+    if args.follow:
+        return _followed(service, batch["batch_id"], "")
     if not (args.wait or args.out):
         return EXIT_OK
     batch = wait(service, batch)
@@ -132,16 +149,12 @@ def upload(service: Service, args: argparse.Namespace, command: Parser) -> int:
     return STATUS_EXIT[batch["status"]]
 
 
-def _done(batch: dict[str, Any]) -> int:
-    return batch["processed_count"] + batch["failed_count"] + batch["invalid_count"]
-
-
 def wait(service: Service, batch: dict[str, Any]) -> dict[str, Any]:
     """The batch once it is no longer processing, polled every POLL_SECONDS."""
     path = f"/batch/{quote(batch['batch_id'], safe='')}"
     with Bar(batch["total_count"], "rows scored", unit="row") as bar:
         while True:
-            bar.set(_done(batch), batch["total_count"])
+            bar.set(done(batch), batch["total_count"])
             if batch["status"] != "processing":
                 return batch
             time.sleep(POLL_SECONDS)
@@ -160,6 +173,18 @@ def _report(batch: dict[str, Any]) -> None:
         + invalid,
         file=sys.stderr,
     )
+
+
+def following(service: Service, args: argparse.Namespace, command: Parser) -> int:
+    return _followed(service, args.batch_id, args.after)
+
+
+def _followed(service: Service, batch_id: str, after: str) -> int:
+    """Follow the batch to its end (the rows after event ``after``, with the header only when
+    from the start), then report it; the exit code of its final status."""
+    batch = follow(service, batch_id, after, header=not after)
+    _report(batch)
+    return STATUS_EXIT.get(batch["status"], EXIT_OK)
 
 
 def status(service: Service, args: argparse.Namespace, command: Parser) -> int:
@@ -218,4 +243,4 @@ def _cell(value: Any) -> str:
     return "" if value is None else " ".join(str(value).split())
 
 
-COMMANDS = {"upload": upload, "status": status, "results": results, "list": listing}
+COMMANDS = {"upload": upload, "follow": following, "status": status, "results": results, "list": listing}

@@ -62,9 +62,9 @@ class Service:
         self.attempts = max(1, attempts)
         self.say = say or (lambda message: print(f"sentiment: {message}", file=sys.stderr, flush=True))
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
         kind = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
-        return kind(self._parts.hostname, self._parts.port, timeout=TIMEOUT)
+        return kind(self._parts.hostname, self._parts.port, timeout=timeout)
 
     def request(
         self,
@@ -75,8 +75,10 @@ class Service:
         body: Body | None = None,
         headers: dict[str, str] | None = None,
         on_retry: Callable[[], None] | None = None,
+        timeout: float = TIMEOUT,
     ) -> http.client.HTTPResponse:
-        """The answer (status below 400), still to be read; the caller closes it."""
+        """The answer (status below 400), still to be read; the caller closes it. ``timeout``
+        bounds the connect and each send or read."""
         target = self._parts.path + path + (f"?{urlencode(query)}" if query else "")
         sent = {"Accept": "application/json", "User-Agent": "sentiment-cli", **(headers or {})}
         if self.key:
@@ -84,7 +86,7 @@ class Service:
         for attempt in range(1, self.attempts + 1):
             if attempt > 1 and on_retry is not None:
                 on_retry()
-            connection = self._connection()
+            connection = self._connection(timeout)
             try:
                 answer = _exchange(connection, method, target, body, sent)
             except (OSError, http.client.HTTPException) as exc:
