@@ -3,29 +3,35 @@
 ``GET /`` is the upload form and the recent batches. A browser's form POST to ``/batch/upload``
 and its ``GET /batch/<id>`` reach the JSON views in :mod:`webapp.api`, which hand over to
 :func:`upload_form` and :func:`batch_page` here (:mod:`webapp.negotiation`), so each URL serves
-both. Pages are autoescaped Jinja templates with two small scripts under ``static/``: the form's
-drag-and-drop, and the live progress bar, which polls the JSON status. Without JavaScript the
-form still uploads and a running batch's page reloads itself every few seconds. Every HTML
-answer carries a Content-Security-Policy that allows only this site's own scripts and styles,
-so text from an uploaded file could not run even if escaping were ever missed.
+both. ``/batch/<id>/set-aside`` is the rows an upload set aside, a page at a time
+(:func:`set_aside_page`, which the JSON list's URL can hand a browser over to as well).
+Pages are autoescaped Jinja templates with small scripts under ``static/``: the form's
+drag-and-drop, and a running batch's live view, which follows the batch's event stream
+(``/batch/<id>/events``) and polls the JSON status where that stream is not to be had. Without
+JavaScript the form still uploads and a running batch's page reloads itself every few seconds.
+Every HTML answer carries a Content-Security-Policy that allows only this site's own scripts and
+styles, so text from an uploaded file could not run even if escaping were ever missed.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 import psycopg
-from flask import Blueprint, Flask, Response, g, make_response, render_template, request, url_for
+from flask import Blueprint, Flask, Response, current_app, g, make_response, render_template, request, url_for
 
 from core import batches
 from core.batches import SENTIMENTS, Batch
-from webapp.db import settings
-from webapp.listings import batches_page, results_page
+from core.errors import Conflict
+from webapp.db import connection, settings, signing_key
+from webapp.listings import ERRORS, batches_page, results_page
 from webapp.negotiation import negotiated
-from webapp.pagination import DEFAULT_PER_PAGE, Page
+from webapp.pagination import DEFAULT_PER_PAGE, MAX_ROW_NUMBER, Page, parse_page_request, read_page
 from webapp.problems import Problem
+from webapp.replica import read_results
 
 bp = Blueprint("pages", __name__)
 
@@ -41,8 +47,19 @@ FORM_ENCODINGS = (
 )
 #: While a batch runs, a page without JavaScript reloads itself this often.
 REFRESH_SECONDS = 5
-#: Set-aside rows listed on the batch page; the rest are at /batch/<id>/errors.
+#: Set-aside rows listed on the batch page; the rest are on the set-aside page.
 ERRORS_SHOWN = 10
+#: The histogram's bins: compound scores from -1 to 1 in steps of 0.1, the last one holding 1.
+#: A score is binned on its four decimals as an integer, here and in batch_view.js alike, so the
+#: server's bins and the live ones agree to the row.
+HISTOGRAM_BINS = 20
+#: Final batches whose histogram each process keeps.
+HISTOGRAMS_KEPT = 256
+_HISTOGRAM = """
+SELECT least(19, (round(compound * 10000)::int + 10000) / 1000) AS bin, count(*) AS rows
+FROM batch_results WHERE batch_id = %(batch_id)s AND compound IS NOT NULL
+GROUP BY 1
+"""
 
 
 @bp.get("/")
@@ -54,8 +71,10 @@ def home() -> Response:
 def upload_form(problem: Problem | None = None) -> Response:
     """The home page; with ``problem``, the form again with why the upload was refused.
 
-    A refused upload keeps the choices made in the form (strict, encoding);
-    the browser cannot refill the file input, so the file is chosen again.
+    A refused upload keeps the choices made in the form (strict, encoding); the browser cannot
+    refill the file input, so the file is chosen again. The page is the answer to the form's
+    POST; upload.js then puts ``/`` in the address bar, so a reload shows the form afresh
+    instead of asking to send the file again.
     """
     listing = batches_page(request.args if request.method == "GET" else {})
     options = g.get("upload_options")
@@ -76,19 +95,51 @@ def batch_url(public_id: str, **params: Any) -> str:
     return f"{url}?{urlencode(params)}" if params else url
 
 
-def _page_links(batch: Batch, page: Page[Any]) -> dict[str, str]:
-    """The Previous/Next links of a results page: the API's own cursors, on the batch page's URL."""
+def _page_number(page: Page[Any]) -> int | None:
+    """Which page this is: asked for by number, carried by a Previous/Next link (``p``), or the
+    first when no position was asked for; None for a cursor that came without one."""
+    if page.request.page is not None:
+        return page.request.page
+    carried = request.args.get("p", "")
+    if carried.isascii() and carried.isdigit() and 0 < int(carried) <= MAX_ROW_NUMBER:
+        return int(carried)
+    return None
+
+
+def pager(page: Page[Any], total: int, url: Any) -> dict[str, Any]:
+    """What the pagers above and below a list show: which rows of how many, the page number, and
+    First, Previous, Next and Last links; ``url(**params)`` is the list's address with params.
+
+    A list numbered densely (a file's rows, set-aside rows) links each page by number; one
+    sentiment's rows go back and forth by the API's cursors, carrying the page number along."""
     base: dict[str, Any] = dict(page.filters)
     if page.request.per_page != DEFAULT_PER_PAGE:
         base["per_page"] = page.request.per_page
-    links = {}
-    for name, parameter, cursor in (
-        ("previous", "before", page.previous_cursor),
-        ("next", "after", page.next_cursor),
-    ):
-        if cursor is not None:
-            links[name] = batch_url(batch.public_id, **base, **{parameter: cursor}) + "#results"
-    return links
+    number = _page_number(page)
+    pages = max(1, -(-total // page.request.per_page))
+    links: dict[str, str] = {}
+    if number is not None and number > 1:
+        links["first"] = url(**base, page=1)
+
+    def carried(step: int) -> dict[str, int]:
+        return {"p": number + step} if number is not None and number + step > 0 else {}
+
+    if page.listing.numbered and number is not None:
+        if number > 1:
+            links["previous"] = url(**base, page=number - 1)
+        if page.next_cursor is not None:
+            links["next"] = url(**base, page=number + 1)
+    else:
+        if page.previous_cursor is not None:
+            links["previous"] = url(**base, before=page.previous_cursor, **carried(-1))
+        if page.next_cursor is not None:
+            links["next"] = url(**base, after=page.next_cursor, **carried(1))
+    if number is None or number < pages:
+        links["last"] = url(**base, page=pages)
+    first = (number - 1) * page.request.per_page + 1 if number is not None else None
+    last = first + len(page.items) - 1 if first is not None and page.items else None
+    shown = {"number": number, "pages": pages, "total": total, "first": first, "last": last}
+    return {**shown, "links": links, "hidden": base}
 
 
 def describe_duration(seconds: float) -> str:
@@ -125,30 +176,93 @@ def _took(batch: Batch) -> str | None:
     return describe_duration((batch.completed_at - batch.started_at).total_seconds())
 
 
+def histogram(conn: psycopg.Connection, batch: Batch) -> list[int]:
+    """Rows per bin of compound score. A running batch's page starts from zeros: its script fills
+    the bins from the event stream, which replays every row scored so far. A final batch's bins
+    are counted here, once per process (its scores no longer change)."""
+    if not batch.finished:
+        return [0] * HISTOGRAM_BINS
+    kept: dict[int, list[int]] = current_app.extensions.setdefault("page_histograms", {})
+    if batch.id not in kept:
+        counts = [0] * HISTOGRAM_BINS
+        params = {"batch_id": batch.id}
+        for bin_, rows in read_results(batch, conn, lambda db: db.execute(_HISTOGRAM, params).fetchall()):
+            counts[bin_] = rows
+        if len(kept) >= HISTOGRAMS_KEPT:
+            kept.pop(next(iter(kept)))
+        kept[batch.id] = counts
+    return kept[batch.id]
+
+
+def _results(conn: psycopg.Connection, batch: Batch) -> Page[Any] | None:
+    """The page of results the address asks for; None while the batch has none to show (a
+    filtered or ordered list of a batch still running is shown once it is final)."""
+    try:
+        return results_page(conn, batch, request.args)
+    except Conflict:
+        return None
+
+
+def _results_total(batch: Batch, page: Page[Any]) -> int:
+    sentiment = page.filters.get("sentiment")
+    return batch.sentiment_count(sentiment) if sentiment else batch.processed_count + batch.failed_count
+
+
 def batch_page(conn: psycopg.Connection, batch: Batch) -> Response:
-    """A batch as a page: progress while it runs; the chart, results and downloads once done."""
-    page = results_page(conn, batch, request.args) if batch.has_results else None
+    """A batch as a page: progress, the rows scored so far, the histogram; the chart once done."""
+    page = _results(conn, batch) if batch.processed_count or batch.failed_count or batch.finished else None
     set_aside = batches.row_errors(conn, batch, limit=ERRORS_SHOWN) if batch.invalid_count else []
     progress = batch.progress(datetime.now(UTC))
+    running = batch.status == "processing"
     html = render_template(
         "batch.html",
         batch=batch,
+        running=running,
         progress=progress,
         rate=f"{progress.rows_per_second:,.0f} rows/s" if progress.rows_per_second else "—",
         time_left=describe_duration(progress.seconds_left) if progress.seconds_left is not None else "—",
         took=_took(batch),
-        bars=_summary_bars(batch) if page else [],
+        bars=_summary_bars(batch) if batch.finished else [],
+        histogram=histogram(conn, batch),
         page=page,
-        links=_page_links(batch, page) if page else {},
+        pager=pager(page, _results_total(batch, page), functools.partial(_results_url, batch))
+        if page
+        else None,
         sentiment=page.filters.get("sentiment") if page else None,
         sentiments=SENTIMENTS,
         set_aside=set_aside,
         # A deep page whose checkpoints are still being written: load again in a second.
-        refresh_seconds=REFRESH_SECONDS
-        if batch.status == "processing"
-        else (1 if page and page.not_yet else None),
+        refresh_seconds=REFRESH_SECONDS if running else (1 if page and page.not_yet else None),
     )
     return negotiated(make_response(html))
+
+
+def _results_url(batch: Batch, **params: Any) -> str:
+    return batch_url(batch.public_id, **params) + "#results"
+
+
+def set_aside_page(conn: psycopg.Connection, batch: Batch) -> Response:
+    """The rows an upload set aside, a page at a time, with the line and the reason of each."""
+    key = signing_key(conn)
+    page_request = parse_page_request(request.args, ERRORS, batch.public_id, {}, key)
+    page = read_results(
+        batch, conn, lambda reading: read_page(reading, ERRORS, batch, batch.public_id, page_request, {}, key)
+    )
+
+    def url(**params: Any) -> str:
+        return url_for("pages.set_aside", public_id=batch.public_id, **params)
+
+    html = render_template(
+        "set_aside.html", batch=batch, page=page, pager=pager(page, batch.invalid_count, url)
+    )
+    return negotiated(make_response(html))
+
+
+@bp.get("/batch/<public_id>/set-aside")
+def set_aside(public_id: str) -> Response:
+    """The set-aside rows' page (``/batch/<id>/errors`` is the same list as JSON)."""
+    with connection() as conn:
+        return set_aside_page(conn, batches.get(conn, public_id))
 
 
 def _utc(moment: datetime | str | None) -> str:
@@ -173,4 +287,5 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(lambda n: f"{n:,}", "thousands")
     app.add_template_filter(_utc, "utc")
     app.add_template_global(batch_url)
+    app.add_template_global(HISTOGRAM_BINS, "histogram_bins")
     app.after_request(_secure_html)

@@ -1,93 +1,103 @@
-// The live progress bar of a running batch: polls the JSON status once a second
-// and updates the bar, the counts, the speed and the time left. When the batch
-// is no longer processing, the page reloads to show the chart and the results.
-// Everything shown is set with textContent or attributes, never as HTML.
+// Follows a running batch for its page (shown by batch_view.js). First by its event stream,
+// GET /batch/<id>/events, read with EventSource: `progress` events carry the batch as
+// GET /batch/<id> shows it, `rows` events the rows of each chunk as it is scored (each with an
+// id that a reconnection sends back, so no row comes twice), and `end` the final batch. The
+// browser reconnects by itself after a dropped connection; a stream refused outright is tried
+// again a few times. Where EventSource is missing, or the stream keeps failing, the page polls
+// the JSON status (and this page of results) once a second instead; the histogram then fills
+// in when the batch is final.
 "use strict";
 
 (function () {
   const root = document.getElementById("progress");
-  if (!root || root.dataset.status !== "processing") return;
+  const view = window.BatchView;
+  if (!root || !view || root.dataset.status !== "processing") return;
 
-  const statusUrl = root.dataset.statusUrl;
-  const bar = document.getElementById("progress-bar");
-  const fill = document.getElementById("bar-fill");
-  const shown = {
-    done: document.getElementById("done"),
-    percent: document.getElementById("percent"),
-    rate: document.getElementById("rate"),
-    timeLeft: document.getElementById("time-left"),
-    status: document.getElementById("status"),
-    problem: document.getElementById("poll-problem"),
-  };
   const POLL_MS = 1000;
-  const RATE_WINDOW_MS = 10000; // the speed shown is over the last ten seconds
-  const samples = [];
+  const TRIES = 3; // refused streams in a row before polling instead
+  let lastId = null;
   let failures = 0;
+  let over = false;
 
-  function number(n) {
-    return Math.round(n).toLocaleString("en-US");
+  function heard() {
+    failures = 0;
+    view.problem(null);
   }
 
-  function duration(seconds) {
-    const whole = Math.round(seconds);
-    if (whole < 1) return "under a second";
-    if (whole < 60) return whole + " s";
-    const minutes = Math.floor(whole / 60);
-    const secs = whole % 60;
-    if (minutes < 60) return secs ? minutes + " min " + secs + " s" : minutes + " min";
-    const hours = Math.floor(minutes / 60);
-    const mins = minutes % 60;
-    return mins ? hours + " h " + mins + " min" : hours + " h";
+  function lost(reason) {
+    view.problem("Lost touch with the server (" + reason + "); still trying…");
   }
 
-  function rowsPerSecond(now, done) {
-    samples.push({ at: now, done: done });
-    while (samples.length > 2 && now - samples[0].at > RATE_WINDOW_MS) samples.shift();
-    const first = samples[0];
-    const seconds = (now - first.at) / 1000;
-    if (seconds < 0.5 || done <= first.done) {
-      const average = parseFloat(root.dataset.rate);
-      return isNaN(average) ? null : average;
-    }
-    return (done - first.done) / seconds;
+  function follow() {
+    const url = root.dataset.eventsUrl + (lastId ? "?last_event_id=" + encodeURIComponent(lastId) : "");
+    const source = new EventSource(url);
+    source.addEventListener("progress", function (event) {
+      heard();
+      view.progress(JSON.parse(event.data));
+    });
+    source.addEventListener("rows", function (event) {
+      heard();
+      if (event.lastEventId) lastId = event.lastEventId;
+      view.rows(JSON.parse(event.data).rows);
+    });
+    source.addEventListener("end", function (event) {
+      over = true;
+      source.close();
+      view.finish(JSON.parse(event.data));
+    });
+    source.addEventListener("error", function () {
+      if (over) return;
+      failures += 1;
+      if (source.readyState !== EventSource.CLOSED) {
+        // The browser reconnects by itself, sending the last id it saw.
+        if (failures > 1) lost("the stream dropped");
+        return;
+      }
+      source.close(); // refused (an error status, or not an event stream)
+      if (failures >= TRIES) {
+        poll();
+        return;
+      }
+      setTimeout(follow, POLL_MS * failures);
+    });
   }
 
-  function show(batch) {
-    const total = batch.total_count;
-    const done = batch.processed_count + batch.invalid_count + batch.failed_count;
-    const percent = batch.progress_percent.toFixed(1);
-    fill.setAttribute("width", percent + "%");
-    bar.setAttribute("aria-valuenow", String(percent));
-    bar.setAttribute("aria-valuetext", number(done) + " of " + number(total) + " rows (" + percent + "%)");
-    shown.done.textContent = number(done);
-    shown.percent.textContent = percent + "%";
-    const rate = rowsPerSecond(performance.now(), done);
-    shown.rate.textContent = rate ? number(rate) + " rows/s" : "—";
-    if (shown.timeLeft) shown.timeLeft.textContent = rate ? duration((total - done) / rate) : "—";
-    shown.status.textContent = batch.status.replace(/_/g, " ");
+  let rowsSeen = -1;
+
+  async function pollResults(batch) {
+    // This page's rows, whenever the count of scored rows has changed since the last look.
+    const count = batch.processed_count + batch.failed_count;
+    if (!view.live || count === rowsSeen) return;
+    const table = document.getElementById("results-table");
+    const perPage = Number(table.dataset.perPage);
+    const page = Math.floor(Number(table.dataset.after) / perPage) + 1;
+    const url = root.dataset.resultsUrl + "?page=" + page + "&per_page=" + perPage;
+    const answer = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+    if (!answer.ok) return; // a server that shows no rows before the end: the bar alone then
+    rowsSeen = count;
+    view.rows((await answer.json()).results, { tableOnly: true });
   }
 
   async function poll() {
     try {
-      const answer = await fetch(statusUrl, { headers: { Accept: "application/json" }, cache: "no-store" });
+      const answer = await fetch(root.dataset.statusUrl, { headers: { Accept: "application/json" }, cache: "no-store" });
       if (!answer.ok) throw new Error("the server answered " + answer.status);
       const batch = await answer.json();
-      failures = 0;
-      shown.problem.hidden = true;
-      show(batch);
+      heard();
       if (batch.status !== "processing") {
-        // Finished: the page itself shows the chart and the results.
-        window.location.reload();
+        view.finish(batch);
         return;
       }
+      view.progress(batch);
+      await pollResults(batch);
     } catch (error) {
       failures += 1;
-      shown.problem.textContent = "Lost touch with the server (" + error.message + "); still trying…";
-      shown.problem.hidden = false;
+      lost(error.message);
     }
     // Back off while the server is unreachable, up to ten seconds between tries.
     setTimeout(poll, Math.min(POLL_MS * 2 ** Math.min(failures, 4), 10000));
   }
 
-  setTimeout(poll, POLL_MS);
+  if (typeof window.EventSource === "function") follow();
+  else setTimeout(poll, POLL_MS);
 })();
