@@ -59,6 +59,23 @@ class WebSettings:
         "`results.csv`/`results.ndjson` downloads one web worker streams at once; another gets 503 "
         "problem+json with `Retry-After`",
     )
+    max_streams: int = setting(
+        "MAX_STREAMS",
+        200,
+        "open `events` and `results.ndjson?follow=true` streams one web worker serves at once; another "
+        "gets 503 problem+json with `Retry-After` (an open stream holds a socket, not a thread)",
+    )
+    stream_max_seconds: float = setting(
+        "STREAM_MAX_SECONDS",
+        300.0,
+        "how long one stream stays open; the client then resumes it with `Last-Event-ID`",
+    )
+    follow_poll_seconds: float = setting(
+        "FOLLOW_POLL_SECONDS",
+        0.25,
+        "how often a web worker with open streams reads, in one query for all of them, whether their "
+        "batches have new rows",
+    )
     db_pool_size: int = setting("DB_POOL_SIZE", 6, "database connections per web worker")
     db_pool_timeout: float = setting(
         "DB_POOL_TIMEOUT", 5.0, "seconds a request waits for a database connection before answering 503"

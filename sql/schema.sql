@@ -62,6 +62,7 @@ CREATE TABLE batches (
     callback_url     text
                      CONSTRAINT batches_callback_url_http
                      CHECK (callback_url ~ '^https?://' AND length(callback_url) <= 2048),
+    commit_seq       integer NOT NULL DEFAULT 0 CHECK (commit_seq >= 0),
     CONSTRAINT batches_status_check
         CHECK (status IN ('processing', 'completed', 'completed_with_errors', 'cancelled')),
     CONSTRAINT batches_counts_within_total
@@ -100,6 +101,8 @@ CREATE INDEX batches_client_processing_idx ON batches (client) WHERE status = 'p
 
 COMMENT ON COLUMN batches.metadata IS
     'The client''s labels: up to 16 string pairs (key up to 64 characters, value up to 512).';
+COMMENT ON COLUMN batches.commit_seq IS
+    'Entries of batch_commits so far: the seq of the last finish that committed this batch''s results.';
 COMMENT ON COLUMN batches.expires_after IS
     'How long after it finishes the batch is kept: expires_after at upload, else RESULTS_TTL as it '
     'was then; NULL keeps it until deleted.';
@@ -254,6 +257,22 @@ COMMENT ON TABLE batch_result_keys IS
     'written); partitioned as batch_results is.';
 CREATE INDEX batch_result_keys_sentiment_idx ON batch_result_keys (batch_id, sentiment, row_number);
 CREATE INDEX batch_result_keys_compound_idx ON batch_result_keys (batch_id, sentiment, compound, row_number);
+
+CREATE TABLE batch_commits (
+    batch_id    bigint NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+    seq         integer NOT NULL CHECK (seq > 0),
+    first_rows  integer[] NOT NULL,
+    last_rows   integer[] NOT NULL,
+    PRIMARY KEY (batch_id, seq),
+    CONSTRAINT batch_commits_ranges
+        CHECK (cardinality(first_rows) > 0 AND cardinality(first_rows) = cardinality(last_rows))
+);
+-- Numbered under the batch row's lock that each finish takes, so the numbers
+-- follow commit order and any snapshot sees a gapless prefix of them: a
+-- follower that has passed entry n is never overtaken by a later commit.
+COMMENT ON TABLE batch_commits IS
+    'One entry per finish of a batch''s chunks, numbered 1, 2, ... in commit order (batches.commit_seq '
+    'is the last): the row ranges, one per chunk in row order, whose results that finish wrote.';
 
 CREATE TABLE batch_row_errors (
     batch_id      bigint NOT NULL,
@@ -565,6 +584,11 @@ CREATE POLICY batch_row_errors_all ON batch_row_errors TO sentiment_web_admin US
 CREATE POLICY batch_result_keys_own ON batch_result_keys TO sentiment_web
     USING (batch_id IN (SELECT id FROM batches));
 CREATE POLICY batch_result_keys_all ON batch_result_keys TO sentiment_web_admin USING (true);
+ALTER TABLE batch_commits ENABLE ROW LEVEL SECURITY;
+CREATE POLICY batch_commits_own ON batch_commits TO sentiment_web
+    USING (batch_id IN (SELECT id FROM batches));
+CREATE POLICY batch_commits_all ON batch_commits TO sentiment_web_admin USING (true);
+REVOKE INSERT, UPDATE, DELETE ON batch_commits FROM sentiment_web, sentiment_web_admin;
 
 ALTER TABLE idempotency_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE result_checkpoints ENABLE ROW LEVEL SECURITY;

@@ -32,6 +32,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         webhooks,
     )
     from webapp.auth import sign_in
+    from webapp.feed import views as feed
     from webapp.openapi import document
 
     settings = Settings.from_env()
@@ -48,7 +49,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     sign_in.init_app(app, settings)
     request_log.init_app(app)
     pages.init_app(app)
-    for blueprint in (api.bp, listings.bp, exports.bp, health.bp, metrics.bp, document.bp, webhooks.bp):
+    blueprints = (api.bp, listings.bp, exports.bp, feed.bp, health.bp, metrics.bp, document.bp, webhooks.bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return app
 

@@ -20,7 +20,10 @@ from flask import Blueprint, Response, request
 
 from core import batches
 from core.batches import Batch
+from core.setting_values import parse_bool
 from webapp.db import connection, settings
+from webapp.feed.views import follow_ndjson
+from webapp.pagination import bad_parameter
 from webapp.replica import ExportSource, export_source
 from webapp.server import admission
 from webapp.upload.compression import deflated
@@ -108,6 +111,13 @@ def results_csv(public_id: str) -> Response:
 
 @bp.get("/batch/<public_id>/results.ndjson")
 def results_ndjson(public_id: str) -> Response:
+    """The download; with ``follow=true``, the rows as they are scored, until the batch ends."""
+    try:
+        follow = parse_bool(request.args.get("follow", "false"))
+    except ValueError:
+        raise bad_parameter(f"follow must be true or false, got {request.args['follow'][:20]!r}.") from None
+    if follow:
+        return follow_ndjson(public_id)
     batch = _finished_batch(public_id)
     lines = _ndjson_lines(export_source(), batch, _fetch_rows(settings().max_text_chars))
     return _capped(lambda: _attachment(public_id, "ndjson", "application/x-ndjson", lines))

@@ -179,8 +179,10 @@ BATCHES: Listing[Batch] = Listing(
 
 
 def results_page(conn: psycopg.Connection, batch: Batch, args: Mapping[str, str]) -> Page[Result]:
-    """The page of results ``args`` ask for (400 if they are bad, 409 unless the batch has results),
-    read from the replica when it can serve it (webapp.replica), else on ``conn``."""
+    """The page of results ``args`` ask for (400 if they are bad), read from the replica when it
+    can serve it (webapp.replica), else on ``conn``. A batch not completed (processing, or
+    cancelled with rows scored) pages in file order only: the rows scored so far, gaps and all
+    (chunks commit out of order); the other orders and the sentiment filter wait for it (409)."""
     sentiment = choice(args, "sentiment", SENTIMENTS)
     order = choice(args, "order", tuple(ordering.ORDERS))
     filters = {"sentiment": sentiment} if sentiment else {}
@@ -192,7 +194,9 @@ def results_page(conn: psycopg.Connection, batch: Batch, args: Mapping[str, str]
     listing = replace(listing, largest_row=settings().max_text_chars + 1_000)
     key = signing_key(conn)
     page_request = parse_page_request(args, listing, batch.public_id, filters, key)
-    batches.require_results(batch)
+    if not batch.has_results and (sentiment or order in RESULTS_IN_ORDER):
+        meanwhile = " File-order pages and the events feed have the rows scored so far."
+        batches.require_results(batch, "Sorted and filtered results are", meanwhile)
     keyed = ordering.ORDERS[order or "row"].uses_keys(sentiment)
     # The batch's sort keys, a step at a time, on the primary: the step commits with this request
     # (a 503 page-not-ready until they are all written).
@@ -202,7 +206,9 @@ def results_page(conn: psycopg.Connection, batch: Batch, args: Mapping[str, str]
     def read(reading: psycopg.Connection) -> Page[Result]:
         if keyed:  # a replica may not have replayed them yet: the primary then reads
             batches.require_keys(reading, batch)
-        return read_page(reading, listing, batch, batch.public_id, page_request, filters, key)
+        growing = not batch.finished  # the last page keeps a cursor to ask again from
+        owner = batch.public_id
+        return read_page(reading, listing, batch, owner, page_request, filters, key, growing=growing)
 
     # Page P of a list that locates it may write the list's checkpoints: the primary's business.
     return read_results(batch, conn, read, writes=page_request.skip > 0)
@@ -259,7 +265,7 @@ def get_results(public_id: str) -> Response:
     sentiment = page.filters.get("sentiment")
     total = batch.sentiment_count(sentiment) if sentiment else batch.processed_count
     url = url_for("listings.get_results", public_id=public_id)
-    return page_response(page, url, batch_id=public_id, total_results=total)
+    return page_response(page, url, batch_id=public_id, complete=batch.finished, total_results=total)
 
 
 @bp.get("/batch/<public_id>/errors")

@@ -180,11 +180,15 @@ def read_page(
     request: PageRequest,
     filters: Mapping[str, str],
     key: str,
+    *,
+    growing: bool = False,
 ) -> Page[Row]:
     """The page ``request`` asks for: ``per_page`` rows, or fewer once they pass PAGE_BYTES.
 
     Read in rounds (see the module's docstring), each with one row more than it
-    needs, to know whether another follows.
+    needs, to know whether another follows. ``growing``: rows may still be added
+    after the end (a running batch's results), so the last page read forwards
+    still has a next_cursor, from which a client asks again later.
     """
     after, before = request.after, request.before
     if request.skip:
@@ -223,6 +227,8 @@ def read_page(
     next_cursor = previous_cursor = None
     if rows and more_after:
         next_cursor = encode_cursor(key, owner, bound, listing.position(rows[-1]))
+    elif growing and request.before is None:
+        next_cursor = encode_cursor(key, owner, bound, listing.position(rows[-1]) if rows else after or 0)
     if rows and more_before:
         previous_cursor = encode_cursor(key, owner, bound, listing.position(rows[0]))
     return Page(listing, rows, request, dict(filters), next_cursor, previous_cursor, cut)

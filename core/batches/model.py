@@ -70,6 +70,7 @@ class Batch:
     metadata: dict[str, str]  # the client's labels (core.batches.labels)
     expires_after: timedelta | None  # kept this long once finished; None: until deleted
     callback_url: str | None  # called once the batch reaches a final state (core/webhooks.py)
+    commit_seq: int  # finishes committed so far: the last entry of batch_commits (core.batches.feed)
 
     @property
     def expires_at(self) -> datetime | None:

@@ -81,14 +81,15 @@ def list_batches(
         return cur.execute(batch_statement("batches_list"), params).fetchall()
 
 
-def require_results(batch: Batch) -> None:
-    """Conflict unless the batch finished with results to read."""
+def require_results(batch: Batch, what: str = "Results are", meanwhile: str = "") -> None:
+    """Conflict unless the batch finished with results to read; ``what`` names what waits for that,
+    ``meanwhile`` what the client can read until then."""
     if not batch.has_results:
         scorable = batch.total_count - batch.invalid_count
         raise Conflict(
             "Batch not completed",
-            f"Results are available once the batch is completed; it is {batch.status} "
-            f"({batch.processed_count} of {scorable} rows scored).",
+            f"{what} available once the batch is completed; it is {batch.status} "
+            f"({batch.processed_count} of {scorable} rows scored).{meanwhile}",
             "batch-not-completed",
             status_of_batch=batch.status,
         )

@@ -186,7 +186,8 @@ WITH held AS (
     -- The batch row is locked only while this one statement runs and commits;
     -- the lock also makes "last chunk" exact.
     UPDATE batches AS b
-    SET processed_count = b.processed_count + t.scored,
+    SET commit_seq      = b.commit_seq + 1,
+        processed_count = b.processed_count + t.scored,
         failed_count    = b.failed_count + t.failed + t.vanished,
         positive_count  = b.positive_count + t.positive,
         negative_count  = b.negative_count + t.negative,
@@ -208,10 +209,20 @@ WITH held AS (
     WHERE b.id = %(batch_id)s
       AND EXISTS (SELECT 1 FROM finished)
     -- completed_now: this statement is the one that completed the batch (its rows were the last).
-    RETURNING b.status,
+    RETURNING b.status, b.commit_seq,
               b.status IN ('completed', 'completed_with_errors')
               AND b.processed_count + b.failed_count + b.invalid_count - (t.scored + t.failed + t.vanished)
                   < b.total_count AS completed_now
+), logged AS (
+    -- This finish's entry in the batch's commit log, numbered under the batch
+    -- row's lock just taken: numbers follow commit order, so a follower that
+    -- read entry n never misses one committed later with a smaller number.
+    INSERT INTO batch_commits (batch_id, seq, first_rows, last_rows)
+    SELECT %(batch_id)s, a.commit_seq, r.first_rows, r.last_rows
+    FROM advanced AS a,
+         (SELECT array_agg(first_row ORDER BY first_row) AS first_rows,
+                 array_agg(last_row ORDER BY first_row) AS last_rows
+          FROM finished) AS r
 ), webhook AS (
     -- The completion webhook joins the outbox in the statement that completes the
     -- batch, or not at all (jobrunner/webhooks.py delivers it). This reads the batch row as it was

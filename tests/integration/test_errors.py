@@ -120,10 +120,13 @@ def test_unknown_batch_route_and_method(client):
     assert "POST" in response.headers["Allow"]
 
 
-def test_results_of_unfinished_batch_is_409(client):
+@pytest.mark.parametrize("query", ["sentiment=positive", "order=compound", "order=-compound"])
+def test_sorted_or_filtered_results_of_unfinished_batch_are_409(client, query):
     created = post_file(client, make_csv(["good", "bad"])).get_json()
-    body = assert_problem(client.get(f"/batch/{created['batch_id']}/results"), 409, "batch-not-completed")
+    answer = client.get(f"/batch/{created['batch_id']}/results?{query}")
+    body = assert_problem(answer, 409, "batch-not-completed")
     assert body["status_of_batch"] == "processing"
+    assert "File-order pages and the events feed" in body["detail"]
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,14 @@ def test_upload_progress_complete_and_pages(client, upload, runners, db, databas
     assert status["status"] == "processing"
     assert (status["processed_count"], status["progress_percent"]) == (300, 30.0)
     assert status["started_at"] is not None and status["completed_at"] is None
-    assert client.get(f"/batch/{batch_id}/results").status_code == 409
+    # The rows scored so far page in file order while the batch runs; the last page keeps a
+    # cursor to ask again from.
+    running = client.get(f"/batch/{batch_id}/results?per_page=1000").get_json()
+    assert running["complete"] is False
+    assert [r["row"] for r in running["results"]] == list(range(1, 301))
+    assert running["next_cursor"] is not None
+    later = client.get(f"/batch/{batch_id}/results?after={running['next_cursor']}").get_json()
+    assert later["results"] == [] and later["next_cursor"] is not None
 
     runners.start()
     status = wait_for(lambda: (s := _status(client, batch_id))["status"] == "completed" and s)
@@ -79,6 +86,10 @@ def test_upload_progress_complete_and_pages(client, upload, runners, db, databas
     assert status["completed_at"].endswith("Z")
 
     rows = _all_results(client, batch_id, per_page=64)
+    assert client.get(f"/batch/{batch_id}/results").get_json()["complete"] is True
+    # The cursor of the running batch's last page goes on where it stopped.
+    rest = client.get(f"/batch/{batch_id}/results?per_page=1000&after={running['next_cursor']}").get_json()
+    assert [r["row"] for r in rest["results"]] == list(range(301, 1001)) and rest["next_cursor"] is None
     assert [r["id"] for r in rows] == [f"r{i}" for i in range(1, 1001)]
     assert [r["text"] for r in rows] == texts
     analyzer = SentimentIntensityAnalyzer()

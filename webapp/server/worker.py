@@ -27,8 +27,10 @@ from typing import Any
 from gunicorn.workers import gthread
 
 from core.settings import Settings
+from webapp.feed import hub as feed_hub
 from webapp.problems import Problem, problem_response
 from webapp.server.client_limits import ClientLimits, ClientSocket, ClientTimeout
+from webapp.server.detach import Detaching
 from webapp.server.reception import PREFETCH_BYTES, Reception
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,18 @@ class ReceivingThreadWorker(gthread.ThreadWorker):
         # Complete requests held back until earlier answers have gone out: (deadline, unsent).
         self.held: dict[Any, tuple[Reception, float, int]] = {}
         self.stopping_since: float | None = None
+        self.detached: set[socket.socket] = set()  # connections handed to the feed hub
         super().init_process()
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.wsgi = Detaching(self.wsgi, self.detached)
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            feed_hub.stop_process_hub(join_seconds=feed_hub.STOP_FLUSH_SECONDS + 1)
 
     # -- the loop: receive, then hand over ---------------------------------------------
     def enqueue_req(self, conn: Any) -> None:
@@ -198,6 +211,7 @@ class ReceivingThreadWorker(gthread.ThreadWorker):
         now = time.monotonic()
         if not self.alive and self.stopping_since is None:
             self.stopping_since = now
+            feed_hub.stop_process_hub()  # open streams end cleanly; their clients resume elsewhere
         self._check_held(now)
         for conn, reception in list(self.receptions.items()):
             if self._stop_grace_over(now):
@@ -237,7 +251,11 @@ class ReceivingThreadWorker(gthread.ThreadWorker):
 
     # -- closing without blocking the loop --------------------------------------------
     def _close(self, conn: Any, graceful: bool = False) -> None:
-        """Close a connection; gracefully means half-close and drain in the loop, never waiting."""
+        """Close a connection; gracefully means half-close and drain in the loop, never waiting. A
+        connection handed to the feed hub is only let go: the hub's descriptor carries it on."""
+        if conn.sock in self.detached:
+            self.detached.discard(conn.sock)
+            graceful = False
         if not graceful:
             gthread.TConn.close(conn)
             return

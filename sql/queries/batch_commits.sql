@@ -1,0 +1,36 @@
+-- name: batch_commits_rows_after
+-- The rows of at most `chunks` committed chunks after a position (seq, chunk) of a batch's commit log, in commit order: a range of batch_commits' primary key, then each chunk's range of the results' and inputs' primary keys; a chunk with no rows left still comes, as one row of NULLs, so the position passes it.
+WITH entries AS (
+    -- seq >= after_seq bounds the index range; the row comparison then drops
+    -- the chunks of entry after_seq that the reader has had.
+    SELECT c.seq, r.chunk, r.first_row, r.last_row
+    FROM batch_commits AS c
+    CROSS JOIN LATERAL unnest(c.first_rows, c.last_rows) WITH ORDINALITY AS r (first_row, last_row, chunk)
+    WHERE c.batch_id = %(batch_id)s AND c.seq >= %(after_seq)s
+      AND (c.seq, r.chunk) > (%(after_seq)s::integer, %(after_chunk)s::bigint)
+    ORDER BY c.seq, r.chunk
+    LIMIT %(chunks)s
+)
+SELECT e.seq, e.chunk::integer AS chunk, x.row_number, x.line_number, x.client_id, x.text,
+       vader_label(x.compound) AS sentiment, abs(x.compound) AS score, x.compound, x.pos, x.neu,
+       x.neg, x.error
+FROM entries AS e
+LEFT JOIN LATERAL (
+    -- Both bounds on both tables, as the results pages do (batch_results_page).
+    SELECT r.row_number, i.line_number, i.client_id, i.text, r.compound, r.pos, r.neu, r.neg, r.error
+    FROM batch_results AS r
+    JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = r.row_number
+    WHERE r.batch_id = %(batch_id)s
+      AND r.row_number BETWEEN e.first_row AND e.last_row
+      AND i.row_number BETWEEN e.first_row AND e.last_row
+) AS x ON true
+ORDER BY e.seq, e.chunk, x.row_number;
+
+-- name: batch_commits_follow_state
+-- What followers of some batches wait for, in one read for all of them: each batch's row (gone once deleted), and whether a runner still holds one of its chunks (a cancelled batch's chunks in hand still commit).
+SELECT {columns},
+       -- Only a cancelled batch can be final with chunks in hand (the cancel deletes its others).
+       b.status = 'cancelled'
+       AND EXISTS (SELECT 1 FROM chunks AS c WHERE c.batch_id = b.id AND c.state = 'claimed') AS in_hand
+FROM batches AS b
+WHERE b.id = ANY(%(batch_ids)s) AND b.deleted_at IS NULL;

@@ -1,0 +1,62 @@
+"""A small Server-Sent Events reader for the tests: one stream over http.client, event by event."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    data: str
+    id: str | None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+class Stream:
+    """``GET url`` as text/event-stream; iterate for its events, ``close`` to hang up."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 60.0) -> None:
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        self.conn.request("GET", path, headers={"Accept": "text/event-stream", **(headers or {})})
+        self.response = self.conn.getresponse()
+        self.status = self.response.status
+        self.headers = self.response.headers
+
+    def __iter__(self) -> Iterator[Event]:
+        name, data, event_id = "message", [], None
+        while True:
+            line = self.response.fp.readline()
+            if not line:
+                return  # the server closed the stream
+            text = line.decode("utf-8").rstrip("\r\n")
+            if not text:
+                if data:
+                    yield Event(name, "\n".join(data), event_id)
+                name, data, event_id = "message", [], None
+            elif text.startswith(":"):
+                continue
+            else:
+                field, _, value = text.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if field == "event":
+                    name = value
+                elif field == "data":
+                    data.append(value)
+                elif field == "id":
+                    event_id = value
+
+    def body(self) -> bytes:
+        return self.response.read()
+
+    def close(self) -> None:
+        self.conn.close()
