@@ -290,7 +290,9 @@ def test_ctrl_c_names_the_last_event_printed_and_follow_after_it_prints_the_rest
         first = following.stdout.readline()
         first += "".join(following.stdout.readline() for _ in range(8))  # two chunks: 2 multi-line rows each
         following.send_signal(signal.SIGINT)
-        rest, err = following.communicate(timeout=60)
+        # Through the pipes' own readers: communicate would skip what readline left buffered.
+        rest, err = following.stdout.read(), following.stderr.read()
+        following.wait(timeout=60)
     finally:
         if following.poll() is None:
             following.kill()
