@@ -72,9 +72,10 @@ def follow(service: Service, batch_id: str, after: str = "", *, header: bool = T
             bar.close()
             _resume_hint("interrupted", batch_id, last)
             raise Interrupted(128 + signals.received) from None
-        except ServiceError:
+        except ServiceError as exc:
             bar.close()
-            _resume_hint("stopped", batch_id, last)
+            if exc.status is None or exc.status >= 500:  # the service away: it may be back later
+                _resume_hint("stopped", batch_id, last)
             raise
     raise ServiceError(None, f"the feed of {batch_id} ended without its end event")
 

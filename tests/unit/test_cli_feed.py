@@ -177,11 +177,14 @@ class FeedServer:
         last = handler.headers.get("Last-Event-ID")
         self.last_ids.append(last)
         plan = self.plans[min(len(self.last_ids), len(self.plans)) - 1]
-        if plan[0] == "503":
-            handler.send_response(503)
+        if plan[0] in ("503", "404"):
+            body = json.dumps({"type": "/problems/x", "title": "Refused", "detail": plan[0]}).encode()
+            handler.send_response(int(plan[0]))
+            handler.send_header("Content-Type", "application/problem+json")
             handler.send_header("Retry-After", "0")
-            handler.send_header("Content-Length", "0")
+            handler.send_header("Content-Length", str(len(body)))
             handler.end_headers()
+            handler.wfile.write(body)
             return
         ids = [event_id for event_id, _ in self.events]
         after = ids.index(last) + 1 if last else 0
@@ -277,6 +280,13 @@ def test_streams_that_bring_nothing_end_in_an_error_that_says_how_to_resume(feed
     err = capsys.readouterr().err
     assert "resume with: sentiment follow batch-1 --after 4.0" in err
     assert len(server.last_ids) == 7 and set(server.last_ids[1:]) == {"4.0"}
+
+
+def test_a_batch_not_found_exits_1_without_a_resume_hint(feed_server, capsys):
+    feed_server([("404",)])
+    assert cli_main.main(["follow", "batch-1", "--after", "4.0"]) == 1
+    err = capsys.readouterr().err
+    assert "404 Refused: 404" in err and "resume with" not in err
 
 
 def test_ctrl_c_names_the_last_event_printed_and_follow_after_it_prints_the_rest(feed_server, capsys):
