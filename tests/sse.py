@@ -59,4 +59,5 @@ class Stream:
         return self.response.read()
 
     def close(self) -> None:
+        self.response.close()  # it holds the socket too: both go, or the connection stays open
         self.conn.close()

@@ -1,0 +1,264 @@
+"""Following a batch as it is scored, over real gunicorn, runners and PostgreSQL: every row
+exactly once through disconnects, resumes, stream time limits, SIGKILLed runners and a
+restarted web server; followers hold no thread; the stream cap, ownership and bad event ids."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from core.clients import create_key
+from jobrunner.scoring import fast
+from tests.helpers import make_csv, sample_texts, wait_for
+from tests.sse import Stream
+
+SLOW = {"SCORER": "tests.scorers:slow", "TEST_SCORE_DELAY_SECONDS": "0.02"}
+
+
+def _label(compound: float) -> str:
+    return "positive" if compound >= 0.05 else "negative" if compound <= -0.05 else "neutral"
+
+
+def _upload(base: str, texts: list[str], key: str | None = None) -> str:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    answer = requests.post(
+        f"{base}/batch/upload", files={"file": ("x.csv", make_csv(texts))}, headers=headers, timeout=120
+    )
+    assert answer.status_code == 202, answer.text
+    return answer.json()["batch_id"]
+
+
+class Reader:
+    """Reads a batch's events, resuming with Last-Event-ID, and keeps every row it was sent."""
+
+    def __init__(self, base: str, batch_id: str, headers: dict[str, str] | None = None) -> None:
+        self.url = f"{base}/batch/{batch_id}/events"
+        self.headers = headers or {}
+        self.last_id: str | None = None
+        self.rows: list[dict] = []
+        self.final: dict | None = None
+        self.streams = 0
+
+    def read(self, hang_up_after: int | None = None) -> bool:
+        """One stream, until it ends (True once ``end`` came) or ``hang_up_after`` events."""
+        headers = dict(self.headers)
+        if self.last_id is not None:
+            headers["Last-Event-ID"] = self.last_id
+        stream = Stream(self.url, headers)
+        assert stream.status == 200, stream.body()
+        self.streams += 1
+        try:
+            for count, event in enumerate(stream, 1):
+                if event.name == "rows":
+                    self.rows.extend(event.json()["rows"])
+                    self.last_id = event.id
+                elif event.name == "end":
+                    self.final = event.json()
+                    return True
+                if hang_up_after is not None and count >= hang_up_after:
+                    return False
+            return False
+        finally:
+            stream.close()
+
+    def to_the_end(self) -> None:
+        while not self.read():
+            pass
+
+
+def _assert_every_row_once(rows: list[dict], texts: list[str]) -> None:
+    assert sorted(r["row"] for r in rows) == list(range(1, len(texts) + 1))
+    scores = fast(texts)
+    for row in rows:
+        expected = scores[row["row"] - 1]["compound"]
+        assert row["text"] == texts[row["row"] - 1]
+        assert row["compound"] == pytest.approx(expected, abs=1e-4)
+        assert row["sentiment"] == _label(row["compound"])
+
+
+def test_a_follower_of_200000_rows_scored_by_two_runners_gets_every_row_once(web_server, runners):
+    texts = sample_texts(200_000)
+    batch_id = _upload(web_server.base, texts)
+    reader = Reader(web_server.base, batch_id)
+    runners.start()
+    runners.start()
+    reader.to_the_end()
+    assert reader.final["status"] == "completed" and reader.final["processed_count"] == 200_000
+    _assert_every_row_once(reader.rows, texts)
+
+
+def test_a_follower_that_hangs_up_and_resumes_ten_times_gets_every_row_once(serve, runners):
+    server = serve(STREAM_MAX_SECONDS="2")  # the server cuts streams too
+    texts = sample_texts(30_000, seed=11)
+    batch_id = _upload(server.base, texts)
+    runners.start(**SLOW)
+    runners.start(**SLOW)
+    reader, chance = Reader(server.base, batch_id), random.Random(25)
+    for _ in range(10):
+        if reader.read(hang_up_after=chance.randint(1, 40)):
+            break
+    reader.to_the_end()
+    assert reader.streams >= 10
+    _assert_every_row_once(reader.rows, texts)
+
+
+def test_every_row_once_though_runners_are_killed_mid_batch(web_server, runners):
+    texts = sample_texts(20_000, seed=3)
+    batch_id = _upload(web_server.base, texts)
+    doomed = [runners.start(**SLOW), runners.start(**SLOW)]
+    reader, chance = Reader(web_server.base, batch_id), random.Random(9)
+    reader.read(hang_up_after=5)
+    for proc in doomed:
+        os.kill(proc.pid, signal.SIGKILL)
+    runners.start(**SLOW)
+    while not reader.read(hang_up_after=chance.randint(5, 60)):
+        pass
+    _assert_every_row_once(reader.rows, texts)
+
+
+def test_a_stream_that_starts_after_the_end_replays_every_row_and_ends(web_server, runners):
+    texts = sample_texts(1_500, seed=5)
+    batch_id = _upload(web_server.base, texts)
+    runners.start()
+    wait_for(
+        lambda: requests.get(f"{web_server.base}/batch/{batch_id}", timeout=5).json()["status"] == "completed"
+    )
+    reader = Reader(web_server.base, batch_id)
+    assert reader.read() and reader.streams == 1
+    _assert_every_row_once(reader.rows, texts)
+    # The NDJSON feed: the same rows as download lines, and the end of the body at the end.
+    lines = requests.get(f"{web_server.base}/batch/{batch_id}/results.ndjson?follow=true", timeout=30)
+    assert lines.headers["Content-Type"] == "application/x-ndjson"
+    parsed = [json.loads(line) for line in lines.text.splitlines()]
+    assert sorted(p["id"] for p in parsed) == sorted(r["id"] for r in reader.rows)
+    assert set(parsed[0]) == {"id", "text", "sentiment", "score", "compound", "pos", "neu", "neg", "error"}
+
+
+def test_ndjson_follow_streams_a_running_batch_to_its_end(web_server, runners):
+    texts = sample_texts(5_000, seed=8)
+    batch_id = _upload(web_server.base, texts)
+    runners.start(**SLOW)
+    with requests.get(
+        f"{web_server.base}/batch/{batch_id}/results.ndjson?follow=true", stream=True, timeout=60
+    ) as answer:
+        parsed = [json.loads(line) for line in answer.iter_lines() if line]
+    assert sorted(int(p["id"][1:]) for p in parsed) == list(range(1, 5_001))
+    status = requests.get(f"{web_server.base}/batch/{batch_id}", timeout=5).json()
+    assert status["status"] == "completed"
+
+
+def _worker_pid(master: int) -> int:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    assert len(children) == 1
+    return int(children[0])
+
+
+def _threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_fifty_open_streams_hold_no_thread_and_leave_the_service_answering(web_server, runners):
+    base = web_server.base
+    batch_id = _upload(base, sample_texts(3_000, seed=2))
+    worker = _worker_pid(web_server.proc.pid)
+    # Warm up: the request threads gunicorn starts on demand, and the hub with the first stream.
+    warmups = [threading.Thread(target=requests.get, args=(f"{base}/healthz",)) for _ in range(16)]
+    for thread in warmups:
+        thread.start()
+    for thread in warmups:
+        thread.join()
+    first = Stream(f"{base}/batch/{batch_id}/events")
+    next(iter(first))
+    before = _threads(worker)
+    streams = [Stream(f"{base}/batch/{batch_id}/events") for _ in range(49)]
+    assert all(s.status == 200 for s in streams)
+    assert _threads(worker) == before
+    for path in ("/healthz", f"/batch/{batch_id}"):
+        answer = requests.get(base + path, timeout=10)
+        assert answer.status_code == 200
+        print(f"{path} with 50 streams open: {answer.elapsed.total_seconds() * 1000:.1f} ms")
+    runners.start()
+    for stream in [first, *streams]:  # every one of them sees the batch through to its end
+        assert [e.name for e in stream][-1] == "end"
+    assert _threads(worker) == before
+
+
+def test_past_max_streams_a_new_stream_is_503_with_retry_after(serve):
+    server = serve(MAX_STREAMS="2")
+    batch_id = _upload(server.base, ["good", "bad"])
+    open_ones = [Stream(f"{server.base}/batch/{batch_id}/events") for _ in range(2)]
+    refused = requests.get(f"{server.base}/batch/{batch_id}/events", timeout=10)
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "2"
+    assert refused.headers["Content-Type"] == "application/problem+json"
+    assert refused.json()["type"].endswith("too-many-streams")
+    for stream in open_ones:
+        stream.close()
+
+    def admitted() -> bool:
+        with requests.get(f"{server.base}/batch/{batch_id}/events", stream=True, timeout=5) as answer:
+            return answer.ok
+
+    wait_for(admitted)
+
+
+def test_sigterm_closes_streams_between_events_and_a_resume_elsewhere_completes(serve, runners):
+    first = serve()
+    texts = sample_texts(20_000, seed=4)
+    batch_id = _upload(first.base, texts)
+    runners.start(**SLOW)
+    reader = Reader(first.base, batch_id)
+    stream = Stream(reader.url)
+    raw = b""
+    events = iter(stream)
+    for _ in range(3):
+        event = next(events)
+        if event.name == "rows":
+            reader.rows.extend(event.json()["rows"])
+            reader.last_id = event.id
+    first.proc.send_signal(signal.SIGTERM)
+    for event in events:  # what was buffered arrives whole; then the stream ends without `end`
+        assert event.name != "end"
+        if event.name == "rows":
+            reader.rows.extend(event.json()["rows"])
+            reader.last_id = event.id
+    raw = stream.response.fp.read()
+    assert raw == b""
+    first.proc.wait(timeout=30)
+    reader.url = f"{serve().base}/batch/{batch_id}/events"
+    reader.to_the_end()
+    _assert_every_row_once(reader.rows, texts)
+
+
+@pytest.mark.parametrize(
+    ("event_id", "why"), [("abc", "must be an event id"), ("1.2.3", "must be"), ("99.1", "beyond")]
+)
+def test_a_bad_event_id_is_a_400(client, upload, event_id, why):
+    batch_id = upload(make_csv(["good"]))["batch_id"]
+    answer = client.get(f"/batch/{batch_id}/events", headers={"Last-Event-ID": event_id})
+    assert answer.status_code == 400 and answer.mimetype == "application/problem+json"
+    assert answer.get_json()["type"].endswith("invalid-event-id") and why in answer.get_json()["detail"]
+
+
+def test_a_stream_is_its_owners_alone(client, db):
+    mine, theirs = create_key(db, "follow-owner"), create_key(db, "follow-other")
+    db.commit()
+    answer = client.post(
+        "/batch/upload",
+        data={"file": (__import__("io").BytesIO(make_csv(["good"])), "x.csv")},
+        headers={"Authorization": f"Bearer {mine}"},
+    )
+    batch_id = answer.get_json()["batch_id"]
+    other = client.get(f"/batch/{batch_id}/events", headers={"Authorization": f"Bearer {theirs}"})
+    assert other.status_code == 404
+    follow = client.get(
+        f"/batch/{batch_id}/results.ndjson?follow=true", headers={"Authorization": f"Bearer {theirs}"}
+    )
+    assert follow.status_code == 404
+    assert client.get(f"/batch/{batch_id}/results.ndjson?follow=maybe").status_code in (400, 401)
