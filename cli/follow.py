@@ -49,7 +49,14 @@ def follow(service: Service, batch_id: str, after: str = "", *, header: bool = T
     Raises :class:`Interrupted` (or :class:`ServiceError`) after naming on stderr how to resume."""
     last = after
     signals = _Signals()
+    say = service.say
     with signals.caught(), Bar(None, "rows scored", unit="row") as bar:
+
+        def said(message: str) -> None:  # retries and reconnections, told above the bar
+            with bar.aside(sys.stderr):
+                say(message)
+
+        service.say = said
         try:
             if header:
                 with signals.held(), bar.aside():
@@ -77,6 +84,8 @@ def follow(service: Service, batch_id: str, after: str = "", *, header: bool = T
             if exc.status is None or exc.status >= 500:  # the service away: it may be back later
                 _resume_hint("stopped", batch_id, last)
             raise
+        finally:
+            service.say = say
     raise ServiceError(None, f"the feed of {batch_id} ended without its end event")
 
 

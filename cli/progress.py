@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 
 def shown() -> bool:
@@ -47,13 +47,14 @@ class Bar:
             self._bar.reset()
 
     @contextlib.contextmanager
-    def aside(self) -> Iterator[None]:
-        """Stdout is written inside: when it is the bar's terminal too, the bar steps aside (is
-        cleared, then drawn again below what was written)."""
-        if self._bar is None or not sys.stdout.isatty():
+    def aside(self, file: TextIO | None = None) -> Iterator[None]:
+        """``file`` (stdout by default) is written inside: when it is the bar's terminal too, the
+        bar steps aside (is cleared, then drawn again below what was written)."""
+        file = file or sys.stdout
+        if self._bar is None or not file.isatty():
             yield
             return
-        with self._bar.external_write_mode(file=sys.stdout):
+        with self._bar.external_write_mode(file=file):
             yield
 
     def close(self) -> None:
