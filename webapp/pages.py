@@ -179,7 +179,8 @@ def _took(batch: Batch) -> str | None:
 def histogram(conn: psycopg.Connection, batch: Batch) -> list[int]:
     """Rows per bin of compound score. A running batch's page starts from zeros: its script fills
     the bins from the event stream, which replays every row scored so far. A final batch's bins
-    are counted here, once per process (its scores no longer change)."""
+    are counted here; a completed batch's once per process (its scores no longer change, whereas
+    the chunks a cancelled batch's runners held still commit)."""
     if not batch.finished:
         return [0] * HISTOGRAM_BINS
     kept: dict[int, list[int]] = current_app.extensions.setdefault("page_histograms", {})
@@ -188,6 +189,8 @@ def histogram(conn: psycopg.Connection, batch: Batch) -> list[int]:
         params = {"batch_id": batch.id}
         for bin_, rows in read_results(batch, conn, lambda db: db.execute(_HISTOGRAM, params).fetchall()):
             counts[bin_] = rows
+        if not batch.has_results:
+            return counts
         if len(kept) >= HISTOGRAMS_KEPT:
             kept.pop(next(iter(kept)))
         kept[batch.id] = counts

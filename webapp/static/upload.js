@@ -66,7 +66,12 @@
     status.textContent = "";
   });
 
-  // A refused upload comes back with the problem at the top: take the reader there.
+  // A refused upload comes back with the problem at the top: take the reader there. The page
+  // answered the form's POST; its address becomes the home page's, so that a reload asks for
+  // the form afresh instead of offering to send the file again.
   const problem = document.getElementById("upload-problem");
-  if (problem) problem.focus();
+  if (problem) {
+    problem.focus();
+    window.history.replaceState(null, "", form.dataset.home);
+  }
 })();
