@@ -32,7 +32,7 @@ def test_api_matches_its_document(app, client, db):
     processing = client.post("/batch/upload", data=make_csv(["good"]), content_type="text/csv").get_json()
     api = schemathesis.openapi.from_wsgi("/openapi.json", app)
     operations = [result.ok() for result in api.get_all_operations()]
-    assert len(operations) == 14  # 12, GET /batch/{batch_id}/webhooks and POST .../webhooks/retry
+    assert len(operations) == 15  # 12, GET .../events, GET /batch/{batch_id}/webhooks, POST .../webhooks/retry
 
     # Known-good requests, so the success responses are checked against the document too.
     valid = {
@@ -80,5 +80,5 @@ def test_document_names_every_route(app):
         if rule.endpoint != "static"
     }
     # The document itself, and the pages only browsers use.
-    pages = {"/openapi.json", "/login", "/logout", "/"}
+    pages = {"/openapi.json", "/login", "/logout", "/", "/batch/{batch_id}/set-aside"}
     assert routes - pages == documented

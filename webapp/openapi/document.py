@@ -60,7 +60,11 @@ SCHEMAS: dict[str, Any] = {
     "ResultsPage": _page_schema(
         RESULTS,
         "Result",
-        {"batch_id": {"type": "string"}, "total_results": COUNT},
+        {
+            "batch_id": {"type": "string"},
+            "complete": {"type": "boolean", "description": "false while rows may still be added."},
+            "total_results": COUNT,
+        },
         sentiment={"enum": list(SENTIMENTS)},
         order={"enum": ["compound", "-compound"]},
     ),

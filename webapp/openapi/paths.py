@@ -10,6 +10,7 @@ from typing import Any
 
 from core.batches import SENTIMENTS, STATUSES
 from webapp.openapi.common import BATCH_ID, json_answer, problem_answers, query, ref
+from webapp.openapi.feed import FOLLOW, feed_paths
 from webapp.openapi.upload import upload_operation
 from webapp.openapi.webhooks import webhook_paths
 from webapp.pagination import MAX_PER_PAGE
@@ -83,12 +84,12 @@ BATCHES_PARAMETERS = [
 ]
 
 
-def _download(summary: str, media_type: str) -> dict[str, Any]:
+def _download(summary: str, media_type: str, *more: dict[str, Any]) -> dict[str, Any]:
     """A whole batch's results, streamed in one format."""
     return {
         "get": {
             "summary": summary,
-            "parameters": [BATCH_ID, ACCEPT_ENCODING],
+            "parameters": [BATCH_ID, ACCEPT_ENCODING, *more],
             "responses": {
                 "200": {
                     "description": "The whole batch, streamed as an attachment.",
@@ -143,7 +144,12 @@ def paths() -> dict[str, Any]:
         },
         "/batch/{batch_id}/results": {
             "get": {
-                "summary": "Keyset pages of a finished batch's results: in file order, or by score",
+                "summary": "Keyset pages of a batch's results: in file order (as it runs), or by score",
+                "description": "While the batch runs, file-order pages hold the rows scored so far "
+                "(`complete` is false): chunks finish out of order, so a page may skip rows that come "
+                "later; the last page still has a `next_cursor` to ask again from. Follow "
+                "`/batch/{batch_id}/events` to see every row. `sentiment` and `order` wait for the "
+                "batch to complete (409).",
                 "parameters": RESULTS_PARAMETERS,
                 "responses": {
                     "200": json_answer(ref("ResultsPage"), "One page.", NEXT_LINK),
@@ -163,7 +169,7 @@ def paths() -> dict[str, Any]:
         },
         "/batch/{batch_id}/results.csv": _download("Download every result as CSV", "text/csv"),
         "/batch/{batch_id}/results.ndjson": _download(
-            "Download every result as NDJSON", "application/x-ndjson"
+            "Download every result as NDJSON, or follow them as scored", "application/x-ndjson", FOLLOW
         ),
         "/batches": {
             "get": {
@@ -191,5 +197,6 @@ def paths() -> dict[str, Any]:
                 },
             }
         },
+        **feed_paths(),
         **webhook_paths(),
     }
