@@ -209,19 +209,20 @@ def finish_and_claim(
     """:func:`claim_chunks` and :func:`finish_chunks` in one pipeline: one round trip for both.
 
     The two run in one implicit transaction (one Sync): both commit, or neither does and the error
-    is raised. The claim's chunks stay locked until the finish commits (nobody else wants them:
-    claims skip locked chunks). ``conn`` must be in autocommit mode. A caller that gets an error
-    may commit the round with :func:`finish_chunks` alone.
+    is raised. ``conn`` must be in autocommit mode. A caller that gets an error may commit the
+    round with :func:`finish_chunks` alone.
     """
     if not scored:
         return set(), claim_chunks(conn, runner.name, lease_seconds, limit)
     with conn.pipeline():
-        # The claim first: the finish's lock on its batch row, which every finish of that batch
-        # needs, is then held only from the last statement to the commit right after it.
-        claiming = _claim_cursor(conn, runner.name, lease_seconds, limit)
+        # The finish first, so the transaction keeps the lock order: the claim's new chunks,
+        # locked before the finish waited for its own (lower ids) and its batch row, would
+        # deadlock with a cancel of that batch, which locks all its chunks in id order. The
+        # claim never waits (it skips locked chunks); the batch row stays locked through it.
         finishing = _finish_cursor(conn, scored, runner)
-        claimed = claiming.fetchall()
+        claiming = _claim_cursor(conn, runner.name, lease_seconds, limit)
         outcome = finishing.fetchone()
+        claimed = claiming.fetchall()
     return _after_finish(conn, scored[0].chunk.batch_id, outcome), claimed
 
 

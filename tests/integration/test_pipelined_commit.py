@@ -86,3 +86,53 @@ def test_binary_arrays_arrive_as_the_numbers_numpy_held(db):
     assert math.copysign(1, got_floats[1]) == -1  # bit for bit, the sign of zero included
     assert got_ints == ints.tolist()
     assert empty_f == [] and empty_i == []
+
+
+def _waits_on_a_lock(db, pid: int) -> bool:  # type: ignore[no-untyped-def]
+    query = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s"
+    return bool(db.execute(query, (pid,)).fetchone()[0])
+
+
+def test_a_cancel_racing_a_finish_and_the_next_claim_does_not_deadlock(upload, db, database_url):
+    """The cancel locks the batch's chunks in id order; the runner's pair must not lock a later
+    chunk (its claim) before waiting for an earlier one (its finish) that the cancel holds."""
+    import threading
+
+    from core.batches import cancel
+    from tests.helpers import wait_for
+
+    public_id = upload(make_csv(sample_texts(1_000, seed=52)))["batch_id"]
+    outcomes: dict[str, object] = {}
+
+    def attempt(name: str, call) -> None:  # type: ignore[no-untyped-def]
+        try:
+            outcomes[name] = call()
+        except psycopg.Error as exc:
+            outcomes[name] = exc
+
+    with (
+        psycopg.connect(database_url, autocommit=True) as runner,
+        psycopg.connect(database_url, autocommit=True) as canceller,
+        psycopg.connect(database_url) as blocker,
+    ):
+        round_, scored = _first_round_scored(runner)  # the batch's first chunk, in hand
+        # Holding the fifth chunk stops the cancel there, with chunks one to four locked.
+        blocker.execute(
+            "SELECT id FROM chunks WHERE state = 'ready' ORDER BY id OFFSET 3 LIMIT 1 FOR UPDATE"
+        ).fetchone()
+        cancelling = threading.Thread(target=attempt, args=("cancel", lambda: cancel(canceller, public_id)))
+        cancelling.start()
+        wait_for(lambda: _waits_on_a_lock(db, canceller.info.backend_pid))
+        pair = threading.Thread(
+            target=attempt, args=("pair", lambda: finish_and_claim(runner, scored, RUNNER, 60, 2))
+        )
+        pair.start()
+        wait_for(lambda: _waits_on_a_lock(db, runner.info.backend_pid))
+        blocker.rollback()
+        cancelling.join(30)
+        pair.join(30)
+    assert not isinstance(outcomes["cancel"], psycopg.Error), outcomes["cancel"]
+    assert not isinstance(outcomes["pair"], psycopg.Error), outcomes["pair"]
+    done, claimed = outcomes["pair"]  # type: ignore[misc]
+    assert done == {round_[0].chunk_id} and claimed == []
+    assert db.execute("SELECT status, processed_count FROM batches").fetchone() == ("cancelled", 100)
