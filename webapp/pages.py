@@ -213,7 +213,7 @@ def _results_total(batch: Batch, page: Page[Any]) -> int:
 
 def batch_page(conn: psycopg.Connection, batch: Batch) -> Response:
     """A batch as a page: progress, the rows scored so far, the histogram; the chart once done."""
-    page = _results(conn, batch) if batch.processed_count or batch.failed_count or batch.finished else None
+    page = _results(conn, batch)
     set_aside = batches.row_errors(conn, batch, limit=ERRORS_SHOWN) if batch.invalid_count else []
     progress = batch.progress(datetime.now(UTC))
     running = batch.status == "processing"

@@ -142,6 +142,8 @@ def test_a_running_batch_fills_in_live_and_announces_its_finish_once(
         timeout=60_000,
     )
     assert seen_running.json_value() > 0
+    place = page.locator("#results [data-pager] .pager-place").first.inner_text()
+    assert re.fullmatch(r"Rows 1–\d+ of [\d,]+ · page 1 of \d+", place), place
     no_axe_violations(page)
     screenshot(page, "live-batch-running.png", full_page=True)
     wait_until_final(page)
