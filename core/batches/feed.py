@@ -10,7 +10,7 @@ A follower is done once the batch is final and no runner holds one of its chunks
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import psycopg
@@ -52,12 +52,14 @@ class Position:
         return cls(int(match[1]), int(match[2]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CommittedChunk:
     """One chunk's rows as one finish committed them; ``position`` is its event id."""
 
     position: Position
     rows: list[Result]
+    #: The bytes each stream format made of it: followers that share a read encode it once.
+    frames: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

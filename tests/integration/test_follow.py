@@ -262,3 +262,12 @@ def test_a_stream_is_its_owners_alone(client, db):
     )
     assert follow.status_code == 404
     assert client.get(f"/batch/{batch_id}/results.ndjson?follow=maybe").status_code in (400, 401)
+
+
+def test_head_of_a_stream_is_its_head_alone(web_server):
+    batch_id = _upload(web_server.base, ["good"])
+    with requests.Session() as session:
+        answer = session.head(f"{web_server.base}/batch/{batch_id}/events", timeout=10)
+        assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/event-stream")
+        # The same connection answers the next request: nothing followed the head.
+        assert session.get(f"{web_server.base}/healthz", timeout=10).json() == {"status": "ok"}

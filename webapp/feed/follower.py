@@ -52,6 +52,11 @@ class Follower:
             return b""
         out = bytearray()
         batch = state.batch
+        key = _progress_key(batch)
+        # First: a stream opens with the batch, and the rows that follow cover at least its counts.
+        if key != self._progress:
+            self._progress = key
+            out += self.framing.progress(batch)
         if self.behind or self.read_through < batch.commit_seq:
             chunks = read(batch, self.position, STEP_CHUNKS)
             for chunk in chunks:
@@ -61,10 +66,6 @@ class Follower:
             self.behind = len(chunks) == STEP_CHUNKS
             if not self.behind:
                 self.read_through = max(self.read_through, batch.commit_seq)
-        key = _progress_key(batch)
-        if key != self._progress:
-            self._progress = key
-            out += self.framing.progress(batch)
         if state.over and not self.behind and self.read_through >= batch.commit_seq:
             out += self.framing.end(batch)
             self.ended = True

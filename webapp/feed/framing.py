@@ -47,8 +47,11 @@ class ServerSentEvents:
         return f"event: progress\ndata: {_json(batch.to_json())}\n\n".encode()
 
     def rows(self, chunk: CommittedChunk) -> bytes:
-        data = _json({"rows": [row.to_json() for row in chunk.rows]})
-        return f"event: rows\nid: {chunk.position}\ndata: {data}\n\n".encode()
+        frame = chunk.frames.get("sse")
+        if frame is None:
+            data = _json({"rows": [row.to_json() for row in chunk.rows]})
+            frame = chunk.frames["sse"] = f"event: rows\nid: {chunk.position}\ndata: {data}\n\n".encode()
+        return frame
 
     def end(self, batch: Batch) -> bytes:
         return f"event: end\ndata: {_json(batch.to_json())}\n\n".encode()
@@ -69,8 +72,11 @@ class JsonLines:
         return b""
 
     def rows(self, chunk: CommittedChunk) -> bytes:
-        lines = (json.dumps(row.to_export_json(), ensure_ascii=False) + "\n" for row in chunk.rows)
-        return "".join(lines).encode()
+        frame = chunk.frames.get("ndjson")
+        if frame is None:
+            lines = (json.dumps(row.to_export_json(), ensure_ascii=False) + "\n" for row in chunk.rows)
+            frame = chunk.frames["ndjson"] = "".join(lines).encode()
+        return frame
 
     def end(self, batch: Batch) -> bytes:
         return b""

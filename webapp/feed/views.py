@@ -69,6 +69,8 @@ def follow(public_id: str, framing: Framing, after: Position, max_seconds: float
         )
     follower = Follower(batch.id, framing, export_source(), after)
     headers = {"Content-Type": framing.content_type, "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    if request.method == "HEAD":  # the head alone: nothing to follow
+        return Response(status=200, headers=headers)
     if request.environ.get(OFFER):
         hub = _hub()
         if hub.full():
