@@ -152,6 +152,10 @@ def test_pages_and_exports_of_a_finished_batch_read_from_the_replica(
     assert [row["text"] for row in csv.DictReader(io.StringIO(exported.text))] == texts
     ndjson = client.get(f"/batch/{public_id}/results.ndjson", headers=auth)
     assert [json.loads(line)["text"] for line in ndjson.text.splitlines()] == texts
+    # The events of a finished batch replay from where its pages read.
+    events = client.get(f"/batch/{public_id}/events", headers=auth).get_data(as_text=True).splitlines()
+    rows = [json.loads(line[len("data: ") :])["rows"] for line in events if line.startswith('data: {"rows"')]
+    assert sorted(row["text"] for chunk in rows for row in chunk) == sorted(texts)
     # And the browser's page of the batch, whose first page of results is one of them.
     page = client.get(f"/batch/{public_id}", headers={**auth, "Accept": "text/html"}).get_data(as_text=True)
     plain = next(text for text in texts[:10] if not set(text) & set("\"&<>'\n"))
