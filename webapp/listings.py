@@ -16,12 +16,13 @@ from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 import psycopg
-from flask import Blueprint, Response, request, url_for
+from flask import Blueprint, Response, redirect, request, url_for
 
 from core import batches
 from core.batches import PUBLIC_ID_PATTERN, SENTIMENTS, STATUSES, Batch, Result, RowError, labels, ordering
 from core.clients import NAME_PATTERN, require_admin
 from webapp.db import caller, connection, settings, signing_key
+from webapp.negotiation import negotiated, wants_html
 from webapp.pagination import (
     MAX_ROW_NUMBER,
     NOT_YET,
@@ -270,15 +271,19 @@ def get_results(public_id: str) -> Response:
 
 @bp.get("/batch/<public_id>/errors")
 def get_errors(public_id: str) -> Response:
+    """The set-aside rows as JSON pages; a browser is sent to their page (``/batch/<id>/set-aside``)."""
     with connection() as conn:
         batch = batches.get(conn, public_id)
+        if wants_html():
+            to = url_for("pages.set_aside", public_id=public_id, **request.args)
+            return negotiated(redirect(to, 303))
         key = signing_key(conn)
         page_request = parse_page_request(request.args, ERRORS, public_id, {}, key)
         page = read_results(
             batch, conn, lambda reading: read_page(reading, ERRORS, batch, public_id, page_request, {}, key)
         )
     url = url_for("listings.get_errors", public_id=public_id)
-    return page_response(page, url, batch_id=public_id, total_errors=batch.invalid_count)
+    return negotiated(page_response(page, url, batch_id=public_id, total_errors=batch.invalid_count))
 
 
 @bp.get("/batches")

@@ -98,11 +98,6 @@ def test_set_aside_rows_have_pages_linked_from_the_top(
         page.context.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GET /batch/<id>/errors hands browsers to pages.set_aside_page once "
-    "webapp/listings.py negotiates (as api.get_batch does)",
-)
 def test_the_set_aside_list_url_answers_browsers_with_the_page(web_server: WebServer, runners, tmp_path):
     runners.start()
     data = make_csv(["fine", "", "also fine", ""])
@@ -111,8 +106,10 @@ def test_the_set_aside_list_url_answers_browsers_with_the_page(web_server: WebSe
     ).json()["batch_id"]
     url = f"{web_server.base}/batch/{public_id}/errors"
     assert requests.get(url, timeout=10).headers["Content-Type"].startswith("application/json")
-    page = requests.get(url, headers={"Accept": BROWSER_ACCEPT}, timeout=10)
+    page = requests.get(url + "?per_page=1", headers={"Accept": BROWSER_ACCEPT}, timeout=10)
     assert page.headers["Content-Type"].startswith("text/html") and "Rows set aside at upload" in page.text
+    assert page.history[0].status_code == 303
+    assert page.url.endswith(f"/batch/{public_id}/set-aside?per_page=1")
 
 
 def test_the_pager_says_where_you_are_and_jumps(browser: Browser, web_server, runners, tmp_path, width):
