@@ -16,13 +16,19 @@ SELECT e.seq, e.chunk::integer AS chunk, x.row_number, x.line_number, x.client_i
        x.neg, x.error
 FROM entries AS e
 LEFT JOIN LATERAL (
-    -- Both bounds on both tables, as the results pages do (batch_results_page).
+    -- Fences (OFFSET 0) keep both subqueries run per chunk and per row: a range of the results'
+    -- primary key, then one probe of the inputs' each. Flattened, the planner took the chunks'
+    -- ranges for a join filter over the whole batch whenever the partitions' statistics
+    -- (analyzed seldom, by design) said they were empty.
     SELECT r.row_number, i.line_number, i.client_id, i.text, r.compound, r.pos, r.neu, r.neg, r.error
     FROM batch_results AS r
-    JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = r.row_number
-    WHERE r.batch_id = %(batch_id)s
-      AND r.row_number BETWEEN e.first_row AND e.last_row
-      AND i.row_number BETWEEN e.first_row AND e.last_row
+    CROSS JOIN LATERAL (
+        SELECT line_number, client_id, text FROM batch_inputs
+        WHERE batch_id = %(batch_id)s AND row_number = r.row_number
+        OFFSET 0
+    ) AS i
+    WHERE r.batch_id = %(batch_id)s AND r.row_number BETWEEN e.first_row AND e.last_row
+    OFFSET 0
 ) AS x ON true
 ORDER BY e.seq, e.chunk, x.row_number;
 

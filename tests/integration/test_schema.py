@@ -252,3 +252,26 @@ def test_batch_mirrors_the_batches_table_column_for_column(db):
         )
     }
     assert {f.name for f in fields(Batch)} == columns
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+def test_a_follower_reads_each_chunk_by_key_ranges_whatever_the_statistics(upload, db, plan_cache_mode):
+    from tests.integration.helpers import score_everything
+
+    public_id = upload(make_csv(["fine"] * 5_000))["batch_id"]
+    # Statistics taken while the batch had no results, as its partition's seldom analyses leave them.
+    db.execute("ANALYZE batch_results")
+    db.execute("ANALYZE batch_inputs")
+    score_everything(db)
+    batch_id = db.execute("SELECT id FROM batches WHERE public_id = %s", (public_id,)).fetchone()[0]
+    db.execute(f"SET plan_cache_mode = {plan_cache_mode}")
+    params = {"batch_id": batch_id, "after_seq": 1, "after_chunk": 0, "chunks": 20}
+    plan = db.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + q("batch_commits_rows_after"), params).fetchone()[0]
+    nodes = list(_plan_nodes(plan[0]["Plan"]))
+    scans = [n for n in nodes if n.get("Relation Name", "").startswith(("batch_results", "batch_inputs"))]
+    assert scans and all(n["Node Type"] == "Index Scan" for n in scans), scans
+    # Each scan reads one chunk's range (or one row) per loop: 100 rows a chunk, never the batch.
+    read = [(n["Relation Name"], n["Actual Rows"]) for n in scans]
+    assert all(rows <= 100 for _, rows in read), read
+    assert not any("Join Filter" in n for n in nodes), nodes
+    assert plan[0]["Plan"]["Actual Rows"] == 2_000
