@@ -127,7 +127,10 @@ class Hub:
     def _turn(self) -> bool:
         """One turn of the loop; False once stopped and every stream is closed."""
         now = time.monotonic()
-        urgent = any(s.follower.behind and len(s.out) < LOW_WATER_BYTES for s in self._streams.values())
+        urgent = any(
+            s.follower.behind and not s.follower.ended and len(s.out) < LOW_WATER_BYTES
+            for s in self._streams.values()
+        )
         timeout = 0.0 if urgent else max(0.0, min(self._next_poll - now, IDLE_SECONDS))
         if self._stopping_at is not None:
             timeout = min(timeout, 0.05)
