@@ -70,8 +70,3 @@ class Follower:
             out += self.framing.end(batch)
             self.ended = True
         return bytes(out)
-
-    @property
-    def waiting(self) -> bool:
-        """Nothing to read until the batch's state changes."""
-        return not self.behind and not self.ended
