@@ -1,0 +1,136 @@
+"""A follower without a database: event ids, what each step sends, and when the stream ends."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from core.batches import Batch, Result
+from core.batches.feed import CommittedChunk, FollowState, Position
+from core.errors import InvalidInput
+from webapp.feed.follower import STEP_CHUNKS, Follower
+from webapp.feed.framing import JsonLines, ServerSentEvents
+
+BATCH = Batch(
+    id=7,
+    public_id="batch-" + "0" * 32,
+    status="processing",
+    total_count=3_000,
+    processed_count=0,
+    positive_count=0,
+    negative_count=0,
+    neutral_count=0,
+    chunk_size=100,
+    source_filename="x.csv",
+    created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    started_at=None,
+    completed_at=None,
+    invalid_count=0,
+    failed_count=0,
+    deleted_at=None,
+    client=None,
+    metadata={},
+    expires_after=None,
+    callback_url=None,
+    commit_seq=0,
+)
+
+
+def _row(number: int) -> Result:
+    return Result(number, number + 1, f"r{number}", "text", "neutral", 0.0, 0.0, 0.0, 1.0, 0.0, None)
+
+
+class Log:
+    """A commit log in memory: entry n holds chunks of 100 rows; reads count themselves."""
+
+    def __init__(self) -> None:
+        self.entries: list[list[tuple[int, int]]] = []
+        self.reads = 0
+
+    def commit(self, *firsts: int) -> Batch:
+        self.entries.append([(first, first + 99) for first in sorted(firsts)])
+        done = sum(len(entry) for entry in self.entries) * 100
+        return replace(BATCH, commit_seq=len(self.entries), processed_count=done, neutral_count=done)
+
+    def read(self, batch: Batch, after: Position, chunks: int) -> list[CommittedChunk]:
+        self.reads += 1
+        found = [
+            CommittedChunk(Position(seq, k), [_row(n) for n in range(first, last + 1)])
+            for seq, entry in enumerate(self.entries[: batch.commit_seq], 1)
+            for k, (first, last) in enumerate(entry, 1)
+            if Position(seq, k) > after
+        ]
+        return found[:chunks]
+
+
+def _rows(sent: bytes) -> list[int]:
+    return [int(number) for number in re.findall(rb'"row":(\d+)', sent)]
+
+
+@pytest.mark.parametrize("text", ["0.0", "12.3", " 4.5 ", "2147483647.1"])
+def test_an_event_id_reads_back_as_the_position_it_names(text):
+    position = Position.parse(text)
+    assert str(position) == text.strip() and Position.parse(str(position)) == position
+
+
+@pytest.mark.parametrize("text", ["abc", "1", "1.", ".1", "1.2.3", "-1.2", "01.2", "2147483648.0", "1.2x"])
+def test_an_event_id_the_service_never_sends_is_refused(text):
+    with pytest.raises(InvalidInput) as refused:
+        Position.parse(text)
+    assert refused.value.slug == "invalid-event-id"
+
+
+def test_positions_order_by_entry_then_chunk():
+    assert Position(1, 9) < Position(2, 1) < Position(2, 2) and Position() == Position.parse(None)
+
+
+def test_each_committed_row_is_sent_once_and_the_end_only_after_the_last():
+    log, follower = Log(), Follower(BATCH.id, ServerSentEvents(), None)  # type: ignore[arg-type]
+    sent = follower.step(FollowState(BATCH, in_hand=False), log.read)
+    assert sent.startswith(b"event: progress") and log.reads == 0  # nothing committed, nothing read
+    batch = log.commit(201, 1)
+    sent += follower.step(FollowState(batch, in_hand=False), log.read)
+    batch = log.commit(101)
+    sent += follower.step(FollowState(batch, in_hand=False), log.read)
+    reads = log.reads
+    sent += follower.step(FollowState(batch, in_hand=False), log.read)  # nothing new: no read
+    assert log.reads == reads and b"event: end" not in sent
+    final = replace(batch, status="completed", completed_at=datetime(2026, 1, 2, tzinfo=UTC))
+    sent += follower.step(FollowState(final, in_hand=False), log.read)
+    assert _rows(sent) == [*range(1, 101), *range(201, 301), *range(101, 201)]
+    assert sent.endswith(b"\n\n") and b"event: end" in sent.split(b"event: rows")[-1] and follower.ended
+    assert [line for line in sent.split(b"\n") if line.startswith(b"id:")] == [
+        b"id: 1.1",
+        b"id: 1.2",
+        b"id: 2.1",
+    ]
+
+
+def test_a_cancelled_batch_with_chunks_in_hand_is_not_over_yet():
+    log, follower = Log(), Follower(BATCH.id, JsonLines(), None)  # type: ignore[arg-type]
+    cancelled = replace(log.commit(1), status="cancelled", completed_at=datetime(2026, 1, 2, tzinfo=UTC))
+    follower.step(FollowState(cancelled, in_hand=True), log.read)
+    assert not follower.ended
+    late = replace(log.commit(101), status="cancelled", completed_at=cancelled.completed_at)
+    sent = follower.step(FollowState(late, in_hand=False), log.read)
+    assert b'"id": "r101"' in sent and follower.ended
+
+
+def test_a_follower_far_behind_reads_a_step_at_a_time_and_resumes_where_it_was():
+    log = Log()
+    for first in range(1, 3_001, 100):
+        batch = log.commit(first)
+    done = replace(batch, status="completed", completed_at=datetime(2026, 1, 2, tzinfo=UTC))
+    follower = Follower(BATCH.id, ServerSentEvents(), None, Position(3, 1))  # type: ignore[arg-type]
+    first = follower.step(FollowState(done, in_hand=False), log.read)
+    assert follower.behind and not follower.ended and len(_rows(first)) == STEP_CHUNKS * 100
+    rest = follower.step(FollowState(done, in_hand=False), log.read)
+    assert _rows(first + rest) == list(range(301, 3_001)) and follower.ended
+
+
+def test_a_deleted_batch_ends_the_stream_without_an_end_event():
+    follower = Follower(BATCH.id, ServerSentEvents(), None)  # type: ignore[arg-type]
+    assert follower.step(None, Log().read) == b"" and follower.ended
