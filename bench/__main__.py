@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import Row, ceiling, e2e, hostile, latency, purge, reads, retention, upload, vader
+from bench import Row, ceiling, e2e, follow, hostile, latency, purge, reads, retention, upload, vader
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     n = size(50_000, 300_000)
     say(f"load: 50 pollers idle and busy, fairness behind {n:,} rows")
     rows += reads.load_rows(reads.load_and_fairness(n, seconds=size(5, 10)))
+
+    n, m = size(100_000, 1_000_000), size(20_000, 100_000)
+    say(f"follow: first row of {n:,} rows; {m:,} rows with 50 followers and none")
+    rows += follow.rows(follow.first_row(n), follow.throughput(m))
 
     n = size(20_000, 100_000)
     say(f"purge: 10 finished batches of {n:,} results while 2 runners score")

@@ -1,0 +1,165 @@
+"""Followers: how soon the first row of a big upload reaches one, and what 50 cost the runners.
+
+First row: with 2 runners waiting, a 1,000,000-row file is uploaded to gunicorn; a follower
+connects to ``/batch/<id>/events`` as soon as the upload answers, and the figure is the time
+from that answer to its first ``rows`` event (target: under 1 s). Its baseline, from the same
+run, is the upload itself.
+
+Throughput: the same batch of review texts scored by 2 runners with no follower, then with 50
+followers (each reads every event to the end, on raw sockets, so the bench's own reading costs
+little), interleaved three times; rows per second from the upload's answer to completion. The
+followers share the machine's two cores with gunicorn, PostgreSQL and the runners: this is the
+whole cost of serving them, not the database's share alone; the row also gives the web
+worker's CPU per row it delivers to one follower, where most of that cost is copying bytes
+through loopback TCP.
+
+``python -m bench.follow [--rows N] [--first-rows N]`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import requests
+
+from bench import Row
+from bench.ceiling import process_cpu
+from bench.data import texts as make_texts
+from bench.e2e import _csv
+from bench.service import cluster, gunicorn, runners
+
+
+def _upload(base: str, body: bytes) -> tuple[str, float, float]:
+    """(batch id, when the upload started, when it answered) by perf_counter."""
+    started = time.perf_counter()
+    headers = {"Content-Type": "text/csv"}
+    answer = requests.post(f"{base}/batch/upload", data=body, headers=headers, timeout=600)
+    answered = time.perf_counter()
+    answer.raise_for_status()
+    return answer.json()["batch_id"], started, answered
+
+
+def _open(base: str, batch_id: str) -> socket.socket:
+    parts = urlsplit(base)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=300)
+    request = f"GET /batch/{batch_id}/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+    sock.sendall(request.encode())
+    return sock
+
+
+def _first_rows_after(base: str, batch_id: str) -> float:
+    """perf_counter when the first ``rows`` event arrived."""
+    sock, seen = _open(base, batch_id), b""
+    try:
+        while b"event: rows\n" not in seen:
+            data = sock.recv(65536)
+            assert data, "the stream ended before any row"
+            seen = seen[-64:] + data
+        return time.perf_counter()
+    finally:
+        sock.close()
+
+
+def _read_to_end(sock: socket.socket, ends: list[bool]) -> None:
+    tail = b""
+    with sock:
+        while data := sock.recv(1 << 20):
+            tail = (tail + data)[-16384:]  # the end event carries the whole batch
+    ends.append(b"event: end\n" in tail)
+
+
+def _wait_done(url: str, batch_id: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        status = "SELECT status FROM batches WHERE public_id = %s"
+        while conn.execute(status, (batch_id,)).fetchone()[0] == "processing":
+            time.sleep(0.02)
+
+
+def first_row(first_rows: int, repeat: int = 3) -> dict[str, float]:
+    body = _csv(make_texts("short", first_rows, seed=21))
+    uploads, firsts = [], []
+    with cluster() as url, gunicorn(url) as (base, _), runners(url, 2, POLL_SECONDS="0.2"):
+        for _ in range(repeat):
+            batch_id, started, answered = _upload(base, body)
+            firsts.append(_first_rows_after(base, batch_id) - answered)
+            uploads.append(answered - started)
+            requests.post(f"{base}/batch/{batch_id}/cancel", timeout=30)
+    return {"upload": statistics.median(uploads), "first_row": statistics.median(firsts)}
+
+
+def throughput(rows: int, followers: int = 50, repeat: int = 3) -> dict[str, float]:
+    body = _csv(make_texts("review", rows, seed=22))
+    rates: dict[int, list[float]] = {0: [], followers: []}
+    web_cpu: list[float] = []  # the web worker's CPU seconds per row delivered to a follower
+    complete = True
+    with cluster() as url, gunicorn(url) as (base, master), runners(url, 2, POLL_SECONDS="0.2"):
+        worker = int(Path(f"/proc/{master}/task/{master}/children").read_text().split()[0])
+        for _ in range(repeat):
+            for count in (0, followers):
+                cpu_before = process_cpu(worker, reaped=False)
+                batch_id, _, answered = _upload(base, body)
+                ends: list[bool] = []
+                readers = [
+                    threading.Thread(target=_read_to_end, args=(_open(base, batch_id), ends))
+                    for _ in range(count)
+                ]
+                for reader in readers:
+                    reader.start()
+                _wait_done(url, batch_id)
+                rates[count].append(rows / (time.perf_counter() - answered))
+                for reader in readers:
+                    reader.join()
+                complete &= len(ends) == count and all(ends)
+                if count:
+                    web_cpu.append((process_cpu(worker, reaped=False) - cpu_before) / (rows * count))
+    return {
+        "alone": statistics.median(rates[0]),
+        "followed": statistics.median(rates[followers]),
+        "followers": followers,
+        "complete": complete,
+        "web_us_per_row": statistics.median(web_cpu) * 1e6,
+    }
+
+
+def rows(first: dict[str, float], load: dict) -> list[Row]:
+    ratio = load["followed"] / load["alone"]
+    return [
+        (
+            "follow: upload answered → first row at a follower (1,000,000 rows)",
+            f"the upload itself: {first['upload']:.1f} s",
+            f"{first['first_row']:.2f} s {'✓' if first['first_row'] < 1 else '✗'}",
+            "< 1 s",
+        ),
+        (
+            f"follow: runner throughput with {load['followers']} followers"
+            + ("" if load["complete"] else " (a follower missed its end)"),
+            f"no follower: {load['alone']:,.0f} rows/s",
+            f"{ratio:.2f}× ({load['followed']:,.0f} rows/s) {'✓' if ratio >= 0.9 else '✗'}; "
+            f"web worker {load['web_us_per_row']:.2f} µs CPU per row per follower",
+            "≥ 0.9×",
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.follow")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--first-rows", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+    first = first_row(args.first_rows)
+    print(first, flush=True)
+    load = throughput(args.rows)
+    print(load, flush=True)
+    for row in rows(first, load):
+        print(" | ".join(row))
+
+
+if __name__ == "__main__":
+    main()
