@@ -31,13 +31,15 @@ class Stream:
         self.response = self.conn.getresponse()
         self.status = self.response.status
         self.headers = self.response.headers
+        self.cut = False
+        self._buffer = b""
 
     def __iter__(self) -> Iterator[Event]:
         name, data, event_id = "message", [], None
         while True:
-            line = self.response.fp.readline()
+            line = self._line()
             if not line:
-                return  # the server closed the stream
+                return  # the body ended: whole if chunked (else ``cut`` says so)
             text = line.decode("utf-8").rstrip("\r\n")
             if not text:
                 if data:
@@ -54,6 +56,21 @@ class Stream:
                     data.append(value)
                 elif field == "id":
                     event_id = value
+
+    def _line(self) -> bytes:
+        """The next line of the body; b"" at its end. read1, not readline: http.client's readline
+        takes a chunked body cut short for one that ended."""
+        while b"\n" not in self._buffer:
+            try:
+                data = self.response.read1(65536)
+            except (http.client.IncompleteRead, OSError):
+                data, self.cut = b"", True  # closed before the body's last chunk
+            if not data:
+                line, self._buffer = self._buffer, b""
+                return line
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line + b"\n"
 
     def body(self) -> bytes:
         return self.response.read()

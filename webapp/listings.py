@@ -19,7 +19,17 @@ import psycopg
 from flask import Blueprint, Response, redirect, request, url_for
 
 from core import batches
-from core.batches import PUBLIC_ID_PATTERN, SENTIMENTS, STATUSES, Batch, Result, RowError, labels, ordering
+from core.batches import (
+    PUBLIC_ID_PATTERN,
+    SENTIMENTS,
+    STATUSES,
+    Batch,
+    Result,
+    RowError,
+    feed,
+    labels,
+    ordering,
+)
 from core.clients import NAME_PATTERN, require_admin
 from webapp.db import caller, connection, settings, signing_key
 from webapp.negotiation import negotiated, wants_html
@@ -261,12 +271,13 @@ def get_results(public_id: str) -> Response:
     with connection() as conn:
         batch = batches.get(conn, public_id)
         page = results_page(conn, batch, request.args)
+        complete = feed.complete(conn, batch)
     if page.not_yet:  # the checkpoints written so far are committed: the retry goes on from them
         raise not_yet_problem()
     sentiment = page.filters.get("sentiment")
     total = batch.sentiment_count(sentiment) if sentiment else batch.processed_count
     url = url_for("listings.get_results", public_id=public_id)
-    return page_response(page, url, batch_id=public_id, complete=batch.finished, total_results=total)
+    return page_response(page, url, batch_id=public_id, complete=complete, total_results=total)
 
 
 @bp.get("/batch/<public_id>/errors")

@@ -2,9 +2,10 @@
 
 The primary stays the truth for whether a batch exists, whose it is and its state: each request
 reads the batch there first, so a batch deleted a moment ago is a 404 at once. Its results come
-from the replica only once the replica shows the batch in the same final state: they are written
-before the statement that finishes the batch commits, and a standby replays commits in order, so
-it then holds every row, and they no longer change. Until then (replication lag), and while the
+from the replica only once the replica shows the batch in the same final state, with as many
+commits (``commit_seq``: a cancelled batch's chunks in hand still commit): they are written before
+or with the statement that counts them, and a standby replays commits in order, so it then holds
+every row the primary showed. Until then (replication lag), and while the
 replica fails or is busy, reads go to the primary: a client never sees a finished batch with rows
 missing. A standby wants ``hot_standby_feedback = on`` and a ``max_standby_streaming_delay`` as
 long as an export may take, or replay cancels the export (docs/operations.md, "Read replicas").
@@ -119,9 +120,11 @@ _READY = (
 
 
 def _shows(conn: psycopg.Connection, batch: Batch) -> bool:
-    """Whether the replica (``conn``) shows ``batch`` in the final state the primary does."""
+    """Whether the replica (``conn``) shows ``batch`` in the final state the primary does, with
+    every commit the primary showed (a cancelled batch's chunks in hand commit after the cancel)."""
     try:
-        return batches.get(conn, batch.public_id).status == batch.status
+        shown = batches.get(conn, batch.public_id)
+        return shown.status == batch.status and shown.commit_seq >= batch.commit_seq
     except NotFound:  # not replayed yet
         return False
 
@@ -194,14 +197,15 @@ class ExportSource:
     who: Caller
 
     @contextmanager
-    def connection(self, batch: Batch) -> Iterator[psycopg.Connection]:
+    def connection(self, batch: Batch, bulk: bool = True) -> Iterator[psycopg.Connection]:
+        """For one read or one whole download; ``bulk``: under BULK_STATEMENT_TIMEOUT."""
         replica = _eligible(self.replica, batch)
         if replica is not None:
-            with replica.checked(self.who, batch, bulk=True) as conn:
+            with replica.checked(self.who, batch, bulk=bulk) as conn:
                 if conn is not None:
                     yield conn
                     return
-        with self.primary.caller_connection(self.who, bulk=True) as conn:
+        with self.primary.caller_connection(self.who, bulk=bulk) as conn:
             yield conn
 
 

@@ -96,11 +96,81 @@ def rows_after(conn: psycopg.Connection, batch: Batch, after: Position, chunks: 
     return read
 
 
-def follow_states(conn: psycopg.Connection, batch_ids: list[int]) -> dict[int, FollowState]:
-    """The followed batches that still exist, by id, in one read (a deleted one is missing)."""
+@dataclass(frozen=True)
+class Poll:
+    """One read of the followed batches' states, and where the WAL stood just after it."""
+
+    asked: frozenset[int]  # the batch ids read
+    states: dict[int, FollowState]  # by batch id; a deleted batch is missing
+    written: int  # the WAL's insert position: every commit the states show lies before it
+    flushed: int  # the WAL's flush position at that moment
+
+
+def poll(conn: psycopg.Connection, batch_ids: list[int]) -> Poll:
+    """The followed batches' states in one read, then the WAL's positions (on the primary)."""
     with conn.cursor(row_factory=class_row(_StateRow)) as cur:
         rows = cur.execute(batch_statement("batch_commits_follow_state"), {"batch_ids": batch_ids})
-        return {row.batch.id: FollowState(row.batch, row.in_hand) for row in rows}
+        states = {row.batch.id: FollowState(row.batch, row.in_hand) for row in rows}
+    # After the states' statement: its snapshot's commits all lie before this insert position.
+    written, flushed = conn.execute(q("batch_commits_wal_positions")).fetchone()  # type: ignore[misc]
+    return Poll(frozenset(batch_ids), states, int(written), int(flushed))
+
+
+class DurableStates:
+    """Batch states handed on only once the WAL that made them is on disk.
+
+    Runners commit with ``synchronous_commit = off``: a finish is visible before it is durable,
+    and a crash then loses it, and the entry number it took goes to another finish after the
+    restart. A follower served such a state could skip that finish's rows for good, or get the
+    lost chunk twice. So each poll waits until a later one sees the WAL flushed past it (the WAL
+    writer flushes within ``wal_writer_delay``, 200 ms by default).
+    """
+
+    def __init__(self) -> None:
+        self._waiting: list[Poll] = []
+        self._durable = Poll(frozenset(), {}, 0, 0)
+
+    def add(self, polled: Poll) -> None:
+        """Note ``polled``; its states are handed on once a later poll finds its WAL flushed."""
+        self._waiting.append(polled)
+        while self._waiting and self._waiting[0].written <= polled.flushed:
+            self._durable = self._waiting.pop(0)
+
+    @property
+    def states(self) -> dict[int, FollowState]:
+        """The newest durable states, by batch id."""
+        return self._durable.states
+
+    def seen(self, batch_id: int) -> bool:
+        """Whether the newest durable poll read this batch (missing from ``states``: deleted)."""
+        return batch_id in self._durable.asked
+
+
+def complete(conn: psycopg.Connection, batch: Batch) -> bool:
+    """Whether no more rows will be added: final, and (a cancelled batch) no chunk in a runner's hands."""
+    if not batch.finished:
+        return False
+    return (
+        batch.status != "cancelled"
+        or not conn.execute(q("chunks_in_hand_of_batch"), {"batch_id": batch.id}).fetchone()[0]
+    )  # type: ignore[index]
+
+
+def check_resume(conn: psycopg.Connection, batch: Batch, after: Position) -> None:
+    """InvalidInput unless ``after`` is the start or names a chunk of ``batch``'s commit log."""
+    if after == Position():
+        return
+    if after.seq <= batch.commit_seq and after.chunk >= 1:
+        params = {"batch_id": batch.id, "seq": after.seq}
+        chunks = conn.execute(q("batch_commits_chunk_count"), params).fetchone()
+        if chunks is not None and after.chunk <= chunks[0]:
+            return
+    raise InvalidInput(
+        "Invalid event id",
+        f"Event {after} names no chunk of this batch (its last commit is {batch.commit_seq}): "
+        "send back an event id this batch's stream sent.",
+        "invalid-event-id",
+    )
 
 
 class _StateRow:

@@ -88,7 +88,8 @@ def configure_session(conn: psycopg.Connection) -> None:
     * ``synchronous_commit = off``: a runner's commits need not wait for the
       WAL flush. If PostgreSQL crashes before it, the whole finishing
       statement is lost together, the lease expires and the chunk is scored
-      again; nothing outside the database saw it.
+      again. Followers are shown a state only once the WAL is flushed past it
+      (core.batches.feed.DurableStates), so none of them saw it either.
     * ``enable_seqscan = off``: the queue swings between empty and millions of
       chunks within minutes, and partitions fill from nothing, so statistics
       are nearly always stale; with those of a near-empty table the planner

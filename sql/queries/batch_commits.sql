@@ -40,3 +40,11 @@ SELECT {columns},
        AND EXISTS (SELECT 1 FROM chunks AS c WHERE c.batch_id = b.id AND c.state = 'claimed') AS in_hand
 FROM batches AS b
 WHERE b.id = ANY(%(batch_ids)s) AND b.deleted_at IS NULL;
+
+-- name: batch_commits_wal_positions
+-- Where the WAL stands: its insert and flush positions, in bytes (a follower waits for the flush to pass what it was shown).
+SELECT pg_current_wal_insert_lsn() - '0/0' AS written, pg_current_wal_flush_lsn() - '0/0' AS flushed;
+
+-- name: batch_commits_chunk_count
+-- How many chunks one entry of a batch's commit log holds (to check a follower's resume position).
+SELECT cardinality(first_rows) FROM batch_commits WHERE batch_id = %(batch_id)s AND seq = %(seq)s;

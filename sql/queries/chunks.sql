@@ -357,3 +357,7 @@ WHERE id IN (
     LIMIT %(limit)s
     FOR UPDATE OF c SKIP LOCKED
 );
+
+-- name: chunks_in_hand_of_batch
+-- Whether a runner holds one of a batch's chunks (a cancelled batch's chunks in hand still commit rows).
+SELECT EXISTS (SELECT 1 FROM chunks WHERE batch_id = %(batch_id)s AND state = 'claimed');

@@ -55,12 +55,15 @@ class Reader:
         assert stream.status == 200, stream.body()
         self.streams += 1
         try:
-            for count, event in enumerate(stream, 1):
+            events = iter(stream)
+            for count, event in enumerate(events, 1):
                 if event.name == "rows":
                     self.rows.extend(event.json()["rows"])
                     self.last_id = event.id
                 elif event.name == "end":
                     self.final = event.json()
+                    # Then the body ends, whole: its last chunk comes and nothing after it.
+                    assert list(events) == [] and not stream.cut
                     return True
                 if hang_up_after is not None and count >= hang_up_after:
                     return False
@@ -215,7 +218,6 @@ def test_sigterm_closes_streams_between_events_and_a_resume_elsewhere_completes(
     runners.start(**SLOW)
     reader = Reader(first.base, batch_id)
     stream = Stream(reader.url)
-    raw = b""
     events = iter(stream)
     for _ in range(3):
         event = next(events)
@@ -228,8 +230,7 @@ def test_sigterm_closes_streams_between_events_and_a_resume_elsewhere_completes(
         if event.name == "rows":
             reader.rows.extend(event.json()["rows"])
             reader.last_id = event.id
-    raw = stream.response.fp.read()
-    assert raw == b""
+    assert stream.cut  # no last chunk: a client can tell the stream was cut short
     first.proc.wait(timeout=30)
     reader.url = f"{serve().base}/batch/{batch_id}/events"
     reader.to_the_end()
@@ -237,10 +238,22 @@ def test_sigterm_closes_streams_between_events_and_a_resume_elsewhere_completes(
 
 
 @pytest.mark.parametrize(
-    ("event_id", "why"), [("abc", "must be an event id"), ("1.2.3", "must be"), ("99.1", "beyond")]
+    ("event_id", "why"),
+    [
+        ("abc", "must be an event id"),
+        ("1.2.3", "must be"),
+        ("99.1", "names no chunk"),  # beyond the last commit
+        ("1.2", "names no chunk"),  # entry 1 holds one chunk
+        ("1.0", "names no chunk"),
+        ("0.5", "names no chunk"),
+    ],
 )
-def test_a_bad_event_id_is_a_400(client, upload, event_id, why):
+def test_a_bad_event_id_is_a_400(client, upload, db, event_id, why):
+    from tests.integration.helpers import process_next
+
     batch_id = upload(make_csv(["good"]))["batch_id"]
+    process_next(db)  # entry 1: one chunk
+    assert client.get(f"/batch/{batch_id}/events", headers={"Last-Event-ID": "1.1"}).status_code == 200
     answer = client.get(f"/batch/{batch_id}/events", headers={"Last-Event-ID": event_id})
     assert answer.status_code == 400 and answer.mimetype == "application/problem+json"
     assert answer.get_json()["type"].endswith("invalid-event-id") and why in answer.get_json()["detail"]
@@ -271,3 +284,19 @@ def test_head_of_a_stream_is_its_head_alone(web_server):
         assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/event-stream")
         # The same connection answers the next request: nothing followed the head.
         assert session.get(f"{web_server.base}/healthz", timeout=10).json() == {"status": "ok"}
+
+
+def test_a_cancelled_batch_is_complete_once_no_chunk_is_left_in_hand(client, upload, db):
+    from core.batches.queue import claim_chunk
+    from tests.integration.helpers import process
+
+    batch_id = upload(make_csv(sample_texts(300, seed=12)))["batch_id"]
+    held = claim_chunk(db, "test:0", 600)
+    db.commit()
+    assert client.post(f"/batch/{batch_id}/cancel").get_json()["status"] == "cancelled"
+    page = client.get(f"/batch/{batch_id}/results").get_json()
+    assert page["complete"] is False and page["results"] == []
+    assert process(db, held)  # the chunk in hand still commits its rows
+    db.commit()
+    page = client.get(f"/batch/{batch_id}/results?per_page=500").get_json()
+    assert page["complete"] is True and len(page["results"]) == 100

@@ -133,7 +133,7 @@ def test_0019_keeps_finished_batches_readable_and_completes_one_in_flight(at_001
             "INSERT INTO chunks (batch_id, first_row, last_row, state, finished_at) VALUES "
             "(2, 1, 100, 'done', now()), (2, 101, 200, 'ready', NULL), (2, 201, 300, 'ready', NULL)"
         )
-        assert migrate(at_0018) == [19]
+        assert migrate(at_0018) == [19, 20]  # 0020 logs the results written before it
 
         assert db.execute("SELECT to_regclass('batch_rows')").fetchone()[0] is None
         assert db.execute("SELECT count(*) FROM batch_inputs").fetchone()[0] == 302
@@ -158,6 +158,13 @@ def test_0019_keeps_finished_batches_readable_and_completes_one_in_flight(at_001
         assert score_everything(db) == 2
         flight = store.get(db, "batch-" + hashlib.md5(b"flight").hexdigest())
         assert (flight.status, flight.processed_count) == ("completed", 300)
+        # Its commit log: the chunk scored before the upgrade, then the two after, each row once.
+        from core.batches.feed import Position, rows_after
+
+        logged = rows_after(db, flight, Position(), 100)
+        assert str(logged[0].position) == "1.1" and logged[0].rows[0].row_number == 1
+        assert sorted(r.row_number for chunk in logged for r in chunk.rows) == list(range(1, 301))
+        assert [len(chunk.rows) for chunk in rows_after(db, done, Position(), 100)] == [2]
         assert (flight.positive_count, flight.negative_count, flight.neutral_count) == (100, 100, 100)
         scored = db.execute(
             "SELECT count(*), count(DISTINCT row_number) FROM batch_results WHERE batch_id = 2"

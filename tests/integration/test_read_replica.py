@@ -21,10 +21,11 @@ import psycopg
 import pytest
 
 from core import clients
+from core.batches.queue import claim_chunk
 from core.embedded_postgres import EmbeddedPostgres
 from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.conftest import free_port
-from tests.integration.helpers import process_next, score_everything, upload_file
+from tests.integration.helpers import process, process_next, score_everything, upload_file
 from webapp import create_app
 
 MARK = "changed on the primary only"
@@ -204,6 +205,28 @@ def test_a_batch_still_running_on_the_replica_reads_from_the_primary(
     _paused(replica_db)
     score_everything(db)
     assert _texts(client, public_id) == texts  # all of it, not the standby's first chunk
+
+
+def test_a_cancelled_batch_whose_chunk_in_hand_commits_later_reads_from_the_primary(
+    make_app, db, replica_db, standby, database_url
+):
+    """The standby shows the batch cancelled, as the primary does, but not the chunk a runner
+    finished after the cancel: neither a page nor a follower may read it there."""
+    dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    client = make_app(standby.url(dbname))
+    public_id = upload_file(client, make_csv(sample_texts(250, seed=6)))["batch_id"]
+    held = claim_chunk(db, "test:0", 600)  # a runner holds the first chunk
+    db.commit()
+    assert client.post(f"/batch/{public_id}/cancel").status_code == 200
+    _caught_up(db, replica_db)
+    _paused(replica_db)
+    assert process(db, held)  # the chunk in hand commits its 100 rows, on the primary only
+    db.commit()
+    assert len(_texts(client, public_id)) == 100
+    events = client.get(f"/batch/{public_id}/events").get_data(as_text=True).splitlines()
+    names = [line[len("event: ") :] for line in events if line.startswith("event: ")]
+    rows = [json.loads(line[len("data: ") :])["rows"] for line in events if line.startswith('data: {"rows"')]
+    assert names[-1] == "end" and sum(len(chunk) for chunk in rows) == 100
 
 
 def test_page_numbers_that_write_checkpoints_use_the_primary(make_app, db, replica_db, standby, database_url):

@@ -132,6 +132,6 @@ def _link(html: str, rel: str) -> str:
     import html as html_module
     import re
 
-    match = re.search(rf'<a rel="{rel}" href="([^"]+)"', html)
+    match = re.search(rf'<a href="([^"]+)" rel="{rel}"', html)
     assert match, f"no {rel} link"
     return html_module.unescape(match.group(1))

@@ -66,6 +66,10 @@ class Log:
         return found[:chunks]
 
 
+def _step(follower: Follower, state: FollowState | None, read) -> bytes:  # type: ignore[no-untyped-def]
+    return b"".join(follower.step(state, read))
+
+
 def _rows(sent: bytes) -> list[int]:
     return [int(number) for number in re.findall(rb'"row":(\d+)', sent)]
 
@@ -89,17 +93,17 @@ def test_positions_order_by_entry_then_chunk():
 
 def test_each_committed_row_is_sent_once_and_the_end_only_after_the_last():
     log, follower = Log(), Follower(BATCH.id, ServerSentEvents(), None)  # type: ignore[arg-type]
-    sent = follower.step(FollowState(BATCH, in_hand=False), log.read)
+    sent = _step(follower, FollowState(BATCH, in_hand=False), log.read)
     assert sent.startswith(b"event: progress") and log.reads == 0  # nothing committed, nothing read
     batch = log.commit(201, 1)
-    sent += follower.step(FollowState(batch, in_hand=False), log.read)
+    sent += _step(follower, FollowState(batch, in_hand=False), log.read)
     batch = log.commit(101)
-    sent += follower.step(FollowState(batch, in_hand=False), log.read)
+    sent += _step(follower, FollowState(batch, in_hand=False), log.read)
     reads = log.reads
-    sent += follower.step(FollowState(batch, in_hand=False), log.read)  # nothing new: no read
+    sent += _step(follower, FollowState(batch, in_hand=False), log.read)  # nothing new: no read
     assert log.reads == reads and b"event: end" not in sent
     final = replace(batch, status="completed", completed_at=datetime(2026, 1, 2, tzinfo=UTC))
-    sent += follower.step(FollowState(final, in_hand=False), log.read)
+    sent += _step(follower, FollowState(final, in_hand=False), log.read)
     assert _rows(sent) == [*range(1, 101), *range(201, 301), *range(101, 201)]
     assert sent.endswith(b"\n\n") and b"event: end" in sent.split(b"event: rows")[-1] and follower.ended
     assert [line for line in sent.split(b"\n") if line.startswith(b"id:")] == [
@@ -112,10 +116,10 @@ def test_each_committed_row_is_sent_once_and_the_end_only_after_the_last():
 def test_a_cancelled_batch_with_chunks_in_hand_is_not_over_yet():
     log, follower = Log(), Follower(BATCH.id, JsonLines(), None)  # type: ignore[arg-type]
     cancelled = replace(log.commit(1), status="cancelled", completed_at=datetime(2026, 1, 2, tzinfo=UTC))
-    follower.step(FollowState(cancelled, in_hand=True), log.read)
+    _step(follower, FollowState(cancelled, in_hand=True), log.read)
     assert not follower.ended
     late = replace(log.commit(101), status="cancelled", completed_at=cancelled.completed_at)
-    sent = follower.step(FollowState(late, in_hand=False), log.read)
+    sent = _step(follower, FollowState(late, in_hand=False), log.read)
     assert b'"id": "r101"' in sent and follower.ended
 
 
@@ -125,12 +129,12 @@ def test_a_follower_far_behind_reads_a_step_at_a_time_and_resumes_where_it_was()
         batch = log.commit(first)
     done = replace(batch, status="completed", completed_at=datetime(2026, 1, 2, tzinfo=UTC))
     follower = Follower(BATCH.id, ServerSentEvents(), None, Position(3, 1))  # type: ignore[arg-type]
-    first = follower.step(FollowState(done, in_hand=False), log.read)
+    first = _step(follower, FollowState(done, in_hand=False), log.read)
     assert follower.behind and not follower.ended and len(_rows(first)) == STEP_CHUNKS * 100
-    rest = follower.step(FollowState(done, in_hand=False), log.read)
+    rest = _step(follower, FollowState(done, in_hand=False), log.read)
     assert _rows(first + rest) == list(range(301, 3_001)) and follower.ended
 
 
 def test_a_deleted_batch_ends_the_stream_without_an_end_event():
     follower = Follower(BATCH.id, ServerSentEvents(), None)  # type: ignore[arg-type]
-    assert follower.step(None, Log().read) == b"" and follower.ended
+    assert _step(follower, None, Log().read) == b"" and follower.ended

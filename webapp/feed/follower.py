@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.batches import Batch
-from core.batches.feed import CommittedChunk, FollowState, Position
+from core.batches.feed import CommittedChunk, FollowState, Position, rows_after
 from webapp.feed.framing import Framing
 from webapp.replica import ExportSource
 
@@ -22,6 +22,18 @@ ReadRows = Callable[[Batch, Position, int], list[CommittedChunk]]
 
 #: Chunks one step reads (about 2,000 rows): a follower behind reads on as its socket drains.
 STEP_CHUNKS = 20
+#: A step stops taking chunks once its frames pass this many bytes (at least one chunk a step).
+STEP_BYTES = 256 * 1024
+
+
+def reader(source: ExportSource) -> ReadRows:
+    """Reads from the database as ``source``'s caller, each read on a connection held for it alone."""
+
+    def read(batch: Batch, after: Position, chunks: int) -> list[CommittedChunk]:
+        with source.connection(batch, bulk=False) as conn:
+            return rows_after(conn, batch, after, chunks)
+
+    return read
 
 
 def _progress_key(batch: Batch) -> tuple[object, ...]:
@@ -39,34 +51,43 @@ class Follower:
     position: Position = field(default_factory=Position)
     #: Every row of the entries up to this one has been read.
     read_through: int = 0
-    #: The last step read a full STEP_CHUNKS: more may be committed already.
+    #: The last step stopped before what was committed: more may be waiting already.
     behind: bool = False
-    #: ``end`` has been written (or the batch is gone): close once the rest is sent.
+    #: Nothing more will be sent: close once the rest is out.
     ended: bool = False
+    #: The batch's last row has been sent (with SSE, then ``end``): the stream ends whole.
+    complete: bool = False
     _progress: tuple[object, ...] | None = field(default=None, repr=False)
 
-    def step(self, state: FollowState | None, read: ReadRows) -> bytes:
-        """What to send now, the batch being in ``state`` (None: deleted, which ends the stream)."""
+    def step(self, state: FollowState | None, read: ReadRows) -> list[bytes]:
+        """The frames to send now, the batch being in ``state`` (None: deleted, which ends the
+        stream). Frames of rows are shared with every follower that read the same chunk."""
         if state is None:
             self.ended = True
-            return b""
-        out = bytearray()
+            return []
+        frames: list[bytes] = []
         batch = state.batch
         key = _progress_key(batch)
         # First: a stream opens with the batch, and the rows that follow cover at least its counts.
         if key != self._progress:
             self._progress = key
-            out += self.framing.progress(batch)
+            frames.append(self.framing.progress(batch))
         if self.behind or self.read_through < batch.commit_seq:
             chunks = read(batch, self.position, STEP_CHUNKS)
+            size = 0
             for chunk in chunks:
+                if size >= STEP_BYTES:
+                    break
                 if chunk.rows:
-                    out += self.framing.rows(chunk)
+                    frames.append(self.framing.rows(chunk))
+                    size += len(frames[-1])
                 self.position = chunk.position
-            self.behind = len(chunks) == STEP_CHUNKS
+            self.behind = len(chunks) == STEP_CHUNKS or (
+                bool(chunks) and self.position != chunks[-1].position
+            )
             if not self.behind:
                 self.read_through = max(self.read_through, batch.commit_seq)
         if state.over and not self.behind and self.read_through >= batch.commit_seq:
-            out += self.framing.end(batch)
-            self.ended = True
-        return bytes(out)
+            frames.append(self.framing.end(batch))
+            self.ended = self.complete = True
+        return [frame for frame in frames if frame]

@@ -1,15 +1,17 @@
 """The hub: one thread per web worker that serves every open stream of that worker.
 
 A view answers a follow request by handing its socket here (webapp.server.detach); from then on
-the stream holds a socket and a buffer, never a request thread or a pool connection. Every
-FOLLOW_POLL_SECONDS, while streams are open, one query reads the state of all their batches
-(core.batches.feed.follow_states); a follower whose batch has new entries then reads them, as
-its caller, on a pooled connection held for that read alone. Followers of one batch at one
-position share that read. Writes never block: a follower reads more only once its buffer has
-drained below LOW_WATER_BYTES, and a client that takes nothing for CLIENT_TIMEOUT is dropped
-(it resumes with Last-Event-ID). A stream ends with its batch, after STREAM_MAX_SECONDS (SSE),
-when its client goes, or when the worker stops: then what is buffered is sent, for
-STOP_FLUSH_SECONDS at most, and the connection closed, always between two events.
+the stream holds a socket and a queue of frames, never a request thread or a pool connection.
+Every FOLLOW_POLL_SECONDS, while streams are open, one query reads the state of all their
+batches; a state is acted on once the WAL is flushed past it (core.batches.feed.DurableStates).
+A follower whose batch has new entries then reads them through the batch's recent chunks
+(webapp.feed.recent), on a pooled connection held for that read alone; frames are encoded once
+and shared. Writes never block: a follower reads more only once less than LOW_WATER_BYTES waits
+for its client. A client that takes nothing for CLIENT_TIMEOUT is dropped, and an SSE stream is
+closed CLIENT_TIMEOUT after STREAM_MAX_SECONDS whatever it still holds (its client resumes with
+Last-Event-ID). Over HTTP/1.1 the body is chunked and only a stream that reached its batch's
+end gets the last chunk: a client can tell a cut stream from a whole one. When the worker stops,
+what is queued is sent, for STOP_FLUSH_SECONDS at most, and each connection closed.
 """
 
 from __future__ import annotations
@@ -22,40 +24,25 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import psycopg
 
 from core.batches import Batch
-from core.batches.feed import CommittedChunk, FollowState, Position, follow_states, rows_after
-from core.clients import API_TOKEN_HOLDER
+from core.batches.feed import CommittedChunk, DurableStates, FollowState, Position, poll
+from core.clients import API_TOKEN_HOLDER, Caller
 from webapp.db import WebPool
-from webapp.feed.follower import Follower
+from webapp.feed.follower import Follower, reader
+from webapp.feed.recent import Recent
+from webapp.feed.stream import SEND_BUFFERS, Stream, first
 
 log = logging.getLogger(__name__)
 
-#: A follower reads more rows only while less than this is waiting to be sent to it.
+#: A follower reads more rows only while less than this waits to be sent to it.
 LOW_WATER_BYTES = 256 * 1024
 #: An SSE stream silent this long gets a comment, so proxies keep it open.
 IDLE_SECONDS = 15.0
-#: How long a stopping worker goes on sending what its streams have buffered.
+#: How long a stopping worker goes on sending what its streams have queued.
 STOP_FLUSH_SECONDS = 2.0
-SEND_BYTES = 256 * 1024
-
-
-@dataclass(eq=False)
-class Stream:
-    """One open stream: its socket, what waits to be sent, its follower."""
-
-    sock: socket.socket
-    follower: Follower
-    sse: bool
-    closes_at: float | None  # STREAM_MAX_SECONDS after it opened (SSE only)
-    out: bytearray = field(default_factory=bytearray)
-    last_sent: float = field(default_factory=time.monotonic)
-    state: FollowState | None = None
-    polled: bool = False  # its batch's state has been read since it opened
-    writing: bool = False  # registered for EVENT_WRITE: it has bytes the socket did not take yet
 
 
 class Hub:
@@ -73,27 +60,32 @@ class Hub:
         self._arrivals: list[Stream] = []
         self._lock = threading.Lock()
         self._streams: dict[socket.socket, Stream] = {}
+        self._durable = DurableStates()
+        self._recent: dict[int, Recent] = {}
         self._stopping_at: float | None = None
         self._next_poll = 0.0
         self._thread = threading.Thread(target=self._run, name="feed-hub", daemon=True)
         self._thread.start()
 
     # -- called from request threads ---------------------------------------------------
-    def full(self) -> bool:
-        """Whether MAX_STREAMS streams are open here (a new one is answered 503)."""
+    def full(self, who: Caller) -> bool:
+        """Whether another stream of ``who`` is refused (503): MAX_STREAMS are open here, or ``who``
+        holds half of them, or the worker is stopping."""
         with self._lock:
-            return len(self._streams) + len(self._arrivals) >= self.max_streams
+            streams = [*self._streams.values(), *self._arrivals]
+            mine = sum(stream.who == who for stream in streams)
+            stopping = self._stopping_at is not None
+        return stopping or len(streams) >= self.max_streams or mine >= max(1, self.max_streams // 2)
 
-    def count(self) -> int:
-        with self._lock:
-            return len(self._streams) + len(self._arrivals)
-
-    def take(self, sock: socket.socket, head: bytes, follower: Follower, max_seconds: float | None) -> None:
-        """Serve ``sock`` (the hub's own, duplicated, descriptor) from now on: ``head`` first."""
+    def take(
+        self, sock: socket.socket, chunked: bool, follower: Follower, who: Caller, max_seconds: float | None
+    ) -> None:
+        """Serve ``sock`` (the hub's own, duplicated, descriptor) from now on; its head is sent."""
         sock.setblocking(False)
         closes_at = None if max_seconds is None else time.monotonic() + max_seconds
         sse = follower.framing.content_type.startswith("text/event-stream")
-        stream = Stream(sock, follower, sse, closes_at, bytearray(head + follower.framing.start()))
+        stream = Stream(sock, follower, who, sse, chunked, closes_at)
+        stream.queue([follower.framing.start()])
         with self._lock:
             self._arrivals.append(stream)
         self._wake()
@@ -128,7 +120,7 @@ class Hub:
         """One turn of the loop; False once stopped and every stream is closed."""
         now = time.monotonic()
         urgent = any(
-            s.follower.behind and not s.follower.ended and len(s.out) < LOW_WATER_BYTES
+            s.follower.behind and not s.follower.ended and s.queued < LOW_WATER_BYTES
             for s in self._streams.values()
         )
         timeout = 0.0 if urgent else max(0.0, min(self._next_poll - now, IDLE_SECONDS))
@@ -141,7 +133,6 @@ class Hub:
                 self._on_readable(key.data)
             if events & selectors.EVENT_WRITE and key.data is not None and key.data.sock in self._streams:
                 self._send(key.data)
-                self._watch_writes(key.data)
         now = time.monotonic()
         if self._stopping_at is not None:
             return self._drain_to_stop(now)
@@ -163,7 +154,7 @@ class Hub:
             self._selector.register(stream.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, stream)
             stream.writing = True
         if arrivals:
-            self._next_poll = 0.0  # a new stream's first state is read at once
+            self._next_poll = 0.0  # a new stream's batch is read at once
 
     def _on_readable(self, stream: Stream) -> None:
         """A client sends nothing after its request; anything read is dropped, an end closes."""
@@ -177,72 +168,77 @@ class Hub:
             self._close(stream)
 
     def _poll(self) -> None:
-        """The state of every followed batch, in one read."""
+        """The state of every followed batch, in one read, as of the WAL flushed so far."""
         ids = sorted({s.follower.batch_id for s in self._streams.values()})
         try:
             with self.pool.caller_connection(API_TOKEN_HOLDER) as conn:
-                states = follow_states(conn, ids)
+                self._durable.add(poll(conn, ids))
         except psycopg.Error as exc:  # the next poll tries again; the streams wait
             log.warning("reading the followed batches' state failed: %s", exc)
-            return
-        for stream in self._streams.values():
-            stream.state = states.get(stream.follower.batch_id)
-            stream.polled = True
+        self._recent = {batch_id: self._recent.get(batch_id, Recent()) for batch_id in ids}
+
+    def _state(self, stream: Stream) -> FollowState | bool | None:
+        """The stream's batch as last seen durable; False until a durable poll has seen it at all."""
+        states = self._durable.states
+        batch_id = stream.follower.batch_id
+        if batch_id in states:
+            return states[batch_id]
+        return None if self._durable.seen(batch_id) else False
 
     def _advance(self, now: float) -> None:
-        shared: dict[tuple[object, ...], list[CommittedChunk]] = {}
         for stream in list(self._streams.values()):
             follower = stream.follower
-            if stream.polled and not follower.ended and len(stream.out) < LOW_WATER_BYTES:
+            state = self._state(stream)
+            if state is not False and not follower.ended and stream.queued < LOW_WATER_BYTES:
                 try:
-                    stream.out += follower.step(stream.state, self._reader(stream, shared))
+                    stream.queue(follower.step(state, self._reader(stream)))  # type: ignore[arg-type]
                 except psycopg.Error as exc:  # the client resumes from the last event it had
                     log.warning("a follower's read failed, its stream ends: %s", exc)
                     follower.ended = True
-            if stream.closes_at is not None and now >= stream.closes_at and not follower.ended:
+                if follower.complete:
+                    stream.finish()
+            if stream.closes_at is not None and not follower.ended and now >= stream.closes_at:
                 follower.ended = True  # the client resumes with Last-Event-ID
-            if stream.sse and not stream.out and now - stream.last_sent >= IDLE_SECONDS:
-                stream.out += follower.framing.idle()
-            if stream.out:
-                self._send(stream)
-            elif follower.ended:
+            late = stream.closes_at is not None and now >= stream.closes_at + self.write_timeout
+            stuck = stream.queued and now - stream.last_sent > self.write_timeout
+            if late or stuck:
+                log.info("a follower took too long to read its stream, which is dropped")
                 self._close(stream)
-            if stream.sock in self._streams and stream.out and now - stream.last_sent > self.write_timeout:
-                log.info("a follower read nothing for %g s, its stream is dropped", self.write_timeout)
-                self._close(stream)
-            self._watch_writes(stream)
+                continue
+            if stream.sse and not stream.queued and now - stream.last_sent >= IDLE_SECONDS:
+                stream.queue([follower.framing.idle()])
+            self._send(stream)
 
-    def _reader(self, stream: Stream, shared: dict) -> Callable[[Batch, Position, int], list[CommittedChunk]]:
-        """Reads for ``stream``'s follower; followers as the same caller at the same place share one."""
-        source = stream.follower.source
-
-        def read(batch: Batch, after: Position, chunks: int) -> list[CommittedChunk]:
-            key = (source.who, batch.id, batch.commit_seq, after, chunks)
-            if key not in shared:
-                with source.connection(batch) as conn:
-                    shared[key] = rows_after(conn, batch, after, chunks)
-            return shared[key]
-
-        return read
+    def _reader(self, stream: Stream) -> Callable[[Batch, Position, int], list[CommittedChunk]]:
+        """Reads for ``stream``'s follower, through its batch's recent chunks."""
+        fetch = reader(stream.follower.source)
+        recent = self._recent.setdefault(stream.follower.batch_id, Recent())
+        return lambda batch, after, chunks: recent.read(batch, after, chunks, fetch)
 
     def _send(self, stream: Stream) -> None:
+        """Send what the socket takes now; close a stream that ended once all of it is out."""
         while stream.out:
             try:
-                sent = stream.sock.send(memoryview(stream.out)[:SEND_BYTES])
+                sent = stream.sock.sendmsg(list(first(stream.out, SEND_BUFFERS)))
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError:
                 self._close(stream)
                 return
-            del stream.out[:sent]
+            stream.queued -= sent
             stream.last_sent = time.monotonic()
-        if stream.follower.ended:
+            while sent:
+                head = stream.out[0]
+                if len(head) <= sent:
+                    sent -= len(head)
+                    stream.out.popleft()
+                else:
+                    stream.out[0], sent = head[sent:], 0
+        if stream.follower.ended and not stream.out:
             self._close(stream)
-
-    def _watch_writes(self, stream: Stream) -> None:
-        """Ask the selector for writability only while bytes wait: an idle socket is always writable."""
+            return
         wanted = bool(stream.out)
-        if wanted != stream.writing and stream.sock in self._streams:
+        if wanted != stream.writing:
             events = selectors.EVENT_READ | (selectors.EVENT_WRITE if wanted else 0)
             self._selector.modify(stream.sock, events, stream)
             stream.writing = wanted
@@ -253,7 +249,6 @@ class Hub:
                 self._close(stream)
             else:
                 self._send(stream)
-                self._watch_writes(stream)
         return bool(self._streams)
 
     def _close(self, stream: Stream) -> None:
@@ -262,7 +257,7 @@ class Hub:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(stream.sock)
         # Half-close, then drop what the client sent unread: a close over unread bytes would
-        # reset the connection, and the client could lose the last events still in flight.
+        # reset the connection, and the client could lose the last frames still in flight.
         with contextlib.suppress(OSError):
             stream.sock.shutdown(socket.SHUT_WR)
             while stream.sock.recv(4096):

@@ -15,11 +15,10 @@ from collections.abc import Iterator
 from flask import Blueprint, Response, request
 
 from core import batches
-from core.batches.feed import CommittedChunk, Position, follow_states, rows_after
+from core.batches.feed import DurableStates, Position, check_resume, poll
 from core.clients import API_TOKEN_HOLDER
-from core.errors import InvalidInput
-from webapp.db import WebPool, connection, get_pool, settings
-from webapp.feed.follower import Follower
+from webapp.db import WebPool, caller, connection, get_pool, settings
+from webapp.feed.follower import Follower, reader
 from webapp.feed.framing import Framing, JsonLines, ServerSentEvents
 from webapp.feed.hub import Hub, process_hub
 from webapp.problems import Problem
@@ -60,46 +59,34 @@ def _hub() -> Hub:
 def follow(public_id: str, framing: Framing, after: Position, max_seconds: float | None) -> Response:
     with connection() as conn:
         batch = batches.get(conn, public_id)
-    if after.seq > batch.commit_seq:
-        raise InvalidInput(
-            "Invalid event id",
-            f"Event {after} is beyond this batch's last commit ({batch.commit_seq}): "
-            "send back an event id this stream sent.",
-            "invalid-event-id",
-        )
+        check_resume(conn, batch, after)
     follower = Follower(batch.id, framing, export_source(), after)
     headers = {"Content-Type": framing.content_type, "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     if request.method == "HEAD":  # the head alone: nothing to follow
         return Response(status=200, headers=headers)
     if request.environ.get(OFFER):
-        hub = _hub()
-        if hub.full():
-            detail = f"This server holds its most open streams ({hub.max_streams}); retry shortly."
+        hub, who = _hub(), caller()
+        if hub.full(who):
+            detail = (
+                f"This server holds its most open streams ({hub.max_streams}, one key at most half of "
+                "them), or is restarting; retry shortly."
+            )
             raise Problem(503, "Too many streams", detail, "too-many-streams", {"Retry-After": "2"})
-        request.environ[TAKEN] = lambda sock: hub.take(sock, b"", follower, max_seconds)
+        request.environ[TAKEN] = lambda sock, chunked: hub.take(sock, chunked, follower, who, max_seconds)
         return Response(status=200, headers=headers)
-    body = _in_thread(follower, get_pool(), settings().follow_poll_seconds)
-    return Response(body, headers=headers)
+    return Response(_in_thread(follower, get_pool(), settings().follow_poll_seconds), headers=headers)
 
 
 def _in_thread(follower: Follower, pool: WebPool, poll_seconds: float) -> Iterator[bytes]:
     """The follower served by the request's own thread, polling alone (no hub here)."""
-    source = follower.source
+    read, durable = reader(follower.source), DurableStates()
     yield follower.framing.start()
-
-    def read(batch: batches.Batch, after: Position, chunks: int) -> list[CommittedChunk]:
-        with source.connection(batch) as conn:
-            return rows_after(conn, batch, after, chunks)
-
-    while True:
+    while not follower.ended:
         with pool.caller_connection(API_TOKEN_HOLDER) as conn:
-            state = follow_states(conn, [follower.batch_id]).get(follower.batch_id)
-        while True:
-            out = follower.step(state, read)
-            if out:
-                yield out
-            if not follower.behind:
-                break
-        if follower.ended:
-            return
-        time.sleep(poll_seconds)
+            durable.add(poll(conn, [follower.batch_id]))
+        if durable.seen(follower.batch_id):
+            yield b"".join(follower.step(durable.states.get(follower.batch_id), read))
+            while follower.behind and not follower.ended:
+                yield b"".join(follower.step(durable.states.get(follower.batch_id), read))
+        if not follower.ended:
+            time.sleep(poll_seconds)

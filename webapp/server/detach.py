@@ -3,8 +3,8 @@
 The worker wraps the app in :class:`Detaching`, which offers every request a way to detach
 (``environ[OFFER]``). A view that takes it (webapp.feed.views) answers with the stream's head and
 no body, and names in ``environ[TAKEN]`` what should serve the connection from then on. The
-wrapper has gunicorn send that head as it is (no Content-Length, not chunked: the body runs until
-the connection closes) and gives a duplicate of the socket to the taker; gunicorn then closes
+wrapper has gunicorn send that head as it is (no Content-Length; chunked over HTTP/1.1, else the
+body runs until the connection closes) and gives a duplicate of the socket to the taker; gunicorn then closes
 its own descriptor without shutting the connection down (the worker's ``_close`` skips a
 detached socket), and the request's thread is free.
 """
@@ -20,10 +20,11 @@ log = logging.getLogger(__name__)
 
 #: Present while a request may detach (under this worker only).
 OFFER = "sentiment.detach"
-#: Set by a view that detaches: a callable given the connection's socket (a duplicate of it).
+#: Set by a view that detaches: a callable given the connection's socket (a duplicate of it) and
+#: whether the body is chunked (HTTP/1.1) or ends with the connection (HTTP/1.0).
 TAKEN = "sentiment.detached_by"
 
-_NOT_SENT = ("content-length", "transfer-encoding", "connection")
+_NOT_SENT = ("content-length", "connection")
 
 
 class Detaching:
@@ -50,10 +51,12 @@ class Detaching:
         if hasattr(body, "close"):
             body.close()
         response = start_response.__self__  # gunicorn's Response: the head goes out now, as is
-        response.chunked = False
         response.force_close()
         response.send_headers()
+        # The taker frames the body (chunked over HTTP/1.1, as gunicorn announced); gunicorn must
+        # not end it.
+        chunked, response.chunked = response.chunked, False
         sock = environ["gunicorn.socket"]
         self.detached.add(sock)
-        take(sock.dup())
+        take(sock.dup(), chunked)
         return []

@@ -1,0 +1,77 @@
+"""The latest committed chunks of each followed batch, kept by the hub for all its followers.
+
+Followers of one batch drift apart (each reads only as fast as its client takes the bytes), so
+reads keyed by a follower's position would each go to the database. Instead the hub keeps the
+batch's last KEEP_CHUNKS chunks as they were read: a follower anywhere among them is served from
+memory, and the first one to need more reads on from the newest, for everyone. Only a follower
+behind all of them (a replay from the start) reads alone. A batch's rows are read as the caller
+of the follower that needed them: every follower of a batch was allowed to read it when its
+stream opened.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable
+
+from core.batches import Batch
+from core.batches.feed import CommittedChunk, Position
+
+#: Chunks kept per followed batch (about 40,000 rows), and at most this many characters of text.
+KEEP_CHUNKS = 400
+KEEP_CHARS = 8_000_000
+
+#: Reads from the database: (batch, after, at most this many) -> chunks in commit order.
+Fetch = Callable[[Batch, Position, int], list[CommittedChunk]]
+
+
+class Recent:
+    """One batch's latest chunks: every chunk after ``start``, contiguous, in commit order."""
+
+    def __init__(self) -> None:
+        self.start: Position | None = None  # None: nothing kept yet
+        self.chunks: list[CommittedChunk] = []
+        self.positions: list[Position] = []
+        self.sizes: list[int] = []  # characters of text per kept chunk
+        #: Every entry up to this one is kept (or was, before it was let go at the front).
+        self.read_through = 0
+
+    def read(self, batch: Batch, after: Position, limit: int, fetch: Fetch) -> list[CommittedChunk]:
+        """At most ``limit`` chunks after ``after``; fewer only once all committed so far are given."""
+        if self.start is None or after < self.start:
+            found = fetch(batch, after, limit)
+            if self.start is None:
+                self._keep(after, found, batch, limit)
+            return found
+        last = self.positions[-1] if self.positions else self.start
+        if after > last:  # ahead of what is kept: start keeping from there
+            found = fetch(batch, after, limit)
+            self.start, self.chunks, self.positions, self.sizes = None, [], [], []
+            self._keep(after, found, batch, limit)
+            return found
+        index = bisect_right(self.positions, after)
+        served = self.chunks[index : index + limit]
+        if len(served) < limit and self.read_through < batch.commit_seq:
+            more = fetch(batch, last, limit)
+            self._add(more, batch, limit)
+            served = self.chunks[bisect_right(self.positions, after) :][:limit]
+        return served
+
+    def _keep(self, start: Position, found: list[CommittedChunk], batch: Batch, limit: int) -> None:
+        self.start = start
+        self._add(found, batch, limit)
+
+    def _add(self, found: list[CommittedChunk], batch: Batch, limit: int) -> None:
+        self.chunks += found
+        self.positions += [chunk.position for chunk in found]
+        self.sizes += [sum(len(row.text) + len(row.client_id) for row in chunk.rows) for chunk in found]
+        if len(found) < limit:  # caught up with every entry the batch's state counts
+            self.read_through = max(self.read_through, batch.commit_seq)
+        dropped = max(0, len(self.chunks) - KEEP_CHUNKS)
+        kept = sum(self.sizes[dropped:])
+        while kept > KEEP_CHARS and dropped < len(self.chunks) - 1:
+            kept -= self.sizes[dropped]
+            dropped += 1
+        if dropped:
+            self.start = self.positions[dropped - 1]
+            del self.chunks[:dropped], self.positions[:dropped], self.sizes[:dropped]
