@@ -118,7 +118,10 @@ class WebhookSettings:
         "(tests, receivers on an internal network); off, they are refused at upload and when sending",
     )
     webhook_connect_timeout: float = setting(
-        "WEBHOOK_CONNECT_TIMEOUT", 3.0, "seconds a runner waits to connect to a webhook's receiver"
+        "WEBHOOK_CONNECT_TIMEOUT",
+        3.0,
+        "seconds a runner waits to look up a webhook receiver's name and connect to it, both together; "
+        "the upload's check of a `callback_url` waits as long for the lookup",
     )
     webhook_read_timeout: float = setting(
         "WEBHOOK_READ_TIMEOUT",
@@ -136,6 +139,13 @@ class WebhookSettings:
         5.0,
         "wait after a webhook's first failed attempt; doubles per attempt (at most an hour, plus up to 20 % "
         "jitter, or the receiver's `Retry-After`)",
+    )
+    webhook_max_pending: int = setting(
+        "WEBHOOK_MAX_PENDING",
+        1000,
+        "webhooks one API key may have waiting: its processing batches with a `callback_url` and "
+        "its webhooks not yet delivered or given up; an upload with a `callback_url` past it is a 429 "
+        "`too-many-pending-webhooks` with `Retry-After`, and nothing is stored",
     )
     webhook_retry_for: float = setting(
         "WEBHOOK_RETRY_FOR",

@@ -6,13 +6,18 @@ checks every address and connects to one of those very addresses, never to the n
 so a name that resolves elsewhere the second time (DNS rebinding) gains nothing.
 Anything but a global unicast address is refused, IPv6 addresses that embed a
 refused IPv4 one included; WEBHOOK_ALLOW_PRIVATE lifts the address check, never the
-form's. The rules: docs/webhooks.md, "The SSRF guard".
+form's. A refusal names the kind of address, never the address: a client must not
+map internal DNS through it. The lookup is bounded (getaddrinfo has no timeout of its
+own): past it the name counts as not resolving. The rules: docs/webhooks.md, "The SSRF
+guard".
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,6 +30,15 @@ SCHEMES = {"http": 80, "https": 443}
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
 )
+
+#: Site-local IPv6 (deprecated by RFC 3879, still routed inside some networks); the ipaddress
+#: module counts it as global.
+SITE_LOCAL = ipaddress.ip_network("fec0::/10")
+#: Name lookups of this process that may wait on the resolver at once; past them a lookup fails.
+MAX_LOOKUPS = 16
+#: How long a lookup waits when its caller gives no bound.
+LOOKUP_TIMEOUT = 3.0
+_lookups = threading.BoundedSemaphore(MAX_LOOKUPS)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -78,7 +92,9 @@ def refusal(address: Address) -> str | None:
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is not None and (reason := refusal(embedded)):
-            return f"{reason} (inside {address})"
+            return f"{reason}, wrapped in an IPv6 address"
+        if address in SITE_LOCAL:
+            return "a site-local address"
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     for attribute, what in (
@@ -100,22 +116,56 @@ class Refused(InvalidInput):
     """The callback's host is, or resolves to, an address the guard refuses (or does not resolve)."""
 
 
-def resolve(target: Target, *, allow_private: bool) -> list[Address]:
-    """Every address the target's host resolves to, each checked; Refused if it does not resolve or
-    any of them is refused (one bad address is enough: which one a connection would use is not ours
-    to pick)."""
-    try:
-        infos = socket.getaddrinfo(
-            target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-        )
-    except (OSError, UnicodeError) as exc:
+class LookupTimedOut(Refused):
+    """The callback's host did not resolve within the bound."""
+
+
+def _lookup(target: Target, timeout: float) -> list[tuple]:  # type: ignore[type-arg]
+    """getaddrinfo within ``timeout`` seconds. It cannot be interrupted, so it runs on a daemon
+    thread, left to end by itself (the resolver's own timeouts) when the wait is over; at most
+    MAX_LOOKUPS of them at once."""
+    slow = LookupTimedOut(
+        "Callback host not found in time",
+        f"callback_url's host {target.host!r} did not resolve in time ({timeout:g} s).",
+        "callback-url-refused",
+    )
+    deadline = time.monotonic() + timeout
+    if not _lookups.acquire(timeout=timeout):
+        raise slow
+    outcome: list = []
+    done = threading.Event()
+
+    def look_up() -> None:
+        try:
+            outcome.append(
+                socket.getaddrinfo(
+                    target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+                )
+            )
+        except (OSError, UnicodeError) as exc:
+            outcome.append(exc)
+        finally:
+            _lookups.release()
+            done.set()
+
+    threading.Thread(target=look_up, name="callback-lookup", daemon=True).start()
+    if not done.wait(max(deadline - time.monotonic(), 0.0)):
+        raise slow
+    if isinstance(outcome[0], Exception):
         raise Refused(
             "Callback host not found",
-            f"callback_url's host {target.host!r} does not resolve ({exc}).",
+            f"callback_url's host {target.host!r} does not resolve ({outcome[0]}).",
             "callback-url-refused",
-        ) from None
+        )
+    return outcome[0]
+
+
+def resolve(target: Target, *, allow_private: bool, timeout: float = LOOKUP_TIMEOUT) -> list[Address]:
+    """Every address the target's host resolves to within ``timeout`` seconds, each checked; Refused
+    if it does not resolve in time or any of them is refused (one bad address is enough: which one
+    a connection would use is not ours to pick). The refusal names the kind of address only."""
     addresses: list[Address] = []
-    for info in infos:
+    for info in _lookup(target, timeout):
         address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
         if address not in addresses:
             addresses.append(address)
@@ -124,16 +174,17 @@ def resolve(target: Target, *, allow_private: bool) -> list[Address]:
             if reason := refusal(address):
                 raise Refused(
                     "Callback address refused",
-                    f"callback_url's host {target.host!r} resolves to {address}, {reason}: webhooks go to "
+                    f"callback_url's host {target.host!r} is or resolves to {reason}: webhooks go to "
                     "public addresses only (WEBHOOK_ALLOW_PRIVATE=true lifts this).",
                     "callback-url-refused",
                 )
     return addresses
 
 
-def check_callback_url(url: str, *, allow_private: bool) -> str:
-    """The URL as stored, once its form and its addresses pass (InvalidInput, a 400, otherwise)."""
-    resolve(parse_callback_url(url), allow_private=allow_private)
+def check_callback_url(url: str, *, allow_private: bool, timeout: float = LOOKUP_TIMEOUT) -> str:
+    """The URL as stored, once its form and its addresses pass, its host resolved within ``timeout``
+    seconds (InvalidInput, a 400, otherwise)."""
+    resolve(parse_callback_url(url), allow_private=allow_private, timeout=timeout)
     return url
 
 

@@ -3,11 +3,13 @@
 Every runner runs WEBHOOK_CONCURRENCY deliverer threads (started and restarted by
 housekeeping, :func:`ensure_running`), each on a connection of its own, so a slow
 receiver holds up one deliverer, never scoring or every other webhook. A deliverer
-claims a due event of the outbox ``webhook_events`` under a lease as long as one
+claims a due event of the outbox ``webhook_events``, the clients taking turns (one key's
+backlog waits behind every other key's next webhook), under a lease as long as one
 attempt can take (:func:`lease_seconds`), so a runner killed mid-attempt costs a
 duplicate with the same ``webhook-id``, never the event. It resolves and checks the
 host (:mod:`core.webhook_guard`) and connects to a checked address, never to the name
-again. Outcomes, backoff and limits: docs/webhooks.md, "Delivery, at least once".
+again, the lookup and the connection within WEBHOOK_CONNECT_TIMEOUT together. Outcomes,
+backoff and limits: docs/webhooks.md, "Delivery, at least once".
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from core.connections import conninfo
 from core.errors import InvalidInput
 from core.queries import q
 from core.settings import Settings
-from core.webhook_guard import Address, Target, parse_callback_url, resolve
+from core.webhook_guard import Address, LookupTimedOut, Target, parse_callback_url, resolve
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ CHANNEL = "webhook_events"
 MAX_ANSWER_BYTES = 4096
 #: The longest wait between two attempts, however many failed.
 MAX_BACKOFF_SECONDS = 3600.0
-#: Room in a lease beyond the connect and read timeouts: name resolution, the database.
+#: Room in a lease beyond the connect and read timeouts: signing, the database.
 LEASE_ROOM_SECONDS = 5.0
 _ERROR_CHARS = 500
 
@@ -74,7 +76,7 @@ class Answer:
 
 
 def lease_seconds(settings: Settings) -> float:
-    """The longest one attempt can take: connect, then send and read, plus room."""
+    """The longest one attempt can take: look up and connect, then send and read, plus room."""
     return settings.webhook_connect_timeout + settings.webhook_read_timeout + LEASE_ROOM_SECONDS
 
 
@@ -194,13 +196,22 @@ class Deliverer:
             headers = webhooks.headers(secrets, webhook_id, int(time.time()), payload)
         except ValueError as exc:
             return Answer(error=f"the signing secret is unusable: {exc}")
+        # The lookup and the connection share WEBHOOK_CONNECT_TIMEOUT: a silent resolver is a
+        # failed attempt like a silent receiver, and no attempt outlives its lease.
+        connect_by = time.monotonic() + self.settings.webhook_connect_timeout
         try:
             target = parse_callback_url(url)
-            addresses = resolve(target, allow_private=self.settings.webhook_allow_private)
+            addresses = resolve(
+                target,
+                allow_private=self.settings.webhook_allow_private,
+                timeout=self.settings.webhook_connect_timeout,
+            )
+        except LookupTimedOut as exc:
+            return Answer(error=f"timed out: {exc.detail}"[:_ERROR_CHARS])
         except InvalidInput as exc:
             return Answer(error=f"refused: {exc.detail}"[:_ERROR_CHARS])
         try:
-            return self._post(target, addresses, headers, payload)
+            return self._post(target, addresses, headers, payload, connect_by)
         except TimeoutError:
             return Answer(error="timed out")
         except ssl.SSLError as exc:
@@ -209,14 +220,22 @@ class Deliverer:
             return Answer(error=f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS])
 
     def _post(
-        self, target: Target, addresses: list[Address], headers: dict[str, str], payload: bytes
+        self,
+        target: Target,
+        addresses: list[Address],
+        headers: dict[str, str],
+        payload: bytes,
+        connect_by: float,
     ) -> Answer:
-        connect_timeout = self.settings.webhook_connect_timeout
         read_timeout = self.settings.webhook_read_timeout
         sock, failures = None, []
         for address in addresses:  # every one was checked; the name is not resolved again
+            left = connect_by - time.monotonic()
+            if left <= 0:
+                failures.append(f"{address}: no time left to connect")
+                break
             try:
-                sock = socket.create_connection((str(address), target.port), timeout=connect_timeout)
+                sock = socket.create_connection((str(address), target.port), timeout=left)
                 break
             except OSError as exc:
                 failures.append(f"{address}: {exc}")

@@ -478,6 +478,17 @@ COMMENT ON TABLE webhook_attempts IS
 COMMENT ON COLUMN webhook_attempts.error IS
     'Why the attempt failed without an answer: refused address, connection, TLS, timeout.';
 
+-- Webhooks are delivered per client in turn: a claim takes a due event of the
+-- client served longest ago (or never), so one key's backlog of slow webhooks
+-- waits behind every other key's next one, not in front of them all.
+CREATE TABLE webhook_turns (
+    client     text PRIMARY KEY,
+    served_at  timestamptz NOT NULL
+);
+COMMENT ON TABLE webhook_turns IS
+    'When a deliverer last claimed a webhook of each client (its API key; '''' for batches without '
+    'one): claims go to the client with a due event served longest ago (webhook_events_claim).';
+
 -- Wake the runners' deliverers (LISTEN webhook_events) when an event is written.
 CREATE FUNCTION webhook_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -603,6 +614,7 @@ CREATE POLICY result_checkpoints_all ON result_checkpoints TO sentiment_web_admi
 -- writes an event only through a cancel, and changes one only to send it again
 -- (webhook_events_retry); secrets are the runners' alone.
 REVOKE ALL ON webhook_secrets FROM sentiment_web, sentiment_web_admin;
+REVOKE ALL ON webhook_turns FROM sentiment_web, sentiment_web_admin;
 REVOKE UPDATE, DELETE ON webhook_events FROM sentiment_web, sentiment_web_admin;
 GRANT UPDATE (state, finished_at, next_attempt_at, retried_at, attempts_before_retry) ON webhook_events
     TO sentiment_web, sentiment_web_admin;

@@ -165,6 +165,7 @@ def _upload() -> Response:
                 filename=filename,
                 client=client,
                 quota_rows=config.quota_queued_rows,
+                max_pending_webhooks=config.webhook_max_pending,
                 **shape,
             )
             if key is not None:

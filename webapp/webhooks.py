@@ -3,7 +3,9 @@
 An upload may name a ``callback_url`` (a form field before the file, or a query
 parameter with a raw body). It is checked before the body is read: its form,
 then its host's addresses (the SSRF guard, :mod:`core.webhook_guard`); a
-refused one is a 400 and nothing is stored. Runners deliver the webhook
+refused one is a 400 and nothing is stored. A key past WEBHOOK_MAX_PENDING is
+refused (429) by the upload's transaction, also before the body is read
+(:func:`core.batches.quota.check_webhooks`). Runners deliver the webhook
 (``jobrunner/webhooks.py``); this view shows the event and its attempts,
 owner-scoped like every ``/batch/<id>`` endpoint (the transaction runs as the
 caller, and row-level security hides other clients' events).
@@ -36,7 +38,9 @@ def callback_url_option(config: Settings, url: str | None) -> str | None:
             "secret would sign it): its webhook could not be signed. Ask the operator to set one.",
             "webhook-secret-missing",
         )
-    return check_callback_url(url, allow_private=config.webhook_allow_private)
+    return check_callback_url(
+        url, allow_private=config.webhook_allow_private, timeout=config.webhook_connect_timeout
+    )
 
 
 @bp.get("/batch/<public_id>/webhooks")

@@ -98,12 +98,15 @@ def create(
     metadata: dict[str, str] | None = None,
     expires_after: timedelta | None = None,
     callback_url: str | None = None,
+    max_pending_webhooks: int | None = None,
 ) -> Batch:
     """Create a batch of ``client`` from ``rows``; every row is written or none is (an exception from
-    ``rows``, or a refusal by the quota, rolls everything back)."""
+    ``rows``, or a refusal by a quota, rolls everything back)."""
     public_id = new_public_id()
     with conn.transaction():
         quota.check_room(conn, client, quota_rows)
+        if callback_url is not None and max_pending_webhooks is not None:
+            quota.check_webhooks(conn, client, max_pending_webhooks, written=False)
         batch_id = conn.execute(
             q("batches_insert"),
             {
@@ -146,6 +149,8 @@ def create(
                         problem = f"{row.problem}\t{row.detail}"
                         write((batch_id, -invalid, row.line, row.client_id, "", problem))
         quota.claim_room(conn, client, quota_rows, valid)
+        if callback_url is not None and max_pending_webhooks is not None:
+            quota.check_webhooks(conn, client, max_pending_webhooks, written=True)  # under the lock
         if invalid:
             conn.execute(q("batch_row_errors_move_from_inputs"), {"batch_id": batch_id})
         total = valid + invalid

@@ -9,6 +9,11 @@ other are counted one after the other and cannot both squeeze into the same
 room. A refusal raises :class:`core.errors.OverQuota` (429 with
 Retry-After), which rolls the upload back: nothing of it is stored.
 
+WEBHOOK_MAX_PENDING is checked the same two ways for an upload with a
+``callback_url``: the key's webhooks still waiting (batches processing with one,
+events not yet delivered or given up), so one key cannot fill the deliverers'
+queue without bound (:func:`check_webhooks`).
+
 Only API keys have quotas: batches uploaded without a key (no keys yet, or
 API_TOKEN) are not counted against anything.
 """
@@ -69,3 +74,24 @@ def claim_room(conn: psycopg.Connection, client: str | None, limit: int | None, 
     queued = queued_rows(conn, client)
     if queued + adding > limit:
         raise _refuse(client, queued, adding, limit)
+
+
+def check_webhooks(conn: psycopg.Connection, client: str | None, limit: int, *, written: bool) -> None:
+    """Refuse (OverQuota, 429) an upload with a callback_url when ``client`` has ``limit`` webhooks
+    waiting already: before the body is read, and once the batch is ``written`` (it counts itself
+    then), under the client's lock."""
+    if client is None:
+        return
+    pending = conn.execute(q("webhook_events_pending_count"), {"client": client}).fetchone()[0]
+    pending -= written
+    if pending >= limit:
+        raise OverQuota(
+            "Too many pending webhooks",
+            f"Key {client!r} has {pending} webhooks waiting to be delivered (or its batches still "
+            f"processing with a callback_url); at most {limit} may wait (WEBHOOK_MAX_PENDING). Upload "
+            "without a callback_url, or retry once some of them are delivered or given up.",
+            "too-many-pending-webhooks",
+            retry_after=RETRY_AFTER_SECONDS,
+            pending_webhooks=pending,
+            limit=limit,
+        )

@@ -1,15 +1,25 @@
 -- name: webhook_events_claim
--- Lease the next due webhook event to one runner for one attempt (recorded as started), with the secrets that sign it (the key's, and the one it replaced while that still signs).
+-- Lease a due webhook event to one runner for one attempt (recorded as started), the clients taking turns, with the secrets that sign it (the key's, and the one it replaced while that still signs).
 WITH due AS (
-    -- SKIP LOCKED: runners racing for the same event each take another (or
-    -- none); the partial index webhook_events_due_idx holds only pending
-    -- events, in due order.
-    SELECT id
-    FROM webhook_events
-    WHERE state = 'pending' AND next_attempt_at <= now()
-    ORDER BY next_attempt_at, id
+    -- Clients in turn: the due event of the client served longest ago (or
+    -- never, webhook_turns), that client's oldest; one key's thousand slow
+    -- webhooks wait behind every other key's next one. SKIP LOCKED: runners
+    -- racing for the same event each take another (or none). The partial
+    -- index webhook_events_due_idx holds only pending events, and a key's
+    -- pending ones are capped at upload (WEBHOOK_MAX_PENDING), so the due
+    -- events sorted here are few.
+    SELECT e.id, coalesce(b.client, '') AS client
+    FROM webhook_events AS e
+    JOIN batches AS b ON b.id = e.batch_id
+    LEFT JOIN webhook_turns AS t ON t.client = coalesce(b.client, '')
+    WHERE e.state = 'pending' AND e.next_attempt_at <= now()
+    ORDER BY t.served_at NULLS FIRST, e.next_attempt_at, e.id
     LIMIT 1
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF e SKIP LOCKED
+), turn AS (
+    INSERT INTO webhook_turns (client, served_at)
+    SELECT client, now() FROM due
+    ON CONFLICT (client) DO UPDATE SET served_at = excluded.served_at
 ), leased AS (
     -- The lease is committed, not held by an open transaction. next_attempt_at
     -- moves to the lease's end: if this runner dies mid-attempt, the event is
@@ -114,3 +124,10 @@ WITH event AS (
     WHERE e.id = event.id AND event.state <> 'pending' AND NOT event.too_soon
 )
 SELECT state AS was, too_soon FROM event;
+
+-- name: webhook_events_pending_count
+-- How many webhooks one client has waiting, what WEBHOOK_MAX_PENDING bounds: its processing batches with a callback_url (their event comes when they finish) and its events not yet delivered or given up.
+SELECT (SELECT count(*) FROM batches
+        WHERE client = %(client)s AND status = 'processing' AND callback_url IS NOT NULL)
+     + (SELECT count(*) FROM webhook_events AS e JOIN batches AS b ON b.id = e.batch_id
+        WHERE e.state = 'pending' AND b.client = %(client)s) AS pending;

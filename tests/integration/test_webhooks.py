@@ -267,7 +267,8 @@ def test_the_guard_refuses_a_name_that_resolves_to_loopback_when_delivering(web,
 
     [first, *_] = wait_for(attempts, timeout=120)
     assert first["status_code"] is None
-    assert "refused" in first["error"] and "127.0.0.1" in first["error"] and "loopback" in first["error"]
+    assert "refused" in first["error"] and "loopback" in first["error"]
+    assert "127.0.0.1" not in first["error"]  # what a name resolves to is never told
     assert event_state(db, batch_id) == "pending"  # tried again later, up to WEBHOOK_RETRY_FOR
     assert hook.received() == []
 

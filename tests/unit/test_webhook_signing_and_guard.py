@@ -82,6 +82,7 @@ def test_unusable_secrets_are_refused(secret):
         "::",
         "fe80::1",
         "fc00::1",
+        "fec0::1",  # site-local
         "fd00:ec2::254",
         "ff02::1",
         "::ffff:127.0.0.1",

@@ -85,8 +85,9 @@ PROBLEM_RESPONSES = {
     "413": "The upload is over MAX_UPLOAD_BYTES or MAX_ROWS.",
     "415": "The upload is neither multipart/form-data nor CSV.",
     "422": "The Idempotency-Key was used for another upload with a different file or options.",
-    "429": "Too soon: the key's QUOTA_QUEUED_ROWS is used up (an upload), or the webhook was sent again "
-    "less than a minute ago (a retry); retry after Retry-After seconds. Nothing was stored.",
+    "429": "Too soon: the key's QUOTA_QUEUED_ROWS is used up, or an upload with a callback_url finds "
+    "WEBHOOK_MAX_PENDING of the key's webhooks waiting (an upload), or the webhook was sent again less "
+    "than a minute ago (a retry); retry after Retry-After seconds. Nothing was stored.",
     "503": "PostgreSQL is unreachable, or this worker already serves MAX_UPLOADS uploads or MAX_EXPORTS "
     "downloads; retry after Retry-After seconds.",
 }
