@@ -70,11 +70,21 @@ def _small_bodies() -> None:
         request.max_form_memory_size = SMALL_BODY_BYTES
 
 
+def _not_for_shared_caches(response: Response) -> Response:
+    # Pages, JSON and downloads are one caller's: no cache, shared or the browser's, may keep them.
+    # The static files need no key and are the same for everyone.
+    if request.endpoint != "static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def init_app(app: Flask, config: Settings) -> None:
     """Small bodies everywhere but the upload; the cross-site check for everyone; the caller of every
-    request found before its view runs."""
+    request found before its view runs; ``Cache-Control: no-store`` on every answer but the static
+    files."""
     app.register_blueprint(bp)
     app.before_request(_small_bodies)
+    app.after_request(_not_for_shared_caches)
     cross_site.init_app(app)
 
     @app.before_request
