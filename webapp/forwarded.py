@@ -6,7 +6,8 @@ send those headers too, so they are read only when the request's peer is one of 
 FORWARDED_ALLOW_IPS: then werkzeug's ``ProxyFix`` takes the last hop of each (the one that proxy
 added) as ``REMOTE_ADDR`` and the scheme, which the sign-in limit and the session cookie's ``Secure``
 flag read. From any other peer they are ignored. gunicorn is given the same list
-(webapp/server/gunicorn_conf.py), so its own reading of ``X-Forwarded-Proto`` agrees.
+(webapp/server/gunicorn_conf.py), so its own reading of ``X-Forwarded-Proto`` agrees, except over a
+Unix socket, whose peer gunicorn always believes and this never does (it has no address to list).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class TrustedProxies:
             address = ipaddress.ip_address(peer or "")
         except ValueError:
             return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # an IPv4 peer of a dual-stack socket
         return any(address in network for network in self.networks)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
