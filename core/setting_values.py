@@ -7,6 +7,7 @@ environment and (``parse_bool``) for query parameters alike.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import field
 from typing import Any
@@ -38,6 +39,24 @@ def parse_duration(text: str) -> float:
     if value < 0:
         raise ValueError(f"a duration cannot be negative: {text!r}")
     return value
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """Addresses and networks, comma-separated ('127.0.0.1,10.0.0.0/8,::1'); '*' is every address,
+    and '' none. A network with host bits set ('10.0.0.1/8') is a ValueError, as gunicorn has it."""
+    networks: list[Network] = []
+    for part in (piece.strip() for piece in text.split(",")):
+        if part == "*":
+            networks += [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+        elif part:
+            try:
+                networks.append(ipaddress.ip_network(part))
+            except ValueError as exc:
+                raise ValueError(f"not an address or a network: {part!r}") from exc
+    return tuple(networks)
 
 
 def parse_value(kind: str, raw: str, minimum: float | None) -> Any:

@@ -129,6 +129,7 @@ class Settings(
         # A dataclass's __init__ calls one __post_init__, this one: it runs those of the sections
         # that check or normalise their values.
         LoggingSettings.__post_init__(self)
+        WebSettings.__post_init__(self)
         WebhookSettings.__post_init__(self)
 
     @classmethod

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.setting_values import setting
+from core.setting_values import parse_networks, setting
+
+#: The fewest characters API_TOKEN may have: anyone who can reach the port may guess at it.
+API_TOKEN_MIN_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,8 @@ class WebSettings:
         "",
         "an admin credential for deployments that predate API keys: when set, every endpoint but "
         "`/healthz`, `/readyz` and `/login` needs a key (`Authorization: Bearer`) or a browser signed in "
-        "at `/login`, and this token is accepted as an admin key (see Clients and keys)",
+        "at `/login`, and this token is accepted as an admin key (see Clients and keys); at least 32 "
+        "characters, or no process starts",
         shown="(unset)",
     )
     idempotency_ttl_seconds: float = setting(
@@ -131,8 +135,10 @@ class WebSettings:
     login_max_failures: int = setting(
         "LOGIN_MAX_FAILURES",
         5,
-        "wrong tokens (login form or `Authorization`) one address may send per `LOGIN_FAILURE_WINDOW`; "
-        "then every sign-in from it is a 429 with `Retry-After` until the window ends",
+        "wrong credentials of one family (guesses at `API_TOKEN`, or made-up client keys; login form or "
+        "`Authorization`) one address (an IPv6 client's /64) may send per `LOGIN_FAILURE_WINDOW`; then "
+        "that family's sign-ins from it are a 429 with `Retry-After` until the window ends (a valid "
+        "client key always gets in)",
     )
     login_failure_window: float = setting(
         "LOGIN_FAILURE_WINDOW",
@@ -141,9 +147,34 @@ class WebSettings:
         kind="duration",
         shown="5m",
     )
+    sessions_per_key: int = setting(
+        "SESSIONS_PER_KEY",
+        10,
+        "browsers signed in with one key (or `API_TOKEN`) at once; a sign-in past it ends that key's "
+        "oldest session",
+    )
+    forwarded_allow_ips: str = setting(
+        "FORWARDED_ALLOW_IPS",
+        "",
+        "the proxies (addresses or networks, comma-separated; `*` for any) whose `X-Forwarded-For` and "
+        "`X-Forwarded-Proto` are believed: the client's address and whether it used HTTPS (gunicorn "
+        "reads it too)",
+        shown="(unset: none)",
+    )
     prometheus_multiproc_dir: str = setting(
         "PROMETHEUS_MULTIPROC_DIR",
         "",
         "where gunicorn workers share their metric counters",
         shown="(a fresh temp dir per gunicorn start)",
     )
+
+    def __post_init__(self) -> None:
+        if self.api_token and len(self.api_token) < API_TOKEN_MIN_CHARS:
+            raise ValueError(
+                f"API_TOKEN: must be at least {API_TOKEN_MIN_CHARS} characters, got {len(self.api_token)}; "
+                "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        try:
+            parse_networks(self.forwarded_allow_ips)
+        except ValueError as exc:
+            raise ValueError(f"FORWARDED_ALLOW_IPS: {exc}") from exc

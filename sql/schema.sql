@@ -329,8 +329,9 @@ CREATE TABLE web_sessions (
     expires_at       timestamptz NOT NULL
 );
 COMMENT ON TABLE web_sessions IS
-    'Signed-in browsers, one row per /login; /logout deletes the row. The cookie holds a random id '
-    'that only this row''s hash names, never a token.';
+    'Signed-in browsers, one row per /login, which also ends the browser''s previous session and '
+    'keeps SESSIONS_PER_KEY per key, the oldest going first; /logout deletes the row. The cookie '
+    'holds a random id that only this row''s hash names, never a token.';
 COMMENT ON COLUMN web_sessions.id_hash IS
     'SHA-256 of the random id in the browser''s cookie; the id itself is stored nowhere, so reading '
     'this table signs no one in.';
@@ -344,20 +345,28 @@ COMMENT ON COLUMN web_sessions.expires_at IS
     'created_at + SESSION_LIFETIME; later the row no longer signs anyone in, and the next sign-in '
     'deletes it.';
 CREATE INDEX web_sessions_expires_idx ON web_sessions (expires_at);
+CREATE INDEX web_sessions_credential_idx ON web_sessions (credential_hash, created_at);
 
 CREATE TABLE login_failures (
-    client_address   text PRIMARY KEY,
+    client_address   text NOT NULL,
     failures         integer NOT NULL CHECK (failures > 0),
-    window_ends_at   timestamptz NOT NULL
+    window_ends_at   timestamptz NOT NULL,
+    family           text NOT NULL CHECK (family IN ('api_token', 'client_key')),
+    PRIMARY KEY (client_address, family)
 );
 COMMENT ON TABLE login_failures IS
-    'Wrong tokens per client address (login form or Authorization header), for the sign-in rate '
-    'limit: past LOGIN_MAX_FAILURES, every sign-in from that address is refused until window_ends_at.';
+    'Wrong credentials per client address and credential family (login form or Authorization '
+    'header), for the sign-in rate limit: past LOGIN_MAX_FAILURES, that family''s sign-ins from '
+    'that address are refused until window_ends_at (a valid client key never is).';
 COMMENT ON COLUMN login_failures.client_address IS
-    'The peer address the web server saw (behind a proxy: the proxy''s).';
-COMMENT ON COLUMN login_failures.failures IS 'Wrong tokens since the window started.';
+    'The client''s address (from a proxy in FORWARDED_ALLOW_IPS, the one it forwards); an IPv6 '
+    'client''s /64.';
+COMMENT ON COLUMN login_failures.failures IS 'Wrong credentials since the window started.';
 COMMENT ON COLUMN login_failures.window_ends_at IS
     'First failure + LOGIN_FAILURE_WINDOW; a failure after it starts a new window.';
+COMMENT ON COLUMN login_failures.family IS
+    'What the wrong credential was a guess at: api_token (anything not shaped like a client key) '
+    'or client_key.';
 CREATE INDEX login_failures_window_idx ON login_failures (window_ends_at);
 
 CREATE TABLE idempotency_keys (

@@ -22,6 +22,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         api,
         db,
         exports,
+        forwarded,
         health,
         listings,
         metrics,
@@ -41,6 +42,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set")
     app = Flask(__name__)
+    app.wsgi_app = forwarded.TrustedProxies(app.wsgi_app, settings.forwarded_allow_ips)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["settings"] = settings
     problems.init_app(app)

@@ -11,9 +11,19 @@ FROM web_sessions
 WHERE id_hash = %(id_hash)s AND expires_at > now();
 
 -- name: web_sessions_delete
--- Sign a browser out (logout).
+-- Sign a browser out (logout), or end its previous session as it signs in again.
 DELETE FROM web_sessions WHERE id_hash = %(id_hash)s;
 
 -- name: web_sessions_delete_expired
 -- Forget sessions past their expiry (run at each sign-in; reads web_sessions_expires_idx).
 DELETE FROM web_sessions WHERE expires_at <= now();
+
+-- name: web_sessions_keep_newest
+-- Keep a credential's newest sessions only, up to the cap (reads web_sessions_credential_idx).
+DELETE FROM web_sessions
+WHERE credential_hash = %(credential_hash)s
+  AND id_hash IN (SELECT id_hash
+                  FROM web_sessions
+                  WHERE credential_hash = %(credential_hash)s
+                  ORDER BY created_at DESC, id_hash
+                  OFFSET %(keep)s);

@@ -273,7 +273,7 @@ def test_a_big_or_slow_form_body_for_another_view_holds_no_thread(serve):
     """Views other than the upload read at most 16 KiB of body: a bigger one is refused by its
     Content-Length at once (the rest is never waited for), and a smaller one is received whole by
     the worker's loop before a thread sees it, so a client that then falls silent is cut off there."""
-    web = serve(API_TOKEN="a-token-for-this-test", CLIENT_TIMEOUT="2")
+    web = serve(API_TOKEN="a-token-for-this-test-of-32-characters", CLIENT_TIMEOUT="2")
     big = head("POST", "/login", Content_Type="application/x-www-form-urlencoded", Content_Length="400000")
     with connect(web.port) as sock:
         sock.sendall(big + b"token=" + b"x" * 100_000)  # past what the loop receives, then silence

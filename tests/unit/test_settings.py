@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import configparser
 import re
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -58,11 +58,23 @@ def test_defaults_and_values_from_the_environment():
         ("LEASE_SECONDS", "inf"),
         ("MAX_EXPIRES_AFTER", "nan"),
         ("RESULTS_TTL", "infd"),
+        ("API_TOKEN", "x" * 31),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.1/8"),
+        ("FORWARDED_ALLOW_IPS", "proxy.example"),
     ],
 )
 def test_a_bad_value_names_its_variable(env, value):
     with pytest.raises(ValueError, match=env):
         Settings.from_env({env: value})
+
+
+def test_api_token_needs_32_characters_and_is_never_shown():
+    assert Settings.from_env({"API_TOKEN": "x" * 32}).api_token == "x" * 32
+    with pytest.raises(ValueError, match="at least 32 characters") as refused:
+        Settings.from_env({"API_TOKEN": "short-secret"})
+    assert "short-secret" not in str(refused.value)
+    with pytest.raises(ValueError, match="API_TOKEN"):  # a test's or an embedder's settings too
+        replace(Settings(), api_token="short")
 
 
 def test_one_reading_of_true_and_false_for_settings_and_parameters():

@@ -2,9 +2,11 @@
 
 In this order: ``Authorization: Bearer <key>``, API_TOKEN (an admin) or an API key
 (:mod:`core.clients`), anything else being a 401 that counts against the address's sign-in limit
-(past it, 429 even for the right key, so a guesser learns nothing); then the browser's session
-cookie, while the key it was made with is still accepted; then nothing: while the service has no
-API key and no API_TOKEN, every request is the one local user (:data:`core.clients.LOCAL_USER`),
+for its credential family (:mod:`webapp.auth.login_limit`: past it, 429, and for guesses at
+API_TOKEN even the right one, so a guesser learns nothing; a valid client key always gets in); then
+the browser's session cookie, while the key it was made with is still accepted; then nothing: while
+the service has no API key and no API_TOKEN, every request is the one local user
+(:data:`core.clients.LOCAL_USER`),
 who sees every batch, and a bearer credential is ignored. A revoked key still counts as a key, so
 revoking every key does not open the service. Each lookup is one statement, and a key's
 ``last_used_at`` is written at most once a minute: a busy client costs no write per request.
@@ -60,19 +62,15 @@ def key_caller(conn: psycopg.Connection, config: Settings, key: str) -> KeyAnswe
     return KeyAnswer(check.caller, bool(check.revoked), not check.keys_exist and not config.api_token)
 
 
-def counts_as_a_guess(credential: str, revoked: bool) -> bool:
-    """Whether a refused credential counts against its address's sign-in limit: not a revoked key, nor
-    anything shaped like our keys (see core.clients.looks_like_a_key); API_TOKEN guesses do."""
-    return not revoked and not clients.looks_like_a_key(credential)
-
-
 def from_bearer(config: Settings, key: str) -> Caller:
     """The caller of a request with a bearer credential; 401 or 429 if it is not accepted now."""
     address = login_limit.client_address()
+    kind = login_limit.family(key)
     with get_pool().connection() as conn:
-        wait = login_limit.wait_seconds(conn, config, address)
-        if wait is not None:
-            raise login_limit.too_many(wait)
+        if kind == login_limit.API_TOKEN_FAMILY:  # a guessable family: past the limit, not even checked
+            wait = login_limit.wait_seconds(conn, config, address, kind)
+            if wait is not None:
+                raise login_limit.too_many(wait)
         answer = key_caller(conn, config, key)
         if answer.caller is not None:
             return answer.caller
@@ -81,9 +79,9 @@ def from_bearer(config: Settings, key: str) -> Caller:
         refused = unauthorized(
             "This API key was revoked." if answer.revoked else "That API key is not known."
         )
-        if not counts_as_a_guess(key, answer.revoked):
+        if answer.revoked:
             raise refused
-        wait = login_limit.record_failure(conn, config, address)
+        wait = login_limit.record_failure(conn, config, address, kind)
     if wait is not None:
         raise login_limit.too_many(wait)
     raise refused

@@ -2,7 +2,8 @@
 
 :func:`start` gives the browser a fresh 256-bit id in an HttpOnly, SameSite=Strict cookie (Secure
 over HTTPS) and stores only the id's SHA-256 in ``web_sessions``, with who signed in
-(``signed_in_as``), the SHA-256 of the credential used and an expiry (SESSION_LIFETIME).
+(``signed_in_as``), the SHA-256 of the credential used and an expiry (SESSION_LIFETIME); it ends
+the browser's previous session and keeps at most SESSIONS_PER_KEY per credential, the newest.
 :func:`find` looks a cookie up; :func:`end` deletes the row, so a copied cookie stops working too.
 The table holds hashes only: reading it signs no one in. A session holds only while its
 credential is still accepted (:func:`webapp.auth.callers.from_session`), so changing API_TOKEN,
@@ -49,20 +50,39 @@ def digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-def start(conn: psycopg.Connection, *, signed_in_as: str, credential: str, lifetime_seconds: float) -> str:
-    """Create a session for a credential just checked; return the id for the browser's cookie."""
+def start(
+    conn: psycopg.Connection,
+    *,
+    signed_in_as: str,
+    credential: str,
+    lifetime_seconds: float,
+    replacing: str | None = None,
+    per_credential: int | None = None,
+) -> str:
+    """Create a session for a credential just checked; return the id for the browser's cookie.
+
+    The session the browser had (``replacing``, its cookie's id) ends, so an id another party knew
+    before the sign-in signs no one in after it; past ``per_credential`` sessions of this
+    credential, the oldest end."""
     session_id = secrets.token_urlsafe(32)
+    credential_hash = digest(credential)
     with conn.transaction():
         conn.execute(q("web_sessions_delete_expired"))
+        if replacing:
+            end(conn, replacing)
         conn.execute(
             q("web_sessions_insert"),
             {
                 "id_hash": digest(session_id),
                 "signed_in_as": signed_in_as,
-                "credential_hash": digest(credential),
+                "credential_hash": credential_hash,
                 "lifetime_seconds": lifetime_seconds,
             },
         )
+        if per_credential is not None:
+            conn.execute(
+                q("web_sessions_keep_newest"), {"credential_hash": credential_hash, "keep": per_credential}
+            )
     log.info("signed in as %s", signed_in_as)
     return session_id
 

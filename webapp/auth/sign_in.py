@@ -3,8 +3,9 @@
 Once an API key exists (or API_TOKEN is set), every endpoint but the health checks, static files
 and the login page needs a key. :mod:`webapp.auth.callers` finds the caller; without one, an API
 client gets a 401 with ``WWW-Authenticate`` and a browser is sent to ``/login``, which asks for
-the key once and starts a server-side session (:mod:`webapp.auth.sessions`); ``POST /logout``
-ends it in the database. Wrong keys are rate-limited per address (:mod:`webapp.auth.login_limit`).
+the key once and starts a server-side session (:mod:`webapp.auth.sessions`), ending the one the
+browser had; ``POST /logout`` ends it in the database. Wrong keys are rate-limited per address and
+credential family (:mod:`webapp.auth.login_limit`).
 With no key and no API_TOKEN the service is one user's local tool: everything is open.
 Every state-changing request first passes the cross-site check (:mod:`webapp.auth.cross_site`);
 after sign-in the browser goes back to ``next`` only if it is a path on this site (:func:`safe_next`).
@@ -70,11 +71,21 @@ def _small_bodies() -> None:
         request.max_form_memory_size = SMALL_BODY_BYTES
 
 
+def _not_for_shared_caches(response: Response) -> Response:
+    # Pages, JSON and downloads are one caller's: no cache, shared or the browser's, may keep them.
+    # The static files need no key and are the same for everyone.
+    if request.endpoint != "static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def init_app(app: Flask, config: Settings) -> None:
     """Small bodies everywhere but the upload; the cross-site check for everyone; the caller of every
-    request found before its view runs."""
+    request found before its view runs; ``Cache-Control: no-store`` on every answer but the static
+    files."""
     app.register_blueprint(bp)
     app.before_request(_small_bodies)
+    app.after_request(_not_for_shared_caches)
     cross_site.init_app(app)
 
     @app.before_request
@@ -107,18 +118,25 @@ def login() -> Response | tuple[str, int]:
     address = login_limit.client_address()
     session_id, revoked = None, False
     key = request.form.get("token", "")
+    kind = login_limit.family(key)
     with get_pool().connection() as conn:
-        wait = login_limit.wait_seconds(conn, config, address)
+        wait = None
+        if kind == login_limit.API_TOKEN_FAMILY:  # a guessable family: past the limit, not even checked
+            wait = login_limit.wait_seconds(conn, config, address, kind)
         if wait is None:
             answer = callers.key_caller(conn, config, key) if key else None
             caller, revoked = (answer.caller, answer.revoked) if answer else (None, False)
             if caller is not None:
-                login_limit.clear(conn, address)
                 session_id = sessions.start(
-                    conn, signed_in_as=caller.name, credential=key, lifetime_seconds=config.session_lifetime
+                    conn,
+                    signed_in_as=caller.name,
+                    credential=key,
+                    lifetime_seconds=config.session_lifetime,
+                    replacing=sessions.cookie_id(request),
+                    per_credential=config.sessions_per_key,
                 )
-            elif callers.counts_as_a_guess(key, revoked):
-                wait = login_limit.record_failure(conn, config, address)
+            elif not revoked:
+                wait = login_limit.record_failure(conn, config, address, kind)
     if wait is not None:
         detail = login_limit.too_many(wait).detail
         page, status = _login_form(next_url, detail, 429)

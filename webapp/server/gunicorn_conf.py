@@ -22,6 +22,9 @@ worker_class = "webapp.server.worker.ReceivingThreadWorker"
 threads = _settings.web_threads
 # Large uploads take a while to stream; the sync timeout would kill them.
 timeout = _settings.web_timeout
+# X-Forwarded-Proto is believed from these proxies only (none unless FORWARDED_ALLOW_IPS names
+# them, where gunicorn alone would trust 127.0.0.1); webapp.forwarded reads the same list.
+forwarded_allow_ips = _settings.forwarded_allow_ips
 # Our request log (webapp.request_log) replaces gunicorn's access log.
 accesslog = None
 configure(_settings.log_level, _settings.log_format)
