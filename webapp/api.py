@@ -16,6 +16,7 @@ from werkzeug.http import parse_options_header
 
 from core import batches
 from core.batches import idempotency, labels
+from core.batches.quota import Quotas
 from core.errors import ServiceError
 from core.setting_values import parse_bool
 from core.settings import Settings
@@ -164,7 +165,7 @@ def _upload() -> Response:
                 chunk_size=config.chunk_size,
                 filename=filename,
                 client=client,
-                quota_rows=config.quota_queued_rows,
+                quotas=Quotas(config.quota_queued_rows, config.quota_batches, config.quota_stored_rows),
                 **shape,
             )
             if key is not None:

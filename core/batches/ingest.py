@@ -94,16 +94,16 @@ def create(
     chunk_size: int,
     filename: str | None,
     client: str | None = None,
-    quota_rows: int | None = None,
+    quotas: quota.Quotas = quota.NO_QUOTAS,
     metadata: dict[str, str] | None = None,
     expires_after: timedelta | None = None,
     callback_url: str | None = None,
 ) -> Batch:
     """Create a batch of ``client`` from ``rows``; every row is written or none is (an exception from
-    ``rows``, or a refusal by the quota, rolls everything back)."""
+    ``rows``, or a refusal by a quota of ``client``'s, rolls everything back)."""
     public_id = new_public_id()
     with conn.transaction():
-        quota.check_room(conn, client, quota_rows)
+        quota.check_room(conn, client, quotas)
         batch_id = conn.execute(
             q("batches_insert"),
             {
@@ -145,7 +145,7 @@ def create(
                         invalid += 1
                         problem = f"{row.problem}\t{row.detail}"
                         write((batch_id, -invalid, row.line, row.client_id, "", problem))
-        quota.claim_room(conn, client, quota_rows, valid)
+        quota.claim_room(conn, client, quotas, valid, valid + invalid)
         if invalid:
             conn.execute(q("batch_row_errors_move_from_inputs"), {"batch_id": batch_id})
         total = valid + invalid
