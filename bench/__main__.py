@@ -14,7 +14,20 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import Row, ceiling, e2e, follow, hostile, latency, purge, reads, retention, upload, vader
+from bench import (
+    Row,
+    ceiling,
+    e2e,
+    follow,
+    hostile,
+    latency,
+    partitions,
+    purge,
+    reads,
+    retention,
+    upload,
+    vader,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     n = size(100_000, 1_000_000)
     say(f"upload: {n:,} review rows")
     rows += upload.rows(upload.run(n, 3, REPO / "var" / "bench"))
+
+    say("partitions: an upload's latency with 100 partitions and with 10,000")
+    rows += partitions.rows(partitions.run(uploads=size(15, 30)))
 
     n = size(20_000, 100_000)
     say(f"end to end: {n:,} review rows, 1/2/4 runners")

@@ -66,6 +66,8 @@ def parse_value(kind: str, raw: str, minimum: float | None) -> Any:
         return parse_bool(raw)
     if kind == "duration":
         return 0.0 if raw.strip().lower() == "off" else parse_duration(raw)
+    if kind == "limit":  # a count, or off for no limit at all
+        return None if raw.strip().lower() == "off" else parse_value("int", raw, minimum)
     value: float = int(raw) if kind == "int" else float(raw)
     if not math.isfinite(value):
         raise ValueError(f"must be a finite number, got {raw!r}")
@@ -88,11 +90,12 @@ def setting(
     """Declare one setting: its variable, default and doc.
 
     ``kind`` is taken from the default's type unless given (``duration`` takes '7d', '12h',
-    or 'off'); ``minimum`` bounds numbers (ints default to at least 1, floats to above 0);
+    or 'off'; ``limit`` a count, or 'off' for None); ``minimum`` bounds numbers (ints and limits
+    default to at least 1, floats to above 0);
     ``shown`` is how the settings table shows a default that the value alone does not explain.
     """
     kind = kind or type(default).__name__
-    if minimum is None and kind == "int":
+    if minimum is None and kind in ("int", "limit"):
         minimum = 1
     metadata = {"env": env, "doc": doc, "kind": kind, "minimum": minimum, "shown": shown}
     return field(default=default, metadata=metadata)

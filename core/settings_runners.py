@@ -56,13 +56,15 @@ class RunnerSettings:
     runner_expiry_seconds: float = setting(
         "RUNNER_EXPIRY_SECONDS", 60.0, "`runners` rows silent this long are removed"
     )
-    results_ttl_seconds: float = setting(
+    results_ttl_seconds: float | None = setting(
         "RESULTS_TTL",
-        0.0,
+        None,
         "how long a finished batch is kept when its upload gave no `expires_after` (`7d`, `12h`, `30m`, "
-        "seconds): set on the batch at upload, then purged by the runners",
+        "seconds, `off`): set on the batch at upload, then purged by the runners. Unset, it is 30 days "
+        "for uploads made once the service has an API key or `API_TOKEN`, and off for the local user "
+        "of a service without any",
         kind="duration",
-        shown="off",
+        shown="30d once keys exist",
     )
     max_expires_after_seconds: float = setting(
         "MAX_EXPIRES_AFTER",

@@ -125,6 +125,21 @@ class WebSettings:
         kind="int",
         shown="(unset: no limit)",
     )
+    quota_batches: int | None = setting(
+        "QUOTA_BATCHES",
+        1000,
+        "batches one API key may have processing at once; another upload is a 429 with `Retry-After` "
+        "and nothing is stored (`off`: no limit)",
+        kind="limit",
+    )
+    quota_stored_rows: int | None = setting(
+        "QUOTA_STORED_ROWS",
+        None,
+        "rows one API key may keep in its batches, finished ones and set-aside rows included, until they "
+        "are deleted or expire; an upload that would pass it is a 429 and nothing is stored",
+        kind="int",
+        shown="(unset: no limit)",
+    )
     session_lifetime: float = setting(
         "SESSION_LIFETIME",
         7 * 86400.0,

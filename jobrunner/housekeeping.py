@@ -42,7 +42,7 @@ def housekeep(conn: psycopg.Connection, settings: Settings) -> None:
         return  # another runner is purging
     try:
         # Every turn, RESULTS_TTL or not: a batch may carry its own expires_after.
-        purged = batches.purge(conn, settings.results_ttl_seconds)
+        purged = batches.purge(conn, settings.results_ttl_seconds or 0)
         if purged:
             log.info("purged %d batch(es) past their expiry (expires_after, or RESULTS_TTL)", purged)
         batches.forget_idempotency_keys(conn, settings.idempotency_ttl_seconds)

@@ -794,6 +794,31 @@ COMMENT ON VIEW batch_partitions IS
     'pending, its size with indexes.';
 COMMENT ON COLUMN batch_partitions.end_batch IS 'The first batch id past the partition.';
 
+-- The partitions that hold a batch's rows, found by name: batch_partitions_ensure
+-- names each <table>_p<first id of the range>, and a table partitioned by 0012
+-- keeps the batches before it in <table>_legacy. Each is a lookup by name and
+-- one by oid in pg_inherits, whatever the catalog's statistics, so the cost is
+-- the same with 100 partitions or 10,000.
+CREATE FUNCTION batch_partitions_holding(batch bigint)
+RETURNS TABLE (table_name text, partition regclass, detach_pending boolean)
+LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
+SELECT t.name, found.part, pg_partition_root(found.part) = found.part
+FROM unnest(ARRAY['batch_inputs', 'batch_results', 'batch_row_errors', 'batch_result_keys']) AS t(name)
+CROSS JOIN LATERAL (
+    SELECT to_regclass(format('public.%I', t.name || '_p' || (batch - batch % batch_partition_span()))) AS part
+    UNION ALL
+    SELECT legacy
+    FROM to_regclass(format('public.%I', t.name || '_legacy')) AS legacy
+    WHERE batch < (regexp_match(pg_get_expr((SELECT relpartbound FROM pg_class WHERE oid = legacy), legacy),
+                                'TO \(''?([^'')]*)''?\)'))[1]::bigint
+) AS found
+-- A partition, attached or pending detach (it is its own root then), of this table.
+WHERE pg_partition_root(found.part) IN (t.name::regclass, found.part)
+$$;
+COMMENT ON FUNCTION batch_partitions_holding(bigint) IS
+    'The partitions of batch_inputs, batch_results, batch_row_errors and batch_result_keys that hold '
+    'a batch''s rows (by name: the same cost however many partitions there are).';
+
 -- Runs as the tables' owner (SECURITY DEFINER), so the web's upload, working as
 -- sentiment_web, gets partitions the owner owns and the runners can drop.
 CREATE FUNCTION batch_partitions_ensure(batch bigint, make boolean DEFAULT true) RETURNS boolean
@@ -803,6 +828,7 @@ DECLARE
     low constant bigint := batch - batch % span;
     tables constant text[] := ARRAY['batch_inputs', 'batch_results', 'batch_row_errors', 'batch_result_keys'];
     tbl text;
+    present text[];
     part text;
     attempt integer;
     saved_timeout text;
@@ -813,9 +839,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock_shared(20560, (low / span)::integer);
     -- Every table's partition, attached: a drop cut short between the tables
     -- leaves some, and the others are then made again below.
-    IF (SELECT count(DISTINCT table_name) FROM batch_partitions
-        WHERE NOT detach_pending
-          AND batch >= coalesce(first_batch, batch) AND batch < end_batch) = cardinality(tables) THEN
+    IF (SELECT count(*) FROM batch_partitions_holding(batch) WHERE NOT detach_pending) = cardinality(tables) THEN
         RETURN true;
     END IF;
     IF NOT make THEN
@@ -825,9 +849,9 @@ BEGIN
     -- the catalog afresh).
     PERFORM pg_advisory_xact_lock(20561, (low / span)::integer);
     saved_timeout := current_setting('lock_timeout');
+    SELECT array_agg(table_name) INTO present FROM batch_partitions_holding(batch);
     FOREACH tbl IN ARRAY tables LOOP
-        IF EXISTS (SELECT 1 FROM batch_partitions
-                   WHERE table_name = tbl AND batch >= coalesce(first_batch, batch) AND batch < end_batch) THEN
+        IF tbl = ANY (present) THEN
             CONTINUE;
         END IF;
         part := format('%s_p%s', tbl, low);

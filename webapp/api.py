@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, redirect, request, url_for
@@ -16,6 +15,8 @@ from werkzeug.http import parse_options_header
 
 from core import batches
 from core.batches import idempotency, labels
+from core.batches.quota import Quotas
+from core.clients import LOCAL_USER
 from core.errors import ServiceError
 from core.setting_values import parse_bool
 from core.settings import Settings
@@ -164,7 +165,7 @@ def _upload() -> Response:
                 chunk_size=config.chunk_size,
                 filename=filename,
                 client=client,
-                quota_rows=config.quota_queued_rows,
+                quotas=Quotas(config.quota_queued_rows, config.quota_batches, config.quota_stored_rows),
                 max_pending_webhooks=config.webhook_max_pending,
                 **shape,
             )
@@ -182,12 +183,12 @@ def _upload() -> Response:
 
 def _batch_shape(config: Settings, fields: Mapping[str, str]) -> dict[str, Any]:
     """What the upload says about the batch (query string or form fields before the file): its labels
-    and its expiry, RESULTS_TTL as it is now when it gives none."""
+    and its expiry, RESULTS_TTL (or its default) as it is now when it gives none."""
     expires_after = labels.parse_expires_after(
         _option(fields, "expires_after"), config.max_expires_after_seconds
     )
-    if expires_after is None and config.results_ttl_seconds:
-        expires_after = timedelta(seconds=config.results_ttl_seconds)
+    if expires_after is None:
+        expires_after = labels.default_expiry(config.results_ttl_seconds, caller() != LOCAL_USER)
     return {
         "metadata": labels.parse_metadata(_option(fields, "metadata")),
         "expires_after": expires_after,

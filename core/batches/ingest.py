@@ -94,17 +94,17 @@ def create(
     chunk_size: int,
     filename: str | None,
     client: str | None = None,
-    quota_rows: int | None = None,
+    quotas: quota.Quotas = quota.NO_QUOTAS,
     metadata: dict[str, str] | None = None,
     expires_after: timedelta | None = None,
     callback_url: str | None = None,
     max_pending_webhooks: int | None = None,
 ) -> Batch:
     """Create a batch of ``client`` from ``rows``; every row is written or none is (an exception from
-    ``rows``, or a refusal by a quota, rolls everything back)."""
+    ``rows``, or a refusal by a quota of ``client``'s, rolls everything back)."""
     public_id = new_public_id()
     with conn.transaction():
-        quota.check_room(conn, client, quota_rows)
+        quota.check_room(conn, client, quotas)
         if callback_url is not None and max_pending_webhooks is not None:
             quota.check_webhooks(conn, client, max_pending_webhooks, written=False)
         batch_id = conn.execute(
@@ -148,7 +148,7 @@ def create(
                         invalid += 1
                         problem = f"{row.problem}\t{row.detail}"
                         write((batch_id, -invalid, row.line, row.client_id, "", problem))
-        quota.claim_room(conn, client, quota_rows, valid)
+        quota.claim_room(conn, client, quotas, valid, valid + invalid)
         if callback_url is not None and max_pending_webhooks is not None:
             quota.check_webhooks(conn, client, max_pending_webhooks, written=True)  # under the lock
         if invalid:

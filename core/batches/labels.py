@@ -5,8 +5,8 @@
 at most 512; it comes back on every batch object and filters ``/batches?metadata[key]=value``
 (containment on a GIN index). ``expires_after`` is a duration (``7d``, ``12h``, ``90m``, seconds)
 from 1 second to MAX_EXPIRES_AFTER (at most 10 years): the batch is purged that long after it
-finishes; without it,
-RESULTS_TTL as it is at upload applies (or nothing, when RESULTS_TTL is off).
+finishes; without it, RESULTS_TTL as it is at upload applies: when unset, DEFAULT_EXPIRY for a
+service with keys and nothing for the local user of one without; nothing when RESULTS_TTL is off.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ MAX_PAIRS = 16
 MAX_KEY_CHARS = 64
 MAX_VALUE_CHARS = 512
 LONGEST_EXPIRY = timedelta(days=3650)
+#: How long a batch is kept when neither its upload nor RESULTS_TTL says, on a service with keys:
+#: a shared service's storage goes back to its clients on its own.
+DEFAULT_EXPIRY = timedelta(days=30)
 
 
 def _bad(slug: str, detail: str) -> InvalidInput:
@@ -103,3 +106,11 @@ def parse_expires_after(
         most = f"{longest / 86400:g} days" if longest >= 86400 else f"{longest:g} seconds"
         raise _bad("invalid-expiry", f"expires_after must be from 1 second to {most}, got {text!r}.")
     return timedelta(seconds=seconds)
+
+
+def default_expiry(results_ttl_seconds: float | None, keys_exist: bool) -> timedelta | None:
+    """What an upload that gave no ``expires_after`` is kept for: RESULTS_TTL when set (None when
+    off), else DEFAULT_EXPIRY once the service has keys, else None (until deleted)."""
+    if results_ttl_seconds is None:
+        return DEFAULT_EXPIRY if keys_exist else None
+    return timedelta(seconds=results_ttl_seconds) if results_ttl_seconds else None

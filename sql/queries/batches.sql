@@ -166,6 +166,16 @@ SELECT coalesce(sum(total_count - processed_count - failed_count - invalid_count
 FROM batches
 WHERE client = %(client)s AND status = 'processing';
 
+-- name: batches_unfinished
+-- One client's batches still processing: what QUOTA_BATCHES bounds (reads batches_client_processing_idx).
+SELECT count(*) AS unfinished FROM batches WHERE client = %(client)s AND status = 'processing';
+
+-- name: batches_stored_rows
+-- Rows of one client's batches not deleted, finished ones and set-aside rows included: what QUOTA_STORED_ROWS bounds.
+SELECT coalesce(sum(total_count), 0)::bigint AS stored
+FROM batches
+WHERE client = %(client)s AND deleted_at IS NULL;
+
 -- name: batches_lock_client
 -- Serialise the end of one client's uploads until commit: quota checks and fair-turn dealing see one upload after the other.
 SELECT pg_advisory_xact_lock(%(lock_class)s, hashtext(%(client)s));

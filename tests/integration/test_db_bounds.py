@@ -171,8 +171,8 @@ def test_statement_timeout_cancels_a_request_and_uploads_and_exports_get_longer(
 
         with psycopg.connect(database_url) as holder:
             # The partitioned parent (the lock reaches every partition, the upload's among them), in
-            # SHARE mode: it stops the COPY's writes, not the reads of the partitions the upload
-            # makes first (batch_partitions_ensure reads every partition's bounds, which locks it).
+            # SHARE mode: it stops the COPY's writes (the upload finds its partitions made, by name,
+            # without locking them).
             holder.execute("LOCK TABLE batch_inputs IN SHARE MODE")
             upload: dict[str, requests.Response] = {}
             sender = threading.Thread(
