@@ -300,3 +300,20 @@ def test_a_cancelled_batch_is_complete_once_no_chunk_is_left_in_hand(client, upl
     db.commit()
     page = client.get(f"/batch/{batch_id}/results?per_page=500").get_json()
     assert page["complete"] is True and len(page["results"]) == 100
+
+
+def test_one_key_holds_at_most_half_the_streams(serve, db):
+    first, second = create_key(db, "streams-a"), create_key(db, "streams-b")
+    db.commit()
+    server = serve(MAX_STREAMS="4")
+    mine = _upload(server.base, ["good"], key=first)
+    theirs = _upload(server.base, ["bad"], key=second)
+    url = f"{server.base}/batch/{{}}/events"
+    held = [Stream(url.format(mine), {"Authorization": f"Bearer {first}"}) for _ in range(2)]
+    assert all(stream.status == 200 for stream in held)
+    refused = requests.get(url.format(mine), headers={"Authorization": f"Bearer {first}"}, timeout=10)
+    assert refused.status_code == 503 and refused.json()["type"].endswith("too-many-streams")
+    other = Stream(url.format(theirs), {"Authorization": f"Bearer {second}"})
+    assert other.status == 200
+    for stream in [*held, other]:
+        stream.close()

@@ -29,7 +29,7 @@ import psycopg
 
 from core.batches import Batch
 from core.batches.feed import CommittedChunk, DurableStates, FollowState, Position, poll
-from core.clients import API_TOKEN_HOLDER, Caller
+from core.clients import API_TOKEN_HOLDER, LOCAL_USER, Caller
 from webapp.db import WebPool
 from webapp.feed.follower import Follower, reader
 from webapp.feed.recent import Recent
@@ -70,12 +70,13 @@ class Hub:
     # -- called from request threads ---------------------------------------------------
     def full(self, who: Caller) -> bool:
         """Whether another stream of ``who`` is refused (503): MAX_STREAMS are open here, or ``who``
-        holds half of them, or the worker is stopping."""
+        (a key, or API_TOKEN) holds half of them, or the worker is stopping."""
         with self._lock:
             streams = [*self._streams.values(), *self._arrivals]
             mine = sum(stream.who == who for stream in streams)
             stopping = self._stopping_at is not None
-        return stopping or len(streams) >= self.max_streams or mine >= max(1, self.max_streams // 2)
+        over_share = who != LOCAL_USER and mine >= max(1, self.max_streams // 2)  # the one user shares
+        return stopping or len(streams) >= self.max_streams or over_share
 
     def take(
         self, sock: socket.socket, chunked: bool, follower: Follower, who: Caller, max_seconds: float | None
