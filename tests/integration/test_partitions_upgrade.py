@@ -133,7 +133,7 @@ def test_0019_keeps_finished_batches_readable_and_completes_one_in_flight(at_001
             "INSERT INTO chunks (batch_id, first_row, last_row, state, finished_at) VALUES "
             "(2, 1, 100, 'done', now()), (2, 101, 200, 'ready', NULL), (2, 201, 300, 'ready', NULL)"
         )
-        assert migrate(at_0018) == [19, 20]  # 0020 logs the results written before it
+        assert migrate(at_0018)[:2] == [19, 20]  # and on; 0020 logs the results written before it
 
         assert db.execute("SELECT to_regclass('batch_rows')").fetchone()[0] is None
         assert db.execute("SELECT count(*) FROM batch_inputs").fetchone()[0] == 302
