@@ -122,8 +122,8 @@ class WebSettings:
         None,
         "rows one API key may have waiting or being scored at once; an upload that would pass it is a "
         "429 with `Retry-After` and nothing is stored",
-        kind="int",
-        shown="(unset: no limit)",
+        kind="limit",
+        shown="(unset or `off`: no limit)",
     )
     quota_batches: int | None = setting(
         "QUOTA_BATCHES",
@@ -137,8 +137,8 @@ class WebSettings:
         None,
         "rows one API key may keep in its batches, finished ones and set-aside rows included, until they "
         "are deleted or expire; an upload that would pass it is a 429 and nothing is stored",
-        kind="int",
-        shown="(unset: no limit)",
+        kind="limit",
+        shown="(unset or `off`: no limit)",
     )
     session_lifetime: float = setting(
         "SESSION_LIFETIME",

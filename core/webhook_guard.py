@@ -15,6 +15,7 @@ guard".
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import threading
 import time
@@ -27,6 +28,8 @@ MAX_URL_CHARS = 2048
 SCHEMES = {"http": 80, "https": 443}
 #: Cloud metadata services, named for a clearer refusal (each is refused as link-local, private
 #: or shared anyway).
+log = logging.getLogger(__name__)
+
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
 )
@@ -36,9 +39,14 @@ METADATA_ADDRESSES = frozenset(
 SITE_LOCAL = ipaddress.ip_network("fec0::/10")
 #: Name lookups of this process that may wait on the resolver at once; past them a lookup fails.
 MAX_LOOKUPS = 16
+#: Of those, one owner's (an API key's): a lookup that timed out holds its place until the resolver
+#: gives up, so one key's silent name servers cannot take every place from the others.
+MAX_LOOKUPS_PER_OWNER = 4
 #: How long a lookup waits when its caller gives no bound.
 LOOKUP_TIMEOUT = 3.0
 _lookups = threading.BoundedSemaphore(MAX_LOOKUPS)
+_owners_lock = threading.Lock()
+_owners: dict[str, int] = {}  # lookups in flight per owner
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -113,24 +121,37 @@ def refusal(address: Address) -> str | None:
 
 
 class Refused(InvalidInput):
-    """The callback's host is, or resolves to, an address the guard refuses (or does not resolve)."""
+    """The callback's host is, or resolves to, an address the guard refuses, or does not resolve.
+
+    Every refusal tells the client the same thing: which of these it was would let a client map
+    the internal DNS (which names exist, which are private). ``reason`` says it, for the log."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(
+            "Callback address refused",
+            f"callback_url's host {host!r} is refused: webhooks go to hosts that resolve in time to "
+            "public addresses only (WEBHOOK_ALLOW_PRIVATE=true lifts the address rule).",
+            "callback-url-refused",
+        )
+        self.reason = reason
 
 
 class LookupTimedOut(Refused):
     """The callback's host did not resolve within the bound."""
 
 
-def _lookup(target: Target, timeout: float) -> list[tuple]:  # type: ignore[type-arg]
+def _lookup(target: Target, timeout: float, owner: str) -> list[tuple]:  # type: ignore[type-arg]
     """getaddrinfo within ``timeout`` seconds. It cannot be interrupted, so it runs on a daemon
     thread, left to end by itself (the resolver's own timeouts) when the wait is over; at most
-    MAX_LOOKUPS of them at once."""
-    slow = LookupTimedOut(
-        "Callback host not found in time",
-        f"callback_url's host {target.host!r} did not resolve in time ({timeout:g} s).",
-        "callback-url-refused",
-    )
+    MAX_LOOKUPS of them at once, MAX_LOOKUPS_PER_OWNER of them ``owner``'s."""
+    slow = LookupTimedOut(target.host, f"did not resolve in {timeout:g} s")
+    with _owners_lock:
+        if _owners.get(owner, 0) >= MAX_LOOKUPS_PER_OWNER:
+            raise LookupTimedOut(target.host, f"{owner!r} has {MAX_LOOKUPS_PER_OWNER} lookups waiting")
+        _owners[owner] = _owners.get(owner, 0) + 1
     deadline = time.monotonic() + timeout
     if not _lookups.acquire(timeout=timeout):
+        _done(owner)
         raise slow
     outcome: list = []
     done = threading.Event()
@@ -146,45 +167,53 @@ def _lookup(target: Target, timeout: float) -> list[tuple]:  # type: ignore[type
             outcome.append(exc)
         finally:
             _lookups.release()
+            _done(owner)
             done.set()
 
     threading.Thread(target=look_up, name="callback-lookup", daemon=True).start()
     if not done.wait(max(deadline - time.monotonic(), 0.0)):
         raise slow
     if isinstance(outcome[0], Exception):
-        raise Refused(
-            "Callback host not found",
-            f"callback_url's host {target.host!r} does not resolve ({outcome[0]}).",
-            "callback-url-refused",
-        )
+        raise Refused(target.host, f"does not resolve ({outcome[0]})")
     return outcome[0]
 
 
-def resolve(target: Target, *, allow_private: bool, timeout: float = LOOKUP_TIMEOUT) -> list[Address]:
+def _done(owner: str) -> None:
+    with _owners_lock:
+        _owners[owner] -= 1
+        if not _owners[owner]:
+            del _owners[owner]
+
+
+def resolve(
+    target: Target, *, allow_private: bool, timeout: float = LOOKUP_TIMEOUT, owner: str | None = None
+) -> list[Address]:
     """Every address the target's host resolves to within ``timeout`` seconds, each checked; Refused
     if it does not resolve in time or any of them is refused (one bad address is enough: which one
-    a connection would use is not ours to pick). The refusal names the kind of address only."""
+    a connection would use is not ours to pick). ``owner``: whose lookup it is (an API key's name;
+    None for uploads without one)."""
     addresses: list[Address] = []
-    for info in _lookup(target, timeout):
+    for info in _lookup(target, timeout, owner or ""):
         address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
         if address not in addresses:
             addresses.append(address)
     if not allow_private:
         for address in addresses:
             if reason := refusal(address):
-                raise Refused(
-                    "Callback address refused",
-                    f"callback_url's host {target.host!r} is or resolves to {reason}: webhooks go to "
-                    "public addresses only (WEBHOOK_ALLOW_PRIVATE=true lifts this).",
-                    "callback-url-refused",
-                )
+                raise Refused(target.host, f"is or resolves to {reason}")
     return addresses
 
 
-def check_callback_url(url: str, *, allow_private: bool, timeout: float = LOOKUP_TIMEOUT) -> str:
+def check_callback_url(
+    url: str, *, allow_private: bool, timeout: float = LOOKUP_TIMEOUT, owner: str | None = None
+) -> str:
     """The URL as stored, once its form and its addresses pass, its host resolved within ``timeout``
-    seconds (InvalidInput, a 400, otherwise)."""
-    resolve(parse_callback_url(url), allow_private=allow_private, timeout=timeout)
+    seconds (InvalidInput, a 400, otherwise; a refusal's reason is logged, not told)."""
+    try:
+        resolve(parse_callback_url(url), allow_private=allow_private, timeout=timeout, owner=owner)
+    except Refused as refused:
+        log.info("callback_url refused: %s %s", refused.detail.split(":")[0], refused.reason)
+        raise
     return url
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import namedtuple_row
 
+from core.batches import quota
 from core.batches.model import Batch
 from core.errors import Conflict, NotFound, OverQuota
 from core.jsonshape import NULLABLE_TIME, TIME, Member, dump, iso, object_schema
@@ -113,11 +114,14 @@ def body(batch: Batch) -> str:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 
 
-def retry(conn: psycopg.Connection, batch: Batch) -> None:
+def retry(conn: psycopg.Connection, batch: Batch, max_pending: int | None = None) -> None:
     """Send ``batch``'s finished webhook again, now, as its owner (or an admin) asks (``conn`` runs as
     the caller): the same webhook-id and body, tried for WEBHOOK_RETRY_FOR from now, backing off
     from the attempts made since. Conflict if the batch has no webhook, or if it is still pending
-    (it will be tried anyway); OverQuota (429) within a minute of the last retry."""
+    (it will be tried anyway); OverQuota (429) within a minute of the last retry, or while the key
+    has ``max_pending`` webhooks waiting (WEBHOOK_MAX_PENDING)."""
+    if max_pending is not None:  # a retry puts the webhook back among the key's waiting ones
+        quota.claim_webhook_place(conn, batch.client, max_pending)
     with conn.cursor(row_factory=namedtuple_row) as cur:
         row = cur.execute(q("webhook_events_retry"), {"public_id": batch.public_id}).fetchone()
     if row is None:

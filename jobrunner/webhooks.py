@@ -141,7 +141,7 @@ class Deliverer:
         key_secrets = [secret for secret in (event.key_secret, event.key_previous_secret) if secret]
         if event.key_replaced_service_secret:
             key_secrets += self.settings.webhook_secret.split()
-        answer = self.send(event.callback_url, event.webhook_id, body, key_secrets)
+        answer = self.send(event.callback_url, event.webhook_id, body, key_secrets, owner=event.client)
         duration_ms = round((time.monotonic() - started) * 1000)
         delivered = answer.status_code is not None and 200 <= answer.status_code <= 299
         outcome = answer.error or f"HTTP {answer.status_code}"
@@ -183,9 +183,12 @@ class Deliverer:
         row = conn.execute(q("webhook_events_fix_body"), params).fetchone()
         return row[0] if row else None
 
-    def send(self, url: str, webhook_id: str, body: str, key_secrets: list[str]) -> Answer:
+    def send(
+        self, url: str, webhook_id: str, body: str, key_secrets: list[str], owner: str | None = None
+    ) -> Answer:
         """One attempt: sign (with the key's secrets, else WEBHOOK_SECRET's), check, connect, POST;
-        the answer's status, or why there is none."""
+        the answer's status, or why there is none. ``owner``: the batch's key, whose lookups are
+        bounded apart from other keys' (core.webhook_guard)."""
         secrets = key_secrets or self.settings.webhook_secret.split()
         if not secrets:
             return Answer(
@@ -205,11 +208,13 @@ class Deliverer:
                 target,
                 allow_private=self.settings.webhook_allow_private,
                 timeout=self.settings.webhook_connect_timeout,
+                owner=owner,
             )
-        except LookupTimedOut as exc:
-            return Answer(error=f"timed out: {exc.detail}"[:_ERROR_CHARS])
+        except LookupTimedOut:
+            return Answer(error=f"timed out: callback_url's host {target.host!r} did not resolve in time")
         except InvalidInput as exc:
-            return Answer(error=f"refused: {exc.detail}"[:_ERROR_CHARS])
+            log.info("webhook %s refused: %s", webhook_id, getattr(exc, "reason", exc.detail))
+            return Answer(error=f"refused: {exc.detail}"[:_ERROR_CHARS])  # the reason is not told
         try:
             return self._post(target, addresses, headers, payload, connect_by)
         except TimeoutError:

@@ -165,7 +165,11 @@ def _upload() -> Response:
                 chunk_size=config.chunk_size,
                 filename=filename,
                 client=client,
-                quotas=Quotas(config.quota_queued_rows, config.quota_batches, config.quota_stored_rows),
+                quotas=Quotas(
+                    queued_rows=config.quota_queued_rows,
+                    batches=config.quota_batches,
+                    stored_rows=config.quota_stored_rows,
+                ),
                 max_pending_webhooks=config.webhook_max_pending,
                 **shape,
             )

@@ -21,7 +21,7 @@ from core.errors import InvalidInput
 from core.queries import q
 from core.settings import Settings
 from core.webhook_guard import check_callback_url, shown_url
-from webapp.db import caller, connection
+from webapp.db import caller, connection, settings
 
 bp = Blueprint("webhooks", __name__)
 
@@ -39,7 +39,10 @@ def callback_url_option(config: Settings, url: str | None) -> str | None:
             "webhook-secret-missing",
         )
     return check_callback_url(
-        url, allow_private=config.webhook_allow_private, timeout=config.webhook_connect_timeout
+        url,
+        allow_private=config.webhook_allow_private,
+        timeout=config.webhook_connect_timeout,
+        owner=caller().name,
     )
 
 
@@ -58,7 +61,7 @@ def retry_batch_webhook(public_id: str) -> Response:
     """Send the batch's finished webhook again (202 and the deliveries, as GET shows them)."""
     with connection() as conn:
         batch = batches.get(conn, public_id)
-        webhooks.retry(conn, batch)
+        webhooks.retry(conn, batch, settings().webhook_max_pending)
         with conn.cursor(row_factory=class_row(webhooks.Delivery)) as cur:
             rows = cur.execute(q("webhook_events_deliveries"), {"public_id": public_id}).fetchall()
     answer = jsonify(webhooks.deliveries_json(public_id, shown_url(batch.callback_url), rows))

@@ -154,3 +154,10 @@ def check_webhooks(conn: psycopg.Connection, client: str | None, limit: int, *, 
             pending_webhooks=pending,
             limit=limit,
         )
+
+
+def claim_webhook_place(conn: psycopg.Connection, client: str | None, limit: int) -> None:
+    """Refuse (OverQuota, 429) a webhook sent again while ``client`` has ``limit`` waiting, under
+    the client's lock (an upload racing it counts after it)."""
+    conn.execute(q("batches_lock_client"), {"lock_class": CLIENT_LOCK_CLASS, "client": client or ""})
+    check_webhooks(conn, client, limit, written=False)

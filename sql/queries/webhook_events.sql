@@ -39,7 +39,7 @@ WITH due AS (
     SELECT id, attempt, %(runner)s FROM leased
     ON CONFLICT (event_id, attempt) DO NOTHING
 )
-SELECT leased.*, s.secret AS key_secret,
+SELECT leased.*, b.client, s.secret AS key_secret,
        CASE WHEN s.previous_until > now() THEN s.previous_secret END AS key_previous_secret,
        -- The key's first own secret replaced WEBHOOK_SECRET, which signs beside it meanwhile.
        coalesce(s.previous_until > now() AND s.previous_secret IS NULL, false) AS key_replaced_service_secret

@@ -130,6 +130,22 @@ def test_a_keys_pending_webhooks_past_the_cap_are_refused_at_upload(serve, db):
     assert upload(web, bob, hook).status_code == 202  # another key: its own count
 
 
+def test_a_webhook_sent_again_counts_against_the_cap(serve, db):
+    from tests.integration.helpers import score_everything
+
+    alice = clients.create_key(db, "alice")
+    web = serve(**WEB_ENV, WEBHOOK_MAX_PENDING="1")
+    hook = "http://127.0.0.1:9/hook"
+    first = upload(web, alice, hook).json()["batch_id"]
+    score_everything(db)  # finished: its event waits ...
+    db.execute("UPDATE webhook_events SET state = 'failed', finished_at = now()")  # ... and is given up
+    assert upload(web, alice, hook).status_code == 202  # a second batch with a webhook: 1 waiting
+    headers = {"Authorization": f"Bearer {alice}"}
+    again = requests.post(f"{web.base}/batch/{first}/webhooks/retry", headers=headers, timeout=10)
+    assert again.status_code == 429 and again.json()["type"] == "/problems/too-many-pending-webhooks"
+    assert db.execute("SELECT state FROM webhook_events").fetchone()[0] == "failed"  # not sent again
+
+
 def test_the_guard_refuses_site_local_and_never_says_what_a_name_resolves_to(serve, db):
     key = clients.create_key(db, "alice")
     web = serve(WEBHOOK_SECRET=SECRET)

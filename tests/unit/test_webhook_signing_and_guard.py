@@ -6,12 +6,13 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import socket
 
 import pytest
 
 from core import webhooks
 from core.errors import InvalidInput
-from core.webhook_guard import Target, parse_callback_url, refusal, resolve, shown_url
+from core.webhook_guard import Refused, Target, parse_callback_url, refusal, resolve, shown_url
 
 
 def test_the_signature_is_the_standard_webhooks_test_vector():
@@ -143,16 +144,50 @@ def test_a_callback_url_gives_what_to_resolve_connect_to_and_ask_for():
 
 
 def test_resolving_checks_every_address_unless_allowed():
-    with pytest.raises(InvalidInput, match="loopback") as refused:
+    with pytest.raises(Refused) as loopback:
         resolve(parse_callback_url("http://localhost:9/"), allow_private=False)
-    assert refused.value.slug == "callback-url-refused"
-    with pytest.raises(InvalidInput, match="metadata"):
+    assert loopback.value.slug == "callback-url-refused" and "loopback" in loopback.value.reason
+    with pytest.raises(Refused) as metadata:
         resolve(parse_callback_url("http://169.254.169.254/latest/meta-data"), allow_private=False)
+    assert "metadata" in metadata.value.reason
     assert ipaddress.ip_address("127.0.0.1") in resolve(
         parse_callback_url("http://localhost:9/"), allow_private=True
     )
-    with pytest.raises(InvalidInput, match="does not resolve"):
+    with pytest.raises(Refused) as missing:
         resolve(parse_callback_url("http://no-such-host.invalid/"), allow_private=True)
+    assert "does not resolve" in missing.value.reason
+    # The client is told the same whatever the reason: no map of the internal DNS.
+    assert loopback.value.detail.replace("localhost", "") == missing.value.detail.replace(
+        "no-such-host.invalid", ""
+    )
+
+
+def test_one_owners_stuck_lookups_leave_places_to_the_others(monkeypatch):
+    import threading
+
+    from core import webhook_guard
+
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def silent_for_tarpit(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host.endswith(".tarpit.invalid"):
+            release.wait(30)
+        return real("localhost", *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent_for_tarpit)
+    try:
+        for n in range(webhook_guard.MAX_LOOKUPS):  # far more than the owner's share
+            with pytest.raises(webhook_guard.LookupTimedOut):
+                resolve(
+                    parse_callback_url(f"http://h{n}.tarpit.invalid/"),
+                    allow_private=True,
+                    timeout=0.05,
+                    owner="a",
+                )
+        assert resolve(parse_callback_url("http://fine.example/"), allow_private=True, timeout=5, owner="b")
+    finally:
+        release.set()
 
 
 def test_the_api_shows_a_callback_url_without_its_query():
