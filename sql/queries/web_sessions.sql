@@ -27,3 +27,7 @@ WHERE credential_hash = %(credential_hash)s
                   WHERE credential_hash = %(credential_hash)s
                   ORDER BY created_at DESC, id_hash
                   OFFSET %(keep)s);
+
+-- name: web_sessions_lock_credential
+-- Hold one credential's sign-ins one after another until commit, so each trims the sessions the last one left (the per-key cap holds under racing sign-ins).
+SELECT pg_advisory_xact_lock(hashtextextended(encode(%(credential_hash)s, 'hex'), 7240113902));

@@ -186,3 +186,33 @@ def test_signed_in_answers_are_never_stored_by_a_cache(serve, db):
     # The static files need no key: shared caches may keep them.
     static = requests.get(f"{web.base}/static/style.css", timeout=10)
     assert static.status_code == 200 and "no-store" not in static.headers.get("Cache-Control", "")
+
+
+def test_racing_sign_ins_of_one_key_keep_to_sessions_per_key(database_url, db):
+    """Each sign-in trims the key's sessions to the cap; two at once must not each trim from a
+    snapshot without the other's session."""
+    import threading
+
+    import psycopg
+
+    from tests.helpers import wait_for
+    from webapp.auth import sessions
+
+    def sign_in(conn: psycopg.Connection) -> None:
+        sessions.start(conn, signed_in_as="alice", credential="k", lifetime_seconds=3600, per_credential=2)
+
+    with psycopg.connect(database_url, autocommit=True) as seed:
+        sign_in(seed)
+        sign_in(seed)
+    with psycopg.connect(database_url, autocommit=True) as first, psycopg.connect(database_url) as second:
+        first.execute("BEGIN")  # a sign-in whose commit is slow
+        sign_in(first)
+        racing = threading.Thread(target=sign_in, args=(second,))
+        racing.start()
+        waiting = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s"
+        wait_for(lambda: db.execute(waiting, (second.info.backend_pid,)).fetchone()[0])
+        first.execute("COMMIT")
+        racing.join(30)
+        second.commit()
+    count = "SELECT count(*) FROM web_sessions WHERE credential_hash = %s"
+    assert db.execute(count, (sessions.digest("k"),)).fetchone()[0] == 2

@@ -67,6 +67,8 @@ def start(
     session_id = secrets.token_urlsafe(32)
     credential_hash = digest(credential)
     with conn.transaction():
+        if per_credential is not None:
+            conn.execute(q("web_sessions_lock_credential"), {"credential_hash": credential_hash})
         conn.execute(q("web_sessions_delete_expired"))
         if replacing:
             end(conn, replacing)
