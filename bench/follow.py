@@ -6,13 +6,13 @@ from that answer to its first ``rows`` event (target: under 1 s). Its baseline, 
 run, is the upload itself.
 
 Throughput: the same batch of review texts scored by 2 runners with no follower, then with 50
-followers (each reads every event to the end, on raw sockets, so the bench's own reading costs
-little), interleaved three times; rows per second from the upload's answer to completion. The
-followers share the machine's two cores with gunicorn, PostgreSQL and the runners: this is the
-whole cost of serving them, not the database's share alone; the row also gives the web
-worker's CPU per row it delivers to one follower, where most of that cost is copying bytes
-through loopback TCP. Meanwhile ``/healthz`` and ``GET /batch/<id>`` are timed every 0.2 s: their
-95th percentile with the 50 streams open (target: under 100 ms) against none.
+followers (each reads every event to the end, on raw sockets, all on one thread, so the bench's
+own reading costs little), interleaved three times; rows per second from the upload's answer to
+completion. The followers share the machine's two cores with gunicorn, PostgreSQL and the
+runners: this is the whole cost of serving them, not the database's share alone; the row also
+gives the web worker's CPU per row it delivers to one follower, where most of that cost is
+copying bytes through loopback TCP. Meanwhile ``/healthz`` and ``GET /batch/<id>`` are timed
+every 0.2 s: their 95th percentile with the 50 streams open (target: under 100 ms) against none.
 
 ``python -m bench.follow [--rows N] [--first-rows N]`` runs it alone.
 """
@@ -20,6 +20,7 @@ through loopback TCP. Meanwhile ``/healthz`` and ``GET /batch/<id>`` are timed e
 from __future__ import annotations
 
 import argparse
+import selectors
 import socket
 import statistics
 import threading
@@ -68,12 +69,25 @@ def _first_rows_after(base: str, batch_id: str) -> float:
         sock.close()
 
 
-def _read_to_end(sock: socket.socket, ends: list[bool]) -> None:
-    tail = b""
-    with sock:
-        while data := sock.recv(1 << 20):
-            tail = (tail + data)[-16384:]  # the end event carries the whole batch
-    ends.append(b"event: end\n" in tail)
+def _read_all_to_end(socks: list[socket.socket], ends: list[bool]) -> None:
+    """Read every stream to its end on one thread (a selector, reads into one buffer), so the
+    bench's own reading takes as little of the machine as it can; ``ends``: whether each saw ``end``."""
+    buffer = bytearray(1 << 20)
+    tails = {sock: b"" for sock in socks}
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        while tails:
+            for key, _ in selector.select():
+                sock = key.fileobj
+                size = sock.recv_into(buffer)  # type: ignore[union-attr]
+                if size:
+                    # The end event carries the whole batch: keep enough of the tail to find it.
+                    tails[sock] = (tails[sock] + bytes(buffer[:size]))[-16384:]  # type: ignore[index]
+                    continue
+                selector.unregister(sock)
+                sock.close()  # type: ignore[union-attr]
+                ends.append(b"event: end\n" in tails.pop(sock))  # type: ignore[arg-type]
 
 
 def _wait_done(url: str, base: str, batch_id: str, latencies: list[float]) -> None:
@@ -111,16 +125,13 @@ def throughput(rows: int, followers: int = 50, repeat: int = 3) -> dict[str, flo
                 cpu_before = process_cpu(worker, reaped=False)
                 batch_id, _, answered = _upload(base, body)
                 ends: list[bool] = []
-                readers = [
-                    threading.Thread(target=_read_to_end, args=(_open(base, batch_id), ends))
-                    for _ in range(count)
-                ]
-                for reader in readers:
-                    reader.start()
+                reader = threading.Thread(
+                    target=_read_all_to_end, args=([_open(base, batch_id) for _ in range(count)], ends)
+                )
+                reader.start()
                 _wait_done(url, base, batch_id, latencies[count])
                 rates[count].append(rows / (time.perf_counter() - answered))
-                for reader in readers:
-                    reader.join()
+                reader.join()
                 complete &= len(ends) == count and all(ends)
                 if count:
                     web_cpu.append((process_cpu(worker, reaped=False) - cpu_before) / (rows * count))
