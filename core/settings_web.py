@@ -93,6 +93,13 @@ class WebSettings:
     max_id_chars: int = setting(
         "MAX_ID_CHARS", 1_000, "longer ids are set aside as invalid rows (`id_too_long`): pages stay small"
     )
+    upload_csv_parser: str = setting(
+        "UPLOAD_CSV_PARSER",
+        "",
+        "the parser of UTF-8 uploads: `c` (`webapp/upload/_fastcsv.c`) or `python` (the same rows, "
+        "slower); a web process asked for `c` where it is not built refuses to start",
+        shown="(unset: `c` where it is built, else `python`)",
+    )
     chunk_size: int = setting("CHUNK_SIZE", 100, "rows per chunk for new batches")
     secret_key: str = setting(
         "SECRET_KEY",
@@ -189,6 +196,8 @@ class WebSettings:
                 f"API_TOKEN: must be at least {API_TOKEN_MIN_CHARS} characters, got {len(self.api_token)}; "
                 "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
             )
+        if self.upload_csv_parser not in ("", "c", "python"):
+            raise ValueError(f"UPLOAD_CSV_PARSER: 'c' or 'python', got {self.upload_csv_parser!r}")
         try:
             parse_networks(self.forwarded_allow_ips)
         except ValueError as exc:

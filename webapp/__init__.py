@@ -41,6 +41,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         settings = replace(settings, **config)
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set")
+    from webapp.upload.csv_reader import parser_for
+
+    parser_for(settings.upload_csv_parser)  # refused here, at start, rather than on each upload
     app = Flask(__name__)
     app.wsgi_app = forwarded.TrustedProxies(app.wsgi_app, settings.forwarded_allow_ips)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]

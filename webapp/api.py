@@ -28,7 +28,7 @@ from webapp.pagination import bad_parameter
 from webapp.problems import Problem, problem_of
 from webapp.server import admission
 from webapp.upload.compression import content_decoded, gunzipped
-from webapp.upload.csv_reader import UploadOptions, check_encoding, csv_rows
+from webapp.upload.csv_reader import UploadOptions, check_encoding, csv_rows, parser_for
 from webapp.upload.request_body import bad_request, drain, open_multipart, read_body, too_large
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,9 @@ def _upload() -> Response:
         else:
             batch = batches.create(
                 conn,
-                csv_rows(gunzipped(data, config.max_upload_bytes), options),
+                csv_rows(
+                    gunzipped(data, config.max_upload_bytes), options, parser_for(config.upload_csv_parser)
+                ),
                 chunk_size=config.chunk_size,
                 filename=filename,
                 client=client,

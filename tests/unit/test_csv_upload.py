@@ -170,3 +170,18 @@ def test_multipart_with_two_files():
     with pytest.raises(Problem) as info:
         b"".join(upload.data)
     assert info.value.slug == "several-files"
+
+
+def test_the_parser_is_a_setting_checked_at_start(monkeypatch):
+    import pytest
+
+    from core.settings import Settings
+    from webapp.upload import csv_reader
+
+    assert Settings.from_env({"UPLOAD_CSV_PARSER": "python"}).upload_csv_parser == "python"
+    with pytest.raises(ValueError, match="UPLOAD_CSV_PARSER"):
+        Settings.from_env({"UPLOAD_CSV_PARSER": "rust"})
+    assert csv_reader.parser_for("python") == "python" and csv_reader.parser_for("") == csv_reader.PARSER
+    monkeypatch.setattr(csv_reader, "_fastcsv", None)  # as where the extension is not built
+    with pytest.raises(ValueError, match="not built"):
+        csv_reader.parser_for("c")

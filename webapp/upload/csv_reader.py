@@ -13,13 +13,12 @@ Two parsers follow these rules. UTF-8 files (nearly all) go to the compiled one,
 :mod:`webapp.upload._fastcsv`, which writes batch_inputs' binary COPY tuples without a Python
 object per row (:meth:`CsvRows.copy_blocks`); this module's pure-Python parser reads the other
 encodings, and every file where the extension is not built. tests/unit/test_fastcsv.py proves
-them equal on arbitrary bytes; ``UPLOAD_CSV_PARSER=python`` runs everything on the fallback.
+them equal on arbitrary bytes; the setting ``UPLOAD_CSV_PARSER=python`` runs uploads on the fallback.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -62,11 +61,18 @@ _lines = physical_lines  # the tests' name for the line cutter
 #: One data row of the file, valid or set aside: exactly what a batch stages.
 CsvRow = StagedRow
 
-#: The parser of UTF-8 files: "c" (webapp/upload/_fastcsv.c) or "python" (this module's).
-PARSER = os.environ.get("UPLOAD_CSV_PARSER") or ("c" if _fastcsv is not None else "python")
-if PARSER not in ("c", "python") or (PARSER == "c" and _fastcsv is None):
-    # Refused at start rather than on every upload.
-    raise ImportError(f"UPLOAD_CSV_PARSER={PARSER!r}: 'python', or 'c' where _fastcsv.c is built")
+#: The parser of UTF-8 files unless UPLOAD_CSV_PARSER says: "c" (webapp/upload/_fastcsv.c) where
+#: it is built, else "python" (this module's).
+PARSER = "c" if _fastcsv is not None else "python"
+
+
+def parser_for(setting: str) -> str:
+    """The parser UPLOAD_CSV_PARSER names ("" for the default); ValueError for "c" where it is not
+    built (a web process checks this at start rather than on every upload)."""
+    if setting == "c" and _fastcsv is None:
+        raise ValueError("UPLOAD_CSV_PARSER=c: webapp/upload/_fastcsv.c is not built (pip install -e .)")
+    return setting or PARSER
+
 
 #: What the compiled parser decodes (itself: UTF-8, a leading BOM dropped).
 COMPILED_ENCODINGS = ("utf-8", "utf-8-sig")
