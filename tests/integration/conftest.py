@@ -254,3 +254,16 @@ def upload(client) -> Callable[..., dict]:  # type: ignore[no-untyped-def]
     """``upload(data, filename="x.csv", key=..., fields=..., query=...)``: upload CSV bytes through
     this test's client the way curl -F does, assert 202, return the JSON answer (``upload_file``)."""
     return functools.partial(upload_file, client)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    """The system's Chromium under Playwright, one per test module of the browser tests."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.integration.test_browser import QUIET_CHROMIUM, chromium_path
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_path(), args=QUIET_CHROMIUM)
+        yield launched
+        launched.close()

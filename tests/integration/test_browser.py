@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.conftest import REPO, RunnerProcesses, WebServer
@@ -46,14 +46,6 @@ def chromium_path() -> str:
         "No Chromium found for the browser tests: install it (Debian/Ubuntu: apt-get install chromium) "
         "or set CHROMIUM to the browser's path."
     )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=QUIET_CHROMIUM)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

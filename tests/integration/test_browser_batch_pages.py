@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from tests.helpers import make_csv, sample_texts
 from tests.integration.conftest import WebServer
-from tests.integration.test_browser import QUIET_CHROMIUM, chromium_path, screenshot
+from tests.integration.test_browser import screenshot
 from tests.integration.test_browser_live import (
     BROWSER_ACCEPT,
     contrast,
@@ -26,14 +26,6 @@ from tests.integration.test_browser_live import (
     wait_until_final,
     write,
 )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=QUIET_CHROMIUM)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(params=[1280, 375], ids=["1280px", "375px"])

@@ -15,23 +15,15 @@ from pathlib import Path
 import pytest
 import requests
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.conftest import RunnerProcesses, WebServer
-from tests.integration.test_browser import BATCH_URL, QUIET_CHROMIUM, chromium_path, screenshot
+from tests.integration.test_browser import BATCH_URL, screenshot
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 #: A runner slowed to this many seconds a chunk, so a batch is seen running.
 SLOW = {"SCORER": "tests.scorers:slow", "TEST_SCORE_DELAY_SECONDS": "0.3"}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=QUIET_CHROMIUM)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(params=[1280, 375], ids=["1280px", "375px"])
