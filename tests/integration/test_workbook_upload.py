@@ -5,12 +5,16 @@ and nothing is stored."""
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
+from functools import cache
 
 import pytest
+import requests
 
 from tests.helpers import make_csv, sample_texts
 from tests.integration.helpers import (
+    PROBLEM,
     assert_nothing_written,
     assert_problem,
     post_file,
@@ -184,6 +188,71 @@ def test_a_sheet_that_inflates_past_the_limit_is_a_413(small_limits_client, db):
     body = workbook(("Reviews", rows))
     assert len(body) < 200_000
     assert_problem(post_file(small_limits_client, body, "book.xlsx"), 413, "upload-too-large")
+    assert_nothing_written(db)
+
+
+GIB = 1024**3
+
+
+@cache
+def bomb() -> bytes:
+    """A real workbook with one more entry, 1.1 GiB of zeros deflated to a few MB."""
+    out = io.BytesIO(workbook(*SHEETS))
+    zero = bytes(1024 * 1024)
+    with (
+        zipfile.ZipFile(out, "a", zipfile.ZIP_DEFLATED, compresslevel=1) as archive,
+        archive.open("xl/media/image1.png", "w") as entry,
+    ):
+        for _ in range(1_100):
+            entry.write(zero)
+    return out.getvalue()
+
+
+def test_a_zip_bomb_is_refused_by_real_gunicorn_with_the_default_limits(serve, db):
+    web = serve()  # MAX_UPLOAD_BYTES 1 GiB
+    body = bomb()
+    assert len(body) < 10 * 1024 * 1024
+    assert sum(entry.file_size for entry in zipfile.ZipFile(io.BytesIO(body)).infolist()) > 1.07 * GIB
+    before = table_counts(db)
+    answer = requests.post(
+        f"{web.base}/batch/upload",
+        files={"file": ("reviews.xlsx", body, XLSX_MEDIA_TYPE)},
+        timeout=300,
+    )
+    assert answer.status_code == 413, answer.text[:500]
+    assert answer.headers["Content-Type"] == PROBLEM
+    assert answer.json()["type"] == "/problems/upload-too-large"
+    assert "1,073,741,824" in answer.json()["detail"]
+    assert_nothing_written(db, before)
+    # The same workbook without the bomb goes through the same server.
+    good = requests.post(
+        f"{web.base}/batch/upload",
+        data=workbook(*SHEETS),
+        params={"sheet": "Reviews"},
+        headers={"Content-Type": XLSX_MEDIA_TYPE},
+        timeout=60,
+    )
+    assert good.status_code == 202 and good.json()["total_count"] == 2, good.text
+
+
+def _declaring(body: bytes, name: str, size: int) -> bytes:
+    """The archive with ``name``'s inflated size in the central directory changed to ``size``."""
+    data = bytearray(body)
+    start = data.find(b"PK\x01\x02")
+    while start != -1:
+        (name_length,) = struct.unpack_from("<H", data, start + 28)
+        if data[start + 46 : start + 46 + name_length] == name.encode():
+            struct.pack_into("<I", data, start + 24, size)
+            return bytes(data)
+        start = data.find(b"PK\x01\x02", start + 46)
+    raise AssertionError(f"{name} is not in the archive")
+
+
+def test_an_entry_that_inflates_past_its_declared_size_is_cut_there_and_refused(client, db):
+    # The sheet's XML says it inflates to 100 bytes: zipfile stops there, and the cut XML (or the
+    # CRC check) refuses the workbook; nothing inflates past what the directory declared.
+    body = _declaring(workbook(*SHEETS), "xl/worksheets/sheet2.xml", 100)
+    assert_problem(post_file(client, body, "book.xlsx", query="?sheet=Reviews"), 400, "invalid-xlsx")
     assert_nothing_written(db)
 
 
