@@ -28,7 +28,8 @@ from webapp.pagination import bad_parameter
 from webapp.problems import Problem, problem_of
 from webapp.server import admission
 from webapp.upload.compression import content_decoded, gunzipped
-from webapp.upload.csv_reader import UploadOptions, check_encoding, csv_rows, parser_for
+from webapp.upload.csv_reader import UploadOptions, check_encoding, parser_for
+from webapp.upload.file_rows import XLSX_MEDIA_TYPE, UploadRows, says_workbook
 from webapp.upload.request_body import bad_request, drain, open_multipart, read_body, too_large
 
 log = logging.getLogger(__name__)
@@ -124,26 +125,32 @@ def _upload() -> Response:
         upload = open_multipart(pieces, content_type)
         options = _upload_options(config, upload.fields, upload.headers.get("Content-Type", ""))
         filename, data = upload.filename, upload.data
-    elif media_type in CSV_MEDIA_TYPES:
+        file_type = parse_options_header(upload.headers.get("Content-Type", ""))[0].lower()
+    elif media_type in CSV_MEDIA_TYPES or media_type == XLSX_MEDIA_TYPE:
         options = _upload_options(config, {}, content_type)
-        filename, data = None, pieces
+        filename, data, file_type = None, pieces, media_type
     else:
         received = media_type or "no Content-Type"
         raise bad_request(
             "unsupported-media-type",
-            f"Send the CSV as multipart/form-data (field 'file') or as text/csv, not {received}.",
+            "Send the file as multipart/form-data (field 'file'), or as text/csv or "
+            f"{XLSX_MEDIA_TYPE}, not {received}.",
             415,
             "Unsupported media type",
         )
     fields = upload.fields if media_type == "multipart/form-data" else {}
     shape = _batch_shape(config, fields)
+    sheet = _option(fields, "sheet")
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         key = idempotency.check_key(key)
     # What the client asked for: expires_after as sent, not as RESULTS_TTL (which may change between
     # two tries) filled it in.
     asked = {**shape, "expires_after": _option(fields, "expires_after")}
-    body_hash = idempotency.BodyHash({**asked, "strict": options.strict, "encoding": options.encoding})
+    reading: dict[str, object] = {"strict": options.strict, "encoding": options.encoding}
+    if sheet is not None:  # only then, so a CSV upload's hash is what it has always been
+        reading["sheet"] = sheet
+    body_hash = idempotency.BodyHash({**asked, **reading})
     data = body_hash.through(data)
     client = caller().client
     replayed = False
@@ -161,8 +168,13 @@ def _upload() -> Response:
         else:
             batch = batches.create(
                 conn,
-                csv_rows(
-                    gunzipped(data, config.max_upload_bytes), options, parser_for(config.upload_csv_parser)
+                UploadRows(
+                    gunzipped(data, config.max_upload_bytes),
+                    options,
+                    parser_for(config.upload_csv_parser),
+                    declared_workbook=says_workbook(filename, file_type),
+                    sheet=sheet,
+                    max_bytes=config.max_upload_bytes,
                 ),
                 chunk_size=config.chunk_size,
                 filename=filename,

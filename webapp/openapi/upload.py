@@ -6,6 +6,7 @@ from typing import Any
 
 from webapp.openapi.common import json_answer, problem_answers, query, ref
 from webapp.openapi.webhooks import CALLBACK_URL_PARAMETER
+from webapp.upload.file_rows import XLSX_MEDIA_TYPE
 
 #: gzip uploads (webapp.upload.compression): the body's Content-Encoding.
 CONTENT_ENCODING = {
@@ -30,6 +31,12 @@ EXPIRES_AFTER = query(
     {"type": "string", "examples": ["7d", "12h", "3600"]},
     "Keep the batch this long after it finishes (default RESULTS_TTL, if set).",
 )
+SHEET = query(
+    "sheet",
+    {"type": "string"},
+    "An .xlsx workbook's sheet to read (default: its first worksheet); an unknown one is a 400 "
+    "listing the sheets, and a CSV with it a 400.",
+)
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -38,7 +45,7 @@ IDEMPOTENCY_KEY = {
     "the upload answers the first one's batch with Idempotent-Replayed: true (another "
     "file: 422; the first still in progress after 5 s: 409 with Retry-After).",
 }
-OPTIONS = [STRICT, ENCODING, CALLBACK_URL_PARAMETER, METADATA, EXPIRES_AFTER]
+OPTIONS = [STRICT, ENCODING, SHEET, CALLBACK_URL_PARAMETER, METADATA, EXPIRES_AFTER]
 
 
 def upload_operation() -> dict[str, Any]:
@@ -47,21 +54,26 @@ def upload_operation() -> dict[str, Any]:
         "type": "object",
         "required": ["file"],
         "properties": {
-            "file": {"type": "string", "contentMediaType": "text/csv"},
+            "file": {
+                "type": "string",
+                "description": "A CSV, or an .xlsx workbook (a part named *.xlsx or of its media type).",
+            },
             **{option["name"]: option["schema"] for option in OPTIONS},
         },
     }
     return {
-        "summary": "Upload a CSV (id,text) and start a batch",
+        "summary": "Upload a CSV or an .xlsx workbook (id,text) and start a batch",
         "description": "A browser's form submission (Accept: text/html) is answered with "
         "303 See Other to the batch's page instead, or with the form again when refused. "
-        "The file may be gzip-compressed (a .csv.gz file part or raw body, or Content-Encoding).",
+        "The file may be gzip-compressed (a .csv.gz file part or raw body, or Content-Encoding). "
+        "An .xlsx workbook is read as its first worksheet, or the one sheet names.",
         "parameters": [CONTENT_ENCODING, *OPTIONS, IDEMPOTENCY_KEY],
         "requestBody": {
             "required": True,
             "content": {
                 "multipart/form-data": {"schema": form},
                 "text/csv": {"schema": {"type": "string"}},
+                XLSX_MEDIA_TYPE: {"schema": {"type": "string", "contentMediaType": XLSX_MEDIA_TYPE}},
             },
         },
         "responses": {

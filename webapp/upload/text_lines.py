@@ -22,7 +22,7 @@ _MAGIC = [
     (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF8", "a GIF image"),
     (b"%PDF", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive (or an .xlsx workbook: export it as CSV)"),
+    (b"PK\x03\x04", "a ZIP archive (an .xlsx workbook is read when named *.xlsx or sent as one)"),
     # A gzip file reaches here inflated (webapp.upload.compression); gzip again means compressed twice.
     (b"\x1f\x8b", "a gzip archive inside a gzip archive (compressed twice)"),
     (b"BZh", "a bzip2 archive"),
