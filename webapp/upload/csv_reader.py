@@ -54,6 +54,13 @@ class UploadOptions:
     max_id_chars: int = 1_000
     #: Longest physical line; csv's own field limit is process-wide (MAX_FIELD_CHARS).
     max_line_chars: int = MAX_FIELD_CHARS
+    #: The columns of the text and of the id; None: 'text' and 'id' (webapp.upload.csv_records).
+    text_column: str | None = None
+    id_column: str | None = None
+
+    def header_columns(self, header: list[str]) -> tuple[int | None, int]:
+        """The id and text columns' indexes in ``header``, by these options."""
+        return header_columns(header, self.text_column, self.id_column)
 
 
 _lines = physical_lines  # the tests' name for the line cutter
@@ -115,7 +122,7 @@ class CsvRows:
         options = self._options
         reader = _fastcsv.Reader(
             batch_id,
-            header_columns,
+            options.header_columns,
             field_limit=csv.field_size_limit(),
             max_line_chars=options.max_line_chars,
             max_text_chars=options.max_text_chars,
@@ -197,7 +204,7 @@ def _python_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[Cs
         raise _invalid_csv(str(exc), 1) from exc
     if first is None:
         raise _empty_file()
-    id_index, text_index = header_columns(first)
+    id_index, text_index = options.header_columns(first)
     width = len(first)
     rows = valid = 0
     max_rows, max_text_chars, max_id_chars = options.max_rows, options.max_text_chars, options.max_id_chars

@@ -59,16 +59,47 @@ def _set_aside(line: int, client_id: str, reason: str, detail: str) -> CsvRow:
     return CsvRow(line, kept, "", reason, detail)
 
 
-def header_columns(header: list[str]) -> tuple[int | None, int]:
+#: How many of the file's columns a refusal about a missing column lists.
+COLUMNS_LISTED = 50
+
+
+def header_columns(
+    header: list[str], text_column: str | None = None, id_column: str | None = None
+) -> tuple[int | None, int]:
+    """The id column's index (None: the line number is the id) and the text column's. The columns are
+    ``text_column`` and ``id_column`` when given, else 'text' and 'id'; names compare trimmed and
+    case-insensitively. A named column the header lacks is a 400 listing the header's columns."""
     names = [name.strip().lower() for name in header]
     for index, name in enumerate(names):
         if name and name in names[:index]:
             raise bad_request("duplicate-column", f"Line 1: the column {name!r} appears more than once.")
-    if "text" not in names:
+    if text_column is not None:
+        text_index = _named(header, names, text_column, "text_column")
+    elif "text" in names:
+        text_index = names.index("text")
+    else:
         found = ", ".join(repr(h) for h in header[:10])
         raise bad_request(
             "missing-text-column",
             f"Line 1: the header must name a 'text' column (found {found}). "
-            "If the file has no header row, add one such as 'id,text'.",
+            "If the file has no header row, add one such as 'id,text', or name the text's column "
+            "with text_column.",
         )
-    return (names.index("id") if "id" in names else None), names.index("text")
+    if id_column is not None:
+        id_index = _named(header, names, id_column, "id_column")
+    else:
+        id_index = names.index("id") if "id" in names else None
+    return id_index, text_index
+
+
+def _named(header: list[str], names: list[str], column: str, option: str) -> int:
+    wanted = column.strip().lower()
+    if wanted in names:
+        return names.index(wanted)
+    listed = ", ".join(repr(h) for h in header[:COLUMNS_LISTED])
+    if len(header) > COLUMNS_LISTED:
+        listed += f" and {len(header) - COLUMNS_LISTED:,} more"
+    raise bad_request(
+        "missing-column",
+        f"Line 1: the file has no column {column!r} ({option}); its columns are {listed}.",
+    )
