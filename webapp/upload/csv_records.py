@@ -1,9 +1,11 @@
-"""One record of an uploaded CSV: which columns the header names, and a record checked into a row
-to score or a row set aside with its reason (the rules: docs/api.md, "What counts as a bad file")."""
+"""One record of an uploaded CSV: which columns the header names (the text, the id, the columns kept
+with each row), and a record checked into a row to score or a row set aside with its reason (the
+rules: docs/api.md, "What counts as a bad file" and "Kept columns")."""
 
 from __future__ import annotations
 
 from core.batches.ingest import StagedRow as CsvRow
+from webapp.problems import Problem
 from webapp.upload.request_body import bad_request
 
 
@@ -15,8 +17,10 @@ def checked_row(
     text_index: int,
     max_text_chars: int,
     max_id_chars: int,
+    kept: tuple[int, ...] = (),
 ) -> CsvRow:
-    """Validate one record: a CsvRow, with ``problem`` set if it must be set aside."""
+    """Validate one record: a CsvRow, with ``problem`` set if it must be set aside; a row to score
+    carries the values of the ``kept`` columns (None when none are)."""
     if id_index is None:
         client_id = str(line)
     elif id_index < len(record):
@@ -31,7 +35,8 @@ def checked_row(
             f"expected {width} fields as in the header, found {len(record)}",
         )
     text = record[text_index]
-    if "\x00" in text or "\x00" in client_id:
+    values = tuple(record[index] for index in kept) if kept else None
+    if "\x00" in text or "\x00" in client_id or (values and any("\x00" in value for value in values)):
         return _set_aside(line, client_id, "nul_character", "the row contains a NUL character")
     if len(client_id) > max_id_chars:
         detail = f"the id has {len(client_id):,} characters; the limit is {max_id_chars:,}"
@@ -45,7 +50,7 @@ def checked_row(
             "text_too_long",
             f"the text has {len(text):,} characters; the limit is {max_text_chars:,}",
         )
-    return CsvRow(line, client_id, text)
+    return CsvRow(line, client_id, text, fields=values)
 
 
 #: A set-aside row keeps this much of its id, for people to find the row (an id past
@@ -90,6 +95,44 @@ def header_columns(
     else:
         id_index = names.index("id") if "id" in names else None
     return id_index, text_index
+
+
+#: At most this many columns are kept besides the text and the id, each value at most this long,
+#: each name at most this long.
+MAX_KEPT_COLUMNS = 50
+MAX_KEPT_CHARS = 2_000
+MAX_KEPT_NAME_CHARS = 255
+
+
+def kept_columns(header: list[str], id_index: int | None, text_index: int) -> tuple[int, ...]:
+    """The columns kept with each row: every other column with a name, in file order. More than
+    MAX_KEPT_COLUMNS of them, or a name too long or holding a NUL, is a 400."""
+    kept = tuple(
+        index for index, name in enumerate(header) if index not in (id_index, text_index) and name.strip()
+    )
+    if len(kept) > MAX_KEPT_COLUMNS:
+        raise bad_request(
+            "too-many-columns",
+            f"Line 1: the file has {len(kept):,} columns besides the text and the id; at most "
+            f"{MAX_KEPT_COLUMNS} are kept with the rows.",
+        )
+    for index in kept:
+        name = header[index]
+        if len(name) > MAX_KEPT_NAME_CHARS or "\x00" in name:
+            raise bad_request(
+                "invalid-column-name",
+                f"Line 1: column {index + 1}'s name must be at most {MAX_KEPT_NAME_CHARS} characters "
+                "without a NUL.",
+            )
+    return kept
+
+
+def kept_too_long(line: int, name: str, chars: int) -> Problem:
+    return bad_request(
+        "kept-column-too-long",
+        f"Line {line}: the column {name!r} has {chars:,} characters; the limit for a column kept "
+        f"with the rows is {MAX_KEPT_CHARS:,}.",
+    )
 
 
 def _named(header: list[str], names: list[str], column: str, option: str) -> int:
