@@ -136,3 +136,14 @@ def test_a_file_with_only_the_text_and_the_id_keeps_no_fields(client, db):
 def test_past_the_kept_columns_caps_is_a_400_and_nothing_is_stored(client, db, body, slug):
     assert_problem(post_file(client, body), 400, slug)
     assert_nothing_written(db)
+
+
+def test_kept_fields_come_back_from_the_python_parser_and_in_every_order(client, db):
+    data = _help_desk(TICKETS).decode().replace("☕", "").encode("latin-1")
+    created = upload_file(client, data, query="?text_column=body&id_column=ticket_id&encoding=latin-1")
+    score_everything(db)
+    batch_id = created["batch_id"]
+    expected = {t[0]: {"created": t[1], "product": t[2].replace("☕", ""), "channel": t[3]} for t in TICKETS}
+    for query in ("", "&order=compound", "&sentiment=negative", "&order=-compound&sentiment=positive"):
+        rows = client.get(f"/batch/{batch_id}/results?per_page=10{query}").get_json()["results"]
+        assert rows and all(r["fields"] == expected[r["id"]] for r in rows), query
