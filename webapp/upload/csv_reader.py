@@ -19,7 +19,7 @@ them equal on arbitrary bytes; the setting ``UPLOAD_CSV_PARSER=python`` runs upl
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from core.batches.ingest import StagedRow
@@ -184,7 +184,11 @@ def _refused(args: tuple, options: UploadOptions, field_names: list[str]) -> Pro
     raise AssertionError(f"unknown refusal {args!r}")
 
 
-def _python_rows(pieces: Iterable[bytes], options: UploadOptions, on_header) -> Iterator[CsvRow]:  # type: ignore[no-untyped-def]
+#: What the header's reader answers: the id's, the text's and the kept columns' indexes.
+OnHeader = Callable[[list[str]], tuple[int | None, int, tuple[int, ...]]]
+
+
+def _python_rows(pieces: Iterable[bytes], options: UploadOptions, on_header: OnHeader) -> Iterator[CsvRow]:
     """csv_rows, parsed in Python: decoding, lines and csv.reader in the standard library."""
     pieces = sniffed(iter(pieces), options.encoding)
     lines = physical_lines(decoded(pieces, options.encoding), options.max_line_chars)
