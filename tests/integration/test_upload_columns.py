@@ -147,3 +147,12 @@ def test_kept_fields_come_back_from_the_python_parser_and_in_every_order(client,
     for query in ("", "&order=compound", "&sentiment=negative", "&order=-compound&sentiment=positive"):
         rows = client.get(f"/batch/{batch_id}/results?per_page=10{query}").get_json()["results"]
         assert rows and all(r["fields"] == expected[r["id"]] for r in rows), query
+
+
+def test_a_retry_naming_other_columns_is_another_upload(client, db):
+    key = {"Idempotency-Key": "help-desk-1"}
+    first = upload_file(client, HELP_DESK, query="?text_column=body", headers=key)
+    again = post_file(client, HELP_DESK, query="?text_column=body", headers=key)
+    assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["batch_id"] == first["batch_id"]
+    assert_problem(post_file(client, HELP_DESK, query="?text_column=product", headers=key), 422)
