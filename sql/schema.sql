@@ -63,6 +63,7 @@ CREATE TABLE batches (
                      CONSTRAINT batches_callback_url_http
                      CHECK (callback_url ~ '^https?://' AND length(callback_url) <= 2048),
     commit_seq       integer NOT NULL DEFAULT 0 CHECK (commit_seq >= 0),
+    field_names      text[] NOT NULL DEFAULT '{}',
     CONSTRAINT batches_status_check
         CHECK (status IN ('processing', 'completed', 'completed_with_errors', 'cancelled')),
     CONSTRAINT batches_counts_within_total
@@ -77,6 +78,9 @@ COMMENT ON TABLE batches IS
 COMMENT ON COLUMN batches.id IS 'Internal key used by the other tables.';
 COMMENT ON COLUMN batches.public_id IS
     'The id clients see (batch-<32 hex digits>, 128 random bits).';
+COMMENT ON COLUMN batches.field_names IS
+    'The uploaded file''s columns kept with each row (all but the text and the id), in file order; '
+    'batch_inputs.fields holds their values in the same order.';
 COMMENT ON COLUMN batches.total_count IS 'Data rows read from the file, valid or not.';
 COMMENT ON COLUMN batches.processed_count IS 'Rows scored so far; equals total_count when completed.';
 COMMENT ON COLUMN batches.invalid_count IS
@@ -127,6 +131,7 @@ CREATE TABLE batch_inputs (
     client_id   text NOT NULL,
     text        text NOT NULL,
     problem     text,
+    fields      text[],
     PRIMARY KEY (batch_id, row_number),
     CONSTRAINT batch_inputs_numbering CHECK (row_number <> 0 AND (row_number > 0) = (problem IS NULL))
 ) PARTITION BY RANGE (batch_id);
@@ -136,6 +141,9 @@ COMMENT ON TABLE batch_inputs IS
 COMMENT ON COLUMN batch_inputs.row_number IS 'Position of the row among the data rows of the file, from 1.';
 COMMENT ON COLUMN batch_inputs.client_id IS 'The id column of the uploaded file, kept as given.';
 COMMENT ON COLUMN batch_inputs.line_number IS 'Line of the file where the row starts (the header is line 1).';
+COMMENT ON COLUMN batch_inputs.fields IS
+    'The values of the batch''s field_names in this row, in the same order; NULL when the file has '
+    'no other columns, and for set-aside rows.';
 COMMENT ON COLUMN batch_inputs.problem IS
     'reason<TAB>detail of a set-aside row while its upload is in progress (row_number < 0); the '
     'upload moves such rows to batch_row_errors before it commits, so committed rows have none.';

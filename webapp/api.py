@@ -69,6 +69,9 @@ def _upload_options(config: Settings, fields: Mapping[str, str], part_content_ty
     charset = parse_options_header(part_content_type)[1].get("charset")
     encoding = _option(fields, "encoding") or charset or "utf-8"
     strict = _flag(_option(fields, "strict"), "strict")
+    text_column, id_column = _column(fields, "text_column"), _column(fields, "id_column")
+    if text_column is not None and id_column is not None and text_column.lower() == id_column.lower():
+        raise bad_parameter(f"text_column and id_column name the same column ({text_column!r}).")
     # Kept on g so that a refused browser upload shows the form with the same choices.
     g.upload_options = UploadOptions(
         encoding=check_encoding(encoding),
@@ -76,8 +79,25 @@ def _upload_options(config: Settings, fields: Mapping[str, str], part_content_ty
         max_rows=config.max_rows,
         max_text_chars=config.max_text_chars,
         max_id_chars=config.max_id_chars,
+        text_column=text_column,
+        id_column=id_column,
     )
     return g.upload_options
+
+
+#: The longest column name text_column or id_column may give.
+MAX_COLUMN_NAME_CHARS = 255
+
+
+def _column(fields: Mapping[str, str], name: str) -> str | None:
+    """A column's name (text_column, id_column), trimmed; absent is None, empty a 400."""
+    value = _option(fields, name)
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > MAX_COLUMN_NAME_CHARS or "\x00" in value:
+        raise bad_parameter(f"{name} must name a column (1 to {MAX_COLUMN_NAME_CHARS} characters).")
+    return value
 
 
 @bp.post("/batch/upload")
@@ -150,6 +170,9 @@ def _upload() -> Response:
     reading: dict[str, object] = {"strict": options.strict, "encoding": options.encoding}
     if sheet is not None:  # only then, so a CSV upload's hash is what it has always been
         reading["sheet"] = sheet
+    # The columns only when named, so that an upload without them hashes as it always has.
+    columns = {"text_column": options.text_column, "id_column": options.id_column}
+    asked.update({name: value for name, value in columns.items() if value is not None})
     body_hash = idempotency.BodyHash({**asked, **reading})
     data = body_hash.through(data)
     client = caller().client

@@ -27,18 +27,20 @@ from webapp.pagination import bad_parameter
 from webapp.replica import ExportSource, export_source
 from webapp.server import admission
 from webapp.upload.compression import deflated
+from webapp.upload.csv_records import MAX_KEPT_CHARS
 
 bp = Blueprint("exports", __name__)
 
 FETCH_ROWS = 2_000
-#: Characters of text one NDJSON fetch may hold, counting every row at MAX_TEXT_CHARS.
+#: Characters of text one NDJSON fetch may hold, counting every row at MAX_TEXT_CHARS (and its kept
+#: columns at MAX_KEPT_CHARS).
 FETCH_CHARS = 8_000_000
 SEND_BYTES = 64 * 1024
 
 
-def _fetch_rows(max_text_chars: int) -> int:
+def _fetch_rows(max_row_chars: int) -> int:
     """Rows per NDJSON fetch: FETCH_ROWS, or fewer if that many rows could pass FETCH_CHARS."""
-    return max(1, min(FETCH_ROWS, FETCH_CHARS // max_text_chars))
+    return max(1, min(FETCH_ROWS, FETCH_CHARS // max_row_chars))
 
 
 def _attachment(public_id: str, extension: str, mimetype: str, body: Iterator[bytes]) -> Response:
@@ -119,5 +121,7 @@ def results_ndjson(public_id: str) -> Response:
     if follow:
         return follow_ndjson(public_id)
     batch = _finished_batch(public_id)
-    lines = _ndjson_lines(export_source(), batch, _fetch_rows(settings().max_text_chars))
+    # A row's kept columns count at their limit too.
+    row_chars = settings().max_text_chars + len(batch.field_names) * MAX_KEPT_CHARS
+    lines = _ndjson_lines(export_source(), batch, _fetch_rows(row_chars))
     return _capped(lambda: _attachment(public_id, "ndjson", "application/x-ndjson", lines))

@@ -105,7 +105,10 @@ def _json_length(text: str | None) -> int:
 
 
 def _result_weight(result: Result) -> int:
-    return _json_length(result.text) + _json_length(result.client_id) + _json_length(result.error)
+    weight = _json_length(result.text) + _json_length(result.client_id) + _json_length(result.error)
+    if result.fields:
+        weight += sum(_json_length(name) + _json_length(value) for name, value in result.fields.items())
+    return weight
 
 
 def _error_weight(error: RowError) -> int:

@@ -71,6 +71,7 @@ class Batch:
     expires_after: timedelta | None  # kept this long once finished; None: until deleted
     callback_url: str | None  # called once the batch reaches a final state (core/webhooks.py)
     commit_seq: int  # finishes committed so far: the last entry of batch_commits (core.batches.feed)
+    field_names: list[str]  # the file's columns kept with each row, in file order
 
     @property
     def expires_at(self) -> datetime | None:
@@ -201,14 +202,19 @@ class Result:
     neu: float | None
     neg: float | None
     error: str | None
+    fields: dict[str, str] | None = None  # the kept columns (Batch.field_names) and their values
 
     def to_json(self) -> dict[str, Any]:
         """A results page's item."""
         return dump(self, RESULT_MEMBERS)
 
     def to_export_json(self) -> dict[str, Any]:
-        """A ``results.ndjson`` line: the file's columns (see :data:`EXPORT_COLUMNS`)."""
-        return {column: getattr(self, field) for column, field in EXPORT_COLUMNS.items()}
+        """A ``results.ndjson`` line: the file's columns (see :data:`EXPORT_COLUMNS`), and ``fields``
+        when the file had other columns."""
+        line = {column: getattr(self, field) for column, field in EXPORT_COLUMNS.items()}
+        if self.fields is not None:
+            line["fields"] = self.fields
+        return line
 
 
 RESULT_MEMBERS = (
@@ -221,6 +227,17 @@ RESULT_MEMBERS = (
     Member("compound", lambda r: r.compound, {"type": ["number", "null"], "minimum": -1, "maximum": 1}),
     Member(
         "error", lambda r: r.error, {"type": "string", "description": "Why scoring this row failed."}, True
+    ),
+    Member(
+        "fields",
+        lambda r: r.fields,
+        {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "The file's other columns and this row's values, in file order (present "
+            "when the file had columns besides the text and the id).",
+        },
+        True,
     ),
 )
 

@@ -8,6 +8,8 @@ rows typed with ``class_row``. Errors a client can cause are raised as
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import re
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from core.batches.model import Batch, Result, RowError
+from core.batches.model import EXPORT_COLUMNS, Batch, Result, RowError
 from core.errors import Conflict, NotFound
 from core.queries import q
 
@@ -127,10 +129,32 @@ def row_errors(conn: psycopg.Connection, batch: Batch, *, after: int = 0, limit:
 
 
 def export_csv(conn: psycopg.Connection, batch: Batch) -> Iterator[bytes]:
-    """Every result as CSV (with a header), straight from PostgreSQL's COPY, one block per row."""
-    statement = sql.SQL(q("batch_results_export_csv")).format(batch_id=sql.Literal(batch.id))
+    """Every result as CSV (with a header), straight from PostgreSQL's COPY, one block per row; the
+    batch's kept columns after the standard ones, in file order. Their names can be longer than an
+    identifier, so with them the header is written here rather than by COPY."""
+    cell = sql.SQL(q("batch_results_export_csv_field"))
+    kept = sql.SQL("").join(
+        sql.SQL(", ") + cell.format(k=sql.Literal(k)) for k in range(1, len(batch.field_names) + 1)
+    )
+    statement = sql.SQL(q("batch_results_export_csv")).format(
+        batch_id=sql.Literal(batch.id), fields=kept, header=sql.SQL("false" if batch.field_names else "true")
+    )
+    if batch.field_names:
+        yield _csv_header([*EXPORT_COLUMNS, *(_defused(name) for name in batch.field_names)])
     with conn.cursor() as cur, cur.copy(statement) as copy:
         yield from copy
+
+
+def _defused(cell: str) -> str:
+    """A cell a spreadsheet would run as a formula, with a leading quote (as the export's SQL does)."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+
+
+def _csv_header(names: list[str]) -> bytes:
+    """The header line as PostgreSQL's CSV COPY writes one: quoted only where needed, LF-ended."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(names)
+    return out.getvalue().encode()
 
 
 def export_results(conn: psycopg.Connection, batch: Batch, fetch_rows: int) -> Iterator[Result]:

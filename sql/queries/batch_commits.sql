@@ -13,17 +13,19 @@ WITH entries AS (
 )
 SELECT e.seq, e.chunk::integer AS chunk, x.row_number, x.line_number, x.client_id, x.text,
        vader_label(x.compound) AS sentiment, abs(x.compound) AS score, x.compound, x.pos, x.neu,
-       x.neg, x.error
+       x.neg, x.error, x.fields
 FROM entries AS e
+LEFT JOIN (SELECT field_names FROM batches WHERE id = %(batch_id)s) AS names ON true
 LEFT JOIN LATERAL (
     -- Fences (OFFSET 0) keep both subqueries run per chunk and per row: a range of the results'
     -- primary key, then one probe of the inputs' each. Flattened, the planner took the chunks'
     -- ranges for a join filter over the whole batch whenever the partitions' statistics
     -- (analyzed seldom, by design) said they were empty.
-    SELECT r.row_number, i.line_number, i.client_id, i.text, r.compound, r.pos, r.neu, r.neg, r.error
+    SELECT r.row_number, i.line_number, i.client_id, i.text, r.compound, r.pos, r.neu, r.neg, r.error,
+           json_object(names.field_names, i.fields) AS fields
     FROM batch_results AS r
     CROSS JOIN LATERAL (
-        SELECT line_number, client_id, text FROM batch_inputs
+        SELECT line_number, client_id, text, fields FROM batch_inputs
         WHERE batch_id = %(batch_id)s AND row_number = r.row_number
         OFFSET 0
     ) AS i

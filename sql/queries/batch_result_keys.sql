@@ -44,7 +44,8 @@ SELECT after + %(step)s >= last AS complete FROM progress;
 -- name: batch_result_keys_page
 -- One keyset page of the results with one sentiment, in file order: a range of batch_result_keys_sentiment_idx, then the rows it names.
 SELECT i.row_number, i.line_number, i.client_id, i.text, k.sentiment,
-       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error
+       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error,
+       json_object((SELECT field_names FROM batches WHERE id = %(batch_id)s), i.fields) AS fields
 FROM batch_result_keys AS k
 JOIN batch_results AS r ON r.batch_id = %(batch_id)s AND r.row_number = k.row_number
 JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = k.row_number
@@ -59,7 +60,8 @@ LIMIT %(limit)s;
 -- name: batch_result_keys_page_before
 -- One keyset page backwards of the results with one sentiment: batch_result_keys_sentiment_idx in reverse.
 SELECT i.row_number, i.line_number, i.client_id, i.text, k.sentiment,
-       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error
+       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error,
+       json_object((SELECT field_names FROM batches WHERE id = %(batch_id)s), i.fields) AS fields
 FROM batch_result_keys AS k
 JOIN batch_results AS r ON r.batch_id = %(batch_id)s AND r.row_number = k.row_number
 JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = k.row_number

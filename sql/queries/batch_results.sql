@@ -1,7 +1,8 @@
 -- name: batch_results_page
 -- One keyset page of results in file order: one range of the primary key of batch_results, joined to the same range of batch_inputs, whatever the depth.
 SELECT i.row_number, i.line_number, i.client_id, i.text, vader_label(r.compound) AS sentiment,
-       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error
+       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error,
+       json_object((SELECT field_names FROM batches WHERE id = %(batch_id)s), i.fields) AS fields
 FROM batch_results AS r
 JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = r.row_number
 WHERE r.batch_id = %(batch_id)s
@@ -15,7 +16,8 @@ LIMIT %(limit)s;
 -- name: batch_results_page_before
 -- One keyset page backwards (the batch page's Previous link): the same index ranges, read in reverse.
 SELECT i.row_number, i.line_number, i.client_id, i.text, vader_label(r.compound) AS sentiment,
-       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error
+       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error,
+       json_object((SELECT field_names FROM batches WHERE id = %(batch_id)s), i.fields) AS fields
 FROM batch_results AS r
 JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = r.row_number
 WHERE r.batch_id = %(batch_id)s
@@ -25,23 +27,28 @@ ORDER BY r.row_number DESC
 LIMIT %(limit)s;
 
 -- name: batch_results_export_csv
--- Every result of a batch as CSV for COPY ... TO STDOUT, cells that a spreadsheet would run as formulas defused.
+-- Every result of a batch as CSV for COPY ... TO STDOUT, cells that a spreadsheet would run as formulas defused; {fields} are the batch's kept columns, defused alike (core/batches/store.py), {header} whether COPY writes the header (not when store.py does).
 COPY (
     -- OWASP CSV injection: a cell starting with = + - @ TAB or CR gets a leading quote.
     SELECT CASE WHEN i.client_id ~ '^[=+@\t\r-]' THEN '''' || i.client_id ELSE i.client_id END AS id,
            CASE WHEN i.text ~ '^[=+@\t\r-]' THEN '''' || i.text ELSE i.text END AS text,
            vader_label(r.compound) AS sentiment, abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg,
-           r.error
+           r.error{fields}
     FROM batch_results AS r
     JOIN batch_inputs AS i ON i.batch_id = {batch_id} AND i.row_number = r.row_number
     WHERE r.batch_id = {batch_id}
     ORDER BY r.row_number
-) TO STDOUT (FORMAT csv, HEADER);
+) TO STDOUT (FORMAT csv, HEADER {header});
+
+-- name: batch_results_export_csv_field
+-- One kept column of batch_results_export_csv: the k-th value of the row's fields, defused as the other cells are.
+CASE WHEN i.fields[{k}] ~ '^[=+@\t\r-]' THEN '''' || i.fields[{k}] ELSE i.fields[{k}] END
 
 -- name: batch_results_export_rows
 -- Every result of a batch in file order, for streaming exports through a server-side cursor.
 SELECT i.row_number, i.line_number, i.client_id, i.text, vader_label(r.compound) AS sentiment,
-       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error
+       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error,
+       json_object((SELECT field_names FROM batches WHERE id = %(batch_id)s), i.fields) AS fields
 FROM batch_results AS r
 JOIN batch_inputs AS i ON i.batch_id = %(batch_id)s AND i.row_number = r.row_number
 WHERE r.batch_id = %(batch_id)s
@@ -50,7 +57,8 @@ ORDER BY r.row_number;
 -- name: batch_results_ordered
 -- One keyset page of results in an order of core/batches/ordering.py ({source}, {keys}, {filter}, {after}, {order}, {outer_order}): a range of the primary key of batch_results or of an index of batch_result_keys, then the rows it names, whatever the depth.
 SELECT i.row_number, i.line_number, i.client_id, i.text, vader_label(r.compound) AS sentiment,
-       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error
+       abs(r.compound) AS score, r.compound, r.pos, r.neu, r.neg, r.error,
+       json_object((SELECT field_names FROM batches WHERE id = %(batch_id)s), i.fields) AS fields
 FROM (
     SELECT {keys} FROM {source}
     WHERE batch_id = %(batch_id)s AND {filter} {after}

@@ -6,9 +6,9 @@ VALUES (%(public_id)s, %(chunk_size)s, %(source_filename)s, %(client)s, %(metada
 RETURNING id;
 
 -- name: batches_set_counts
--- Record how many data rows the upload read and how many it set aside, once the COPY has finished.
+-- Record how many data rows the upload read and how many it set aside, and the columns it kept, once the COPY has finished.
 UPDATE batches
-SET total_count = %(total_count)s, invalid_count = %(invalid_count)s
+SET total_count = %(total_count)s, invalid_count = %(invalid_count)s, field_names = %(field_names)s
 WHERE id = %(batch_id)s
 RETURNING {columns};
 

@@ -63,13 +63,18 @@ def copy_tuples(rows: list[CsvRow], batch_id: int) -> tuple[bytes, tuple[int, in
         else:
             invalid += 1
             number, text, problem = -invalid, "", f"{row.problem}\t{row.detail}"
-        out += struct.pack(">hiqiiii", 6, 8, batch_id, 4, number, 4, row.line)
+        out += struct.pack(">hiqiiii", 7, 8, batch_id, 4, number, 4, row.line)
         for value in (row.client_id, text, problem):
             if value is None:
                 out += struct.pack(">i", -1)
             else:
                 encoded = value.encode()
                 out += struct.pack(">i", len(encoded)) + encoded
+        if row.fields is None:
+            out += struct.pack(">i", -1)
+        else:  # a one-dimensional text[] of the kept columns' values
+            elements = b"".join(struct.pack(">i", len(v.encode())) + v.encode() for v in row.fields)
+            out += struct.pack(">iiiiii", 20 + len(elements), 1, 0, 25, len(row.fields), 1) + elements
     return bytes(out), (valid, invalid)
 
 
@@ -222,3 +227,19 @@ def test_an_undecodable_byte_after_a_bom_is_named_at_its_position(parser, size):
         list(csv_rows(cut(data, list(range(size, len(data), size))), UploadOptions(), parser))
     assert info.value.detail.startswith("Line 2: the file is not valid UTF-8 at byte 15 of the file")
     assert "(byte 0xff)" in info.value.detail
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"id,text,product\n1,good,router\n2,bad,\n",
+        b"id,product,text,,channel\n1,router,good,x,email\n2,a\x00b,fine,,chat\n3,x,y\n",
+        b"id,text,product\n1,good," + b"p" * 2_001 + b"\n",
+        b"id,text,product\n1,good,ok\n2,fine," + b"p" * 2_001 + b"\n",
+        b"text," + b",".join(b"c%d" % n for n in range(51)) + b"\n",
+        b"text,\x00name\n",
+    ],
+)
+@pytest.mark.parametrize("strict", [False, True])
+def test_kept_columns_alike_in_both_parsers(data, strict):
+    assert_same(data, [7, 30], UploadOptions(strict=strict))

@@ -36,6 +36,7 @@ BATCH = Batch(
     expires_after=None,
     callback_url=None,
     commit_seq=0,
+    field_names=[],
 )
 
 

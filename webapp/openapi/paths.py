@@ -84,11 +84,12 @@ BATCHES_PARAMETERS = [
 ]
 
 
-def _download(summary: str, media_type: str, *more: dict[str, Any]) -> dict[str, Any]:
+def _download(summary: str, media_type: str, description: str, *more: dict[str, Any]) -> dict[str, Any]:
     """A whole batch's results, streamed in one format."""
     return {
         "get": {
             "summary": summary,
+            "description": description,
             "parameters": [BATCH_ID, ACCEPT_ENCODING, *more],
             "responses": {
                 "200": {
@@ -167,9 +168,20 @@ def paths() -> dict[str, Any]:
                 },
             }
         },
-        "/batch/{batch_id}/results.csv": _download("Download every result as CSV", "text/csv"),
+        "/batch/{batch_id}/results.csv": _download(
+            "Download every result as CSV",
+            "text/csv",
+            "Columns id, text, sentiment, score, compound, pos, neu, neg, error, then the file's other "
+            "columns (the batch's kept columns) in file order. A cell starting with =, +, -, @, TAB or "
+            "CR gets a leading '.",
+        ),
         "/batch/{batch_id}/results.ndjson": _download(
-            "Download every result as NDJSON, or follow them as scored", "application/x-ndjson", FOLLOW
+            "Download every result as NDJSON, or follow them as scored",
+            "application/x-ndjson",
+            "One object per line: id, text, sentiment, score, compound, pos, neu, neg, error, and "
+            "`fields` (the file's other columns and the row's values, in file order) when the file "
+            "had any.",
+            FOLLOW,
         ),
         "/batches": {
             "get": {

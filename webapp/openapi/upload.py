@@ -37,6 +37,18 @@ SHEET = query(
     "An .xlsx workbook's sheet to read (default: its first worksheet); an unknown one is a 400 "
     "listing the sheets, and a CSV with it a 400.",
 )
+TEXT_COLUMN = query(
+    "text_column",
+    {"type": "string", "minLength": 1, "maxLength": 255, "examples": ["body"]},
+    "The column of the text to score (default 'text'); trimmed, case-insensitive. A file without "
+    "it is a 400 missing-column listing the file's columns.",
+)
+ID_COLUMN = query(
+    "id_column",
+    {"type": "string", "minLength": 1, "maxLength": 255, "examples": ["ticket_id"]},
+    "The column of each row's id (default 'id', else the line number); trimmed, case-insensitive. "
+    "A file without it is a 400 missing-column listing the file's columns.",
+)
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -45,7 +57,7 @@ IDEMPOTENCY_KEY = {
     "the upload answers the first one's batch with Idempotent-Replayed: true (another "
     "file: 422; the first still in progress after 5 s: 409 with Retry-After).",
 }
-OPTIONS = [STRICT, ENCODING, SHEET, CALLBACK_URL_PARAMETER, METADATA, EXPIRES_AFTER]
+OPTIONS = [TEXT_COLUMN, ID_COLUMN, STRICT, ENCODING, SHEET, CALLBACK_URL_PARAMETER, METADATA, EXPIRES_AFTER]
 
 
 def upload_operation() -> dict[str, Any]:

@@ -19,8 +19,10 @@
  * callable (the rules for its names live there only).
  *
  * Output tuples: (batch_id int8, row_number int4, line_number int4, client_id text, text text,
- * problem text or NULL); rows to score are numbered 1, 2, ..., set-aside rows -1, -2, ..., and
- * a set-aside row has an empty text and "reason<TAB>detail" (core/batches/ingest.py). Each
+ * problem text or NULL, fields text[] or NULL); rows to score are numbered 1, 2, ..., set-aside
+ * rows -1, -2, ..., and a set-aside row has an empty text, "reason<TAB>detail" and no fields
+ * (core/batches/ingest.py). fields holds the values of the kept columns, the ones the header
+ * callable returns as its optional third item, in that order; NULL when it keeps none. Each
  * block holds whole tuples, without the COPY signature or trailer.
  */
 #define PY_SSIZE_T_CLEAN
@@ -108,6 +110,7 @@ typedef struct {
     int64_t batch_id;
     PyObject *on_header;
     Py_ssize_t field_limit, max_line_chars, max_text_chars, max_id_chars, kept_id_chars;
+    Py_ssize_t max_kept_chars; /* longest value of a kept column */
     Py_ssize_t problems_listed;
     int64_t max_rows;
     int strict;
@@ -137,6 +140,8 @@ typedef struct {
     /* rows */
     int header_done;
     Py_ssize_t width, id_index, text_index; /* id_index -1: no id column */
+    Py_ssize_t *kept, nkept; /* the kept columns' indexes, in the order fields holds them */
+    Field *row_fields;       /* with kept columns: every field of the record being read */
     int64_t rows, valid, invalid;
     PyObject *problems;
     Buf out;
@@ -373,10 +378,10 @@ put_tuple_head(Reader *r, int64_t row_number, int64_t line, Py_ssize_t extra)
         PyErr_SetString(PyExc_OverflowError, "line number out of the range of int4");
         return -1;
     }
-    if (buf_reserve(&r->out, 2 + 12 + 8 + 8 + 12 + extra) < 0) {
+    if (buf_reserve(&r->out, 2 + 12 + 8 + 8 + 16 + extra) < 0) {
         return -1;
     }
-    put_u16(&r->out, 6);
+    put_u16(&r->out, 7);
     put_u32(&r->out, 8);
     put_u64(&r->out, (uint64_t)r->batch_id);
     put_u32(&r->out, 4);
@@ -390,7 +395,17 @@ static int
 emit_valid(Reader *r, int64_t line, const char *id, Py_ssize_t id_len, const char *text,
            Py_ssize_t text_len)
 {
-    if (put_tuple_head(r, r->valid + 1, line, id_len + text_len) < 0) {
+    /* fields: a one-dimensional text[] in PostgreSQL's binary array format (20 bytes of header,
+       then each element's length and bytes) */
+    Py_ssize_t array_len = 20;
+    for (Py_ssize_t k = 0; k < r->nkept; k++) {
+        array_len += 4 + r->row_fields[r->kept[k]].len;
+    }
+    if (array_len > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "a row's kept columns are too long");
+        return -1;
+    }
+    if (put_tuple_head(r, r->valid + 1, line, id_len + text_len + array_len) < 0) {
         return -1;
     }
     r->valid++;
@@ -399,6 +414,21 @@ emit_valid(Reader *r, int64_t line, const char *id, Py_ssize_t id_len, const cha
     put_u32(&r->out, (uint32_t)text_len);
     put_bytes(&r->out, text, text_len);
     put_u32(&r->out, 0xFFFFFFFFu); /* problem: NULL */
+    if (r->nkept == 0) {
+        put_u32(&r->out, 0xFFFFFFFFu); /* fields: NULL */
+        return 0;
+    }
+    put_u32(&r->out, (uint32_t)array_len);
+    put_u32(&r->out, 1);  /* dimensions */
+    put_u32(&r->out, 0);  /* no NULL element */
+    put_u32(&r->out, 25); /* element type: text */
+    put_u32(&r->out, (uint32_t)r->nkept);
+    put_u32(&r->out, 1); /* lower bound */
+    for (Py_ssize_t k = 0; k < r->nkept; k++) {
+        const Field *f = &r->row_fields[r->kept[k]];
+        put_u32(&r->out, (uint32_t)f->len);
+        put_bytes(&r->out, r->rec.data + f->start, f->len);
+    }
     return 0;
 }
 
@@ -452,6 +482,7 @@ set_aside(Reader *r, int64_t line, const char *id, Py_ssize_t id_len, const char
     put_bytes(&r->out, reason, reason_len);
     r->out.data[r->out.len++] = '\t';
     put_bytes(&r->out, detail, detail_len);
+    put_u32(&r->out, 0xFFFFFFFFu); /* fields: NULL */
     return 0;
 }
 
@@ -489,12 +520,22 @@ data_row(Reader *r, int64_t line)
                  r->nfields);
         return set_aside(r, line, id, id_len, "wrong_field_count", detail);
     }
+    /* A kept value past its limit refuses the file; a NUL in one sets the row aside. */
+    int kept_nul = 0;
+    for (Py_ssize_t k = 0; k < r->nkept; k++) {
+        const Field *f = &r->row_fields[r->kept[k]];
+        if (f->chars > r->max_kept_chars) {
+            return refuse("kept-too-long",
+                          Py_BuildValue("(Lnn)", (long long)line, k, f->chars));
+        }
+        kept_nul |= f->nul;
+    }
     const Field *text = &r->text_field;
     if (text->chars > 0 && text->chars <= r->max_text_chars && text->nonspace && !text->nul
-        && !id_nul && id_chars <= r->max_id_chars) {
+        && !id_nul && !kept_nul && id_chars <= r->max_id_chars) {
         return emit_valid(r, line, id, id_len, r->rec.data + text->start, text->len);
     }
-    if (text->nul || id_nul) {
+    if (text->nul || id_nul || kept_nul) {
         return set_aside(r, line, id, id_len, "nul_character", "the row contains a NUL character");
     }
     if (id_chars > r->max_id_chars) {
@@ -510,6 +551,42 @@ data_row(Reader *r, int64_t line)
     format_thousands(b, r->max_text_chars);
     snprintf(detail, sizeof detail, "the text has %s characters; the limit is %s", a, b);
     return set_aside(r, line, id, id_len, "text_too_long", detail);
+}
+
+/* The kept columns (a sequence of indexes into the header), and room for a record's fields. */
+static int
+set_kept(Reader *r, PyObject *kept)
+{
+    PyObject *seq = PySequence_Fast(kept, "the kept columns must be a sequence of indexes");
+    if (seq == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > 0) {
+        r->kept = PyMem_New(Py_ssize_t, n);
+        r->row_fields = PyMem_New(Field, r->nfields);
+        if (r->kept == NULL || r->row_fields == NULL) {
+            Py_DECREF(seq);
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_ssize_t index = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, k));
+        if (index == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (index < 0 || index >= r->nfields) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_IndexError, "a kept column's index is outside the header");
+            return -1;
+        }
+        r->kept[k] = index;
+    }
+    r->nkept = n;
+    Py_DECREF(seq);
+    return 0;
 }
 
 static int
@@ -533,17 +610,22 @@ header_row(Reader *r)
     if (result == NULL) {
         return -1;
     }
-    PyObject *id_index;
+    PyObject *id_index, *kept = NULL;
     Py_ssize_t text_index;
-    if (!PyArg_ParseTuple(result, "On", &id_index, &text_index)) {
+    if (!PyArg_ParseTuple(result, "On|O", &id_index, &text_index, &kept)) {
         Py_DECREF(result);
         return -1;
     }
     r->id_index = id_index == Py_None ? -1 : PyLong_AsSsize_t(id_index);
-    Py_DECREF(result);
     if (r->id_index == -1 && PyErr_Occurred()) {
+        Py_DECREF(result);
         return -1;
     }
+    if (kept != NULL && set_kept(r, kept) < 0) {
+        Py_DECREF(result);
+        return -1;
+    }
+    Py_DECREF(result);
     r->text_index = text_index;
     r->width = r->nfields;
     r->header_done = 1;
@@ -558,7 +640,8 @@ begin_field(Reader *r)
     r->cur.start = r->rec.len;
     r->cur.len = r->cur.chars = 0;
     r->cur.nul = r->cur.nonspace = 0;
-    r->keep_cur = !r->header_done || r->nfields == r->id_index || r->nfields == r->text_index;
+    r->keep_cur = !r->header_done || r->nkept > 0 || r->nfields == r->id_index
+                  || r->nfields == r->text_index;
 }
 
 static int
@@ -576,8 +659,13 @@ save_field(Reader *r)
             r->header_cap = cap;
         }
         r->header_fields[r->nfields] = r->cur;
+        r->nfields++;
+        return 0;
     }
-    else if (r->nfields == r->text_index) {
+    if (r->nkept > 0 && r->nfields < r->width) {
+        r->row_fields[r->nfields] = r->cur;
+    }
+    if (r->nfields == r->text_index) {
         r->text_field = r->cur;
         r->has_text = 1;
     }
@@ -945,17 +1033,17 @@ Reader_finish(Reader *r, PyObject *Py_UNUSED(ignored))
 static int
 Reader_init(Reader *r, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"batch_id",       "on_header",      "field_limit",
-                             "max_line_chars", "max_text_chars", "max_id_chars",
-                             "kept_id_chars",  "max_rows",       "strict",
-                             "problems_listed", NULL};
+    static char *kwlist[] = {"batch_id",        "on_header",      "field_limit",
+                             "max_line_chars",  "max_text_chars", "max_id_chars",
+                             "kept_id_chars",   "max_rows",       "strict",
+                             "problems_listed", "max_kept_chars", NULL};
     long long batch_id, max_rows;
     PyObject *on_header;
     int strict;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LO$nnnnnLpn", kwlist, &batch_id, &on_header,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LO$nnnnnLpnn", kwlist, &batch_id, &on_header,
                                      &r->field_limit, &r->max_line_chars, &r->max_text_chars,
                                      &r->max_id_chars, &r->kept_id_chars, &max_rows, &strict,
-                                     &r->problems_listed)) {
+                                     &r->problems_listed, &r->max_kept_chars)) {
         return -1;
     }
     if (!PyCallable_Check(on_header)) {
@@ -1005,6 +1093,8 @@ Reader_dealloc(Reader *r)
     PyMem_Free(r->rec.data);
     PyMem_Free(r->out.data);
     PyMem_Free(r->header_fields);
+    PyMem_Free(r->kept);
+    PyMem_Free(r->row_fields);
     Py_TYPE(r)->tp_free((PyObject *)r);
 }
 
@@ -1045,7 +1135,7 @@ static PyTypeObject ReaderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "webapp.upload._fastcsv.Reader",
     .tp_doc = "Reader(batch_id, on_header, *, field_limit, max_line_chars, max_text_chars, "
-              "max_id_chars, kept_id_chars, max_rows, strict, problems_listed)",
+              "max_id_chars, kept_id_chars, max_rows, strict, problems_listed, max_kept_chars)",
     .tp_basicsize = sizeof(Reader),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,

@@ -19,13 +19,20 @@ them equal on arbitrary bytes; the setting ``UPLOAD_CSV_PARSER=python`` runs upl
 from __future__ import annotations
 
 import csv
-import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from core.batches.ingest import StagedRow
 from webapp.problems import Problem
-from webapp.upload.csv_records import KEPT_ID_CHARS, checked_row, header_columns
+from webapp.upload.copy_tuples import rows_of_copy
+from webapp.upload.csv_records import (
+    KEPT_ID_CHARS,
+    MAX_KEPT_CHARS,
+    checked_row,
+    header_columns,
+    kept_columns,
+    kept_too_long,
+)
 from webapp.upload.decoding import check_encoding, decoded, undecodable  # noqa: F401 (check_encoding: part of this API)
 from webapp.upload.request_body import bad_request
 from webapp.upload.text_lines import MAX_FIELD_CHARS, line_too_long, physical_lines, sniffed
@@ -54,6 +61,13 @@ class UploadOptions:
     max_id_chars: int = 1_000
     #: Longest physical line; csv's own field limit is process-wide (MAX_FIELD_CHARS).
     max_line_chars: int = MAX_FIELD_CHARS
+    #: The columns of the text and of the id; None: 'text' and 'id' (webapp.upload.csv_records).
+    text_column: str | None = None
+    id_column: str | None = None
+
+    def header_columns(self, header: list[str]) -> tuple[int | None, int]:
+        """The id and text columns' indexes in ``header``, by these options."""
+        return header_columns(header, self.text_column, self.id_column)
 
 
 _lines = physical_lines  # the tests' name for the line cutter
@@ -100,11 +114,20 @@ class CsvRows:
         self.compiled = parser == "c" and options.encoding in COMPILED_ENCODINGS
         #: (rows to score, rows set aside), once copy_blocks is exhausted.
         self.counts: tuple[int, int] | None = None
+        #: The kept columns' names, in file order, once the header is read (the batch's field_names).
+        self.field_names: list[str] = []
+
+    def _on_header(self, header: list[str]) -> tuple[int | None, int, tuple[int, ...]]:
+        """The header's id, text and kept columns; their names are remembered for the batch."""
+        id_index, text_index = self._options.header_columns(header)
+        kept = kept_columns(header, id_index, text_index)
+        self.field_names = [header[index] for index in kept]
+        return id_index, text_index, kept
 
     def __iter__(self) -> Iterator[CsvRow]:
         if not self.compiled:
-            return _python_rows(self._pieces, self._options)
-        return _rows_of_copy(self._compiled(0))
+            return _python_rows(self._pieces, self._options, self._on_header)
+        return rows_of_copy(self._compiled(0))
 
     def copy_blocks(self, batch_id: int) -> Iterator[bytes] | None:
         """batch_inputs' binary COPY tuples for ``batch_id`` (core.batches.ingest.INPUT_TYPES,
@@ -115,7 +138,7 @@ class CsvRows:
         options = self._options
         reader = _fastcsv.Reader(
             batch_id,
-            header_columns,
+            self._on_header,
             field_limit=csv.field_size_limit(),
             max_line_chars=options.max_line_chars,
             max_text_chars=options.max_text_chars,
@@ -124,6 +147,7 @@ class CsvRows:
             max_rows=options.max_rows,
             strict=options.strict,
             problems_listed=PROBLEMS_LISTED,
+            max_kept_chars=MAX_KEPT_CHARS,
         )
         try:
             for piece in sniffed(iter(self._pieces), options.encoding):
@@ -132,7 +156,7 @@ class CsvRows:
             if block := reader.finish():
                 yield block
         except _fastcsv.Refusal as refusal:
-            raise _refused(refusal.args, options) from None
+            raise _refused(refusal.args, options, self.field_names) from None
         if not reader.header_seen:
             raise _empty_file()
         rows, valid, invalid = reader.counts
@@ -140,7 +164,7 @@ class CsvRows:
         self.counts = (valid, invalid)
 
 
-def _refused(args: tuple, options: UploadOptions) -> Problem:
+def _refused(args: tuple, options: UploadOptions, field_names: list[str]) -> Problem:
     """The Problem for a refusal of the compiled parser: the same as the Python parser's."""
     kind, line, *more = args
     if kind == "undecodable":
@@ -152,41 +176,19 @@ def _refused(args: tuple, options: UploadOptions) -> Problem:
         return _invalid_csv(line_too_long(options.max_line_chars), line)
     if kind == "invalid-row":
         return _strict_refusal(line, more[0])
+    if kind == "kept-too-long":
+        position, chars = more
+        return kept_too_long(line, field_names[position], chars)
     if kind == "too-many-rows":
         return _too_many_rows(options.max_rows)
     raise AssertionError(f"unknown refusal {args!r}")
 
 
-# A COPY tuple's fixed part: 6 fields, batch_id (int8), row_number and line_number (int4).
-_TUPLE_HEAD = struct.Struct(">hiqiiii")
-_LENGTH = struct.Struct(">i")
+#: What the header's reader answers: the id's, the text's and the kept columns' indexes.
+OnHeader = Callable[[list[str]], tuple[int | None, int, tuple[int, ...]]]
 
 
-def _rows_of_copy(blocks: Iterable[bytes]) -> Iterator[CsvRow]:
-    """The CsvRow tuples that COPY tuples hold (for callers that iterate, and for the tests)."""
-    for block in blocks:
-        position = 0
-        while position < len(block):
-            _, _, _, _, row_number, _, line = _TUPLE_HEAD.unpack_from(block, position)
-            position += _TUPLE_HEAD.size
-            fields = []
-            for _ in range(3):
-                (length,) = _LENGTH.unpack_from(block, position)
-                position += 4
-                if length < 0:
-                    fields.append(None)
-                else:
-                    fields.append(block[position : position + length].decode())
-                    position += length
-            client_id, text, problem = fields
-            if row_number > 0:
-                yield CsvRow(line, client_id, text)
-            else:
-                reason, detail = problem.split("\t", 1)
-                yield CsvRow(line, client_id, text, reason, detail)
-
-
-def _python_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[CsvRow]:
+def _python_rows(pieces: Iterable[bytes], options: UploadOptions, on_header: OnHeader) -> Iterator[CsvRow]:
     """csv_rows, parsed in Python: decoding, lines and csv.reader in the standard library."""
     pieces = sniffed(iter(pieces), options.encoding)
     lines = physical_lines(decoded(pieces, options.encoding), options.max_line_chars)
@@ -197,7 +199,7 @@ def _python_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[Cs
         raise _invalid_csv(str(exc), 1) from exc
     if first is None:
         raise _empty_file()
-    id_index, text_index = header_columns(first)
+    id_index, text_index, kept = on_header(first)
     width = len(first)
     rows = valid = 0
     max_rows, max_text_chars, max_id_chars = options.max_rows, options.max_text_chars, options.max_id_chars
@@ -212,6 +214,15 @@ def _python_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[Cs
                 continue
             rows += 1
             if len(record) == width:
+                values, clean = None, True
+                if kept:
+                    values = tuple(record[index] for index in kept)
+                    for position, value in enumerate(values):
+                        if len(value) > MAX_KEPT_CHARS:
+                            if rows > max_rows:  # the compiled parser counts the row first
+                                raise _too_many_rows(max_rows)
+                            raise kept_too_long(start, first[kept[position]], len(value))
+                    clean = not any("\x00" in value for value in values)
                 text = record[text_index]
                 client_id = record[id_index] if id_index is not None else str(start)
                 if (
@@ -220,16 +231,17 @@ def _python_rows(pieces: Iterable[bytes], options: UploadOptions) -> Iterator[Cs
                     and not text.isspace()
                     and "\x00" not in text
                     and "\x00" not in client_id
+                    and clean
                     and len(client_id) <= max_id_chars
                 ):
                     valid += 1
                     if rows > max_rows:
                         raise _too_many_rows(max_rows)
-                    yield _new_row(CsvRow, (start, client_id, text, None, None))
+                    yield _new_row(CsvRow, (start, client_id, text, None, None, values))
                     continue
             if rows > max_rows:
                 raise _too_many_rows(max_rows)
-            row = checked_row(start, record, width, id_index, text_index, max_text_chars, max_id_chars)
+            row = checked_row(start, record, width, id_index, text_index, max_text_chars, max_id_chars, kept)
             if row.problem is None:
                 valid += 1
             else:

@@ -148,7 +148,7 @@ def _sheet_rows(worksheet: Any, options: UploadOptions) -> Iterator[StagedRow]:
             "empty-file",
             f"The sheet {worksheet.title!r} is empty: expected a header row naming 'id' and 'text'.",
         )
-    id_index, text_index = header_columns(header)
+    id_index, text_index = header_columns(header, options.text_column, options.id_column)
     width = len(header)
     rows = valid = 0
     problems: list[str] = []
