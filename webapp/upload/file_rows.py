@@ -77,6 +77,11 @@ class UploadRows:
     def __iter__(self) -> Iterator[StagedRow]:
         return iter(self._chosen())
 
+    @property
+    def field_names(self) -> list[str]:
+        """The CSV's kept columns, once its header is read (a workbook keeps none)."""
+        return self._rows.field_names if isinstance(self._rows, CsvRows) else []
+
 
 def _chained(head: bytes, pieces: Iterator[bytes]) -> Iterator[bytes]:
     if head:
