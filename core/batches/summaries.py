@@ -15,7 +15,7 @@ Rows whose scoring failed have no score and are not counted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,7 @@ class ScoreSummary:
     mean_compound: float | None
     histogram: list[int]
     computed_at: datetime | None  # when it was kept; None while counted on each read
-    kept: bool
+    kept: bool  # kept in batch_summaries: its scores can no longer change
 
     def to_json(self) -> dict[str, Any]:
         """The members the batch's ``summary`` gains."""
@@ -94,8 +94,18 @@ def _kept(conn: psycopg.Connection, batch_id: int) -> ScoreSummary | None:
 
 
 def _count(conn: psycopg.Connection, batch_id: int, *, settled_only: bool) -> ScoreSummary:
+    """Count the scores; keep them when they can no longer change. Two statements: the count is
+    a plain SELECT, which PostgreSQL may run in parallel, and once a batch is settled its scores
+    stay as that count saw them."""
     params = {"batch_id": batch_id, "settled_only": settled_only}
     with conn.cursor(row_factory=class_row(ScoreSummary)) as cur:
         counted = cur.execute(q("batch_summaries_count"), params).fetchone()
     assert counted is not None  # an aggregate: always one row
-    return counted
+    if not counted.kept:
+        return counted
+    params = {"batch_id": batch_id, **{k: getattr(counted, k) for k in _KEPT_COLUMNS}}
+    kept = conn.execute(q("batch_summaries_keep"), params).fetchone()
+    return replace(counted, computed_at=kept[0]) if kept else counted
+
+
+_KEPT_COLUMNS = ("scored_count", "mean_compound", "histogram")

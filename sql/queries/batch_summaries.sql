@@ -4,7 +4,7 @@ SELECT scored_count, mean_compound, histogram, computed_at, true AS kept
 FROM batch_summaries WHERE batch_id = %(batch_id)s;
 
 -- name: batch_summaries_count
--- Count a final batch's compound scores in one pass over its results (mean, 20 bins), and keep them when no runner holds one of its chunks; with `settled_only`, count nothing unless they are kept.
+-- Count a final batch's compound scores in one pass over its results (mean, 20 bins), and say whether they can be kept (no runner holds one of its chunks); with `settled_only`, count nothing unless they can. A plain SELECT, so that the pass may run in parallel.
 WITH settled AS (
     -- Final, with every chunk's results committed: the scores can no longer change.
     SELECT EXISTS (
@@ -21,18 +21,16 @@ WITH settled AS (
     WHERE r.batch_id = %(batch_id)s AND r.compound IS NOT NULL
       AND (NOT %(settled_only)s OR (SELECT yes FROM settled))
     GROUP BY 1
-), counted AS (
-    SELECT coalesce(sum(rows), 0)::bigint AS scored_count, sum(total) / nullif(sum(rows), 0) AS mean_compound,
-           ARRAY(SELECT coalesce(b.rows, 0)::integer FROM generate_series(0, 19) AS g (bin)
-                 LEFT JOIN bins AS b USING (bin) ORDER BY g.bin) AS histogram
-    FROM bins
-), kept AS (
-    INSERT INTO batch_summaries (batch_id, scored_count, mean_compound, histogram)
-    SELECT %(batch_id)s, scored_count, mean_compound, histogram FROM counted
-    WHERE (SELECT yes FROM settled)
-    ON CONFLICT (batch_id) DO NOTHING
-    RETURNING computed_at
 )
-SELECT c.scored_count, c.mean_compound, c.histogram, (SELECT computed_at FROM kept) AS computed_at,
-       (SELECT yes FROM settled) AS kept
-FROM counted AS c;
+SELECT coalesce(sum(rows), 0)::bigint AS scored_count, sum(total) / nullif(sum(rows), 0) AS mean_compound,
+       ARRAY(SELECT coalesce(b.rows, 0)::integer FROM generate_series(0, 19) AS g (bin)
+             LEFT JOIN bins AS b USING (bin) ORDER BY g.bin) AS histogram,
+       NULL::timestamptz AS computed_at, (SELECT yes FROM settled) AS kept
+FROM bins;
+
+-- name: batch_summaries_keep
+-- Keep a settled batch's counted summary (batch_summaries_count); the first one kept stays.
+INSERT INTO batch_summaries (batch_id, scored_count, mean_compound, histogram)
+VALUES (%(batch_id)s, %(scored_count)s, %(mean_compound)s, %(histogram)s)
+ON CONFLICT (batch_id) DO NOTHING
+RETURNING computed_at;
