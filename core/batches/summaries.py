@@ -52,8 +52,13 @@ class ScoreSummary:
 SCORE_MEMBERS = (
     Member(
         "mean_compound",
-        lambda s: s.mean_compound,
-        {"type": ["number", "null"], "minimum": -1, "maximum": 1, "description": "null without scored rows."},
+        lambda s: None if s.mean_compound is None else round(s.mean_compound, 4),
+        {
+            "type": ["number", "null"],
+            "minimum": -1,
+            "maximum": 1,
+            "description": "The scored rows' mean compound score, to four decimals; null without any.",
+        },
     ),
     Member(
         "histogram",

@@ -63,7 +63,9 @@ def test_histogram_and_mean_equal_a_recount_and_are_kept(client, upload, runners
     assert counts == [EDGE_BINS.get(i, 0) for i in range(20)]
     assert status["summary"]["histogram"]["edges"] == [pytest.approx(-1 + i / 10) for i in range(21)]
     assert status["summary"]["histogram"]["edges"] == list(EDGES)
-    assert status["summary"]["mean_compound"] == pytest.approx(statistics.fmean(map(float, EDGE_SCORES)))
+    assert status["summary"]["mean_compound"] == pytest.approx(
+        statistics.fmean(map(float, EDGE_SCORES)), abs=5e-5
+    )
 
     status = client.get(f"/batch/{mixed}").get_json()
     rows = _results(client, mixed)
@@ -71,7 +73,7 @@ def test_histogram_and_mean_equal_a_recount_and_are_kept(client, upload, runners
     assert len(rows) == len(compounds) + 1 == 712
     assert status["summary"]["histogram"]["counts"] == _recount(compounds)
     assert sum(status["summary"]["histogram"]["counts"]) == 711
-    assert status["summary"]["mean_compound"] == pytest.approx(statistics.fmean(compounds), abs=1e-12)
+    assert status["summary"]["mean_compound"] == pytest.approx(statistics.fmean(compounds), abs=5e-5)
 
     # Later reads (JSON and the page) read the kept summary: no new row, the same time.
     before = _kept(db, mixed)
