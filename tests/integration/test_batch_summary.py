@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import html
+import json
+import math
 import re
+import shutil
 import statistics
+import subprocess
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+from core.batches import partitions, summaries
+from core.batches.ingest import new_public_id
 from core.batches.queue import claim_chunk
 from core.batches.summaries import EDGES
 from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.helpers import process
 from tests.scorers import POISON
 
+REPO = Path(__file__).resolve().parents[2]
 #: Scores on the bins' edges and either side of them, each stated to the scorer.
 EDGE_SCORES = ("-1", "-0.9", "-0.8999", "-0.0001", "0", "0.05", "0.0999", "0.1", "0.9999", "1", "1")
 #: Their bins by hand: bin i holds [-1 + i/10, -0.9 + i/10), the last one 1 as well.
@@ -109,3 +117,59 @@ def test_a_cancelled_batch_is_kept_once_no_runner_holds_its_chunks(client, uploa
     summary = client.get(f"/batch/{batch_id}").get_json()["summary"]
     assert sum(summary["histogram"]["counts"]) == 100
     assert len(_kept(db, batch_id)) == 1
+
+
+def _edge_cases() -> list[float]:
+    """Every four-decimal score, every midpoint between two of them, and each edge's neighbours."""
+    scores = [k / 10_000 for k in range(-10_000, 10_001)]
+    scores += [(k + 0.5) / 10_000 for k in range(-10_000, 10_000)]
+    for edge in EDGES:
+        scores += [math.nextafter(edge, -2.0), math.nextafter(edge, 2.0)]
+    return [s for s in scores if -1 <= s <= 1]
+
+
+def _js_rule(compound: float) -> int:
+    """batch_view.js's binOf in Python: Math.round rounds halves up, towards +infinity."""
+    scaled = compound * 10_000
+    rounded = math.floor(scaled) + (scaled - math.floor(scaled) >= 0.5)
+    return min(19, (rounded + 10_000) // 1000)
+
+
+def _real_js_bins(scores: list[float]) -> list[int]:
+    """The bins batch_view.js's own binOf gives, run by node."""
+    script = (REPO / "webapp/static/batch_view.js").read_text()
+    bin_of = re.search(r"  function binOf\(compound\) \{.*?\n  \}\n", script, re.S).group(0)
+    program = f"const BINS = 20;\n{bin_of}\nconst scores = JSON.parse(require('fs').readFileSync(0));\n"
+    program += "process.stdout.write(JSON.stringify(scores.map(binOf)));\n"
+    done = subprocess.run(["node", "-e", program], input=json.dumps(scores), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_kept_bins_are_the_live_pages_bins_at_every_edge(db):
+    scores = _edge_cases()
+    with db.transaction():
+        batch_id = db.execute(
+            "INSERT INTO batches (public_id, chunk_size, status, total_count, processed_count, "
+            "neutral_count, completed_at) VALUES (%s, 100, 'completed', %s, %s, %s, now()) RETURNING id",
+            (new_public_id(), len(scores), len(scores), len(scores)),
+        ).fetchone()[0]
+        partitions.make(db, batch_id)
+        with db.cursor().copy(
+            "COPY batch_results (batch_id, row_number, compound, pos, neu, neg) FROM STDIN"
+        ) as copy:
+            for n, score in enumerate(scores, start=1):
+                copy.write_row((batch_id, n, score, 0, 1, 0))
+    expected = [0] * 20
+    for score in scores:
+        expected[_js_rule(score)] += 1
+    assert summaries.keep(db, batch_id)
+    assert (
+        db.execute("SELECT histogram FROM batch_summaries WHERE batch_id = %s", (batch_id,)).fetchone()[0]
+        == expected
+    )
+    if shutil.which("node"):
+        real = [0] * 20
+        for bin_ in _real_js_bins(scores):
+            real[bin_] += 1
+        assert real == expected
