@@ -25,6 +25,7 @@ from bench import (
     purge,
     reads,
     retention,
+    summary,
     upload,
     vader,
 )
@@ -101,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     rows += purge.rows(purge.run(n))
     say(f"retention: 10 batches × {n:,} results reaped as rows, then dropped as a partition")
     rows.append(retention.row(retention.run(n)))
+
+    n = size(100_000, 1_000_000)
+    say(f"summary: mean and histogram of a finished batch of {n:,} results")
+    rows += summary.rows(summary.run(n))
 
     say("hostile: bodies whose record never ends, 50 slow clients")
     rows += hostile.rows(hostile.linear(), hostile.slow_clients(seconds=size(5, 10)))

@@ -51,3 +51,20 @@ def slow_when_marked(texts: Sequence[str]) -> list[dict[str, float]]:
     if any("⏳" in text for text in texts):
         time.sleep(float(os.environ.get("TEST_SCORE_DELAY_SECONDS", "0.2")))
     return fast(texts)
+
+
+def stated(texts: Sequence[str]) -> list[dict[str, float]]:
+    """The compound a text states as ``compound=X`` (the real scores for other texts); a text
+    with the poison marker raises, as ``poisoned`` does."""
+    if any(POISON in text for text in texts):
+        raise PoisonedText(f"a text contains {POISON!r}")
+    scores = fast(texts)
+    for i, text in enumerate(texts):
+        if text.startswith("compound="):
+            scores[i] = {
+                "neg": 0.0,
+                "neu": 1.0,
+                "pos": 0.0,
+                "compound": float(text.removeprefix("compound=")),
+            }
+    return scores

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, g, jsonify, redirect, request, url_for
 from werkzeug.http import parse_options_header
 
 from core import batches
-from core.batches import idempotency, labels
+from core.batches import idempotency, labels, summaries
 from core.batches.quota import Quotas
 from core.clients import LOCAL_USER
 from core.errors import ServiceError
@@ -244,7 +244,8 @@ def get_batch(public_id: str) -> Response:
         batch = batches.get(conn, public_id)
         if wants_html():
             return pages.batch_page(conn, batch)
-    return negotiated(jsonify(batch.to_json()))
+        scores = summaries.read(conn, batch)
+    return negotiated(jsonify(batch.to_json(scores)))
 
 
 @bp.post("/batch/<public_id>/cancel")

@@ -21,10 +21,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import psycopg
-from flask import Blueprint, Flask, Response, current_app, g, make_response, render_template, request, url_for
+from flask import Blueprint, Flask, Response, g, make_response, render_template, request, url_for
 
 from core import batches
-from core.batches import SENTIMENTS, Batch
+from core.batches import SENTIMENTS, Batch, summaries
 from core.errors import Conflict
 from webapp.db import connection, settings, signing_key
 from webapp.listings import ERRORS, batches_page, results_page
@@ -49,17 +49,9 @@ FORM_ENCODINGS = (
 REFRESH_SECONDS = 5
 #: Set-aside rows listed on the batch page; the rest are on the set-aside page.
 ERRORS_SHOWN = 10
-#: The histogram's bins: compound scores from -1 to 1 in steps of 0.1, the last one holding 1.
-#: A score is binned on its four decimals as an integer, here and in batch_view.js alike, so the
-#: server's bins and the live ones agree to the row.
-HISTOGRAM_BINS = 20
-#: Final batches whose histogram each process keeps.
-HISTOGRAMS_KEPT = 256
-_HISTOGRAM = """
-SELECT least(19, (round(compound * 10000)::int + 10000) / 1000) AS bin, count(*) AS rows
-FROM batch_results WHERE batch_id = %(batch_id)s AND compound IS NOT NULL
-GROUP BY 1
-"""
+#: The histogram's bins: compound scores from -1 to 1 in steps of 0.1, the last one holding 1
+#: (core.batches.summaries counts a final batch's; batch_view.js bins the live ones the same way).
+HISTOGRAM_BINS = summaries.BINS
 
 
 @bp.get("/")
@@ -179,22 +171,9 @@ def _took(batch: Batch) -> str | None:
 def histogram(conn: psycopg.Connection, batch: Batch) -> list[int]:
     """Rows per bin of compound score. A running batch's page starts from zeros: its script fills
     the bins from the event stream, which replays every row scored so far. A final batch's bins
-    are counted here; a completed batch's once per process (its scores no longer change, whereas
-    the chunks a cancelled batch's runners held still commit)."""
-    if not batch.finished:
-        return [0] * HISTOGRAM_BINS
-    kept: dict[int, list[int]] = current_app.extensions.setdefault("page_histograms", {})
-    if batch.id not in kept:
-        counts = [0] * HISTOGRAM_BINS
-        params = {"batch_id": batch.id}
-        for bin_, rows in read_results(batch, conn, lambda db: db.execute(_HISTOGRAM, params).fetchall()):
-            counts[bin_] = rows
-        if not batch.has_results:
-            return counts
-        if len(kept) >= HISTOGRAMS_KEPT:
-            kept.pop(next(iter(kept)))
-        kept[batch.id] = counts
-    return kept[batch.id]
+    are its summary's (:func:`core.batches.summaries.read`: counted once, then kept)."""
+    scores = summaries.read(conn, batch)
+    return scores.histogram if scores else [0] * HISTOGRAM_BINS
 
 
 def _results(conn: psycopg.Connection, batch: Batch) -> Page[Any] | None:

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row, namedtuple_row
 
-from core.batches import partitions
+from core.batches import partitions, summaries
 from core.batches.model import Batch
 from core.batches.store import batch_statement, get
 from core.errors import Conflict
@@ -96,8 +96,11 @@ def delete(conn: psycopg.Connection, public_id: str) -> None:
 def finished(conn: psycopg.Connection, batch_id: int) -> None:
     """What happens once when a batch reaches a final state: called by the runner whose finish
     completed it, right after that commit, or by cancel, inside its statement's transaction (which
-    already holds every chunk of the batch). Its done chunks leave the queue."""
+    already holds every chunk of the batch). Its done chunks leave the queue, and once no runner
+    holds one of its chunks, its summary of compound scores is counted and kept (one pass over its
+    results; a cancelled batch with chunks in hand leaves that to its first read)."""
     conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
+    summaries.keep(conn, batch_id)
 
 
 def sweep_done_chunks(conn: psycopg.Connection, limit: int = 10_000) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.batches.summaries import SCORE_MEMBERS, ScoreSummary
 from core.jsonshape import COUNT, NULLABLE_TIME, TIME, Member, dump, iso, object_schema
 from core.webhook_guard import shown_url
 
@@ -93,11 +94,13 @@ class Batch:
             sentiment, self.neutral_count
         )
 
-    def summary(self) -> dict[str, int] | None:
-        """Rows per sentiment, once the batch has stopped processing."""
+    def summary(self, scores: ScoreSummary | None = None) -> dict[str, Any] | None:
+        """Rows per sentiment, once the batch has stopped processing; with ``scores``
+        (:func:`core.batches.summaries.read`), their mean and histogram too."""
         if self.status == "processing":
             return None
-        return {s: self.sentiment_count(s) for s in SENTIMENTS}
+        counts: dict[str, Any] = {s: self.sentiment_count(s) for s in SENTIMENTS}
+        return counts | scores.to_json() if scores else counts
 
     def progress(self, now: datetime | None = None) -> Progress:
         scored = self.processed_count + self.failed_count
@@ -112,9 +115,12 @@ class Batch:
         seconds_left = (self.total_count - done) / rate if self.status == "processing" and rate else None
         return Progress(self.total_count, done, scored, percent, rate, seconds_left)
 
-    def to_json(self) -> dict[str, Any]:
-        """The batch as every JSON answer shows it."""
-        return dump(self, BATCH_MEMBERS)
+    def to_json(self, scores: ScoreSummary | None = None) -> dict[str, Any]:
+        """The batch as every JSON answer shows it; the batch's own status passes its ``scores``."""
+        body = dump(self, BATCH_MEMBERS)
+        if scores and "summary" in body:
+            body["summary"] = self.summary(scores)
+        return body
 
 
 BATCH_MEMBERS = (
@@ -178,9 +184,10 @@ BATCH_MEMBERS = (
         Batch.summary,
         {
             "type": "object",
-            "description": "Rows per sentiment; present once the batch is no longer processing.",
+            "description": "Rows per sentiment; present once the batch is no longer processing. "
+            "GET /batch/{batch_id} adds the compound scores' mean and histogram (lists do not).",
             "required": list(SENTIMENTS),
-            "properties": {s: COUNT for s in SENTIMENTS},
+            "properties": {**{s: COUNT for s in SENTIMENTS}, **{m.name: m.schema for m in SCORE_MEMBERS}},
         },
         optional=True,
     ),

@@ -8,6 +8,7 @@ import signal
 import psycopg
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+from core.batches import SENTIMENTS
 from core.batches.queue import claim_chunk
 from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.helpers import process
@@ -82,7 +83,7 @@ def test_upload_progress_complete_and_pages(client, upload, runners, db, databas
     runners.start()
     status = wait_for(lambda: (s := _status(client, batch_id))["status"] == "completed" and s)
     assert status["processed_count"] == 1000 and status["progress_percent"] == 100.0
-    assert sum(status["summary"].values()) == 1000
+    assert sum(status["summary"][s] for s in SENTIMENTS) == 1000
     assert status["completed_at"].endswith("Z")
 
     rows = _all_results(client, batch_id, per_page=64)
@@ -100,7 +101,7 @@ def test_upload_progress_complete_and_pages(client, upload, runners, db, databas
         label = "positive" if expected >= 0.05 else "negative" if expected <= -0.05 else "neutral"
         assert row["sentiment"] == label
     recount = {k: sum(r["sentiment"] == k for r in rows) for k in ("positive", "negative", "neutral")}
-    assert recount == status["summary"]
+    assert recount == {s: status["summary"][s] for s in SENTIMENTS}
     assert _counts(db, batch_id) == {"inputs": 1000, "results": 1000, "distinct": 1000, "chunks_not_done": 0}
 
 
@@ -112,7 +113,8 @@ def test_raw_text_csv_body(client, runners):
     assert response.headers["Location"] == f"/batch/{batch_id}"
     runners.start()
     wait_for(lambda: _status(client, batch_id)["status"] == "completed")
-    assert _status(client, batch_id)["summary"] == {"positive": 1, "negative": 1, "neutral": 1}
+    summary = _status(client, batch_id)["summary"]
+    assert {s: summary[s] for s in SENTIMENTS} == {"positive": 1, "negative": 1, "neutral": 1}
 
 
 def test_ten_thousand_rows_two_runners_exactly_once(client, upload, runners, db):
@@ -146,7 +148,7 @@ def test_sigkill_mid_batch_loses_and_duplicates_nothing(client, upload, runners,
     runners.start()
     status = wait_for(lambda: (s := _status(client, batch_id))["status"] == "completed" and s, timeout=120)
     assert status["processed_count"] == 5_000
-    assert sum(status["summary"].values()) == 5_000
+    assert sum(status["summary"][s] for s in SENTIMENTS) == 5_000
     assert _counts(db, batch_id) == {
         "inputs": 5_000,
         "results": 5_000,
