@@ -157,6 +157,8 @@ def test_a_signed_webhook_is_retried_after_two_500s_and_ends_at_the_first_200(we
     )
     event = json.loads(received[0]["body"])
     batch = client.get(f"/batch/{batch_id}").get_json()
+    # The batch as GET /batch/<id> shows it, its summary's three counts without the histogram.
+    batch["summary"] = {name: batch["summary"][name] for name in ("positive", "negative", "neutral")}
     assert event == {"type": "batch.completed", "timestamp": batch["completed_at"], "data": batch}
 
     shown = client.get(f"/batch/{batch_id}/webhooks").get_json()

@@ -45,24 +45,28 @@ class UploadRows:
 
     def _chosen(self) -> CsvRows | Iterator[StagedRow]:
         if self._rows is None:
-            pieces = iter(self._pieces)
-            head = b""
-            for piece in pieces:
-                head += piece
-                if len(head) >= len(ZIP_MAGIC):
-                    break
-            pieces = _chained(head, pieces)
             if self._declared_workbook:
+                # A zip is read from its end: its first bytes are checked before it is spooled.
+                pieces = iter(self._pieces)
+                head = b""
+                for piece in pieces:
+                    head += piece
+                    if len(head) >= len(ZIP_MAGIC):
+                        break
                 if not head.startswith(ZIP_MAGIC):
                     raise invalid_workbook("it is named or sent as .xlsx but is not a zip archive")
-                self._rows = workbook_rows(pieces, self._options, self._sheet, self._max_bytes)
+                self._rows = workbook_rows(
+                    _chained(head, pieces), self._options, self._sheet, self._max_bytes
+                )
             else:
                 if self._sheet is not None:
                     raise bad_parameter(
                         "sheet applies to .xlsx workbooks only (a file part named *.xlsx, or sent as "
                         f"{XLSX_MEDIA_TYPE}); this file is read as CSV."
                     )
-                self._rows = csv_rows(pieces, self._options, self._parser)
+                # Nothing read yet: the CSV reader's COPY blocks start with the body (a binary file
+                # is refused there by its first bytes, a zip among them).
+                self._rows = csv_rows(self._pieces, self._options, self._parser)
         return self._rows
 
     def copy_blocks(self, batch_id: int) -> Iterator[bytes] | None:
