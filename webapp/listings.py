@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
-from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 import psycopg
@@ -33,6 +32,7 @@ from core.batches import (
 from core.clients import NAME_PATTERN, require_admin
 from webapp.db import caller, connection, settings, signing_key
 from webapp.negotiation import negotiated, wants_html
+from webapp.page_weights import error_weight, json_length, result_weight
 from webapp.pagination import (
     MAX_ROW_NUMBER,
     NOT_YET,
@@ -99,22 +99,6 @@ def _labels_of(filters: Mapping[str, str]) -> dict[str, str]:
     return {name[len("metadata[") : -1]: value for name, value in filters.items() if _is_label_filter(name)}
 
 
-def _json_length(text: str | None) -> int:
-    """Bytes of ``text`` as a JSON string (the pages' JSON escapes every non-ASCII character)."""
-    return len(encode_basestring_ascii(text)) if text else 0
-
-
-def _result_weight(result: Result) -> int:
-    weight = _json_length(result.text) + _json_length(result.client_id) + _json_length(result.error)
-    if result.fields:
-        weight += sum(_json_length(name) + _json_length(value) for name, value in result.fields.items())
-    return weight
-
-
-def _error_weight(error: RowError) -> int:
-    return _json_length(error.client_id) + _json_length(error.detail)
-
-
 def _numbered(
     name: str, fetch: Callable[..., list[Any]], number: Callable[[Any], int], **options: Any
 ) -> Listing[Any]:
@@ -128,7 +112,7 @@ RESULTS: Listing[Result] = _numbered(
     _fetch_results,
     lambda r: r.row_number,
     backward=True,
-    weight=_result_weight,
+    weight=result_weight,
     largest_row=20_000,  # MAX_TEXT_CHARS; results_page uses the setting
 )
 
@@ -163,14 +147,14 @@ RESULTS_IN_ORDER = {
         order.position,
         order.valid_position,
         locate=_locator(order),
-        weight=_result_weight,
+        weight=result_weight,
         largest_row=20_000,
     )
     for name, order in ordering.ORDERS.items()
     if order is not ordering.FILE_ORDER
 }
 ERRORS: Listing[RowError] = _numbered(
-    "errors", _fetch_errors, lambda e: e.error_number, ignores=("before",), weight=_error_weight
+    "errors", _fetch_errors, lambda e: e.error_number, ignores=("before",), weight=error_weight
 )
 
 
@@ -188,7 +172,7 @@ BATCHES: Listing[Batch] = Listing(
     _batch_position,
     ignores=("page", "before"),
     scope_of=_batches_scope,
-    weight=lambda b: _json_length(b.source_filename),
+    weight=lambda b: json_length(b.source_filename),
 )
 
 

@@ -9,6 +9,7 @@ import struct
 import zipfile
 from functools import cache
 
+import openpyxl
 import pytest
 import requests
 
@@ -25,8 +26,6 @@ from tests.integration.helpers import (
 from webapp import create_app
 from webapp.upload.file_rows import XLSX_MEDIA_TYPE
 from webapp.upload.workbook import MAX_ENTRIES
-
-openpyxl = pytest.importorskip("openpyxl")
 
 TEXTS = sample_texts(300, seed=23)
 
