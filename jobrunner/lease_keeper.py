@@ -1,13 +1,16 @@
 """Keep a runner's leases alive while it holds them: a timer on its own connection.
 
 A runner holds up to three rounds at once (one committing, one being scored, one
-claimed ahead; ``jobrunner.round_pipe``), and a round may take longer to score than
+claimed ahead; ``jobrunner.round_pipe``), and a chunk may take longer to score than
 LEASE_SECONDS. So this thread renews every chunk held, by claim token, every
 LEASE_SECONDS / 3 until it is committed or handed back. Its own connection keeps a
-renewal from waiting behind the runner's statements; renewing under its lock makes
-:meth:`LeaseKeeper.release` wait for a renewal in flight, so a committed round is
-never renewed. After MAX_RENEWALS (ten leases) a chunk is no longer renewed: a runner
-stuck in a scorer loses its chunks like a dead one (docs/design.md, "Long rounds").
+renewal from waiting behind the runner's statements, and the renewal runs outside the
+keeper's lock, so a renewal stuck on a dead connection never holds up a commit (a
+renewal that reaches a chunk already committed changes nothing). A chunk is renewed at
+most MAX_RENEWALS times (ten leases) counted from when the scorer took it up (from its
+claim until then): a runner stuck in a scorer loses its chunks like a dead one, while
+chunks that merely waited their turn behind slow ones keep theirs (docs/design.md,
+"Long rounds").
 """
 
 from __future__ import annotations
@@ -48,8 +51,14 @@ class LeaseKeeper:
             for chunk in chunks:
                 self._held[chunk.chunk_id] = (chunk, 0)
 
+    def scoring(self, chunk: ClaimedChunk) -> None:
+        """The scorer takes this chunk up now: its renewals are counted from here."""
+        with self._lock:
+            if chunk.chunk_id in self._held:
+                self._held[chunk.chunk_id] = (chunk, 0)
+
     def release(self, chunks: list[ClaimedChunk] | None = None) -> None:
-        """Stop renewing these chunks (all, without an argument); waits for a renewal in flight."""
+        """Stop renewing these chunks (all, without an argument)."""
         with self._lock:
             if chunks is None:
                 self._held.clear()
@@ -66,8 +75,6 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         while not self._stopped.wait(self.interval):
-            # Renewing under the lock: release() waits for a renewal in flight, so a
-            # round is never renewed after its commit (which would log a false loss).
             with self._lock:
                 due = []
                 for chunk_id, (chunk, renewals) in list(self._held.items()):
@@ -76,8 +83,8 @@ class LeaseKeeper:
                         due.append(chunk)
                     elif renewals == MAX_RENEWALS:
                         log.error("chunk %s held for %d renewals: no longer renewed", chunk_id, MAX_RENEWALS)
-                if due:
-                    self._renew(due)
+            if due:
+                self._renew(due)
         if self._conn is not None:
             self._conn.close()
 
@@ -93,6 +100,7 @@ class LeaseKeeper:
             self._conn = None
             return
         self.renewed += len(renewed)
-        lost = [c.chunk_id for c in held if c.chunk_id not in renewed]
+        with self._lock:  # chunks committed or handed back meanwhile were not lost
+            lost = [c.chunk_id for c in held if c.chunk_id not in renewed and c.chunk_id in self._held]
         if lost:
             log.warning("chunks %s: lease no longer ours, not renewed", lost)

@@ -4,7 +4,10 @@ It owns the runner's main connection (the lease keeper has the other): claims,
 commits, hand-backs, heartbeats, housekeeping and the idle LISTEN. The loop hands it
 one :class:`Job` per round; one job runs at a time, its steps in one order:
 housekeeping, failures handed back, unscored chunks given back, the commit, the
-claim. A commit and the next claim go out as one pipeline (``finish_and_claim``), so
+claim. Each chunk is shelved here as soon as it is scored; a round's job commits what
+its round left on the shelf, and between jobs the thread commits chunks that have
+waited EARLY_COMMIT_SECONDS there, so a slow chunk never holds the scored ones of its
+round back. A commit and the next claim go out as one pipeline (``finish_and_claim``), so
 a runner with fast rounds never waits for a round trip; if that pair fails, the
 round is committed alone and the claim waits for the next job. A lost connection is
 retried with backoff, step by step, until it works or the loop abandons the job;
@@ -44,11 +47,15 @@ from core.settings import Settings
 from jobrunner.housekeeping import housekeep
 from jobrunner.lease_keeper import LeaseKeeper
 from jobrunner.round_report import report_round
+from jobrunner.shelf import Shelf
 
 log = logging.getLogger("jobrunner.runner")
 
 T = TypeVar("T")
 LOST = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+#: A scored chunk left on the shelf this long, while its round still scores, is committed alone.
+#: Rounds are sized to about half a second, so only a round slowed by one of its chunks gets here.
+EARLY_COMMIT_SECONDS = 2.0
 
 
 class Abandoned(Exception):
@@ -92,6 +99,7 @@ class RoundPipe:
         self._next_housekeeping = 0.0
         self._next_heartbeat = 0.0
         self.troubled = False  # retrying after a lost connection right now
+        self.shelf = Shelf()  # the round's scored chunks: the loop puts, it or this thread takes
 
     # -- the loop's side ---------------------------------------------------------
     def start(self) -> None:
@@ -129,13 +137,35 @@ class RoundPipe:
 
     # -- the thread's side -------------------------------------------------------
     def _serve(self) -> None:
-        while (item := self._jobs.get()) is not None:
+        while True:
+            try:
+                item = self._jobs.get(timeout=EARLY_COMMIT_SECONDS / 4)
+            except queue.Empty:
+                self._commit_waiting()
+                continue
+            if item is None:
+                break
             job, future = item
             try:
                 with self._lock:
                     future.set_result(self._run(job))
             except BaseException as exc:  # handed to the loop, which decides
                 future.set_exception(exc)
+
+    def _commit_waiting(self) -> None:
+        """Commit the shelf's chunks if the oldest has waited EARLY_COMMIT_SECONDS for its round."""
+        scored = self.shelf.take(waited=EARLY_COMMIT_SECONDS)
+        if not scored:
+            return
+        log.info("committing %d scored chunk(s) while the rest of their round is scored", len(scored))
+        try:
+            with self._lock:
+                self._commit(scored, None, False, 1)
+        except Abandoned:  # stopping during an outage: their leases expire, nothing is lost
+            pass
+        except Exception as exc:
+            with self._lock:
+                self._failed_round(scored, exc)
 
     def _run(self, job: Job) -> Outcome:
         outcome = Outcome()

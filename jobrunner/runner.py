@@ -2,13 +2,14 @@
 
 The queue's statements are in ``core.batches.queue``; the database side of the loop
 runs on a thread of its own (``jobrunner.round_pipe``). This module owns the process:
-while it scores round N, the pipe commits N - 1 and claims N + 1 (unless the last
-round took PREFETCH_BELOW_SECONDS or more: a round held ahead would only be kept from
-idle runners). Each round is sized to about ROUND_SECONDS of scoring at the last
-round's time per chunk, at most CLAIM_CHUNKS; with nothing to do it waits on LISTEN
-plus a poll. Only a signal stops it: SIGTERM or SIGINT commits the chunk in hand and
-gives back every chunk not started; any other failure hands the round back and the
-loop goes on (docs/design.md, "Runners" and "Guarantees").
+while it scores round N, the pipe commits N - 1 and claims N + 1, unless round N
+itself, at the pace measured so far, will take PREFETCH_BELOW_SECONDS or more (a
+round held ahead would only be kept from idle runners). Each round is sized to about
+ROUND_SECONDS of scoring at the last round's time per chunk, at most CLAIM_CHUNKS;
+with nothing to do it waits on LISTEN plus a poll. Only a signal stops it: SIGTERM or
+SIGINT commits the chunk in hand and gives back every chunk not started; any other
+failure hands the round back and the loop goes on (docs/design.md, "Runners" and
+"Guarantees").
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from jobrunner.scoring import scorer_function
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60.0
-#: Rounds that score faster than this are overlapped with the next claim (see the docstring).
+#: A round expected to score faster than this is overlapped with the next claim (see the docstring).
+#: It is expected from its texts' length at the last round's seconds per character: what a VADER
+#: scorer's time follows, whatever the batch.
 PREFETCH_BELOW_SECONDS = 1.0
 #: How long a round should take to score: the round size (chunks per claim, at most CLAIM_CHUNKS)
 #: follows from the last round's time per chunk, so short texts travel in large rounds and long
@@ -157,7 +160,8 @@ class Runner:
     def _work(self) -> None:
         """Rounds until asked to stop. ``job`` carries what the next exchange with the database
         must do for the rounds already handled: commit, hand back, give back."""
-        job, round_, failures, last_seconds = Job(), [], 0, 0.0
+        job, round_, failures = Job(), [], 0
+        per_char: float | None = None  # the last round's scoring seconds per character of text
         job.claim_limit = 1  # until a round has been timed
         waited = time.perf_counter()  # since when the loop waits for the round it scores next
         while True:
@@ -179,15 +183,20 @@ class Runner:
                 if not round_:
                     self._wait()
                 continue
-            job.claim = last_seconds < PREFETCH_BELOW_SECONDS and not self.stopping
+            chars = _characters(round_)
+            job.claim = (
+                per_char is not None and chars * per_char < PREFETCH_BELOW_SECONDS and not self.stopping
+            )
             ahead = self.pipe.submit(job)
             started = time.perf_counter()
             try:
                 job = self._score_round(round_, waited)
             except Exception:  # a bug, not a scorer's exception: hand the round back and go on
                 log.exception("a round failed; its chunks go back to the queue")
+                self.pipe.shelf.take()  # handed back with the rest, not committed with the next round
                 job = Job(retry=[(c, "the round failed in the runner (see its log)", 0.0) for c in round_])
             last_seconds = time.perf_counter() - started
+            per_char = last_seconds / max(chars, 1)
             self.spent["scoring"] += last_seconds
             job.claim_limit = self._round_size(last_seconds, len(job.commit) + len(job.retry))
             waited = time.perf_counter()
@@ -233,10 +242,12 @@ class Runner:
                 # (uncounted) for idle runners, rather than hold them for many seconds more.
                 job.give_back = chunks[index:]
                 break
+            self.lease_keeper.scoring(chunk)
             try:
-                job.commit.append(score_chunk(chunk, self.settings))
+                self.pipe.shelf.put(score_chunk(chunk, self.settings))
             except Exception as exc:
                 job.retry.append(self._scoring_failed(chunk, exc))
+        job.commit = self.pipe.shelf.take()  # what the pipe has not committed early
         job.times = (waited, in_hand, time.perf_counter())
         return job
 
@@ -274,3 +285,8 @@ class Runner:
         finally:
             self._idle = False
             self.spent["idle"] += time.perf_counter() - started
+
+
+def _characters(chunks: list[ClaimedChunk]) -> int:
+    """Characters of text in a round (a C-level sum per chunk: no Python step per row)."""
+    return sum(sum(map(len, chunk.texts)) for chunk in chunks)

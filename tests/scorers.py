@@ -53,6 +53,16 @@ def slow_when_marked(texts: Sequence[str]) -> list[dict[str, float]]:
     return fast(texts)
 
 
+def gated_when_marked(texts: Sequence[str]) -> list[dict[str, float]]:
+    """The real scores; a call holding a text with ⏳ first waits (at most 120 s) until the file
+    TEST_SCORE_GATE exists, so a test holds one chunk in the scorer for as long as it likes."""
+    if any("⏳" in text for text in texts):
+        gate, deadline = Path(os.environ["TEST_SCORE_GATE"]), time.monotonic() + 120
+        while not gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return fast(texts)
+
+
 def stated(texts: Sequence[str]) -> list[dict[str, float]]:
     """The compound a text states as ``compound=X`` (the real scores for other texts); a text
     with the poison marker raises, as ``poisoned`` does."""
