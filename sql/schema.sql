@@ -227,6 +227,16 @@ COMMENT ON FUNCTION vader_label(double precision) IS
     'positive, negative or neutral from a VADER compound score, by VADER''s thresholds (+-0.05); '
     'NULL for a row whose scoring failed.';
 
+CREATE FUNCTION json_number(value double precision) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN value IS NULL THEN 'null'
+            WHEN value = trunc(value) THEN value::text || '.0'
+            ELSE value::text END;
+COMMENT ON FUNCTION json_number(double precision) IS
+    'A score as JSON text, as Python''s json writes it: shortest exact digits, and 1.0, 0.0 and -0.0 '
+    'with their point, so a client reads the same float whether a row came from a page or a follow '
+    'stream; null for NULL. For finite values in [-1, 1] only.';
+
 -- A claim reads its chunks' rows through this function: EXECUTE plans the read
 -- with the batch id known, so the planner reads, and locks, that batch's one
 -- partition of batch_inputs. Read inside the claim statement itself, the id is

@@ -1,5 +1,5 @@
 -- name: batch_commits_rows_after
--- The rows of at most `chunks` committed chunks after a position (seq, chunk) of a batch's commit log, in commit order: a range of batch_commits' primary key, then each chunk's range of the results' and inputs' primary keys; a chunk with no rows left still comes, as one row of NULLs, so the position passes it.
+-- At most `chunks` committed chunks after a position (seq, chunk) of a batch's commit log, in commit order, each as one row: its rows' count, their characters of text, and their JSON (results-page items joined by commas, or with `export` results.ndjson lines); a range of batch_commits' primary key, then each chunk's range of the results' and inputs' primary keys. A chunk with no rows left still comes, with none, so the position passes it.
 WITH entries AS (
     -- seq >= after_seq bounds the index range; the row comparison then drops
     -- the chunks of entry after_seq that the reader has had.
@@ -11,9 +11,13 @@ WITH entries AS (
     ORDER BY c.seq, r.chunk
     LIMIT %(chunks)s
 )
-SELECT e.seq, e.chunk::integer AS chunk, x.row_number, x.line_number, x.client_id, x.text,
-       vader_label(x.compound) AS sentiment, abs(x.compound) AS score, x.compound, x.pos, x.neu,
-       x.neg, x.error, x.fields
+SELECT e.seq, e.chunk::integer AS chunk, count(x.row_number)::integer AS rows,
+       coalesce(sum(x.chars), 0)::bigint AS chars,
+       -- Each row's JSON is written here, in C, once per chunk for all of its followers: the
+       -- members of model.RESULT_MEMBERS (error and fields only when set) or, for `export`,
+       -- model.EXPORT_COLUMNS and fields, in their order (a test compares them with both).
+       coalesce(string_agg(x.json, CASE WHEN %(export)s THEN E'\n' ELSE ',' END ORDER BY x.row_number), '')
+           AS json
 FROM entries AS e
 LEFT JOIN (SELECT field_names FROM batches WHERE id = %(batch_id)s) AS names ON true
 LEFT JOIN LATERAL (
@@ -21,8 +25,26 @@ LEFT JOIN LATERAL (
     -- primary key, then one probe of the inputs' each. Flattened, the planner took the chunks'
     -- ranges for a join filter over the whole batch whenever the partitions' statistics
     -- (analyzed seldom, by design) said they were empty.
-    SELECT r.row_number, i.line_number, i.client_id, i.text, r.compound, r.pos, r.neu, r.neg, r.error,
-           json_object(names.field_names, i.fields) AS fields
+    SELECT r.row_number, length(i.text) + length(i.client_id) AS chars,
+           CASE WHEN %(export)s THEN
+               '{"id":' || to_json(i.client_id) || ',"text":' || to_json(i.text)
+               || ',"sentiment":' || coalesce(to_json(vader_label(r.compound))::text, 'null')
+               || ',"score":' || json_number(abs(r.compound))
+               || ',"compound":' || json_number(r.compound)
+               || ',"pos":' || json_number(r.pos)
+               || ',"neu":' || json_number(r.neu)
+               || ',"neg":' || json_number(r.neg)
+               || ',"error":' || coalesce(to_json(r.error)::text, 'null')
+               || coalesce(',"fields":' || json_object(names.field_names, i.fields)::text, '') || '}'
+           ELSE
+               '{"row":' || r.row_number || ',"line":' || coalesce(i.line_number::text, 'null')
+               || ',"id":' || to_json(i.client_id) || ',"text":' || to_json(i.text)
+               || ',"sentiment":' || coalesce(to_json(vader_label(r.compound))::text, 'null')
+               || ',"score":' || json_number(abs(r.compound))
+               || ',"compound":' || json_number(r.compound)
+               || coalesce(',"error":' || to_json(r.error), '')
+               || coalesce(',"fields":' || json_object(names.field_names, i.fields)::text, '') || '}'
+           END AS json
     FROM batch_results AS r
     CROSS JOIN LATERAL (
         SELECT line_number, client_id, text, fields FROM batch_inputs
@@ -32,7 +54,8 @@ LEFT JOIN LATERAL (
     WHERE r.batch_id = %(batch_id)s AND r.row_number BETWEEN e.first_row AND e.last_row
     OFFSET 0
 ) AS x ON true
-ORDER BY e.seq, e.chunk, x.row_number;
+GROUP BY e.seq, e.chunk
+ORDER BY e.seq, e.chunk;
 
 -- name: batch_commits_follow_state
 -- What followers of some batches wait for, in one read for all of them: each batch's row (gone once deleted), and whether a runner still holds one of its chunks (a cancelled batch's chunks in hand still commit).

@@ -5,6 +5,7 @@ the texts move into batch_inputs, finished batches stay readable and a batch in 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import uuid
 from contextlib import contextmanager
@@ -162,9 +163,10 @@ def test_0019_keeps_finished_batches_readable_and_completes_one_in_flight(at_001
         from core.batches.feed import Position, rows_after
 
         logged = rows_after(db, flight, Position(), 100)
-        assert str(logged[0].position) == "1.1" and logged[0].rows[0].row_number == 1
-        assert sorted(r.row_number for chunk in logged for r in chunk.rows) == list(range(1, 301))
-        assert [len(chunk.rows) for chunk in rows_after(db, done, Position(), 100)] == [2]
+        items = [[item["row"] for item in json.loads(f"[{chunk.json}]")] for chunk in logged]
+        assert str(logged[0].position) == "1.1" and items[0][0] == 1
+        assert sorted(row for chunk in items for row in chunk) == list(range(1, 301))
+        assert [chunk.rows for chunk in rows_after(db, done, Position(), 100)] == [2]
         assert (flight.positive_count, flight.negative_count, flight.neutral_count) == (100, 100, 100)
         scored = db.execute(
             "SELECT count(*), count(DISTINCT row_number) FROM batch_results WHERE batch_id = 2"

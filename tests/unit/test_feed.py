@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -44,6 +45,12 @@ def _row(number: int) -> Result:
     return Result(number, number + 1, f"r{number}", "text", "neutral", 0.0, 0.0, 0.0, 1.0, 0.0, None)
 
 
+def _chunk(position: Position, first: int, last: int) -> CommittedChunk:
+    """A chunk as the database reads it: its rows' page items, joined by commas."""
+    items = [json.dumps(_row(n).to_json(), separators=(",", ":")) for n in range(first, last + 1)]
+    return CommittedChunk(position, len(items), ",".join(items), 8 * len(items))
+
+
 class Log:
     """A commit log in memory: entry n holds chunks of 100 rows; reads count themselves."""
 
@@ -59,7 +66,7 @@ class Log:
     def read(self, batch: Batch, after: Position, chunks: int) -> list[CommittedChunk]:
         self.reads += 1
         found = [
-            CommittedChunk(Position(seq, k), [_row(n) for n in range(first, last + 1)])
+            _chunk(Position(seq, k), first, last)
             for seq, entry in enumerate(self.entries[: batch.commit_seq], 1)
             for k, (first, last) in enumerate(entry, 1)
             if Position(seq, k) > after
@@ -121,7 +128,7 @@ def test_a_cancelled_batch_with_chunks_in_hand_is_not_over_yet():
     assert not follower.ended
     late = replace(log.commit(101), status="cancelled", completed_at=cancelled.completed_at)
     sent = _step(follower, FollowState(late, in_hand=False), log.read)
-    assert b'"id": "r101"' in sent and follower.ended
+    assert b'"id":"r101"' in sent and follower.ended
 
 
 def test_a_follower_far_behind_reads_a_step_at_a_time_and_resumes_where_it_was():

@@ -26,12 +26,13 @@ STEP_CHUNKS = 20
 STEP_BYTES = 256 * 1024
 
 
-def reader(source: ExportSource) -> ReadRows:
-    """Reads from the database as ``source``'s caller, each read on a connection held for it alone."""
+def reader(source: ExportSource, *, export: bool) -> ReadRows:
+    """Reads from the database as ``source``'s caller, each read on a connection held for it alone;
+    rows as results.ndjson lines with ``export``, else as results-page items."""
 
     def read(batch: Batch, after: Position, chunks: int) -> list[CommittedChunk]:
         with source.connection(batch, bulk=False) as conn:
-            return rows_after(conn, batch, after, chunks)
+            return rows_after(conn, batch, after, chunks, export=export)
 
     return read
 

@@ -27,6 +27,7 @@ class Framing(Protocol):
     """One stream format."""
 
     content_type: str
+    export: bool  # its rows are read as results.ndjson lines (else as results-page items)
 
     def start(self) -> bytes: ...
     def progress(self, batch: Batch) -> bytes: ...
@@ -39,6 +40,7 @@ class ServerSentEvents:
     """``text/event-stream``, as the browser's EventSource and curl read it."""
 
     content_type = "text/event-stream; charset=utf-8"
+    export = False
 
     def start(self) -> bytes:
         return f"retry: {RETRY_MILLISECONDS}\n\n".encode()
@@ -49,7 +51,8 @@ class ServerSentEvents:
     def rows(self, chunk: CommittedChunk) -> bytes:
         frame = chunk.frames.get("sse")
         if frame is None:
-            data = _json({"rows": [row.to_json() for row in chunk.rows]})
+            # The rows' JSON escapes every line break, so the data stays one line.
+            data = '{"rows":[' + chunk.json + "]}"
             frame = chunk.frames["sse"] = f"event: rows\nid: {chunk.position}\ndata: {data}\n\n".encode()
         return frame
 
@@ -64,6 +67,7 @@ class JsonLines:
     """``application/x-ndjson``: the rows alone, as the ``results.ndjson`` download writes them."""
 
     content_type = "application/x-ndjson"
+    export = True
 
     def start(self) -> bytes:
         return b""
@@ -74,8 +78,7 @@ class JsonLines:
     def rows(self, chunk: CommittedChunk) -> bytes:
         frame = chunk.frames.get("ndjson")
         if frame is None:
-            lines = (json.dumps(row.to_export_json(), ensure_ascii=False) + "\n" for row in chunk.rows)
-            frame = chunk.frames["ndjson"] = "".join(lines).encode()
+            frame = chunk.frames["ndjson"] = (chunk.json + "\n").encode() if chunk.rows else b""
         return frame
 
     def end(self, batch: Batch) -> bytes:

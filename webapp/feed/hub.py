@@ -61,7 +61,7 @@ class Hub:
         self._lock = threading.Lock()
         self._streams: dict[socket.socket, Stream] = {}
         self._durable = DurableStates()
-        self._recent: dict[int, Recent] = {}
+        self._recent: dict[tuple[int, bool], Recent] = {}  # (batch id, export shape)
         self._stopping_at: float | None = None
         self._next_poll = 0.0
         self._thread = threading.Thread(target=self._run, name="feed-hub", daemon=True)
@@ -176,7 +176,8 @@ class Hub:
                 self._durable.add(poll(conn, ids))
         except psycopg.Error as exc:  # the next poll tries again; the streams wait
             log.warning("reading the followed batches' state failed: %s", exc)
-        self._recent = {batch_id: self._recent.get(batch_id, Recent()) for batch_id in ids}
+        followed = set(ids)
+        self._recent = {key: kept for key, kept in self._recent.items() if key[0] in followed}
 
     def _state(self, stream: Stream) -> FollowState | bool | None:
         """The stream's batch as last seen durable; False until a durable poll has seen it at all."""
@@ -212,8 +213,10 @@ class Hub:
 
     def _reader(self, stream: Stream) -> Callable[[Batch, Position, int], list[CommittedChunk]]:
         """Reads for ``stream``'s follower, through its batch's recent chunks."""
-        fetch = reader(stream.follower.source)
-        recent = self._recent.setdefault(stream.follower.batch_id, Recent())
+        export = stream.follower.framing.export
+        fetch = reader(stream.follower.source, export=export)
+        # Kept apart per row shape: an NDJSON follower's chunks are read as export lines.
+        recent = self._recent.setdefault((stream.follower.batch_id, export), Recent())
         return lambda batch, after, chunks: recent.read(batch, after, chunks, fetch)
 
     def _send(self, stream: Stream) -> None:

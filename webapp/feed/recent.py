@@ -64,7 +64,7 @@ class Recent:
     def _add(self, found: list[CommittedChunk], batch: Batch, limit: int) -> None:
         self.chunks += found
         self.positions += [chunk.position for chunk in found]
-        self.sizes += [sum(len(row.text) + len(row.client_id) for row in chunk.rows) for chunk in found]
+        self.sizes += [chunk.chars for chunk in found]
         if len(found) < limit:  # caught up with every entry the batch's state counts
             self.read_through = max(self.read_through, batch.commit_seq)
         dropped = max(0, len(self.chunks) - KEEP_CHUNKS)

@@ -79,7 +79,7 @@ def follow(public_id: str, framing: Framing, after: Position, max_seconds: float
 
 def _in_thread(follower: Follower, pool: WebPool, poll_seconds: float) -> Iterator[bytes]:
     """The follower served by the request's own thread, polling alone (no hub here)."""
-    read, durable = reader(follower.source), DurableStates()
+    read, durable = reader(follower.source, export=follower.framing.export), DurableStates()
     yield follower.framing.start()
     while not follower.ended:
         with pool.caller_connection(API_TOKEN_HOLDER) as conn:
