@@ -182,15 +182,21 @@ def require_final(batch: Batch) -> None:
         )
 
 
-def read(conn: psycopg.Connection, batch: Batch, by: str, limit: int = DEFAULT_GROUPS) -> GroupSummary:
+def read(
+    conn: psycopg.Connection, batch: Batch, by: str, limit: int = DEFAULT_GROUPS, *, count: bool = True
+) -> GroupSummary | None:
     """The column's groups, ``limit`` of them and the rest in ``other``: the kept ones, or counted
-    now (and kept when they can be). ``by`` must be a kept column (:func:`column`), the batch final
-    (:func:`require_final`). Inside the caller's transaction, which must commit to keep them."""
+    now (and kept when they can be); with ``count`` false, None rather than count them. ``by`` must
+    be a kept column (:func:`column`), the batch final (:func:`require_final`). Inside the caller's
+    transaction, which must commit to keep them."""
     require_final(batch)
-    params = {"batch_id": batch.id, "field_name": by}
+    params = {"batch_id": batch.id, "field_name": by, "limit": limit}
     rows = _kept(conn, params)
+    if not rows and not count:
+        return None
     if not rows:
-        conn.execute(q("batch_group_summaries_lock"), {"lock_class": LOCK_CLASS, **params})
+        lock = {"lock_class": LOCK_CLASS, "batch_id": batch.id, "field_name": by}
+        conn.execute(q("batch_group_summaries_lock"), lock)
         rows = _kept(conn, params)  # kept by a request that held the lock before this one
     kept = bool(rows)
     if not rows:

@@ -1,8 +1,14 @@
 -- name: batch_group_summaries_get
--- One kept column's kept groups of a batch, rank 0 (the rest, folded) first; none until they are counted.
+-- One kept column's kept groups of a batch: ranks 1 to `limit`, then rank 0 with the ranks past `limit` folded into it; none until they are counted.
 SELECT rank, value, groups, row_count, positive, negative, neutral, failed, compound_sum, computed_at
 FROM batch_group_summaries
-WHERE batch_id = %(batch_id)s AND field_name = %(field_name)s
+WHERE batch_id = %(batch_id)s AND field_name = %(field_name)s AND rank BETWEEN 1 AND %(limit)s
+UNION ALL
+SELECT 0, NULL, sum(groups)::bigint, sum(row_count)::bigint, sum(positive)::bigint, sum(negative)::bigint,
+       sum(neutral)::bigint, sum(failed)::bigint, sum(compound_sum), min(computed_at)
+FROM batch_group_summaries
+WHERE batch_id = %(batch_id)s AND field_name = %(field_name)s AND (rank = 0 OR rank > %(limit)s)
+HAVING count(*) > 0
 ORDER BY rank;
 
 -- name: batch_group_summaries_lock

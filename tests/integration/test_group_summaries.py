@@ -21,9 +21,12 @@ from pathlib import Path
 import pytest
 import requests
 
+import webapp.groups
 from core import batches
+from core.batches.queue import claim_chunk
 from core.clients import create_key
 from tests.helpers import sample_texts, wait_for
+from tests.integration.helpers import process, score_everything
 from tests.scorers import POISON
 
 #: The command from this checkout (``python -m cli``: what the console script runs).
@@ -297,3 +300,30 @@ def test_parallel_first_requests_count_once_and_answer_alike(web_server, runners
     kept = kept_rows(db, batch_id, "product")
     assert [r[0] for r in kept] == list(range(401))
     assert len({r[3] for r in kept}) == 1  # one transaction wrote them all
+
+
+def test_a_cancelled_batch_is_counted_on_each_read_until_no_runner_holds_its_chunks(client, upload, db):
+    batch_id = upload(help_desk(PRODUCTS, seed=63), query="?text_column=body&id_column=ticket_id")["batch_id"]
+    chunk = claim_chunk(db, "test:0", 60)
+    assert chunk is not None
+    assert client.post(f"/batch/{batch_id}/cancel").status_code == 200
+    # Final, but its chunk in hand still commits rows: counted, not kept.
+    before = client.get(f"/batch/{batch_id}/summary?by=product").get_json()
+    assert before["groups"] == [] and before["other"]["count"] == 0
+    assert kept_rows(db, batch_id, "product") == []
+    assert process(db, chunk)
+    after = client.get(f"/batch/{batch_id}/summary?by=product").get_json()
+    assert sum(g["count"] for g in after["groups"]) == 100  # the one chunk's rows
+    assert len(kept_rows(db, batch_id, "product")) == len(after["groups"]) + 1
+
+
+def test_the_page_of_a_large_batch_shows_groups_once_counted(client, upload, db, monkeypatch):
+    batch_id = upload(help_desk(PRODUCTS, seed=64), query="?text_column=body&id_column=ticket_id")["batch_id"]
+    score_everything(db)
+    monkeypatch.setattr(webapp.groups, "PAGE_COUNTS_UP_TO", 100)
+    page = client.get(f"/batch/{batch_id}", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert "show here once they have been" in page and 'id="groups-table"' not in page
+    assert kept_rows(db, batch_id, "product") == []
+    assert client.get(f"/batch/{batch_id}/summary?by=product").status_code == 200
+    page = client.get(f"/batch/{batch_id}", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert 'id="groups-table"' in page
