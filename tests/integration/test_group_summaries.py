@@ -24,7 +24,7 @@ import requests
 import webapp.groups
 from core import batches
 from core.batches.queue import claim_chunk
-from core.clients import create_key
+from core.clients import Caller, create_key
 from tests.helpers import sample_texts, wait_for
 from tests.integration.helpers import process, score_everything
 from tests.scorers import POISON
@@ -327,3 +327,21 @@ def test_the_page_of_a_large_batch_shows_groups_once_counted(client, upload, db,
     assert client.get(f"/batch/{batch_id}/summary?by=product").status_code == 200
     page = client.get(f"/batch/{batch_id}", headers={"Accept": "text/html"}).get_data(as_text=True)
     assert 'id="groups-table"' in page
+
+
+def test_row_security_shows_kept_groups_to_their_owner_only(app, client, upload, db):
+    keys = {name: create_key(db, name) for name in ("alice", "bob")}
+    query = "?text_column=body&id_column=ticket_id"
+    batch_id = upload(help_desk(PRODUCTS, seed=66), query=query, key=keys["alice"])["batch_id"]
+    score_everything(db)
+    answer = client.get(
+        f"/batch/{batch_id}/summary?by=channel", headers={"Authorization": f"Bearer {keys['alice']}"}
+    )
+    assert answer.status_code == 200
+    pool = app.extensions["db_pool"]
+    seen = {}
+    for name in ("alice", "bob"):
+        with pool.caller_connection(Caller(name, name, admin=False)) as conn:
+            # No owner filter: whatever comes back is what the policies let through.
+            seen[name] = conn.execute("SELECT count(*) FROM batch_group_summaries").fetchone()[0]
+    assert seen == {"alice": 4, "bob": 0}  # three channels and rank 0
