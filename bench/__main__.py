@@ -19,6 +19,7 @@ from bench import (
     ceiling,
     e2e,
     follow,
+    groups,
     hostile,
     latency,
     partitions,
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     n = size(100_000, 1_000_000)
     say(f"summary: mean and histogram of a finished batch of {n:,} results")
     rows += summary.rows(summary.run(n))
+    say(f"groups: a finished batch of {n:,} results by a kept column of 10,000 distinct values")
+    rows += groups.rows(groups.run(n, 10_000))
 
     say("hostile: bodies whose record never ends, 50 slow clients")
     rows += hostile.rows(hostile.linear(), hostile.slow_clients(seconds=size(5, 10)))

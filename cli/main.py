@@ -1,4 +1,4 @@
-"""The ``sentiment`` command: ``upload``, ``follow``, ``status``, ``results``, ``list``; its exit codes.
+"""The ``sentiment`` command: upload, follow, status, results, summary, list; its exit codes.
 
 Exit codes: 0 the batch completed (or the command did what it was asked);
 2 it completed with errors (some rows failed); 3 it was cancelled; 1 a usage
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
+from cli import summary as by_group
 from cli.follow import Interrupted, done, follow
 from cli.progress import Bar
 from cli.service import Service, ServiceError
@@ -73,6 +74,7 @@ def parser() -> Parser:
     results.add_argument("batch_id")
     results.add_argument("--sentiment", choices=SENTIMENTS, help="only the rows of this sentiment")
     results.add_argument("--out", type=Path, help="write to this file instead of stdout")
+    by_group.add_parser(commands)
     listing = commands.add_parser("list", help="your batches, newest first (tab-separated)")
     listing.add_argument("--status", choices=STATUSES, help="only batches in this status")
     listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
@@ -218,6 +220,12 @@ def _download(service: Service, batch_id: str, out: Path | None, sentiment: str 
     print(f"sentiment: {rows} of {batch_id} written to {out}", file=sys.stderr)
 
 
+def summary(service: Service, args: argparse.Namespace, command: Parser) -> int:
+    if not 1 <= args.limit <= 1000:
+        command.error("--limit must be from 1 to 1000")
+    return by_group.summary(service, args)
+
+
 def listing(service: Service, args: argparse.Namespace, command: Parser) -> int:
     if args.limit < 1:
         command.error("--limit must be at least 1")
@@ -243,4 +251,11 @@ def _cell(value: Any) -> str:
     return "" if value is None else " ".join(str(value).split())
 
 
-COMMANDS = {"upload": upload, "follow": following, "status": status, "results": results, "list": listing}
+COMMANDS = {
+    "upload": upload,
+    "follow": following,
+    "status": status,
+    "results": results,
+    "summary": summary,
+    "list": listing,
+}

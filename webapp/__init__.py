@@ -23,6 +23,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         db,
         exports,
         forwarded,
+        groups,
         health,
         listings,
         metrics,
@@ -54,7 +55,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     sign_in.init_app(app, settings)
     request_log.init_app(app)
     pages.init_app(app)
-    blueprints = (api.bp, listings.bp, exports.bp, feed.bp, health.bp, metrics.bp, document.bp, webhooks.bp)
+    blueprints = (
+        api.bp,
+        listings.bp,
+        groups.bp,
+        exports.bp,
+        feed.bp,
+        health.bp,
+        metrics.bp,
+        document.bp,
+        webhooks.bp,
+    )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return app

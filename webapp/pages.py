@@ -27,6 +27,7 @@ from core import batches
 from core.batches import SENTIMENTS, Batch, summaries
 from core.errors import Conflict
 from webapp.db import connection, settings, signing_key
+from webapp.groups import page_groups
 from webapp.listings import ERRORS, batches_page, results_page
 from webapp.negotiation import negotiated
 from webapp.pagination import DEFAULT_PER_PAGE, MAX_ROW_NUMBER, Page, parse_page_request, read_page
@@ -191,7 +192,8 @@ def _results_total(batch: Batch, page: Page[Any]) -> int:
 
 
 def batch_page(conn: psycopg.Connection, batch: Batch) -> Response:
-    """A batch as a page: progress, the rows scored so far, the histogram; the chart once done."""
+    """A batch as a page: progress, the rows scored so far, the histogram; the chart and the most
+    negative groups of a kept column (``?by=``) once done."""
     page = _results(conn, batch)
     set_aside = batches.row_errors(conn, batch, limit=ERRORS_SHOWN) if batch.invalid_count else []
     progress = batch.progress(datetime.now(UTC))
@@ -206,6 +208,7 @@ def batch_page(conn: psycopg.Connection, batch: Batch) -> Response:
         took=_took(batch),
         bars=_summary_bars(batch) if batch.finished else [],
         histogram=histogram(conn, batch),
+        groups=page_groups(conn, batch, request.args),
         page=page,
         pager=pager(page, _results_total(batch, page), functools.partial(_results_url, batch))
         if page

@@ -26,6 +26,7 @@ from tests.integration.test_browser_live import (
     wait_until_final,
     write,
 )
+from tests.integration.test_group_summaries import PRODUCTS, help_desk
 
 
 @pytest.fixture(params=[1280, 375], ids=["1280px", "375px"])
@@ -230,3 +231,39 @@ def test_every_control_of_a_finished_batch_is_reached_and_shown_by_the_keyboard(
         assert any(name.startswith(wanted) for name in reached), (wanted, reached)
     page.keyboard.press("Escape")
     no_axe_violations(page)
+
+
+def test_a_finished_batch_with_kept_columns_shows_its_most_negative_groups(
+    browser: Browser, web_server, runners, tmp_path, width
+):
+    runners.start()
+    answer = requests.post(
+        f"{web_server.base}/batch/upload?text_column=body&id_column=ticket_id",
+        files={"file": ("tickets.csv", help_desk(PRODUCTS, seed=65), "text/csv")},
+        timeout=60,
+    )
+    public_id = answer.json()["batch_id"]
+    page = open_page(browser, width)
+    try:
+        page.goto(f"{web_server.base}/batch/{public_id}")
+        wait_until_final(page)
+        groups = page.locator("#groups")
+        assert groups.get_by_role("heading").inner_text() == "Most negative groups by product"
+        summary = requests.get(
+            f"{web_server.base}/batch/{public_id}/summary?by=product&limit=1000", timeout=60
+        )
+        eligible = [g for g in summary.json()["groups"] if g["positive"] + g["negative"] + g["neutral"] >= 10]
+        worst = sorted(eligible, key=lambda g: (g["mean_compound"], -g["count"]))[:5]
+        assert page.locator("#groups-table tbody td.text").all_inner_texts() == [g["value"] for g in worst]
+        assert page.locator("#groups-table tbody tr").first.locator("td").last.inner_text() == (
+            f"{worst[0]['mean_compound']:+.4f}"
+        )
+        no_axe_violations(page)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the page scrolls sideways by {overflow}px at {width}px"
+        groups.get_by_role("navigation", name="Group by column").get_by_role("link", name="channel").click()
+        assert page.locator("#groups h2").inner_text() == "Most negative groups by channel"
+        assert page.url.endswith(f"/batch/{public_id}?by=channel#groups")
+        screenshot(page, f"batch-groups-{width}.png")
+    finally:
+        page.context.close()

@@ -28,11 +28,16 @@ def test_api_matches_its_document(app, client, db):
     # Real data: a finished batch (with a set-aside row) and a processing one.
     body = make_csv(sample_texts(150, seed=1)) + b"x,too,many\n"
     finished = client.post("/batch/upload", data=body, content_type="text/csv").get_json()["batch_id"]
+    kept = "id,text,product\n" + "".join(
+        f"{n},{text!r},p{n % 3}\n" for n, text in enumerate(["nice", "bad"] * 5)
+    )
+    grouped = client.post("/batch/upload", data=kept, content_type="text/csv").get_json()["batch_id"]
     score_everything(db)
     processing = client.post("/batch/upload", data=make_csv(["good"]), content_type="text/csv").get_json()
     api = schemathesis.openapi.from_wsgi("/openapi.json", app)
     operations = [result.ok() for result in api.get_all_operations()]
-    assert len(operations) == 15  # 12, GET .../events, GET .../webhooks and POST .../webhooks/retry
+    # 12, GET .../events, GET .../summary, GET .../webhooks and POST .../webhooks/retry
+    assert len(operations) == 16
 
     # Known-good requests, so the success responses are checked against the document too.
     valid = {
@@ -40,6 +45,9 @@ def test_api_matches_its_document(app, client, db):
         "DELETE /batch/{batch_id}": [{"path_parameters": {"batch_id": processing["batch_id"]}}],
         "POST /batch/{batch_id}/cancel": [{"path_parameters": {"batch_id": processing["batch_id"]}}],
         "GET /batches": [{"query": {"per_page": 1}}, {"query": {"status": "completed"}}],
+        "GET /batch/{batch_id}/summary": [
+            {"path_parameters": {"batch_id": grouped}, "query": {"by": "product", "limit": 2}}
+        ],
         "GET /batch/{batch_id}/results": [
             {"path_parameters": {"batch_id": finished}, "query": {"per_page": 7}},
             {"path_parameters": {"batch_id": finished}, "query": {"sentiment": "negative"}},

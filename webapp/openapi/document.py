@@ -20,6 +20,7 @@ from core.jsonshape import Member, object_schema
 from core.webhooks import SCHEMAS as WEBHOOK_SCHEMAS
 from webapp.listings import BATCHES, ERRORS, RESULTS
 from webapp.openapi.common import ref
+from webapp.openapi.groups import SCHEMAS as GROUP_SCHEMAS
 from webapp.openapi.paths import paths
 from webapp.openapi.webhooks import webhook_events
 from webapp.pagination import Listing
@@ -57,6 +58,7 @@ SCHEMAS: dict[str, Any] = {
     "Problem": object_schema((*PROBLEM_MEMBERS, STATUS_OF_BATCH), "RFC 9457 problem details."),
     **OBJECT_SCHEMAS,
     **WEBHOOK_SCHEMAS,
+    **GROUP_SCHEMAS,
     "ResultsPage": _page_schema(
         RESULTS,
         "Result",

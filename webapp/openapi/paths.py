@@ -11,6 +11,7 @@ from typing import Any
 from core.batches import SENTIMENTS, STATUSES
 from webapp.openapi.common import BATCH_ID, json_answer, problem_answers, query, ref
 from webapp.openapi.feed import FOLLOW, feed_paths
+from webapp.openapi.groups import group_paths
 from webapp.openapi.upload import upload_operation
 from webapp.openapi.webhooks import webhook_paths
 from webapp.pagination import MAX_PER_PAGE
@@ -210,5 +211,6 @@ def paths() -> dict[str, Any]:
             }
         },
         **feed_paths(),
+        **group_paths(),
         **webhook_paths(),
     }
