@@ -206,6 +206,7 @@ def scored(conn: psycopg.Connection) -> int:
     return one(conn, "SELECT coalesce(sum(processed_count), 0)::bigint FROM batches")
 
 
+RUNNER_REFUSED = "the runner's writes refused"
 DISK_LINES = re.compile(r"the database's disk is (still )?full")
 ROOM_AGAIN = re.compile(r"(the runner's writes) went through after (\d+) refusal\(s\) over ([\d.]+) s")
 
@@ -249,7 +250,8 @@ def test_a_full_disk_refuses_uploads_holds_runners_and_everything_completes_once
         status = requests.get(f"{web.base}/batch/{accepted[0]}", timeout=30)
         assert status.status_code == 200 and status.json()["status"] == "processing"
         full_since = time.monotonic()
-        wait_for(lambda: all(DISK_LINES.search(log) for log in runners.each_log()), timeout=60)
+        # Every runner met it committing a round (not only renewing its leases).
+        wait_for(lambda: all(RUNNER_REFUSED in log for log in runners.each_log()), timeout=60)
         time.sleep(HOLD_FULL_SECONDS)
         held = scored(observer)
         assert all(proc.poll() is None for proc in runners.procs), runners.logs()
@@ -276,7 +278,10 @@ def test_a_full_disk_refuses_uploads_holds_runners_and_everything_completes_once
 
         # The runners waited rather than spun, and said so once per period.
         full_for = time.monotonic() - full_since
+        wait_for(lambda: all(ROOM_AGAIN.search(log) for log in runners.each_log()), timeout=30)
         for log in runners.each_log():
+            # At most a line a minute, and one at the end, from each of the round pipe, the lease
+            # keeper and a webhook deliverer.
             assert len(DISK_LINES.findall(log)) <= 3 * (2 + full_for / LOG_PERIOD_SECONDS), log
             for _, refusals, seconds in ROOM_AGAIN.findall(log):
                 assert int(refusals) <= float(seconds) + 5, log  # the tries back off to 5 s apart
