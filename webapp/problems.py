@@ -135,7 +135,9 @@ def _retry_shortly(title: str, detail: str, slug: str) -> Response:
 
 
 def storage_full(exc: BaseException) -> Problem:
-    """The problem a write refused for a full disk is: the database's, or the web worker's spool."""
+    """The problem a write refused for a full disk is: the database's, or the web worker's spool
+    (logged: a full disk is the operator's to fix)."""
+    log.warning("write refused, the disk is full: %s", first_line(exc))
     where = "the web server's temporary files" if isinstance(exc, OSError) else "the database"
     detail = (
         f"There is no room left on the disk of {where} ({first_line(exc)}), so nothing was stored; "
@@ -146,7 +148,6 @@ def storage_full(exc: BaseException) -> Problem:
 
 
 def _storage_full(exc: BaseException) -> Response:
-    log.warning("write refused, the disk is full: %s", first_line(exc))
     return answer(storage_full(exc))
 
 

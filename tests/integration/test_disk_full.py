@@ -242,6 +242,15 @@ def test_a_full_disk_refuses_uploads_holds_runners_and_everything_completes_once
 
         # While it is full (2,000 rows: more than the free space left inside the tables' last pages).
         assert_storage_full(post_csv(web.base, 2_000, 1_000))
+        # A browser gets the upload form again, saying why.
+        form = requests.post(
+            f"{web.base}/batch/upload",
+            files={"file": ("x.csv", make_csv(sample_texts(2_000, seed=1_003)))},
+            headers={"Accept": "text/html"},
+            timeout=60,
+        )
+        assert form.status_code == 507 and form.headers["Content-Type"].startswith("text/html")
+        assert 'id="upload-problem"' in form.text and "Insufficient Storage" in form.text
         assert_whole(observer)
         assert one(observer, "SELECT count(*) FROM batches") == len(accepted)
         ready = requests.get(f"{web.base}/readyz", timeout=30)
