@@ -11,6 +11,8 @@ most MAX_RENEWALS times (ten leases) counted from when the scorer took it up (fr
 claim until then): a runner stuck in a scorer loses its chunks like a dead one, while
 chunks that merely waited their turn behind slow ones keep theirs (docs/design.md,
 "Long rounds").
+A renewal refused for a full disk keeps the connection (a new session may need to write
+too) and is logged once per period (``core.disk_full``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import threading
 import psycopg
 
 from core.batches.queue import ClaimedChunk, renew_leases
+from core.disk_full import OncePer, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class LeaseKeeper:
         self._conn: psycopg.Connection | None = None
         self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
         self.renewed = 0  # leases renewed, for the logs and the tests
+        self.disk_full = OncePer(log, "lease renewals")
 
     def start(self) -> None:
         self._thread.start()
@@ -94,11 +98,15 @@ class LeaseKeeper:
                 self._conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)
             renewed = renew_leases(self._conn, held, self.lease_seconds)
         except psycopg.Error as exc:
+            if is_disk_full(exc) and self._conn is not None and not self._conn.broken:
+                self.disk_full.refused(exc, "leases expire unless a later renewal goes through")
+                return
             log.warning("could not renew leases (%s); they expire unless the next try works", exc)
             if self._conn is not None:
                 self._conn.close()
             self._conn = None
             return
+        self.disk_full.cleared()
         self.renewed += len(renewed)
         with self._lock:  # chunks committed or handed back meanwhile were not lost
             lost = [c.chunk_id for c in held if c.chunk_id not in renewed and c.chunk_id in self._held]

@@ -12,6 +12,9 @@ a runner with fast rounds never waits for a round trip; if that pair fails, the
 round is committed alone and the claim waits for the next job. A lost connection is
 retried with backoff, step by step, until it works or the loop abandons the job;
 every step is guarded, so a commit after a reconnect writes only chunks still ours.
+A write refused for a full disk (``core.disk_full``) is tried again the same way, on the same
+connection, until space is freed: a commit or a claim waits (the scored round stays in hand),
+housekeeping and hand-backs are skipped for the turn; it is logged once per period.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from core.batches.queue import (
     retry_later,
 )
 from core.connections import conninfo
+from core.disk_full import OncePer, first_line, is_disk_full
 from core.migrations import migrate
 from core.queries import q
 from core.settings import Settings
@@ -56,6 +60,8 @@ LOST = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout
 #: A scored chunk left on the shelf this long, while its round still scores, is committed alone.
 #: Rounds are sized to about half a second, so only a round slowed by one of its chunks gets here.
 EARLY_COMMIT_SECONDS = 2.0
+#: The longest wait between two tries of a step, after a lost connection or a full disk.
+MAX_RETRY_SECONDS = 5.0
 
 
 class Abandoned(Exception):
@@ -98,7 +104,8 @@ class RoundPipe:
         self._thread = threading.Thread(target=self._serve, name="round-pipe", daemon=True)
         self._next_housekeeping = 0.0
         self._next_heartbeat = 0.0
-        self.troubled = False  # retrying after a lost connection right now
+        self.troubled = False  # retrying after a lost connection or a full disk right now
+        self.disk_full = OncePer(log, "the runner's writes")
         self.shelf = Shelf()  # the round's scored chunks: the loop puts, it or this thread takes
 
     # -- the loop's side ---------------------------------------------------------
@@ -203,21 +210,29 @@ class RoundPipe:
     def _commit(
         self, scored: list[ScoredChunk], times: tuple[float, float, float] | None, claim: bool, limit: int
     ) -> tuple[set[int], list[ClaimedChunk]]:
-        """Commit a round, and with ``claim`` claim the next in the same pipeline."""
+        """Commit a round, and with ``claim`` claim the next in the same pipeline (not while the
+        disk is full: the round alone waits for room, and the claim waits for the next turn)."""
         self.keeper.release([item.chunk for item in scored])
         lease = self.settings.lease_seconds
         done, claimed = None, []
-        if claim:
+        if claim and not self.disk_full.full:
             try:
                 done, claimed = self._retrying(
-                    lambda conn: finish_and_claim(conn, scored, self.identity, lease, limit)
+                    lambda conn: finish_and_claim(conn, scored, self.identity, lease, limit),
+                    wait_for_room=False,
                 )
             except Abandoned:
                 raise
-            except Exception:  # neither committed: the round alone, the claim on the next turn
-                log.warning("committing and claiming together failed; committing alone", exc_info=True)
+            except Exception as exc:  # neither committed: the round alone, the claim on the next turn
+                if is_disk_full(exc):
+                    self.disk_full.refused(
+                        exc, f"the round waits, tried again every {MAX_RETRY_SECONDS:g} s at most"
+                    )
+                else:
+                    log.warning("committing and claiming together failed; committing alone", exc_info=True)
         if done is None:
             done = self._retrying(lambda conn: finish_chunks(conn, scored, self.identity))
+            self.disk_full.cleared()  # the round's results were written: there is room
         self.chunks_done += report_round(scored, done, times)
         if done:
             self._next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
@@ -242,31 +257,49 @@ class RoundPipe:
             self._quietly(lambda conn: housekeep(conn, self.settings))
 
     def _quietly(self, step: Callable[[psycopg.Connection], T]) -> T | None:
-        """A step whose failure (other than a lost connection) is logged and skipped."""
+        """A step whose failure (other than a lost connection) is logged and skipped; a full disk
+        skips it too (the step is housekeeping, a heartbeat or a hand-back: a later turn redoes it,
+        or the leases concerned expire)."""
         try:
-            return self._retrying(step)
+            return self._retrying(step, wait_for_room=False)
         except Abandoned:
             raise
-        except Exception:
-            log.exception("a queue statement failed; going on")
+        except Exception as exc:
+            if is_disk_full(exc):
+                self.disk_full.refused(exc, "housekeeping and hand-backs skipped until there is room")
+            else:
+                log.exception("a queue statement failed; going on")
             return None
 
-    def _retrying(self, step: Callable[[psycopg.Connection], T]) -> T:
-        """Run ``step`` on the connection; reconnect and run it again after a lost connection."""
-        backoff = 0.5
+    def _retrying(self, step: Callable[[psycopg.Connection], T], wait_for_room: bool = True) -> T:
+        """Run ``step`` on the connection; reconnect and run it again after a lost connection, and
+        (``wait_for_room``) run it again on the same connection while the disk is full."""
+        backoff, refused = 0.5, False
         while True:
             try:
                 result = step(self._connection())
-                self.troubled = False
-                return result
-            except LOST as exc:
-                self._drop_connection()
+            except Exception as exc:
+                if is_disk_full(exc):
+                    if not wait_for_room:
+                        raise
+                    refused = True
+                    self.disk_full.refused(exc, f"tried again every {MAX_RETRY_SECONDS:g} s at most")
+                    if self._conn is not None and self._conn.broken:
+                        self._drop_connection()
+                elif isinstance(exc, LOST):
+                    self._drop_connection()
+                    log.warning("database unavailable (%s); retrying in %.1fs", first_line(exc), backoff)
+                else:
+                    raise
                 self.troubled = True
-                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                log.warning("database unavailable (%s); retrying in %.1fs", first_line, backoff)
                 if self._abandon.wait(backoff):
                     raise Abandoned from exc
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, MAX_RETRY_SECONDS)
+            else:
+                self.troubled = False
+                if refused:
+                    self.disk_full.cleared()
+                return result
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:

@@ -9,7 +9,9 @@ attempt can take (:func:`lease_seconds`), so a runner killed mid-attempt costs a
 duplicate with the same ``webhook-id``, never the event. It resolves and checks the
 host (:mod:`core.webhook_guard`) and connects to a checked address, never to the name
 again, the lookup and the connection within WEBHOOK_CONNECT_TIMEOUT together. Outcomes,
-backoff and limits: docs/webhooks.md, "Delivery, at least once".
+backoff and limits: docs/webhooks.md, "Delivery, at least once". A write refused for a
+full disk is tried again on the same connection with the same backoff, logged once per
+period (``core.disk_full``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from core import webhooks
 from core.batches.model import Batch
 from core.batches.store import batch_statement
 from core.connections import conninfo
+from core.disk_full import OncePer, is_disk_full
 from core.errors import InvalidInput
 from core.queries import q
 from core.settings import Settings
@@ -96,6 +99,7 @@ class Deliverer:
     def __init__(self, settings: Settings, runner: str) -> None:
         self.settings = settings
         self.runner = runner
+        self.disk_full = OncePer(log, "webhook deliveries' writes")
 
     def run(self) -> None:
         pause = 0.5
@@ -108,8 +112,18 @@ class Deliverer:
                     conn.execute(f"LISTEN {CHANNEL}")
                     pause = 0.5
                     while True:
-                        if not self.attempt_one(conn):
-                            self._wait(conn)
+                        try:
+                            if not self.attempt_one(conn):
+                                self._wait(conn)
+                        except psycopg.Error as exc:
+                            if not is_disk_full(exc) or conn.broken:
+                                raise
+                            self.disk_full.refused(exc, f"tried again in {pause:.1f}s")
+                            time.sleep(pause)
+                            pause = min(pause * 2, 5.0)
+                        else:
+                            self.disk_full.cleared()
+                            pause = 0.5
             except psycopg.OperationalError as exc:
                 first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 log.warning("webhooks: database unavailable (%s); retrying in %.1fs", first_line, pause)

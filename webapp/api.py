@@ -10,6 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from flask import Blueprint, Response, g, jsonify, redirect, request, url_for
 from werkzeug.http import parse_options_header
 
@@ -17,6 +18,7 @@ from core import batches
 from core.batches import idempotency, labels, summaries
 from core.batches.quota import Quotas
 from core.clients import LOCAL_USER
+from core.disk_full import is_disk_full
 from core.errors import ServiceError
 from core.setting_values import parse_bool
 from core.settings import Settings
@@ -25,7 +27,7 @@ from webapp.db import bulk_connection, caller, connection, settings
 from webapp.metrics import ROWS_INGESTED, UPLOADS
 from webapp.negotiation import negotiated, wants_html
 from webapp.pagination import bad_parameter
-from webapp.problems import Problem, problem_of
+from webapp.problems import Problem, problem_of, storage_full
 from webapp.server import admission
 from webapp.upload.compression import content_decoded, gunzipped
 from webapp.upload.csv_reader import UploadOptions, check_encoding, parser_for
@@ -117,6 +119,10 @@ def upload_batch() -> Response:
             response = _upload()
         except ServiceError as exc:  # refused by core (labels, quota, Idempotency-Key): the same form
             raise problem_of(exc) from exc
+        except psycopg.Error as exc:  # a full disk refuses the file like any other refusal
+            if is_disk_full(exc):
+                raise storage_full(exc) from exc
+            raise
     except Problem as problem:
         UPLOADS.labels("rejected").inc()
         if browser:

@@ -4,7 +4,9 @@ This is the one place that turns exceptions into HTTP answers: our own
 :class:`Problem`, core's :mod:`core.errors` (not found 404, conflict 409,
 invalid input 400), werkzeug's HTTP errors (404, 405, 413, ...), database
 outages and statements cancelled by ``statement_timeout`` (503 with
-``Retry-After``). Anything else is a bug: it is logged with its traceback
+``Retry-After``), and a full disk, the database's or the web worker's own
+(:mod:`core.disk_full`: 507 ``storage-full`` with ``Retry-After``; nothing was
+stored). Anything else is a bug: it is logged with its traceback
 and answered with a generic 500 problem, never a stack trace.
 A browser (see :mod:`webapp.negotiation`) gets the same problem as an HTML
 page with the same status code: a 404 page for an unknown batch, say.
@@ -21,6 +23,8 @@ from gunicorn.http.errors import NoMoreData, ParseException
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from core.disk_full import RETRY_AFTER_SECONDS as DISK_FULL_RETRY_AFTER_SECONDS
+from core.disk_full import first_line, is_disk_full
 from core.errors import (
     Conflict,
     Forbidden,
@@ -130,7 +134,26 @@ def _retry_shortly(title: str, detail: str, slug: str) -> Response:
     return answer(Problem(503, title, detail, slug, {"Retry-After": str(RETRY_AFTER_SECONDS)}))
 
 
+def storage_full(exc: BaseException) -> Problem:
+    """The problem a write refused for a full disk is: the database's, or the web worker's spool
+    (logged: a full disk is the operator's to fix)."""
+    log.warning("write refused, the disk is full: %s", first_line(exc))
+    where = "the web server's temporary files" if isinstance(exc, OSError) else "the database"
+    detail = (
+        f"There is no room left on the disk of {where} ({first_line(exc)}), so nothing was stored; "
+        f"retry once space is freed (in {DISK_FULL_RETRY_AFTER_SECONDS} s, say)."
+    )
+    headers = {"Retry-After": str(DISK_FULL_RETRY_AFTER_SECONDS)}
+    return Problem(507, "Insufficient Storage", detail, "storage-full", headers)
+
+
+def _storage_full(exc: BaseException) -> Response:
+    return answer(storage_full(exc))
+
+
 def _database_unavailable(exc: Exception) -> Response:
+    if is_disk_full(exc):  # 53100, or an I/O error saying ENOSPC: an OperationalError too
+        return _storage_full(exc)
     log.warning("database unavailable: %s", exc)
     detail = "The database is not reachable right now; retry shortly."
     return _retry_shortly("Service Unavailable", detail, "database-unavailable")
@@ -156,6 +179,8 @@ def _client_timeout(exc: TimeoutError) -> Response:
 
 
 def _unexpected(exc: Exception) -> Response:
+    if is_disk_full(exc):  # an OSError ENOSPC (the spool), or a database error of class XX saying so
+        return _storage_full(exc)
     log.exception("unhandled error")
     return answer(Problem(500, "Internal Server Error", "An unexpected error occurred.", "internal-error"))
 

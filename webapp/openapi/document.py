@@ -91,7 +91,10 @@ PROBLEM_RESPONSES = {
     "WEBHOOK_MAX_PENDING of the key's webhooks waiting (an upload), or the webhook was sent again less "
     "than a minute ago (a retry); retry after Retry-After seconds. Nothing was stored.",
     "503": "PostgreSQL is unreachable, or this worker already serves MAX_UPLOADS uploads or MAX_EXPORTS "
-    "downloads; retry after Retry-After seconds.",
+    "downloads; retry after Retry-After seconds. From /readyz: the database is unreachable, a migration "
+    "is pending, or its disk is full (storage-full).",
+    "507": "The disk of the database (or of the web server's temporary files) is full: nothing was "
+    "stored; retry after Retry-After seconds, once space is freed.",
 }
 
 

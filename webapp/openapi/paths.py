@@ -197,7 +197,9 @@ def paths() -> dict[str, Any]:
             }
         },
         "/healthz": _status("Liveness", "ok", "Alive."),
-        "/readyz": _status("Readiness: database reachable, migrations applied", "ready", "Ready.", "503"),
+        "/readyz": _status(
+            "Readiness: database reachable, migrations applied, room on its disk", "ready", "Ready.", "503"
+        ),
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",

@@ -1,8 +1,11 @@
 """An uploaded ``.xlsx`` workbook read as one sheet of rows, by the CSV's header and record rules.
 
 A zip archive is read from its end (the central directory), so the file is spooled to an anonymous
-temporary file first; the bytes reaching here are already capped by MAX_UPLOAD_BYTES
-(:mod:`webapp.upload.request_body`, :mod:`webapp.upload.compression`). Before openpyxl opens it,
+temporary file first (in ``TMPDIR``, else ``/tmp``; unlinked from the start, so the kernel frees it
+when it is closed, whatever happens). The bytes reaching here are already capped by
+MAX_UPLOAD_BYTES (:mod:`webapp.upload.request_body`, :mod:`webapp.upload.compression`); the spool
+counts them again, so no path can make it grow past that. A spool that finds its disk full is a
+507 ``storage-full`` (:func:`webapp.problems.storage_full`), nothing stored. Before openpyxl opens it,
 the archive's directory is checked: at most :data:`MAX_ENTRIES` entries, and their declared
 inflated sizes summed at most MAX_UPLOAD_BYTES (413, as for gzip). zipfile never inflates an entry
 past its declared size (a lying entry fails its CRC check instead), so that sum bounds what
@@ -29,7 +32,8 @@ from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
 
 from core.batches.ingest import StagedRow
-from webapp.problems import Problem
+from core.disk_full import is_disk_full
+from webapp.problems import Problem, storage_full
 from webapp.upload.csv_reader import (
     PROBLEMS_LISTED,
     UploadOptions,
@@ -38,7 +42,7 @@ from webapp.upload.csv_reader import (
     _too_many_rows,
 )
 from webapp.upload.csv_records import checked_row, header_columns
-from webapp.upload.request_body import bad_request
+from webapp.upload.request_body import bad_request, too_large
 
 #: How many entries the archive may hold (a workbook has a dozen or so, plus a few per sheet).
 MAX_ENTRIES = 1_000
@@ -65,8 +69,7 @@ def workbook_rows(
 ) -> Iterator[StagedRow]:
     """Every data row of the workbook's sheet, valid or set aside, in sheet order; read when iterated."""
     with tempfile.TemporaryFile(prefix="upload-", suffix=".xlsx") as spool:
-        for piece in pieces:
-            spool.write(piece)
+        spool_pieces(pieces, spool, max_bytes)
         spool.seek(0)
         check_archive(spool, max_bytes)
         spool.seek(0)
@@ -78,6 +81,22 @@ def workbook_rows(
             yield from _sheet_rows(_worksheet(workbook, sheet), options)
         finally:
             workbook.close()
+
+
+def spool_pieces(pieces: Iterable[bytes], spool: IO[bytes], max_bytes: int) -> None:
+    """Write the upload to the spool: at most ``max_bytes`` (413 past them), 507 on a full disk."""
+    written = 0
+    try:
+        for piece in pieces:
+            written += len(piece)
+            if written > max_bytes:
+                raise too_large(max_bytes)
+            spool.write(piece)
+        spool.flush()  # a buffered write's ENOSPC surfaces here, not when the file is closed
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise storage_full(exc) from exc
+        raise
 
 
 def check_archive(spool: IO[bytes], max_bytes: int) -> None:
