@@ -49,6 +49,11 @@ def _flag(value: str | None, name: str) -> bool:
         raise bad_parameter(f"{name} must be true or false, got {value!r}.") from None
 
 
+#: Options the upload page offers as text fields, which a browser sends empty when left blank: such
+#: a form field is taken as not given (an empty query parameter is still a 400).
+BLANK_MEANS_UNSET = ("text_column", "id_column", "sheet")
+
+
 def _option(fields: Mapping[str, str], name: str) -> str | None:
     """An upload option, from the query string or a form field before the file; given both ways
     with different values, or twice in the query string, a 400 (neither silently wins; a form
@@ -56,6 +61,8 @@ def _option(fields: Mapping[str, str], name: str) -> str | None:
     if len(request.args.getlist(name)) > 1:
         raise bad_parameter(f"{name} is given more than once in the query string; give it once.")
     asked, filled = request.args.get(name), fields.get(name)
+    if filled is not None and name in BLANK_MEANS_UNSET and not filled.strip():
+        filled = None
     if asked is not None and filled is not None and asked != filled:
         raise bad_parameter(
             f"{name} is given both in the query string ({asked!r}) and as a form field ({filled!r}); "

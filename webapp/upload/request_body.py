@@ -154,7 +154,16 @@ def _events(decoder: MultipartDecoder, source: Iterator[bytes]) -> Iterator[obje
 
 
 #: Form fields that change how the file is read or what the batch is, so they must arrive before it.
-OPTION_FIELDS = ("strict", "encoding", "metadata", "expires_after", "callback_url", "sheet")
+OPTION_FIELDS = (
+    "strict",
+    "encoding",
+    "metadata",
+    "expires_after",
+    "callback_url",
+    "sheet",
+    "text_column",
+    "id_column",
+)
 
 
 def _file_data(events: Iterator[object]) -> Iterator[bytes]:
