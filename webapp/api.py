@@ -30,7 +30,14 @@ from webapp.server import admission
 from webapp.upload.compression import content_decoded, gunzipped
 from webapp.upload.csv_reader import UploadOptions, check_encoding, parser_for
 from webapp.upload.file_rows import XLSX_MEDIA_TYPE, UploadRows, says_workbook
-from webapp.upload.request_body import bad_request, drain, open_multipart, read_body, too_large
+from webapp.upload.request_body import (
+    BLANK_MEANS_UNSET,
+    bad_request,
+    drain,
+    open_multipart,
+    read_body,
+    too_large,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +54,6 @@ def _flag(value: str | None, name: str) -> bool:
         return parse_bool(value)
     except ValueError:
         raise bad_parameter(f"{name} must be true or false, got {value!r}.") from None
-
-
-#: Options the upload page offers as text fields, which a browser sends empty when left blank: such
-#: a form field is taken as not given (an empty query parameter is still a 400).
-BLANK_MEANS_UNSET = ("text_column", "id_column", "sheet")
 
 
 def _option(fields: Mapping[str, str], name: str) -> str | None:

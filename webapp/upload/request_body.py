@@ -164,6 +164,9 @@ OPTION_FIELDS = (
     "text_column",
     "id_column",
 )
+#: Options an HTML form offers as text fields, which a browser sends empty when left blank: such a
+#: form field counts as not given (webapp.api; an empty query parameter is still refused).
+BLANK_MEANS_UNSET = ("text_column", "id_column", "sheet")
 
 
 def _file_data(events: Iterator[object]) -> Iterator[bytes]:
