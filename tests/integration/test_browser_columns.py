@@ -1,7 +1,8 @@
 """The upload page's column picker in headless Chromium against gunicorn and real runners: the
 header read in the page from the file's first bytes (BOM, quoted names, gzip, JSON lines, a
 workbook's sheet field, a semicolon file's warning), the text and id columns picked from it and
-used by the batch, the names typed without JavaScript, and axe-core on the page with the picker.
+used by the batch, kept through a refused upload, the names typed without JavaScript, and axe-core
+on the page with the picker.
 """
 
 from __future__ import annotations
@@ -157,3 +158,22 @@ def test_without_javascript_the_columns_are_typed(
         assert page.get_by_label("Name of the text column").input_value() == "message"
     finally:
         context.close()
+
+
+def test_a_refused_upload_keeps_the_picked_columns(page: Page, web_server: WebServer, tmp_path: Path):
+    refused = help_desk_csv(tmp_path / "tickets.csv", [*TICKETS, ("T-103", "", "", "", "", "")])
+    page.goto(f"{web_server.base}/")
+    page.get_by_label("Strict: refuse the whole file if any row is bad").check()
+    page.get_by_label("CSV file").set_input_files(str(refused))
+    page.locator("#pick-text option", has_text="subject").wait_for(state="attached")
+    page.get_by_label("Column to score", exact=True).select_option(label="subject")
+    page.get_by_label("Id column", exact=True).select_option(label="Ticket ID")
+    page.get_by_role("button", name="Upload and score").click()
+    # The empty subject, strict: line 6, since a body before it holds a line break.
+    assert "Line 6: the text is empty" in page.locator("#upload-problem").inner_text()
+    assert page.locator("#column-names").count() == 0  # the typed fields are the picker's, with script
+    page.get_by_label("CSV file").set_input_files(str(help_desk_csv(tmp_path / "fixed.csv")))
+    page.locator("#pick-text option", has_text="subject").wait_for(state="attached")
+    assert page.get_by_label("Column to score", exact=True).input_value() == "subject"
+    assert page.get_by_label("Id column", exact=True).input_value() == "Ticket ID"
+    no_axe_violations(page)

@@ -171,6 +171,9 @@
     for (const limit of [FIRST_BYTES, MOST_BYTES]) {
       const head = await firstBytes(file, limit);
       if (head === null) return null;
+      if (head.bytes[0] === 0x50 && head.bytes[1] === 0x4b && head.bytes[2] === 0x03 && head.bytes[3] === 0x04) {
+        throw new Error("This is a zip archive, not a CSV file (a workbook is read when its name ends in .xlsx).");
+      }
       const text = decoded(head.bytes, head.whole);
       if (text === null) return null;
       const names = kind === "jsonl" ? jsonlHeader(text, head.whole) : csvHeader(text, head.whole);
@@ -194,6 +197,7 @@
   }
 
   function typedNames(message) {
+    columns.id.select.setCustomValidity("");  // the lists are hidden: nothing of theirs may block the form
     ["text", "id"].forEach(function (which) {
       show(which, false);
       columns[which].typed.value = wanted[which];
@@ -270,6 +274,10 @@
       return;
     }
     found.textContent = "Reading the file's header…";
+    // The last file's columns are not this one's: until this header is read, nothing is chosen.
+    columns.text.select.replaceChildren();
+    columns.id.select.replaceChildren();
+    columns.id.select.setCustomValidity("");
     let names;
     try {
       names = await header(file, kind);
