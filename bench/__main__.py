@@ -21,6 +21,7 @@ from bench import (
     follow,
     groups,
     hostile,
+    kept_columns,
     latency,
     partitions,
     purge,
@@ -62,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     n = size(100_000, 1_000_000)
     say(f"upload: {n:,} review rows")
     rows += upload.rows(upload.run(n, 3, REPO / "var" / "bench"))
+
+    n, m = size(100_000, 1_000_000), size(20_000, 100_000)
+    say(f"kept columns: {n:,} rows uploaded, {m:,} scored, with 4 kept columns and with id,text only")
+    rows += kept_columns.rows(
+        kept_columns.uploads(n, 3, REPO / "var" / "bench"),
+        kept_columns.end_to_end(m, 3, REPO / "var" / "bench"),
+    )
 
     say("partitions: an upload's latency with 100 partitions and with 10,000")
     rows += partitions.rows(partitions.run(uploads=size(15, 30)))

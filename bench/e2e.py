@@ -84,8 +84,11 @@ class LockWatch(Probe):
 LOCK_WAITS: dict[int, list[float]] = {}
 
 
-def pipeline_rate(url: str, body: bytes, rows: int, count: int, log: Path | None = None) -> float:
-    """Rows/s from the start of the upload to the batch's completion, with ``count`` runners.
+def pipeline_rate(
+    url: str, body: bytes, rows: int, count: int, log: Path | None = None, query: str = ""
+) -> float:
+    """Rows/s from the start of the upload to the batch's completion, with ``count`` runners;
+    ``query``: the upload's query string (``?text_column=…``), if any.
 
     Also records in LOCK_WAITS[count] the share of samples in which some
     runner's claim or finish waited on a row lock (the batch's progress row
@@ -101,7 +104,9 @@ def pipeline_rate(url: str, body: bytes, rows: int, count: int, log: Path | None
                 assert time.monotonic() < deadline, "runners did not start"
                 time.sleep(0.05)
             started = time.perf_counter()
-            answer = app.test_client().post("/batch/upload", data=body, content_type="text/csv").get_json()
+            answer = (
+                app.test_client().post(f"/batch/upload{query}", data=body, content_type="text/csv").get_json()
+            )
             status = "SELECT status FROM batches WHERE public_id = %s"
             with LockWatch(url) as locks:
                 while conn.execute(status, (answer["batch_id"],)).fetchone()[0] == "processing":

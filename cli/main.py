@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from cli import summary as by_group
 from cli.follow import Interrupted, done, follow
@@ -52,8 +52,17 @@ def parser() -> Parser:
         epilog="Exit codes: 0 completed, 2 completed_with_errors, 3 cancelled, 1 usage or HTTP error.",
     )
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    upload = commands.add_parser("upload", help="upload a CSV (or .csv.gz); prints the batch id")
-    upload.add_argument("file", type=Path, help="the CSV file (id,text), plain or gzip-compressed")
+    upload = commands.add_parser(
+        "upload", help="upload a CSV (or .csv.gz, an .xlsx workbook, .jsonl); prints the batch id"
+    )
+    upload.add_argument(
+        "file", type=Path, help="the file (a CSV with id,text, plain or gzip-compressed; .xlsx; .jsonl)"
+    )
+    upload.add_argument("--text-column", metavar="NAME", help="the column of the texts (default: text)")
+    upload.add_argument(
+        "--id-column", metavar="NAME", help="the column of the ids (default: id, else the line number)"
+    )
+    upload.add_argument("--sheet", metavar="NAME", help="an .xlsx workbook's sheet (default: the first)")
     upload.add_argument("--wait", action="store_true", help="wait until the batch finishes")
     upload.add_argument("--out", type=Path, help="then write its results.csv here (implies --wait)")
     upload.add_argument(
@@ -109,6 +118,13 @@ def _metadata(pairs: list[str], command: Parser) -> dict[str, str]:
     return labels
 
 
+def _upload_path(args: argparse.Namespace) -> str:
+    """The upload's URL: the options that say how to read the file go in its query string."""
+    options = {"text_column": args.text_column, "id_column": args.id_column, "sheet": args.sheet}
+    given = {name: value for name, value in options.items() if value is not None}
+    return "/batch/upload" + (f"?{urlencode(given)}" if given else "")
+
+
 def upload(service: Service, args: argparse.Namespace, command: Parser) -> int:
     path: Path = args.file
     if not path.is_file():
@@ -129,7 +145,9 @@ def upload(service: Service, args: argparse.Namespace, command: Parser) -> int:
             "Content-Length": str(form.length),
             "Idempotency-Key": key,
         }
-        answer = service.request("POST", "/batch/upload", body=form.body, headers=headers, on_retry=bar.reset)
+        answer = service.request(
+            "POST", _upload_path(args), body=form.body, headers=headers, on_retry=bar.reset
+        )
         with answer:
             batch = json.loads(answer.read())
             replayed = answer.headers.get("Idempotent-Replayed") == "true"

@@ -4,7 +4,8 @@ inflated (and filtered by sentiment) as it arrives.
 The form's fields come before the file part, because the service reads the
 upload as it arrives: ``metadata`` (a JSON object) and ``callback_url`` are
 sent only when given. The file is sent as it is, a ``.csv.gz`` too (the
-service inflates gzip files). Downloads ask for ``Accept-Encoding: gzip``
+service inflates gzip files), with a Content-Type by its first bytes and its
+suffix (:func:`media_type`). Downloads ask for ``Accept-Encoding: gzip``
 and inflate block by block; neither way is a whole file held in memory.
 """
 
@@ -22,6 +23,11 @@ from typing import BinaryIO
 
 BLOCK = 64 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
+#: The file part's Content-Type by the file's suffix (text/csv for any other).
+MEDIA_TYPES = {
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".jsonl": "application/x-ndjson",
+}
 
 
 @dataclass(frozen=True)
@@ -41,9 +47,7 @@ def upload_form(path: Path, fields: dict[str, str], on_bytes: Callable[[int], No
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
         for name, value in fields.items()
     )
-    with path.open("rb") as file:
-        gzipped = file.read(2) == GZIP_MAGIC
-    file_type = "application/gzip" if gzipped else "text/csv"
+    file_type = media_type(path)
     head += (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{_quoted(path.name)}"\r\n'
         f"Content-Type: {file_type}\r\n\r\n"
@@ -60,6 +64,15 @@ def upload_form(path: Path, fields: dict[str, str], on_bytes: Callable[[int], No
         yield tail
 
     return Form(f"multipart/form-data; boundary={boundary}", len(head) + size + len(tail), body)
+
+
+def media_type(path: Path) -> str:
+    """The file part's Content-Type: gzip by the file's first bytes, then by its suffix: an
+    ``.xlsx`` workbook, JSON lines (``.jsonl``), else CSV."""
+    with path.open("rb") as file:
+        if file.read(2) == GZIP_MAGIC:
+            return "application/gzip"
+    return MEDIA_TYPES.get(path.suffix.lower(), "text/csv")
 
 
 def _quoted(name: str) -> str:

@@ -32,7 +32,14 @@ from webapp.server import admission
 from webapp.upload.compression import content_decoded, gunzipped
 from webapp.upload.csv_reader import UploadOptions, check_encoding, parser_for
 from webapp.upload.file_rows import XLSX_MEDIA_TYPE, UploadRows, says_workbook
-from webapp.upload.request_body import bad_request, drain, open_multipart, read_body, too_large
+from webapp.upload.request_body import (
+    BLANK_MEANS_UNSET,
+    bad_request,
+    drain,
+    open_multipart,
+    read_body,
+    too_large,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,8 @@ def _option(fields: Mapping[str, str], name: str) -> str | None:
     if len(request.args.getlist(name)) > 1:
         raise bad_parameter(f"{name} is given more than once in the query string; give it once.")
     asked, filled = request.args.get(name), fields.get(name)
+    if filled is not None and name in BLANK_MEANS_UNSET and not filled.strip():
+        filled = None
     if asked is not None and filled is not None and asked != filled:
         raise bad_parameter(
             f"{name} is given both in the query string ({asked!r}) and as a form field ({filled!r}); "

@@ -64,7 +64,8 @@ def home() -> Response:
 def upload_form(problem: Problem | None = None) -> Response:
     """The home page; with ``problem``, the form again with why the upload was refused.
 
-    A refused upload keeps the choices made in the form (strict, encoding); the browser cannot
+    A refused upload keeps the choices made in the form (strict, encoding, the columns, a sheet
+    named in the query string, as the column picker sends it); the browser cannot
     refill the file input, so the file is chosen again. The page is the answer to the form's
     POST; upload.js then puts ``/`` in the address bar, so a reload shows the form afresh
     instead of asking to send the file again.
@@ -77,6 +78,9 @@ def upload_form(problem: Problem | None = None) -> Response:
         listing=listing,
         strict=options.strict if options else False,
         encoding=options.encoding if options else "utf-8",
+        text_column=(options.text_column if options else None) or "",
+        id_column=(options.id_column if options else None) or "",
+        sheet=request.args.get("sheet", "") if problem else "",
         encodings=FORM_ENCODINGS,
         max_upload_bytes=settings().max_upload_bytes,
     )

@@ -1,6 +1,7 @@
 """The ``sentiment`` command, as installed (the console script), against the real service: gunicorn,
 runner processes and an API key. Exit codes, --wait and --out, status, results, list, a 503
-retried after its Retry-After, and an upload whose answer was lost retried into one batch."""
+retried after its Retry-After, an upload whose answer was lost retried into one batch, and the
+columns and sheet an upload names."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import sys
 import threading
 from pathlib import Path
 
+import openpyxl
 import pytest
 import requests
 
 from core.clients import create_key
 from tests.helpers import make_csv, sample_texts, wait_for
+from tests.integration.conftest import REPO
 from tests.integration.helpers import uploads_copying
 from tests.rawhttp import connect, exchange, head
 from tests.scorers import POISON
@@ -34,7 +37,9 @@ class Cli:
     """Runs ``sentiment`` with SENTIMENT_URL and SENTIMENT_KEY set."""
 
     def __init__(self, url: str, key: str, cwd: Path) -> None:
-        self.env = dict(os.environ, SENTIMENT_URL=url, SENTIMENT_KEY=key)
+        # PYTHONPATH: the command runs this repository's cli package, wherever the console script
+        # was installed from (a worktree's tests with the main checkout's virtualenv).
+        self.env = dict(os.environ, SENTIMENT_URL=url, SENTIMENT_KEY=key, PYTHONPATH=str(REPO))
         self.cwd = cwd
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -260,3 +265,35 @@ def test_an_upload_whose_answer_was_lost_is_retried_into_one_batch(service, runn
     assert db.execute("SELECT public_id, total_count, status FROM batches").fetchall() == [
         (batch_id, 500, "completed")
     ]
+
+
+def test_upload_names_the_columns_and_the_sheet(service, runners, tmp_path):
+    web, key, cli = service()
+    runners.start()
+    tickets = write(
+        tmp_path / "tickets.csv",
+        b"ticket_id,created,channel,body\nT-1,2026-01-02,email,Awful support.\nT-2,2026-01-03,chat,Lovely!\n",
+    )
+    done = cli.run("upload", str(tickets), "--text-column", "body", "--id-column", "ticket_id", "--wait")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(results_of(web, key, done.stdout.strip()).decode())))
+    assert [(r["id"], r["text"], r["created"], r["channel"]) for r in rows] == [
+        ("T-1", "Awful support.", "2026-01-02", "email"),
+        ("T-2", "Lovely!", "2026-01-03", "chat"),
+    ]
+
+    missing = cli.run("upload", str(tickets), "--text-column", "message")
+    assert missing.returncode == 1 and "no column 'message' (text_column)" in missing.stderr
+
+    book = openpyxl.Workbook()
+    book.active.title = "Notes"
+    book.active.append(["not rows to score"])
+    sheet = book.create_sheet("Tickets")
+    for row in (["ref", "message"], ["a", "I love it"], ["b", "Terrible"]):
+        sheet.append(row)
+    book.save(tmp_path / "tickets.xlsx")
+    options = ("--sheet", "Tickets", "--text-column", "message", "--id-column", "ref", "--wait")
+    done = cli.run("upload", str(tmp_path / "tickets.xlsx"), *options)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(results_of(web, key, done.stdout.strip()).decode())))
+    assert [(r["id"], r["text"]) for r in rows] == [("a", "I love it"), ("b", "Terrible")]

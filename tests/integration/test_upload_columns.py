@@ -156,3 +156,29 @@ def test_a_retry_naming_other_columns_is_another_upload(client, db):
     assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json()["batch_id"] == first["batch_id"]
     assert_problem(post_file(client, HELP_DESK, query="?text_column=product", headers=key), 422)
+
+
+def test_blank_form_fields_for_the_columns_are_not_given(client, db):
+    """The upload page's text fields, left blank, arrive empty: the defaults apply (an empty
+    query parameter stays a 400, test_bad_column_options_are_a_400)."""
+    fields = {"text_column": "", "id_column": "  ", "sheet": ""}
+    created = upload_file(client, b"id,text\nr1,lovely\n", fields=fields)
+    score_everything(db)
+    assert [(r["id"], r["text"]) for r in _pages(client, created["batch_id"])] == [("r1", "lovely")]
+    named = upload_file(
+        client, HELP_DESK, fields={"text_column": "body", "id_column": ""}, query="?id_column=ticket_id"
+    )
+    score_everything(db)
+    assert [r["id"] for r in _pages(client, named["batch_id"])] == ["T-1", "T-2"]
+
+
+@pytest.mark.parametrize("name", ["text_column", "id_column"])
+def test_a_column_named_after_the_file_is_refused(client, db, name):
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="tickets.csv"\r\n\r\n'
+        + HELP_DESK
+        + f'\r\n--b\r\nContent-Disposition: form-data; name="{name}"\r\n\r\nbody\r\n--b--\r\n'.encode()
+    )
+    answer = client.post("/batch/upload", data=body, content_type="multipart/form-data; boundary=b")
+    assert name in assert_problem(answer, 400, "option-after-file")["detail"]
+    assert_nothing_written(db)

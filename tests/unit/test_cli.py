@@ -155,6 +155,43 @@ def test_metadata_and_callback_url_come_before_the_file_and_only_when_given(serv
     assert b'name="metadata"' not in second and b'name="callback_url"' not in second
 
 
+def test_columns_and_sheet_go_in_the_query_string_only_when_given(server, csv_file):
+    received = server([json_answer(202, BATCH)])
+    argv = ["upload", str(csv_file), "--text-column", "body", "--id-column", "Ticket ID", "--sheet", "Q&A"]
+    assert cli_main.main(argv) == 0
+    assert cli_main.main(["upload", str(csv_file), "--text-column", "body"]) == 0
+    assert cli_main.main(["upload", str(csv_file)]) == 0
+    paths = [path for _, path, _, _ in received.requests]
+    assert paths == [
+        "/batch/upload?text_column=body&id_column=Ticket+ID&sheet=Q%26A",
+        "/batch/upload?text_column=body",
+        "/batch/upload",
+    ]
+    for _, _, _, body in received.requests:  # never as form fields as well: the service would see both
+        assert b'name="text_column"' not in body and b'name="sheet"' not in body
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "media_type"),
+    [
+        ("reviews.csv", b"id,text\n1,fine\n", "text/csv"),
+        ("reviews.CSV.gz", gzip.compress(b"id,text\n1,fine\n"), "application/gzip"),
+        ("book.xlsx", b"PK\x03\x04", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        ("Book.XLSX", b"PK\x03\x04", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        ("reviews.jsonl", b'{"id": 1, "text": "fine"}\n', "application/x-ndjson"),
+        ("reviews.txt", b"id,text\n1,fine\n", "text/csv"),
+    ],
+)
+def test_the_file_part_says_its_media_type_by_suffix(server, tmp_path, name, data, media_type):
+    received = server([json_answer(202, BATCH)])
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert cli_main.main(["upload", str(path)]) == 0
+    (_, _, _, body), *_ = received.requests
+    head = f'name="file"; filename="{name}"\r\nContent-Type: {media_type}\r\n\r\n'.encode()
+    assert head + data + b"\r\n--" in body
+
+
 @pytest.mark.parametrize(
     "argv",
     [

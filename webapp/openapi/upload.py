@@ -7,6 +7,7 @@ from typing import Any
 from webapp.openapi.common import json_answer, problem_answers, query, ref
 from webapp.openapi.webhooks import CALLBACK_URL_PARAMETER
 from webapp.upload.file_rows import XLSX_MEDIA_TYPE
+from webapp.upload.request_body import BLANK_MEANS_UNSET
 
 #: gzip uploads (webapp.upload.compression): the body's Content-Encoding.
 CONTENT_ENCODING = {
@@ -60,6 +61,14 @@ IDEMPOTENCY_KEY = {
 OPTIONS = [TEXT_COLUMN, ID_COLUMN, STRICT, ENCODING, SHEET, CALLBACK_URL_PARAMETER, METADATA, EXPIRES_AFTER]
 
 
+def _form_field(option: dict[str, Any]) -> dict[str, Any]:
+    """An option's schema as a form field before the file."""
+    if option["name"] not in BLANK_MEANS_UNSET:
+        return option["schema"]
+    schema = {key: value for key, value in option["schema"].items() if key != "minLength"}
+    return {**schema, "description": "Empty or blank: not given, as a browser sends a text field left blank."}
+
+
 def upload_operation() -> dict[str, Any]:
     """POST /batch/upload."""
     form = {
@@ -70,7 +79,7 @@ def upload_operation() -> dict[str, Any]:
                 "type": "string",
                 "description": "A CSV, or an .xlsx workbook (a part named *.xlsx or of its media type).",
             },
-            **{option["name"]: option["schema"] for option in OPTIONS},
+            **{option["name"]: _form_field(option) for option in OPTIONS},
         },
     }
     return {

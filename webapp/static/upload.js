@@ -1,5 +1,6 @@
 // The upload form's drag-and-drop: a file dropped anywhere on the drop zone
-// becomes the file input's file, so the form submits it as if it were chosen.
+// becomes the file input's file, so the form submits it as if it were chosen
+// (and columns.js reads its header, as for a chosen file).
 // Without this script the file input works as it is.
 "use strict";
 
@@ -50,7 +51,8 @@
       return;
     }
     input.files = files;
-    showChosen();
+    // Setting the files fires no event: tell showChosen and the column picker (columns.js).
+    input.dispatchEvent(new Event("change"));
   });
   input.addEventListener("change", showChosen);
 

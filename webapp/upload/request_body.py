@@ -154,7 +154,19 @@ def _events(decoder: MultipartDecoder, source: Iterator[bytes]) -> Iterator[obje
 
 
 #: Form fields that change how the file is read or what the batch is, so they must arrive before it.
-OPTION_FIELDS = ("strict", "encoding", "metadata", "expires_after", "callback_url", "sheet")
+OPTION_FIELDS = (
+    "strict",
+    "encoding",
+    "metadata",
+    "expires_after",
+    "callback_url",
+    "sheet",
+    "text_column",
+    "id_column",
+)
+#: Options an HTML form offers as text fields, which a browser sends empty when left blank: such a
+#: form field counts as not given (webapp.api; an empty query parameter is still refused).
+BLANK_MEANS_UNSET = ("text_column", "id_column", "sheet")
 
 
 def _file_data(events: Iterator[object]) -> Iterator[bytes]:
