@@ -100,6 +100,8 @@ def reserve_id(conn: psycopg.Connection) -> int:
     as its body takes to arrive, while every other upload that needs a new range waits for it.
     An upload that fails afterwards leaves a gap in the ids, and partitions that later uploads
     fill or the purge drops with their range."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise RuntimeError("reserve_id needs a connection outside any transaction: it commits")
     with conn.transaction():
         batch_id = conn.execute(q("batches_next_id")).fetchone()[0]
         partitions.make(conn, batch_id)

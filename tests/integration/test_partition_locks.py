@@ -14,10 +14,13 @@ import threading
 import psycopg
 import requests
 
-from core import batches
 from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.helpers import score_everything, upload_file, uploads_copying
 from tests.rawhttp import connect, head, read_answer, still_open
+
+
+def _id(db, public_id: str) -> int:  # type: ignore[no-untyped-def]
+    return db.execute("SELECT id FROM batches WHERE public_id = %s", (public_id,)).fetchone()[0]
 
 
 def _partitions(db) -> set[str]:  # type: ignore[no-untyped-def]
@@ -50,3 +53,72 @@ def test_an_upload_stalled_in_its_copy_holds_up_no_other_uploads_partitions(serv
         "SELECT batch_id, tableoid::regclass::text, count(*) FROM batch_inputs GROUP BY 1, 2 ORDER BY 1"
     ).fetchall()
     assert placed == [(1001, "batch_inputs_p1000", 2_000), (1011, "batch_inputs_p1010", 2)]
+
+
+def _lock_waits_of(db, pid: int) -> list[str]:  # type: ignore[no-untyped-def]
+    query = "SELECT relation::regclass::text FROM pg_locks WHERE pid = %s AND NOT granted"
+    return [row[0] for row in db.execute(query, (pid,))]
+
+
+def _turn_while_locked(db, database_url, reaper, settings, caplog) -> int:  # type: ignore[no-untyped-def]
+    """One housekeeping turn while another session holds SHARE on batch_results (no DETACH, no
+    DELETE): the turn waits for it, then gives up while it is still held. The lock_timeout the
+    turn said it used, in ms."""
+    from jobrunner import housekeeping
+
+    caplog.clear()
+    holder = psycopg.connect(database_url)  # what a long report's transaction could hold
+    holder.execute("LOCK TABLE batch_results IN SHARE MODE")
+    turn = threading.Thread(target=housekeeping.housekeep, args=(reaper, settings))
+    try:
+        turn.start()
+        waited = wait_for(lambda: _lock_waits_of(db, reaper.info.backend_pid), timeout=60)
+        turn.join(60)
+        back_while_locked = not turn.is_alive()
+        still_held = db.execute(
+            "SELECT granted FROM pg_locks WHERE pid = %s AND relation = 'batch_results'::regclass",
+            (holder.info.backend_pid,),
+        ).fetchone()
+    finally:
+        holder.close()
+        turn.join(60)
+    # It did wait for the lock the other session holds (LOCK TABLE takes it on every partition) ...
+    assert waited and {name.split("_p")[0] for name in waited} == {"batch_results"}, waited
+    assert back_while_locked and still_held == (True,)  # ... and gave up while it was still held
+    stopped = re.search(r"reaper turn stopped: a lock not granted within the (\d+) ms left", caplog.text)
+    assert stopped, caplog.text
+    return int(stopped.group(1))
+
+
+def test_a_reaper_turn_waits_for_locks_no_longer_than_its_budget(client, db, database_url, caplog):
+    from core.batches import partitions
+    from core.settings import Settings
+    from jobrunner import housekeeping
+
+    caplog.set_level(logging.DEBUG, logger="jobrunner.housekeeping")
+    ids = [_id(db, upload_file(client, make_csv(["nice", "awful"]))["batch_id"]) for _ in range(12)]
+    assert ids == list(range(1, 13))
+    score_everything(db)
+    partitions.make_ahead(db)  # as the turn's first step would (it waits for the lock below too)
+    settings = Settings(webhook_concurrency=0)
+    budget_ms = housekeeping.REAP_BUDGET_SECONDS * 1000
+    reaper = psycopg.connect(database_url, autocommit=True)
+
+    # Batch 11 deleted: its range holds live batches, so its rows are reaped one range at a time.
+    db.execute("UPDATE batches SET deleted_at = now() WHERE id = 11")
+    assert 0 < _turn_while_locked(db, database_url, reaper, settings, caplog) <= budget_ms
+    wait_for(
+        lambda: housekeeping.housekeep(reaper, settings)
+        or db.execute("SELECT count(*) FROM batches WHERE id = 11").fetchone()[0] == 0
+    )
+    assert db.execute("SELECT count(*) FROM batch_results WHERE batch_id = 11").fetchone()[0] == 0
+
+    # Batches 1 to 9 deleted: their range is detached and dropped whole.
+    db.execute("UPDATE batches SET deleted_at = now() WHERE id < 10")
+    assert 0 < _turn_while_locked(db, database_url, reaper, settings, caplog) <= budget_ms
+    assert "batch_results_p0" in _partitions(db)
+    wait_for(lambda: housekeeping.housekeep(reaper, settings) or "batch_results_p0" not in _partitions(db))
+    reaper.close()
+    assert not {"batch_inputs_p0", "batch_row_errors_p0", "batch_result_keys_p0"} & _partitions(db)
+    assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == 2  # 10 and 12
+    assert db.execute("SELECT count(*) FROM batch_results").fetchone()[0] == 4
