@@ -108,8 +108,10 @@ def test_a_reaper_turn_waits_for_locks_no_longer_than_its_budget(client, db, dat
     db.execute("UPDATE batches SET deleted_at = now() WHERE id = 11")
     assert 0 < _turn_while_locked(db, database_url, reaper, settings, caplog) <= budget_ms
     wait_for(
-        lambda: housekeeping.housekeep(reaper, settings)
-        or db.execute("SELECT count(*) FROM batches WHERE id = 11").fetchone()[0] == 0
+        lambda: (
+            housekeeping.housekeep(reaper, settings)
+            or db.execute("SELECT count(*) FROM batches WHERE id = 11").fetchone()[0] == 0
+        )
     )
     assert db.execute("SELECT count(*) FROM batch_results WHERE batch_id = 11").fetchone()[0] == 0
 
