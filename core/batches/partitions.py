@@ -64,8 +64,25 @@ def make_ahead(conn: psycopg.Connection) -> None:
             conn.execute(q("batch_results_partitions_make_ahead"))
     except LockNotAvailable as exc:
         log.info("partitions not made ahead this turn: %s", exc.diag.message_primary)
-    except InsufficientPrivilege as exc:  # a BYPASSRLS runner that does not own the tables
+    except InsufficientPrivilege as exc:  # the runner's role lost the owner's privileges since it started
         log.warning("cannot make partitions ahead (%s); uploads make their own", exc.diag.message_primary)
+
+
+def upkeep_refusal(conn: psycopg.Connection) -> str | None:
+    """Why this connection's login cannot keep the partitions (None: it can, or the tables are not
+    made yet). Detaching needs ``DETACH PARTITION … CONCURRENTLY``, which no function can run (it
+    cannot run inside a transaction), so only the tables' owner, a member of its role with its
+    privileges, or a superuser can drop a range: a runner is one of them (jobrunner.__main__)."""
+    with conn.cursor(row_factory=namedtuple_row) as cur:
+        keeper = cur.execute(q("batch_results_partitions_keeper")).fetchone()
+    if keeper.may_keep:
+        return None
+    return (
+        f"DATABASE_URL's role {keeper.login} may not make or drop the partitions of batch_inputs, "
+        f"batch_results, batch_row_errors and batch_result_keys, which {keeper.owner} owns, so deleted "
+        f"batches' partitions would never be dropped: run runners as {keeper.owner}, a superuser, or a "
+        f"login granted its role (as a superuser: GRANT {keeper.owner} TO {keeper.login};)"
+    )
 
 
 def _span(conn: psycopg.Connection) -> int:
