@@ -155,7 +155,8 @@ def reap(
     """Remove deleted batches' rows in ranges of ``step`` keys, each its own short transaction and one
     range of a primary key, within ``budget_seconds`` (or a turn's :class:`Budget`), every lock wait
     included; the batch row goes last. The number of rows removed. A lock not granted within what is
-    left of the budget raises :class:`BudgetSpent` (its ``removed`` says how many rows went first).
+    left of the budget ends it: logged, or, for a turn's :class:`Budget`, raised as
+    :class:`BudgetSpent` (its ``removed`` says how many rows went first), which ends the turn.
 
     First, partitions whose batches are all deleted are detached and dropped whole
     (:func:`core.batches.partitions.drop_whole`); the rows of a deleted batch whose partition is
@@ -172,7 +173,10 @@ def reap(
             return _reap_rows(conn, budget, step, older_than_seconds, removed)
     except BudgetSpent as spent:
         spent.removed = removed[0]
-        raise
+        if budget is budget_seconds:
+            raise  # the turn's: it ends the turn
+        log.log(logging.INFO if spent.lock_wait else logging.DEBUG, "reaping stopped: %s", spent)
+        return removed[0]
 
 
 def _reap_rows(
