@@ -55,6 +55,26 @@ def test_an_upload_stalled_in_its_copy_holds_up_no_other_uploads_partitions(serv
     assert placed == [(1001, "batch_inputs_p1000", 2_000), (1011, "batch_inputs_p1010", 2)]
 
 
+def test_an_upload_whose_range_the_purge_dropped_after_its_id_was_taken_makes_it_again(database_url, db):
+    from core.batches import StagedRow, create, reap, reserve_id
+
+    db.execute("SELECT setval('batches_id_seq', 28)")
+    with psycopg.connect(database_url) as upload:
+        batch_id = reserve_id(upload)  # 29: its range's partitions made, and committed
+        assert batch_id == 29 and "batch_inputs_p20" in _partitions(db)
+        # Before the upload's transaction holds the range, the purge finds it closed with no live
+        # batch (29 is not written yet), and drops it whole.
+        reap(db, budget_seconds=60)
+        assert "batch_inputs_p20" not in _partitions(db)
+        rows = [StagedRow(2, "a", "nice"), StagedRow(3, "b", "awful")]
+        batch = create(upload, rows, batch_id=batch_id, chunk_size=100, filename="x.csv")
+    assert batch.id == 29 and batch.total_count == 2
+    placed = db.execute("SELECT tableoid::regclass::text, count(*) FROM batch_inputs GROUP BY 1").fetchall()
+    assert placed == [("batch_inputs_p20", 2)]
+    reap(db, budget_seconds=60)  # held by a live batch now: stays
+    assert "batch_inputs_p20" in _partitions(db)
+
+
 def _lock_waits_of(db, pid: int) -> list[str]:  # type: ignore[no-untyped-def]
     query = "SELECT relation::regclass::text FROM pg_locks WHERE pid = %s AND NOT granted"
     return [row[0] for row in db.execute(query, (pid,))]
