@@ -11,6 +11,11 @@ in bounded steps; RESULTS_TTL makes the runners do it a little at a time.
 
 ``python -m jobrunner keys create|list|revoke`` manages API keys
 (jobrunner/keys.py).
+
+A runner, and ``purge``, refuse to start (exit 2) when DATABASE_URL's role could not
+do their work: one subject to row-level security would see no batch, and one that may
+not drop partitions (not the tables' owner, a member of its role or a superuser) would
+leave deleted batches' partitions for ever (docs/operations.md, "The runners' role").
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import sys
 import psycopg
 
 from core import batches, clients
+from core.batches import partitions
 from core.connections import conninfo
 from core.logs import configure as configure_logging
 from core.setting_values import parse_duration
@@ -61,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         return keys.run(args, settings)
     if args.command == "purge":
         with psycopg.connect(conninfo(settings, "runner"), autocommit=True) as conn:
+            if refusal := partitions.upkeep_refusal(conn):
+                logging.getLogger("jobrunner").error("%s", refusal)
+                return 2
             # The runners' reaper lock: one purger at a time, a runner's or this one.
             conn.execute("SELECT pg_advisory_lock(%s)", (REAPER_LOCK_KEY,))
             purged = batches.purge(conn, args.older_than, everything=True)
@@ -68,12 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             removed = batches.reap(conn, budget_seconds=float("inf"))
         print(f"purged {purged} batch(es), {removed} row(s)")
         return 0
-    if not _sees_every_row(settings):
-        logging.getLogger("jobrunner").error(
-            "DATABASE_URL's role is subject to row-level security on batches, so this runner would see "
-            "no work: run runners as the tables' owner (the role that ran the migrations), a superuser, "
-            "or a role with BYPASSRLS"
-        )
+    if refusal := _refusal(settings):
+        logging.getLogger("jobrunner").error("%s", refusal)
         return 2
     port = args.metrics_port if args.metrics_port is not None else settings.runner_metrics_port
     if port:
@@ -85,13 +90,21 @@ def main(argv: list[str] | None = None) -> int:
     return runner.run()
 
 
-def _sees_every_row(settings: Settings) -> bool:
-    """False only when the database answers and says this runner's role would see no client's rows."""
+def _refusal(settings: Settings) -> str | None:
+    """Why this runner must not start, when the database answers and says so: a role subject to
+    row-level security would see no work, and one that may not drop partitions would leave deleted
+    batches' partitions for ever (partitions.upkeep_refusal)."""
     try:
         with psycopg.connect(conninfo(settings, "runner"), autocommit=True, connect_timeout=10) as conn:
-            return clients.sees_every_row(conn)
+            if not clients.sees_every_row(conn):
+                return (
+                    "DATABASE_URL's role is subject to row-level security on batches, so this runner would "
+                    "see no work: run runners as the tables' owner (the role that ran the migrations), a "
+                    "superuser, or a role with BYPASSRLS"
+                )
+            return partitions.upkeep_refusal(conn)
     except psycopg.Error:
-        return True  # unreachable now: the runner waits for it, and checks nothing more
+        return None  # unreachable now: the runner waits for it, and checks nothing more
 
 
 if __name__ == "__main__":

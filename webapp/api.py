@@ -23,7 +23,7 @@ from core.errors import ServiceError
 from core.setting_values import parse_bool
 from core.settings import Settings
 from webapp import pages, webhooks
-from webapp.db import bulk_connection, caller, connection, settings
+from webapp.db import caller, connection, settings, upload_connection
 from webapp.metrics import ROWS_INGESTED, UPLOADS
 from webapp.negotiation import negotiated, wants_html
 from webapp.pagination import bad_parameter
@@ -192,7 +192,7 @@ def _upload() -> Response:
     data = body_hash.through(data)
     client = caller().client
     replayed = False
-    with bulk_connection() as conn:
+    with upload_connection() as (conn, batch_id):
         earlier = None
         if key is not None:
             earlier = idempotency.reserve(
@@ -214,6 +214,7 @@ def _upload() -> Response:
                     sheet=sheet,
                     max_bytes=config.max_upload_bytes,
                 ),
+                batch_id=batch_id,
                 chunk_size=config.chunk_size,
                 filename=filename,
                 client=client,

@@ -7,8 +7,8 @@ transaction only, the role (``sentiment_web``, or ``sentiment_web_admin`` for an
 ``sentiment.client``, so row-level security shows it that caller's batches and nothing else, and
 a pooled connection carries nothing to the next request. A bare ``get_pool().connection()`` sees
 no batch at all: it is for sign-in, sessions and health checks. Connections have the web role's
-bounds (:mod:`core.connections`): STATEMENT_TIMEOUT, or, through ``bulk_connection()``, the
-longer BULK_STATEMENT_TIMEOUT for an upload's or an export's one long COPY.
+bounds (:mod:`core.connections`): STATEMENT_TIMEOUT, or, through ``upload_connection()`` (and
+``bulk=True``), the longer BULK_STATEMENT_TIMEOUT for an upload's or an export's one long COPY.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import psycopg
 from flask import Flask, current_app, g
 from psycopg_pool import ConnectionPool
 
+from core import batches
 from core.clients import Caller
 from core.connections import conninfo, milliseconds
 from core.migrations import migrate
@@ -68,15 +69,21 @@ class WebPool(ConnectionPool):
         transaction-local: it opens the transaction, which the pool commits (or rolls back) on
         leaving.
         """
+        with self.connection() as conn:
+            self.act_as(conn, caller, bulk=bulk, timeout_ms=timeout_ms)
+            yield conn
+
+    def act_as(
+        self, conn: psycopg.Connection, caller: Caller, *, bulk: bool = False, timeout_ms: int | None = None
+    ) -> None:
+        """Open ``conn``'s transaction as ``caller``, with :meth:`caller_connection`'s bounds."""
         timeout = self.timeout_ms(bulk) if timeout_ms is None else timeout_ms
         params = {
             "role": ADMIN_ROLE if caller.admin else CLIENT_ROLE,
             "client": caller.client or "",
             "statement_timeout": str(timeout),
         }
-        with self.connection() as conn:
-            conn.execute(_AS_CALLER, params)
-            yield conn
+        conn.execute(_AS_CALLER, params)
 
 
 def caller() -> Caller:
@@ -89,9 +96,17 @@ def connection() -> AbstractContextManager[psycopg.Connection]:
     return get_pool().caller_connection(caller())
 
 
-def bulk_connection() -> AbstractContextManager[psycopg.Connection]:
-    """As :func:`connection`, with BULK_STATEMENT_TIMEOUT: for an upload's or an export's COPY."""
-    return get_pool().caller_connection(caller(), bulk=True)
+@contextmanager
+def upload_connection() -> Iterator[tuple[psycopg.Connection, int]]:
+    """As :func:`connection`, with BULK_STATEMENT_TIMEOUT for the upload's COPY, and the upload's
+    batch id: taken, and its range's partitions made, on the same connection in a short
+    transaction of its own that commits before the caller's transaction begins
+    (:func:`core.batches.reserve_id`)."""
+    pool = get_pool()
+    with pool.connection() as conn:
+        batch_id = batches.reserve_id(conn)
+        pool.act_as(conn, caller(), bulk=True)
+        yield conn, batch_id
 
 
 def init_app(app: Flask, settings: Settings) -> None:

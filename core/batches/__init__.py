@@ -7,7 +7,7 @@ writes a batch. What a batch is (statuses, the typed row, its JSON) is in
 after that (cancel, delete, finished, purge) in :mod:`core.batches.lifecycle`.
 """
 
-from core.batches.ingest import StagedRow, create
+from core.batches.ingest import StagedRow, create, reserve_id
 from core.batches.lifecycle import (
     cancel,
     delete,
@@ -70,6 +70,7 @@ __all__ = [
     "reap",
     "require_keys",
     "require_results",
+    "reserve_id",
     "results",
     "row_errors",
     "sweep_done_chunks",

@@ -1,5 +1,8 @@
 """Create a batch: an upload's rows, its batch row and its chunks, in one transaction.
 
+Its id, and its range's partitions, come first, in a short transaction of their own
+(:func:`reserve_id`).
+
 The rows stream through one binary ``COPY`` into ``batch_inputs``, where they stay
 for the batch's life: valid rows numbered 1, 2, ... with no gap (so a page in file
 order is an index range), set-aside rows as ``-error_number``, moved to
@@ -88,10 +91,28 @@ def _shortened(filename: str | None) -> str | None:
     return filename[: FILENAME_CHARS - 1] + "…"
 
 
+def reserve_id(conn: psycopg.Connection) -> int:
+    """An upload's batch id, its range's partitions made, in a short transaction of its own.
+
+    Called on an idle connection, before the upload's transaction (which :func:`create` then
+    runs with this id): making a partition ``ATTACH``es it, which holds ``SHARE UPDATE
+    EXCLUSIVE`` on the four parents until commit, and inside an upload that would last as long
+    as its body takes to arrive, while every other upload that needs a new range waits for it.
+    An upload that fails afterwards leaves a gap in the ids, and partitions that later uploads
+    fill or the purge drops with their range."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise RuntimeError("reserve_id needs a connection outside any transaction: it commits")
+    with conn.transaction():
+        batch_id = conn.execute(q("batches_next_id")).fetchone()[0]
+        partitions.make(conn, batch_id)
+    return batch_id
+
+
 def create(
     conn: psycopg.Connection,
     rows: Iterable[StagedRow],
     *,
+    batch_id: int,
     chunk_size: int,
     filename: str | None,
     client: str | None = None,
@@ -101,16 +122,24 @@ def create(
     callback_url: str | None = None,
     max_pending_webhooks: int | None = None,
 ) -> Batch:
-    """Create a batch of ``client`` from ``rows``; every row is written or none is (an exception from
-    ``rows``, or a refusal by a quota of ``client``'s, rolls everything back)."""
+    """Create a batch of ``client`` from ``rows``, as ``batch_id`` (:func:`reserve_id`); every row is
+    written or none is (an exception from ``rows``, or a refusal by a quota of ``client``'s, rolls
+    everything back)."""
     public_id = new_public_id()
     with conn.transaction():
+        # Its rows' partitions, kept from the purge until commit (first, so the purge's window
+        # between reserve_id's commit and here stays short).
+        if not partitions.hold(conn, batch_id):
+            # The purge dropped its range in that window (every other batch of it deleted): made
+            # again here, holding the parents' ATTACH lock until this upload commits.
+            partitions.make(conn, batch_id)
         quota.check_room(conn, client, quotas)
         if callback_url is not None and max_pending_webhooks is not None:
             quota.check_webhooks(conn, client, max_pending_webhooks, written=False)
-        batch_id = conn.execute(
+        conn.execute(
             q("batches_insert"),
             {
+                "batch_id": batch_id,
                 "public_id": public_id,
                 "chunk_size": chunk_size,
                 "source_filename": _shortened(filename),
@@ -119,12 +148,7 @@ def create(
                 "expires_after": expires_after,
                 "callback_url": callback_url,
             },
-        ).fetchone()[0]
-        # Its rows' partitions, kept from the purge until commit; made below if missing.
-        if not partitions.hold(conn, batch_id):
-            # Runners make partitions ahead; an upload that outran them makes its own before its
-            # COPY writes into them (holding the parents' ATTACH lock until it commits).
-            partitions.make(conn, batch_id)
+        )
         valid = invalid = 0
         # Rows may come already written as COPY tuples of INPUT_TYPES, numbered as below
         # (webapp.upload.csv_reader.CsvRows.copy_blocks, from C): then no Python runs per row,

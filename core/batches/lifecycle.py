@@ -14,13 +14,13 @@ Two rules to keep (docs/design.md, "Guarantees"):
 from __future__ import annotations
 
 import logging
-import time
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row, namedtuple_row
 
 from core.batches import partitions, summaries
+from core.batches.budget import Budget, BudgetSpent
 from core.batches.model import Batch
 from core.batches.store import batch_statement, get
 from core.errors import Conflict
@@ -109,16 +109,25 @@ def sweep_done_chunks(conn: psycopg.Connection, limit: int = 10_000) -> int:
     return conn.execute(q("chunks_sweep_done"), {"limit": limit}).rowcount
 
 
-def purge(conn: psycopg.Connection, older_than_seconds: float, *, everything: bool = False) -> int:
+def purge(
+    conn: psycopg.Connection,
+    older_than_seconds: float,
+    *,
+    everything: bool = False,
+    budget: Budget | None = None,
+) -> int:
     """Mark deleted the finished batches past their expiry: their own ``expires_after`` after they
     finished, or ``older_than_seconds`` for those without one (0: kept). Up to PURGE_BATCHES at a
     time; a batch with a chunk still in a runner's hands waits. With ``everything`` (the operator's
     ``purge --older-than``), every batch finished longer ago than that goes, whatever it asked for.
-    How many; :func:`reap` removes their rows."""
+    How many; :func:`reap` removes their rows. Within ``budget``, its lock waits included, if given."""
+    bound = budget.bound if budget is not None else lambda conn: None
     params = {"older_than_seconds": older_than_seconds, "limit": PURGE_BATCHES, "everything": everything}
     marked = 0
     with conn.cursor(row_factory=namedtuple_row) as cur:
+        bound(conn)
         for expired in cur.execute(q("batches_expired"), params).fetchall():
+            bound(conn)
             with conn.transaction():
                 marked += cur.execute(q("batches_mark_deleted"), {"batch_id": expired.id}).fetchone().marked
     return marked
@@ -138,11 +147,16 @@ def _reap_statement(name: str, table: str, key: str) -> sql.Composed:
 
 
 def reap(
-    conn: psycopg.Connection, budget_seconds: float, step: int = REAP_STEP_ROWS, older_than_seconds: float = 0
+    conn: psycopg.Connection,
+    budget_seconds: float | Budget,
+    step: int = REAP_STEP_ROWS,
+    older_than_seconds: float = 0,
 ) -> int:
     """Remove deleted batches' rows in ranges of ``step`` keys, each its own short transaction and one
-    range of a primary key, for about ``budget_seconds`` at most; the batch row goes last. The
-    number of rows removed.
+    range of a primary key, within ``budget_seconds`` (or a turn's :class:`Budget`), every lock wait
+    included; the batch row goes last. The number of rows removed. A lock not granted within what is
+    left of the budget ends it: logged, or, for a turn's :class:`Budget`, raised as
+    :class:`BudgetSpent` (its ``removed`` says how many rows went first), which ends the turn.
 
     First, partitions whose batches are all deleted are detached and dropped whole
     (:func:`core.batches.partitions.drop_whole`); the rows of a deleted batch whose partition is
@@ -151,27 +165,48 @@ def reap(
 
     ``conn`` must be in autocommit mode, so each step commits on its own.
     """
-    deadline = time.monotonic() + budget_seconds
-    removed = 0
-    partitions.drop_whole(conn, deadline)
+    budget = budget_seconds if isinstance(budget_seconds, Budget) else Budget(budget_seconds)
+    removed = [0]
+    try:
+        with budget.applied(conn):
+            partitions.drop_whole(conn, budget)
+            return _reap_rows(conn, budget, step, older_than_seconds, removed)
+    except BudgetSpent as spent:
+        spent.removed = removed[0]
+        if budget is budget_seconds:
+            raise  # the turn's: it ends the turn
+        log.log(logging.INFO if spent.lock_wait else logging.DEBUG, "reaping stopped: %s", spent)
+        return removed[0]
+
+
+def _reap_rows(
+    conn: psycopg.Connection, budget: Budget, step: int, older_than_seconds: float, removed: list[int]
+) -> int:
+    """reap's row by row part; ``removed[0]`` counts the rows as they go."""
     params = {"limit": 10, "wait_seconds": partitions.WAIT_SECONDS, "older_than_seconds": older_than_seconds}
     with conn.cursor(row_factory=namedtuple_row) as cur:
+        budget.bound(conn)
         doomed = [row.id for row in cur.execute(q("batches_deleted"), params).fetchall()]
         for batch_id in doomed:
             for table, key in _ROW_TABLES:
+                budget.bound(conn)
                 span = cur.execute(_reap_statement("batches_reap_span", table, key), {"batch_id": batch_id})
                 low, high = span.fetchone()
                 for start in range(low or 0, (high or -1) + 1, step):
-                    if time.monotonic() > deadline:
-                        return removed
+                    if budget.spent():
+                        return removed[0]
+                    budget.bound(conn)
                     params = {"batch_id": batch_id, "low": start, "high": start + step - 1}
-                    removed += cur.execute(_reap_statement("batches_reap_range", table, key), params).rowcount
+                    statement = _reap_statement("batches_reap_range", table, key)
+                    removed[0] += cur.execute(statement, params).rowcount
             # Its chunks (done ones, if any) by themselves first, then the row: chunks before the
             # batch row, as every statement locks them.
+            budget.bound(conn)
             cur.execute(q("chunks_delete_done"), {"batch_id": batch_id})
+            budget.bound(conn)
             cur.execute(q("batches_reap_row"), {"batch_id": batch_id})
             log.info("batch %s: every row removed", batch_id)
-    return removed
+    return removed[0]
 
 
 def forget_idempotency_keys(conn: psycopg.Connection, ttl_seconds: float) -> int:

@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg.errors import InsufficientPrivilege, LockNotAvailable
 from psycopg.rows import namedtuple_row
 
+from core.batches.budget import Budget
 from core.connections import milliseconds
 from core.queries import q
 
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 #: How long the rows of a deleted batch wait for their partition to be dropped whole, at most.
 WAIT_SECONDS = 3600.0
-#: The longest a detach or a drop waits for a lock, per attempt, and the attempts per turn.
+#: The longest a detach or a drop waits for a lock, per attempt (less when less is left of the
+#: reaper's budget), and the attempts per turn.
 LOCK_TIMEOUT_SECONDS = 1.0
 LOCK_ATTEMPTS = 2
 #: The advisory lock class of a range (batch_partitions_ensure holds it shared); key = first id / span.
@@ -62,8 +64,25 @@ def make_ahead(conn: psycopg.Connection) -> None:
             conn.execute(q("batch_results_partitions_make_ahead"))
     except LockNotAvailable as exc:
         log.info("partitions not made ahead this turn: %s", exc.diag.message_primary)
-    except InsufficientPrivilege as exc:  # a BYPASSRLS runner that does not own the tables
+    except InsufficientPrivilege as exc:  # the runner's role lost the owner's privileges since it started
         log.warning("cannot make partitions ahead (%s); uploads make their own", exc.diag.message_primary)
+
+
+def upkeep_refusal(conn: psycopg.Connection) -> str | None:
+    """Why this connection's login cannot keep the partitions (None: it can, or the tables are not
+    made yet). Detaching needs ``DETACH PARTITION … CONCURRENTLY``, which no function can run (it
+    cannot run inside a transaction), so only the tables' owner, a member of its role with its
+    privileges, or a superuser can drop a range: a runner is one of them (jobrunner.__main__)."""
+    with conn.cursor(row_factory=namedtuple_row) as cur:
+        keeper = cur.execute(q("batch_results_partitions_keeper")).fetchone()
+    if keeper.may_keep:
+        return None
+    return (
+        f"DATABASE_URL's role {keeper.login} may not make or drop the partitions of batch_inputs, "
+        f"batch_results, batch_row_errors and batch_result_keys, which {keeper.owner} owns, so deleted "
+        f"batches' partitions would never be dropped: run runners as {keeper.owner}, a superuser, or a "
+        f"login granted its role (as a superuser: GRANT {keeper.owner} TO {keeper.login};)"
+    )
 
 
 def _span(conn: psycopg.Connection) -> int:
@@ -75,65 +94,75 @@ def _span(conn: psycopg.Connection) -> int:
 DROPPING = "Being detached and dropped by the purge (core/batches/partitions.py)."
 
 
-def _detach_and_drop(conn: psycopg.Connection, table: str, partition: str, pending: bool) -> None:
+def _detach_and_drop(
+    conn: psycopg.Connection, table: str, partition: str, pending: bool, budget: Budget
+) -> None:
     parent, part = sql.Identifier(table), sql.Identifier(partition)
+    budget.bound(conn, LOCK_TIMEOUT_SECONDS)
     conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(part, sql.Literal(DROPPING)))
     how = sql.SQL("FINALIZE" if pending else "CONCURRENTLY")
     for attempt in range(1, LOCK_ATTEMPTS + 1):
+        budget.bound(conn, LOCK_TIMEOUT_SECONDS)
         try:
             conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} {}").format(parent, part, how))
             break
-        except LockNotAvailable:
-            if attempt == LOCK_ATTEMPTS:
+        except LockNotAvailable as exc:
+            if attempt == LOCK_ATTEMPTS or budget.ended_by(exc) is not None:
                 raise
             # A CONCURRENTLY cut short leaves the partition pending: finish that one instead.
+            budget.bound(conn)
             pending = conn.execute(
                 "SELECT detach_pending FROM batch_partitions WHERE partition = %s", (partition,)
             ).fetchone()
             how = sql.SQL("FINALIZE" if pending and pending[0] else "CONCURRENTLY")
             if pending is None:  # detached after all
                 break
-            time.sleep(0.1)
+            time.sleep(min(0.1, max(0.0, budget.left())))
+    budget.bound(conn, LOCK_TIMEOUT_SECONDS)
     conn.execute(sql.SQL("DROP TABLE {}").format(part))
 
 
-def _drop_orphans(conn: psycopg.Connection, deadline: float, limit: int) -> None:
-    """Drop the partitions a stopped runner detached but did not drop (under the caller's
-    lock_timeout), until ``deadline``; one that cannot go is logged and left for the operator."""
+def _drop_orphans(conn: psycopg.Connection, budget: Budget, limit: int) -> None:
+    """Drop the partitions a stopped runner detached but did not drop, within ``budget``; one that
+    cannot go is logged and left for the operator."""
     params = {"limit": limit, "mark": DROPPING}
+    budget.bound(conn)
     for (orphan,) in conn.execute(q("batch_results_partitions_orphaned"), params).fetchall():
-        if time.monotonic() > deadline:
+        if budget.spent():
             return
+        budget.bound(conn, LOCK_TIMEOUT_SECONDS)
         try:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(orphan)))
+        except LockNotAvailable as exc:
+            if budget.ended_by(exc) is not None:
+                raise
+            log.info("partition %s, detached earlier, not dropped this turn: %s", orphan, exc)
+            continue
         except psycopg.Error as exc:  # e.g. a view someone made on it
             log.warning("partition %s, detached earlier, cannot be dropped: %s", orphan, exc)
             continue
         log.info("partition %s, detached earlier but not dropped: dropped", orphan)
 
 
-def drop_whole(conn: psycopg.Connection, deadline: float, limit: int = 20) -> int:
-    """Detach and drop the partitions whose batches are all deleted or gone, until ``deadline``
-    (time.monotonic()); how many ranges went. ``conn`` must be in autocommit mode (DETACH …
+def drop_whole(conn: psycopg.Connection, budget: Budget, limit: int = 20) -> int:
+    """Detach and drop the partitions whose batches are all deleted or gone, within ``budget``
+    (its lock waits included); how many ranges went. ``conn`` must be in autocommit mode (DETACH …
     CONCURRENTLY cannot run in a transaction block). The reaper then removes the batch rows.
-    Partitions left detached and not dropped by a runner that stopped in between go first."""
+    Partitions left detached and not dropped by a runner that stopped in between go first.
+    A lock the budget's rest could not wait for raises :class:`~core.batches.budget.BudgetSpent`."""
+    budget.bound(conn)
     with conn.cursor(row_factory=namedtuple_row) as cur:
         found = cur.execute(q("batch_results_partitions_droppable"), {"limit": limit}).fetchall()
-    saved = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
-    conn.execute("SELECT set_config('lock_timeout', %s, false)", (str(milliseconds(LOCK_TIMEOUT_SECONDS)),))
-    try:
-        _drop_orphans(conn, deadline, limit)
-        return _drop_ranges(conn, found, deadline, limit) if found else 0
-    finally:
-        conn.execute("SELECT set_config('lock_timeout', %s, false)", (saved,))
+    _drop_orphans(conn, budget, limit)
+    return _drop_ranges(conn, found, budget, limit) if found else 0
 
 
-def _drop_ranges(conn: psycopg.Connection, found: list, deadline: float, limit: int) -> int:
+def _drop_ranges(conn: psycopg.Connection, found: list, budget: Budget, limit: int) -> int:
     """drop_whole's work on the droppable partitions ``found``, range by range, each under its locks."""
     span = _span(conn)
     dropped = 0
     for (first, end), parts in groupby(found, key=lambda p: (p.first_batch, p.end_batch)):
-        if time.monotonic() > deadline:
+        if budget.spent():
             break
         # Every range key the partition covers: one, or for the legacy partition (first NULL,
         # batches from before 0012, up to the next multiple of the span) all from 0, since new
@@ -149,15 +178,21 @@ def _drop_ranges(conn: psycopg.Connection, found: list, deadline: float, limit: 
             if len(held) < len(keys):
                 continue  # an upload in flight writes to it: not droppable after all
             # Again, holding the range: an upload may have committed its batch since.
+            budget.bound(conn)
             with conn.cursor(row_factory=namedtuple_row) as cur:
                 still = cur.execute(q("batch_results_partitions_droppable"), {"limit": limit}).fetchall()
             if not any((p.first_batch, p.end_batch) == (first, end) for p in still):
                 continue
             for part in parts:
-                _detach_and_drop(conn, part.table_name, part.partition, part.detach_pending)
+                _detach_and_drop(conn, part.table_name, part.partition, part.detach_pending, budget)
             dropped += 1
             log.info("batches %s to %d: partitions detached and dropped", first or "(first)", end - 1)
-        except (LockNotAvailable, InsufficientPrivilege) as exc:
+        except LockNotAvailable as exc:
+            if budget.ended_by(exc) is not None:
+                raise
+            log.info("partitions of batches to %d not dropped this turn: %s", end - 1, exc)
+            break
+        except InsufficientPrivilege as exc:
             log.warning("partitions of batches to %d not dropped this turn: %s", end - 1, exc)
             break
         finally:

@@ -32,9 +32,9 @@ SELECT (SELECT name FROM found) AS name,
        EXISTS (SELECT 1 FROM api_keys) AS keys_exist;
 
 -- name: api_keys_runner_sees_every_row
--- Whether this login bypasses the row-level security of batches (superuser, BYPASSRLS, or the tables' owner), as runners must; true before the migrations made the table.
+-- Whether this login bypasses the row-level security of batches (superuser, BYPASSRLS, or the tables' owner or a member of the owner's role, with its privileges), as runners must; true before the migrations made the table.
 SELECT coalesce(
-    (SELECT r.rolsuper OR r.rolbypassrls OR c.relowner = r.oid
+    (SELECT r.rolsuper OR r.rolbypassrls OR pg_has_role(r.oid, c.relowner, 'USAGE')
      FROM pg_class AS c, pg_roles AS r
      WHERE c.oid = to_regclass('batches') AND r.rolname = current_user),
     true) AS sees_every_row;

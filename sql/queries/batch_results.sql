@@ -80,6 +80,13 @@ LIMIT %(limit)s;
 -- Make sure the partitions of every partitioned batch table that hold one batch exist (make = false: only whether they do), and keep the purge off them until commit (core/batches/partitions.py).
 SELECT batch_partitions_ensure(%(batch_id)s, %(make)s) AS covered;
 
+-- name: batch_results_partitions_keeper
+-- Whether this login may make, detach and drop the partitions of the row tables (their owner, a member of the owner's role with its privileges, or a superuser), and who owns them; true before the migrations made the tables.
+SELECT coalesce(pg_has_role(current_user, c.relowner, 'USAGE'), true) AS may_keep,
+       pg_get_userbyid(c.relowner) AS owner, current_user AS login
+FROM (SELECT to_regclass('public.batch_results') AS oid) AS t
+LEFT JOIN pg_class AS c ON c.oid = t.oid;
+
 -- name: batch_results_partitions_make_ahead
 -- Make the partitions of the next batch ids to be handed out, and of the range after them, ahead of the uploads (runners' housekeeping).
 SELECT batch_partitions_ensure(CASE WHEN is_called THEN last_value + 1 ELSE last_value END

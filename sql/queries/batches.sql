@@ -1,9 +1,13 @@
+-- name: batches_next_id
+-- An upload's batch id, taken before its transaction, in the short one that makes its partitions (core/batches/ingest.py reserve_id); a failed upload leaves a gap.
+SELECT nextval('batches_id_seq') AS id;
+
 -- name: batches_insert
--- Create a batch owned by the uploading client (inside the upload transaction, so a failed upload leaves nothing).
-INSERT INTO batches (public_id, chunk_size, source_filename, client, metadata, expires_after, callback_url)
-VALUES (%(public_id)s, %(chunk_size)s, %(source_filename)s, %(client)s, %(metadata)s, %(expires_after)s,
-        %(callback_url)s)
-RETURNING id;
+-- Create a batch owned by the uploading client, with the id reserve_id took (inside the upload transaction, so a failed upload leaves nothing).
+INSERT INTO batches (id, public_id, chunk_size, source_filename, client, metadata, expires_after, callback_url)
+OVERRIDING SYSTEM VALUE
+VALUES (%(batch_id)s, %(public_id)s, %(chunk_size)s, %(source_filename)s, %(client)s, %(metadata)s,
+        %(expires_after)s, %(callback_url)s);
 
 -- name: batches_set_counts
 -- Record how many data rows the upload read and how many it set aside, and the columns it kept, once the COPY has finished.

@@ -176,3 +176,89 @@ def test_a_runner_whose_role_is_subject_to_row_security_refuses_to_start(superus
         with __import__("psycopg").connect(url, autocommit=True) as conn:
             conn.execute("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM plain_runner")
         superuser.execute("DROP ROLE plain_runner")
+
+
+def _runner(url: str, login: str, owner: str, *args: str, timeout: float = 60):  # type: ignore[no-untyped-def]
+    """``python -m jobrunner`` as ``login`` in the database ``url`` (owned by ``owner``)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import REPO
+
+    env = dict(
+        os.environ,
+        DATABASE_URL=url.replace(f"postgresql://{owner}@", f"postgresql://{login}@", 1),
+        MIGRATE_ON_START="false",
+        PYTHONPATH=str(REPO),
+        RELEASE_EXPIRED_SECONDS="0.5",
+        POLL_SECONDS="0.5",
+    )
+    command = [sys.executable, "-m", "jobrunner", *args]
+    return subprocess.Popen(
+        command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def test_a_runner_that_may_not_drop_partitions_refuses_to_start_and_a_member_of_the_owner_keeps_them(
+    superuser, owner
+):
+    import signal
+
+    import psycopg
+
+    from core.migrations import migrate
+    from tests.helpers import make_csv, wait_for
+    from tests.integration.helpers import upload_into
+
+    url, user = owner
+    superuser.execute(f"GRANT sentiment_web, sentiment_web_admin TO {user}")
+    migrate(url)
+    superuser.execute("DROP ROLE IF EXISTS bypass_runner")
+    superuser.execute("DROP ROLE IF EXISTS member_runner")
+    # Sees every row, may read and write every table, owns none: scoring it could do, dropping not.
+    superuser.execute("CREATE ROLE bypass_runner LOGIN BYPASSRLS")
+    superuser.execute(f"CREATE ROLE member_runner LOGIN IN ROLE {user}")  # the owner's privileges
+    member = None
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO bypass_runner"
+            )
+            conn.execute("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO bypass_runner")
+        for args in ((), ("purge", "--older-than", "0")):
+            refused = _runner(url, "bypass_runner", user, *args)
+            try:
+                output = refused.communicate(timeout=60)[0]
+            finally:
+                if refused.poll() is None:  # it started instead: stopped, and the test fails below
+                    refused.kill()
+                    output = refused.communicate()[0]
+            assert refused.returncode == 2, output
+            assert "bypass_runner may not make or drop the partitions" in output
+            assert f"GRANT {user} TO bypass_runner;" in output
+
+        # A login granted the owner's role makes partitions ahead and drops a deleted range whole.
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT setval('batches_id_seq', 29)")
+            upload_into(url, make_csv(["nice", "awful"]))  # batch 30 ...
+            conn.execute("UPDATE batches SET deleted_at = now()")  # ... deleted: range 30 closes at 40
+            conn.execute("SELECT setval('batches_id_seq', 40)")
+            member = _runner(url, "member_runner", user)
+            gone = "SELECT count(*) = 0 FROM batch_partitions WHERE partition = 'batch_results_p30'"
+            wait_for(lambda: conn.execute(gone).fetchone()[0], timeout=60)
+            made = "SELECT count(*) = 1 FROM batch_partitions WHERE partition = 'batch_results_p50'"
+            wait_for(lambda: conn.execute(made).fetchone()[0], timeout=60)  # ahead of ids 41 and 51
+            owners = conn.execute(
+                "SELECT DISTINCT tableowner FROM pg_tables WHERE tablename LIKE 'batch_results_p%'"
+            ).fetchall()
+            assert owners == [(user,)]
+    finally:
+        if member is not None:
+            member.send_signal(signal.SIGTERM)
+            member.communicate(timeout=30)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM bypass_runner")
+            conn.execute("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM bypass_runner")
+        superuser.execute("DROP ROLE bypass_runner")
+        superuser.execute("DROP ROLE member_runner")
