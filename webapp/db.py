@@ -96,6 +96,12 @@ def connection() -> AbstractContextManager[psycopg.Connection]:
     return get_pool().caller_connection(caller())
 
 
+def bulk_connection() -> AbstractContextManager[psycopg.Connection]:
+    """As :func:`connection`, with BULK_STATEMENT_TIMEOUT: for a whole-batch pass (an export's read,
+    a column's first group summary)."""
+    return get_pool().caller_connection(caller(), bulk=True)
+
+
 @contextmanager
 def upload_connection() -> Iterator[tuple[psycopg.Connection, int]]:
     """As :func:`connection`, with BULK_STATEMENT_TIMEOUT for the upload's COPY, and the upload's
