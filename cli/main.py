@@ -51,8 +51,15 @@ def parser() -> Parser:
         epilog="Exit codes: 0 completed, 2 completed_with_errors, 3 cancelled, 1 usage or HTTP error.",
     )
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    upload = commands.add_parser("upload", help="upload a CSV (or .csv.gz); prints the batch id")
-    upload.add_argument("file", type=Path, help="the CSV file (id,text), plain or gzip-compressed")
+    upload = commands.add_parser(
+        "upload", help="upload a CSV, JSON Lines or .xlsx file (or .csv.gz, .jsonl.gz); prints the batch id"
+    )
+    upload.add_argument(
+        "file",
+        type=Path,
+        help="the file (id and text columns): .csv, .jsonl or .ndjson (one JSON object per line), or "
+        ".xlsx; plain or gzip-compressed",
+    )
     upload.add_argument("--wait", action="store_true", help="wait until the batch finishes")
     upload.add_argument("--out", type=Path, help="then write its results.csv here (implies --wait)")
     upload.add_argument(

@@ -4,8 +4,9 @@ inflated (and filtered by sentiment) as it arrives.
 The form's fields come before the file part, because the service reads the
 upload as it arrives: ``metadata`` (a JSON object) and ``callback_url`` are
 sent only when given. The file is sent as it is, a ``.csv.gz`` too (the
-service inflates gzip files). Downloads ask for ``Accept-Encoding: gzip``
-and inflate block by block; neither way is a whole file held in memory.
+service inflates gzip files), with the media type its name says (CSV, JSON
+Lines or ``.xlsx``). Downloads ask for ``Accept-Encoding: gzip`` and inflate
+block by block; neither way is a whole file held in memory.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def upload_form(path: Path, fields: dict[str, str], on_bytes: Callable[[int], No
     )
     with path.open("rb") as file:
         gzipped = file.read(2) == GZIP_MAGIC
-    file_type = "application/gzip" if gzipped else "text/csv"
+    file_type = "application/gzip" if gzipped else media_type(path.name)
     head += (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{_quoted(path.name)}"\r\n'
         f"Content-Type: {file_type}\r\n\r\n"
@@ -60,6 +61,20 @@ def upload_form(path: Path, fields: dict[str, str], on_bytes: Callable[[int], No
         yield tail
 
     return Form(f"multipart/form-data; boundary={boundary}", len(head) + size + len(tail), body)
+
+
+#: The file part's Content-Type by the file's name; the service reads a part named *.jsonl or *.xlsx
+#: as such whatever its type, and the type says the same to anything in between.
+MEDIA_TYPES = {
+    ".jsonl": "application/x-ndjson",
+    ".ndjson": "application/x-ndjson",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+def media_type(name: str) -> str:
+    """The media type of a file that is not gzip, by its name: CSV unless it says otherwise."""
+    return MEDIA_TYPES.get(Path(name).suffix.lower(), "text/csv")
 
 
 def _quoted(name: str) -> str:
