@@ -10,6 +10,8 @@ import json
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from core.batches.model import EXPORT_COLUMNS
 from tests.helpers import sample_texts
@@ -307,3 +309,83 @@ def test_sheet_on_json_lines_is_a_400(client, db):
     answer = post_file(client, b'{"text": "a"}\n', "x.jsonl", query="?sheet=S")
     assert "read as JSON Lines" in assert_problem(answer, 400, "invalid-parameter")["detail"]
     assert_nothing_written(db)
+
+
+KEYS = ["id", "ID", "text", "Text", " text ", "lang", "LANG", "n", "", "k\u00e9y", "nested"]
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**30), 10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["good", "I love it", "awful", "", "  ", "a\x00b", "x" * 301, "😀 \u2028 é", "\ud800"]),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=6,
+)
+RAW_LINES = [
+    "",
+    "   ",
+    "not json",
+    "[1, 2]",
+    "NaN",
+    '{"text": "a"',
+    '{"text": "tab\there"}',
+    '{"text": "a"} x',
+]
+
+
+@st.composite
+def json_lines_bytes(draw: st.DrawFn) -> bytes:
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=300))
+    lines = []
+    for _ in range(draw(st.integers(0, 10))):
+        if draw(st.integers(0, 3)) == 0:
+            lines.append(draw(st.sampled_from(RAW_LINES)))
+        else:
+            found = draw(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=5))
+            lines.append(json.dumps(found, ensure_ascii=draw(st.booleans())))
+    text = "".join(line + draw(st.sampled_from(["\n", "\r\n"])) for line in lines)
+    data = text.encode("utf-8", "surrogatepass")
+    if draw(st.booleans()):
+        data = data[: draw(st.integers(0, len(data)))]
+    return data
+
+
+@pytest.fixture
+def short_texts_app(database_url):
+    app = create_app({"database_url": database_url, "migrate_on_start": False, "max_text_chars": 300})
+    yield app
+    app.extensions["db_pool"].close()
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=json_lines_bytes(), multipart=st.booleans(), strict=st.booleans())
+def test_any_json_lines_upload_is_accepted_exactly_or_refused_cleanly(
+    short_texts_app, db, data, multipart, strict
+):
+    client = short_texts_app.test_client()
+    before = table_counts(db)
+    query = "?strict=true" if strict else ""
+    if multipart:
+        response = post_file(client, data, "x.jsonl", query=query)
+    else:
+        response = client.post(f"/batch/upload{query}", data=data, content_type="application/x-ndjson")
+    assert response.status_code < 500, response.get_data(as_text=True)
+    if response.status_code != 202:
+        assert_problem(response, response.status_code)
+        assert_nothing_written(db, before=before)
+        return
+    created = response.get_json()
+    assert created["invalid_count"] < created["total_count"]
+    score_everything(db)
+    status = client.get(f"/batch/{created['batch_id']}").get_json()
+    assert status["processed_count"] + status["invalid_count"] == status["total_count"]
+    rows = everything(client, created["batch_id"])
+    assert len(rows) == status["processed_count"]
+    names = {tuple(row["fields"]) for row in rows if "fields" in row}
+    assert len(names) <= 1  # every row has every kept column, in one order
+    if names:
+        assert len(rows) == sum(1 for row in rows if "fields" in row)
