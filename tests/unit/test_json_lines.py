@@ -209,3 +209,13 @@ def test_other_encodings_a_bom_and_gzip():
 def test_a_line_may_hold_line_separators_inside_its_strings():
     rows, _ = rows_of('{"text": "one\u2028two\x85three"}\n'.encode())
     assert [(r.line, r.text) for r in rows] == [(1, "one\u2028two\x85three")]
+
+
+@pytest.mark.parametrize("depth", [100, 900, 960, 990, 1_000, 5_000])
+def test_a_value_nested_near_the_limit_is_a_row_or_a_row_problem(depth):
+    data = b'{"text": "a", "v": ' + b"[" * depth + b"]" * depth + b"}\n"
+    rows, _ = rows_of(data + b'{"text": "b"}\n', pieces=65_536)
+    assert [row.line for row in rows] == [1, 2]
+    assert rows[0].problem in (None, "invalid_json") and rows[1].problem is None
+    if rows[0].problem is None:
+        assert rows[0].fields == ("[" * depth + "]" * depth,)

@@ -34,6 +34,7 @@ from webapp.upload.csv_reader import (
     PROBLEMS_LISTED,
     UploadOptions,
     _check_counts,
+    _new_row,
     _strict_refusal,
     _too_many_rows,
 )
@@ -80,6 +81,7 @@ class JsonLinesRows:
         self._spellings: dict[str, int] = {}  # a key as written: its slot
         self._keys: list[str] = []  # every named key, as first written, for a refusal that lists them
         self._text_seen = self._id_seen = False
+        self._variants = False  # whether a column has been named by two spellings of its key
         self._valid = 0
 
     def __iter__(self) -> Iterator[StagedRow]:
@@ -94,18 +96,17 @@ class JsonLinesRows:
         try:
             for line in lines:
                 number += 1
-                if not line.strip(JSON_WHITESPACE):
+                if line[:1] != "{" and not line.strip(JSON_WHITESPACE):
                     continue
                 rows += 1
                 if rows > options.max_rows:
                     raise _too_many_rows(options.max_rows)
                 try:
                     found = parsed_object(line)
+                    objects += 1
+                    row = self._plain_row(number, found, "\\u0000" in line) or self.row(number, found)
                 except LineProblem as problem:
                     row = set_aside(number, str(number), problem.reason, problem.detail)
-                else:
-                    objects += 1
-                    row = self.row(number, found)
                 if row.problem is None:
                     self._valid += 1
                 else:
@@ -123,6 +124,41 @@ class JsonLinesRows:
         if objects:
             self._check_columns_found()
         _check_counts(rows, self._valid, problems)
+
+    def _plain_row(self, line: int, found: dict[str, Any], escaped_nul: bool) -> StagedRow | None:
+        """The row of a line that passes every rule with keys seen before, as :meth:`row` would
+        make it; None for any other line, which :meth:`row` then reads. Most lines of most files
+        are these, and this is most of an upload's time per line, so it is written out flat."""
+        if escaped_nul or self._variants:  # a NUL to set aside; keys that may name a column twice
+            return None
+        spellings = self._spellings
+        fields = [""] * len(self.field_names)
+        text = identifier = None
+        for key, value in found.items():
+            slot = spellings.get(key)
+            if slot is None:  # a key first seen here
+                return None
+            if slot >= 0:
+                fields[slot] = value if type(value) is str else cell_text(value)
+            elif slot == TEXT:
+                text = value
+            elif slot == ID:
+                identifier = value
+        if type(text) is not str or not text or len(text) > self._options.max_text_chars or text.isspace():
+            return None
+        if identifier is None:
+            client_id = str(line)
+        elif type(identifier) is str:
+            client_id = identifier
+        elif isinstance(identifier, JsonNumber):
+            client_id = str(identifier)
+        else:
+            return None
+        if len(client_id) > self._options.max_id_chars:
+            return None
+        if fields and max(map(len, fields)) > MAX_KEPT_CHARS:
+            return None
+        return _new_row(StagedRow, (line, client_id, text, None, None, tuple(fields) if fields else None))
 
     def row(self, line: int, found: dict[str, Any]) -> StagedRow:
         """The row of the object ``found`` on ``line``: to score, or set aside with its reason."""
@@ -187,6 +223,8 @@ class JsonLinesRows:
         if it names none yet; a 400 past MAX_KEPT_COLUMNS or for a name a column cannot have."""
         name = key.strip().lower()
         slot = self._columns.get(name)
+        if slot is not None and slot != SKIPPED:
+            self._variants = True
         if slot is None:
             if name == self._text_name:
                 slot, self._text_seen = TEXT, True
