@@ -389,3 +389,9 @@ def test_any_json_lines_upload_is_accepted_exactly_or_refused_cleanly(
     assert len(names) <= 1  # every row has every kept column, in one order
     if names:
         assert len(rows) == sum(1 for row in rows if "fields" in row)
+
+
+def test_json_lines_named_csv_is_refused_with_a_hint(client, db):
+    answer = post_file(client, b'{"id": 1, "text": "I love it"}\n', "reviews.csv")
+    assert "named *.jsonl" in assert_problem(answer, 400, "missing-text-column")["detail"]
+    assert_nothing_written(db)

@@ -85,11 +85,17 @@ def header_columns(
         text_index = names.index("text")
     else:
         found = ", ".join(repr(h) for h in header[:10])
-        raise bad_request(
-            "missing-text-column",
-            f"Line 1: the header must name a 'text' column (found {found}). "
+        hint = (
             "If the file has no header row, add one such as 'id,text', or name the text's column "
-            "with text_column.",
+            "with text_column."
+        )
+        if header and header[0].lstrip().startswith("{"):
+            hint = (
+                "It looks like JSON Lines, which is read as such when named *.jsonl or sent as "
+                "application/x-ndjson."
+            )
+        raise bad_request(
+            "missing-text-column", f"Line 1: the header must name a 'text' column (found {found}). {hint}"
         )
     if id_column is not None:
         id_index = _named(header, names, id_column, "id_column")
