@@ -219,3 +219,17 @@ def test_a_value_nested_near_the_limit_is_a_row_or_a_row_problem(depth):
     assert rows[0].problem in (None, "invalid_json") and rows[1].problem is None
     if rows[0].problem is None:
         assert rows[0].fields == ("[" * depth + "]" * depth,)
+
+
+def test_the_copy_tuples_hold_the_rows_numbered_as_ingest_numbers_them():
+    from webapp.upload.copy_tuples import rows_of_copy
+
+    data = (
+        b'{"id": "a", "text": "caf\\u00e9 \xe2\x98\x95", "k": [1]}\n[]\n{"text": "b"}\n{"text": ""}\n' * 3_000
+    )
+    rows, reader = rows_of(data, pieces=65_536)
+    copied = JsonLinesRows([data], UploadOptions())
+    blocks = list(copied.copy_blocks(7))
+    assert len(blocks) > 1 and copied.counts == (6_000, 6_000)
+    assert list(rows_of_copy(blocks)) == rows
+    assert copied.field_names == reader.field_names == ["k"]

@@ -85,12 +85,13 @@ class UploadRows:
 
     def copy_blocks(self, batch_id: int) -> Iterator[bytes] | None:
         rows = self._chosen()
-        return rows.copy_blocks(batch_id) if isinstance(rows, CsvRows) else None
+        return rows.copy_blocks(batch_id) if isinstance(rows, CsvRows | JsonLinesRows) else None
 
     @property
     def counts(self) -> tuple[int, int] | None:
-        """(rows to score, rows set aside) once the compiled parser's blocks are exhausted."""
-        return self._rows.counts if isinstance(self._rows, CsvRows) else None
+        """(rows to score, rows set aside) once the COPY blocks (the compiled CSV parser's, or a JSON
+        Lines file's) are exhausted."""
+        return self._rows.counts if isinstance(self._rows, CsvRows | JsonLinesRows) else None
 
     def __iter__(self) -> Iterator[StagedRow]:
         return iter(self._chosen())

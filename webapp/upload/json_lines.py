@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from core.batches.ingest import StagedRow
+from webapp.upload.copy_tuples import copy_of_rows
 from webapp.upload.csv_reader import (
     PROBLEMS_LISTED,
     UploadOptions,
@@ -83,9 +84,20 @@ class JsonLinesRows:
         self._text_seen = self._id_seen = False
         self._variants = False  # whether a column has been named by two spellings of its key
         self._valid = 0
+        self._counts: list[int] = []
 
     def __iter__(self) -> Iterator[StagedRow]:
         return self._rows()
+
+    def copy_blocks(self, batch_id: int) -> Iterator[bytes]:
+        """The rows as batch_inputs' binary COPY tuples for ``batch_id``; :attr:`counts` once
+        exhausted."""
+        return copy_of_rows(batch_id, self._rows(), self._counts)
+
+    @property
+    def counts(self) -> tuple[int, int] | None:
+        """(rows to score, rows set aside) once :meth:`copy_blocks` is exhausted."""
+        return (self._counts[0], self._counts[1]) if self._counts else None
 
     def _rows(self) -> Iterator[StagedRow]:
         options = self._options
