@@ -233,3 +233,32 @@ def test_the_copy_tuples_hold_the_rows_numbered_as_ingest_numbers_them():
     assert len(blocks) > 1 and copied.counts == (6_000, 6_000)
     assert list(rows_of_copy(blocks)) == rows
     assert copied.field_names == reader.field_names == ["k"]
+
+
+class Counted:
+    """Pieces of a body, counting the bytes the reader has taken."""
+
+    def __init__(self, body: bytes, size: int) -> None:
+        self.body, self.size, self.taken = body, size, 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for start in range(0, len(self.body), self.size):
+            self.taken += min(self.size, len(self.body) - start)
+            yield self.body[start : start + self.size]
+
+
+@pytest.mark.parametrize("size", [7, 4096, 65_536])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"text": "ok"}\n{"text": "' + b"a" * 2_000_000,  # a string that never closes, no newline
+        b'{"text": "ok"}\n' + b" " * 2_000_000 + b"\n",  # blank, but longer than any line may be
+    ],
+    ids=["unclosed", "blank"],
+)
+def test_a_line_past_the_limit_is_refused_before_the_rest_is_read(size, body):
+    pieces = Counted(body, size)
+    with pytest.raises(Problem) as caught:
+        list(JsonLinesRows(pieces, UploadOptions(max_line_chars=100_000)))
+    assert (caught.value.slug, caught.value.detail[:7]) == ("invalid-jsonl", "Line 2:")
+    assert pieces.taken <= 100_000 + 2 * size + 8192 < len(body)
