@@ -395,3 +395,20 @@ def test_json_lines_named_csv_is_refused_with_a_hint(client, db):
     answer = post_file(client, b'{"id": 1, "text": "I love it"}\n', "reviews.csv")
     assert "named *.jsonl" in assert_problem(answer, 400, "missing-text-column")["detail"]
     assert_nothing_written(db)
+
+
+BROWSER = {"Accept": "text/html"}
+
+
+def test_the_upload_page_takes_json_lines(client, db):
+    html = client.get("/", headers=BROWSER).get_data(as_text=True)
+    accept = html.split('accept="', 1)[1].split('"', 1)[0].split(",")
+    assert {".jsonl", ".ndjson", "application/x-ndjson", ".csv", ".xlsx"} <= set(accept)
+    form = {"file": (io.BytesIO(b'{"id": "r1", "text": "I love it", "lang": "en"}\n'), "reviews.jsonl")}
+    answer = client.post("/batch/upload", data=form, content_type="multipart/form-data", headers=BROWSER)
+    assert answer.status_code == 303
+    refused = {"file": (io.BytesIO(b'{"id": "r1", "body": "no text"}\n'), "reviews.jsonl")}
+    again = client.post("/batch/upload", data=refused, content_type="multipart/form-data", headers=BROWSER)
+    assert again.status_code == 400 and again.mimetype == "text/html"
+    assert "No line has a &#39;text&#39; key" in again.get_data(as_text=True)
+    assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == 1
