@@ -27,6 +27,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 MEDIA_TYPES = {
     ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     ".jsonl": "application/x-ndjson",
+    ".ndjson": "application/x-ndjson",
 }
 
 

@@ -356,7 +356,8 @@ CREATE TABLE batch_row_errors (
     client_id     text,
     reason        text NOT NULL
                   CHECK (reason IN ('wrong_field_count', 'empty_text', 'text_too_long', 'nul_character',
-                                    'id_too_long')),
+                                    'id_too_long', 'invalid_json', 'not_an_object', 'missing_text',
+                                    'wrong_type', 'duplicate_key')),
     detail        text NOT NULL,
     PRIMARY KEY (batch_id, error_number)
 ) PARTITION BY RANGE (batch_id);
@@ -365,7 +366,8 @@ COMMENT ON TABLE batch_row_errors IS
     'Partitioned as batch_results is.';
 COMMENT ON COLUMN batch_row_errors.error_number IS 'Position among the batch''s set-aside rows, from 1.';
 COMMENT ON COLUMN batch_row_errors.reason IS
-    'wrong_field_count, empty_text, text_too_long, nul_character or id_too_long.';
+    'wrong_field_count, empty_text, text_too_long, nul_character or id_too_long; for JSON Lines also '
+    'invalid_json, not_an_object, missing_text, wrong_type or duplicate_key.';
 COMMENT ON COLUMN batch_row_errors.client_id IS
     'The id column of the row as given, its first 1,000 characters at most.';
 

@@ -31,7 +31,7 @@ from webapp.problems import Problem, problem_of, storage_full
 from webapp.server import admission
 from webapp.upload.compression import content_decoded, gunzipped
 from webapp.upload.csv_reader import UploadOptions, check_encoding, parser_for
-from webapp.upload.file_rows import XLSX_MEDIA_TYPE, UploadRows, says_workbook
+from webapp.upload.file_rows import JSONL_MEDIA_TYPES, XLSX_MEDIA_TYPE, UploadRows, declared_format
 from webapp.upload.request_body import (
     BLANK_MEANS_UNSET,
     bad_request,
@@ -161,15 +161,15 @@ def _upload() -> Response:
         options = _upload_options(config, upload.fields, upload.headers.get("Content-Type", ""))
         filename, data = upload.filename, upload.data
         file_type = parse_options_header(upload.headers.get("Content-Type", ""))[0].lower()
-    elif media_type in CSV_MEDIA_TYPES or media_type == XLSX_MEDIA_TYPE:
+    elif media_type in CSV_MEDIA_TYPES or media_type in JSONL_MEDIA_TYPES or media_type == XLSX_MEDIA_TYPE:
         options = _upload_options(config, {}, content_type)
         filename, data, file_type = None, pieces, media_type
     else:
         received = media_type or "no Content-Type"
         raise bad_request(
             "unsupported-media-type",
-            "Send the file as multipart/form-data (field 'file'), or as text/csv or "
-            f"{XLSX_MEDIA_TYPE}, not {received}.",
+            "Send the file as multipart/form-data (field 'file'), or as text/csv, "
+            f"application/x-ndjson (JSON Lines) or {XLSX_MEDIA_TYPE}, not {received}.",
             415,
             "Unsupported media type",
         )
@@ -210,7 +210,7 @@ def _upload() -> Response:
                     gunzipped(data, config.max_upload_bytes),
                     options,
                     parser_for(config.upload_csv_parser),
-                    declared_workbook=says_workbook(filename, file_type),
+                    declared=declared_format(filename, file_type),
                     sheet=sheet,
                     max_bytes=config.max_upload_bytes,
                 ),

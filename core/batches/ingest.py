@@ -174,6 +174,15 @@ def create(
                         invalid += 1
                         problem = f"{row.problem}\t{row.detail}"
                         write((batch_id, -invalid, row.line, row.client_id, "", problem, None))
+        field_names = list(getattr(rows, "field_names", ()))
+        if widen_through := getattr(rows, "widen_through", 0):
+            # A JSON Lines file's key first seen after these rows were written: their fields are
+            # padded with empty values, so that every row has one per field name.
+            with _as_login_role(conn):
+                conn.execute(
+                    q("batch_inputs_widen_fields"),
+                    {"batch_id": batch_id, "last_row": widen_through, "width": len(field_names)},
+                )
         quota.claim_room(conn, client, quotas, valid, valid + invalid)
         if callback_url is not None and max_pending_webhooks is not None:
             quota.check_webhooks(conn, client, max_pending_webhooks, written=True)  # under the lock
@@ -186,7 +195,7 @@ def create(
             "invalid_count": invalid,
             "valid_count": valid,
             "chunk_size": chunk_size,
-            "field_names": list(getattr(rows, "field_names", ())),
+            "field_names": field_names,
         }
         conn.execute(q("chunks_insert_for_batch"), params)
         if valid >= ANALYZE_AFTER_CHUNKS * chunk_size:

@@ -262,7 +262,18 @@ EXPORT_COLUMNS = {
 }
 
 #: Why an upload sets a row aside; the schema's CHECK constraint lists the same.
-ROW_PROBLEMS = ("wrong_field_count", "empty_text", "text_too_long", "nul_character", "id_too_long")
+ROW_PROBLEMS = (
+    "wrong_field_count",
+    "empty_text",
+    "text_too_long",
+    "nul_character",
+    "id_too_long",
+    "invalid_json",
+    "not_an_object",
+    "missing_text",
+    "wrong_type",
+    "duplicate_key",
+)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ and nothing is stored."""
 
 from __future__ import annotations
 
+import csv
 import io
 import struct
 import zipfile
@@ -290,4 +291,79 @@ def test_other_binary_files_are_refused_as_today(client, db, body, name, kind):
         assert_problem(post_file(client, data, name), 400, "invalid-xlsx")
     else:
         assert kind in assert_problem(post_file(client, data, name), 400, "binary-file")["detail"]
+    assert_nothing_written(db)
+
+
+def _download(client, url: str) -> str:
+    with client.get(url) as response:  # closed: an export holds a slot of MAX_EXPORTS until then
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_data(as_text=True)
+
+
+def test_a_workbook_keeps_its_other_columns_as_the_same_rows_in_csv(client, db):
+    from datetime import date, datetime
+
+    header = ["Ticket", "created", "stars", "price", "verified", "seen", "", "Body"]
+    sheet: list[list[object]] = [header]
+    as_text: list[list[str]] = [header]
+    for index, text in enumerate(TEXTS[:40], start=1):
+        created = date(2026, 1, index % 28 + 1)
+        price = None if index == 7 else index + 0.1 + 0.15  # 0.25 to 15 digits, as Excel shows it
+        seen = datetime(2026, 2, 1, 9, index)
+        cells = [f"T-{index}", created, index % 5 + 1, price, index % 2 == 0, seen, "not kept", text]
+        sheet.append(cells)
+        as_text.append(
+            [
+                f"T-{index}",
+                created.isoformat(),
+                str(index % 5 + 1),
+                "" if price is None else f"{index}.25",
+                "TRUE" if index % 2 == 0 else "FALSE",
+                f"2026-02-01 09:{index:02d}:00",
+                "not kept",
+                text,
+            ]
+        )
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(as_text)
+    options = {"query": "?text_column=body&id_column=ticket"}
+    from_csv = finished(client, db, upload_file(client, out.getvalue().encode(), "tickets.csv", **options))
+    answer = upload_file(client, workbook(("Tickets", sheet)), "tickets.xlsx", **options)
+    from_xlsx = finished(client, db, answer)
+    assert from_xlsx["invalid_count"] == 0 and from_xlsx["processed_count"] == 40
+
+    def pages(batch_id: str) -> list[dict]:
+        rows = client.get(f"/batch/{batch_id}/results?per_page=100").get_json()["results"]
+        return [{k: v for k, v in row.items() if k != "line"} for row in rows]
+
+    xlsx_rows = pages(from_xlsx["batch_id"])
+    assert xlsx_rows == pages(from_csv["batch_id"])
+    names = ["created", "stars", "price", "verified", "seen"]  # the unnamed column is not kept
+    assert xlsx_rows[6]["fields"] == dict(zip(names, as_text[7][1:6], strict=True))
+    assert xlsx_rows[6]["fields"]["price"] == ""
+    assert xlsx_rows[0]["fields"] == {
+        "created": "2026-01-02",
+        "stars": "2",
+        "price": "1.25",
+        "verified": "FALSE",
+        "seen": "2026-02-01 09:01:00",
+    }
+    for export in ("results.csv", "results.ndjson"):
+        from_sheet = _download(client, f"/batch/{from_xlsx['batch_id']}/{export}")
+        assert from_sheet == _download(client, f"/batch/{from_csv['batch_id']}/{export}"), export
+    table = list(csv.reader(io.StringIO(_download(client, f"/batch/{from_xlsx['batch_id']}/results.csv"))))
+    assert table[0][-len(names) :] == names
+
+
+@pytest.mark.parametrize(
+    ("rows", "slug"),
+    [
+        ([["id", "text", *(f"c{n}" for n in range(51))], [1, "fine"]], "too-many-columns"),
+        ([["id", "text", "note"], [1, "fine", "ok"], [2, "fine", "n" * 2_001]], "kept-column-too-long"),
+    ],
+)
+def test_a_workbook_past_the_kept_columns_caps_is_a_400(client, db, rows, slug):
+    problem = assert_problem(post_file(client, workbook(("S", rows)), "book.xlsx"), 400, slug)
+    if slug == "kept-column-too-long":
+        assert problem["detail"].startswith("Line 3: the column 'note'")
     assert_nothing_written(db)

@@ -303,3 +303,22 @@ def test_progress_bars_whenever_stderr_is_a_terminal(server, csv_file):
     piped = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and piped.stdout == "batch-1\n"
     assert "%|" not in piped.stderr and "completed" in piped.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        ("reviews.csv", b"id,text\n", "text/csv"),
+        ("reviews.JSONL", b'{"text": "a"}\n', "application/x-ndjson"),
+        ("reviews.ndjson", b'{"text": "a"}\n', "application/x-ndjson"),
+        ("book.xlsx", b"PK\x03\x04", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        ("reviews.jsonl.gz", b"\x1f\x8b\x08\x00", "application/gzip"),
+    ],
+)
+def test_the_file_part_says_its_type_by_the_name(tmp_path, name, data, expected):
+    from cli.transfer import upload_form
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    body = b"".join(upload_form(path, {}, lambda _: None).body())
+    assert f"Content-Type: {expected}\r\n".encode() in body

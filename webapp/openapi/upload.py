@@ -6,7 +6,7 @@ from typing import Any
 
 from webapp.openapi.common import json_answer, problem_answers, query, ref
 from webapp.openapi.webhooks import CALLBACK_URL_PARAMETER
-from webapp.upload.file_rows import XLSX_MEDIA_TYPE
+from webapp.upload.file_rows import JSONL_MEDIA_TYPES, XLSX_MEDIA_TYPE
 from webapp.upload.request_body import BLANK_MEANS_UNSET
 
 #: gzip uploads (webapp.upload.compression): the body's Content-Encoding.
@@ -14,7 +14,7 @@ CONTENT_ENCODING = {
     "name": "Content-Encoding",
     "in": "header",
     "schema": {"enum": ["gzip", "x-gzip", "identity"]},
-    "description": "gzip: the body (a CSV, or the whole form) is gzip-compressed; it is inflated as it "
+    "description": "gzip: the body (the file, or the whole form) is gzip-compressed; it is inflated as it "
     "streams, and MAX_UPLOAD_BYTES and MAX_ROWS count the inflated data. Any other coding is a 415. "
     "A file that is itself gzip (reviews.csv.gz, by its magic bytes) is inflated too, without it.",
 }
@@ -36,19 +36,19 @@ SHEET = query(
     "sheet",
     {"type": "string"},
     "An .xlsx workbook's sheet to read (default: its first worksheet); an unknown one is a 400 "
-    "listing the sheets, and a CSV with it a 400.",
+    "listing the sheets, and a CSV or JSON Lines file with it a 400.",
 )
 TEXT_COLUMN = query(
     "text_column",
     {"type": "string", "minLength": 1, "maxLength": 255, "examples": ["body"]},
-    "The column of the text to score (default 'text'); trimmed, case-insensitive. A file without "
-    "it is a 400 missing-column listing the file's columns.",
+    "The column (a JSON Lines file's key) of the text to score (default 'text'); trimmed, "
+    "case-insensitive. A file without it is a 400 missing-column listing the file's columns.",
 )
 ID_COLUMN = query(
     "id_column",
     {"type": "string", "minLength": 1, "maxLength": 255, "examples": ["ticket_id"]},
-    "The column of each row's id (default 'id', else the line number); trimmed, case-insensitive. "
-    "A file without it is a 400 missing-column listing the file's columns.",
+    "The column (a JSON Lines file's key) of each row's id (default 'id', else the line number); "
+    "trimmed, case-insensitive. A file without it is a 400 missing-column listing the file's columns.",
 )
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
@@ -77,23 +77,28 @@ def upload_operation() -> dict[str, Any]:
         "properties": {
             "file": {
                 "type": "string",
-                "description": "A CSV, or an .xlsx workbook (a part named *.xlsx or of its media type).",
+                "description": "A CSV; a JSON Lines file (a part named *.jsonl or *.ndjson, or of "
+                "the type application/jsonl or application/x-ndjson); or an .xlsx workbook (a part "
+                "named *.xlsx or of its media type).",
             },
             **{option["name"]: _form_field(option) for option in OPTIONS},
         },
     }
     return {
-        "summary": "Upload a CSV or an .xlsx workbook (id,text) and start a batch",
+        "summary": "Upload a CSV, JSON Lines or .xlsx file (id, text) and start a batch",
         "description": "A browser's form submission (Accept: text/html) is answered with "
         "303 See Other to the batch's page instead, or with the form again when refused. "
-        "The file may be gzip-compressed (a .csv.gz file part or raw body, or Content-Encoding). "
-        "An .xlsx workbook is read as its first worksheet, or the one sheet names.",
+        "The file may be gzip-compressed (a .csv.gz or .jsonl.gz file part or raw body, or "
+        "Content-Encoding). A JSON Lines file holds one JSON object per line: its keys are the "
+        "columns, its bad lines are set aside by line number. An .xlsx workbook is read as its "
+        "first worksheet, or the one sheet names.",
         "parameters": [CONTENT_ENCODING, *OPTIONS, IDEMPOTENCY_KEY],
         "requestBody": {
             "required": True,
             "content": {
                 "multipart/form-data": {"schema": form},
                 "text/csv": {"schema": {"type": "string"}},
+                **{media_type: {"schema": {"type": "string"}} for media_type in JSONL_MEDIA_TYPES},
                 XLSX_MEDIA_TYPE: {"schema": {"type": "string", "contentMediaType": XLSX_MEDIA_TYPE}},
             },
         },

@@ -1,5 +1,7 @@
-"""batch_inputs' binary COPY tuples, as the compiled parser writes them, read back into rows: for
-callers that iterate over an upload's rows rather than copy them, and for the tests."""
+"""batch_inputs' binary COPY tuples: the compiled parser's read back into rows (for callers that
+iterate over an upload's rows rather than copy them, and for the tests), and rows written as them
+(:func:`copy_of_rows`, for the JSON Lines reader, where psycopg's ``write_row`` would build a text[]
+in Python for every row)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,66 @@ _TUPLE_HEAD = struct.Struct(">hiqiiii")
 _LENGTH = struct.Struct(">i")
 # A one-dimensional array's header: dimensions, has NULLs, element type, length, lower bound.
 _ARRAY_HEAD = struct.Struct(">iiiii")
+_NULL = _LENGTH.pack(-1)
+_TEXT_OID = 25
+#: About this many bytes of tuples per block handed to COPY.
+BLOCK_BYTES = 64 * 1024
+
+
+def copy_of_rows(batch_id: int, rows: Iterable[CsvRow], counts: list[int]) -> Iterator[bytes]:
+    """``rows`` as batch_inputs' binary COPY tuples (core.batches.ingest.INPUT_TYPES, without
+    signature or trailer), numbered as ingest numbers rows it writes itself: rows to score 1, 2, ...,
+    rows set aside -1, -2, ... with their problem; in blocks of about BLOCK_BYTES. ``counts`` is set
+    to [rows to score, rows set aside] once the rows are exhausted."""
+    head, length, array_head = _TUPLE_HEAD.pack, _LENGTH.pack, _ARRAY_HEAD.pack
+    valid = invalid = size = 0
+    parts: list[bytes] = []
+    for row in rows:
+        client_id = row.client_id.encode()
+        if row.problem is None:
+            valid += 1
+            text = row.text.encode()
+            if row.fields:
+                elements = [value.encode() for value in row.fields]
+                array = array_head(1, 0, _TEXT_OID, len(elements), 1) + b"".join(
+                    length(len(element)) + element for element in elements
+                )
+                values = length(len(array)) + array
+            else:
+                values = _NULL
+            part = b"".join(
+                (
+                    head(7, 8, batch_id, 4, valid, 4, row.line),
+                    length(len(client_id)),
+                    client_id,
+                    length(len(text)),
+                    text,
+                    _NULL,
+                    values,
+                )
+            )
+        else:
+            invalid += 1
+            problem = f"{row.problem}\t{row.detail}".encode()
+            part = b"".join(
+                (
+                    head(7, 8, batch_id, 4, -invalid, 4, row.line),
+                    length(len(client_id)),
+                    client_id,
+                    length(0),
+                    length(len(problem)),
+                    problem,
+                    _NULL,
+                )
+            )
+        parts.append(part)
+        size += len(part)
+        if size >= BLOCK_BYTES:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts)
+    counts[:] = [valid, invalid]
 
 
 def rows_of_copy(blocks: Iterable[bytes]) -> Iterator[CsvRow]:

@@ -28,7 +28,7 @@ def checked_row(
     else:
         client_id = ""
     if len(record) != width:
-        return _set_aside(
+        return set_aside(
             line,
             client_id,
             "wrong_field_count",
@@ -37,14 +37,14 @@ def checked_row(
     text = record[text_index]
     values = tuple(record[index] for index in kept) if kept else None
     if "\x00" in text or "\x00" in client_id or (values and any("\x00" in value for value in values)):
-        return _set_aside(line, client_id, "nul_character", "the row contains a NUL character")
+        return set_aside(line, client_id, "nul_character", "the row contains a NUL character")
     if len(client_id) > max_id_chars:
         detail = f"the id has {len(client_id):,} characters; the limit is {max_id_chars:,}"
-        return _set_aside(line, client_id, "id_too_long", detail)
+        return set_aside(line, client_id, "id_too_long", detail)
     if not text.strip():
-        return _set_aside(line, client_id, "empty_text", "the text is empty")
+        return set_aside(line, client_id, "empty_text", "the text is empty")
     if len(text) > max_text_chars:
-        return _set_aside(
+        return set_aside(
             line,
             client_id,
             "text_too_long",
@@ -58,7 +58,8 @@ def checked_row(
 KEPT_ID_CHARS = 1_000
 
 
-def _set_aside(line: int, client_id: str, reason: str, detail: str) -> CsvRow:
+def set_aside(line: int, client_id: str, reason: str, detail: str) -> CsvRow:
+    """The row of ``line``, set aside for ``reason``, keeping the first KEPT_ID_CHARS of its id."""
     # PostgreSQL text cannot hold NUL; the id is kept for people, so show it.
     kept = client_id[:KEPT_ID_CHARS].replace("\x00", "\N{SYMBOL FOR NULL}")
     return CsvRow(line, kept, "", reason, detail)
@@ -84,11 +85,17 @@ def header_columns(
         text_index = names.index("text")
     else:
         found = ", ".join(repr(h) for h in header[:10])
-        raise bad_request(
-            "missing-text-column",
-            f"Line 1: the header must name a 'text' column (found {found}). "
+        hint = (
             "If the file has no header row, add one such as 'id,text', or name the text's column "
-            "with text_column.",
+            "with text_column."
+        )
+        if header and header[0].lstrip().startswith("{"):
+            hint = (
+                "It looks like JSON Lines, which is read as such when named *.jsonl or sent as "
+                "application/x-ndjson."
+            )
+        raise bad_request(
+            "missing-text-column", f"Line 1: the header must name a 'text' column (found {found}). {hint}"
         )
     if id_column is not None:
         id_index = _named(header, names, id_column, "id_column")
@@ -111,11 +118,7 @@ def kept_columns(header: list[str], id_index: int | None, text_index: int) -> tu
         index for index, name in enumerate(header) if index not in (id_index, text_index) and name.strip()
     )
     if len(kept) > MAX_KEPT_COLUMNS:
-        raise bad_request(
-            "too-many-columns",
-            f"Line 1: the file has {len(kept):,} columns besides the text and the id; at most "
-            f"{MAX_KEPT_COLUMNS} are kept with the rows.",
-        )
+        raise too_many_kept(1, len(kept))
     for index in kept:
         name = header[index]
         if len(name) > MAX_KEPT_NAME_CHARS or "\x00" in name:
@@ -125,6 +128,15 @@ def kept_columns(header: list[str], id_index: int | None, text_index: int) -> tu
                 "without a NUL.",
             )
     return kept
+
+
+def too_many_kept(line: int, count: int, what: str = "columns") -> Problem:
+    """The 400 for a file with ``count`` kept columns, more than MAX_KEPT_COLUMNS."""
+    return bad_request(
+        "too-many-columns",
+        f"Line {line}: the file has {count:,} {what} besides the text and the id; at most "
+        f"{MAX_KEPT_COLUMNS} are kept with the rows.",
+    )
 
 
 def kept_too_long(line: int, name: str, chars: int) -> Problem:
@@ -139,10 +151,15 @@ def _named(header: list[str], names: list[str], column: str, option: str) -> int
     wanted = column.strip().lower()
     if wanted in names:
         return names.index(wanted)
-    listed = ", ".join(repr(h) for h in header[:COLUMNS_LISTED])
-    if len(header) > COLUMNS_LISTED:
-        listed += f" and {len(header) - COLUMNS_LISTED:,} more"
     raise bad_request(
         "missing-column",
-        f"Line 1: the file has no column {column!r} ({option}); its columns are {listed}.",
+        f"Line 1: the file has no column {column!r} ({option}); its columns are {listed(header)}.",
     )
+
+
+def listed(columns: list[str]) -> str:
+    """The first COLUMNS_LISTED of ``columns``, quoted, for a refusal that names them."""
+    text = ", ".join(repr(name) for name in columns[:COLUMNS_LISTED])
+    if len(columns) > COLUMNS_LISTED:
+        text += f" and {len(columns) - COLUMNS_LISTED:,} more"
+    return text or "none"

@@ -38,8 +38,9 @@ def line_too_long(max_line_chars: int) -> str:
     return f"a line is longer than {max_line_chars:,} characters (no line ends?)"
 
 
-def sniffed(pieces: Iterator[bytes], encoding: str) -> Iterator[bytes]:
-    """Refuse binary files by their first 8 KiB; then pass every byte on."""
+def sniffed(pieces: Iterator[bytes], encoding: str, what: str = "CSV") -> Iterator[bytes]:
+    """Refuse binary files by their first 8 KiB; then pass every byte on. ``what`` names the text
+    the file should have been, in the refusal."""
     head = b""
     for piece in pieces:
         head += piece
@@ -48,18 +49,18 @@ def sniffed(pieces: Iterator[bytes], encoding: str) -> Iterator[bytes]:
     sample = head[:SNIFF_BYTES]
     for magic, kind in _MAGIC:
         if sample.startswith(magic):
-            raise bad_request("binary-file", f"This is {kind}, not a CSV text file.")
+            raise bad_request("binary-file", f"This is {kind}, not a {what} text file.")
     if encoding == "utf-8":
         if sample.startswith(_UTF16_BOMS):
             raise bad_request(
                 "not-utf8",
-                "The file is UTF-16 (Excel's 'Unicode text'); save it as CSV UTF-8, or upload with "
+                f"The file is UTF-16 (Excel's 'Unicode text'); save it as {what} UTF-8, or upload with "
                 "?encoding=utf-16.",
             )
         # A stray NUL in a row is a row problem; many of them mean a binary file.
         nuls = sample.count(0)
         if nuls > 64 or nuls * 10 > len(sample):
-            raise bad_request("binary-file", "The file holds many NUL bytes: it is binary, not CSV text.")
+            raise bad_request("binary-file", f"The file holds many NUL bytes: it is binary, not {what} text.")
     if head:
         yield head
     yield from pieces

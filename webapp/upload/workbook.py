@@ -14,9 +14,11 @@ workbook's shared strings table is held whole.
 
 The sheet is the first worksheet, or the one ``sheet=NAME`` names. Its first non-blank row is the
 header, with the ``id`` and ``text`` columns found as in a CSV
-(:func:`webapp.upload.csv_records.header_columns`); each later row is checked by
-:func:`~webapp.upload.csv_records.checked_row`, with the sheet's row number as its line. Cells
-become text as a CSV export writes them: whole numbers without ``.0``, TRUE/FALSE, ISO dates.
+(:func:`webapp.upload.csv_records.header_columns`), and its other named columns are kept with the
+rows under the CSV's caps (:func:`~webapp.upload.csv_records.kept_columns`); each later row is
+checked by :func:`~webapp.upload.csv_records.checked_row`, with the sheet's row number as its line.
+Cells become text as a CSV export writes them (:func:`cell_text`): whole numbers without ``.0``,
+other numbers to 15 significant digits, TRUE/FALSE, ISO 8601 dates and times.
 """
 
 from __future__ import annotations
@@ -41,7 +43,13 @@ from webapp.upload.csv_reader import (
     _strict_refusal,
     _too_many_rows,
 )
-from webapp.upload.csv_records import checked_row, header_columns
+from webapp.upload.csv_records import (
+    MAX_KEPT_CHARS,
+    checked_row,
+    header_columns,
+    kept_columns,
+    kept_too_long,
+)
 from webapp.upload.request_body import bad_request, too_large
 
 #: How many entries the archive may hold (a workbook has a dozen or so, plus a few per sheet).
@@ -64,23 +72,80 @@ _DAMAGE = (
 )
 
 
-def workbook_rows(
-    pieces: Iterable[bytes], options: UploadOptions, sheet: str | None, max_bytes: int
-) -> Iterator[StagedRow]:
-    """Every data row of the workbook's sheet, valid or set aside, in sheet order; read when iterated."""
-    with tempfile.TemporaryFile(prefix="upload-", suffix=".xlsx") as spool:
-        spool_pieces(pieces, spool, max_bytes)
-        spool.seek(0)
-        check_archive(spool, max_bytes)
-        spool.seek(0)
-        try:
-            workbook = load_workbook(spool, read_only=True, data_only=True, keep_links=False)
-        except _DAMAGE as exc:
-            raise invalid_workbook(f"it cannot be opened ({type(exc).__name__}: {str(exc)[:200]})") from exc
-        try:
-            yield from _sheet_rows(_worksheet(workbook, sheet), options)
-        finally:
-            workbook.close()
+class WorkbookRows:
+    """Every data row of the workbook's sheet, valid or set aside, in sheet order; read when iterated.
+    :attr:`field_names` are the header's kept columns once it is read."""
+
+    def __init__(
+        self, pieces: Iterable[bytes], options: UploadOptions, sheet: str | None, max_bytes: int
+    ) -> None:
+        self._pieces, self._options, self._sheet, self._max_bytes = pieces, options, sheet, max_bytes
+        #: The kept columns' names, in sheet order, once the header is read (the batch's field_names).
+        self.field_names: list[str] = []
+
+    def __iter__(self) -> Iterator[StagedRow]:
+        with tempfile.TemporaryFile(prefix="upload-", suffix=".xlsx") as spool:
+            spool_pieces(self._pieces, spool, self._max_bytes)
+            spool.seek(0)
+            check_archive(spool, self._max_bytes)
+            spool.seek(0)
+            try:
+                workbook = load_workbook(spool, read_only=True, data_only=True, keep_links=False)
+            except _DAMAGE as exc:
+                raise invalid_workbook(
+                    f"it cannot be opened ({type(exc).__name__}: {str(exc)[:200]})"
+                ) from exc
+            try:
+                yield from self._sheet_rows(_worksheet(workbook, self._sheet))
+            finally:
+                workbook.close()
+
+    def _sheet_rows(self, worksheet: Any) -> Iterator[StagedRow]:
+        options = self._options
+        records = _records(worksheet)
+        header = next((record for _, record in records if record), None)
+        if header is None:
+            raise bad_request(
+                "empty-file",
+                f"The sheet {worksheet.title!r} is empty: expected a header row naming 'id' and 'text'.",
+            )
+        id_index, text_index = header_columns(header, options.text_column, options.id_column)
+        kept = kept_columns(header, id_index, text_index)
+        self.field_names = [header[index] for index in kept]
+        width = len(header)
+        rows = valid = 0
+        problems: list[str] = []
+        for number, record in records:
+            if not record:  # a blank row
+                continue
+            rows += 1
+            if rows > options.max_rows:
+                raise _too_many_rows(options.max_rows)
+            if len(record) < width:  # empty cells at the end of a row are not written
+                record += [""] * (width - len(record))
+            if len(record) == width:  # a longer row is set aside (wrong_field_count), as in a CSV
+                for index in kept:
+                    if len(record[index]) > MAX_KEPT_CHARS:
+                        raise kept_too_long(number, header[index], len(record[index]))
+            row = checked_row(
+                number,
+                record,
+                width,
+                id_index,
+                text_index,
+                options.max_text_chars,
+                options.max_id_chars,
+                kept,
+            )
+            if row.problem is None:
+                valid += 1
+            else:
+                if options.strict:
+                    raise _strict_refusal(number, row.detail)
+                if len(problems) < PROBLEMS_LISTED:
+                    problems.append(f"row {number}: {row.detail}")
+            yield row
+        _check_counts(rows, valid, problems)
 
 
 def spool_pieces(pieces: Iterable[bytes], spool: IO[bytes], max_bytes: int) -> None:
@@ -159,40 +224,6 @@ def _records(worksheet: Any) -> Iterator[tuple[int, list[str]]]:
         ) from exc
 
 
-def _sheet_rows(worksheet: Any, options: UploadOptions) -> Iterator[StagedRow]:
-    records = _records(worksheet)
-    header = next((record for _, record in records if record), None)
-    if header is None:
-        raise bad_request(
-            "empty-file",
-            f"The sheet {worksheet.title!r} is empty: expected a header row naming 'id' and 'text'.",
-        )
-    id_index, text_index = header_columns(header, options.text_column, options.id_column)
-    width = len(header)
-    rows = valid = 0
-    problems: list[str] = []
-    for number, record in records:
-        if not record:  # a blank row
-            continue
-        rows += 1
-        if rows > options.max_rows:
-            raise _too_many_rows(options.max_rows)
-        if len(record) < width:  # empty cells at the end of a row are not written
-            record += [""] * (width - len(record))
-        row = checked_row(
-            number, record, width, id_index, text_index, options.max_text_chars, options.max_id_chars
-        )
-        if row.problem is None:
-            valid += 1
-        else:
-            if options.strict:
-                raise _strict_refusal(number, row.detail)
-            if len(problems) < PROBLEMS_LISTED:
-                problems.append(f"row {number}: {row.detail}")
-        yield row
-    _check_counts(rows, valid, problems)
-
-
 def cell_text(value: object) -> str:
     """A cell's value as a CSV export writes it."""
     if value is None:
@@ -201,8 +232,9 @@ def cell_text(value: object) -> str:
         return value
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+    if isinstance(value, float):
+        # Excel holds 15 significant digits, and shows and exports no more: 0.1 + 0.2 is 0.3.
+        return str(int(value)) if value.is_integer() else format(value, ".15g")
     if isinstance(value, datetime):
         return value.date().isoformat() if value.time() == time() else value.isoformat(sep=" ")
     if isinstance(value, date | time):
