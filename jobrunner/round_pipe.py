@@ -6,7 +6,8 @@ one :class:`Job` per round; one job runs at a time, its steps in one order:
 housekeeping, failures handed back, unscored chunks given back, the commit, the
 claim. A commit and the next claim go out as one pipeline (``finish_and_claim``), so
 a runner with fast rounds never waits for a round trip; if that pair fails, the
-round is committed alone and the claim waits for the next job. A lost connection is
+round is committed alone and the claim waits for the next job. A lost connection (or
+a read-only server: after a failover the new connection finds the new primary) is
 retried with backoff, step by step, until it works or the loop abandons the job;
 every step is guarded, so a commit after a reconnect writes only chunks still ours.
 """
@@ -37,7 +38,7 @@ from core.batches.queue import (
     give_back,
     retry_later,
 )
-from core.connections import conninfo
+from core.connections import SESSION_LOST, conninfo
 from core.migrations import migrate
 from core.queries import q
 from core.settings import Settings
@@ -48,7 +49,7 @@ from jobrunner.round_report import report_round
 log = logging.getLogger("jobrunner.runner")
 
 T = TypeVar("T")
-LOST = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+LOST = SESSION_LOST
 
 
 class Abandoned(Exception):

@@ -30,7 +30,7 @@ from psycopg.rows import class_row, namedtuple_row
 from core import webhooks
 from core.batches.model import Batch
 from core.batches.store import batch_statement
-from core.connections import conninfo
+from core.connections import SESSION_LOST, conninfo
 from core.errors import InvalidInput
 from core.queries import q
 from core.settings import Settings
@@ -110,7 +110,7 @@ class Deliverer:
                     while True:
                         if not self.attempt_one(conn):
                             self._wait(conn)
-            except psycopg.OperationalError as exc:
+            except SESSION_LOST as exc:
                 first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 log.warning("webhooks: database unavailable (%s); retrying in %.1fs", first_line, pause)
             except Exception:  # a bug: logged; the lease of what was in hand expires, nothing is lost

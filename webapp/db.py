@@ -9,6 +9,12 @@ a pooled connection carries nothing to the next request. A bare ``get_pool().con
 no batch at all: it is for sign-in, sessions and health checks. Connections have the web role's
 bounds (:mod:`core.connections`): STATEMENT_TIMEOUT, or, through ``bulk_connection()``, the
 longer BULK_STATEMENT_TIMEOUT for an upload's or an export's one long COPY.
+
+After a failover (DATABASE_URL listing several hosts, ``target_session_attrs=read-write``) the
+pool keeps only sessions on the server that takes writes: a dead one fails the check when it is
+handed out, one whose server became read-only fails :func:`core.connections.server_check`, and
+one that meets SQLSTATE 25006 in a request is closed on its way back, so the next request opens
+a new one, which libpq points at the new primary (docs/operations.md, "Failover").
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from flask import Flask, current_app, g
 from psycopg_pool import ConnectionPool
 
 from core.clients import Caller
-from core.connections import conninfo, milliseconds
+from core.connections import conninfo, milliseconds, server_check
 from core.migrations import migrate
 from core.queries import q
 from core.settings import Settings
@@ -52,6 +58,17 @@ class WebPool(ConnectionPool):
         self.statement_timeout_ms = milliseconds(statement_timeout)
         self.bulk_statement_timeout_ms = milliseconds(bulk_statement_timeout)
         super().__init__(dsn, **kwargs)
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        """psycopg_pool's, except that a session that met a read-only server is not used again."""
+        with super().connection(timeout) as conn:
+            try:
+                yield conn
+            except psycopg.errors.ReadOnlySqlTransaction:
+                # A standby, or a primary demoted or fenced: a pooled session would meet it again.
+                conn.close()
+                raise
 
     def timeout_ms(self, bulk: bool) -> int:
         """The statement timeout of this pool's transactions, in milliseconds (0: none)."""
@@ -109,7 +126,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         max_size=settings.db_pool_size,
         open=False,
         timeout=settings.db_pool_timeout,
-        check=ConnectionPool.check_connection,
+        check=server_check(settings.database_url),
         name="webapp",
     )
     pool.open(wait=False)

@@ -20,3 +20,18 @@ def test_sessions_bound_unacknowledged_data_by_themselves():
         expected = 30_000 if role == "web" else 60_000
         assert int(parameters["tcp_user_timeout"]) == expected, role
         assert f"tcp_user_timeout={expected}" in parameters["options"], role
+
+
+def test_a_url_naming_several_hosts_keeps_them_all():
+    """DATABASE_URL may list a primary and its standbys for libpq to choose the writable one
+    (docs/operations.md, "Failover"): the connection string keeps every host, port and
+    target_session_attrs, with the bounds added."""
+    url = (
+        "postgresql://sentiment@db1:5432,db2:5433/sentiment?target_session_attrs=read-write&connect_timeout=3"
+    )
+    for role in ("web", "runner"):
+        parameters = conninfo_to_dict(conninfo(Settings(database_url=url), role))
+        assert (parameters["host"], parameters["port"]) == ("db1,db2", "5432,5433"), role
+        assert parameters["target_session_attrs"] == "read-write", role
+        assert (parameters["dbname"], parameters["connect_timeout"]) == ("sentiment", "3"), role
+        assert "idle_in_transaction_session_timeout" in parameters["options"], role
