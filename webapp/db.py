@@ -14,7 +14,10 @@ After a failover (DATABASE_URL listing several hosts, ``target_session_attrs=rea
 pool keeps only sessions on the server that takes writes: a dead one fails the check when it is
 handed out, one whose server became read-only fails :func:`core.connections.server_check`, and
 one that meets SQLSTATE 25006 in a request is closed on its way back, so the next request opens
-a new one, which libpq points at the new primary (docs/operations.md, "Failover").
+a new one, which libpq points at the new primary. psycopg_pool doubles its pause between
+attempts to reconnect without bound (a 30 s outage would leave the pool waiting about as long
+again once the database is back); ours stop growing at :data:`RECONNECT_MAX_DELAY`
+(docs/operations.md, "Failover").
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 import psycopg
 from flask import Flask, current_app, g
 from psycopg_pool import ConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
 
 from core.clients import Caller
 from core.connections import conninfo, milliseconds, server_check
@@ -47,6 +51,18 @@ _AS_CALLER = (
     "SELECT set_config('role', %(role)s, true), set_config('sentiment.client', %(client)s, true),"
     " set_config('statement_timeout', %(statement_timeout)s, true)"
 )
+
+
+#: The longest pause between a pool's attempts to open a connection while the database is away.
+RECONNECT_MAX_DELAY = 2.0
+
+
+class Reconnection(AttemptWithBackoff):
+    """psycopg_pool's backoff between attempts to reconnect, its pause at most RECONNECT_MAX_DELAY."""
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_MAX_DELAY)
 
 
 class WebPool(ConnectionPool):
@@ -69,6 +85,11 @@ class WebPool(ConnectionPool):
                 # A standby, or a primary demoted or fenced: a pooled session would meet it again.
                 conn.close()
                 raise
+
+    def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        # psycopg_pool's hook for each attempt to open a connection (tests/unit/test_connections.py
+        # checks it is still there): the first attempt of a series gets our capped backoff.
+        super()._add_connection(attempt or Reconnection(timeout=self.reconnect_timeout), growing)
 
     def timeout_ms(self, bulk: bool) -> int:
         """The statement timeout of this pool's transactions, in milliseconds (0: none)."""
