@@ -9,14 +9,25 @@ a vanished peer's transaction is rolled back within about a minute; ``web`` also
 STATEMENT_TIMEOUT and works as ``sentiment_web``, which row-level security applies to
 whoever DATABASE_URL names. What each bound does: docs/security.md ("Database
 sessions") and docs/operations.md ("Network partitions").
+
+DATABASE_URL may list several hosts (libpq's multi-host form, ``postgresql://u@h1:5432,h2:5432/db
+?target_session_attrs=read-write``); the string keeps them, and libpq connects to the first that
+is up and writable. :data:`SESSION_LOST` are the errors after which a session is replaced rather
+than used again, and :func:`server_check` holds a pooled session to the URL's
+``target_session_attrs`` each time it is handed out, so a server that became read-only (a
+standby, a demoted or fenced primary) is left for the one that took over (docs/operations.md,
+"Failover").
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Literal
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool
 
 from core.settings import Settings
 
@@ -27,6 +38,19 @@ Role = Literal["web", "runner"]
 #: Seconds between keepalive probes once the first went unanswered, and how many may go unanswered.
 KEEPALIVE_INTERVAL = 10
 KEEPALIVE_COUNT = 3
+
+#: Errors after which a session is dropped and a new one opened: the server is gone or ended the
+#: session, or it is read-only (SQLSTATE 25006: a standby, or a primary demoted or fenced by a
+#: failover), so a new connection is what finds the server that now takes writes.
+SESSION_LOST = (
+    psycopg.OperationalError,
+    psycopg.errors.IdleInTransactionSessionTimeout,
+    psycopg.errors.ReadOnlySqlTransaction,
+)
+
+
+class ReadOnlyServer(psycopg.OperationalError):
+    """A pooled session's server no longer takes writes, though the URL asks for one that does."""
 
 
 def milliseconds(seconds: float) -> int:
@@ -81,3 +105,27 @@ def conninfo(settings: Settings, role: Role, url: str | None = None) -> str:
         tcp_user_timeout=given.get("tcp_user_timeout") or user_timeout_ms(settings, role),
         application_name=given.get("application_name") or f"sentiment-{role}",
     )
+
+
+def server_check(url: str) -> Callable[[psycopg.Connection], None]:
+    """A pool's ``check``: the session answers, and its server is still what the URL's
+    ``target_session_attrs`` asks for (``read-write``: not read-only; ``primary``: not a standby).
+
+    libpq applies ``target_session_attrs`` only when it connects; a pooled session outlives that
+    moment. The server reports ``in_hot_standby`` and ``default_transaction_read_only`` whenever
+    they change (PostgreSQL 14 and later), and the check's empty query brings the reports in, so
+    this costs no round trip more than psycopg_pool's own check.
+    """
+    wanted = conninfo_to_dict(url).get("target_session_attrs", "any")
+
+    def check(conn: psycopg.Connection) -> None:
+        ConnectionPool.check_connection(conn)
+        standby = conn.info.parameter_status("in_hot_standby") == "on"
+        read_only = standby or conn.info.parameter_status("default_transaction_read_only") == "on"
+        if (wanted == "read-write" and read_only) or (wanted == "primary" and standby):
+            where = f"{conn.info.host}:{conn.info.port}"
+            log.warning("dropping a pooled session to %s: its server is read-only now", where)
+            conn.close()  # closed, so the pool replaces it rather than handing it out again
+            raise ReadOnlyServer(f"{where} is read-only")
+
+    return check

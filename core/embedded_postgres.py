@@ -252,6 +252,10 @@ class EmbeddedPostgres:
         if self.initialized() and self.running():
             self._run("pg_ctl", "stop", "--wait", "-m", mode, "-D", str(self.datadir / "pgdata"))
 
+    def promote(self) -> None:
+        """End a standby's recovery and wait until it takes writes (the failover tests)."""
+        self._run("pg_ctl", "promote", "--wait", "--timeout", "60", "-D", str(self.datadir / "pgdata"))
+
     def restart(self, mode: str = "fast") -> None:
         """Stop and start again with the same options (fault tests use this)."""
         self.stop(mode)

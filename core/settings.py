@@ -31,7 +31,8 @@ class DatabaseSettings:
     database_url: str = setting(
         "DATABASE_URL",
         "",
-        "libpq URL of the database, for the web app and the runners",
+        "libpq URL of the database, for the web app and the runners; may list a primary and its "
+        'standbys with `target_session_attrs=read-write` (docs/operations.md, "Failover")',
         shown="(embedded PostgreSQL under `make run`)",
     )
     read_database_url: str = setting(

@@ -9,7 +9,8 @@ its round left on the shelf, and between jobs the thread commits chunks that hav
 waited EARLY_COMMIT_SECONDS there, so a slow chunk never holds the scored ones of its
 round back. A commit and the next claim go out as one pipeline (``finish_and_claim``), so
 a runner with fast rounds never waits for a round trip; if that pair fails, the
-round is committed alone and the claim waits for the next job. A lost connection is
+round is committed alone and the claim waits for the next job. A lost connection (or
+a read-only server: after a failover the new connection finds the new primary) is
 retried with backoff, step by step, until it works or the loop abandons the job;
 every step is guarded, so a commit after a reconnect writes only chunks still ours.
 A write refused for a full disk (``core.disk_full``) is tried again the same way, on the same
@@ -43,7 +44,7 @@ from core.batches.queue import (
     give_back,
     retry_later,
 )
-from core.connections import conninfo
+from core.connections import SESSION_LOST, conninfo
 from core.disk_full import OncePer, first_line, is_disk_full
 from core.migrations import migrate
 from core.queries import q
@@ -56,7 +57,7 @@ from jobrunner.shelf import Shelf
 log = logging.getLogger("jobrunner.runner")
 
 T = TypeVar("T")
-LOST = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+LOST = SESSION_LOST
 #: A scored chunk left on the shelf this long, while its round still scores, is committed alone.
 #: Rounds are sized to about half a second, so only a round slowed by one of its chunks gets here.
 EARLY_COMMIT_SECONDS = 2.0

@@ -32,7 +32,7 @@ from psycopg.rows import class_row, namedtuple_row
 from core import webhooks
 from core.batches.model import Batch
 from core.batches.store import batch_statement
-from core.connections import conninfo
+from core.connections import SESSION_LOST, conninfo
 from core.disk_full import OncePer, is_disk_full
 from core.errors import InvalidInput
 from core.queries import q
@@ -124,7 +124,7 @@ class Deliverer:
                         else:
                             self.disk_full.cleared()
                             pause = 0.5
-            except psycopg.OperationalError as exc:
+            except SESSION_LOST as exc:
                 first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 log.warning("webhooks: database unavailable (%s); retrying in %.1fs", first_line, pause)
             except Exception:  # a bug: logged; the lease of what was in hand expires, nothing is lost

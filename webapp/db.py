@@ -7,8 +7,17 @@ transaction only, the role (``sentiment_web``, or ``sentiment_web_admin`` for an
 ``sentiment.client``, so row-level security shows it that caller's batches and nothing else, and
 a pooled connection carries nothing to the next request. A bare ``get_pool().connection()`` sees
 no batch at all: it is for sign-in, sessions and health checks. Connections have the web role's
-bounds (:mod:`core.connections`): STATEMENT_TIMEOUT, or, through ``upload_connection()`` (and
-``bulk=True``), the longer BULK_STATEMENT_TIMEOUT for an upload's or an export's one long COPY.
+bounds (:mod:`core.connections`): STATEMENT_TIMEOUT, or, through ``upload_connection()`` and
+``bulk_connection()``, the longer BULK_STATEMENT_TIMEOUT for an upload's COPY or a whole-batch pass.
+
+After a failover (DATABASE_URL listing several hosts, ``target_session_attrs=read-write``) the
+pool keeps only sessions on the server that takes writes: a dead one fails the check when it is
+handed out, one whose server became read-only fails :func:`core.connections.server_check`, and
+one that meets SQLSTATE 25006 in a request is closed on its way back, so the next request opens
+a new one, which libpq points at the new primary. psycopg_pool doubles its pause between
+attempts to reconnect without bound (a 30 s outage would leave the pool waiting about as long
+again once the database is back); ours stop growing at :data:`RECONNECT_MAX_DELAY`
+(docs/operations.md, "Failover").
 """
 
 from __future__ import annotations
@@ -23,10 +32,11 @@ from typing import Any
 import psycopg
 from flask import Flask, current_app, g
 from psycopg_pool import ConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
 
 from core import batches
 from core.clients import Caller
-from core.connections import conninfo, milliseconds
+from core.connections import conninfo, milliseconds, server_check
 from core.migrations import migrate
 from core.queries import q
 from core.settings import Settings
@@ -44,6 +54,18 @@ _AS_CALLER = (
 )
 
 
+#: The longest pause between a pool's attempts to open a connection while the database is away.
+RECONNECT_MAX_DELAY = 2.0
+
+
+class Reconnection(AttemptWithBackoff):
+    """psycopg_pool's backoff between attempts to reconnect, its pause at most RECONNECT_MAX_DELAY."""
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_MAX_DELAY)
+
+
 class WebPool(ConnectionPool):
     """The web's pool: connections bounded by STATEMENT_TIMEOUT, or by BULK_STATEMENT_TIMEOUT on demand."""
 
@@ -53,6 +75,22 @@ class WebPool(ConnectionPool):
         self.statement_timeout_ms = milliseconds(statement_timeout)
         self.bulk_statement_timeout_ms = milliseconds(bulk_statement_timeout)
         super().__init__(dsn, **kwargs)
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        """psycopg_pool's, except that a session that met a read-only server is not used again."""
+        with super().connection(timeout) as conn:
+            try:
+                yield conn
+            except psycopg.errors.ReadOnlySqlTransaction:
+                # A standby, or a primary demoted or fenced: a pooled session would meet it again.
+                conn.close()
+                raise
+
+    def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        # psycopg_pool's hook for each attempt to open a connection (tests/unit/test_connections.py
+        # checks it is still there): the first attempt of a series gets our capped backoff.
+        super()._add_connection(attempt or Reconnection(timeout=self.reconnect_timeout), growing)
 
     def timeout_ms(self, bulk: bool) -> int:
         """The statement timeout of this pool's transactions, in milliseconds (0: none)."""
@@ -130,7 +168,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         max_size=settings.db_pool_size,
         open=False,
         timeout=settings.db_pool_timeout,
-        check=ConnectionPool.check_connection,
+        check=server_check(settings.database_url),
         name="webapp",
     )
     pool.open(wait=False)

@@ -195,6 +195,9 @@ def init_app(app: Flask) -> None:
     # An InternalError, not an OperationalError: PostgreSQL ended a session left idle in a
     # transaction for IDLE_IN_TRANSACTION_TIMEOUT; the pool replaces the connection.
     app.register_error_handler(psycopg.errors.IdleInTransactionSessionTimeout, _database_unavailable)
+    # Also an InternalError: the server is read-only (a standby, or a primary demoted or fenced by a
+    # failover); the pool has closed that session (webapp.db), and the next one finds the primary.
+    app.register_error_handler(psycopg.errors.ReadOnlySqlTransaction, _database_unavailable)
     app.register_error_handler(PoolTimeout, _database_unavailable)
     app.register_error_handler(TimeoutError, _client_timeout)
     # A body broken or cut short while a view other than the upload reads it (a form at /login):
