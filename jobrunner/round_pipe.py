@@ -9,13 +9,12 @@ its round left on the shelf, and between jobs the thread commits chunks that hav
 waited EARLY_COMMIT_SECONDS there, so a slow chunk never holds the scored ones of its
 round back. A commit and the next claim go out as one pipeline (``finish_and_claim``), so
 a runner with fast rounds never waits for a round trip; if that pair fails, the
-round is committed alone and the claim waits for the next job. A lost connection (or
-a read-only server: after a failover the new connection finds the new primary) is
-retried with backoff, step by step, until it works or the loop abandons the job;
-every step is guarded, so a commit after a reconnect writes only chunks still ours.
-A write refused for a full disk (``core.disk_full``) is tried again the same way, on the same
-connection, until space is freed: a commit or a claim waits (the scored round stays in hand),
-housekeeping and hand-backs are skipped for the turn; it is logged once per period.
+round is committed alone and the claim waits for the next job. Every step is tried
+again after a lost connection (or a read-only server: after a failover the new
+connection finds the new primary) or a full disk (``jobrunner.runner_session``), and
+guarded, so a commit after a reconnect writes only chunks still ours; while the disk is
+full a commit or a claim waits (the scored round stays in hand), and housekeeping and
+hand-backs are skipped for the turn.
 """
 
 from __future__ import annotations
@@ -25,48 +24,37 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import psycopg
 
 from core.batches.queue import (
-    NOTIFY_CHANNEL,
     ClaimedChunk,
     RunnerIdentity,
     ScoredChunk,
     claim_chunks,
-    configure_session,
     finish_and_claim,
     finish_chunks,
     give_back,
     retry_later,
 )
-from core.connections import SESSION_LOST, conninfo
-from core.disk_full import OncePer, first_line, is_disk_full
-from core.migrations import migrate
+from core.disk_full import is_disk_full
 from core.queries import q
 from core.settings import Settings
 from jobrunner.housekeeping import housekeep
 from jobrunner.lease_keeper import LeaseKeeper
 from jobrunner.round_report import report_round
+from jobrunner.runner_session import LOST, MAX_RETRY_SECONDS, Abandoned, RunnerSession
 from jobrunner.shelf import Shelf
 
 log = logging.getLogger("jobrunner.runner")
 
-T = TypeVar("T")
-LOST = SESSION_LOST
+__all__ = ["LOST", "Abandoned", "Job", "Outcome", "RoundPipe"]
+
 #: A scored chunk left on the shelf this long, while its round still scores, is committed alone.
 #: Rounds are sized to about half a second, so only a round slowed by one of its chunks gets here.
 EARLY_COMMIT_SECONDS = 2.0
-#: The longest wait between two tries of a step, after a lost connection or a full disk.
-MAX_RETRY_SECONDS = 5.0
-
-
-class Abandoned(Exception):
-    """The loop gave up on the job in flight (it stops while the database is unreachable)."""
 
 
 @dataclass
@@ -96,18 +84,18 @@ class RoundPipe:
         self.identity = identity
         self.keeper = keeper
         self.chunks_done = 0
-        self._conninfo = conninfo(settings, "runner")
-        self._migrated = not settings.migrate_on_start
-        self._conn: psycopg.Connection | None = None
+        self.session = RunnerSession(settings)
         self._lock = threading.Lock()  # the connection: the thread's job, or the loop's idle wait
         self._jobs: queue.SimpleQueue[tuple[Job, Future[Outcome]] | None] = queue.SimpleQueue()
-        self._abandon = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="round-pipe", daemon=True)
         self._next_housekeeping = 0.0
         self._next_heartbeat = 0.0
-        self.troubled = False  # retrying after a lost connection or a full disk right now
-        self.disk_full = OncePer(log, "the runner's writes")
         self.shelf = Shelf()  # the round's scored chunks: the loop puts, it or this thread takes
+
+    @property
+    def troubled(self) -> bool:
+        """Retrying a step right now, after a lost connection or a full disk."""
+        return self.session.troubled
 
     # -- the loop's side ---------------------------------------------------------
     def start(self) -> None:
@@ -120,17 +108,17 @@ class RoundPipe:
 
     def abandon(self) -> None:
         """Stop retrying the job in flight (its leases expire; nothing is lost)."""
-        self._abandon.set()
+        self.session.abandoned.set()
 
     def wait_for_work(self, timeout: float) -> None:
         """Block until a NOTIFY arrives or ``timeout`` passes; only while no job is in flight."""
         with self._lock:
-            conn = self._connection()
+            conn = self.session.connection()
             try:
                 for _ in conn.notifies(timeout=timeout, stop_after=1):
                     pass
             except LOST:
-                self._drop_connection()
+                self.session.drop()
                 raise
 
     def stop(self, leave: bool = True) -> None:
@@ -138,10 +126,11 @@ class RoundPipe:
         self._jobs.put(None)
         self._thread.join(timeout=30)
         with self._lock:
-            if leave and self._conn is not None and not self._conn.closed:
+            conn = self.session.conn
+            if leave and conn is not None and not conn.closed:
                 with contextlib.suppress(psycopg.Error):  # else the entry expires by itself
-                    self._conn.execute(q("runners_remove"), {"name": self.identity.name})
-            self._drop_connection()
+                    conn.execute(q("runners_remove"), {"name": self.identity.name})
+            self.session.drop()
 
     # -- the thread's side -------------------------------------------------------
     def _serve(self) -> None:
@@ -180,10 +169,10 @@ class RoundPipe:
         self._housekeeping()
         for chunk, error, backoff in job.retry:
             self.keeper.release([chunk])
-            self._quietly(lambda conn, c=chunk, e=error, b=backoff: retry_later(conn, c, e, b))
+            self.session.quietly(lambda conn, c=chunk, e=error, b=backoff: retry_later(conn, c, e, b))
         if job.give_back:
             self.keeper.release(job.give_back)
-            returned = self._quietly(lambda conn: give_back(conn, job.give_back)) or 0
+            returned = self.session.quietly(lambda conn: give_back(conn, job.give_back)) or 0
             log.info("%d claimed chunk(s) given back unscored", returned)
         lease, limit = self.settings.lease_seconds, job.claim_limit
         if job.commit:
@@ -197,7 +186,7 @@ class RoundPipe:
                 return outcome
         elif job.claim:
             try:
-                outcome.claimed = self._retrying(
+                outcome.claimed = self.session.retrying(
                     lambda conn: claim_chunks(conn, self.identity.name, lease, limit)
                 )
             except Abandoned:
@@ -216,9 +205,9 @@ class RoundPipe:
         self.keeper.release([item.chunk for item in scored])
         lease = self.settings.lease_seconds
         done, claimed = None, []
-        if claim and not self.disk_full.full:
+        if claim and not self.session.disk_full.full:
             try:
-                done, claimed = self._retrying(
+                done, claimed = self.session.retrying(
                     lambda conn: finish_and_claim(conn, scored, self.identity, lease, limit),
                     wait_for_room=False,
                 )
@@ -226,14 +215,14 @@ class RoundPipe:
                 raise
             except Exception as exc:  # neither committed: the round alone, the claim on the next turn
                 if is_disk_full(exc):
-                    self.disk_full.refused(
+                    self.session.disk_full.refused(
                         exc, f"the round waits, tried again every {MAX_RETRY_SECONDS:g} s at most"
                     )
                 else:
                     log.warning("committing and claiming together failed; committing alone", exc_info=True)
         if done is None:
-            done = self._retrying(lambda conn: finish_chunks(conn, scored, self.identity))
-            self.disk_full.cleared()  # the round's results were written: there is room
+            done = self.session.retrying(lambda conn: finish_chunks(conn, scored, self.identity))
+            self.session.disk_full.cleared()  # the round's results were written: there is room
         self.chunks_done += report_round(scored, done, times)
         if done:
             self._next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
@@ -244,77 +233,15 @@ class RoundPipe:
         backoff = self.settings.retry_backoff_seconds
         reason = "the round failed in the runner (see its log)"
         for item in scored:
-            self._quietly(lambda conn, c=item.chunk: retry_later(conn, c, reason, backoff))
+            self.session.quietly(lambda conn, c=item.chunk: retry_later(conn, c, reason, backoff))
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
         if now >= self._next_heartbeat:
             params = {"name": self.identity.name, "host": self.identity.host, "pid": self.identity.pid}
             params.update(scorer=self.identity.scorer, chunks=0, rows=0)
-            self._quietly(lambda conn: conn.execute(q("runners_heartbeat"), params))
+            self.session.quietly(lambda conn: conn.execute(q("runners_heartbeat"), params))
             self._next_heartbeat = now + self.settings.heartbeat_seconds
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + self.settings.release_expired_seconds
-            self._quietly(lambda conn: housekeep(conn, self.settings))
-
-    def _quietly(self, step: Callable[[psycopg.Connection], T]) -> T | None:
-        """A step whose failure (other than a lost connection) is logged and skipped; a full disk
-        skips it too (the step is housekeeping, a heartbeat or a hand-back: a later turn redoes it,
-        or the leases concerned expire)."""
-        try:
-            return self._retrying(step, wait_for_room=False)
-        except Abandoned:
-            raise
-        except Exception as exc:
-            if is_disk_full(exc):
-                self.disk_full.refused(exc, "housekeeping and hand-backs skipped until there is room")
-            else:
-                log.exception("a queue statement failed; going on")
-            return None
-
-    def _retrying(self, step: Callable[[psycopg.Connection], T], wait_for_room: bool = True) -> T:
-        """Run ``step`` on the connection; reconnect and run it again after a lost connection, and
-        (``wait_for_room``) run it again on the same connection while the disk is full."""
-        backoff, refused = 0.5, False
-        while True:
-            try:
-                result = step(self._connection())
-            except Exception as exc:
-                if is_disk_full(exc):
-                    if not wait_for_room:
-                        raise
-                    refused = True
-                    self.disk_full.refused(exc, f"tried again every {MAX_RETRY_SECONDS:g} s at most")
-                    if self._conn is not None and self._conn.broken:
-                        self._drop_connection()
-                elif isinstance(exc, LOST):
-                    self._drop_connection()
-                    log.warning("database unavailable (%s); retrying in %.1fs", first_line(exc), backoff)
-                else:
-                    raise
-                self.troubled = True
-                if self._abandon.wait(backoff):
-                    raise Abandoned from exc
-                backoff = min(backoff * 2, MAX_RETRY_SECONDS)
-            else:
-                self.troubled = False
-                if refused:
-                    self.disk_full.cleared()
-                return result
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            if not self._migrated:
-                migrate(self.settings.database_url)
-                self._migrated = True
-            conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
-            configure_session(conn)
-            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            self._conn = conn
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-        self._conn = None
+            self.session.quietly(lambda conn: housekeep(conn, self.settings))
