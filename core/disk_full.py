@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import threading
 import time
 
@@ -31,6 +32,8 @@ DISK_FULL_SQLSTATE = "53100"
 #: FATAL a new session gets when it cannot write its relation cache file (a short ``fwrite``, no errno
 #: in the message: a full disk, or a failing one).
 _NO_SPACE = ("no space left on device", "could not write init file")
+#: The classes whose errors may carry those messages: I/O errors and internal errors.
+_NO_SPACE_CLASSES = ("58", "XX")
 #: What a client is told to wait before trying again: freeing space takes an operator.
 RETRY_AFTER_SECONDS = 30
 #: How often a process logs that the disk is still full.
@@ -42,7 +45,9 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, psycopg.Error):
         if exc.sqlstate == DISK_FULL_SQLSTATE:
             return True
-        message = str(exc).lower()
+        if exc.sqlstate is not None and exc.sqlstate[:2] not in _NO_SPACE_CLASSES:
+            return False  # a constraint's DETAIL may quote any text, "no space left" included
+        message = (exc.diag.message_primary or first_line(exc)).lower()
         return any(words in message for words in _NO_SPACE)
     if isinstance(exc, OSError):
         return exc.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -52,6 +57,12 @@ def is_disk_full(exc: BaseException) -> bool:
 def first_line(exc: BaseException) -> str:
     """The first line of an error's message (PostgreSQL's HINT follows on the next)."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def public_reason(exc: BaseException) -> str:
+    """The refusal's first line without the file names it quotes (the database's files, or our
+    spool's), for anyone to read; the server's log has them."""
+    return re.sub(r'"[^"]*"' + r"|'[^']*'", "…", first_line(exc))
 
 
 class OncePer:

@@ -202,7 +202,6 @@ class RoundPipe:
     ) -> tuple[set[int], list[ClaimedChunk]]:
         """Commit a round, and with ``claim`` claim the next in the same pipeline (not while the
         disk is full: the round alone waits for room, and the claim waits for the next turn)."""
-        self.keeper.release([item.chunk for item in scored])
         lease = self.settings.lease_seconds
         done, claimed = None, []
         if claim and not self.session.disk_full.full:
@@ -223,6 +222,10 @@ class RoundPipe:
         if done is None:
             done = self.session.retrying(lambda conn: finish_chunks(conn, scored, self.identity))
             self.session.disk_full.cleared()  # the round's results were written: there is room
+        # Renewed until the commit has gone through: a commit that waits out a full disk or a
+        # failover keeps its chunks' leases meanwhile (a renewal that reaches a chunk just
+        # committed changes nothing).
+        self.keeper.release([item.chunk for item in scored])
         self.chunks_done += report_round(scored, done, times)
         if done:
             self._next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
@@ -230,6 +233,7 @@ class RoundPipe:
 
     def _failed_round(self, scored: list[ScoredChunk], exc: Exception) -> None:
         log.exception("a round failed; its chunks go back to the queue", exc_info=exc)
+        self.keeper.release([item.chunk for item in scored])
         backoff = self.settings.retry_backoff_seconds
         reason = "the round failed in the runner (see its log)"
         for item in scored:

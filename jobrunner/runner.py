@@ -183,22 +183,26 @@ class Runner:
                 if not round_:
                     self._wait()
                 continue
-            chars = _characters(round_)
             job.claim = (
-                per_char is not None and chars * per_char < PREFETCH_BELOW_SECONDS and not self.stopping
+                per_char is not None
+                and _characters(round_) * per_char < PREFETCH_BELOW_SECONDS
+                and not self.stopping
             )
             ahead = self.pipe.submit(job)
             started = time.perf_counter()
             try:
-                job = self._score_round(round_, waited)
+                job, taken_up = self._score_round(round_, waited)
             except Exception:  # a bug, not a scorer's exception: hand the round back and go on
                 log.exception("a round failed; its chunks go back to the queue")
                 self.pipe.shelf.take()  # handed back with the rest, not committed with the next round
                 job = Job(retry=[(c, "the round failed in the runner (see its log)", 0.0) for c in round_])
+                taken_up = round_
             last_seconds = time.perf_counter() - started
-            per_char = last_seconds / max(chars, 1)
+            # The pace of the chunks the scorer took up (committed early or not, failed or not):
+            # not of those handed back unscored, which took no time.
+            per_char = last_seconds / max(_characters(taken_up), 1)
             self.spent["scoring"] += last_seconds
-            job.claim_limit = self._round_size(last_seconds, len(job.commit) + len(job.retry))
+            job.claim_limit = self._round_size(last_seconds, len(taken_up))
             waited = time.perf_counter()
             outcome = self._result(ahead)
             round_ = outcome.claimed
@@ -228,10 +232,12 @@ class Runner:
         self._sleep(backoff)
         return failures
 
-    def _score_round(self, chunks: list[ClaimedChunk], waited: float) -> Job:
-        """Score a round; the job that commits it (and hands back what failed or was not started)."""
+    def _score_round(self, chunks: list[ClaimedChunk], waited: float) -> tuple[Job, list[ClaimedChunk]]:
+        """Score a round: the job that commits it (and hands back what failed or was not started),
+        and the chunks the scorer took up."""
         in_hand = time.perf_counter()
         job = Job()
+        taken_up: list[ClaimedChunk] = []
         for index, chunk in enumerate(chunks):
             if self.stopping:
                 # Asked to stop: commit what is scored, hand the rest straight back.
@@ -243,13 +249,14 @@ class Runner:
                 job.give_back = chunks[index:]
                 break
             self.lease_keeper.scoring(chunk)
+            taken_up.append(chunk)
             try:
                 self.pipe.shelf.put(score_chunk(chunk, self.settings))
             except Exception as exc:
                 job.retry.append(self._scoring_failed(chunk, exc))
         job.commit = self.pipe.shelf.take()  # what the pipe has not committed early
         job.times = (waited, in_hand, time.perf_counter())
-        return job
+        return job, taken_up
 
     def _scoring_failed(self, chunk: ClaimedChunk, exc: Exception) -> tuple[ClaimedChunk, str, float]:
         """A chunk whose scoring raised goes back to the queue after a backoff (the attempt counts)."""

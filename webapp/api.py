@@ -191,43 +191,50 @@ def _upload() -> Response:
     body_hash = idempotency.BodyHash({**asked, **reading})
     data = body_hash.through(data)
     client = caller().client
-    replayed = False
-    with upload_connection() as (conn, batch_id):
-        earlier = None
-        if key is not None:
-            earlier = idempotency.reserve(
-                conn, client, idempotency.check_key(key), config.idempotency_ttl_seconds
-            )
+    batch, replayed = None, False
+    if key is not None:  # a replay is found first: it takes no batch id and makes no partition
+        with connection() as conn:
+            earlier = idempotency.earlier(conn, client, key, config.idempotency_ttl_seconds)
         if earlier is not None:
-            for _ in data:  # read what was sent, to compare it with what the first upload sent
-                pass
-            idempotency.check_same(earlier, body_hash.digest(), key)
-            batch, replayed = batches.get(conn, earlier.public_id), True
-        else:
-            batch = batches.create(
-                conn,
-                UploadRows(
-                    gunzipped(data, config.max_upload_bytes),
-                    options,
-                    parser_for(config.upload_csv_parser),
-                    declared=declared_format(filename, file_type),
-                    sheet=sheet,
-                    max_bytes=config.max_upload_bytes,
-                ),
-                batch_id=batch_id,
-                chunk_size=config.chunk_size,
-                filename=filename,
-                client=client,
-                quotas=Quotas(
-                    queued_rows=config.quota_queued_rows,
-                    batches=config.quota_batches,
-                    stored_rows=config.quota_stored_rows,
-                ),
-                max_pending_webhooks=config.webhook_max_pending,
-                **shape,
+            idempotency.check_replay(earlier, data, body_hash, key)
+            with connection() as conn:
+                batch, replayed = batches.get(conn, earlier.public_id), True
+    if batch is None:
+        with upload_connection() as (conn, batch_id):
+            # Its first upload may have committed since that look, or still be in flight.
+            earlier = (
+                None
+                if key is None
+                else idempotency.reserve(conn, client, key, config.idempotency_ttl_seconds)
             )
-            if key is not None:
-                idempotency.record(conn, client, key, batch.id, body_hash.digest())
+            if earlier is not None:
+                idempotency.check_replay(earlier, data, body_hash, key)
+                batch, replayed = batches.get(conn, earlier.public_id), True
+            else:
+                batch = batches.create(
+                    conn,
+                    UploadRows(
+                        gunzipped(data, config.max_upload_bytes),
+                        options,
+                        parser_for(config.upload_csv_parser),
+                        declared=declared_format(filename, file_type),
+                        sheet=sheet,
+                        max_bytes=config.max_upload_bytes,
+                    ),
+                    batch_id=batch_id,
+                    chunk_size=config.chunk_size,
+                    filename=filename,
+                    client=client,
+                    quotas=Quotas(
+                        queued_rows=config.quota_queued_rows,
+                        batches=config.quota_batches,
+                        stored_rows=config.quota_stored_rows,
+                    ),
+                    max_pending_webhooks=config.webhook_max_pending,
+                    **shape,
+                )
+                if key is not None:
+                    idempotency.record(conn, client, key, batch.id, body_hash.digest())
     if not replayed:
         ROWS_INGESTED.inc(batch.total_count)
     response = jsonify(batch.to_json())

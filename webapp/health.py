@@ -17,13 +17,11 @@ probe.
 
 from __future__ import annotations
 
-import re
-
 import psycopg
 from flask import Blueprint, Response, jsonify
 
 from core.disk_full import RETRY_AFTER_SECONDS as DISK_FULL_RETRY_AFTER_SECONDS
-from core.disk_full import first_line, is_disk_full
+from core.disk_full import is_disk_full, public_reason
 from core.migrations import pending
 from core.queries import q
 from webapp.db import get_pool
@@ -77,6 +75,5 @@ def disk_full(conn: psycopg.Connection) -> str | None:
     except psycopg.Error as exc:
         if not is_disk_full(exc):
             raise
-        # Anyone may read /readyz: the refusal without the file's path (the server's log has it).
-        return re.sub(r'"[^"]*"', '"…"', first_line(exc))
+        return public_reason(exc)  # anyone may read /readyz
     return None

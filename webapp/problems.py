@@ -24,7 +24,7 @@ from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from core.disk_full import RETRY_AFTER_SECONDS as DISK_FULL_RETRY_AFTER_SECONDS
-from core.disk_full import first_line, is_disk_full
+from core.disk_full import first_line, is_disk_full, public_reason
 from core.errors import (
     Conflict,
     Forbidden,
@@ -140,7 +140,7 @@ def storage_full(exc: BaseException) -> Problem:
     log.warning("write refused, the disk is full: %s", first_line(exc))
     where = "the web server's temporary files" if isinstance(exc, OSError) else "the database"
     detail = (
-        f"There is no room left on the disk of {where} ({first_line(exc)}), so nothing was stored; "
+        f"There is no room left on the disk of {where} ({public_reason(exc)}), so nothing was stored; "
         f"retry once space is freed (in {DISK_FULL_RETRY_AFTER_SECONDS} s, say)."
     )
     headers = {"Retry-After": str(DISK_FULL_RETRY_AFTER_SECONDS)}

@@ -6,7 +6,9 @@ the turn waits for a lock at most what is left of it: :meth:`Budget.bound` sets 
 session's ``lock_timeout`` to that before each one (the reaper's connection is in
 autocommit mode, so each statement is its own transaction and a ``SET LOCAL`` would not
 outlive it). A lock not granted in that time ends the turn (:class:`BudgetSpent`); what
-is left is done by a later turn. DDL (a detach, a drop) waits at most ``cap`` seconds
+is left is done by a later turn. The bound is per lock request: a statement that queues for
+several locks in turn may wait up to that long for each, so a turn can pass its budget by a
+few such waits at most, never by an unbounded one. DDL (a detach, a drop) waits at most ``cap`` seconds
 even when the budget is larger, since its lock request queues every later reader of the
 parent behind it.
 """

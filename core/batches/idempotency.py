@@ -73,6 +73,21 @@ def reserve(conn: psycopg.Connection, client: str | None, key: str, ttl_seconds:
     return Earlier(row[0], bytes(row[1]))
 
 
+def earlier(conn: psycopg.Connection, client: str | None, key: str, ttl_seconds: float) -> Earlier | None:
+    """The upload that made a live batch with ``key``, if one did; None otherwise, or while that
+    upload is still in flight (then :func:`reserve` waits for it)."""
+    params = {"client": client or "", "key": key, "ttl_seconds": ttl_seconds}
+    row = conn.execute(q("idempotency_keys_get"), params).fetchone()
+    return None if row is None else Earlier(row[0], bytes(row[1]))
+
+
+def check_replay(earlier: Earlier, body: Iterable[bytes], body_hash: BodyHash, key: str) -> None:
+    """Read this request's body, and refuse it (422) unless it is what the earlier upload sent."""
+    for _ in body:
+        pass
+    check_same(earlier, body_hash.digest(), key)
+
+
 def record(conn: psycopg.Connection, client: str | None, key: str, batch_id: int, body_sha256: bytes) -> None:
     """Tie the key to the batch this upload made (commits with it)."""
     params = {"client": client or "", "key": key, "batch_id": batch_id, "body_sha256": body_sha256}

@@ -8,11 +8,12 @@ WHERE k.created_at <= now() - make_interval(secs => %(ttl_seconds)s)
 RETURNING key;
 
 -- name: idempotency_keys_get
--- The live upload that holds an Idempotency-Key: its batch's public id and the hash of its file and options.
+-- The live upload that holds an Idempotency-Key (younger than IDEMPOTENCY_TTL, its batch committed): its batch's public id and the hash of its file and options.
 SELECT b.public_id, k.body_sha256
 FROM idempotency_keys AS k
 JOIN batches AS b ON b.id = k.batch_id
-WHERE k.client = %(client)s AND k.key = %(key)s;
+WHERE k.client = %(client)s AND k.key = %(key)s
+  AND k.created_at > now() - make_interval(secs => %(ttl_seconds)s);
 
 -- name: idempotency_keys_record
 -- Tie the reserved key to the batch the upload made and the hash of its file and options (committed with the batch).

@@ -38,6 +38,17 @@ def test_a_retry_with_the_same_key_and_file_answers_the_first_batch(client, db):
     assert post_file(client, CSV).get_json()["batch_id"] != first.get_json()["batch_id"]
 
 
+def test_a_replay_takes_no_batch_id_and_makes_no_partition(client, db):
+    """Ten replays of one key, enough to pass a partition range's ten ids had each taken one."""
+    post_file(client, CSV, headers=keyed("order-43"))
+    last_id = "SELECT last_value FROM pg_sequences WHERE sequencename = 'batches_id_seq'"
+    partitions = "SELECT count(*) FROM pg_inherits WHERE inhparent = 'batch_inputs'::regclass"
+    before = db.execute(last_id).fetchone()[0], db.execute(partitions).fetchone()[0]
+    for _ in range(10):
+        assert post_file(client, CSV, headers=keyed("order-43")).headers["Idempotent-Replayed"] == "true"
+    assert (db.execute(last_id).fetchone()[0], db.execute(partitions).fetchone()[0]) == before
+
+
 def test_the_same_key_with_another_file_or_options_is_a_422(client, db):
     first = post_file(client, CSV, headers=keyed("k1")).get_json()["batch_id"]
     stored = table_counts(db)

@@ -37,6 +37,12 @@ from webapp.problems import storage_full
         (OSError(errno.EDQUOT, "Disk quota exceeded"), True),
         (OSError(errno.EACCES, "Permission denied"), False),
         (ValueError("No space left on device"), False),
+        (  # a constraint's DETAIL quoting a row's text is no full disk
+            psycopg.errors.CheckViolation(
+                'new row violates check constraint "c"\nDETAIL: Failing row contains (no space left on device).'
+            ),
+            False,
+        ),
     ],
 )
 def test_what_a_full_disk_looks_like(exc: BaseException, full: bool) -> None:
@@ -49,8 +55,10 @@ def test_a_full_disk_is_a_507_with_retry_after() -> None:
     )
     assert (problem.status, problem.slug) == (507, "storage-full")
     assert problem.headers == {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    assert 'could not extend file "x"' in problem.detail and "HINT" not in problem.detail
-    assert "temporary files" in storage_full(OSError(errno.ENOSPC, "No space left on device")).detail
+    assert "could not extend file …" in problem.detail and "HINT" not in problem.detail
+    assert '"x"' not in problem.detail  # the database's file names are the server log's, not a client's
+    spool = storage_full(OSError(errno.ENOSPC, "No space left on device", "/tmp/upload-a1b2.xlsx"))
+    assert "temporary files" in spool.detail and "upload-a1b2" not in spool.detail
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
