@@ -187,17 +187,11 @@ def test_a_cancelled_batch_shows_the_rows_already_scored(
     with page.expect_navigation():
         page.keyboard.press("Enter")
     page.wait_for_function("document.getElementById('status').textContent === 'cancelled'", timeout=30_000)
-    # The chunks the runner held when the batch was cancelled still commit: wait for the last.
-    looks = [requests.get(f"{base}/batch/{public_id}", timeout=10).json()]
-    wait_for(
-        lambda: (
-            looks.append(requests.get(f"{base}/batch/{public_id}", timeout=10).json())
-            or looks[-1] == looks[-2]
-        ),
-        timeout=30,
-        interval=1.5,
-    )
-    batch = looks[-1]
+    # The chunks the runner held when the batch was cancelled still commit: wait for the last
+    # (a results page is complete once no runner holds one of the batch's chunks).
+    results = f"{base}/batch/{public_id}/results"
+    wait_for(lambda: requests.get(results, timeout=10).json()["complete"], timeout=60, interval=0.5)
+    batch = requests.get(f"{base}/batch/{public_id}", timeout=10).json()
     page.reload()
     scored = batch["processed_count"]
     assert 200 <= scored < 3_000
