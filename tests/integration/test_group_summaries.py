@@ -29,7 +29,7 @@ from core.batches.queue import claim_chunk
 from core.clients import Caller, create_key
 from core.queries import q
 from tests.helpers import sample_texts, wait_for
-from tests.integration.helpers import process, score_everything
+from tests.integration.helpers import process, score_everything, upload_file
 from tests.scorers import POISON
 
 #: The command from this checkout (``python -m cli``: what the console script runs).
@@ -450,3 +450,23 @@ def test_row_security_shows_kept_groups_to_their_owner_only(app, client, upload,
             # No owner filter: whatever comes back is what the policies let through.
             seen[name] = conn.execute("SELECT count(*) FROM batch_group_summaries").fetchone()[0]
     assert seen == {"alice": 4, "bob": 0}  # three channels and rank 0
+
+
+def test_a_first_count_takes_an_export_slot_and_a_kept_read_none(database_url, db):
+    app = webapp.create_app({"database_url": database_url, "migrate_on_start": False, "max_exports": 1})
+    try:
+        client = app.test_client()
+        batch_id = upload_file(client, help_desk(PRODUCTS, seed=72), query=QUERY)["batch_id"]
+        score_everything(db)
+        assert client.get(f"/batch/{batch_id}/summary?by=channel").status_code == 200  # counted, kept
+        export = client.get(f"/batch/{batch_id}/results.csv", buffered=False)  # the worker's one slot
+        assert export.status_code == 200
+        busy = client.get(f"/batch/{batch_id}/summary?by=product")
+        assert busy.status_code == 503 and busy.get_json()["type"] == "/problems/too-many-exports"
+        assert "Retry-After" in busy.headers
+        assert kept_rows(db, batch_id, "product") == []
+        assert client.get(f"/batch/{batch_id}/summary?by=channel").status_code == 200  # kept: no slot
+        export.close()
+        assert client.get(f"/batch/{batch_id}/summary?by=product").status_code == 200
+    finally:
+        app.extensions["db_pool"].close()
