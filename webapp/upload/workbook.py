@@ -43,8 +43,7 @@ from webapp.upload.request_body import bad_request
 from webapp.upload.row_tally import RowTally
 from webapp.upload.workbook_archive import check_archive, invalid_workbook, spool_pieces
 
-#: Excel's last row: openpyxl fills gaps in row numbers with blank rows, so a row numbered past
-#: this would otherwise make it yield blank rows for as long as the number says.
+#: Excel's last row: a sheet with a row numbered past it is not one Excel could have written.
 MAX_SHEET_ROWS = 1_048_576
 #: The widest header read: every kept column, the id and the text, with blank columns between.
 MAX_HEADER_WIDTH = 4 * (MAX_KEPT_COLUMNS + 2)
@@ -95,7 +94,7 @@ class WorkbookRows:
         options = self._options
         cut = [MAX_HEADER_WIDTH + 1]  # cells read per row: the header's, then the header's width + 1
         records = _records(worksheet, cut)
-        header = next((record for _, record in records if record), None)
+        number, header = next(((number, record) for number, record in records if record), (0, None))
         if header is None:
             raise bad_request(
                 "empty-file",
@@ -104,7 +103,7 @@ class WorkbookRows:
         if len(header) > MAX_HEADER_WIDTH:
             raise bad_request(
                 "too-many-columns",
-                f"Row 1: the sheet's header has a cell past column {MAX_HEADER_WIDTH}; at most "
+                f"Row {number}: the sheet's header has a cell past column {MAX_HEADER_WIDTH}; at most "
                 f"{MAX_KEPT_COLUMNS} columns besides the text and the id are kept, and the header may "
                 f"be at most {MAX_HEADER_WIDTH} columns wide, blank ones included.",
             )
