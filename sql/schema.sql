@@ -119,7 +119,10 @@ CREATE INDEX batches_created_at_idx ON batches (created_at DESC, public_id DESC)
 -- Runners find the batches whose rows are still being removed through this one.
 CREATE INDEX batches_deleted_idx ON batches (deleted_at) WHERE deleted_at IS NOT NULL;
 
--- Every input row, written once by the upload's COPY. A set-aside row is
+-- Every input row, written by the upload's COPY; a JSON Lines file whose keys
+-- first appear late pads the earlier rows' fields once, in the same
+-- transaction, before anyone can read them; never changed after the upload
+-- commits. A set-aside row is
 -- staged like the others, in the same COPY, with row_number = -error_number
 -- and its problem; the upload moves it to batch_row_errors before it commits,
 -- so committed rows are all positive. (One COPY stream, constant memory,
@@ -136,8 +139,9 @@ CREATE TABLE batch_inputs (
     CONSTRAINT batch_inputs_numbering CHECK (row_number <> 0 AND (row_number > 0) = (problem IS NULL))
 ) PARTITION BY RANGE (batch_id);
 COMMENT ON TABLE batch_inputs IS
-    'Every uploaded row to score, as the upload''s COPY wrote it, for the batch''s life (never '
-    'updated, never moved). Partitioned as batch_results is.';
+    'Every uploaded row to score, as the upload wrote it, for the batch''s life: never updated or '
+    'moved once the upload commits (a JSON Lines file whose keys first appear late pads its earlier '
+    'rows'' fields before then). Partitioned as batch_results is.';
 COMMENT ON COLUMN batch_inputs.row_number IS 'Position of the row among the data rows of the file, from 1.';
 COMMENT ON COLUMN batch_inputs.client_id IS 'The id column of the uploaded file, kept as given.';
 COMMENT ON COLUMN batch_inputs.line_number IS 'Line of the file where the row starts (the header is line 1).';
@@ -957,7 +961,8 @@ BEGIN
         EXECUTE format('REVOKE ALL ON %I FROM sentiment_web, sentiment_web_admin', part);
         -- Inputs and results are written once and read by key: a vacuum for their
         -- inserts alone would only set visibility bits nothing reads (dead rows, of
-        -- set-aside rows moved out or a deleted batch reaped, still start one), and
+        -- set-aside rows moved out, a JSON Lines upload's rows padded before it
+        -- commits or a deleted batch reaped, still start one), and
         -- statistics matter little to key-range reads: analysed when they doubled.
         IF tbl IN ('batch_inputs', 'batch_results') THEN
             EXECUTE format('ALTER TABLE %I SET (autovacuum_vacuum_insert_threshold = -1, '

@@ -19,16 +19,13 @@ from core.batches.lifecycle import (
 )
 from core.batches.model import (
     FINAL_STATUSES,
-    ROW_PROBLEMS,
     SCHEMAS,
-    SENTIMENTS,
     STATUSES,
     WITH_RESULTS,
     Batch,
     Progress,
-    Result,
-    RowError,
 )
+from core.batches.rows import ROW_PROBLEMS, SENTIMENTS, Result, RowError
 from core.batches.sort_keys import keys_written, require_keys, write_keys
 from core.batches.store import (
     NEWEST,

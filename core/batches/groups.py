@@ -13,11 +13,13 @@ most KEPT_GROUPS + 1 rows per column asked for, so its deletion (the foreign key
 the reaper removes the batch row, :func:`core.batches.lifecycle.reap`) stays small however many
 distinct values a column holds.
 
-Concurrency: the first reads of one column take a transaction-scoped advisory lock on (batch,
-column), so a second one waits for the first's commit and then reads what it kept; the insert
-also leaves a set already kept as it is. Rows whose scoring failed count in ``count`` and
-``failed``, not in the sentiments or the mean; rows never scored (a cancelled batch's) are in no
-group.
+Concurrency: the first reads of one column try a transaction-scoped advisory lock on (batch,
+column); a second one, finding it held, is told to retry (NotReady) rather than wait for the
+first's count, and once the first commits reads what it kept; the insert also leaves a set already
+kept as it is, and keeps nothing for a batch deleted meanwhile.
+
+Rows whose scoring failed count in ``count`` and ``failed``, not in the sentiments or the mean;
+rows never scored (a cancelled batch's) are in no group.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import psycopg
 from psycopg.rows import class_row
 
 from core.batches.model import Batch
-from core.errors import Conflict, InvalidInput
+from core.batches.store import not_found
+from core.errors import Conflict, InvalidInput, NotReady
 from core.jsonshape import COUNT, Member, dump, object_schema
 from core.queries import q
 
@@ -40,6 +43,8 @@ KEPT_GROUPS = 1_000
 DEFAULT_GROUPS = 50
 #: The advisory lock class of one batch's column while its groups are first counted.
 LOCK_CLASS = 20562
+#: Seconds a request refused while another counts the same column is told to wait.
+RETRY_SECONDS = 2
 #: "Most negative" groups: the lowest mean compound among kept groups with this many scored rows.
 MIN_SCORED_ROWS = 10
 
@@ -155,8 +160,8 @@ def column(batch: Batch, by: str | None) -> str:
     names = batch.field_names
     if by in names:
         return by
-    wanted = (by or "").strip().casefold()
-    matches = [name for name in names if name.strip().casefold() == wanted]
+    wanted = (by or "").strip().lower()
+    matches = [name for name in names if name.strip().lower() == wanted]
     if by and len(matches) == 1:
         return matches[0]
     listed = ", ".join(map(repr, names))
@@ -182,26 +187,50 @@ def require_final(batch: Batch) -> None:
         )
 
 
+def kept(conn: psycopg.Connection, batch: Batch, by: str, limit: int = DEFAULT_GROUPS) -> GroupSummary | None:
+    """The column's kept groups, ``limit`` of them and the rest in ``other``; None until they are
+    counted and kept. ``by`` must be a kept column (:func:`column`), the batch final
+    (:func:`require_final`)."""
+    require_final(batch)
+    rows = _kept(conn, {"batch_id": batch.id, "field_name": by, "limit": limit})
+    return fold(batch.public_id, by, limit, rows, True) if rows else None
+
+
+def counted(conn: psycopg.Connection, batch: Batch, by: str, limit: int = DEFAULT_GROUPS) -> GroupSummary:
+    """The column's groups counted now (one pass over the batch), and kept when they can no longer
+    change; the kept ones if another request kept them first. Inside the caller's transaction,
+    which must commit to keep them.
+
+    Takes the column's advisory lock without waiting: while another transaction counts the same
+    column this is NotReady (503 ``summary-not-ready``, retry in :data:`RETRY_SECONDS`) rather than
+    a thread and a connection held for as long as that count lasts. NotFound if the batch is
+    deleted (and reaped) while it is counted."""
+    require_final(batch)
+    lock = {"lock_class": LOCK_CLASS, "batch_id": batch.id, "field_name": by}
+    if not conn.execute(q("batch_group_summaries_try_lock"), lock).fetchone()[0]:
+        raise NotReady(
+            "Summary not ready",
+            f"The groups of {by!r} are being counted for another request; retry in "
+            f"{RETRY_SECONDS} seconds to read them.",
+            "summary-not-ready",
+            retry_after=RETRY_SECONDS,
+        )
+    rows = _kept(conn, {"batch_id": batch.id, "field_name": by, "limit": limit})  # kept since kept() looked
+    kept = bool(rows)
+    if not rows:
+        rows, kept = count(conn, batch, by)
+    return fold(batch.public_id, by, limit, rows, kept)
+
+
 def read(
     conn: psycopg.Connection, batch: Batch, by: str, limit: int = DEFAULT_GROUPS, *, count: bool = True
 ) -> GroupSummary | None:
-    """The column's groups, ``limit`` of them and the rest in ``other``: the kept ones, or counted
-    now (and kept when they can be); with ``count`` false, None rather than count them. ``by`` must
-    be a kept column (:func:`column`), the batch final (:func:`require_final`). Inside the caller's
-    transaction, which must commit to keep them."""
-    require_final(batch)
-    params = {"batch_id": batch.id, "field_name": by, "limit": limit}
-    rows = _kept(conn, params)
-    if not rows and not count:
-        return None
-    if not rows:
-        lock = {"lock_class": LOCK_CLASS, "batch_id": batch.id, "field_name": by}
-        conn.execute(q("batch_group_summaries_lock"), lock)
-        rows = _kept(conn, params)  # kept by a request that held the lock before this one
-    kept = bool(rows)
-    if not rows:
-        rows, kept = _count(conn, batch, by)
-    return fold(batch.public_id, by, limit, rows, kept)
+    """The kept groups (:func:`kept`), else, with ``count``, counted now (:func:`counted`); None
+    rather than count them without it."""
+    summary = kept(conn, batch, by, limit)
+    if summary is None and count:
+        summary = counted(conn, batch, by, limit)
+    return summary
 
 
 def fold(batch_id: str, by: str, limit: int, rows: list[Group], kept: bool) -> GroupSummary:
@@ -233,16 +262,21 @@ class _Counted(Group):
 _KEPT_COLUMNS = tuple(f.name for f in fields(Group) if f.name != "computed_at")
 
 
-def _count(conn: psycopg.Connection, batch: Batch, by: str) -> tuple[list[Group], bool]:
+def count(conn: psycopg.Connection, batch: Batch, by: str) -> tuple[list[Group], bool]:
     """Count the groups (one plain SELECT, which PostgreSQL may run in parallel); keep them when
-    they can no longer change. The groups, and whether they are kept."""
+    they can no longer change. The groups, and whether they are kept; NotFound if the batch has
+    been deleted since it was read (nothing is kept for it). Under the column's lock
+    (:func:`counted`)."""
     params = {"batch_id": batch.id, "k": batch.field_names.index(by) + 1, "top": KEPT_GROUPS}
     with conn.cursor(row_factory=class_row(_Counted)) as cur:
-        counted = cur.execute(q("batch_group_summaries_count"), params).fetchall()
-    groups = [Group(**{k: getattr(c, k) for k in (*_KEPT_COLUMNS, "computed_at")}) for c in counted]
-    if not counted[0].kept:
+        found = cur.execute(q("batch_group_summaries_count"), params).fetchall()
+    groups = [Group(**{k: getattr(c, k) for k in (*_KEPT_COLUMNS, "computed_at")}) for c in found]
+    if not found[0].kept:
         return groups, False
     columns = {k: [getattr(g, k) for g in groups] for k in _KEPT_COLUMNS}
-    kept = conn.execute(q("batch_group_summaries_keep"), {"batch_id": batch.id, "field_name": by, **columns})
-    at = kept.fetchone()
-    return ([replace(g, computed_at=at[0]) for g in groups] if at else groups), True
+    live, at = conn.execute(
+        q("batch_group_summaries_keep"), {"batch_id": batch.id, "field_name": by, **columns}
+    ).fetchone()
+    if not live:
+        raise not_found(batch.public_id)
+    return ([replace(g, computed_at=at) for g in groups] if at else groups), True

@@ -21,7 +21,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row, namedtuple_row
 
-from core.batches.model import SENTIMENTS, Batch, Result
+from core.batches.model import Batch
+from core.batches.rows import SENTIMENTS, Result
 from core.batches.store import not_found
 from core.queries import q
 

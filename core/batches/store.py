@@ -20,7 +20,8 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from core.batches.model import EXPORT_COLUMNS, Batch, Result, RowError
+from core.batches.model import Batch
+from core.batches.rows import EXPORT_COLUMNS, Result, RowError
 from core.errors import Conflict, NotFound
 from core.queries import q
 

@@ -11,9 +11,9 @@ WHERE batch_id = %(batch_id)s AND field_name = %(field_name)s AND (rank = 0 OR r
 HAVING count(*) > 0
 ORDER BY rank;
 
--- name: batch_group_summaries_lock
--- Serialise the first counts of one batch's column until commit: a second request waits, then reads the kept groups.
-SELECT pg_advisory_xact_lock(%(lock_class)s, hashtext(%(batch_id)s::text || ':' || %(field_name)s));
+-- name: batch_group_summaries_try_lock
+-- Take the lock on the first count of one batch's column until commit, without waiting: false while another transaction holds it.
+SELECT pg_try_advisory_xact_lock(%(lock_class)s, hashtext(%(batch_id)s::text || ':' || %(field_name)s));
 
 -- name: batch_group_summaries_count
 -- Count a final batch's results per value of its kept column number k in one pass (inputs joined with results): the `top` largest groups (most rows, then value in byte order) ranked 1, 2, ..., and rank 0 the rest folded together; whether they can be kept (no runner holds one of its chunks). A plain SELECT, so that the pass may run in parallel.
@@ -49,14 +49,20 @@ FROM ranked WHERE rank > %(top)s
 ORDER BY rank;
 
 -- name: batch_group_summaries_keep
--- Keep a settled batch's counted groups of one column (batch_group_summaries_count, as arrays by rank); a set already kept stays.
-INSERT INTO batch_group_summaries (batch_id, field_name, rank, value, groups, row_count, positive, negative,
-                                   neutral, failed, compound_sum)
-SELECT %(batch_id)s, %(field_name)s, g.*
-FROM unnest(%(rank)s::integer[], %(value)s::text[], %(groups)s::bigint[], %(row_count)s::bigint[],
-            %(positive)s::bigint[], %(negative)s::bigint[], %(neutral)s::bigint[], %(failed)s::bigint[],
-            %(compound_sum)s::float8[])
-         AS g (rank, value, groups, row_count, positive, negative, neutral, failed, compound_sum)
-ORDER BY g.rank
-ON CONFLICT (batch_id, field_name, rank) DO NOTHING
-RETURNING computed_at;
+-- Keep a settled batch's counted groups of one column (batch_group_summaries_count, as arrays by rank) while the batch exists and is not deleted (its row locked against the reaper until commit); a set already kept stays. Whether the batch was there, and when the groups were kept.
+WITH live AS (
+    SELECT id FROM batches WHERE id = %(batch_id)s AND deleted_at IS NULL FOR KEY SHARE
+), kept AS (
+    INSERT INTO batch_group_summaries (batch_id, field_name, rank, value, groups, row_count, positive, negative,
+                                       neutral, failed, compound_sum)
+    SELECT l.id, %(field_name)s, g.*
+    FROM live AS l,
+         unnest(%(rank)s::integer[], %(value)s::text[], %(groups)s::bigint[], %(row_count)s::bigint[],
+                %(positive)s::bigint[], %(negative)s::bigint[], %(neutral)s::bigint[], %(failed)s::bigint[],
+                %(compound_sum)s::float8[])
+             AS g (rank, value, groups, row_count, positive, negative, neutral, failed, compound_sum)
+    ORDER BY g.rank
+    ON CONFLICT (batch_id, field_name, rank) DO NOTHING
+    RETURNING computed_at
+)
+SELECT EXISTS (SELECT 1 FROM live) AS live, (SELECT min(computed_at) FROM kept) AS computed_at;

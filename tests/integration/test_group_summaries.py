@@ -18,15 +18,18 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 
 import webapp.groups
 from core import batches
+from core.batches import groups
 from core.batches.queue import claim_chunk
 from core.clients import Caller, create_key
+from core.queries import q
 from tests.helpers import sample_texts, wait_for
-from tests.integration.helpers import process, score_everything
+from tests.integration.helpers import process, score_everything, upload_file
 from tests.scorers import POISON
 
 #: The command from this checkout (``python -m cli``: what the console script runs).
@@ -45,6 +48,7 @@ PRODUCTS = {
     "zeta": 5,
 }
 CHANNELS = ("email", "chat", "phone")
+QUERY = "?text_column=body&id_column=ticket_id"
 
 
 def help_desk(products: dict[str, int], seed: int, poison: int | None = None) -> bytes:
@@ -278,28 +282,129 @@ def check_the_cli(base: str, api: Api, batch_id: str, expected: list[dict], cwd:
     assert refused.returncode == 1 and "'product', 'channel'" in refused.stderr
 
 
-def test_parallel_first_requests_count_once_and_answer_alike(web_server, runners, db):
-    alice = Api(web_server.base, create_key(db, "alice"))
+def test_parallel_first_requests_count_once_and_the_others_are_told_to_retry(app, upload, db, monkeypatch):
     products = {f"p{n:03d}": 1 + n % 7 for n in range(400)}
-    batch_id = alice.upload(help_desk(products, seed=62))
-    runners.start()
-    alice.finished(batch_id)
+    batch_id = upload(help_desk(products, seed=62), query=QUERY)["batch_id"]
+    score_everything(db)
     assert kept_rows(db, batch_id, "product") == []
-    start = threading.Barrier(12)
+    asking = 12
+    answered, all_others_answered, counts = [], threading.Event(), []
+    real_count = groups.count
+
+    def count(*args, **kwargs):  # the one pass over the batch, held until every other request answered
+        counts.append(1)
+        all_others_answered.wait(60)
+        return real_count(*args, **kwargs)
+
+    monkeypatch.setattr(groups, "count", count)
+    start = threading.Barrier(asking)
 
     def ask(_: int) -> tuple[int, dict]:
+        client = app.test_client()
         start.wait()
-        answer = alice.get(f"/batch/{batch_id}/summary?by=product&limit=1000")
-        return answer.status_code, answer.json()
+        answer = client.get(f"/batch/{batch_id}/summary?by=product&limit=1000")
+        answered.append(answer.status_code)
+        if len(answered) == asking - 1:
+            all_others_answered.set()
+        return answer.status_code, answer.get_json()
 
-    with ThreadPoolExecutor(12) as pool:
-        answers = list(pool.map(ask, range(12)))
-    assert {status for status, _ in answers} == {200}
-    assert all(body == answers[0][1] for _, body in answers)
-    assert len(answers[0][1]["groups"]) == 400
+    with ThreadPoolExecutor(asking) as pool:
+        answers = list(pool.map(ask, range(asking)))
+    assert len(counts) == 1  # one request counted, while every other one was answered
+    assert sorted(status for status, _ in answers) == [200] + [503] * (asking - 1)
+    assert {body["type"] for status, body in answers if status == 503} <= {
+        "/problems/summary-not-ready",
+        "/problems/too-many-exports",
+    }
+    counted = next(body for status, body in answers if status == 200)
+    assert len(counted["groups"]) == 400
+    # Retried, they read what the first kept, and nothing counts again.
+    again = app.test_client().get(f"/batch/{batch_id}/summary?by=product&limit=1000")
+    assert again.status_code == 200 and again.get_json() == counted and len(counts) == 1
     kept = kept_rows(db, batch_id, "product")
     assert [r[0] for r in kept] == list(range(401))
     assert len({r[3] for r in kept}) == 1  # one transaction wrote them all
+
+
+def _column_lock(database_url: str, db, batch_id: str, column: str):  # type: ignore[no-untyped-def]
+    """A connection holding, in an open transaction, the lock of ``column``'s first count."""
+    (internal,) = db.execute("SELECT id FROM batches WHERE public_id = %s", (batch_id,)).fetchone()
+    holder = psycopg.connect(database_url)
+    lock = {"lock_class": groups.LOCK_CLASS, "batch_id": internal, "field_name": column}
+    assert holder.execute(q("batch_group_summaries_try_lock"), lock).fetchone()[0]
+    return holder
+
+
+def test_a_first_request_while_another_counts_the_column_is_a_503_at_once(client, upload, db, database_url):
+    batch_id = upload(help_desk(PRODUCTS, seed=67), query=QUERY)["batch_id"]
+    score_everything(db)
+    holder = _column_lock(database_url, db, batch_id, "product")
+    try:
+        answer = client.get(f"/batch/{batch_id}/summary?by=product")
+        assert answer.status_code == 503 and answer.content_type == PROBLEM
+        assert answer.headers["Retry-After"] == "2"
+        assert answer.get_json()["type"] == "/problems/summary-not-ready"
+        # The page shows, with a note instead of the groups.
+        page = client.get(f"/batch/{batch_id}?by=product", headers={"Accept": "text/html"})
+        assert page.status_code == 200 and "being counted for another request" in page.get_data(as_text=True)
+        # Another column is not held up.
+        assert client.get(f"/batch/{batch_id}/summary?by=channel").status_code == 200
+        assert kept_rows(db, batch_id, "product") == []
+    finally:
+        holder.close()  # the lock goes with its transaction
+    assert client.get(f"/batch/{batch_id}/summary?by=product").status_code == 200
+
+
+def test_a_batch_deleted_and_reaped_while_counted_is_a_404_with_nothing_kept(client, upload, db, monkeypatch):
+    batch_id = upload(help_desk(PRODUCTS, seed=68), query=QUERY)["batch_id"]
+    score_everything(db)
+    real_q = groups.q
+
+    def q_deleting_before_the_keep(name: str) -> str:
+        if name == "batch_group_summaries_keep":  # counted: delete the batch, and reap it, right now
+            batches.delete(db, batch_id)
+            db.execute("DELETE FROM batches WHERE public_id = %s", (batch_id,))  # the reaper's last step
+        return real_q(name)
+
+    monkeypatch.setattr(groups, "q", q_deleting_before_the_keep)
+    answer = client.get(f"/batch/{batch_id}/summary?by=product")
+    assert answer.status_code == 404 and answer.get_json()["type"] == "/problems/batch-not-found"
+    assert db.execute("SELECT count(*) FROM batch_group_summaries").fetchone()[0] == 0
+
+
+def test_a_batch_deleted_while_counted_is_a_404_with_nothing_kept(client, upload, db, monkeypatch):
+    batch_id = upload(help_desk(PRODUCTS, seed=69), query=QUERY)["batch_id"]
+    score_everything(db)
+    real_q = groups.q
+
+    def q_deleting_before_the_keep(name: str) -> str:
+        if name == "batch_group_summaries_keep":  # counted: delete the batch (not yet reaped)
+            batches.delete(db, batch_id)
+        return real_q(name)
+
+    monkeypatch.setattr(groups, "q", q_deleting_before_the_keep)
+    answer = client.get(f"/batch/{batch_id}/summary?by=product")
+    assert answer.status_code == 404
+    assert db.execute("SELECT count(*) FROM batch_group_summaries").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("query", ["by=product&by=channel", "by=product&limit=5&limit=6"])
+def test_a_parameter_given_twice_is_a_400(client, upload, db, query):
+    batch_id = upload(help_desk(PRODUCTS, seed=70), query=QUERY)["batch_id"]
+    score_everything(db)
+    answer = client.get(f"/batch/{batch_id}/summary?{query}")
+    assert answer.status_code == 400 and answer.get_json()["type"] == "/problems/invalid-parameter"
+
+
+def test_the_page_with_an_unknown_by_shows_with_a_note(client, upload, db):
+    batch_id = upload(help_desk(PRODUCTS, seed=71), query=QUERY)["batch_id"]
+    score_everything(db)
+    page = client.get(f"/batch/{batch_id}?by=nope", headers={"Accept": "text/html"})
+    text = html.unescape(page.get_data(as_text=True))
+    assert page.status_code == 200
+    assert "by='nope' names no kept column" in text and 'id="results"' in text
+    assert 'id="groups-table"' not in text
+    assert "?by=channel#groups" in text  # the columns to choose from
 
 
 def test_a_cancelled_batch_is_counted_on_each_read_until_no_runner_holds_its_chunks(client, upload, db):
@@ -345,3 +450,23 @@ def test_row_security_shows_kept_groups_to_their_owner_only(app, client, upload,
             # No owner filter: whatever comes back is what the policies let through.
             seen[name] = conn.execute("SELECT count(*) FROM batch_group_summaries").fetchone()[0]
     assert seen == {"alice": 4, "bob": 0}  # three channels and rank 0
+
+
+def test_a_first_count_takes_an_export_slot_and_a_kept_read_none(database_url, db):
+    app = webapp.create_app({"database_url": database_url, "migrate_on_start": False, "max_exports": 1})
+    try:
+        client = app.test_client()
+        batch_id = upload_file(client, help_desk(PRODUCTS, seed=72), query=QUERY)["batch_id"]
+        score_everything(db)
+        assert client.get(f"/batch/{batch_id}/summary?by=channel").status_code == 200  # counted, kept
+        export = client.get(f"/batch/{batch_id}/results.csv", buffered=False)  # the worker's one slot
+        assert export.status_code == 200
+        busy = client.get(f"/batch/{batch_id}/summary?by=product")
+        assert busy.status_code == 503 and busy.get_json()["type"] == "/problems/too-many-exports"
+        assert "Retry-After" in busy.headers
+        assert kept_rows(db, batch_id, "product") == []
+        assert client.get(f"/batch/{batch_id}/summary?by=channel").status_code == 200  # kept: no slot
+        export.close()
+        assert client.get(f"/batch/{batch_id}/summary?by=product").status_code == 200
+    finally:
+        app.extensions["db_pool"].close()

@@ -13,7 +13,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.batches.model import EXPORT_COLUMNS
+from core.batches.rows import EXPORT_COLUMNS
 from tests.helpers import sample_texts
 from tests.integration.helpers import (
     PROBLEM,

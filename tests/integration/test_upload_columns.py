@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from core.batches.model import EXPORT_COLUMNS
+from core.batches.rows import EXPORT_COLUMNS
 from tests.integration.helpers import (
     assert_nothing_written,
     assert_problem,

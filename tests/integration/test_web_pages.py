@@ -81,7 +81,7 @@ def test_home_page_has_a_labelled_form_and_no_inline_script(client):
     assert html.index('name="strict"') < html.index('name="file"')
     for field in ("text_column", "id_column", "sheet"):  # typed without script, before the file
         assert html.index(f'name="{field}"') < html.index('name="file"'), field
-    assert page.scripts == ["/static/columns.js", "/static/upload.js"]
+    assert page.scripts == ["/static/file_header.js", "/static/columns.js", "/static/upload.js"]
     policy = answer.headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy
     assert "No batches yet" in html

@@ -25,8 +25,11 @@ from tests.integration.helpers import (
     upload_file,
 )
 from webapp import create_app
+from webapp.upload import workbook as workbook_module
+from webapp.upload.csv_reader import UploadOptions
 from webapp.upload.file_rows import XLSX_MEDIA_TYPE
-from webapp.upload.workbook import MAX_ENTRIES
+from webapp.upload.workbook import MAX_HEADER_WIDTH, WorkbookRows
+from webapp.upload.workbook_archive import MAX_ENTRIES, MAX_PART_BYTES, MAX_SHARED_STRINGS_BYTES, part_cap
 
 TEXTS = sample_texts(300, seed=23)
 
@@ -189,6 +192,53 @@ def test_a_sheet_that_inflates_past_the_limit_is_a_413(small_limits_client, db):
     assert len(body) < 200_000
     assert_problem(post_file(small_limits_client, body, "book.xlsx"), 413, "upload-too-large")
     assert_nothing_written(db)
+
+
+def _rewritten(body: bytes, name: str, change) -> bytes:
+    """The workbook with the entry ``name``'s bytes replaced by ``change(bytes)``."""
+    source = zipfile.ZipFile(io.BytesIO(body))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info in source.infolist():
+            data = source.read(info.filename)
+            archive.writestr(info.filename, change(data) if info.filename == name else data)
+    return out.getvalue()
+
+
+def test_a_styles_part_past_its_cap_is_a_413_before_openpyxl_reads_it(client, db):
+    # openpyxl reads styles.xml whole into objects (~70 bytes each byte of XML): a few kB of
+    # deflated <dxf/> would hold a worker's memory; the part's own cap refuses it first.
+    padding = b"<dxf/>" * (MAX_PART_BYTES // 6 + 1)
+    body = _rewritten(
+        workbook(*SHEETS),
+        "xl/styles.xml",
+        lambda xml: xml.replace(b"</styleSheet>", b"<dxfs>" + padding + b"</dxfs></styleSheet>"),
+    )
+    assert len(body) < 100_000
+    before = table_counts(db)
+    problem = assert_problem(
+        post_file(client, body, "book.xlsx", query="?sheet=Reviews"), 413, "upload-too-large"
+    )
+    assert "'xl/styles.xml'" in problem["detail"] and f"{MAX_PART_BYTES:,}" in problem["detail"]
+    assert_nothing_written(db, before)
+    # The same workbook with its styles as written is read.
+    good = post_file(client, workbook(*SHEETS), "book.xlsx", query="?sheet=Reviews")
+    assert good.status_code == 202, good.get_data(as_text=True)
+
+
+def test_a_part_is_capped_by_the_content_type_it_declares_not_its_name():
+    sheet = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
+    strings = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+    book = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"
+    assert part_cap("xl/worksheets/sheet1.xml", {sheet}) is None
+    assert part_cap("xl/sharedStrings.xml", {strings}) == MAX_SHARED_STRINGS_BYTES
+    assert part_cap("xl/media/image1.png", set()) is None
+    # A workbook part (read whole) named like a sheet, or declared as both, is capped as a whole part.
+    assert part_cap("xl/worksheets/sheet1.xml", {book}) == MAX_PART_BYTES
+    assert part_cap("xl/worksheets/sheet1.xml", {sheet, book}) == MAX_PART_BYTES
+    assert part_cap("xl/worksheets/sheet1.xml", set()) == MAX_PART_BYTES
+    assert part_cap("xl/media/image1.png", {book}) == MAX_PART_BYTES
+    assert part_cap("xl/styles.xml", set()) == MAX_PART_BYTES
 
 
 GIB = 1024**3
@@ -366,4 +416,47 @@ def test_a_workbook_past_the_kept_columns_caps_is_a_400(client, db, rows, slug):
     problem = assert_problem(post_file(client, workbook(("S", rows)), "book.xlsx"), 400, slug)
     if slug == "kept-column-too-long":
         assert problem["detail"].startswith("Line 3: the column 'note'")
+    assert_nothing_written(db)
+
+
+def _with_rows(body: bytes, rows_xml: bytes) -> bytes:
+    """The workbook with ``rows_xml`` added at the end of its first sheet's data."""
+    return _rewritten(
+        body, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(b"</sheetData>", rows_xml + b"</sheetData>")
+    )
+
+
+def test_a_row_with_a_cell_far_right_costs_the_header_width_and_is_set_aside(client, db, monkeypatch):
+    # openpyxl's rows fill every gap before a cell: a lone cell at XFD would be 16,384 values.
+    wide = b"".join(
+        b'<row r="%d"><c r="XFD%d" t="inlineStr"><is><t>x</t></is></c></row>' % (n, n) for n in range(3, 503)
+    )
+    body = _with_rows(workbook(("Reviews", [["id", "text"], ["1", "good"]])), wide)
+    made = []
+    real = workbook_module.cell_text
+
+    def counted(value: object) -> str:
+        made.append(value)
+        return real(value)
+
+    monkeypatch.setattr(workbook_module, "cell_text", counted)
+    rows = list(WorkbookRows([body], UploadOptions(), None, 10**9))
+    assert len(rows) == 501
+    assert [row.problem for row in rows[1:]] == ["wrong_field_count"] * 500
+    assert len(made) <= 502 * (2 + 1)  # every row, the header's included: at most width + 1 values
+    # Uploaded, the same rows are set aside and the good one scored.
+    answer = post_file(client, body, "book.xlsx")
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    assert answer.get_json()["total_count"] == 501 and answer.get_json()["invalid_count"] == 500
+
+
+def test_a_header_wider_than_the_limit_is_a_400(client, db):
+    column = openpyxl.utils.get_column_letter(MAX_HEADER_WIDTH + 1).encode()
+    far = b'<c r="%s1" t="inlineStr"><is><t>far</t></is></c></row>' % column
+    body = _rewritten(
+        workbook(("Reviews", [["id", "text"], ["1", "good"]])),
+        "xl/worksheets/sheet1.xml",
+        lambda xml: xml.replace(b"</row>", far, 1),
+    )
+    assert_problem(post_file(client, body, "book.xlsx"), 400, "too-many-columns")
     assert_nothing_written(db)

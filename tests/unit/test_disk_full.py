@@ -99,7 +99,7 @@ def test_a_run_longer_than_the_period_says_so_once_per_period(caplog: pytest.Log
 
 def test_the_spool_stops_at_the_byte_limit() -> None:
     from webapp.problems import Problem
-    from webapp.upload.workbook import spool_pieces
+    from webapp.upload.workbook_archive import spool_pieces
 
     spool = io.BytesIO()
     spool_pieces([b"x" * 10] * 3, spool, 30)

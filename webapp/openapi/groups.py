@@ -31,7 +31,11 @@ def group_paths() -> dict[str, Any]:
                 "and the scored rows' mean compound. Counted in PostgreSQL by the first request for a "
                 "column once the batch is final, then kept (the 1,000 largest groups and the rest "
                 "folded). An unknown `by` is a 400 `unknown-column` listing the kept columns "
-                "(`columns`); a batch still processing a 409 `batch-not-finished`.",
+                "(`columns`); `by` or `limit` given twice a 400 `invalid-parameter`; a batch still "
+                "processing a 409 `batch-not-finished`. A column's first count holds one of the "
+                "worker's export slots (503 `too-many-exports` with `Retry-After: 5` when none is "
+                "free); while another request counts the same column the answer is a 503 "
+                "`summary-not-ready` with `Retry-After: 2`, at once.",
                 "parameters": [BATCH_ID, by, limit],
                 "responses": {
                     "200": json_answer(ref("GroupSummary"), "The groups."),

@@ -35,6 +35,7 @@ from webapp.upload.csv_records import (
 )
 from webapp.upload.decoding import check_encoding, decoded, undecodable  # noqa: F401 (check_encoding: part of this API)
 from webapp.upload.request_body import bad_request
+from webapp.upload.row_tally import PROBLEMS_LISTED, check_counts, new_row, strict_refusal, too_many_rows
 from webapp.upload.text_lines import MAX_FIELD_CHARS, line_too_long, physical_lines, sniffed
 
 try:
@@ -47,9 +48,6 @@ except ImportError:  # not built (installed without a C compiler): the pure-Pyth
 # fails the whole file as soon as it passes the limit; texts over
 # MAX_TEXT_CHARS but under this are set aside.
 csv.field_size_limit(MAX_FIELD_CHARS)
-
-# How many problems a 400 for "every row is invalid" lists.
-PROBLEMS_LISTED = 5
 
 
 @dataclass(frozen=True)
@@ -160,7 +158,7 @@ class CsvRows:
         if not reader.header_seen:
             raise _empty_file()
         rows, valid, invalid = reader.counts
-        _check_counts(rows, valid, reader.problems)
+        check_counts(rows, valid, reader.problems)
         self.counts = (valid, invalid)
 
 
@@ -175,12 +173,12 @@ def _refused(args: tuple, options: UploadOptions, field_names: list[str]) -> Pro
     if kind == "line-too-long":
         return _invalid_csv(line_too_long(options.max_line_chars), line)
     if kind == "invalid-row":
-        return _strict_refusal(line, more[0])
+        return strict_refusal(line, more[0])
     if kind == "kept-too-long":
         position, chars = more
         return kept_too_long(line, field_names[position], chars)
     if kind == "too-many-rows":
-        return _too_many_rows(options.max_rows)
+        return too_many_rows(options.max_rows)
     raise AssertionError(f"unknown refusal {args!r}")
 
 
@@ -205,8 +203,8 @@ def _python_rows(pieces: Iterable[bytes], options: UploadOptions, on_header: OnH
     max_rows, max_text_chars, max_id_chars = options.max_rows, options.max_text_chars, options.max_id_chars
     problems: list[str] = []
     line = reader.line_num + 1  # where the next record starts
-    # This loop runs once per row of files with millions of them, so the common
-    # case is written out inline: no helper calls, rows built as bare tuples.
+    # This loop runs once per row of files with millions of them, so the common case is written
+    # out inline: no helper calls, rows built as bare tuples; the count is row_tally's, by hand.
     try:
         for record in reader:
             start, line = line, reader.line_num + 1
@@ -220,7 +218,7 @@ def _python_rows(pieces: Iterable[bytes], options: UploadOptions, on_header: OnH
                     for position, value in enumerate(values):
                         if len(value) > MAX_KEPT_CHARS:
                             if rows > max_rows:  # the compiled parser counts the row first
-                                raise _too_many_rows(max_rows)
+                                raise too_many_rows(max_rows)
                             raise kept_too_long(start, first[kept[position]], len(value))
                     clean = not any("\x00" in value for value in values)
                 text = record[text_index]
@@ -236,52 +234,27 @@ def _python_rows(pieces: Iterable[bytes], options: UploadOptions, on_header: OnH
                 ):
                     valid += 1
                     if rows > max_rows:
-                        raise _too_many_rows(max_rows)
-                    yield _new_row(CsvRow, (start, client_id, text, None, None, values))
+                        raise too_many_rows(max_rows)
+                    yield new_row(CsvRow, (start, client_id, text, None, None, values))
                     continue
             if rows > max_rows:
-                raise _too_many_rows(max_rows)
+                raise too_many_rows(max_rows)
             row = checked_row(start, record, width, id_index, text_index, max_text_chars, max_id_chars, kept)
             if row.problem is None:
                 valid += 1
             else:
                 if options.strict:
-                    raise _strict_refusal(start, row.detail)
+                    raise strict_refusal(start, row.detail)
                 if len(problems) < PROBLEMS_LISTED:
                     problems.append(f"line {start}: {row.detail}")
             yield row
     except csv.Error as exc:
         raise _invalid_csv(str(exc), line) from exc
-    _check_counts(rows, valid, problems)
-
-
-def _check_counts(rows: int, valid: int, problems: list[str]) -> None:
-    """The file has been read: refuse it if it holds no row to score."""
-    if rows == 0:
-        raise bad_request("no-data-rows", "The file has a header but no data rows.")
-    if valid == 0:
-        raise bad_request(
-            "no-valid-rows",
-            f"None of the {rows:,} data rows can be scored; the first problems: " + "; ".join(problems) + ".",
-        )
+    check_counts(rows, valid, problems)
 
 
 def _empty_file() -> Problem:
     return bad_request("empty-file", "The file is empty: expected a header row naming 'id' and 'text'.")
-
-
-def _strict_refusal(line: int, detail: str) -> Problem:
-    return bad_request("invalid-row", f"Line {line}: {detail} (strict mode rejects the file).")
-
-
-# CsvRow(...) goes through a Python-level __new__; this is the same tuple, built in C.
-_new_row = tuple.__new__
-
-
-def _too_many_rows(max_rows: int) -> Problem:
-    return bad_request(
-        "too-many-rows", f"The file has more than {max_rows:,} data rows (MAX_ROWS).", 413, "Upload too large"
-    )
 
 
 def _invalid_csv(message: str, line: int) -> Problem:

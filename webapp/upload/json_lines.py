@@ -31,14 +31,7 @@ from typing import Any
 
 from core.batches.ingest import StagedRow
 from webapp.upload.copy_tuples import copy_of_rows
-from webapp.upload.csv_reader import (
-    PROBLEMS_LISTED,
-    UploadOptions,
-    _check_counts,
-    _new_row,
-    _strict_refusal,
-    _too_many_rows,
-)
+from webapp.upload.csv_reader import UploadOptions
 from webapp.upload.csv_records import (
     MAX_KEPT_CHARS,
     MAX_KEPT_COLUMNS,
@@ -52,6 +45,7 @@ from webapp.upload.csv_records import (
 from webapp.upload.decoding import decoded
 from webapp.upload.json_values import JsonNumber, LineProblem, cell_text, kind_of, parsed_object
 from webapp.upload.request_body import bad_request
+from webapp.upload.row_tally import RowTally, new_row
 from webapp.upload.text_lines import physical_lines, sniffed
 
 #: Where a key goes, besides a kept column's position: the text, the id, or nowhere (a blank key is
@@ -83,7 +77,7 @@ class JsonLinesRows:
         self._keys: list[str] = []  # every named key, as first written, for a refusal that lists them
         self._text_seen = self._id_seen = False
         self._variants = False  # whether a column has been named by two spellings of its key
-        self._valid = 0
+        self._tally = RowTally(options.max_rows, options.strict)
         self._counts: list[int] = []
 
     def __iter__(self) -> Iterator[StagedRow]:
@@ -103,39 +97,31 @@ class JsonLinesRows:
         options = self._options
         pieces = sniffed(iter(self._pieces), options.encoding, "JSON Lines")
         lines = physical_lines(decoded(pieces, options.encoding), options.max_line_chars)
-        number = rows = objects = 0
-        problems: list[str] = []
+        number = objects = 0
+        tally = self._tally
         try:
             for line in lines:
                 number += 1
                 if line[:1] != "{" and not line.strip(JSON_WHITESPACE):
                     continue
-                rows += 1
-                if rows > options.max_rows:
-                    raise _too_many_rows(options.max_rows)
+                tally.count()
                 try:
                     found = parsed_object(line)
                     objects += 1
                     row = self._plain_row(number, found, "\\u0000" in line) or self.row(number, found)
                 except LineProblem as problem:
                     row = set_aside(number, str(number), problem.reason, problem.detail)
-                if row.problem is None:
-                    self._valid += 1
-                else:
-                    if options.strict:
-                        raise _strict_refusal(number, row.detail)
-                    if len(problems) < PROBLEMS_LISTED:
-                        problems.append(f"line {number}: {row.detail}")
+                tally.checked("line", number, row.problem, row.detail)
                 yield row
         except csv.Error as exc:  # a line past the limit (text_lines.line_lists); nothing after it is read
             raise bad_request("invalid-jsonl", f"Line {number + 1}: {exc}.") from exc
-        if rows == 0:
+        if tally.rows == 0:
             raise bad_request(
                 "empty-file", "The file is empty: expected one JSON object per line, with a 'text' key."
             )
         if objects:
             self._check_columns_found()
-        _check_counts(rows, self._valid, problems)
+        tally.finish()
 
     def _plain_row(self, line: int, found: dict[str, Any], escaped_nul: bool) -> StagedRow | None:
         """The row of a line that passes every rule with keys seen before, as :meth:`row` would
@@ -170,7 +156,7 @@ class JsonLinesRows:
             return None
         if fields and max(map(len, fields)) > MAX_KEPT_CHARS:
             return None
-        return _new_row(StagedRow, (line, client_id, text, None, None, tuple(fields) if fields else None))
+        return new_row(StagedRow, (line, client_id, text, None, None, tuple(fields) if fields else None))
 
     def row(self, line: int, found: dict[str, Any]) -> StagedRow:
         """The row of the object ``found`` on ``line``: to score, or set aside with its reason."""
@@ -189,8 +175,8 @@ class JsonLinesRows:
                 )
                 duplicate = f"the keys {first!r} and {key!r} name one column"
             cells[slot] = value
-        if len(self.field_names) > width and self._valid:
-            self.widen_through = self._valid  # every valid row so far is narrower
+        if len(self.field_names) > width and self._tally.valid:
+            self.widen_through = self._tally.valid  # every valid row so far is narrower
         fields = [cell_text(cells.get(index)) for index in range(len(self.field_names))]
         for index, value in enumerate(fields):
             if len(value) > MAX_KEPT_CHARS:

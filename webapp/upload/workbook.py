@@ -1,22 +1,17 @@
 """An uploaded ``.xlsx`` workbook read as one sheet of rows, by the CSV's header and record rules.
 
-A zip archive is read from its end (the central directory), so the file is spooled to an anonymous
-temporary file first (in ``TMPDIR``, else ``/tmp``; unlinked from the start, so the kernel frees it
-when it is closed, whatever happens). The bytes reaching here are already capped by
-MAX_UPLOAD_BYTES (:mod:`webapp.upload.request_body`, :mod:`webapp.upload.compression`); the spool
-counts them again, so no path can make it grow past that. A spool that finds its disk full is a
-507 ``storage-full`` (:func:`webapp.problems.storage_full`), nothing stored. Before openpyxl opens it,
-the archive's directory is checked: at most :data:`MAX_ENTRIES` entries, and their declared
-inflated sizes summed at most MAX_UPLOAD_BYTES (413, as for gzip). zipfile never inflates an entry
-past its declared size (a lying entry fails its CRC check instead), so that sum bounds what
-reading inflates. openpyxl's read-only mode then streams the sheet's XML row by row; only the
-workbook's shared strings table is held whole.
+The file is spooled and its zip archive checked before openpyxl opens it
+(:mod:`webapp.upload.workbook_archive`: sizes declared, per archive and per part, within their
+caps). openpyxl's read-only mode then streams the sheet's XML row by row; only the workbook's
+shared strings table is held whole.
 
 The sheet is the first worksheet, or the one ``sheet=NAME`` names. Its first non-blank row is the
 header, with the ``id`` and ``text`` columns found as in a CSV
 (:func:`webapp.upload.csv_records.header_columns`), and its other named columns are kept with the
-rows under the CSV's caps (:func:`~webapp.upload.csv_records.kept_columns`); each later row is
-checked by :func:`~webapp.upload.csv_records.checked_row`, with the sheet's row number as its line.
+rows under the CSV's caps (:func:`~webapp.upload.csv_records.kept_columns`); a header wider than
+:data:`MAX_HEADER_WIDTH` is refused. Each later row is checked by
+:func:`~webapp.upload.csv_records.checked_row`, with the sheet's row number as its line, and never
+costs more than the header's width + 1 values however far right its cells are (:func:`_records`).
 Cells become text as a CSV export writes them (:func:`cell_text`): whole numbers without ``.0``,
 other numbers to 15 significant digits, TRUE/FALSE, ISO 8601 dates and times.
 """
@@ -28,35 +23,30 @@ import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, time
-from typing import IO, Any
+from typing import Any
 
 from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
+from openpyxl.worksheet._reader import WorkSheetParser
 
 from core.batches.ingest import StagedRow
-from core.disk_full import is_disk_full
-from webapp.problems import Problem, storage_full
-from webapp.upload.csv_reader import (
-    PROBLEMS_LISTED,
-    UploadOptions,
-    _check_counts,
-    _strict_refusal,
-    _too_many_rows,
-)
+from webapp.upload.csv_reader import UploadOptions
 from webapp.upload.csv_records import (
     MAX_KEPT_CHARS,
+    MAX_KEPT_COLUMNS,
     checked_row,
     header_columns,
     kept_columns,
     kept_too_long,
 )
-from webapp.upload.request_body import bad_request, too_large
+from webapp.upload.request_body import bad_request
+from webapp.upload.row_tally import RowTally
+from webapp.upload.workbook_archive import check_archive, invalid_workbook, spool_pieces
 
-#: How many entries the archive may hold (a workbook has a dozen or so, plus a few per sheet).
-MAX_ENTRIES = 1_000
-#: Excel's last row: openpyxl fills gaps in row numbers with blank rows, so a row numbered past
-#: this would otherwise make it yield blank rows for as long as the number says.
+#: Excel's last row: a sheet with a row numbered past it is not one Excel could have written.
 MAX_SHEET_ROWS = 1_048_576
+#: The widest header read: every kept column, the id and the text, with blank columns between.
+MAX_HEADER_WIDTH = 4 * (MAX_KEPT_COLUMNS + 2)
 #: What openpyxl raises, one way or another, on a damaged archive or sheet.
 _DAMAGE = (
     zipfile.BadZipFile,
@@ -102,25 +92,31 @@ class WorkbookRows:
 
     def _sheet_rows(self, worksheet: Any) -> Iterator[StagedRow]:
         options = self._options
-        records = _records(worksheet)
-        header = next((record for _, record in records if record), None)
+        cut = [MAX_HEADER_WIDTH + 1]  # cells read per row: the header's, then the header's width + 1
+        records = _records(worksheet, cut)
+        number, header = next(((number, record) for number, record in records if record), (0, None))
         if header is None:
             raise bad_request(
                 "empty-file",
                 f"The sheet {worksheet.title!r} is empty: expected a header row naming 'id' and 'text'.",
             )
+        if len(header) > MAX_HEADER_WIDTH:
+            raise bad_request(
+                "too-many-columns",
+                f"Row {number}: the sheet's header has a cell past column {MAX_HEADER_WIDTH}; at most "
+                f"{MAX_KEPT_COLUMNS} columns besides the text and the id are kept, and the header may "
+                f"be at most {MAX_HEADER_WIDTH} columns wide, blank ones included.",
+            )
         id_index, text_index = header_columns(header, options.text_column, options.id_column)
         kept = kept_columns(header, id_index, text_index)
         self.field_names = [header[index] for index in kept]
         width = len(header)
-        rows = valid = 0
-        problems: list[str] = []
+        cut[0] = width + 1  # a longer row is set aside whatever its length: read no more of it
+        tally = RowTally(options.max_rows, options.strict)
         for number, record in records:
             if not record:  # a blank row
                 continue
-            rows += 1
-            if rows > options.max_rows:
-                raise _too_many_rows(options.max_rows)
+            tally.count()
             if len(record) < width:  # empty cells at the end of a row are not written
                 record += [""] * (width - len(record))
             if len(record) == width:  # a longer row is set aside (wrong_field_count), as in a CSV
@@ -137,61 +133,9 @@ class WorkbookRows:
                 options.max_id_chars,
                 kept,
             )
-            if row.problem is None:
-                valid += 1
-            else:
-                if options.strict:
-                    raise _strict_refusal(number, row.detail)
-                if len(problems) < PROBLEMS_LISTED:
-                    problems.append(f"row {number}: {row.detail}")
+            tally.checked("row", number, row.problem, row.detail)
             yield row
-        _check_counts(rows, valid, problems)
-
-
-def spool_pieces(pieces: Iterable[bytes], spool: IO[bytes], max_bytes: int) -> None:
-    """Write the upload to the spool: at most ``max_bytes`` (413 past them), 507 on a full disk."""
-    written = 0
-    try:
-        for piece in pieces:
-            written += len(piece)
-            if written > max_bytes:
-                raise too_large(max_bytes)
-            spool.write(piece)
-        spool.flush()  # a buffered write's ENOSPC surfaces here, not when the file is closed
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise storage_full(exc) from exc
-        raise
-
-
-def check_archive(spool: IO[bytes], max_bytes: int) -> None:
-    """Refuse an archive that is not a zip, holds more than MAX_ENTRIES entries, or whose entries
-    declare more than ``max_bytes`` inflated, before anything in it is inflated."""
-    try:
-        with zipfile.ZipFile(spool) as archive:
-            entries = archive.infolist()
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as exc:
-        raise invalid_workbook(f"it is not a readable zip archive ({exc})") from exc
-    if len(entries) > MAX_ENTRIES:
-        raise invalid_workbook(
-            f"its zip archive holds {len(entries):,} entries; the limit is {MAX_ENTRIES:,}"
-        )
-    inflated = sum(entry.file_size for entry in entries)
-    if inflated > max_bytes:
-        raise Problem(
-            413,
-            "Upload too large",
-            f"The workbook's zip archive inflates to {inflated:,} bytes, more than the limit of "
-            f"{max_bytes:,} bytes (MAX_UPLOAD_BYTES applies to the decompressed data too); refused "
-            "before inflating anything, nothing was stored.",
-            "upload-too-large",
-        )
-
-
-def invalid_workbook(reason: str) -> Problem:
-    return bad_request(
-        "invalid-xlsx", f"The file is not a valid .xlsx workbook: {reason}; nothing was stored."
-    )
+        tally.finish()
 
 
 def _worksheet(workbook: Any, sheet: str | None) -> Any:
@@ -207,14 +151,37 @@ def _worksheet(workbook: Any, sheet: str | None) -> Any:
     return sheets[sheet]
 
 
-def _records(worksheet: Any) -> Iterator[tuple[int, list[str]]]:
-    """(row number, cells as text without trailing empty ones) for each row of the sheet."""
-    worksheet.reset_dimensions()  # the declared size may be wrong: read the rows that are there
+def _records(worksheet: Any, cut: list[int]) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cells as text without trailing empty ones) for each row with cells of the sheet,
+    each cut after ``cut[0]`` cells (read anew for every row: the caller sets it once it has the
+    header), a value past the cut standing in the last cell.
+
+    Each row is built from the cells its XML holds, not from openpyxl's rows, which fill every gap
+    before a cell with empty values (a lone cell at column XFD would be 16,384 of them): a row
+    costs what its XML holds and at most ``cut[0]`` values. One cell past the header's width is all
+    a longer row's check needs to set it aside, as a longer CSV row is."""
+    source = worksheet._get_source()  # the sheet's XML, read as a stream of rows
+    parser = WorkSheetParser(
+        source,
+        worksheet._shared_strings,
+        data_only=True,
+        epoch=worksheet.parent.epoch,
+        date_formats=worksheet.parent._date_formats,
+        timedelta_formats=worksheet.parent._timedelta_formats,
+    )
+    last = 0
     try:
-        for number, values in enumerate(worksheet.iter_rows(values_only=True), start=1):
+        for number, cells in parser.parse():
             if number > MAX_SHEET_ROWS:
                 raise invalid_workbook(f"its sheet has rows past row {MAX_SHEET_ROWS:,}, Excel's last")
-            record = [cell_text(value) for value in values]
+            if number <= last:  # a row numbered again is read once, as openpyxl reads it
+                continue
+            last, width = number, cut[0]
+            record = [""] * min(max((cell["column"] for cell in cells), default=0), width)
+            for cell in cells:
+                text = cell_text(cell["value"])
+                if text:
+                    record[min(cell["column"], width) - 1] = text
             while record and not record[-1]:
                 record.pop()
             yield number, record
@@ -222,6 +189,8 @@ def _records(worksheet: Any) -> Iterator[tuple[int, list[str]]]:
         raise invalid_workbook(
             f"its sheet {worksheet.title!r} cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
         ) from exc
+    finally:
+        source.close()
 
 
 def cell_text(value: object) -> str:
