@@ -26,6 +26,13 @@ class RunnerSettings:
     lease_seconds: float = setting(
         "LEASE_SECONDS", 60.0, "how long a runner holds a chunk before another may take it over"
     )
+    stuck_chunk_seconds: float = setting(
+        "STUCK_CHUNK_SECONDS",
+        600.0,
+        "how long a runner may score one chunk (counted from when its scorer took the chunk up) "
+        "before it stops renewing its lease: a scorer stuck that long loses the chunk like a dead "
+        "runner",
+    )
     claim_chunks: int = setting(
         "CLAIM_CHUNKS",
         32,

@@ -6,11 +6,11 @@ LEASE_SECONDS. So this thread renews every chunk held, by claim token, every
 LEASE_SECONDS / 3 until it is committed or handed back. Its own connection keeps a
 renewal from waiting behind the runner's statements, and the renewal runs outside the
 keeper's lock, so a renewal stuck on a dead connection never holds up a commit (a
-renewal that reaches a chunk already committed changes nothing). A chunk is renewed at
-most MAX_RENEWALS times (ten leases) counted from when the scorer took it up (from its
-claim until then): a runner stuck in a scorer loses its chunks like a dead one, while
-chunks that merely waited their turn behind slow ones keep theirs (docs/design.md,
-"Long rounds").
+renewal that reaches a chunk already committed changes nothing). A chunk is renewed for
+at most STUCK_CHUNK_SECONDS counted from when the scorer took it up (from its claim until
+then): a runner stuck in a scorer loses its chunks like a dead one, while chunks that are
+merely slow, or waited their turn behind slow ones, keep theirs (docs/design.md, "Long
+rounds").
 A renewal refused for a full disk keeps the connection (a new session may need to write
 too) and is logged once per period (``core.disk_full``).
 """
@@ -18,6 +18,7 @@ too) and is logged once per period (``core.disk_full``).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 
 import psycopg
@@ -27,17 +28,16 @@ from core.disk_full import OncePer, is_disk_full
 
 log = logging.getLogger(__name__)
 
-#: Renewals of one chunk before the keeper gives up on it (30 renewals: ten leases' worth).
-MAX_RENEWALS = 30
-
 
 class LeaseKeeper:
     """Renews the leases of the chunks the runner holds, from a daemon thread."""
 
-    def __init__(self, conninfo: str, lease_seconds: float) -> None:
+    def __init__(self, conninfo: str, lease_seconds: float, stuck_seconds: float = 600.0) -> None:
         self.conninfo = conninfo
         self.lease_seconds = lease_seconds
         self.interval = lease_seconds / 3
+        #: Renewals of one chunk before the keeper gives up on it: STUCK_CHUNK_SECONDS' worth.
+        self.max_renewals = max(1, math.ceil(stuck_seconds / self.interval))
         self._held: dict[int, tuple[ClaimedChunk, int]] = {}  # chunk id: (chunk, renewals so far)
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -83,10 +83,14 @@ class LeaseKeeper:
                 due = []
                 for chunk_id, (chunk, renewals) in list(self._held.items()):
                     self._held[chunk_id] = (chunk, renewals + 1)
-                    if renewals < MAX_RENEWALS:
+                    if renewals < self.max_renewals:
                         due.append(chunk)
-                    elif renewals == MAX_RENEWALS:
-                        log.error("chunk %s held for %d renewals: no longer renewed", chunk_id, MAX_RENEWALS)
+                    elif renewals == self.max_renewals:
+                        log.error(
+                            "chunk %s held for %d renewals since its scoring began: no longer renewed",
+                            chunk_id,
+                            self.max_renewals,
+                        )
             if due:
                 self._renew(due)
         if self._conn is not None:

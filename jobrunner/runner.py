@@ -68,7 +68,9 @@ class Runner:
         self.identity = RunnerIdentity(self.name, socket.gethostname(), os.getpid(), settings.scorer)
         self.stopping = False
         self._idle = False
-        self.lease_keeper = LeaseKeeper(conninfo(settings, "runner"), settings.lease_seconds)
+        self.lease_keeper = LeaseKeeper(
+            conninfo(settings, "runner"), settings.lease_seconds, settings.stuck_chunk_seconds
+        )
         self.pipe = RoundPipe(settings, self.identity, self.lease_keeper)
         # Where the loop's time went, for the line it logs when it stops.
         self.spent = {"scoring": 0.0, "waiting": 0.0, "idle": 0.0}

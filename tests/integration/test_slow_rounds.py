@@ -4,8 +4,10 @@ chunk that waited behind a slow one keeps its lease for its own scoring."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import psycopg
 
@@ -42,7 +44,7 @@ def test_scored_chunks_commit_while_a_slow_chunk_of_their_round_is_scored(
 
 
 def test_a_chunk_that_waited_behind_a_slow_one_keeps_its_lease(client, upload, runners, database_url):
-    """Leases of 1 s (renewed for ten leases: 10 s), rounds of one chunk. After quick rounds the
+    """Leases of 1 s, renewed for 10 s (STUCK_CHUNK_SECONDS), rounds of one chunk. After quick rounds the
     runner claims a round ahead; then a batch whose texts look as short but take 6 s a chunk: the
     chunk claimed ahead waits 6 s behind the first, then is scored for 6 s, 12 s in all. Counted
     from its own scoring start it is renewed throughout; meanwhile expired leases are released as
@@ -51,30 +53,52 @@ def test_a_chunk_that_waited_behind_a_slow_one_keeps_its_lease(client, upload, r
         SCORER="tests.scorers:slow_when_marked",
         TEST_SCORE_DELAY_SECONDS="6",
         LEASE_SECONDS="1",
+        STUCK_CHUNK_SECONDS="10",
         CLAIM_CHUNKS="1",
     )
     warm = upload(make_csv(sample_texts(500, seed=83)))["batch_id"]
     assert finished(client, warm, timeout=120)["status"] == "completed"
     batch_id = upload(make_csv([f"⏳ {text}" for text in sample_texts(300, seed=85)]))["batch_id"]
-    stop = threading.Event()
-
-    def release_like_an_idle_runner() -> None:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            while not stop.wait(0.3):
-                release_expired(conn)
-
-    releaser = threading.Thread(target=release_like_an_idle_runner, daemon=True)
-    releaser.start()
-    try:
+    with expired_leases_released(database_url):
         status = finished(client, batch_id, timeout=150)
-    finally:
-        stop.set()
-        releaser.join(timeout=10)
     assert (status["status"], status["processed_count"], status["failed_count"]) == ("completed", 300, 0)
     assert_exactly_once(database_url, batch_id, 300, status["summary"])
     logs = runners.logs()
     assert "no longer renewed" not in logs, logs
     assert "lease lost" not in logs and "expired, requeued" not in logs, logs
+
+
+def test_a_chunk_slower_than_ten_leases_is_not_taken_for_a_stuck_one(client, upload, runners, database_url):
+    """Leases of 1 s and a chunk that takes 12 s, as long texts with the reference scorer take on
+    short leases: well within STUCK_CHUNK_SECONDS (600 s by default), so it keeps its lease and the
+    batch completes on its first attempt, while expired leases are released as an idle runner would."""
+    batch_id = upload(make_csv(sample_texts(100, seed=86)))["batch_id"]
+    runners.start(SCORER="tests.scorers:slow", TEST_SCORE_DELAY_SECONDS="12", LEASE_SECONDS="1")
+    with expired_leases_released(database_url):
+        status = finished(client, batch_id, timeout=150)
+    assert (status["status"], status["processed_count"], status["failed_count"]) == ("completed", 100, 0)
+    logs = runners.logs()
+    assert "no longer renewed" not in logs and "expired, requeued" not in logs, logs
+
+
+@contextlib.contextmanager
+def expired_leases_released(database_url: str) -> Iterator[None]:
+    """Meanwhile, chunks whose leases expired go back to the queue every 0.3 s, as idle runners'
+    housekeeping would put them back."""
+    stop = threading.Event()
+
+    def release() -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            while not stop.wait(0.3):
+                release_expired(conn)
+
+    releaser = threading.Thread(target=release, daemon=True)
+    releaser.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        releaser.join(timeout=10)
 
 
 def test_a_round_expected_to_be_slow_is_not_claimed_ahead_of(client, upload, runners, db, tmp_path):

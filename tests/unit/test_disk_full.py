@@ -39,7 +39,8 @@ from webapp.problems import storage_full
         (ValueError("No space left on device"), False),
         (  # a constraint's DETAIL quoting a row's text is no full disk
             psycopg.errors.CheckViolation(
-                'new row violates check constraint "c"\nDETAIL: Failing row contains (no space left on device).'
+                'new row violates check constraint "c"\n'
+                "DETAIL: Failing row contains (no space left on device)."
             ),
             False,
         ),
