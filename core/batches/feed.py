@@ -61,7 +61,6 @@ class CommittedChunk:
     #: Its rows' JSON, written by PostgreSQL: results-page items joined by commas, or with
     #: ``export`` results.ndjson lines joined by newlines (:func:`rows_after`).
     json: str
-    chars: int = 0  # characters of text and ids in its rows, for the readers that keep chunks
     #: The bytes each stream format made of it: followers that share a read encode it once.
     frames: dict[str, bytes] = field(default_factory=dict, repr=False)
 
@@ -94,7 +93,7 @@ def rows_after(
     }
     with conn.cursor(row_factory=namedtuple_row) as cur:
         return [
-            CommittedChunk(Position(row.seq, row.chunk), row.rows, row.json, row.chars)
+            CommittedChunk(Position(row.seq, row.chunk), row.rows, row.json)
             for row in cur.execute(q("batch_commits_rows_after"), params)
         ]
 

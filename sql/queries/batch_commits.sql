@@ -1,5 +1,5 @@
 -- name: batch_commits_rows_after
--- At most `chunks` committed chunks after a position (seq, chunk) of a batch's commit log, in commit order, each as one row: its rows' count, their characters of text, and their JSON (results-page items joined by commas, or with `export` results.ndjson lines); a range of batch_commits' primary key, then each chunk's range of the results' and inputs' primary keys. A chunk with no rows left still comes, with none, so the position passes it.
+-- At most `chunks` committed chunks after a position (seq, chunk) of a batch's commit log, in commit order, each as one row: its rows' count and their JSON (results-page items joined by commas, or with `export` results.ndjson lines); a range of batch_commits' primary key, then each chunk's range of the results' and inputs' primary keys. A chunk with no rows left still comes, with none, so the position passes it.
 WITH entries AS (
     -- seq >= after_seq bounds the index range; the row comparison then drops
     -- the chunks of entry after_seq that the reader has had.
@@ -12,10 +12,9 @@ WITH entries AS (
     LIMIT %(chunks)s
 )
 SELECT e.seq, e.chunk::integer AS chunk, count(x.row_number)::integer AS rows,
-       coalesce(sum(x.chars), 0)::bigint AS chars,
        -- Each row's JSON is written here, in C, once per chunk for all of its followers: the
-       -- members of model.RESULT_MEMBERS (error and fields only when set) or, for `export`,
-       -- model.EXPORT_COLUMNS and fields, in their order (a test compares them with both).
+       -- members of rows.RESULT_MEMBERS (error and fields only when set) or, for `export`,
+       -- rows.EXPORT_COLUMNS and fields, in their order (tests compare them with both).
        coalesce(string_agg(x.json, CASE WHEN %(export)s THEN E'\n' ELSE ',' END ORDER BY x.row_number), '')
            AS json
 FROM entries AS e
@@ -25,7 +24,7 @@ LEFT JOIN LATERAL (
     -- primary key, then one probe of the inputs' each. Flattened, the planner took the chunks'
     -- ranges for a join filter over the whole batch whenever the partitions' statistics
     -- (analyzed seldom, by design) said they were empty.
-    SELECT r.row_number, length(i.text) + length(i.client_id) AS chars,
+    SELECT r.row_number,
            CASE WHEN %(export)s THEN
                '{"id":' || to_json(i.client_id) || ',"text":' || to_json(i.text)
                || ',"sentiment":' || coalesce(to_json(vader_label(r.compound))::text, 'null')

@@ -258,8 +258,11 @@ def test_batch_mirrors_the_batches_table_column_for_column(db):
     assert {f.name for f in fields(Batch)} == columns
 
 
+@pytest.mark.parametrize("export", [False, True])
 @pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
-def test_a_follower_reads_each_chunk_by_key_ranges_whatever_the_statistics(upload, db, plan_cache_mode):
+def test_a_follower_reads_each_chunk_by_key_ranges_whatever_the_statistics(
+    upload, db, plan_cache_mode, export
+):
     from tests.integration.helpers import score_everything
 
     public_id = upload(make_csv(["fine"] * 5_000))["batch_id"]
@@ -269,7 +272,7 @@ def test_a_follower_reads_each_chunk_by_key_ranges_whatever_the_statistics(uploa
     score_everything(db)
     batch_id = db.execute("SELECT id FROM batches WHERE public_id = %s", (public_id,)).fetchone()[0]
     db.execute(f"SET plan_cache_mode = {plan_cache_mode}")
-    params = {"batch_id": batch_id, "after_seq": 1, "after_chunk": 0, "chunks": 20, "export": False}
+    params = {"batch_id": batch_id, "after_seq": 1, "after_chunk": 0, "chunks": 20, "export": export}
     plan = db.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + q("batch_commits_rows_after"), params).fetchone()[0]
     nodes = list(_plan_nodes(plan[0]["Plan"]))
     scans = [n for n in nodes if n.get("Relation Name", "").startswith(("batch_results", "batch_inputs"))]

@@ -48,7 +48,7 @@ def _row(number: int) -> Result:
 def _chunk(position: Position, first: int, last: int) -> CommittedChunk:
     """A chunk as the database reads it: its rows' page items, joined by commas."""
     items = [json.dumps(_row(n).to_json(), separators=(",", ":")) for n in range(first, last + 1)]
-    return CommittedChunk(position, len(items), ",".join(items), 8 * len(items))
+    return CommittedChunk(position, len(items), ",".join(items))
 
 
 class Log:

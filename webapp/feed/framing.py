@@ -19,7 +19,7 @@ RETRY_MILLISECONDS = 1000
 
 
 def _json(value: Any) -> str:
-    # ASCII only: a row's text never needs the stream's encoding, and never holds a raw newline.
+    # A batch's JSON (progress, end) in ASCII, on one line; rows come as PostgreSQL wrote them.
     return json.dumps(value, separators=(",", ":"))
 
 
@@ -51,7 +51,7 @@ class ServerSentEvents:
     def rows(self, chunk: CommittedChunk) -> bytes:
         frame = chunk.frames.get("sse")
         if frame is None:
-            # The rows' JSON escapes every line break, so the data stays one line.
+            # The rows' JSON escapes CR and LF (SSE's only line ends), so the data stays one line.
             data = '{"rows":[' + chunk.json + "]}"
             frame = chunk.frames["sse"] = f"event: rows\nid: {chunk.position}\ndata: {data}\n\n".encode()
         return frame

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from core.batches import Batch
 from core.batches.feed import CommittedChunk, Position
 
-#: Chunks kept per followed batch (about 40,000 rows), and at most this many characters of text.
+#: Chunks kept per followed batch and row shape (about 40,000 rows), and at most this many
+#: characters of JSON and frames.
 KEEP_CHUNKS = 400
-KEEP_CHARS = 8_000_000
+KEEP_CHARS = 24_000_000
 
 #: Reads from the database: (batch, after, at most this many) -> chunks in commit order.
 Fetch = Callable[[Batch, Position, int], list[CommittedChunk]]
@@ -32,7 +33,7 @@ class Recent:
         self.start: Position | None = None  # None: nothing kept yet
         self.chunks: list[CommittedChunk] = []
         self.positions: list[Position] = []
-        self.sizes: list[int] = []  # characters of text per kept chunk
+        self.sizes: list[int] = []  # characters kept per chunk: its JSON and its frame
         #: Every entry up to this one is kept (or was, before it was let go at the front).
         self.read_through = 0
 
@@ -64,7 +65,8 @@ class Recent:
     def _add(self, found: list[CommittedChunk], batch: Batch, limit: int) -> None:
         self.chunks += found
         self.positions += [chunk.position for chunk in found]
-        self.sizes += [chunk.chars for chunk in found]
+        # Each kept chunk holds its rows' JSON and, once sent, the frame made of it.
+        self.sizes += [2 * len(chunk.json) for chunk in found]
         if len(found) < limit:  # caught up with every entry the batch's state counts
             self.read_through = max(self.read_through, batch.commit_seq)
         dropped = max(0, len(self.chunks) - KEEP_CHUNKS)
