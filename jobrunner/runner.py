@@ -36,9 +36,8 @@ from jobrunner.scoring import scorer_function
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60.0
-#: A round expected to score faster than this is overlapped with the next claim (see the docstring).
-#: It is expected from its texts' length at the last round's seconds per character: what a VADER
-#: scorer's time follows, whatever the batch.
+#: A round expected (from its texts' length, at the last round's seconds per character: what a
+#: VADER scorer's time follows, whatever the batch) to score faster than this is claimed ahead of.
 PREFETCH_BELOW_SECONDS = 1.0
 #: How long a round should take to score: the round size (chunks per claim, at most CLAIM_CHUNKS)
 #: follows from the last round's time per chunk, so short texts travel in large rounds and long
