@@ -13,6 +13,19 @@ from core.setting_values import parse_networks, setting
 #: The fewest characters API_TOKEN may have: anyone who can reach the port may guess at it.
 API_TOKEN_MIN_CHARS = 32
 
+#: A follower receives each chunk's rows as one JSON text written by PostgreSQL, whose values end
+#: at 1 GB; CHUNK_SIZE rows at their longest must fit. A row's kept columns at their longest are
+#: 50 names of 255 characters and values of 2,000 (webapp/upload/csv_records.py); JSON writes a
+#: character in at most 6 bytes (``\u001b``); the row's other members take under 200.
+CHUNK_JSON_LIMIT = 1024**3 - 1
+KEPT_COLUMNS_JSON_CHARS = 50 * 6 * (255 + 2_000 + 6)
+ROW_JSON_OTHER_CHARS = 200
+
+
+def longest_row_json(max_text_chars: int, max_id_chars: int) -> int:
+    """The most bytes one scored row's JSON can take, for these caps."""
+    return 6 * (max_text_chars + max_id_chars) + KEPT_COLUMNS_JSON_CHARS + ROW_JSON_OTHER_CHARS
+
 
 @dataclass(frozen=True)
 class WebSettings:
@@ -100,7 +113,12 @@ class WebSettings:
         "slower); a web process asked for `c` where it is not built refuses to start",
         shown="(unset: `c` where it is built, else `python`)",
     )
-    chunk_size: int = setting("CHUNK_SIZE", 100, "rows per chunk for new batches")
+    chunk_size: int = setting(
+        "CHUNK_SIZE",
+        100,
+        "rows per chunk for new batches; a chunk's rows at their longest (MAX_TEXT_CHARS, "
+        "MAX_ID_CHARS) must fit one PostgreSQL value of 1 GB as JSON, checked at start",
+    )
     secret_key: str = setting(
         "SECRET_KEY",
         "",
@@ -195,6 +213,12 @@ class WebSettings:
             raise ValueError(
                 f"API_TOKEN: must be at least {API_TOKEN_MIN_CHARS} characters, got {len(self.api_token)}; "
                 "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        longest_chunk = self.chunk_size * longest_row_json(self.max_text_chars, self.max_id_chars)
+        if longest_chunk > CHUNK_JSON_LIMIT:
+            raise ValueError(
+                f"CHUNK_SIZE, MAX_TEXT_CHARS, MAX_ID_CHARS: a chunk's rows can take {longest_chunk:,} "
+                f"bytes of JSON, past PostgreSQL's {CHUNK_JSON_LIMIT:,} for one value; lower one of them"
             )
         if self.upload_csv_parser not in ("", "c", "python"):
             raise ValueError(f"UPLOAD_CSV_PARSER: 'c' or 'python', got {self.upload_csv_parser!r}")

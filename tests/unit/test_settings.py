@@ -77,6 +77,21 @@ def test_api_token_needs_32_characters_and_is_never_shown():
         replace(Settings(), api_token="short")
 
 
+def test_a_chunk_of_the_longest_rows_fits_one_postgresql_value():
+    from core import settings_web
+    from webapp.upload import csv_records
+
+    # The bound counts every kept column the upload lets through, at its longest, escaped.
+    kept = csv_records.MAX_KEPT_COLUMNS * 6 * (csv_records.MAX_KEPT_NAME_CHARS + csv_records.MAX_KEPT_CHARS)
+    assert kept <= settings_web.KEPT_COLUMNS_JSON_CHARS
+    assert Settings.from_env({"CHUNK_SIZE": "1000"}).chunk_size == 1000
+    with pytest.raises(ValueError, match="CHUNK_SIZE, MAX_TEXT_CHARS") as refused:
+        Settings.from_env({"CHUNK_SIZE": "1000", "MAX_TEXT_CHARS": "200000"})
+    assert "past PostgreSQL's 1,073,741,823" in str(refused.value)
+    with pytest.raises(ValueError, match="CHUNK_SIZE"):
+        Settings.from_env({"CHUNK_SIZE": "2000"})
+
+
 def test_one_reading_of_true_and_false_for_settings_and_parameters():
     assert [parse_bool(w) for w in ("1", "TRUE", "yes", "On")] == [True] * 4
     assert [parse_bool(w) for w in ("0", "false", "No", "off", "")] == [False] * 5
