@@ -29,8 +29,12 @@ SELECT coalesce(sum(rows), 0)::bigint AS scored_count, sum(total) / nullif(sum(r
 FROM bins;
 
 -- name: batch_summaries_keep
--- Keep a settled batch's counted summary (batch_summaries_count); the first one kept stays.
+-- Keep a settled batch's counted summary (batch_summaries_count) while the batch exists and is not deleted (its row locked against the reaper until commit); the first one kept stays.
 INSERT INTO batch_summaries (batch_id, scored_count, mean_compound, histogram)
-VALUES (%(batch_id)s, %(scored_count)s, %(mean_compound)s, %(histogram)s)
+SELECT b.id, %(scored_count)s, %(mean_compound)s, %(histogram)s
+FROM batches AS b
+-- A batch deleted since it was counted keeps nothing (the reaper or an operator's DELETE).
+WHERE b.id = %(batch_id)s AND b.deleted_at IS NULL
+FOR KEY SHARE
 ON CONFLICT (batch_id) DO NOTHING
 RETURNING computed_at;

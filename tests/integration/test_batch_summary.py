@@ -18,6 +18,7 @@ from core.batches import partitions, summaries
 from core.batches.ingest import new_public_id
 from core.batches.queue import claim_chunk
 from core.batches.summaries import EDGES
+from core.queries import q
 from tests.helpers import make_csv, sample_texts, wait_for
 from tests.integration.helpers import process
 from tests.scorers import POISON
@@ -117,6 +118,21 @@ def test_a_cancelled_batch_is_kept_once_no_runner_holds_its_chunks(client, uploa
     summary = client.get(f"/batch/{batch_id}").get_json()["summary"]
     assert sum(summary["histogram"]["counts"]) == 100
     assert len(_kept(db, batch_id)) == 1
+
+
+def test_a_batch_deleted_after_its_count_keeps_nothing_and_raises_nothing(client, upload, db):
+    batch_id = upload(make_csv(sample_texts(150, seed=234)))["batch_id"]
+    internal = db.execute("SELECT id FROM batches WHERE public_id = %s", (batch_id,)).fetchone()[0]
+    counted = {"scored_count": 150, "mean_compound": 0.25, "histogram": [0] * 19 + [150]}
+    # Marked deleted since it was counted (DELETE /batch/<id>), then gone (the reaper): the count
+    # is kept for neither, and neither is an error (a foreign key violation in the runner's log).
+    assert client.post(f"/batch/{batch_id}/cancel").status_code == 200
+    assert client.delete(f"/batch/{batch_id}").status_code in (200, 202, 204)
+    db.execute("DELETE FROM batch_summaries")  # kept by the cancel
+    assert db.execute(q("batch_summaries_keep"), {"batch_id": internal, **counted}).fetchone() is None
+    gone = db.execute("SELECT max(id) + 1 FROM batches").fetchone()[0]
+    assert db.execute(q("batch_summaries_keep"), {"batch_id": gone, **counted}).fetchone() is None
+    assert db.execute("SELECT count(*) FROM batch_summaries").fetchone()[0] == 0
 
 
 def _edge_cases() -> list[float]:

@@ -136,3 +136,23 @@ def test_a_cancel_racing_a_finish_and_the_next_claim_does_not_deadlock(upload, d
     done, claimed = outcomes["pair"]  # type: ignore[misc]
     assert done == {round_[0].chunk_id} and claimed == []
     assert db.execute("SELECT status, processed_count FROM batches").fetchone() == ("cancelled", 100)
+
+
+def test_what_follows_a_completing_commit_never_takes_the_round_or_its_claim_for_lost(
+    upload, db, database_url
+):
+    """The batch's last chunk completes it; keeping its summary then fails (a lock it waits for past
+    lock_timeout, an OperationalError as a deadlock is): the round and the claim sent with it stand."""
+    upload(make_csv(sample_texts(100, seed=52)))
+    upload(make_csv(sample_texts(200, seed=53)))
+    with psycopg.connect(database_url, autocommit=True) as conn, psycopg.connect(database_url) as holder:
+        round_, scored = _first_round_scored(conn)
+        holder.execute("LOCK TABLE batch_summaries IN ACCESS EXCLUSIVE MODE")
+        conn.execute("SET lock_timeout = '200ms'")
+        done, claimed = finish_and_claim(conn, scored, RUNNER, 60, 2)
+        holder.rollback()
+    assert done == {round_[0].chunk_id}
+    assert [c.first_row for c in claimed] == [1, 101]
+    first = db.execute("SELECT status, processed_count FROM batches ORDER BY id LIMIT 1").fetchone()
+    assert first == ("completed", 100)
+    assert db.execute("SELECT count(*) FROM batch_summaries").fetchone()[0] == 0
