@@ -1,12 +1,14 @@
 """A follower's rows are JSON that PostgreSQL writes (sql/queries/batch_commits.sql); they must be
 the very objects the results pages and the results.ndjson download give, member for member, for
-texts that JSON must escape, kept columns, and a row that failed."""
+texts that JSON must escape, kept columns or none, a JSON Lines file, and a row that failed."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+
+import pytest
 
 from core.batches import store
 from core.batches.feed import Position, rows_after
@@ -34,9 +36,34 @@ def _help_desk_csv(texts: list[str]) -> bytes:
     return out.getvalue().encode()
 
 
-def test_followers_rows_equal_the_pages_and_the_download(client, upload, runners, db):
+def _plain_csv(texts: list[str]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "text"])
+    writer.writerows([f"T-{number}", text] for number, text in enumerate(texts, 1))
+    return out.getvalue().encode()
+
+
+def _help_desk_jsonl(texts: list[str]) -> bytes:
+    lines = (
+        json.dumps({"ticket_id": f"T-{number}", "body": text, "stars": number % 5, "ok": number % 2 == 0})
+        for number, text in enumerate(texts, 1)
+    )
+    return ("\n".join(lines) + "\n").encode()
+
+
+FILES = {
+    "kept columns": (_help_desk_csv, "help.csv", "?text_column=body&id_column=ticket_id"),
+    "id and text alone": (_plain_csv, "plain.csv", ""),
+    "json lines": (_help_desk_jsonl, "help.jsonl", "?text_column=body&id_column=ticket_id"),
+}
+
+
+@pytest.mark.parametrize("shape", FILES)
+def test_followers_rows_equal_the_pages_and_the_download(client, upload, runners, db, shape):
+    make, filename, query = FILES[shape]
     texts = AWKWARD + sample_texts(294, seed=97)
-    batch_id = upload(_help_desk_csv(texts), query="?text_column=body&id_column=ticket_id")["batch_id"]
+    batch_id = upload(make(texts), filename=filename, query=query)["batch_id"]
     runners.start(SCORER="tests.scorers:poisoned", MAX_ATTEMPTS="1", RETRY_BACKOFF_SECONDS="0.1")
     status = finished(client, batch_id, timeout=120)
     assert (status["processed_count"], status["failed_count"]) == (299, 1)
@@ -56,4 +83,6 @@ def test_followers_rows_equal_the_pages_and_the_download(client, upload, runners
     lines.sort(key=lambda line: int(line["id"][2:]))
     assert json.dumps(lines) == json.dumps(download)
     assert sum(chunk.rows for chunk in items) == 300
-    assert any("error" in item for item in followed) and all("fields" in item for item in followed)
+    assert any("error" in item for item in followed)
+    kept = shape != "id and text alone"
+    assert all(("fields" in item) == kept for item in followed + lines)
