@@ -113,14 +113,16 @@ def timed_batch(
             wal2 = conn.execute(wal).fetchone()[0]
             scoring_split = probe.stop() if probe is not None else None
             runner_cpu = sum(process_cpu(p.pid, reaped=False) for p in procs) - runner_cpu
-            # Gone at once, leaving no dead rows to the next run's autovacuum.
+            wal_bytes = conn.execute(
+                "SELECT %s::pg_lsn - %s::pg_lsn, %s::pg_lsn - %s::pg_lsn", (wal1, wal0, wal2, wal1)
+            ).fetchone()
+        # Gone at once, leaving no dead rows to the next run's autovacuum; once the runners have
+        # stopped, as the one that completed the batch may still be keeping its summary.
+        with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
                 "TRUNCATE batch_inputs, batch_results, batch_row_errors, batch_result_keys, "
                 "result_checkpoints, chunks, batches CASCADE"
             )
-            wal_bytes = conn.execute(
-                "SELECT %s::pg_lsn - %s::pg_lsn, %s::pg_lsn - %s::pg_lsn", (wal1, wal0, wal2, wal1)
-            ).fetchone()
         result = {
             "seconds": done - started,
             "upload_seconds": uploaded - started,
