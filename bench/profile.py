@@ -41,22 +41,30 @@ PHASES = (
 )
 
 
+#: How many functions the table lists, the busiest first.
+TOP_FUNCTIONS = 15
+
+
 def _phase(stack: str) -> str:
-    frames = stack.split(";")
+    # A frame reads ``Class.method (file:line)`` (qualified names, as Python 3.11 gives them).
+    frames = [(frame.split(" (", 1)[0].rsplit(".", 1)[-1], frame) for frame in stack.split(";")]
     for phase, function, path in PHASES:
-        if any(frame.startswith(f"{function} (") and path in frame for frame in frames):
+        if any(name == function and path in frame for name, frame in frames):
             return phase
     return "other (start-up, imports, signals)"
 
 
-def _samples(raw: Path) -> collections.Counter[str]:
-    """Samples by phase from py-spy's raw (collapsed) output: ``frame;frame;... count``."""
-    counts: collections.Counter[str] = collections.Counter()
+def _samples(raw: Path) -> tuple[collections.Counter[str], collections.Counter[str]]:
+    """Samples by phase, and by the function on a CPU (the innermost frame), from py-spy's raw
+    (collapsed) output: ``outer;...;inner count``, each frame ``function (file:line)``."""
+    phases: collections.Counter[str] = collections.Counter()
+    functions: collections.Counter[str] = collections.Counter()
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if stack:
-            counts[_phase(stack)] += int(count)
-    return counts
+            phases[_phase(stack)] += int(count)
+            functions[stack.rsplit(";", 1)[-1].rsplit(":", 1)[0] + ")"] += int(count)
+    return phases, functions
 
 
 def run(rows: int, kind: str, count: int, rate: int) -> dict:
@@ -112,8 +120,11 @@ def run(rows: int, kind: str, count: int, rate: int) -> dict:
             spy_proc.wait(timeout=60)
         app.extensions["db_pool"].close()
     counts: collections.Counter[str] = collections.Counter()
+    functions: collections.Counter[str] = collections.Counter()
     for out_file in raws:
-        counts += _samples(out_file)
+        by_phase, by_function = _samples(out_file)
+        counts += by_phase
+        functions += by_function
     shutil.rmtree(workdir, ignore_errors=True)
     return {
         "rows": rows,
@@ -127,6 +138,7 @@ def run(rows: int, kind: str, count: int, rate: int) -> dict:
             "upload (this process)": self_cpu / rows * 1e6,
         },
         "samples": dict(counts.most_common()),
+        "functions": dict(functions.most_common(TOP_FUNCTIONS)),
     }
 
 
@@ -142,6 +154,8 @@ def report(result: dict) -> str:
         "|---|---|",
     ]
     lines += [f"| {phase} | {count / total:.1%} |" for phase, count in result["samples"].items()]
+    lines += ["", "| the function on a CPU (innermost frame) | share |", "|---|---|"]
+    lines += [f"| `{name}` | {count / total:.1%} |" for name, count in result["functions"].items()]
     return "\n".join(lines)
 
 
