@@ -10,7 +10,8 @@ is left is done by a later turn. The bound is per lock request: a statement that
 several locks in turn may wait up to that long for each, so a turn can pass its budget by a
 few such waits at most, never by an unbounded one. DDL (a detach, a drop) waits at most ``cap`` seconds
 even when the budget is larger, since its lock request queues every later reader of the
-parent behind it.
+parent behind it; and longer than the budget's rest when an autovacuum worker holds the
+partition, which PostgreSQL cancels only for a lock request that waits past deadlock_timeout.
 """
 
 from __future__ import annotations
@@ -52,15 +53,17 @@ class Budget:
     def spent(self) -> bool:
         return self.left() <= 0
 
-    def bound(self, conn: psycopg.Connection, cap: float = math.inf) -> None:
+    def bound(self, conn: psycopg.Connection, cap: float = math.inf, at_least: float = 0.0) -> None:
         """Before one statement: ``lock_timeout`` = what is left of the budget, at most ``cap``
-        seconds, for the session. :class:`BudgetSpent` when less than a millisecond is left."""
+        seconds, for the session; at least ``at_least`` seconds, past the budget if need be (a
+        wait that must outlast PostgreSQL's own, see partitions). :class:`BudgetSpent` when less
+        than a millisecond is left."""
         left = self.left()
-        wait = min(left, cap)
-        ms = 0 if math.isinf(wait) else math.floor(wait * 1000)  # never past the budget
+        wait = max(min(left, cap), at_least)
+        ms = 0 if math.isinf(wait) else math.floor(wait * 1000)  # never past the budget but by at_least
         if ms < 1 and not math.isinf(wait):
             raise BudgetSpent("no time left")
-        self.binding = left <= cap
+        self.binding = at_least < left <= cap
         conn.execute("SELECT set_config('lock_timeout', %s, false)", (str(ms),))
         self.lock_timeout_ms = ms
 

@@ -98,11 +98,14 @@ def _detach_and_drop(
     conn: psycopg.Connection, table: str, partition: str, pending: bool, budget: Budget
 ) -> None:
     parent, part = sql.Identifier(table), sql.Identifier(partition)
-    budget.bound(conn, LOCK_TIMEOUT_SECONDS)
+    # Once an autovacuum worker has to be waited out, the partition is finished in this turn
+    # whatever is left of the budget: left for the next one, it would find the worker back.
+    grace = _autovacuum_wait(conn, partition)
+    budget.bound(conn, LOCK_TIMEOUT_SECONDS, at_least=grace)
     conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(part, sql.Literal(DROPPING)))
     how = sql.SQL("FINALIZE" if pending else "CONCURRENTLY")
     for attempt in range(1, LOCK_ATTEMPTS + 1):
-        budget.bound(conn, LOCK_TIMEOUT_SECONDS)
+        budget.bound(conn, LOCK_TIMEOUT_SECONDS, at_least=grace)
         try:
             conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} {}").format(parent, part, how))
             break
@@ -110,7 +113,7 @@ def _detach_and_drop(
             if attempt == LOCK_ATTEMPTS or budget.ended_by(exc) is not None:
                 raise
             # A CONCURRENTLY cut short leaves the partition pending: finish that one instead.
-            budget.bound(conn)
+            budget.bound(conn, at_least=grace)
             pending = conn.execute(
                 "SELECT detach_pending FROM batch_partitions WHERE partition = %s", (partition,)
             ).fetchone()
@@ -118,8 +121,16 @@ def _detach_and_drop(
             if pending is None:  # detached after all
                 break
             time.sleep(min(0.1, max(0.0, budget.left())))
-    budget.bound(conn, LOCK_TIMEOUT_SECONDS)
+    budget.bound(conn, LOCK_TIMEOUT_SECONDS, at_least=grace)
     conn.execute(sql.SQL("DROP TABLE {}").format(part))
+
+
+def _autovacuum_wait(conn: psycopg.Connection, partition: str) -> float:
+    """How long a lock request on ``partition`` must be able to wait: past deadlock_timeout when
+    an autovacuum worker holds it (PostgreSQL cancels the worker for a request waiting that long;
+    a shorter wait gives up first, turn after turn, for as long as a big partition's vacuum
+    lasts), else 0 (the budget decides)."""
+    return conn.execute(q("batch_results_partition_autovacuum_wait"), {"partition": partition}).fetchone()[0]
 
 
 def _drop_orphans(conn: psycopg.Connection, budget: Budget, limit: int) -> None:

@@ -104,6 +104,16 @@ WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
 ORDER BY c.relname
 LIMIT %(limit)s;
 
+-- name: batch_results_partition_autovacuum_wait
+-- Seconds a lock request on a partition must wait to have an autovacuum worker that holds it cancelled: deadlock_timeout and one more second when one does, else 0.
+SELECT CASE WHEN EXISTS (
+           SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+           WHERE l.relation = to_regclass(%(partition)s) AND a.backend_type = 'autovacuum worker'
+             -- One that prevents wraparound is never cancelled: waiting for it would only cost the turn.
+             AND a.query NOT LIKE '%%(to prevent wraparound)'
+       ) THEN extract(epoch FROM current_setting('deadlock_timeout')::interval)::float8 + 1 ELSE 0 END
+       AS seconds;
+
 -- name: batch_results_partitions_droppable
 -- Partitions (of every partitioned batch table) that can go whole: every batch id of their range was handed out, and every batch of it is deleted or gone; ranges in order, pending detaches first.
 WITH handed_out AS (

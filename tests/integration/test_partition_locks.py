@@ -144,3 +144,46 @@ def test_a_reaper_turn_waits_for_locks_no_longer_than_its_budget(client, db, dat
     assert not {"batch_inputs_p0", "batch_row_errors_p0", "batch_result_keys_p0"} & _partitions(db)
     assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == 2  # 10 and 12
     assert db.execute("SELECT count(*) FROM batch_results").fetchone()[0] == 4
+
+
+def _autovacuuming(db, table: str) -> bool:  # type: ignore[no-untyped-def]
+    query = (
+        "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
+        "WHERE l.relation = to_regclass(%s) AND a.backend_type = 'autovacuum worker'"
+    )
+    return db.execute(query, (table,)).fetchone()[0] > 0
+
+
+def test_a_partition_autovacuum_works_on_is_detached_within_one_turn(client, db, database_url):
+    """PostgreSQL cancels an autovacuum worker only for a lock request that has waited past
+    deadlock_timeout (1 s), longer than a reaper turn's budget: a detach bounded by the budget
+    alone gave up turn after turn for as long as a big partition's vacuum lasted."""
+    from core.settings import Settings
+    from jobrunner import housekeeping
+
+    texts = sample_texts(3000, seed=61)
+    ids = [_id(db, upload_file(client, make_csv(texts))["batch_id"]) for _ in range(9)]
+    ids.append(_id(db, upload_file(client, make_csv(["nice"]))["batch_id"]))
+    assert ids == list(range(1, 11))
+    score_everything(db)
+    # A vacuum of batch_inputs_p0 that lasts: a tenth of a second's sleep for about every page.
+    db.execute(
+        "ALTER TABLE batch_inputs_p0 SET (autovacuum_vacuum_insert_threshold = 1, "
+        "autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_cost_delay = 100, "
+        "autovacuum_vacuum_cost_limit = 1)"
+    )
+    wait_for(lambda: _autovacuuming(db, "batch_inputs_p0"), timeout=120)
+    db.execute("UPDATE batches SET deleted_at = now() WHERE id < 10")
+    settings = Settings(webhook_concurrency=0)
+    with psycopg.connect(database_url, autocommit=True) as reaper:
+        housekeeping.reaper_turn(reaper, settings)
+        assert "batch_inputs_p0" not in _partitions(db)  # detached in the first turn
+        assert not _autovacuuming(db, "batch_inputs_p0")
+        wait_for(
+            lambda: (
+                housekeeping.reaper_turn(reaper, settings)
+                or db.execute("SELECT to_regclass('batch_inputs_p0')").fetchone()[0] is None
+            )
+        )
+    assert not {"batch_results_p0", "batch_row_errors_p0", "batch_result_keys_p0"} & _partitions(db)
+    assert db.execute("SELECT count(*) FROM batch_inputs").fetchone()[0] == 1  # batch 10's row
