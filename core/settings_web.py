@@ -15,16 +15,20 @@ API_TOKEN_MIN_CHARS = 32
 
 #: A follower receives each chunk's rows as one JSON text written by PostgreSQL, whose values end
 #: at 1 GB; CHUNK_SIZE rows at their longest must fit. A row's kept columns at their longest are
-#: 50 names of 255 characters and values of 2,000 (webapp/upload/csv_records.py); JSON writes a
-#: character in at most 6 bytes (``\u001b``); the row's other members take under 200.
+#: 50 names of 255 characters and values of 2,000 (webapp/upload/csv_records.py), a failed row's
+#: error 2,000 characters (jobrunner/chunk_scoring.py); JSON writes a character in at most 6 bytes
+#: (``\u001b``); the row's other members take under 300 (a download's line has five numbers of up
+#: to 24 characters, ``-2.2250738585072014e-308``).
 CHUNK_JSON_LIMIT = 1024**3 - 1
 KEPT_COLUMNS_JSON_CHARS = 50 * 6 * (255 + 2_000 + 6)
-ROW_JSON_OTHER_CHARS = 200
+ERROR_JSON_CHARS = 6 * 2_000 + 20
+ROW_JSON_OTHER_CHARS = 300
 
 
 def longest_row_json(max_text_chars: int, max_id_chars: int) -> int:
-    """The most bytes one scored row's JSON can take, for these caps."""
-    return 6 * (max_text_chars + max_id_chars) + KEPT_COLUMNS_JSON_CHARS + ROW_JSON_OTHER_CHARS
+    """The most bytes one row's JSON can take, scored or failed, for these caps."""
+    caps = 6 * (max_text_chars + max_id_chars)
+    return caps + KEPT_COLUMNS_JSON_CHARS + ERROR_JSON_CHARS + ROW_JSON_OTHER_CHARS
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ from jobrunner.scoring import score_array
 log = logging.getLogger(__name__)
 
 CRASH_LOOP_MARGIN = 3
+#: A failed row's error is kept to this many characters (core/settings_web.py counts them in the
+#: longest JSON a row can take).
+MAX_ERROR_CHARS = 2_000
 
 
 def score_chunk(chunk: ClaimedChunk, settings: Settings) -> ScoredChunk:
@@ -45,5 +48,5 @@ def _score_one_by_one(chunk: ClaimedChunk, settings: Settings) -> ScoredChunk:
             scores[index] = score_array([text], settings.scorer)[0]
         except Exception as exc:
             log.warning("chunk %s: a row failed on its last attempt: %s", chunk.chunk_id, exc)
-            errors[index] = f"{type(exc).__name__}: {exc}"[:2000]
+            errors[index] = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
     return ScoredChunk(chunk, scores, errors if any(e is not None for e in errors) else None)

@@ -78,3 +78,9 @@ def stated(texts: Sequence[str]) -> list[dict[str, float]]:
                 "compound": float(text.removeprefix("compound=")),
             }
     return scores
+
+
+def control_characters(texts: Sequence[str]) -> list[dict[str, float]]:
+    """Raises, its message longer than a row's error is kept and every character of it one that
+    JSON escapes in six bytes (``\\u0001``): a failed row's error at its longest, as JSON."""
+    raise ValueError("\x01" * 3_000)

@@ -104,8 +104,8 @@ def finished(conn: psycopg.Connection, batch_id: int) -> None:
 
 
 def sweep_done_chunks(conn: psycopg.Connection, limit: int = 10_000) -> int:
-    """Drop done chunks that :func:`finished` did not (the connection of the runner that finished the
-    batch went between its commit and that call); how many. A housekeeping turn's job."""
+    """Drop done chunks that :func:`finished` did not (the runner that finished the batch lost its
+    connection after its commit, or that call failed); how many. A housekeeping turn's job."""
     return conn.execute(q("chunks_sweep_done"), {"limit": limit}).rowcount
 
 

@@ -170,18 +170,18 @@ def _after_finish(conn: psycopg.Connection, batch_id: int, outcome: FinishOutcom
     if outcome.vanished:
         # Only a hand edit of batch_inputs gets here; the statement counted them as failed.
         log.error("chunks %s: %d row(s) were missing from batch_inputs", sorted(done), outcome.vanished)
-    # After the commit, in transactions of their own: they lock chunks, which the finish's lock
-    # order puts before the batch row it has just locked. The round is committed whatever they do,
-    # so no error of theirs is raised (the caller would take the round and its claim for lost):
-    # housekeeping drops done chunks left behind (sweep_done_chunks), the batch's first read keeps
-    # a summary not kept, and a session broken here fails the next statement, which replaces it.
+    # After the commit, in transactions of their own (a caller's, outside autocommit, stays whole): they
+    # lock chunks, which the finish's lock order puts before the batch row. The round is committed, so
+    # no error is raised (the caller would take the round and its claim for lost): housekeeping drops
+    # done chunks left, a read keeps the summary, a session broken here is replaced at its next step.
     try:
-        if outcome.completed_now:
-            finished(conn, batch_id)
-        elif outcome.status in FINAL_STATUSES:  # a cancelled batch's chunk that was in hand
-            conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
+        with nullcontext() if conn.autocommit else conn.transaction():
+            if outcome.completed_now:
+                finished(conn, batch_id)
+            elif outcome.status in FINAL_STATUSES:  # a cancelled batch's chunk that was in hand
+                conn.execute(q("chunks_delete_done"), {"batch_id": batch_id})
     except psycopg.Error as exc:
-        log.warning("batch %s: its done chunks stay until housekeeping drops them (%s)", batch_id, exc)
+        log.warning("batch %s: done chunks or summary left to housekeeping or a read (%s)", batch_id, exc)
     return done
 
 

@@ -348,7 +348,7 @@ WHERE id IN (SELECT id FROM chunks WHERE batch_id = %(batch_id)s AND state = 'do
              ORDER BY id FOR UPDATE SKIP LOCKED);
 
 -- name: chunks_sweep_done
--- Housekeeping: drop the done chunks of batches no longer processing that a runner could not drop right after it finished them (its connection went in between); the queue is small, so this reads it whole, a bounded number at a time, skipping chunks someone holds.
+-- Housekeeping: drop the done chunks of batches no longer processing that a runner could not drop right after it finished them (its connection went, or the drop failed); the queue is small, so this reads it whole, a bounded number at a time, skipping chunks someone holds.
 DELETE FROM chunks
 WHERE id IN (
     SELECT c.id FROM chunks AS c JOIN batches AS b ON b.id = c.batch_id

@@ -12,6 +12,9 @@ import pytest
 
 from core.batches import store
 from core.batches.feed import Position, rows_after
+from core.batches.queue import RunnerIdentity, claim_chunk, finish_chunk
+from core.settings_web import longest_row_json
+from jobrunner.chunk_scoring import score_chunk
 from tests.helpers import sample_texts
 from tests.integration.test_faults import finished
 
@@ -86,3 +89,30 @@ def test_followers_rows_equal_the_pages_and_the_download(client, upload, runners
     assert any("error" in item for item in followed)
     kept = shape != "id and text alone"
     assert all(("fields" in item) == kept for item in followed + lines)
+
+
+def test_a_row_at_its_longest_takes_no_more_json_than_the_chunk_size_check_counts(app, upload, db):
+    """CHUNK_SIZE is refused at start when CHUNK_SIZE rows of ``longest_row_json`` bytes could pass
+    PostgreSQL's 1 GB: so no row may take more, a failed one with its error included. Every
+    character here is one JSON writes in six bytes, each cap at its longest."""
+    from dataclasses import replace
+
+    from webapp.upload.csv_records import MAX_KEPT_CHARS, MAX_KEPT_COLUMNS, MAX_KEPT_NAME_CHARS
+
+    settings = app.extensions["settings"]
+    wide = "\x01"
+    names = [f"k{number:02d}" + wide * (MAX_KEPT_NAME_CHARS - 3) for number in range(MAX_KEPT_COLUMNS)]
+    kept = [wide * MAX_KEPT_CHARS] * len(names)
+    row = [wide * settings.max_id_chars, wide * settings.max_text_chars, *kept]
+    out = io.StringIO()
+    csv.writer(out).writerows([["id", "text", *names], row])
+    batch_id = upload(out.getvalue().encode())["batch_id"]
+    chunk = claim_chunk(db, "test:0", 60)
+    scoring = replace(settings, scorer="tests.scorers:control_characters", max_attempts=1)
+    assert finish_chunk(db, score_chunk(chunk, scoring), RunnerIdentity("test:0", "test", 0, "control"))
+    batch = store.get(db, batch_id)
+    bound = longest_row_json(settings.max_text_chars, settings.max_id_chars)
+    for export in (False, True):
+        (item,) = rows_after(db, batch, Position(), 1, export=export)
+        assert item.rows == 1 and json.loads(item.json)["error"].startswith("ValueError: \x01")
+        assert len(item.json.encode()) <= bound, (export, len(item.json.encode()) - bound)

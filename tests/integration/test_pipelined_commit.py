@@ -156,3 +156,64 @@ def test_what_follows_a_completing_commit_never_takes_the_round_or_its_claim_for
     first = db.execute("SELECT status, processed_count FROM batches ORDER BY id LIMIT 1").fetchone()
     assert first == ("completed", 100)
     assert db.execute("SELECT count(*) FROM batch_summaries").fetchone()[0] == 0
+
+
+def test_a_failure_after_the_finish_leaves_the_callers_transaction_and_its_round_whole(
+    upload, db, database_url
+):
+    """finish_chunks on a connection inside its caller's transaction (not autocommit): what follows
+    the finish may fail (here a lock not granted in time) without aborting that transaction, whose
+    commit carries the round finish_chunks reported committed."""
+    upload(make_csv(sample_texts(100, seed=54)))
+    with (
+        psycopg.connect(database_url, autocommit=True) as claimer,
+        psycopg.connect(database_url) as conn,
+        psycopg.connect(database_url) as holder,
+    ):
+        round_, scored = _first_round_scored(claimer)
+        holder.execute("LOCK TABLE batch_summaries IN ACCESS EXCLUSIVE MODE")
+        with conn.transaction():
+            conn.execute("SET LOCAL lock_timeout = '200ms'")
+            done = finish_chunks(conn, scored, RUNNER)
+        holder.rollback()
+    assert done == {round_[0].chunk_id}
+    assert _counts(db) == (100, 0, 100)
+
+
+def test_a_session_lost_after_a_completing_commit_keeps_the_round_and_is_replaced(upload, db, database_url):
+    """The runner's session is killed (pg_terminate_backend) while what follows a completing commit
+    waits for a lock: the round and the claim sent with it stand, and the next step opens a new
+    session."""
+    import threading
+
+    from core.settings import Settings
+    from jobrunner.runner_session import RunnerSession
+    from tests.helpers import wait_for
+
+    upload(make_csv(sample_texts(100, seed=55)))
+    upload(make_csv(sample_texts(200, seed=56)))
+    session = RunnerSession(Settings(database_url=database_url, migrate_on_start=False))
+    outcomes: dict[str, object] = {}
+
+    def pair() -> None:
+        outcomes["pair"] = session.retrying(lambda conn: finish_and_claim(conn, scored, RUNNER, 60, 2))
+
+    with psycopg.connect(database_url) as holder:
+        round_, scored = _first_round_scored(session.connection())
+        killed = session.connection().info.backend_pid
+        holder.execute("LOCK TABLE batch_summaries IN ACCESS EXCLUSIVE MODE")
+        pairing = threading.Thread(target=pair)
+        pairing.start()
+        wait_for(lambda: _waits_on_a_lock(db, killed))
+        db.execute("SELECT pg_terminate_backend(%s)", (killed,))
+        pairing.join(30)
+        holder.rollback()
+    done, claimed = outcomes["pair"]  # type: ignore[misc]
+    assert done == {round_[0].chunk_id}
+    assert [c.first_row for c in claimed] == [1, 101]
+    held = "SELECT first_row FROM chunks WHERE state = 'claimed' AND claim_token = ANY(%s) ORDER BY 1"
+    assert [row[0] for row in db.execute(held, ([c.claim_token for c in claimed],))] == [1, 101]
+    try:
+        assert session.retrying(lambda conn: conn.execute("SELECT pg_backend_pid()").fetchone()[0]) != killed
+    finally:
+        session.drop()

@@ -79,11 +79,14 @@ def test_api_token_needs_32_characters_and_is_never_shown():
 
 def test_a_chunk_of_the_longest_rows_fits_one_postgresql_value():
     from core import settings_web
+    from jobrunner import chunk_scoring
     from webapp.upload import csv_records
 
     # The bound counts every kept column the upload lets through, at its longest, escaped.
     kept = csv_records.MAX_KEPT_COLUMNS * 6 * (csv_records.MAX_KEPT_NAME_CHARS + csv_records.MAX_KEPT_CHARS)
     assert kept <= settings_web.KEPT_COLUMNS_JSON_CHARS
+    # And a failed row's error at its longest, escaped, with its member's name.
+    assert 6 * chunk_scoring.MAX_ERROR_CHARS + len(',"error":""') <= settings_web.ERROR_JSON_CHARS
     assert Settings.from_env({"CHUNK_SIZE": "1000"}).chunk_size == 1000
     with pytest.raises(ValueError, match="CHUNK_SIZE, MAX_TEXT_CHARS") as refused:
         Settings.from_env({"CHUNK_SIZE": "1000", "MAX_TEXT_CHARS": "200000"})
