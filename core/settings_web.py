@@ -222,7 +222,9 @@ class WebSettings:
         if longest_chunk > CHUNK_JSON_LIMIT:
             raise ValueError(
                 f"CHUNK_SIZE, MAX_TEXT_CHARS, MAX_ID_CHARS: a chunk's rows can take {longest_chunk:,} "
-                f"bytes of JSON, past PostgreSQL's {CHUNK_JSON_LIMIT:,} for one value; lower one of them"
+                f"bytes of JSON, past PostgreSQL's {CHUNK_JSON_LIMIT:,} for one value; lower one of them "
+                f"(with these caps, CHUNK_SIZE at most "
+                f"{CHUNK_JSON_LIMIT // longest_row_json(self.max_text_chars, self.max_id_chars):,})"
             )
         if self.upload_csv_parser not in ("", "c", "python"):
             raise ValueError(f"UPLOAD_CSV_PARSER: 'c' or 'python', got {self.upload_csv_parser!r}")

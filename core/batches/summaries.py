@@ -110,7 +110,9 @@ def _count(conn: psycopg.Connection, batch_id: int, *, settled_only: bool) -> Sc
         return counted
     params = {"batch_id": batch_id, **{k: getattr(counted, k) for k in _KEPT_COLUMNS}}
     kept = conn.execute(q("batch_summaries_keep"), params).fetchone()
-    return replace(counted, computed_at=kept[0]) if kept else counted
+    if kept is None:  # kept before (by a read or the finish), or the batch is deleted: none kept now
+        return replace(counted, kept=_kept(conn, batch_id) is not None)
+    return replace(counted, computed_at=kept[0])
 
 
 _KEPT_COLUMNS = ("scored_count", "mean_compound", "histogram")

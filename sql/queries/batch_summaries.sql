@@ -33,7 +33,8 @@ FROM bins;
 INSERT INTO batch_summaries (batch_id, scored_count, mean_compound, histogram)
 SELECT b.id, %(scored_count)s, %(mean_compound)s, %(histogram)s
 FROM batches AS b
--- A batch deleted since it was counted keeps nothing (the reaper or an operator's DELETE).
+-- A batch marked deleted or reaped before this statement began keeps nothing (one marked later keeps
+-- its summary until the reaper's DELETE cascades to it).
 WHERE b.id = %(batch_id)s AND b.deleted_at IS NULL
 FOR KEY SHARE
 ON CONFLICT (batch_id) DO NOTHING

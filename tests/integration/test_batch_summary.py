@@ -127,9 +127,10 @@ def test_a_batch_deleted_after_its_count_keeps_nothing_and_raises_nothing(client
     # Marked deleted since it was counted (DELETE /batch/<id>), then gone (the reaper): the count
     # is kept for neither, and neither is an error (a foreign key violation in the runner's log).
     assert client.post(f"/batch/{batch_id}/cancel").status_code == 200
-    assert client.delete(f"/batch/{batch_id}").status_code in (200, 202, 204)
+    assert client.delete(f"/batch/{batch_id}").status_code == 204
     db.execute("DELETE FROM batch_summaries")  # kept by the cancel
     assert db.execute(q("batch_summaries_keep"), {"batch_id": internal, **counted}).fetchone() is None
+    assert summaries.keep(db, internal) is False  # counted as settled, and said not kept
     gone = db.execute("SELECT max(id) + 1 FROM batches").fetchone()[0]
     assert db.execute(q("batch_summaries_keep"), {"batch_id": gone, **counted}).fetchone() is None
     assert db.execute("SELECT count(*) FROM batch_summaries").fetchone()[0] == 0
