@@ -3,7 +3,8 @@
 Not part of ``make bench``: a profile to read beside its end-to-end rows. A fresh PostgreSQL,
 ``--runners`` runner processes waiting, one upload of ``--rows`` texts (``review`` or ``short``)
 through the app in this process; py-spy (``--nonblocking``, so the runners are never paused)
-samples each runner's threads while they are on a CPU, from the upload until the batch is final.
+samples each runner's threads while they are on a CPU, from a second before the upload until
+the batch is final (the runners wait idle, off the CPU, before and after it).
 Each sample is put in the first phase whose function is on its stack (:data:`PHASES`); the
 table gives each phase's share of the runners' samples, beside the CPU seconds per row that
 /proc gives for the runners, PostgreSQL and this process (the upload).
@@ -15,10 +16,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -67,6 +71,30 @@ def _samples(raw: Path) -> tuple[collections.Counter[str], collections.Counter[s
     return phases, functions
 
 
+@contextlib.contextmanager
+def _sampling(spy: str, pids: list[int], workdir: Path, rate: int) -> Iterator[list[Path]]:
+    """py-spy recording each of ``pids`` without pausing it, stopped (SIGINT: it writes its
+    samples out) when the block ends, however it ends; the files it writes."""
+    raws = [workdir / f"runner-{pid}.txt" for pid in pids]
+    options = ["--nonblocking", "--threads", "--rate", str(rate), "--format", "raw"]
+    spies = [
+        subprocess.Popen(
+            [spy, "record", "--pid", str(pid), *options, "--output", str(raw)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid, raw in zip(pids, raws, strict=True)
+    ]
+    try:
+        time.sleep(1.0)  # attached
+        yield raws
+    finally:
+        for spy_proc in spies:
+            spy_proc.send_signal(signal.SIGINT)
+        for spy_proc in spies:
+            spy_proc.wait(timeout=60)
+
+
 def run(rows: int, kind: str, count: int, rate: int) -> dict:
     spy = shutil.which("py-spy")
     if spy is None:
@@ -75,57 +103,37 @@ def run(rows: int, kind: str, count: int, rate: int) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="bench-profile-"))
     from webapp import create_app
 
-    with cluster() as url, runners(url, count, POLL_SECONDS="0.2") as procs:
-        app = create_app({"database_url": url, "migrate_on_start": False})
-        with psycopg.connect(url, autocommit=True) as conn:
+    try:
+        with (
+            cluster() as url,
+            runners(url, count, POLL_SECONDS="0.2") as procs,
+            psycopg.connect(url, autocommit=True) as conn,
+        ):
+            app = create_app({"database_url": url, "migrate_on_start": False})
             while conn.execute("SELECT count(*) FROM runners").fetchone()[0] < count:
                 time.sleep(0.05)
-            raws = [workdir / f"runner-{proc.pid}.txt" for proc in procs]
-            spies = [
-                subprocess.Popen(
-                    [
-                        spy,
-                        "record",
-                        "--pid",
-                        str(proc.pid),
-                        "--nonblocking",
-                        "--threads",
-                        "--rate",
-                        str(rate),
-                        "--format",
-                        "raw",
-                        "--output",
-                        str(out_file),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                for proc, out_file in zip(procs, raws, strict=True)
-            ]
-            time.sleep(1.0)  # py-spy attached
-            cpu_before = [process_cpu(proc.pid, reaped=False) for proc in procs]
-            pg_before, self_before = server_cpu(url), time.process_time()
-            started = time.perf_counter()
-            answer = app.test_client().post("/batch/upload", data=body, content_type="text/csv").get_json()
-            uploaded = time.perf_counter()
-            status = "SELECT status FROM batches WHERE public_id = %s"
-            while conn.execute(status, (answer["batch_id"],)).fetchone()[0] == "processing":
-                time.sleep(0.05)
-            elapsed = time.perf_counter() - started
-            runner_cpu = sum(process_cpu(p.pid, reaped=False) for p in procs) - sum(cpu_before)
-            pg_cpu, self_cpu = server_cpu(url) - pg_before, time.process_time() - self_before
-        for spy_proc in spies:
-            spy_proc.send_signal(2)  # SIGINT: py-spy writes its output and exits
-        for spy_proc in spies:
-            spy_proc.wait(timeout=60)
-        app.extensions["db_pool"].close()
-    counts: collections.Counter[str] = collections.Counter()
-    functions: collections.Counter[str] = collections.Counter()
-    for out_file in raws:
-        by_phase, by_function = _samples(out_file)
-        counts += by_phase
-        functions += by_function
-    shutil.rmtree(workdir, ignore_errors=True)
+            with _sampling(spy, [proc.pid for proc in procs], workdir, rate) as raws:
+                cpu_before = [process_cpu(proc.pid, reaped=False) for proc in procs]
+                pg_before, self_before = server_cpu(url), time.process_time()
+                started = time.perf_counter()
+                answer = app.test_client().post("/batch/upload", data=body, content_type="text/csv")
+                batch_id = answer.get_json()["batch_id"]
+                uploaded = time.perf_counter()
+                status = "SELECT status FROM batches WHERE public_id = %s"
+                while conn.execute(status, (batch_id,)).fetchone()[0] == "processing":
+                    time.sleep(0.05)
+                elapsed = time.perf_counter() - started
+                runner_cpu = sum(process_cpu(p.pid, reaped=False) for p in procs) - sum(cpu_before)
+                pg_cpu, self_cpu = server_cpu(url) - pg_before, time.process_time() - self_before
+            app.extensions["db_pool"].close()
+        counts: collections.Counter[str] = collections.Counter()
+        functions: collections.Counter[str] = collections.Counter()
+        for out_file in raws:
+            by_phase, by_function = _samples(out_file)
+            counts += by_phase
+            functions += by_function
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     return {
         "rows": rows,
         "kind": kind,
