@@ -1,9 +1,11 @@
-"""A small Server-Sent Events reader for the tests: one stream over http.client, event by event."""
+"""A small Server-Sent Events reader for the tests: one stream over http.client, event by event,
+inflated as it comes when the server deflated it (``Accept-Encoding: deflate`` in ``headers``)."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,8 @@ class Stream:
         self.headers = self.response.headers
         self.cut = False
         self._buffer = b""
+        deflated = self.headers.get("Content-Encoding") == "deflate"
+        self.inflater = zlib.decompressobj() if deflated else None  # checks the Adler-32 at the end
 
     def __iter__(self) -> Iterator[Event]:
         name, data, event_id = "message", [], None
@@ -68,12 +72,18 @@ class Stream:
             if not data:
                 line, self._buffer = self._buffer, b""
                 return line
-            self._buffer += data
+            self._buffer += self.inflater.decompress(data) if self.inflater else data
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line + b"\n"
 
+    @property
+    def inflated_whole(self) -> bool:
+        """A deflated body reached the zlib stream's end, its checksum right, and nothing after."""
+        return self.inflater is not None and self.inflater.eof and not self.inflater.unused_data
+
     def body(self) -> bytes:
-        return self.response.read()
+        data = self.response.read()
+        return zlib.decompress(data) if self.inflater else data
 
     def close(self) -> None:
         self.response.close()  # it holds the socket too: both go, or the connection stays open

@@ -61,8 +61,9 @@ class CommittedChunk:
     #: Its rows' JSON, written by PostgreSQL: results-page items joined by commas, or with
     #: ``export`` results.ndjson lines joined by newlines (:func:`rows_after`).
     json: str
-    #: The bytes each stream format made of it: followers that share a read encode it once.
-    frames: dict[str, bytes] = field(default_factory=dict, repr=False)
+    #: The frame each stream format made of it (webapp.feed.framing's, opaque here): followers
+    #: that share a read encode it once.
+    frames: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

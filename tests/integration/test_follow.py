@@ -38,9 +38,12 @@ def _upload(base: str, texts: list[str], key: str | None = None) -> str:
 class Reader:
     """Reads a batch's events, resuming with Last-Event-ID, and keeps every row it was sent."""
 
-    def __init__(self, base: str, batch_id: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, base: str, batch_id: str, headers: dict[str, str] | None = None, deflate: bool = False
+    ) -> None:
         self.url = f"{base}/batch/{batch_id}/events"
-        self.headers = headers or {}
+        self.headers = {**(headers or {}), **({"Accept-Encoding": "deflate"} if deflate else {})}
+        self.deflate = deflate
         self.last_id: str | None = None
         self.rows: list[dict] = []
         self.final: dict | None = None
@@ -53,6 +56,8 @@ class Reader:
             headers["Last-Event-ID"] = self.last_id
         stream = Stream(self.url, headers)
         assert stream.status == 200, stream.body()
+        assert stream.headers.get("Content-Encoding") == ("deflate" if self.deflate else None)
+        assert "Accept-Encoding" in stream.headers["Vary"]
         self.streams += 1
         try:
             events = iter(stream)
@@ -62,8 +67,10 @@ class Reader:
                     self.last_id = event.id
                 elif event.name == "end":
                     self.final = event.json()
-                    # Then the body ends, whole: its last chunk comes and nothing after it.
+                    # Then the body ends, whole: its last chunk comes and nothing after it, and a
+                    # deflated body's zlib stream ends there too, its checksum right.
                     assert list(events) == [] and not stream.cut
+                    assert stream.inflated_whole == self.deflate
                     return True
                 if hang_up_after is not None and count >= hang_up_after:
                     return False
@@ -87,23 +94,29 @@ def _assert_every_row_once(rows: list[dict], texts: list[str]) -> None:
 
 
 def test_a_follower_of_200000_rows_scored_by_two_runners_gets_every_row_once(web_server, runners):
+    """Two followers at once, one deflated: they share each chunk's frame, bytes and deflated."""
     texts = sample_texts(200_000)
     batch_id = _upload(web_server.base, texts)
-    reader = Reader(web_server.base, batch_id)
+    readers = [Reader(web_server.base, batch_id), Reader(web_server.base, batch_id, deflate=True)]
+    threads = [threading.Thread(target=reader.to_the_end) for reader in readers]
+    for thread in threads:
+        thread.start()
     runners.start()
     runners.start()
-    reader.to_the_end()
-    assert reader.final["status"] == "completed" and reader.final["processed_count"] == 200_000
-    _assert_every_row_once(reader.rows, texts)
+    for thread, reader in zip(threads, readers, strict=True):
+        thread.join()
+        assert reader.final["status"] == "completed" and reader.final["processed_count"] == 200_000
+        _assert_every_row_once(reader.rows, texts)
 
 
-def test_a_follower_that_hangs_up_and_resumes_ten_times_gets_every_row_once(serve, runners):
+@pytest.mark.parametrize("deflate", [False, True], ids=["identity", "deflate"])
+def test_a_follower_that_hangs_up_and_resumes_ten_times_gets_every_row_once(serve, runners, deflate):
     server = serve(STREAM_MAX_SECONDS="2")  # the server cuts streams too
     texts = sample_texts(30_000, seed=11)
     batch_id = _upload(server.base, texts)
     runners.start(**SLOW)
     runners.start(**SLOW)
-    reader, chance = Reader(server.base, batch_id), random.Random(25)
+    reader, chance = Reader(server.base, batch_id, deflate=deflate), random.Random(25)
     for _ in range(10):
         if reader.read(hang_up_after=chance.randint(1, 40)):
             break
@@ -137,8 +150,10 @@ def test_a_stream_that_starts_after_the_end_replays_every_row_and_ends(web_serve
     assert reader.read() and reader.streams == 1
     _assert_every_row_once(reader.rows, texts)
     # The NDJSON feed: the same rows as download lines, and the end of the body at the end.
+    # requests asks for gzip or deflate, and inflates the deflated stream itself.
     lines = requests.get(f"{web_server.base}/batch/{batch_id}/results.ndjson?follow=true", timeout=30)
     assert lines.headers["Content-Type"] == "application/x-ndjson"
+    assert lines.headers["Content-Encoding"] == "deflate"
     parsed = [json.loads(line) for line in lines.text.splitlines()]
     assert sorted(p["id"] for p in parsed) == sorted(r["id"] for r in reader.rows)
     assert set(parsed[0]) == {"id", "text", "sentiment", "score", "compound", "pos", "neu", "neg", "error"}
@@ -300,6 +315,10 @@ def test_a_cancelled_batch_is_complete_once_no_chunk_is_left_in_hand(client, upl
     db.commit()
     page = client.get(f"/batch/{batch_id}/results?per_page=500").get_json()
     assert page["complete"] is True and len(page["results"]) == 100
+    # With no hub (the test client), the stream runs in the request's thread, never deflated.
+    streamed = client.get(f"/batch/{batch_id}/events", headers={"Accept-Encoding": "deflate"})
+    assert "Content-Encoding" not in streamed.headers and "Accept-Encoding" in streamed.headers["Vary"]
+    assert streamed.get_data().count(b"event: rows") == 1 and b"event: end" in streamed.get_data()
 
 
 def test_one_key_holds_at_most_half_the_streams(serve, db):

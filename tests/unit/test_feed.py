@@ -12,6 +12,7 @@ import pytest
 from core.batches import Batch, Result
 from core.batches.feed import CommittedChunk, FollowState, Position
 from core.errors import InvalidInput
+from webapp.feed.encoding import Identity
 from webapp.feed.follower import STEP_CHUNKS, Follower
 from webapp.feed.framing import JsonLines, ServerSentEvents
 
@@ -75,7 +76,7 @@ class Log:
 
 
 def _step(follower: Follower, state: FollowState | None, read) -> bytes:  # type: ignore[no-untyped-def]
-    return b"".join(follower.step(state, read))
+    return b"".join(map(Identity().encode, follower.step(state, read)))
 
 
 def _rows(sent: bytes) -> list[int]:

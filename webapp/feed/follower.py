@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from core.batches import Batch
 from core.batches.feed import CommittedChunk, FollowState, Position, rows_after
+from webapp.feed.frames import Frame
 from webapp.feed.framing import Framing
 from webapp.replica import ExportSource
 
@@ -60,13 +61,13 @@ class Follower:
     complete: bool = False
     _progress: tuple[object, ...] | None = field(default=None, repr=False)
 
-    def step(self, state: FollowState | None, read: ReadRows) -> list[bytes]:
+    def step(self, state: FollowState | None, read: ReadRows) -> list[Frame]:
         """The frames to send now, the batch being in ``state`` (None: deleted, which ends the
         stream). Frames of rows are shared with every follower that read the same chunk."""
         if state is None:
             self.ended = True
             return []
-        frames: list[bytes] = []
+        frames: list[Frame] = []
         batch = state.batch
         key = _progress_key(batch)
         # First: a stream opens with the batch, and the rows that follow cover at least its counts.

@@ -13,9 +13,17 @@ from typing import Any, Protocol
 
 from core.batches import Batch
 from core.batches.feed import CommittedChunk
+from webapp.feed.frames import Frame, SharedFrame
 
 #: How long an EventSource waits before it reconnects after the stream ends without ``end``.
 RETRY_MILLISECONDS = 1000
+
+#: The frames every SSE stream sends alike.
+_SSE_START = SharedFrame(f"retry: {RETRY_MILLISECONDS}\n\n".encode())
+_SSE_IDLE = SharedFrame(b": keep-alive\n\n")
+#: The last progress frame made per batch id, with the Batch it was made of.
+_progress_frames: dict[int, tuple[Batch, SharedFrame]] = {}
+_PROGRESS_KEPT = 1024
 
 
 def _json(value: Any) -> str:
@@ -29,11 +37,11 @@ class Framing(Protocol):
     content_type: str
     export: bool  # its rows are read as results.ndjson lines (else as results-page items)
 
-    def start(self) -> bytes: ...
-    def progress(self, batch: Batch) -> bytes: ...
-    def rows(self, chunk: CommittedChunk) -> bytes: ...
-    def end(self, batch: Batch) -> bytes: ...
-    def idle(self) -> bytes: ...
+    def start(self) -> Frame: ...
+    def progress(self, batch: Batch) -> Frame: ...
+    def rows(self, chunk: CommittedChunk) -> Frame: ...
+    def end(self, batch: Batch) -> Frame: ...
+    def idle(self) -> Frame: ...
 
 
 class ServerSentEvents:
@@ -42,25 +50,36 @@ class ServerSentEvents:
     content_type = "text/event-stream; charset=utf-8"
     export = False
 
-    def start(self) -> bytes:
-        return f"retry: {RETRY_MILLISECONDS}\n\n".encode()
+    def start(self) -> Frame:
+        return _SSE_START
 
-    def progress(self, batch: Batch) -> bytes:
-        return f"event: progress\ndata: {_json(batch.to_json())}\n\n".encode()
+    def progress(self, batch: Batch) -> Frame:
+        # The followers of a batch are given the same Batch by each poll: its frame is made once.
+        made = _progress_frames.get(batch.id)
+        if made is None or made[0] is not batch:
+            if len(_progress_frames) >= _PROGRESS_KEPT:
+                _progress_frames.clear()
+            made = _progress_frames[batch.id] = (batch, SharedFrame(self._event("progress", batch)))
+        return made[1]
 
-    def rows(self, chunk: CommittedChunk) -> bytes:
+    @staticmethod
+    def _event(name: str, batch: Batch) -> bytes:
+        return f"event: {name}\ndata: {_json(batch.to_json())}\n\n".encode()
+
+    def rows(self, chunk: CommittedChunk) -> Frame:
         frame = chunk.frames.get("sse")
         if frame is None:
             # The rows' JSON escapes CR and LF (SSE's only line ends), so the data stays one line.
             data = '{"rows":[' + chunk.json + "]}"
-            frame = chunk.frames["sse"] = f"event: rows\nid: {chunk.position}\ndata: {data}\n\n".encode()
+            frame = SharedFrame(f"event: rows\nid: {chunk.position}\ndata: {data}\n\n".encode())
+            chunk.frames["sse"] = frame
         return frame
 
     def end(self, batch: Batch) -> bytes:
-        return f"event: end\ndata: {_json(batch.to_json())}\n\n".encode()
+        return self._event("end", batch)
 
-    def idle(self) -> bytes:
-        return b": keep-alive\n\n"
+    def idle(self) -> Frame:
+        return _SSE_IDLE
 
 
 class JsonLines:
@@ -75,10 +94,11 @@ class JsonLines:
     def progress(self, batch: Batch) -> bytes:
         return b""
 
-    def rows(self, chunk: CommittedChunk) -> bytes:
+    def rows(self, chunk: CommittedChunk) -> Frame:
         frame = chunk.frames.get("ndjson")
         if frame is None:
-            frame = chunk.frames["ndjson"] = (chunk.json + "\n").encode() if chunk.rows else b""
+            frame = SharedFrame((chunk.json + "\n").encode()) if chunk.rows else b""
+            chunk.frames["ndjson"] = frame
         return frame
 
     def end(self, batch: Batch) -> bytes:

@@ -5,13 +5,13 @@ the stream holds a socket and a queue of frames, never a request thread or a poo
 Every FOLLOW_POLL_SECONDS, while streams are open, one query reads the state of all their
 batches; a state is acted on once the WAL is flushed past it (core.batches.feed.DurableStates).
 A follower whose batch has new entries then reads them through the batch's recent chunks
-(webapp.feed.recent), on a pooled connection held for that read alone; frames are encoded once
-and shared. Writes never block: a follower reads more only once less than LOW_WATER_BYTES waits
-for its client. A client that takes nothing for CLIENT_TIMEOUT is dropped, and an SSE stream is
-closed CLIENT_TIMEOUT after STREAM_MAX_SECONDS whatever it still holds (its client resumes with
-Last-Event-ID). Over HTTP/1.1 the body is chunked and only a stream that reached its batch's
-end gets the last chunk: a client can tell a cut stream from a whole one. When the worker stops,
-what is queued is sent, for STOP_FLUSH_SECONDS at most, and each connection closed.
+(webapp.feed.recent), on a pooled connection held for that read alone; frames, and their deflated
+bytes (webapp.feed.compression), are made once and shared. Writes never block: a follower reads
+more only once less than LOW_WATER_BYTES waits for its client. A client that takes nothing for
+CLIENT_TIMEOUT is dropped, and an SSE stream is closed CLIENT_TIMEOUT after STREAM_MAX_SECONDS
+whatever it still holds (its client resumes with Last-Event-ID). Only a stream that reached its
+batch's end gets the body's end (webapp.feed.stream): a client can tell a cut stream from a whole
+one. When the worker stops, what is queued is sent, for STOP_FLUSH_SECONDS at most.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from core.batches import Batch
 from core.batches.feed import CommittedChunk, DurableStates, FollowState, Position, poll
 from core.clients import API_TOKEN_HOLDER, LOCAL_USER, Caller
 from webapp.db import WebPool
+from webapp.feed.encoding import Encoder
 from webapp.feed.follower import Follower, reader
+from webapp.feed.frames import Runs
 from webapp.feed.recent import Recent
 from webapp.feed.stream import SEND_BUFFERS, Stream, first
 
@@ -50,9 +52,7 @@ class Hub:
 
     def __init__(self, pool: WebPool, *, poll_seconds: float, write_timeout: float, max_streams: int) -> None:
         self.pool = pool
-        self.poll_seconds = poll_seconds
-        self.write_timeout = write_timeout
-        self.max_streams = max_streams
+        self.poll_seconds, self.write_timeout, self.max_streams = poll_seconds, write_timeout, max_streams
         self._selector = selectors.DefaultSelector()
         self._wake_out, self._wake_in = socket.socketpair()
         self._wake_out.setblocking(False)
@@ -62,6 +62,7 @@ class Hub:
         self._streams: dict[socket.socket, Stream] = {}
         self._durable = DurableStates()
         self._recent: dict[tuple[int, bool], Recent] = {}  # (batch id, export shape)
+        self._runs = Runs()  # the followers that step together send each chunk of a step as one
         self._stopping_at: float | None = None
         self._next_poll = 0.0
         self._thread = threading.Thread(target=self._run, name="feed-hub", daemon=True)
@@ -69,23 +70,29 @@ class Hub:
 
     # -- called from request threads ---------------------------------------------------
     def full(self, who: Caller) -> bool:
-        """Whether another stream of ``who`` is refused (503): MAX_STREAMS are open here, or ``who``
-        (a key, or API_TOKEN) holds half of them, or the worker is stopping."""
+        """Whether another stream of ``who`` is refused (503): the worker stops, or is full, or
+        ``who`` (a key, or API_TOKEN; not the one local user) holds half of MAX_STREAMS."""
         with self._lock:
             streams = [*self._streams.values(), *self._arrivals]
             mine = sum(stream.who == who for stream in streams)
             stopping = self._stopping_at is not None
-        over_share = who != LOCAL_USER and mine >= max(1, self.max_streams // 2)  # the one user shares
+        over_share = who != LOCAL_USER and mine >= max(1, self.max_streams // 2)
         return stopping or len(streams) >= self.max_streams or over_share
 
     def take(
-        self, sock: socket.socket, chunked: bool, follower: Follower, who: Caller, max_seconds: float | None
+        self,
+        sock: socket.socket,
+        chunked: bool,
+        follower: Follower,
+        who: Caller,
+        max_seconds: float | None,
+        encoder: Encoder,
     ) -> None:
         """Serve ``sock`` (the hub's own, duplicated, descriptor) from now on; its head is sent."""
         sock.setblocking(False)
         closes_at = None if max_seconds is None else time.monotonic() + max_seconds
         sse = follower.framing.content_type.startswith("text/event-stream")
-        stream = Stream(sock, follower, who, sse, chunked, closes_at)
+        stream = Stream(sock, follower, who, sse, chunked, closes_at, encoder)
         stream.queue([follower.framing.start()])
         with self._lock:
             self._arrivals.append(stream)
@@ -181,19 +188,19 @@ class Hub:
 
     def _state(self, stream: Stream) -> FollowState | bool | None:
         """The stream's batch as last seen durable; False until a durable poll has seen it at all."""
-        states = self._durable.states
-        batch_id = stream.follower.batch_id
+        states, batch_id = self._durable.states, stream.follower.batch_id
         if batch_id in states:
             return states[batch_id]
         return None if self._durable.seen(batch_id) else False
 
     def _advance(self, now: float) -> None:
+        self._runs.clear()
         for stream in list(self._streams.values()):
             follower = stream.follower
             state = self._state(stream)
             if state is not False and not follower.ended and stream.queued < LOW_WATER_BYTES:
                 try:
-                    stream.queue(follower.step(state, self._reader(stream)))  # type: ignore[arg-type]
+                    stream.queue(self._runs.join(follower.step(state, self._reader(stream))))  # type: ignore[arg-type]
                 except psycopg.Error as exc:  # the client resumes from the last event it had
                     log.warning("a follower's read failed, its stream ends: %s", exc)
                     follower.ended = True

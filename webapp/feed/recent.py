@@ -21,6 +21,8 @@ from core.batches.feed import CommittedChunk, Position
 #: characters of JSON and frames.
 KEEP_CHUNKS = 400
 KEEP_CHARS = 24_000_000
+#: Chunks read at a time into what is kept: followers that keep up need one read a poll.
+FETCH_CHUNKS = 100
 
 #: Reads from the database: (batch, after, at most this many) -> chunks in commit order.
 Fetch = Callable[[Batch, Position, int], list[CommittedChunk]]
@@ -39,34 +41,29 @@ class Recent:
 
     def read(self, batch: Batch, after: Position, limit: int, fetch: Fetch) -> list[CommittedChunk]:
         """At most ``limit`` chunks after ``after``; fewer only once all committed so far are given."""
-        if self.start is None or after < self.start:
-            found = fetch(batch, after, limit)
-            if self.start is None:
-                self._keep(after, found, batch, limit)
-            return found
+        if self.start is not None and after < self.start:  # behind all that is kept: alone
+            return fetch(batch, after, limit)
+        # What is kept is read FETCH_CHUNKS at a time, for this follower and those after it.
+        wanted = max(limit, FETCH_CHUNKS)
         last = self.positions[-1] if self.positions else self.start
-        if after > last:  # ahead of what is kept: start keeping from there
-            found = fetch(batch, after, limit)
-            self.start, self.chunks, self.positions, self.sizes = None, [], [], []
-            self._keep(after, found, batch, limit)
-            return found
+        if last is None or after > last:  # nothing kept yet, or ahead of it: keep from here
+            found = fetch(batch, after, wanted)
+            self.start, self.chunks, self.positions, self.sizes = after, [], [], []
+            self._add(found, batch, wanted)
+            return found[:limit]
         index = bisect_right(self.positions, after)
         served = self.chunks[index : index + limit]
         if len(served) < limit and self.read_through < batch.commit_seq:
-            more = fetch(batch, last, limit)
-            self._add(more, batch, limit)
+            self._add(fetch(batch, last, wanted), batch, wanted)
             served = self.chunks[bisect_right(self.positions, after) :][:limit]
         return served
-
-    def _keep(self, start: Position, found: list[CommittedChunk], batch: Batch, limit: int) -> None:
-        self.start = start
-        self._add(found, batch, limit)
 
     def _add(self, found: list[CommittedChunk], batch: Batch, limit: int) -> None:
         self.chunks += found
         self.positions += [chunk.position for chunk in found]
-        # Each kept chunk holds its rows' JSON and, once sent, the frame made of it.
-        self.sizes += [2 * len(chunk.json) for chunk in found]
+        # Each kept chunk holds its rows' JSON and, once sent, the frame made of it, and that
+        # frame deflated (about a quarter of it).
+        self.sizes += [len(chunk.json) * 9 // 4 for chunk in found]
         if len(found) < limit:  # caught up with every entry the batch's state counts
             self.read_through = max(self.read_through, batch.commit_seq)
         dropped = max(0, len(self.chunks) - KEEP_CHUNKS)

@@ -2,8 +2,9 @@
 
 The view reads the batch as the caller (404 unless theirs), checks where the stream resumes,
 then detaches the connection to this worker's hub (webapp.server.detach), past MAX_STREAMS
-answering 503 with Retry-After. Where no hub can take the connection (the Flask test client,
-``flask run``), the same follower runs in the request's thread instead. The NDJSON feed is not
+answering 503 with Retry-After; a client that accepts deflate gets the stream deflated. Where no
+hub can take the connection (the Flask test client, ``flask run``), the same follower runs in the
+request's thread instead, uncompressed. The NDJSON feed is not
 cut at STREAM_MAX_SECONDS: its lines carry no event ids to resume from.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from functools import partial
 
 from flask import Blueprint, Response, request
 
@@ -18,6 +20,7 @@ from core import batches
 from core.batches.feed import DurableStates, Position, check_resume, poll
 from core.clients import API_TOKEN_HOLDER
 from webapp.db import WebPool, caller, connection, get_pool, settings
+from webapp.feed.encoding import Identity, encoder_for
 from webapp.feed.follower import Follower, reader
 from webapp.feed.framing import Framing, JsonLines, ServerSentEvents
 from webapp.feed.hub import Hub, process_hub
@@ -62,6 +65,11 @@ def follow(public_id: str, framing: Framing, after: Position, max_seconds: float
         check_resume(conn, batch, after)
     follower = Follower(batch.id, framing, export_source(), after)
     headers = {"Content-Type": framing.content_type, "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    headers["Vary"] = "Accept-Encoding"
+    # Deflated only where the hub serves the stream: it shares each chunk's compressed bytes.
+    encoder = encoder_for(bool(request.environ.get(OFFER)) and request.accept_encodings["deflate"] > 0)
+    if encoder.content_encoding:
+        headers["Content-Encoding"] = encoder.content_encoding
     if request.method == "HEAD":  # the head alone: nothing to follow
         return Response(status=200, headers=headers)
     if request.environ.get(OFFER):
@@ -72,7 +80,9 @@ def follow(public_id: str, framing: Framing, after: Position, max_seconds: float
                 "them), or is restarting; retry shortly."
             )
             raise Problem(503, "Too many streams", detail, "too-many-streams", {"Retry-After": "2"})
-        request.environ[TAKEN] = lambda sock, chunked: hub.take(sock, chunked, follower, who, max_seconds)
+        request.environ[TAKEN] = partial(
+            hub.take, follower=follower, who=who, max_seconds=max_seconds, encoder=encoder
+        )
         return Response(status=200, headers=headers)
     return Response(_in_thread(follower, get_pool(), settings().follow_poll_seconds), headers=headers)
 
@@ -80,13 +90,14 @@ def follow(public_id: str, framing: Framing, after: Position, max_seconds: float
 def _in_thread(follower: Follower, pool: WebPool, poll_seconds: float) -> Iterator[bytes]:
     """The follower served by the request's own thread, polling alone (no hub here)."""
     read, durable = reader(follower.source, export=follower.framing.export), DurableStates()
-    yield follower.framing.start()
+    body = Identity()
+    yield body.encode(follower.framing.start())
     while not follower.ended:
         with pool.caller_connection(API_TOKEN_HOLDER) as conn:
             durable.add(poll(conn, [follower.batch_id]))
         if durable.seen(follower.batch_id):
-            yield b"".join(follower.step(durable.states.get(follower.batch_id), read))
+            yield b"".join(map(body.encode, follower.step(durable.states.get(follower.batch_id), read)))
             while follower.behind and not follower.ended:
-                yield b"".join(follower.step(durable.states.get(follower.batch_id), read))
+                yield b"".join(map(body.encode, follower.step(durable.states.get(follower.batch_id), read)))
         if not follower.ended:
             time.sleep(poll_seconds)

@@ -38,6 +38,20 @@ EVENT = {
 STREAM_HEADERS = {
     "Cache-Control": {"schema": {"const": "no-store"}},
     "Retry-After": {"schema": {"type": "string"}, "description": "On a 503: seconds to wait."},
+    "Content-Encoding": {
+        "schema": {"const": "deflate"},
+        "description": "Present when Accept-Encoding allowed deflate: the stream is one zlib stream, "
+        "each event flushed as it is sent; only a whole stream ends the zlib stream.",
+    },
+    "Vary": {"schema": {"type": "string"}, "description": "Names Accept-Encoding: the body depends on it."},
+}
+#: What the client accepts: deflate (browsers, ``curl --compressed``) gets the stream compressed.
+STREAM_ACCEPT_ENCODING = {
+    "name": "Accept-Encoding",
+    "in": "header",
+    "schema": {"type": "string", "examples": ["deflate", "gzip, deflate, br", "identity"]},
+    "description": "With deflate accepted, the stream is deflate-compressed (about a quarter of the "
+    "bytes); gzip alone is not used for streams.",
 }
 
 
@@ -51,6 +65,7 @@ def feed_paths() -> dict[str, Any]:
                 "parameters": [
                     BATCH_ID,
                     LAST_EVENT_ID,
+                    STREAM_ACCEPT_ENCODING,
                     query(
                         "last_event_id",
                         {"type": "string", "pattern": "^[0-9]+\\.[0-9]+$"},
@@ -60,7 +75,10 @@ def feed_paths() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "The stream; it closes after `end`, or earlier (resume it).",
-                        "headers": {"Cache-Control": STREAM_HEADERS["Cache-Control"]},
+                        "headers": {
+                            name: STREAM_HEADERS[name]
+                            for name in ("Cache-Control", "Content-Encoding", "Vary")
+                        },
                         "content": {"text/event-stream": {"schema": EVENT}},
                     },
                     **problem_answers("400", "401", "404", "503"),

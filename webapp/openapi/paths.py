@@ -24,12 +24,14 @@ ACCEPT_ENCODING = {
     "in": "header",
     "schema": {"type": "string", "examples": ["gzip", "identity"]},
     "description": "With gzip accepted, the download is gzip-compressed (Content-Encoding: gzip), still "
-    "streamed: each write is compressed and flushed on its own.",
+    "streamed: each write is compressed and flushed on its own. `results.ndjson?follow=true` is "
+    "deflate-compressed instead, when deflate is accepted (as for the events stream).",
 }
 DOWNLOAD_HEADERS = {
     "Content-Encoding": {
-        "schema": {"const": "gzip"},
-        "description": "Present when Accept-Encoding allowed gzip: the body is gzip-compressed.",
+        "schema": {"enum": ["gzip", "deflate"]},
+        "description": "Present when Accept-Encoding allowed it: gzip for a download, deflate for a "
+        "followed `results.ndjson`.",
     },
     "Vary": {"schema": {"type": "string"}, "description": "Names Accept-Encoding: the body depends on it."},
 }
