@@ -103,8 +103,9 @@ def test_upload_follow_prints_every_row_once_across_streams_the_server_ends(serv
 
 class CuttingProxy:
     """A TCP proxy in front of the service that closes each of its first ``cuts`` connections
-    once ``budget(n)`` bytes of the answer have passed (mid-event, at no boundary in particular);
-    later connections pass whole."""
+    once ``budget(n)`` bytes of the answer have passed (mid-event, at no boundary in particular:
+    the CLI asks for the stream deflated, so mid-piece of the zlib stream too); later connections
+    pass whole. ``heads``: the first bytes of each answer."""
 
     def __init__(self, port: int, cuts: int) -> None:
         self.upstream = port
@@ -112,11 +113,12 @@ class CuttingProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.connections = 0
+        self.heads: list[bytes] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     @staticmethod
     def budget(n: int) -> int:
-        return 3_000 + 7_919 * n
+        return 750 + 1_979 * n  # deflated, about a quarter of the rows' bytes
 
     def _accept(self) -> None:
         while True:
@@ -129,11 +131,16 @@ class CuttingProxy:
             server = socket.create_connection(("127.0.0.1", self.upstream))
             budget = self.budget(n) if n <= self.cuts else None
             threading.Thread(target=self._pipe, args=(client, server, None), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, budget), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, budget, True), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, target: socket.socket, budget: int | None) -> None:
+    def _pipe(
+        self, source: socket.socket, target: socket.socket, budget: int | None, answer: bool = False
+    ) -> None:
         try:
             while data := source.recv(65536):
+                if answer:
+                    self.heads.append(data[:1024])
+                    answer = False
                 if budget is not None:
                     data = data[:budget]
                     budget -= len(data)
@@ -167,6 +174,7 @@ def test_follow_through_connections_cut_mid_event_prints_every_row_once(service,
         proxy.close()
     assert done.returncode == 2, done.stderr  # completed_with_errors
     assert proxy.connections >= 7 and "reconnecting" in done.stderr
+    assert all(b"content-encoding: deflate" in head.lower() for head in proxy.heads), proxy.heads
     printed = rows_of(done.stdout)
     assert_each_once(printed, download(web, key, batch_id))
     (failed,) = [row for row in printed if row[5]]

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -140,11 +141,15 @@ class FeedServer:
     """Serves GET /batch/batch-1/events from Last-Event-ID on, connection ``n`` as ``plans[n]``
     says (the last plan again after that): ``("whole",)``; ``("cut", bytes)`` closes after that
     many bytes of the stream, mid-event; ``("close", events)`` closes cleanly after that many
-    events; ``("503",)``; ``("stall", events)`` sends that many and waits for ``release``."""
+    events; ``("503",)``; ``("stall", events)`` sends that many and waits for ``release``. With
+    ``deflate``, each stream is one zlib stream, and a cut cuts it."""
 
-    def __init__(self, plans: list[tuple], status: str = "completed", chunked: bool = False) -> None:
+    def __init__(
+        self, plans: list[tuple], status: str = "completed", chunked: bool = False, deflate: bool = False
+    ) -> None:
         self.events = feed_events(status)
         self.plans = plans
+        self.deflate = deflate
         self.last_ids: list[str | None] = []
         self.release = threading.Event()
         feed = self
@@ -192,11 +197,16 @@ class FeedServer:
         if plan[0] in ("close", "stall"):
             events = events[: plan[1]]
         stream = b"retry: 0\r\n\r\n: hello\r\n\r\n" + b"".join(events)
+        if self.deflate:
+            assert handler.headers["Accept-Encoding"] == "deflate"
+            stream = zlib.compress(stream)
         if plan[0] == "cut":
             stream = stream[: plan[1]]
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Cache-Control", "no-store")
+        if self.deflate:
+            handler.send_header("Content-Encoding", "deflate")
         if chunked:
             handler.send_header("Transfer-Encoding", "chunked")
         handler.end_headers()
@@ -220,8 +230,10 @@ class FeedServer:
 def feed_server(monkeypatch) -> Iterator[Callable[..., FeedServer]]:
     servers: list[FeedServer] = []
 
-    def start(plans: list[tuple], status: str = "completed", chunked: bool = False) -> FeedServer:
-        servers.append(FeedServer(plans, status, chunked))
+    def start(
+        plans: list[tuple], status: str = "completed", chunked: bool = False, **more: bool
+    ) -> FeedServer:
+        servers.append(FeedServer(plans, status, chunked, **more))
         monkeypatch.setenv("SENTIMENT_URL", servers[-1].url)
         return servers[-1]
 
@@ -238,10 +250,17 @@ def expected_rows(rows: list[dict]) -> list[dict[str, str]]:
     return printed_rows(csv_rows(rows).decode())
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["close-delimited", "chunked"])
-def test_follow_prints_every_row_once_across_cut_closed_and_refused_streams(feed_server, capsys, chunked):
-    plans = [("cut", 700), ("close", 3), ("503",), ("cut", 1500), ("cut", 33), ("whole",)]
-    server = feed_server(plans, chunked=chunked)
+@pytest.mark.parametrize(
+    ("chunked", "deflate"),
+    [(False, False), (True, False), (True, True)],
+    ids=["close-delimited", "chunked", "chunked-deflated"],
+)
+def test_follow_prints_every_row_once_across_cut_closed_and_refused_streams(
+    feed_server, capsys, chunked, deflate
+):
+    cuts = (400, 150) if deflate else (700, 1500)  # deflated, the same events take fewer bytes
+    plans = [("cut", cuts[0]), ("close", 3), ("503",), ("cut", cuts[1]), ("cut", 33), ("whole",)]
+    server = feed_server(plans, chunked=chunked, deflate=deflate)
     assert cli_main.main(["follow", "batch-1"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("id,text,sentiment,score,compound,error\n")
