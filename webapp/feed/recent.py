@@ -54,8 +54,11 @@ class Recent:
         index = bisect_right(self.positions, after)
         served = self.chunks[index : index + limit]
         if len(served) < limit and self.read_through < batch.commit_seq:
-            self._add(fetch(batch, last, wanted), batch, wanted)
-            served = self.chunks[bisect_right(self.positions, after) :][:limit]
+            found = fetch(batch, last, wanted)
+            # Served from what was read, not from what is kept after it: keeping the newest may let
+            # go of chunks this follower has not had yet.
+            served += found[: limit - len(served)]
+            self._add(found, batch, wanted)
         return served
 
     def _add(self, found: list[CommittedChunk], batch: Batch, limit: int) -> None:
