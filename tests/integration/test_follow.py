@@ -295,8 +295,12 @@ def test_a_stream_is_its_owners_alone(client, db):
 def test_head_of_a_stream_is_its_head_alone(web_server):
     batch_id = _upload(web_server.base, ["good"])
     with requests.Session() as session:
-        answer = session.head(f"{web_server.base}/batch/{batch_id}/events", timeout=10)
+        answer = session.head(
+            f"{web_server.base}/batch/{batch_id}/events", headers={"Accept-Encoding": "deflate"}, timeout=10
+        )
         assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/event-stream")
+        # The head a GET gets: deflated, and no length (a GET's body is chunked, never empty).
+        assert answer.headers["Content-Encoding"] == "deflate" and "Content-Length" not in answer.headers
         # The same connection answers the next request: nothing followed the head.
         assert session.get(f"{web_server.base}/healthz", timeout=10).json() == {"status": "ok"}
 

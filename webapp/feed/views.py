@@ -71,7 +71,10 @@ def follow(public_id: str, framing: Framing, after: Position, max_seconds: float
     if encoder.content_encoding:
         headers["Content-Encoding"] = encoder.content_encoding
     if request.method == "HEAD":  # the head alone: nothing to follow
-        return Response(status=200, headers=headers)
+        head = Response(status=200, headers=headers)
+        # A GET's body has no length (it is chunked, or ends at the close): the head names none.
+        head.automatically_set_content_length = False
+        return head
     if request.environ.get(OFFER):
         hub, who = _hub(), caller()
         if hub.full(who):
