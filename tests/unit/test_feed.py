@@ -18,7 +18,7 @@ from core.errors import InvalidInput
 from webapp.feed.encoding import Identity
 from webapp.feed.follower import STEP_CHUNKS, Follower
 from webapp.feed.framing import JsonLines, ServerSentEvents
-from webapp.feed.recent import Recent
+from webapp.feed.recent import KEEP_CHARS, Recent
 
 BATCH = Batch(
     id=7,
@@ -160,6 +160,7 @@ class Kept:
         self.chunks: list[CommittedChunk] = []
         self.recent = Recent()
         self.texts: dict[int, str] = {}
+        self.fetched: list[int] = []  # characters of JSON each read brought
 
     def commit(self, size: int) -> Batch:
         # One string a size, shared: only its length counts here.
@@ -168,7 +169,9 @@ class Kept:
         return replace(BATCH, commit_seq=len(self.chunks))
 
     def fetch(self, batch: Batch, after: Position, limit: int) -> list[CommittedChunk]:
-        return [chunk for chunk in self.chunks[: batch.commit_seq] if chunk.position > after][:limit]
+        found = [chunk for chunk in self.chunks[: batch.commit_seq] if chunk.position > after][:limit]
+        self.fetched.append(sum(len(chunk.json) for chunk in found))
+        return found
 
     def read(self, batch: Batch, after: Position) -> list[Position]:
         return [chunk.position for chunk in self.recent.read(batch, after, STEP_CHUNKS, self.fetch)]
@@ -184,6 +187,16 @@ def test_a_follower_reading_on_past_what_is_kept_gets_every_chunk_once_however_l
     while served := kept.read(batch, after):
         got, after = got + served, served[-1]
     assert got == [chunk.position for chunk in kept.chunks]
+
+
+def test_long_rows_are_read_no_more_than_kept_and_each_chunk_once_by_a_follower_alone():
+    kept = Kept()
+    for _ in range(300):
+        batch = kept.commit(700_000)  # KEEP_CHARS holds about fifteen of these
+    after = Position()
+    while served := kept.read(batch, after):
+        after = served[-1]
+    assert max(kept.fetched) <= KEEP_CHARS and sum(kept.fetched) == 300 * 700_000
 
 
 @given(
