@@ -4,8 +4,8 @@ The view reads the batch as the caller (404 unless theirs), checks where the str
 then detaches the connection to this worker's hub (webapp.server.detach), past MAX_STREAMS
 answering 503 with Retry-After; a client that accepts deflate gets the stream deflated. Where no
 hub can take the connection (the Flask test client, ``flask run``), the same follower runs in the
-request's thread instead, uncompressed. The NDJSON feed is not
-cut at STREAM_MAX_SECONDS: its lines carry no event ids to resume from.
+request's thread instead, uncompressed. The NDJSON feed is not cut at STREAM_MAX_SECONDS: its
+lines carry no event ids to resume from. A HEAD is answered with the head a GET would get.
 """
 
 from __future__ import annotations
