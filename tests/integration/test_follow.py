@@ -74,6 +74,9 @@ class Reader:
                     return True
                 if hang_up_after is not None and count >= hang_up_after:
                     return False
+            # The server cut it (STREAM_MAX_SECONDS, a stopping worker): no last chunk, and a
+            # deflated body's zlib stream unended, so that no client takes it for whole.
+            assert stream.cut and not stream.inflated_whole
             return False
         finally:
             stream.close()
