@@ -306,6 +306,30 @@ def test_head_of_a_stream_is_its_head_alone(web_server):
         assert answer.headers["Content-Encoding"] == "deflate" and "Content-Length" not in answer.headers
         # The same connection answers the next request: nothing followed the head.
         assert session.get(f"{web_server.base}/healthz", timeout=10).json() == {"status": "ok"}
+        # Accept-Encoding as RFC 9110 reads it: deflate when acceptable and not less wanted
+        # than the body as it is; codings are case-insensitive, "*" names any coding not listed.
+        codings = {
+            "gzip, deflate, br": "deflate",
+            "*": "deflate",
+            "DEFLATE;q=0.001": "deflate",
+            "identity;q=0.5, deflate": "deflate",
+            "deflate;q=0": None,
+            "*, deflate;q=0": None,
+            "gzip": None,
+            "": None,
+            "identity;q=0": None,  # nothing it accepts is offered: the body as it is
+            "deflate;q=x, garbage": None,
+            "identity, deflate;q=0.5": None,
+            "deflate;q=0.5, *": None,
+        }
+        for accepted, coding in codings.items():
+            answer = session.head(
+                f"{web_server.base}/batch/{batch_id}/results.ndjson?follow=true",
+                headers={"Accept-Encoding": accepted},
+                timeout=10,
+            )
+            assert answer.headers.get("Content-Encoding") == coding, accepted
+            assert answer.headers["Vary"] == "Accept-Encoding"
 
 
 def test_a_cancelled_batch_is_complete_once_no_chunk_is_left_in_hand(client, upload, db):

@@ -67,7 +67,7 @@ def follow(public_id: str, framing: Framing, after: Position, max_seconds: float
     headers = {"Content-Type": framing.content_type, "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     headers["Vary"] = "Accept-Encoding"
     # Deflated only where the hub serves the stream: it shares each chunk's compressed bytes.
-    encoder = encoder_for(bool(request.environ.get(OFFER)) and request.accept_encodings["deflate"] > 0)
+    encoder = encoder_for(bool(request.environ.get(OFFER)) and _wants_deflate())
     if encoder.content_encoding:
         headers["Content-Encoding"] = encoder.content_encoding
     if request.method == "HEAD":  # the head alone: nothing to follow
@@ -88,6 +88,14 @@ def follow(public_id: str, framing: Framing, after: Position, max_seconds: float
         )
         return Response(status=200, headers=headers)
     return Response(_in_thread(follower, get_pool(), settings().follow_poll_seconds), headers=headers)
+
+
+def _wants_deflate() -> bool:
+    """Whether the client accepts deflate (RFC 9110's Accept-Encoding: ``*`` names any coding it
+    does not list) and weighs it no lower than the body as it is (``identity``, which weighs
+    nothing here unless named or covered by ``*``)."""
+    accepted = request.accept_encodings
+    return accepted["deflate"] > 0 and accepted["deflate"] >= accepted["identity"]
 
 
 def _in_thread(follower: Follower, pool: WebPool, poll_seconds: float) -> Iterator[bytes]:
