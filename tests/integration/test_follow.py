@@ -8,7 +8,9 @@ import json
 import os
 import random
 import signal
+import socket
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
@@ -160,6 +162,40 @@ def test_a_stream_that_starts_after_the_end_replays_every_row_and_ends(web_serve
     parsed = [json.loads(line) for line in lines.text.splitlines()]
     assert sorted(p["id"] for p in parsed) == sorted(r["id"] for r in reader.rows)
     assert set(parsed[0]) == {"id", "text", "sentiment", "score", "compound", "pos", "neu", "neg", "error"}
+
+
+def _http10(base: str, path: str) -> tuple[bytes, bytes]:
+    """An HTTP/1.0 GET accepting deflate, read until the server closes: (head, body)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nAccept-Encoding: deflate\r\n\r\n".encode())
+        received = b""
+        while data := sock.recv(65536):
+            received += data
+    head, _, body = received.partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_over_http10_a_whole_deflated_stream_is_one_zlib_stream_ending_at_the_close(web_server, runners):
+    texts = sample_texts(500, seed=6)
+    batch_id = _upload(web_server.base, texts)
+    runners.start()
+    wait_for(
+        lambda: requests.get(f"{web_server.base}/batch/{batch_id}", timeout=5).json()["status"] == "completed"
+    )
+    for path in (f"/batch/{batch_id}/events", f"/batch/{batch_id}/results.ndjson?follow=true"):
+        head, body = _http10(web_server.base, path)
+        assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
+        assert b"\r\nContent-Encoding: deflate" in head and b"chunked" not in head.lower(), head
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(body).decode()
+        assert inflater.eof and not inflater.unused_data  # whole: the zlib end, its checksum right
+        if path.endswith("events"):
+            assert "\nevent: end\n" in text and text.count('"row":') == 500
+        else:
+            assert sorted(int(json.loads(line)["id"][1:]) for line in text.splitlines()) == list(
+                range(1, 501)
+            )
 
 
 def test_ndjson_follow_streams_a_running_batch_to_its_end(web_server, runners):
