@@ -87,14 +87,15 @@ def _inflated_rows(base: str, batch_id: str, counted: list[int]) -> None:
     conn.request("GET", f"/batch/{batch_id}/events", headers={"Accept-Encoding": "deflate"})
     answer, inflater = conn.getresponse(), zlib.decompressobj()
     assert answer.headers["Content-Encoding"] == "deflate"
-    rows, ended, tail = 0, False, b""
+    rows, tail, last = 0, b"", b""
     while data := answer.read1(262144):
-        text = tail + inflater.decompress(data)
+        inflated = inflater.decompress(data)
+        text = tail + inflated
         rows += text.count(b'{"row":')
-        ended |= b"event: end\n" in text
         tail = text[-6:]  # shorter than what is counted, so nothing is counted twice
+        last = (last + inflated)[-TAIL:]  # ``end``, the last event, whole however it was split
     conn.close()
-    counted.append(rows if ended and inflater.eof else -1)
+    counted.append(rows if b"event: end\n" in last and inflater.eof else -1)
 
 
 def _first_rows_after(base: str, batch_id: str) -> float:

@@ -8,7 +8,9 @@ import json
 import os
 import random
 import signal
+import socket
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,9 @@ class Reader:
                     return True
                 if hang_up_after is not None and count >= hang_up_after:
                     return False
+            # The server cut it (STREAM_MAX_SECONDS, a stopping worker): no last chunk, and a
+            # deflated body's zlib stream unended, so that no client takes it for whole.
+            assert stream.cut and not stream.inflated_whole
             return False
         finally:
             stream.close()
@@ -157,6 +162,40 @@ def test_a_stream_that_starts_after_the_end_replays_every_row_and_ends(web_serve
     parsed = [json.loads(line) for line in lines.text.splitlines()]
     assert sorted(p["id"] for p in parsed) == sorted(r["id"] for r in reader.rows)
     assert set(parsed[0]) == {"id", "text", "sentiment", "score", "compound", "pos", "neu", "neg", "error"}
+
+
+def _http10(base: str, path: str) -> tuple[bytes, bytes]:
+    """An HTTP/1.0 GET accepting deflate, read until the server closes: (head, body)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nAccept-Encoding: deflate\r\n\r\n".encode())
+        received = b""
+        while data := sock.recv(65536):
+            received += data
+    head, _, body = received.partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_over_http10_a_whole_deflated_stream_is_one_zlib_stream_ending_at_the_close(web_server, runners):
+    texts = sample_texts(500, seed=6)
+    batch_id = _upload(web_server.base, texts)
+    runners.start()
+    wait_for(
+        lambda: requests.get(f"{web_server.base}/batch/{batch_id}", timeout=5).json()["status"] == "completed"
+    )
+    for path in (f"/batch/{batch_id}/events", f"/batch/{batch_id}/results.ndjson?follow=true"):
+        head, body = _http10(web_server.base, path)
+        assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
+        assert b"\r\nContent-Encoding: deflate" in head and b"chunked" not in head.lower(), head
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(body).decode()
+        assert inflater.eof and not inflater.unused_data  # whole: the zlib end, its checksum right
+        if path.endswith("events"):
+            assert "\nevent: end\n" in text and text.count('"row":') == 500
+        else:
+            assert sorted(int(json.loads(line)["id"][1:]) for line in text.splitlines()) == list(
+                range(1, 501)
+            )
 
 
 def test_ndjson_follow_streams_a_running_batch_to_its_end(web_server, runners):
@@ -295,10 +334,38 @@ def test_a_stream_is_its_owners_alone(client, db):
 def test_head_of_a_stream_is_its_head_alone(web_server):
     batch_id = _upload(web_server.base, ["good"])
     with requests.Session() as session:
-        answer = session.head(f"{web_server.base}/batch/{batch_id}/events", timeout=10)
+        answer = session.head(
+            f"{web_server.base}/batch/{batch_id}/events", headers={"Accept-Encoding": "deflate"}, timeout=10
+        )
         assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/event-stream")
+        # The head a GET gets: deflated, and no length (a GET's body is chunked, never empty).
+        assert answer.headers["Content-Encoding"] == "deflate" and "Content-Length" not in answer.headers
         # The same connection answers the next request: nothing followed the head.
         assert session.get(f"{web_server.base}/healthz", timeout=10).json() == {"status": "ok"}
+        # Accept-Encoding as RFC 9110 reads it: deflate when acceptable and not less wanted
+        # than the body as it is; codings are case-insensitive, "*" names any coding not listed.
+        codings = {
+            "gzip, deflate, br": "deflate",
+            "*": "deflate",
+            "DEFLATE;q=0.001": "deflate",
+            "identity;q=0.5, deflate": "deflate",
+            "deflate;q=0": None,
+            "*, deflate;q=0": None,
+            "gzip": None,
+            "": None,
+            "identity;q=0": None,  # nothing it accepts is offered: the body as it is
+            "deflate;q=x, garbage": None,
+            "identity, deflate;q=0.5": None,
+            "deflate;q=0.5, *": None,
+        }
+        for accepted, coding in codings.items():
+            answer = session.head(
+                f"{web_server.base}/batch/{batch_id}/results.ndjson?follow=true",
+                headers={"Accept-Encoding": accepted},
+                timeout=10,
+            )
+            assert answer.headers.get("Content-Encoding") == coding, accepted
+            assert answer.headers["Vary"] == "Accept-Encoding"
 
 
 def test_a_cancelled_batch_is_complete_once_no_chunk_is_left_in_hand(client, upload, db):

@@ -1,4 +1,5 @@
-"""A follower without a database: event ids, what each step sends, and when the stream ends."""
+"""A follower without a database: event ids, what each step sends, when the stream ends, and the
+chunks kept for every follower of a batch (webapp.feed.recent)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.batches import Batch, Result
 from core.batches.feed import CommittedChunk, FollowState, Position
@@ -15,6 +18,7 @@ from core.errors import InvalidInput
 from webapp.feed.encoding import Identity
 from webapp.feed.follower import STEP_CHUNKS, Follower
 from webapp.feed.framing import JsonLines, ServerSentEvents
+from webapp.feed.recent import KEEP_CHARS, Recent
 
 BATCH = Batch(
     id=7,
@@ -147,3 +151,75 @@ def test_a_follower_far_behind_reads_a_step_at_a_time_and_resumes_where_it_was()
 def test_a_deleted_batch_ends_the_stream_without_an_end_event():
     follower = Follower(BATCH.id, ServerSentEvents(), None)  # type: ignore[arg-type]
     assert _step(follower, None, Log().read) == b"" and follower.ended
+
+
+class Kept:
+    """A commit log of one chunk an entry, sizes chosen, read through a Recent by many followers."""
+
+    def __init__(self) -> None:
+        self.chunks: list[CommittedChunk] = []
+        self.recent = Recent()
+        self.texts: dict[int, str] = {}
+        self.fetched: list[int] = []  # characters of JSON each read brought
+
+    def commit(self, size: int) -> Batch:
+        # One string a size, shared: only its length counts here.
+        json = self.texts.setdefault(size, "x" * size)
+        self.chunks.append(CommittedChunk(Position(len(self.chunks) + 1, 1), 1, json))
+        return replace(BATCH, commit_seq=len(self.chunks))
+
+    def fetch(self, batch: Batch, after: Position, limit: int) -> list[CommittedChunk]:
+        found = [chunk for chunk in self.chunks[: batch.commit_seq] if chunk.position > after][:limit]
+        self.fetched.append(sum(len(chunk.json) for chunk in found))
+        return found
+
+    def read(self, batch: Batch, after: Position) -> list[Position]:
+        return [chunk.position for chunk in self.recent.read(batch, after, STEP_CHUNKS, self.fetch)]
+
+
+def test_a_follower_reading_on_past_what_is_kept_gets_every_chunk_once_however_large():
+    # A hundred chunks read at once pass KEEP_CHARS: what is let go at the front must not take
+    # the chunks between the follower and the newest with it.
+    kept = Kept()
+    for _ in range(300):
+        batch = kept.commit(200_000)
+    got, after = [], Position()
+    while served := kept.read(batch, after):
+        got, after = got + served, served[-1]
+    assert got == [chunk.position for chunk in kept.chunks]
+
+
+def test_long_rows_are_read_no_more_than_kept_and_each_chunk_once_by_a_follower_alone():
+    kept = Kept()
+    for _ in range(300):
+        batch = kept.commit(700_000)  # KEEP_CHARS holds about fifteen of these
+    after = Position()
+    while served := kept.read(batch, after):
+        after = served[-1]
+    assert max(kept.fetched) <= KEEP_CHARS and sum(kept.fetched) == 300 * 700_000
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("commit"), st.integers(1, 150), st.sampled_from([10, 90_000, 700_000])),
+            st.tuples(st.just("read"), st.integers(0, 3), st.just(0)),
+        ),
+        max_size=60,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_followers_anywhere_among_what_is_kept_get_each_committed_chunk_once_in_order(steps):
+    kept, batch = Kept(), BATCH
+    followers: list[list[Position]] = [[], [], [], []]
+    for action, value, size in steps:
+        if action == "commit":
+            for _ in range(value):
+                batch = kept.commit(size)
+            continue
+        got = followers[value]
+        served = kept.read(batch, got[-1] if got else Position())
+        got += served
+        assert got == [chunk.position for chunk in kept.chunks[: len(got)]]
+        if len(served) < STEP_CHUNKS:  # fewer only once all committed so far are given
+            assert len(got) == batch.commit_seq

@@ -4,12 +4,13 @@ exactly its own frames."""
 
 from __future__ import annotations
 
+import threading
 import zlib
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webapp.feed.compression import adler32_combine
+from webapp.feed.compression import Piece, adler32_combine, deflate
 from webapp.feed.encoding import Deflate, Identity
 from webapp.feed.frames import Runs, SharedFrame
 from webapp.feed.stream import Stream
@@ -89,3 +90,32 @@ def test_runs_join_each_stretch_of_shared_frames_once_for_every_stream():
     )
     runs.clear()
     assert runs.join([one, two, three])[0] is not second[0]
+
+
+def test_an_http10_deflated_body_is_the_zlib_stream_alone_whole_only_once_finished():
+    stream = Stream(None, None, None, True, False, None, Deflate())  # type: ignore[arg-type]
+    frames = _chunks()
+    stream.queue([b"", *frames])  # an empty first frame: skipped, the header still comes once
+    inflater = zlib.decompressobj()
+    assert inflater.decompress(b"".join(stream.out)) == b"".join(frame.raw for frame in frames)
+    assert not inflater.eof  # cut here, the body ends at the close and the inflater says so
+    stream.finish()
+    assert zlib.decompress(b"".join(stream.out)) == b"".join(frame.raw for frame in frames)
+
+
+def test_pieces_deflated_by_many_threads_at_once_each_inflate_alone():
+    frames = [f"event: rows\ndata: {n} {'x' * (n % 700)}\n\n".encode() * 20 for n in range(400)]
+    pieces: dict[int, Piece] = {}
+
+    def work(offset: int) -> None:
+        for n in range(offset, len(frames), 4):
+            pieces[n] = deflate(frames[n])
+
+    threads = [threading.Thread(target=work, args=(offset,)) for offset in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for n, frame in enumerate(frames):
+        assert zlib.decompressobj(-zlib.MAX_WBITS).decompress(pieces[n].data) == frame
+        assert (pieces[n].adler, pieces[n].size) == (zlib.adler32(frame), len(frame))

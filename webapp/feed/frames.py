@@ -1,12 +1,13 @@
 """Frames shared by many streams: a chunk's rows, made once, and runs of them sent as one.
 
-A follower's step yields frames: its own bytes (its progress, its end) or a :class:`SharedFrame`,
-the frame of a committed chunk, which every follower of the batch sends alike. Followers that
-keep up with a batch step together, each poll, over the same new chunks: :class:`Runs` gives them
-one frame for all those chunks, made by the first and reused by the rest during that turn of the
-hub, so that each stream queues, encodes and sends one buffer a step, not one a chunk. A shared
-frame's deflated piece (webapp.feed.compression) is made the first time a compressed stream
-needs it, and a run's is joined from its frames' pieces.
+A follower's step yields frames: its own bytes (its end) or a :class:`SharedFrame`, the frame of
+a committed chunk or of the batch's progress as the last poll read it, which every follower of
+the batch sends alike (and the SSE retry and keep-alive lines, which every stream does).
+Followers that keep up with a batch step together, each poll, over the same new chunks:
+:class:`Runs` gives them one frame for all those chunks, made by the first and reused by the
+rest during that turn of the hub, so that each stream queues, encodes and sends one buffer a
+step, not one a chunk. A shared frame's deflated piece (webapp.feed.compression) is made the
+first time a compressed stream needs it, and a run's is joined from its frames' pieces.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ RETRY_MILLISECONDS = 1000
 #: The frames every SSE stream sends alike.
 _SSE_START = SharedFrame(f"retry: {RETRY_MILLISECONDS}\n\n".encode())
 _SSE_IDLE = SharedFrame(b": keep-alive\n\n")
-#: The last progress frame made per batch id, with the Batch it was made of.
+#: The last progress frame made per batch id, with the Batch it was made of (held, so that the
+#: identity it is matched by stays its own). Past _PROGRESS_KEPT batches all are let go.
 _progress_frames: dict[int, tuple[Batch, SharedFrame]] = {}
 _PROGRESS_KEPT = 1024
 

@@ -21,7 +21,8 @@ from core.batches.feed import CommittedChunk, Position
 #: characters of JSON and frames.
 KEEP_CHUNKS = 400
 KEEP_CHARS = 24_000_000
-#: Chunks read at a time into what is kept: followers that keep up need one read a poll.
+#: Chunks read at a time into what is kept, fewer where they would not fit half of KEEP_CHARS:
+#: followers that keep up need one read a poll.
 FETCH_CHUNKS = 100
 
 #: Reads from the database: (batch, after, at most this many) -> chunks in commit order.
@@ -38,13 +39,15 @@ class Recent:
         self.sizes: list[int] = []  # characters kept per chunk: its JSON and its frame
         #: Every entry up to this one is kept (or was, before it was let go at the front).
         self.read_through = 0
+        #: Characters each chunk of the last read keeps, on average (0: nothing read yet).
+        self.chunk_chars = 0
 
     def read(self, batch: Batch, after: Position, limit: int, fetch: Fetch) -> list[CommittedChunk]:
         """At most ``limit`` chunks after ``after``; fewer only once all committed so far are given."""
         if self.start is not None and after < self.start:  # behind all that is kept: alone
             return fetch(batch, after, limit)
-        # What is kept is read FETCH_CHUNKS at a time, for this follower and those after it.
-        wanted = max(limit, FETCH_CHUNKS)
+        # What is kept is read many chunks at a time, for this follower and those after it.
+        wanted = self._wanted(limit)
         last = self.positions[-1] if self.positions else self.start
         if last is None or after > last:  # nothing kept yet, or ahead of it: keep from here
             found = fetch(batch, after, wanted)
@@ -54,16 +57,29 @@ class Recent:
         index = bisect_right(self.positions, after)
         served = self.chunks[index : index + limit]
         if len(served) < limit and self.read_through < batch.commit_seq:
-            self._add(fetch(batch, last, wanted), batch, wanted)
-            served = self.chunks[bisect_right(self.positions, after) :][:limit]
+            found = fetch(batch, last, wanted)
+            # Served from what was read, not from what is kept after it: keeping the newest may let
+            # go of chunks this follower has not had yet.
+            served += found[: limit - len(served)]
+            self._add(found, batch, wanted)
         return served
+
+    def _wanted(self, limit: int) -> int:
+        """FETCH_CHUNKS, or as many as fit half of KEEP_CHARS at the size of the last chunks read
+        (``limit`` before any): a read of long rows holds no more than is kept, and what it
+        keeps does not let go of the chunks it just read."""
+        fits = KEEP_CHARS // 2 // self.chunk_chars if self.chunk_chars else 0
+        return max(limit, min(FETCH_CHUNKS, fits))
 
     def _add(self, found: list[CommittedChunk], batch: Batch, limit: int) -> None:
         self.chunks += found
         self.positions += [chunk.position for chunk in found]
         # Each kept chunk holds its rows' JSON and, once sent, the frame made of it, and that
         # frame deflated (about a quarter of it).
-        self.sizes += [len(chunk.json) * 9 // 4 for chunk in found]
+        sizes = [len(chunk.json) * 9 // 4 for chunk in found]
+        self.sizes += sizes
+        if found:
+            self.chunk_chars = max(1, sum(sizes) // len(found))
         if len(found) < limit:  # caught up with every entry the batch's state counts
             self.read_through = max(self.read_through, batch.commit_seq)
         dropped = max(0, len(self.chunks) - KEEP_CHUNKS)

@@ -4,8 +4,8 @@ The view reads the batch as the caller (404 unless theirs), checks where the str
 then detaches the connection to this worker's hub (webapp.server.detach), past MAX_STREAMS
 answering 503 with Retry-After; a client that accepts deflate gets the stream deflated. Where no
 hub can take the connection (the Flask test client, ``flask run``), the same follower runs in the
-request's thread instead, uncompressed. The NDJSON feed is not
-cut at STREAM_MAX_SECONDS: its lines carry no event ids to resume from.
+request's thread instead, uncompressed. The NDJSON feed is not cut at STREAM_MAX_SECONDS: its
+lines carry no event ids to resume from. A HEAD is answered with the head a GET would get.
 """
 
 from __future__ import annotations
@@ -67,11 +67,14 @@ def follow(public_id: str, framing: Framing, after: Position, max_seconds: float
     headers = {"Content-Type": framing.content_type, "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     headers["Vary"] = "Accept-Encoding"
     # Deflated only where the hub serves the stream: it shares each chunk's compressed bytes.
-    encoder = encoder_for(bool(request.environ.get(OFFER)) and request.accept_encodings["deflate"] > 0)
+    encoder = encoder_for(bool(request.environ.get(OFFER)) and _wants_deflate())
     if encoder.content_encoding:
         headers["Content-Encoding"] = encoder.content_encoding
     if request.method == "HEAD":  # the head alone: nothing to follow
-        return Response(status=200, headers=headers)
+        head = Response(status=200, headers=headers)
+        # A GET's body has no length (it is chunked, or ends at the close): the head names none.
+        head.automatically_set_content_length = False
+        return head
     if request.environ.get(OFFER):
         hub, who = _hub(), caller()
         if hub.full(who):
@@ -85,6 +88,14 @@ def follow(public_id: str, framing: Framing, after: Position, max_seconds: float
         )
         return Response(status=200, headers=headers)
     return Response(_in_thread(follower, get_pool(), settings().follow_poll_seconds), headers=headers)
+
+
+def _wants_deflate() -> bool:
+    """Whether the client accepts deflate (RFC 9110's Accept-Encoding: ``*`` names any coding it
+    does not list) and weighs it no lower than the body as it is (``identity``, which weighs
+    nothing here unless named or covered by ``*``)."""
+    accepted = request.accept_encodings
+    return accepted["deflate"] > 0 and accepted["deflate"] >= accepted["identity"]
 
 
 def _in_thread(follower: Follower, pool: WebPool, poll_seconds: float) -> Iterator[bytes]:

@@ -50,8 +50,8 @@ STREAM_ACCEPT_ENCODING = {
     "name": "Accept-Encoding",
     "in": "header",
     "schema": {"type": "string", "examples": ["deflate", "gzip, deflate, br", "identity"]},
-    "description": "With deflate accepted, the stream is deflate-compressed (about a quarter of the "
-    "bytes); gzip alone is not used for streams.",
+    "description": "With deflate accepted (and weighed no lower than identity), the stream is "
+    "deflate-compressed (about a quarter of the bytes); gzip alone is not used for streams.",
 }
 
 
