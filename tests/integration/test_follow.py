@@ -37,6 +37,14 @@ def _upload(base: str, texts: list[str], key: str | None = None) -> str:
     return answer.json()["batch_id"]
 
 
+def _scored(base: str, texts: list[str], runners) -> str:  # type: ignore[no-untyped-def]
+    """Upload ``texts``, score them with one runner, and wait until the batch has completed."""
+    batch_id = _upload(base, texts)
+    runners.start()
+    wait_for(lambda: requests.get(f"{base}/batch/{batch_id}", timeout=5).json()["status"] == "completed")
+    return batch_id
+
+
 class Reader:
     """Reads a batch's events, resuming with Last-Event-ID, and keeps every row it was sent."""
 
@@ -146,11 +154,7 @@ def test_every_row_once_though_runners_are_killed_mid_batch(web_server, runners)
 
 def test_a_stream_that_starts_after_the_end_replays_every_row_and_ends(web_server, runners):
     texts = sample_texts(1_500, seed=5)
-    batch_id = _upload(web_server.base, texts)
-    runners.start()
-    wait_for(
-        lambda: requests.get(f"{web_server.base}/batch/{batch_id}", timeout=5).json()["status"] == "completed"
-    )
+    batch_id = _scored(web_server.base, texts, runners)
     reader = Reader(web_server.base, batch_id)
     assert reader.read() and reader.streams == 1
     _assert_every_row_once(reader.rows, texts)
@@ -178,11 +182,7 @@ def _http10(base: str, path: str) -> tuple[bytes, bytes]:
 
 def test_over_http10_a_whole_deflated_stream_is_one_zlib_stream_ending_at_the_close(web_server, runners):
     texts = sample_texts(500, seed=6)
-    batch_id = _upload(web_server.base, texts)
-    runners.start()
-    wait_for(
-        lambda: requests.get(f"{web_server.base}/batch/{batch_id}", timeout=5).json()["status"] == "completed"
-    )
+    batch_id = _scored(web_server.base, texts, runners)
     for path in (f"/batch/{batch_id}/events", f"/batch/{batch_id}/results.ndjson?follow=true"):
         head, body = _http10(web_server.base, path)
         assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
