@@ -72,6 +72,9 @@ class FollowState:
 
     batch: Batch
     in_hand: bool  # a runner still holds one of its chunks (only a cancelled batch can be final so)
+    #: The frame each stream format made of its progress (webapp.feed.framing's, opaque here):
+    #: every follower of the batch is given this same state by a poll, and encodes it once.
+    frames: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def over(self) -> bool:

@@ -223,3 +223,13 @@ def test_followers_anywhere_among_what_is_kept_get_each_committed_chunk_once_in_
         assert got == [chunk.position for chunk in kept.chunks[: len(got)]]
         if len(served) < STEP_CHUNKS:  # fewer only once all committed so far are given
             assert len(got) == batch.commit_seq
+
+
+def test_followers_given_the_same_state_share_its_progress_frame_and_a_new_state_makes_another():
+    first, second = Follower(BATCH.id, ServerSentEvents(), None), Follower(BATCH.id, ServerSentEvents(), None)  # type: ignore[arg-type]
+    state = FollowState(BATCH, in_hand=False)
+    (mine,), (theirs,) = first.step(state, Log().read), second.step(state, Log().read)
+    assert mine is theirs and mine.raw.startswith(b"event: progress\n")
+    later = FollowState(replace(BATCH, processed_count=100), in_hand=False)
+    (newer,) = first.step(later, Log().read)
+    assert newer is not mine and b'"processed_count":100' in newer.raw

@@ -73,7 +73,7 @@ class Follower:
         # First: a stream opens with the batch, and the rows that follow cover at least its counts.
         if key != self._progress:
             self._progress = key
-            frames.append(self.framing.progress(batch))
+            frames.append(self.framing.progress(state))
         if self.behind or self.read_through < batch.commit_seq:
             chunks = read(batch, self.position, STEP_CHUNKS)
             size = 0

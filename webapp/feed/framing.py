@@ -12,7 +12,7 @@ import json
 from typing import Any, Protocol
 
 from core.batches import Batch
-from core.batches.feed import CommittedChunk
+from core.batches.feed import CommittedChunk, FollowState
 from webapp.feed.frames import Frame, SharedFrame
 
 #: How long an EventSource waits before it reconnects after the stream ends without ``end``.
@@ -21,10 +21,6 @@ RETRY_MILLISECONDS = 1000
 #: The frames every SSE stream sends alike.
 _SSE_START = SharedFrame(f"retry: {RETRY_MILLISECONDS}\n\n".encode())
 _SSE_IDLE = SharedFrame(b": keep-alive\n\n")
-#: The last progress frame made per batch id, with the Batch it was made of (held, so that the
-#: identity it is matched by stays its own). Past _PROGRESS_KEPT batches all are let go.
-_progress_frames: dict[int, tuple[Batch, SharedFrame]] = {}
-_PROGRESS_KEPT = 1024
 
 
 def _json(value: Any) -> str:
@@ -39,7 +35,7 @@ class Framing(Protocol):
     export: bool  # its rows are read as results.ndjson lines (else as results-page items)
 
     def start(self) -> Frame: ...
-    def progress(self, batch: Batch) -> Frame: ...
+    def progress(self, state: FollowState) -> Frame: ...
     def rows(self, chunk: CommittedChunk) -> Frame: ...
     def end(self, batch: Batch) -> Frame: ...
     def idle(self) -> Frame: ...
@@ -54,14 +50,11 @@ class ServerSentEvents:
     def start(self) -> Frame:
         return _SSE_START
 
-    def progress(self, batch: Batch) -> Frame:
-        # The followers of a batch are given the same Batch by each poll: its frame is made once.
-        made = _progress_frames.get(batch.id)
-        if made is None or made[0] is not batch:
-            if len(_progress_frames) >= _PROGRESS_KEPT:
-                _progress_frames.clear()
-            made = _progress_frames[batch.id] = (batch, SharedFrame(self._event("progress", batch)))
-        return made[1]
+    def progress(self, state: FollowState) -> Frame:
+        frame = state.frames.get("sse")
+        if frame is None:
+            frame = state.frames["sse"] = SharedFrame(self._event("progress", state.batch))
+        return frame
 
     @staticmethod
     def _event(name: str, batch: Batch) -> bytes:
@@ -92,7 +85,7 @@ class JsonLines:
     def start(self) -> bytes:
         return b""
 
-    def progress(self, batch: Batch) -> bytes:
+    def progress(self, state: FollowState) -> bytes:
         return b""
 
     def rows(self, chunk: CommittedChunk) -> Frame:
