@@ -1,5 +1,5 @@
 -- name: batch_commits_rows_after
--- At most `chunks` committed chunks after a position (seq, chunk) of a batch's commit log, in commit order, each as one row: its rows' count and their JSON (results-page items joined by commas, or with `export` results.ndjson lines); a range of batch_commits' primary key, then each chunk's range of the results' and inputs' primary keys. A chunk with no rows left still comes, with none, so the position passes it.
+-- At most `chunks` committed chunks after a position (seq, chunk) of a batch's commit log, in commit order, each as one row: its rows' count and their JSON (results-page items joined by commas, or with `export` results.ndjson lines); a range of batch_commits' primary key, then each chunk's ranges of the results' and inputs' primary keys, merged. A chunk with no rows left still comes, with none, so the position passes it.
 WITH entries AS (
     -- seq >= after_seq bounds the index range; the row comparison then drops
     -- the chunks of entry after_seq that the reader has had.
@@ -14,44 +14,49 @@ WITH entries AS (
 SELECT e.seq, e.chunk::integer AS chunk, count(x.row_number)::integer AS rows,
        -- Each row's JSON is written here, in C, once per chunk for all of its followers: the
        -- members of rows.RESULT_MEMBERS (error and fields only when set) or, for `export`,
-       -- rows.EXPORT_COLUMNS and fields, in their order (tests compare them with both).
+       -- rows.EXPORT_COLUMNS and fields, in their order (tests compare them with both). A label is
+       -- one of three plain words, so it is quoted rather than escaped by to_json.
        coalesce(string_agg(x.json, CASE WHEN %(export)s THEN E'\n' ELSE ',' END ORDER BY x.row_number), '')
            AS json
 FROM entries AS e
 LEFT JOIN (SELECT field_names FROM batches WHERE id = %(batch_id)s) AS names ON true
 LEFT JOIN LATERAL (
-    -- Fences (OFFSET 0) keep both subqueries run per chunk and per row: a range of the results'
-    -- primary key, then one probe of the inputs' each. Flattened, the planner took the chunks'
-    -- ranges for a join filter over the whole batch whenever the partitions' statistics
-    -- (analyzed seldom, by design) said they were empty.
-    SELECT r.row_number,
+    SELECT j.row_number,
            CASE WHEN %(export)s THEN
-               '{"id":' || to_json(i.client_id) || ',"text":' || to_json(i.text)
-               || ',"sentiment":' || coalesce(to_json(vader_label(r.compound))::text, 'null')
-               || ',"score":' || json_number(abs(r.compound))
-               || ',"compound":' || json_number(r.compound)
-               || ',"pos":' || json_number(r.pos)
-               || ',"neu":' || json_number(r.neu)
-               || ',"neg":' || json_number(r.neg)
-               || ',"error":' || coalesce(to_json(r.error)::text, 'null')
-               || coalesce(',"fields":' || json_object(names.field_names, i.fields)::text, '') || '}'
+               '{"id":' || to_json(j.client_id) || ',"text":' || to_json(j.text)
+               || ',"sentiment":' || coalesce('"' || vader_label(j.compound) || '"', 'null')
+               || ',"score":' || json_number(abs(j.compound))
+               || ',"compound":' || json_number(j.compound)
+               || ',"pos":' || json_number(j.pos)
+               || ',"neu":' || json_number(j.neu)
+               || ',"neg":' || json_number(j.neg)
+               || ',"error":' || coalesce(to_json(j.error)::text, 'null')
+               || coalesce(',"fields":' || json_object(names.field_names, j.fields)::text, '') || '}'
            ELSE
-               '{"row":' || r.row_number || ',"line":' || coalesce(i.line_number::text, 'null')
-               || ',"id":' || to_json(i.client_id) || ',"text":' || to_json(i.text)
-               || ',"sentiment":' || coalesce(to_json(vader_label(r.compound))::text, 'null')
-               || ',"score":' || json_number(abs(r.compound))
-               || ',"compound":' || json_number(r.compound)
-               || coalesce(',"error":' || to_json(r.error), '')
-               || coalesce(',"fields":' || json_object(names.field_names, i.fields)::text, '') || '}'
+               '{"row":' || j.row_number || ',"line":' || coalesce(j.line_number::text, 'null')
+               || ',"id":' || to_json(j.client_id) || ',"text":' || to_json(j.text)
+               || ',"sentiment":' || coalesce('"' || vader_label(j.compound) || '"', 'null')
+               || ',"score":' || json_number(abs(j.compound))
+               || ',"compound":' || json_number(j.compound)
+               || coalesce(',"error":' || to_json(j.error), '')
+               || coalesce(',"fields":' || json_object(names.field_names, j.fields)::text, '') || '}'
            END AS json
-    FROM batch_results AS r
-    CROSS JOIN LATERAL (
-        SELECT line_number, client_id, text, fields FROM batch_inputs
-        WHERE batch_id = %(batch_id)s AND row_number = r.row_number
+    FROM (
+        -- One chunk's results and inputs: two ranges of primary keys, each read once and merged.
+        -- A FULL JOIN runs only as a merge or a hash join: the planner cannot make it a loop that
+        -- reads one range per row of the other, as it did for an inner join whenever the
+        -- partitions' statistics (analyzed seldom, by design) said they were empty. The fence
+        -- (OFFSET 0) keeps the filter below from turning it into an inner join.
+        SELECT r.row_number, r.compound, r.pos, r.neu, r.neg, r.error,
+               i.row_number AS input_row, i.line_number, i.client_id, i.text, i.fields
+        FROM (SELECT * FROM batch_results
+              WHERE batch_id = %(batch_id)s AND row_number BETWEEN e.first_row AND e.last_row) AS r
+        FULL JOIN (SELECT * FROM batch_inputs
+                   WHERE batch_id = %(batch_id)s AND row_number BETWEEN e.first_row AND e.last_row) AS i
+            ON i.row_number = r.row_number
         OFFSET 0
-    ) AS i
-    WHERE r.batch_id = %(batch_id)s AND r.row_number BETWEEN e.first_row AND e.last_row
-    OFFSET 0
+    ) AS j
+    WHERE j.row_number IS NOT NULL AND j.input_row IS NOT NULL
 ) AS x ON true
 GROUP BY e.seq, e.chunk
 ORDER BY e.seq, e.chunk;

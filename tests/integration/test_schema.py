@@ -260,15 +260,21 @@ def test_batch_mirrors_the_batches_table_column_for_column(db):
 
 @pytest.mark.parametrize("export", [False, True])
 @pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+@pytest.mark.parametrize("analyzed", ["before the upload", "before the scoring"])
 def test_a_follower_reads_each_chunk_by_key_ranges_whatever_the_statistics(
-    upload, db, plan_cache_mode, export
+    upload, db, plan_cache_mode, export, analyzed
 ):
     from tests.integration.helpers import score_everything
 
+    # Statistics taken while the batch had no inputs or no results yet, as its partition's
+    # seldom analyses leave them.
+    if analyzed == "before the upload":
+        db.execute("ANALYZE batch_results")
+        db.execute("ANALYZE batch_inputs")
     public_id = upload(make_csv(["fine"] * 5_000))["batch_id"]
-    # Statistics taken while the batch had no results, as its partition's seldom analyses leave them.
-    db.execute("ANALYZE batch_results")
-    db.execute("ANALYZE batch_inputs")
+    if analyzed == "before the scoring":
+        db.execute("ANALYZE batch_results")
+        db.execute("ANALYZE batch_inputs")
     score_everything(db)
     batch_id = db.execute("SELECT id FROM batches WHERE public_id = %s", (public_id,)).fetchone()[0]
     db.execute(f"SET plan_cache_mode = {plan_cache_mode}")
