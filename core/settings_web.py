@@ -96,6 +96,13 @@ class WebSettings:
         "how often a web worker with open streams reads, in one query for all of them, whether their "
         "batches have new rows",
     )
+    stream_nice: int = setting(
+        "STREAM_NICE",
+        10,
+        "how many nice steps (Linux, up to 19) below its request threads a web worker's stream thread "
+        "runs: followers get the CPU that the runners and requests leave; 0 for the same priority",
+        minimum=0,
+    )
     db_pool_size: int = setting("DB_POOL_SIZE", 6, "database connections per web worker")
     db_pool_timeout: float = setting(
         "DB_POOL_TIMEOUT", 5.0, "seconds a request waits for a database connection before answering 503"

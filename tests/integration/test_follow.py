@@ -247,6 +247,21 @@ def test_fifty_open_streams_hold_no_thread_and_leave_the_service_answering(web_s
     assert _threads(worker) == before
 
 
+@pytest.mark.parametrize("nice", ["0", "7"])
+def test_the_thread_serving_streams_runs_stream_nice_steps_below_the_others(serve, nice):
+    server = serve(STREAM_NICE=nice)
+    batch_id = _upload(server.base, ["good", "bad"])
+    stream = Stream(f"{server.base}/batch/{batch_id}/events")
+    next(iter(stream))  # the hub has started: it sent the first event
+    worker = _worker_pid(server.proc.pid)
+    base = os.getpriority(os.PRIO_PROCESS, server.proc.pid)
+    nices = sorted(os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{worker}/task"))
+    stream.close()
+    lowered = [n for n in nices if n != base]
+    assert lowered == ([] if nice == "0" else [base + int(nice)]), nices
+    assert len(nices) > 2  # the request threads, the hub and the main thread
+
+
 def test_past_max_streams_a_new_stream_is_503_with_retry_after(serve):
     server = serve(MAX_STREAMS="2")
     batch_id = _upload(server.base, ["good", "bad"])

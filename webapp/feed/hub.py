@@ -11,7 +11,8 @@ more only once less than LOW_WATER_BYTES waits for its client. A client that tak
 CLIENT_TIMEOUT is dropped, and an SSE stream is closed CLIENT_TIMEOUT after STREAM_MAX_SECONDS
 whatever it still holds (its client resumes with Last-Event-ID). Only a stream that reached its
 batch's end gets the body's end (webapp.feed.stream): a client can tell a cut stream from a whole
-one. When the worker stops, what is queued is sent, for STOP_FLUSH_SECONDS at most.
+one. When the worker stops, what is queued is sent, for STOP_FLUSH_SECONDS at most. The thread
+runs STREAM_NICE steps below the request threads (webapp.feed.priority).
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ import psycopg
 from core.batches import Batch
 from core.batches.feed import CommittedChunk, DurableStates, FollowState, Position, poll
 from core.clients import API_TOKEN_HOLDER, LOCAL_USER, Caller
+from core.settings import Settings
 from webapp.db import WebPool
 from webapp.feed.encoding import Encoder
 from webapp.feed.follower import Follower, reader
 from webapp.feed.frames import Runs
+from webapp.feed.priority import lower_this_thread
 from webapp.feed.recent import Recent
 from webapp.feed.stream import SEND_BUFFERS, Stream, first
 
@@ -50,9 +53,8 @@ STOP_FLUSH_SECONDS = 2.0
 class Hub:
     """The streams of this worker process, and the thread that serves them."""
 
-    def __init__(self, pool: WebPool, *, poll_seconds: float, write_timeout: float, max_streams: int) -> None:
-        self.pool = pool
-        self.poll_seconds, self.write_timeout, self.max_streams = poll_seconds, write_timeout, max_streams
+    def __init__(self, pool: WebPool, config: Settings) -> None:
+        self.pool, self.config = pool, config  # FOLLOW_POLL_SECONDS, CLIENT_TIMEOUT, MAX_STREAMS, STREAM_NICE
         self._selector = selectors.DefaultSelector()
         self._wake_out, self._wake_in = socket.socketpair()
         self._wake_out.setblocking(False)
@@ -76,8 +78,8 @@ class Hub:
             streams = [*self._streams.values(), *self._arrivals]
             mine = sum(stream.who == who for stream in streams)
             stopping = self._stopping_at is not None
-        over_share = who != LOCAL_USER and mine >= max(1, self.max_streams // 2)
-        return stopping or len(streams) >= self.max_streams or over_share
+        over_share = who != LOCAL_USER and mine >= max(1, self.config.max_streams // 2)
+        return stopping or len(streams) >= self.config.max_streams or over_share
 
     def take(
         self,
@@ -101,8 +103,7 @@ class Hub:
     def stop(self) -> None:
         """Flush and close every stream, then end the thread (the worker is stopping)."""
         with self._lock:
-            if self._stopping_at is None:
-                self._stopping_at = time.monotonic() + STOP_FLUSH_SECONDS
+            self._stopping_at = self._stopping_at or time.monotonic() + STOP_FLUSH_SECONDS
         self._wake()
 
     def join(self, timeout: float) -> None:
@@ -114,6 +115,7 @@ class Hub:
 
     # -- the thread ---------------------------------------------------------------------
     def _run(self) -> None:
+        lower_this_thread(self.config.stream_nice)
         while True:
             try:
                 if not self._turn():
@@ -146,7 +148,7 @@ class Hub:
             return self._drain_to_stop(now)
         if self._streams and now >= self._next_poll:
             self._poll()
-            self._next_poll = now + self.poll_seconds
+            self._next_poll = now + self.config.follow_poll_seconds
         self._advance(now)
         return True
 
@@ -188,10 +190,8 @@ class Hub:
 
     def _state(self, stream: Stream) -> FollowState | bool | None:
         """The stream's batch as last seen durable; False until a durable poll has seen it at all."""
-        states, batch_id = self._durable.states, stream.follower.batch_id
-        if batch_id in states:
-            return states[batch_id]
-        return None if self._durable.seen(batch_id) else False
+        batch_id = stream.follower.batch_id
+        return self._durable.states.get(batch_id, None if self._durable.seen(batch_id) else False)
 
     def _advance(self, now: float) -> None:
         self._runs.clear()
@@ -208,8 +208,8 @@ class Hub:
                     stream.finish()
             if stream.closes_at is not None and not follower.ended and now >= stream.closes_at:
                 follower.ended = True  # the client resumes with Last-Event-ID
-            late = stream.closes_at is not None and now >= stream.closes_at + self.write_timeout
-            stuck = stream.queued and now - stream.last_sent > self.write_timeout
+            late = stream.closes_at is not None and now >= stream.closes_at + self.config.client_timeout
+            stuck = stream.queued and now - stream.last_sent > self.config.client_timeout
             if late or stuck:
                 log.info("a follower took too long to read its stream, which is dropped")
                 self._close(stream)

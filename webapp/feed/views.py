@@ -48,15 +48,7 @@ def follow_ndjson(public_id: str) -> Response:
 
 
 def _hub() -> Hub:
-    config = settings()
-    return process_hub(
-        lambda: Hub(
-            get_pool(),
-            poll_seconds=config.follow_poll_seconds,
-            write_timeout=config.client_timeout,
-            max_streams=config.max_streams,
-        )
-    )
+    return process_hub(lambda: Hub(get_pool(), settings()))
 
 
 def follow(public_id: str, framing: Framing, after: Position, max_seconds: float | None) -> Response:
