@@ -71,7 +71,7 @@ def follow(public_id: str, framing: Framing, after: Position, max_seconds: float
         hub, who = _hub(), caller()
         if hub.full(who):
             detail = (
-                f"This server holds its most open streams ({hub.max_streams}, one key at most half of "
+                f"This server holds its most open streams ({hub.config.max_streams}, one key at most half of "
                 "them), or is restarting; retry shortly."
             )
             raise Problem(503, "Too many streams", detail, "too-many-streams", {"Retry-After": "2"})
