@@ -163,7 +163,7 @@ def test_0019_keeps_finished_batches_readable_and_completes_one_in_flight(at_001
         from core.batches.feed import Position, rows_after
 
         logged = rows_after(db, flight, Position(), 100)
-        items = [[item["row"] for item in json.loads(f"[{chunk.json}]")] for chunk in logged]
+        items = [[item["row"] for item in json.loads(b"[" + chunk.json + b"]")] for chunk in logged]
         assert str(logged[0].position) == "1.1" and items[0][0] == 1
         assert sorted(row for chunk in items for row in chunk) == list(range(1, 301))
         assert [chunk.rows for chunk in rows_after(db, done, Position(), 100)] == [2]

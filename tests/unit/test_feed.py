@@ -18,7 +18,7 @@ from core.errors import InvalidInput
 from webapp.feed.encoding import Identity
 from webapp.feed.follower import STEP_CHUNKS, Follower
 from webapp.feed.framing import JsonLines, ServerSentEvents
-from webapp.feed.recent import KEEP_CHARS, Recent
+from webapp.feed.recent import KEEP_BYTES, Recent
 
 BATCH = Batch(
     id=7,
@@ -53,7 +53,7 @@ def _row(number: int) -> Result:
 def _chunk(position: Position, first: int, last: int) -> CommittedChunk:
     """A chunk as the database reads it: its rows' page items, joined by commas."""
     items = [json.dumps(_row(n).to_json(), separators=(",", ":")) for n in range(first, last + 1)]
-    return CommittedChunk(position, len(items), ",".join(items))
+    return CommittedChunk(position, len(items), ",".join(items).encode())
 
 
 class Log:
@@ -159,12 +159,12 @@ class Kept:
     def __init__(self) -> None:
         self.chunks: list[CommittedChunk] = []
         self.recent = Recent()
-        self.texts: dict[int, str] = {}
-        self.fetched: list[int] = []  # characters of JSON each read brought
+        self.texts: dict[int, bytes] = {}
+        self.fetched: list[int] = []  # bytes of JSON each read brought
 
     def commit(self, size: int) -> Batch:
         # One string a size, shared: only its length counts here.
-        json = self.texts.setdefault(size, "x" * size)
+        json = self.texts.setdefault(size, b"x" * size)
         self.chunks.append(CommittedChunk(Position(len(self.chunks) + 1, 1), 1, json))
         return replace(BATCH, commit_seq=len(self.chunks))
 
@@ -178,7 +178,7 @@ class Kept:
 
 
 def test_a_follower_reading_on_past_what_is_kept_gets_every_chunk_once_however_large():
-    # A hundred chunks read at once pass KEEP_CHARS: what is let go at the front must not take
+    # A hundred chunks read at once pass KEEP_BYTES: what is let go at the front must not take
     # the chunks between the follower and the newest with it.
     kept = Kept()
     for _ in range(300):
@@ -192,11 +192,11 @@ def test_a_follower_reading_on_past_what_is_kept_gets_every_chunk_once_however_l
 def test_long_rows_are_read_no_more_than_kept_and_each_chunk_once_by_a_follower_alone():
     kept = Kept()
     for _ in range(300):
-        batch = kept.commit(700_000)  # KEEP_CHARS holds about fifteen of these
+        batch = kept.commit(700_000)  # KEEP_BYTES holds about fifteen of these
     after = Position()
     while served := kept.read(batch, after):
         after = served[-1]
-    assert max(kept.fetched) <= KEEP_CHARS and sum(kept.fetched) == 300 * 700_000
+    assert max(kept.fetched) <= KEEP_BYTES and sum(kept.fetched) == 300 * 700_000
 
 
 @given(

@@ -18,15 +18,17 @@ from webapp.feed.compression import Piece, deflate, joined
 class SharedFrame:
     """A frame many streams send: one frame's bytes, or the frames of a run one after the other."""
 
-    __slots__ = ("_parts", "_piece", "_raw")
+    __slots__ = ("_parts", "_piece", "_raw", "_size")
 
     def __init__(self, raw: bytes = b"", parts: tuple[SharedFrame, ...] = ()) -> None:
         self._raw: bytes | None = None if parts else raw
         self._parts = parts
         self._piece: Piece | None = None
+        # Asked of every frame each stream queues: counted once.
+        self._size = sum(part._size for part in parts) if parts else len(raw)
 
     def __len__(self) -> int:
-        return len(self._raw) if self._raw is not None else sum(len(part) for part in self._parts)
+        return self._size
 
     @property
     def raw(self) -> bytes:

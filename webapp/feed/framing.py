@@ -64,8 +64,8 @@ class ServerSentEvents:
         frame = chunk.frames.get("sse")
         if frame is None:
             # The rows' JSON escapes CR and LF (SSE's only line ends), so the data stays one line.
-            data = '{"rows":[' + chunk.json + "]}"
-            frame = SharedFrame(f"event: rows\nid: {chunk.position}\ndata: {data}\n\n".encode())
+            head = f'event: rows\nid: {chunk.position}\ndata: {{"rows":['.encode()
+            frame = SharedFrame(b"".join((head, chunk.json, b"]}\n\n")))
             chunk.frames["sse"] = frame
         return frame
 
@@ -91,7 +91,7 @@ class JsonLines:
     def rows(self, chunk: CommittedChunk) -> Frame:
         frame = chunk.frames.get("ndjson")
         if frame is None:
-            frame = SharedFrame((chunk.json + "\n").encode()) if chunk.rows else b""
+            frame = SharedFrame(chunk.json + b"\n") if chunk.rows else b""
             chunk.frames["ndjson"] = frame
         return frame
 

@@ -18,10 +18,10 @@ from core.batches import Batch
 from core.batches.feed import CommittedChunk, Position
 
 #: Chunks kept per followed batch and row shape (about 40,000 rows), and at most this many
-#: characters of JSON and frames.
+#: bytes of JSON and frames.
 KEEP_CHUNKS = 400
-KEEP_CHARS = 24_000_000
-#: Chunks read at a time into what is kept, fewer where they would not fit half of KEEP_CHARS:
+KEEP_BYTES = 24_000_000
+#: Chunks read at a time into what is kept, fewer where they would not fit half of KEEP_BYTES:
 #: followers that keep up need one read a poll.
 FETCH_CHUNKS = 100
 
@@ -36,11 +36,11 @@ class Recent:
         self.start: Position | None = None  # None: nothing kept yet
         self.chunks: list[CommittedChunk] = []
         self.positions: list[Position] = []
-        self.sizes: list[int] = []  # characters kept per chunk: its JSON and its frame
+        self.sizes: list[int] = []  # bytes kept per chunk: its JSON and its frame
         #: Every entry up to this one is kept (or was, before it was let go at the front).
         self.read_through = 0
-        #: Characters each chunk of the last read keeps, on average (0: nothing read yet).
-        self.chunk_chars = 0
+        #: Bytes each chunk of the last read keeps, on average (0: nothing read yet).
+        self.chunk_bytes = 0
 
     def read(self, batch: Batch, after: Position, limit: int, fetch: Fetch) -> list[CommittedChunk]:
         """At most ``limit`` chunks after ``after``; fewer only once all committed so far are given."""
@@ -65,10 +65,10 @@ class Recent:
         return served
 
     def _wanted(self, limit: int) -> int:
-        """FETCH_CHUNKS, or as many as fit half of KEEP_CHARS at the size of the last chunks read
+        """FETCH_CHUNKS, or as many as fit half of KEEP_BYTES at the size of the last chunks read
         (``limit`` before any): a read of long rows holds no more than is kept, and what it
         keeps does not let go of the chunks it just read."""
-        fits = KEEP_CHARS // 2 // self.chunk_chars if self.chunk_chars else 0
+        fits = KEEP_BYTES // 2 // self.chunk_bytes if self.chunk_bytes else 0
         return max(limit, min(FETCH_CHUNKS, fits))
 
     def _add(self, found: list[CommittedChunk], batch: Batch, limit: int) -> None:
@@ -79,12 +79,12 @@ class Recent:
         sizes = [len(chunk.json) * 9 // 4 for chunk in found]
         self.sizes += sizes
         if found:
-            self.chunk_chars = max(1, sum(sizes) // len(found))
+            self.chunk_bytes = max(1, sum(sizes) // len(found))
         if len(found) < limit:  # caught up with every entry the batch's state counts
             self.read_through = max(self.read_through, batch.commit_seq)
         dropped = max(0, len(self.chunks) - KEEP_CHUNKS)
         kept = sum(self.sizes[dropped:])
-        while kept > KEEP_CHARS and dropped < len(self.chunks) - 1:
+        while kept > KEEP_BYTES and dropped < len(self.chunks) - 1:
             kept -= self.sizes[dropped]
             dropped += 1
         if dropped:
