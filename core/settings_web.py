@@ -100,7 +100,9 @@ class WebSettings:
         "STREAM_NICE",
         10,
         "how many nice steps (Linux, up to 19) below its request threads a web worker's stream thread "
-        "runs: followers get the CPU that the runners and requests leave; 0 for the same priority",
+        "runs: followers get the CPU that runners in the same cgroup and session leave (not across "
+        "containers), and on a busy machine the worker's requests wait longer for the GIL it holds; "
+        "0 for the same priority (docs/design.md)",
         minimum=0,
     )
     db_pool_size: int = setting("DB_POOL_SIZE", 6, "database connections per web worker")

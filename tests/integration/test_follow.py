@@ -20,6 +20,7 @@ from core.clients import create_key
 from jobrunner.scoring import fast
 from tests.helpers import make_csv, sample_texts, wait_for
 from tests.sse import Stream
+from webapp.feed.priority import LOWEST_NICE
 
 SLOW = {"SCORER": "tests.scorers:slow", "TEST_SCORE_DELAY_SECONDS": "0.02"}
 
@@ -249,6 +250,8 @@ def test_fifty_open_streams_hold_no_thread_and_leave_the_service_answering(web_s
 
 @pytest.mark.parametrize("nice", ["0", "7"])
 def test_the_thread_serving_streams_runs_stream_nice_steps_below_the_others(serve, nice):
+    if os.nice(0) + int(nice) > LOWEST_NICE:  # under `nice`, the steps would be cut at 19
+        pytest.skip(f"the tests run at nice {os.nice(0)}: {nice} steps more pass {LOWEST_NICE}")
     server = serve(STREAM_NICE=nice)
     batch_id = _upload(server.base, ["good", "bad"])
     stream = Stream(f"{server.base}/batch/{batch_id}/events")

@@ -262,3 +262,26 @@ def test_a_runner_that_may_not_drop_partitions_refuses_to_start_and_a_member_of_
             conn.execute("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM bypass_runner")
         superuser.execute("DROP ROLE bypass_runner")
         superuser.execute("DROP ROLE member_runner")
+
+
+def test_a_follower_reads_as_its_caller_what_the_owner_reads_and_another_key_nothing(app, upload, db):
+    """A stream's read of committed chunks, under the policies of every table it joins: the key's
+    own batch reads whole, as the owner's policy-free connection reads it; another key reads no
+    chunk of it."""
+    from core import batches
+    from core.batches.feed import Position, rows_after
+
+    keys = {name: clients.create_key(db, name) for name in ("alice", "bob")}
+    texts = ["nice", "awful", 'été \u2028 \x01 "q" \\', "plain"] * 75
+    public_id = upload(make_csv(texts, ids=[f"ïd\t{n}" for n in range(300)]), key=keys["alice"])["batch_id"]
+    score_everything(db)
+    batch = batches.get(db, public_id)
+    pool = app.extensions["db_pool"]
+    for export in (False, True):
+        whole = [(c.position, c.rows, c.json) for c in rows_after(db, batch, Position(), 100, export=export)]
+        assert sum(rows for _, rows, _ in whole) == len(texts)
+        with pool.caller_connection(Caller("alice", "alice", admin=False)) as conn:
+            seen = rows_after(conn, batch, Position(), 100, export=export)
+        assert [(c.position, c.rows, c.json) for c in seen] == whole
+        with pool.caller_connection(Caller("bob", "bob", admin=False)) as conn:
+            assert rows_after(conn, batch, Position(), 100, export=export) == []

@@ -5,6 +5,11 @@ At the priority of the request threads it competes on equal terms with the runne
 rows (where they share a machine) and with the requests themselves. A few nice steps lower, it
 gets the CPU they leave, and all of it when they leave it idle. A follower that falls behind
 meanwhile loses nothing: it reads on from the batch's commit log.
+
+Limits (docs/design.md): a nice value orders threads within one cgroup and autogroup session
+only, so runners in a container of their own are not behind it; and the thread shares the
+worker's GIL, so a request thread waiting for the GIL waits for this thread's next turn on the
+CPU, which on a busy machine comes later the lower it runs.
 """
 
 from __future__ import annotations
