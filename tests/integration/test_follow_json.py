@@ -15,7 +15,7 @@ from core.batches.feed import Position, rows_after
 from core.batches.queue import RunnerIdentity, claim_chunk, finish_chunk
 from core.settings_web import longest_row_json
 from jobrunner.chunk_scoring import score_chunk
-from tests.helpers import sample_texts
+from tests.helpers import make_csv, sample_texts
 from tests.integration.test_faults import finished
 
 AWKWARD = [
@@ -89,6 +89,20 @@ def test_followers_rows_equal_the_pages_and_the_download(client, upload, runners
     assert any("error" in item for item in followed)
     kept = shape != "id and text alone"
     assert all(("fields" in item) == kept for item in followed + lines)
+
+
+def test_rows_come_as_utf8_whatever_the_connections_encoding(client, upload, runners, db):
+    texts = ["café au lait, très bon", "naïve résumé", "plain words"]
+    batch_id = upload(make_csv(texts))["batch_id"]
+    runners.start()
+    finished(client, batch_id, timeout=60)
+    batch = store.get(db, batch_id)
+    as_sent = rows_after(db, batch, Position(), 10)
+    db.execute("SET client_encoding TO 'LATIN1'")  # decoded from Latin-1, then written as UTF-8
+    decoded = rows_after(db, batch, Position(), 10)
+    assert [chunk.json for chunk in decoded] == [chunk.json for chunk in as_sent]
+    rows = json.loads(b"[" + as_sent[0].json + b"]")
+    assert [row["text"] for row in rows] == texts
 
 
 def test_a_row_at_its_longest_takes_no_more_json_than_the_chunk_size_check_counts(app, upload, db):
