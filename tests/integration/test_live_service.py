@@ -104,6 +104,14 @@ def is_runner(proc: Proc) -> bool:
 # -- a `make run` in a process group of its own -----------------------------------------
 
 
+def _signals_as_a_terminal_leaves_them() -> None:
+    """Ctrl-C and Ctrl-\\ at their defaults, as a shell's foreground job has them: a test run
+    started in the background by a shell without job control inherits them ignored, and make
+    keeps an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 class ProcessGroup:
     """A command started as a terminal's foreground job: leader of a new process group."""
 
@@ -112,7 +120,13 @@ class ProcessGroup:
         self.pgdata = pgdata
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_signals_as_a_terminal_leaves_them,
         )
         self.seen: dict[int, Proc] = {}
 
