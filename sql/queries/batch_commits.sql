@@ -1,5 +1,5 @@
 -- name: batch_commits_rows_after
--- At most `chunks` committed chunks after a position (seq, chunk) of a batch's commit log, in commit order, each as one row: its rows' count and their JSON (results-page items joined by commas, or with `export` results.ndjson lines); a range of batch_commits' primary key, then each chunk's ranges of the results' and inputs' primary keys, merged. A chunk with no rows left still comes, with none, so the position passes it.
+-- At most `chunks` committed chunks after a position (seq, chunk) of a batch's commit log, in commit order, each as one row: its rows' count and their JSON (results-page items joined by commas, or with `export` results.ndjson lines); a range of batch_commits' primary key, then each chunk's ranges of the results' and inputs' primary keys, joined. A chunk with no rows left still comes, with none, so the position passes it.
 WITH entries AS (
     -- seq >= after_seq bounds the index range; the row comparison then drops
     -- the chunks of entry after_seq that the reader has had.
@@ -42,7 +42,7 @@ LEFT JOIN LATERAL (
                || coalesce(',"fields":' || json_object(names.field_names, j.fields)::text, '') || '}'
            END AS json
     FROM (
-        -- One chunk's results and inputs: two ranges of primary keys, each read once and merged.
+        -- One chunk's results and inputs: two ranges of primary keys, each read once, then joined.
         -- A FULL JOIN runs only as a merge or a hash join: the planner cannot make it a loop that
         -- reads one range per row of the other, as it did for an inner join whenever the
         -- partitions' statistics (analyzed seldom, by design) said they were empty. The fence
